@@ -1,0 +1,29 @@
+//! The error body every failed API call returns.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A stable machine-readable code plus a message a person can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed or a value is out of range (400).
+    InvalidArgument,
+    /// The named resource does not exist (404).
+    NotFound,
+    /// The resource exists already, or is in a state that forbids the request (409).
+    Conflict,
+    /// The caller may not do this (401/403).
+    PermissionDenied,
+    /// The server cannot do this now, for example because the pipeline is disabled (503).
+    Unavailable,
+    /// Something failed inside the server; the message says what (500).
+    Internal,
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}

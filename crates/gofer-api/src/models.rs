@@ -1,0 +1,253 @@
+//! The resources Gofer keeps: namespaces, pipelines, config versions, runs and task executions.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::config;
+
+/// The namespace that always exists.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// A partition of pipelines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Namespace {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// Epoch milliseconds.
+    pub created: u64,
+    /// Epoch milliseconds.
+    pub modified: u64,
+}
+
+/// Whether a pipeline takes new runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineState {
+    Active,
+    Disabled,
+}
+
+/// A pipeline: its identity, state and which config version new runs use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Pipeline {
+    pub namespace_id: String,
+    pub pipeline_id: String,
+    /// Name from the live config version.
+    pub name: String,
+    pub description: Option<String>,
+    pub state: PipelineState,
+    /// The config version new runs use; `None` until a version is deployed.
+    pub live_version: Option<u64>,
+    /// The newest registered config version.
+    pub latest_version: u64,
+    pub created: u64,
+    pub modified: u64,
+}
+
+/// Where a config version stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigState {
+    /// Registered, never deployed.
+    Unreleased,
+    /// The version new runs use.
+    Live,
+    /// Was live once, replaced since.
+    Deprecated,
+}
+
+/// One immutable, registered version of a pipeline's config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PipelineConfig {
+    pub namespace_id: String,
+    pub pipeline_id: String,
+    pub version: u64,
+    pub state: ConfigState,
+    /// SHA-256 of the canonical JSON of `config`; equal hashes mean identical configs.
+    pub hash: String,
+    pub registered: u64,
+    pub config: config::Pipeline,
+}
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Pending,
+    Running,
+    Complete,
+}
+
+/// How a run ended; `unknown` until it is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Unknown,
+    Successful,
+    Failed,
+    Cancelled,
+}
+
+/// Why a run or task ended the way it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusReasonKind {
+    /// A container exited non-zero.
+    AbnormalExit,
+    /// The container engine refused or failed the request.
+    SchedulerError,
+    /// Something the task needed was missing (a parent's outcome, a secret, an object).
+    FailedPrecondition,
+    /// A user asked for it to be cancelled.
+    UserCancelled,
+    /// It ran longer than allowed.
+    Timeout,
+    /// The server lost track of it (for example after a crash).
+    Orphaned,
+}
+
+/// A status reason with a human-readable description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatusReason {
+    pub reason: StatusReasonKind,
+    pub description: String,
+}
+
+/// Where a variable came from; later sources override earlier ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VariableSource {
+    System,
+    PipelineConfig,
+    RunOptions,
+    Extension,
+}
+
+/// One environment variable with its origin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Variable {
+    pub key: String,
+    pub value: String,
+    pub source: VariableSource,
+}
+
+/// Who or what started a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Initiator {
+    /// `user`, `extension` or `system`.
+    pub kind: String,
+    /// The user or extension name.
+    pub name: String,
+}
+
+/// One execution of a pipeline config version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Run {
+    pub namespace_id: String,
+    pub pipeline_id: String,
+    /// 1, 2, 3… per pipeline.
+    pub run_id: u64,
+    /// The config version this run executes.
+    pub version: u64,
+    pub state: RunState,
+    pub status: RunStatus,
+    pub status_reason: Option<StatusReason>,
+    /// When the run was requested.
+    pub created: u64,
+    /// When its first task was started; 0 until then.
+    pub started: u64,
+    /// When it completed; 0 until then.
+    pub ended: u64,
+    pub initiator: Initiator,
+    /// Variables given when the run was started.
+    pub variables: Vec<Variable>,
+}
+
+impl Run {
+    pub fn is_complete(&self) -> bool {
+        self.state == RunState::Complete
+    }
+}
+
+/// Where a task execution is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Being prepared (variables, image).
+    Processing,
+    /// Waiting for its parents.
+    Waiting,
+    /// Its container is running.
+    Running,
+    Complete,
+}
+
+/// How a task execution ended; `unknown` until it is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Unknown,
+    Successful,
+    Failed,
+    Cancelled,
+    /// Never started because a parent did not end the way this task required.
+    Skipped,
+}
+
+/// One task of one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TaskExecution {
+    pub namespace_id: String,
+    pub pipeline_id: String,
+    pub run_id: u64,
+    pub task_id: String,
+    pub created: u64,
+    /// When its container started; 0 until then.
+    pub started: u64,
+    /// When it completed; 0 until then.
+    pub ended: u64,
+    pub state: TaskState,
+    pub status: TaskStatus,
+    pub status_reason: Option<StatusReason>,
+    /// The container's exit code, once it exited.
+    pub exit_code: Option<i64>,
+    /// The image id (content digest) the engine actually ran.
+    pub image_digest: Option<String>,
+    /// The engine's id for the container, while Gofer knows it.
+    pub container_id: Option<String>,
+    /// The environment handed to the container, before interpolation.
+    pub variables: Vec<Variable>,
+    /// The task's config as registered.
+    pub task: config::Task,
+}
+
+impl TaskExecution {
+    pub fn is_complete(&self) -> bool {
+        self.state == TaskState::Complete
+    }
+}
+
+macro_rules! display_as_serde {
+    ($($ty:ty),*) => {$(
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let value = serde_json::to_value(self).map_err(|_| fmt::Error)?;
+                f.write_str(value.as_str().unwrap_or_default())
+            }
+        }
+    )*};
+}
+
+display_as_serde!(
+    PipelineState,
+    ConfigState,
+    RunState,
+    RunStatus,
+    StatusReasonKind,
+    TaskState,
+    TaskStatus,
+    VariableSource
+);

@@ -1,0 +1,111 @@
+//! Request bodies, query parameters and list responses.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::config;
+use crate::models::{Namespace, Pipeline, PipelineConfig, PipelineState, Run, TaskExecution};
+
+/// The default page size of list endpoints.
+pub const DEFAULT_PAGE_LIMIT: u64 = 50;
+/// The largest page size list endpoints accept.
+pub const MAX_PAGE_LIMIT: u64 = 1000;
+
+/// Paging of list endpoints; results come newest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// How many items to return (1–1000, default 50).
+    pub limit: Option<u64>,
+    /// How many items to skip from the newest.
+    pub offset: Option<u64>,
+}
+
+/// Body of `GET /api/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    pub dev_mode: bool,
+}
+
+/// Body of `POST /api/namespaces`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreateNamespaceRequest {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListNamespacesResponse {
+    pub namespaces: Vec<Namespace>,
+    /// Offset of the next page, if there is one.
+    pub next_offset: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListPipelinesResponse {
+    pub pipelines: Vec<Pipeline>,
+    pub next_offset: Option<u64>,
+}
+
+/// Body of `PATCH /api/namespaces/{namespace_id}/pipelines/{pipeline_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UpdatePipelineRequest {
+    pub state: PipelineState,
+}
+
+/// Body of `POST /api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RegisterConfigRequest {
+    /// The JSON a pipeline program printed with `.finish()`.
+    pub config: config::Pipeline,
+}
+
+/// What registering a config did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RegisterConfigResponse {
+    /// The registered version, or the existing latest one when the config was identical to it.
+    pub config: PipelineConfig,
+    /// False when the config equalled the latest version and nothing was registered.
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListConfigsResponse {
+    pub configs: Vec<PipelineConfig>,
+    pub next_offset: Option<u64>,
+}
+
+/// Body of `POST /api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StartRunRequest {
+    /// Variables for every task of the run; they override the config's variables.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListRunsResponse {
+    pub runs: Vec<Run>,
+    pub next_offset: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListTaskExecutionsResponse {
+    pub task_executions: Vec<TaskExecution>,
+}
+
+/// Query of the log endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Keep the response open and stream new output until the task completes.
+    #[serde(default)]
+    pub follow: bool,
+}

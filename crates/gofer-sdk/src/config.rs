@@ -1,0 +1,481 @@
+//! The pipeline config: the builder users call and the JSON document the server registers.
+//!
+//! The builder vocabulary follows the earlier Gofer SDK so that existing pipeline programs keep compiling. The
+//! same types are what the server deserializes and validates again, so a config can never be valid on one side
+//! and invalid on the other.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dag;
+
+/// The longest identifier (pipeline id, task id, namespace id) Gofer accepts.
+pub const MAX_IDENTIFIER_LEN: usize = 64;
+
+/// When a child task may run, judged by how its parent ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum RequiredParentStatus {
+    /// Kept for compatibility with configs written by the earlier Gofer; treated as `Any`.
+    Unknown,
+    /// The parent ended in any final state (successful, failed, cancelled or skipped).
+    Any,
+    /// The parent ended successful.
+    Success,
+    /// The parent ended failed.
+    Failure,
+}
+
+/// Credentials for pulling a task's image from a private registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RegistryAuth {
+    pub user: String,
+    pub pass: String,
+}
+
+/// Why a config was refused. Every message names the pipeline or task and the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// An identifier does not follow the identifier rule.
+    InvalidIdentifier { what: String, value: String, reason: String },
+    /// Two tasks share an id.
+    DuplicateTask { task_id: String },
+    /// A task depends on a task that is not in the pipeline.
+    UnknownDependency { task_id: String, dependency: String },
+    /// The dependencies form a cycle; the path starts and ends with the same task.
+    Cycle { path: Vec<String> },
+    /// A task field has a value Gofer cannot run.
+    InvalidTask { task_id: String, field: String, reason: String },
+    /// A pipeline field has a value Gofer cannot run.
+    InvalidPipeline { field: String, reason: String },
+    /// The config could not be written out.
+    Output { reason: String },
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InvalidIdentifier { what, value, reason } => write!(f, "invalid {what} '{value}': {reason}"),
+            Self::DuplicateTask { task_id } => {
+                write!(f, "task '{task_id}' is defined more than once; task ids must be unique within a pipeline")
+            }
+            Self::UnknownDependency { task_id, dependency } => write!(
+                f,
+                "task '{task_id}' depends on task '{dependency}', which is not defined in this pipeline"
+            ),
+            Self::Cycle { path } => write!(
+                f,
+                "tasks form a dependency cycle ({}); a pipeline must be a directed acyclic graph",
+                path.join(" -> ")
+            ),
+            Self::InvalidTask { task_id, field, reason } => write!(f, "task '{task_id}': invalid {field}: {reason}"),
+            Self::InvalidPipeline { field, reason } => write!(f, "invalid pipeline {field}: {reason}"),
+            Self::Output { reason } => write!(f, "could not write the pipeline config to stdout: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Checks the identifier rule shared by namespaces, pipelines and tasks: 1 to 64 characters of ASCII letters,
+/// digits, `-` and `_`, starting with a letter or a digit. Ids become parts of container names, file paths and
+/// URLs, so the rule is deliberately narrow.
+pub fn validate_identifier(what: &str, value: &str) -> Result<(), ConfigError> {
+    let invalid = |reason: &str| ConfigError::InvalidIdentifier {
+        what: what.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    if value.is_empty() {
+        return Err(invalid("it must not be empty"));
+    }
+    if value.len() > MAX_IDENTIFIER_LEN {
+        return Err(invalid(&format!("it is longer than {MAX_IDENTIFIER_LEN} characters")));
+    }
+    if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(invalid("it must start with a letter or a digit"));
+    }
+    if let Some(c) = value.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+        return Err(invalid(&format!(
+            "it contains '{c}'; only ASCII letters, digits, '-' and '_' are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// A named DAG of tasks. Build it, then call [`Pipeline::finish`].
+#[must_use = "complete the pipeline config with the .finish() method"]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Pipeline {
+    /// Unique identifier within a namespace.
+    pub id: String,
+    /// Human-readable name.
+    #[serde(default)]
+    pub name: String,
+    /// What the pipeline is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// How many runs of this pipeline may be active at once; 0 means the server's limit applies.
+    #[serde(default)]
+    pub parallelism: i64,
+    /// The tasks, in any order; dependencies decide the order they run in.
+    #[serde(default)]
+    pub tasks: Vec<Task>,
+}
+
+impl Pipeline {
+    /// Starts a pipeline with an id (unique within a namespace) and a display name.
+    pub fn new(id: &str, name: &str) -> Self {
+        Self { id: id.to_string(), name: name.to_string(), description: None, parallelism: 0, tasks: Vec::new() }
+    }
+
+    pub fn description(mut self, description: &str) -> Self {
+        self.description = Some(description.to_string());
+        self
+    }
+
+    /// How many runs may be active at once; 0 (the default) leaves it to the server's limit.
+    pub fn parallelism(mut self, parallelism: i64) -> Self {
+        self.parallelism = parallelism;
+        self
+    }
+
+    /// Sets the pipeline's tasks, replacing any set before.
+    pub fn tasks(mut self, tasks: Vec<Task>) -> Self {
+        self.tasks = tasks;
+        self
+    }
+
+    /// Checks everything the server will check: identifiers, images, variables, duplicate task ids, unknown
+    /// dependencies and cycles.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_identifier("pipeline id", &self.id)?;
+        if self.parallelism < 0 {
+            return Err(ConfigError::InvalidPipeline {
+                field: "parallelism".into(),
+                reason: format!("{} is negative; use 0 for the server's limit or a positive number", self.parallelism),
+            });
+        }
+        if self.tasks.is_empty() {
+            return Err(ConfigError::InvalidPipeline {
+                field: "tasks".into(),
+                reason: "a pipeline needs at least one task".into(),
+            });
+        }
+        for task in &self.tasks {
+            task.validate()?;
+        }
+        dag::check(&self.tasks)
+    }
+
+    /// Validates the pipeline and prints it as JSON on stdout, where `gofer pipeline deploy` reads it.
+    pub fn finish(self) -> Result<(), ConfigError> {
+        self.validate()?;
+        let json = serde_json::to_string(&self).map_err(|e| ConfigError::Output { reason: e.to_string() })?;
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(json.as_bytes())
+            .and_then(|()| stdout.write_all(b"\n"))
+            .and_then(|()| stdout.flush())
+            .map_err(|e| ConfigError::Output { reason: e.to_string() })
+    }
+}
+
+/// One unit of work: a container image plus how to run it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Task {
+    /// Unique identifier within the pipeline.
+    pub id: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The container image, e.g. `busybox:latest`.
+    pub image: String,
+    #[serde(default)]
+    pub registry_auth: Option<RegistryAuth>,
+    /// Parent task id → the parent outcome this task needs before it may run.
+    #[serde(default)]
+    pub depends_on: BTreeMap<String, RequiredParentStatus>,
+    /// Environment variables for the container. Values may be interpolations such as `pipeline_secret{{KEY}}`.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// Overrides the image's entrypoint.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// Overrides the image's command.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Hands the task an API token scoped to its run as `GOFER_TOKEN`.
+    #[serde(default)]
+    pub inject_api_token: bool,
+    /// Pull the image before every run, not only when it is missing.
+    #[serde(default)]
+    pub always_pull_newest_image: bool,
+}
+
+impl Task {
+    /// Starts a task from an id (unique within the pipeline) and an image. Unlike the earlier Gofer, the image is
+    /// pulled only when the engine does not have it; ask for [`Task::always_pull_newest_image`] to pull every time.
+    pub fn new(id: &str, image: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            description: None,
+            image: image.to_string(),
+            registry_auth: None,
+            depends_on: BTreeMap::new(),
+            variables: BTreeMap::new(),
+            entrypoint: None,
+            command: None,
+            inject_api_token: false,
+            always_pull_newest_image: false,
+        }
+    }
+
+    pub fn description(mut self, description: &str) -> Self {
+        self.description = Some(description.to_string());
+        self
+    }
+
+    pub fn registry_auth(mut self, user: &str, pass: &str) -> Self {
+        self.registry_auth = Some(RegistryAuth { user: user.to_string(), pass: pass.to_string() });
+        self
+    }
+
+    /// Runs this task only after `task_id` ended in the way `status` asks for; otherwise this task is skipped.
+    pub fn depends_on(mut self, task_id: &str, status: RequiredParentStatus) -> Self {
+        self.depends_on.insert(task_id.to_string(), status);
+        self
+    }
+
+    /// Adds several dependencies at once; see [`Task::depends_on`].
+    pub fn depends_on_many<I, K>(mut self, depends_on: I) -> Self
+    where
+        I: IntoIterator<Item = (K, RequiredParentStatus)>,
+        K: Into<String>,
+    {
+        self.depends_on.extend(depends_on.into_iter().map(|(k, v)| (k.into(), v)));
+        self
+    }
+
+    /// Adds environment variables; keys are upper-cased, as in the earlier Gofer SDK. Later calls add to earlier
+    /// ones.
+    pub fn variables<I, K, V>(mut self, variables: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        self.variables.extend(variables.into_iter().map(|(k, v)| (k.as_ref().to_uppercase(), v.into())));
+        self
+    }
+
+    pub fn entrypoint<I, S>(mut self, entrypoint: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.entrypoint = Some(entrypoint.into_iter().map(Into::into).collect());
+        self
+    }
+
+    pub fn command<I, S>(mut self, command: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.command = Some(command.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Runs a shell script: the command becomes `sh -c <script>` (every image with a shell has `sh`, not every
+    /// image has `bash`).
+    pub fn script(mut self, script: &str) -> Self {
+        self.command = Some(vec!["sh".to_string(), "-c".to_string(), script.trim().to_string()]);
+        self
+    }
+
+    /// Injects an API token scoped to this run as `GOFER_TOKEN`.
+    pub fn inject_api_token(mut self, inject: bool) -> Self {
+        self.inject_api_token = inject;
+        self
+    }
+
+    /// Pulls the image before every run, not only when the engine lacks it.
+    pub fn always_pull_newest_image(mut self, pull: bool) -> Self {
+        self.always_pull_newest_image = pull;
+        self
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        validate_identifier("task id", &self.id)?;
+        let invalid = |field: &str, reason: String| ConfigError::InvalidTask {
+            task_id: self.id.clone(),
+            field: field.to_string(),
+            reason,
+        };
+        if self.image.trim().is_empty() {
+            return Err(invalid("image", "it must not be empty; name a container image such as busybox:latest".into()));
+        }
+        if self.image.chars().any(char::is_whitespace) {
+            return Err(invalid("image", format!("'{}' contains whitespace", self.image)));
+        }
+        for key in self.variables.keys() {
+            if key.is_empty() {
+                return Err(invalid("variables", "a variable has an empty name".into()));
+            }
+            if key.contains('=') || key.contains('\0') {
+                return Err(invalid("variables", format!("variable name '{key}' contains '=' or a NUL byte")));
+            }
+        }
+        for (field, list) in [("entrypoint", &self.entrypoint), ("command", &self.command)] {
+            if list.as_ref().is_some_and(|l| l.iter().any(|s| s.contains('\0'))) {
+                return Err(invalid(field, "an argument contains a NUL byte".into()));
+            }
+        }
+        if self.depends_on.contains_key(&self.id) {
+            return Err(ConfigError::Cycle { path: vec![self.id.clone(), self.id.clone()] });
+        }
+        Ok(())
+    }
+}
+
+/// Reads a pipeline secret into a variable: `Task::variables(vec![("PASSWORD", pipeline_secret("db_password"))])`.
+pub fn pipeline_secret(key: &str) -> String {
+    format!("pipeline_secret{{{{{key}}}}}")
+}
+
+/// Reads a global secret into a variable, if the pipeline's namespace may use it.
+pub fn global_secret(key: &str) -> String {
+    format!("global_secret{{{{{key}}}}}")
+}
+
+/// Reads a pipeline object into a variable.
+pub fn pipeline_object(key: &str) -> String {
+    format!("pipeline_object{{{{{key}}}}}")
+}
+
+/// Reads an object of the current run into a variable; a parent task can leave one for its children.
+pub fn run_object(key: &str) -> String {
+    format!("run_object{{{{{key}}}}}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str) -> Task {
+        Task::new(id, "busybox:latest")
+    }
+
+    fn validate(tasks: Vec<Task>) -> Result<(), ConfigError> {
+        Pipeline::new("p", "P").tasks(tasks).validate()
+    }
+
+    #[test]
+    fn identifiers_follow_the_rule() {
+        assert!(validate_identifier("task id", "build_and-test-1").is_ok());
+        assert!(validate_identifier("task id", "a").is_ok());
+        for bad in ["", "-lead", "has space", "dot.ted", "slash/y", &"x".repeat(65)] {
+            let err = validate_identifier("task id", bad).expect_err(bad);
+            assert!(err.to_string().starts_with(&format!("invalid task id '{bad}'")), "{err}");
+        }
+    }
+
+    #[test]
+    fn duplicate_task_ids_are_refused_by_name() {
+        let err = validate(vec![task("a"), task("a")]).unwrap_err();
+        assert_eq!(err, ConfigError::DuplicateTask { task_id: "a".into() });
+        assert!(err.to_string().contains("task 'a' is defined more than once"));
+    }
+
+    #[test]
+    fn unknown_dependencies_name_both_tasks() {
+        let err = validate(vec![task("a").depends_on("ghost", RequiredParentStatus::Success)]).unwrap_err();
+        assert_eq!(err.to_string(), "task 'a' depends on task 'ghost', which is not defined in this pipeline");
+    }
+
+    #[test]
+    fn cycles_are_reported_with_their_path() {
+        let err = validate(vec![
+            task("a").depends_on("c", RequiredParentStatus::Any),
+            task("b").depends_on("a", RequiredParentStatus::Any),
+            task("c").depends_on("b", RequiredParentStatus::Any),
+            task("d"),
+        ])
+        .unwrap_err();
+        let ConfigError::Cycle { path } = &err else { panic!("expected a cycle, got {err}") };
+        assert_eq!(path.first(), path.last());
+        assert_eq!(path.len(), 4, "{path:?}");
+        for id in ["a", "b", "c"] {
+            assert!(path.contains(&id.to_string()));
+        }
+        assert!(!path.contains(&"d".to_string()));
+    }
+
+    #[test]
+    fn self_dependency_is_a_cycle() {
+        let err = validate(vec![task("a").depends_on("a", RequiredParentStatus::Any)]).unwrap_err();
+        assert_eq!(err, ConfigError::Cycle { path: vec!["a".into(), "a".into()] });
+    }
+
+    #[test]
+    fn a_diamond_is_a_valid_dag() {
+        validate(vec![
+            task("root"),
+            task("left").depends_on("root", RequiredParentStatus::Success),
+            task("right").depends_on("root", RequiredParentStatus::Failure),
+            task("join").depends_on_many([("left", RequiredParentStatus::Any), ("right", RequiredParentStatus::Any)]),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let err = validate(vec![Task::new("a", " ")]).unwrap_err();
+        assert!(err.to_string().starts_with("task 'a': invalid image"), "{err}");
+        let err = validate(vec![task("a").variables([("BAD=KEY", "v")])]).unwrap_err();
+        assert!(err.to_string().contains("variable name 'BAD=KEY'"), "{err}");
+        let err = Pipeline::new("p", "").parallelism(-1).tasks(vec![task("a")]).validate().unwrap_err();
+        assert!(err.to_string().contains("parallelism"), "{err}");
+        let err = Pipeline::new("p", "").validate().unwrap_err();
+        assert!(err.to_string().contains("at least one task"), "{err}");
+        let err = Pipeline::new("bad id", "").tasks(vec![task("a")]).validate().unwrap_err();
+        assert!(err.to_string().starts_with("invalid pipeline id 'bad id'"), "{err}");
+    }
+
+    #[test]
+    fn builder_matches_the_earlier_sdk_vocabulary() {
+        let t = Task::new("t", "img")
+            .description("d")
+            .variables(vec![("lower", "1")])
+            .variables(std::collections::HashMap::from([("Second".to_string(), "2".to_string())]))
+            .entrypoint(vec!["/bin/sh".to_string()])
+            .command(vec!["-c", "true"])
+            .inject_api_token(true)
+            .always_pull_newest_image(true)
+            .registry_auth("u", "p");
+        assert_eq!(t.variables.get("LOWER").map(String::as_str), Some("1"));
+        assert_eq!(t.variables.get("SECOND").map(String::as_str), Some("2"));
+        assert_eq!(t.command, Some(vec!["-c".to_string(), "true".to_string()]));
+        assert_eq!(Task::new("s", "i").script("  echo hi\n").command.unwrap(), ["sh", "-c", "echo hi"]);
+        assert_eq!(pipeline_secret("k"), "pipeline_secret{{k}}");
+        assert_eq!(global_secret("k"), "global_secret{{k}}");
+        assert_eq!(pipeline_object("k"), "pipeline_object{{k}}");
+        assert_eq!(run_object("k"), "run_object{{k}}");
+    }
+
+    #[test]
+    fn json_round_trips_and_accepts_minimal_documents() {
+        let p = Pipeline::new("p", "P")
+            .tasks(vec![task("a"), task("b").depends_on("a", RequiredParentStatus::Failure)]);
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Pipeline>(&json).unwrap(), p);
+        let minimal: Pipeline =
+            serde_json::from_str(r#"{"id":"p","tasks":[{"id":"a","image":"busybox"}]}"#).unwrap();
+        minimal.validate().unwrap();
+    }
+}

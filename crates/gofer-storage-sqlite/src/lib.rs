@@ -1,0 +1,765 @@
+//! Gofer's embedded SQLite storage: one file under the data dir, WAL mode, append-only migrations.
+//!
+//! Writes go through a single connection (SQLite allows one writer at a time anyway); reads use a small pool so
+//! that API reads never queue behind the orchestrator's writes. Every call runs on tokio's blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use gofer_api::config;
+use gofer_api::models::{
+    ConfigState, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run, RunState, RunStatus,
+    TaskExecution,
+};
+use gofer_storage::{Error, NewRun, Page, Registered, Result, Storage};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Append-only: each entry is applied once, in order, and recorded in `PRAGMA user_version`.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const READERS: usize = 4;
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("could not open the SQLite database at {path}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the database at {path} has schema version {found}, newer than this Gofer knows ({known}); run a newer \
+         Gofer or point --data-dir elsewhere"
+    )]
+    NewerSchema { path: PathBuf, found: usize, known: usize },
+}
+
+/// The SQLite backend. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStorage {
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<AtomicUsize>,
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let sqlite = |source| OpenError::Sqlite { path: path.to_path_buf(), source };
+        let mut writer = Connection::open(path).map_err(sqlite)?;
+        configure(&writer).map_err(sqlite)?;
+        let found: usize = writer.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sqlite)?;
+        if found > MIGRATIONS.len() {
+            return Err(OpenError::NewerSchema { path: path.to_path_buf(), found, known: MIGRATIONS.len() });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(found) {
+            let tx = writer.transaction().map_err(sqlite)?;
+            tx.execute_batch(migration).map_err(sqlite)?;
+            tx.pragma_update(None, "user_version", index + 1).map_err(sqlite)?;
+            tx.commit().map_err(sqlite)?;
+        }
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open(path).map_err(sqlite)?;
+            configure(&reader).map_err(sqlite)?;
+            readers.push(Mutex::new(reader));
+        }
+        Ok(Self {
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(readers),
+            next_reader: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    async fn read<T, F>(&self, context: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|e| backend(context, e))?
+    }
+
+    async fn write<T, F>(&self, context: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| backend(context, e))?;
+            let value = f(&tx)?;
+            tx.commit().map_err(|e| backend(context, e))?;
+            Ok(value)
+        })
+        .await
+        .map_err(|e| backend(context, e))?
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+fn backend(context: &str, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Backend { context: context.to_string(), source: Box::new(source) }
+}
+
+fn not_found(what: String) -> Error {
+    Error::NotFound { what }
+}
+
+/// Maps "no row" to NotFound and primary-key violations to Exists.
+fn sql_error(context: &'static str, what: impl FnOnce() -> String) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |e| match &e {
+        rusqlite::Error::QueryReturnedNoRows => Error::NotFound { what: what() },
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            Error::Exists { what: what() }
+        }
+        _ => backend(context, e),
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| backend("encode a JSON column", e))
+}
+
+/// Stored enums are their serde names, so the database reads like the API.
+fn enum_text<T: Serialize>(value: &T) -> Result<String> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => Ok(s),
+        Ok(other) => Ok(other.to_string()),
+        Err(e) => Err(backend("encode an enum column", e)),
+    }
+}
+
+fn column_error(index: usize, e: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+}
+
+fn json_col<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    serde_json::from_str(&text).map_err(|e| column_error(index, e))
+}
+
+fn opt_json_col<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = row.get(index)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| column_error(index, e))).transpose()
+}
+
+fn enum_col<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    serde_json::from_value(serde_json::Value::String(text)).map_err(|e| column_error(index, e))
+}
+
+fn limit_offset(page: Page) -> (i64, i64) {
+    (i64::try_from(page.limit).unwrap_or(i64::MAX), i64::try_from(page.offset).unwrap_or(i64::MAX))
+}
+
+const NAMESPACE_COLUMNS: &str = "id, name, description, created, modified";
+
+fn namespace_row(row: &Row<'_>) -> rusqlite::Result<Namespace> {
+    Ok(Namespace {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        description: row.get(2)?,
+        created: row.get(3)?,
+        modified: row.get(4)?,
+    })
+}
+
+const PIPELINE_COLUMNS: &str =
+    "namespace_id, pipeline_id, name, description, state, live_version, latest_version, created, modified";
+
+fn pipeline_row(row: &Row<'_>) -> rusqlite::Result<Pipeline> {
+    Ok(Pipeline {
+        namespace_id: row.get(0)?,
+        pipeline_id: row.get(1)?,
+        name: row.get(2)?,
+        description: row.get(3)?,
+        state: enum_col(row, 4)?,
+        live_version: row.get(5)?,
+        latest_version: row.get(6)?,
+        created: row.get(7)?,
+        modified: row.get(8)?,
+    })
+}
+
+const CONFIG_COLUMNS: &str = "namespace_id, pipeline_id, version, state, hash, registered, config";
+
+fn config_row(row: &Row<'_>) -> rusqlite::Result<PipelineConfig> {
+    Ok(PipelineConfig {
+        namespace_id: row.get(0)?,
+        pipeline_id: row.get(1)?,
+        version: row.get(2)?,
+        state: enum_col(row, 3)?,
+        hash: row.get(4)?,
+        registered: row.get(5)?,
+        config: json_col(row, 6)?,
+    })
+}
+
+const RUN_COLUMNS: &str = "namespace_id, pipeline_id, run_id, version, state, status, status_reason, created, \
+                           started, ended, initiator, variables";
+
+fn run_row(row: &Row<'_>) -> rusqlite::Result<Run> {
+    Ok(Run {
+        namespace_id: row.get(0)?,
+        pipeline_id: row.get(1)?,
+        run_id: row.get(2)?,
+        version: row.get(3)?,
+        state: enum_col(row, 4)?,
+        status: enum_col(row, 5)?,
+        status_reason: opt_json_col(row, 6)?,
+        created: row.get(7)?,
+        started: row.get(8)?,
+        ended: row.get(9)?,
+        initiator: json_col::<Initiator>(row, 10)?,
+        variables: json_col(row, 11)?,
+    })
+}
+
+const TASK_COLUMNS: &str = "namespace_id, pipeline_id, run_id, task_id, created, started, ended, state, status, \
+                            status_reason, exit_code, image_digest, container_id, variables, task";
+
+fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskExecution> {
+    Ok(TaskExecution {
+        namespace_id: row.get(0)?,
+        pipeline_id: row.get(1)?,
+        run_id: row.get(2)?,
+        task_id: row.get(3)?,
+        created: row.get(4)?,
+        started: row.get(5)?,
+        ended: row.get(6)?,
+        state: enum_col(row, 7)?,
+        status: enum_col(row, 8)?,
+        status_reason: opt_json_col(row, 9)?,
+        exit_code: row.get(10)?,
+        image_digest: row.get(11)?,
+        container_id: row.get(12)?,
+        variables: json_col(row, 13)?,
+        task: json_col(row, 14)?,
+    })
+}
+
+fn pipeline_exists(conn: &Connection, ns: &str, pipeline: &str) -> Result<()> {
+    conn.query_row(
+        "SELECT 1 FROM pipelines WHERE namespace_id = ?1 AND pipeline_id = ?2",
+        params![ns, pipeline],
+        |_| Ok(()),
+    )
+    .map_err(sql_error("look up a pipeline", || format!("pipeline '{pipeline}' in namespace '{ns}'")))
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn create_namespace(&self, namespace: &Namespace) -> Result<()> {
+        let ns = namespace.clone();
+        self.write("create a namespace", move |tx| {
+            tx.execute(
+                &format!("INSERT INTO namespaces ({NAMESPACE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                params![ns.id, ns.name, ns.description, ns.created, ns.modified],
+            )
+            .map_err(sql_error("create a namespace", || format!("namespace '{}'", ns.id)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_namespace(&self, id: &str) -> Result<Namespace> {
+        let id = id.to_string();
+        self.read("get a namespace", move |conn| {
+            conn.query_row(&format!("SELECT {NAMESPACE_COLUMNS} FROM namespaces WHERE id = ?1"), [&id], namespace_row)
+                .map_err(sql_error("get a namespace", || format!("namespace '{id}'")))
+        })
+        .await
+    }
+
+    async fn list_namespaces(&self, page: Page) -> Result<Vec<Namespace>> {
+        self.read("list namespaces", move |conn| {
+            let (limit, offset) = limit_offset(page);
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {NAMESPACE_COLUMNS} FROM namespaces ORDER BY created DESC, id DESC LIMIT ?1 OFFSET ?2"
+                ))
+                .map_err(|e| backend("list namespaces", e))?;
+            let rows = stmt.query_map(params![limit, offset], namespace_row).map_err(|e| backend("list namespaces", e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend("list namespaces", e))
+        })
+        .await
+    }
+
+    async fn register_config(
+        &self,
+        namespace_id: &str,
+        config: &config::Pipeline,
+        hash: &str,
+        now: u64,
+    ) -> Result<Registered> {
+        let (ns, config, hash) = (namespace_id.to_string(), config.clone(), hash.to_string());
+        self.write("register a pipeline config", move |tx| {
+            const CONTEXT: &str = "register a pipeline config";
+            let pipeline_id = config.id.clone();
+            tx.query_row("SELECT 1 FROM namespaces WHERE id = ?1", [&ns], |_| Ok(()))
+                .map_err(sql_error(CONTEXT, || format!("namespace '{ns}'")))?;
+            let latest: Option<u64> = tx
+                .query_row(
+                    "SELECT latest_version FROM pipelines WHERE namespace_id = ?1 AND pipeline_id = ?2",
+                    params![ns, pipeline_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| backend(CONTEXT, e))?;
+            let version = match latest {
+                Some(latest) => {
+                    let existing = tx
+                        .query_row(
+                            &format!(
+                                "SELECT {CONFIG_COLUMNS} FROM pipeline_configs \
+                                 WHERE namespace_id = ?1 AND pipeline_id = ?2 AND version = ?3"
+                            ),
+                            params![ns, pipeline_id, latest],
+                            config_row,
+                        )
+                        .map_err(|e| backend(CONTEXT, e))?;
+                    if existing.hash == hash {
+                        return Ok(Registered { config: existing, created: false });
+                    }
+                    tx.execute(
+                        "UPDATE pipelines SET latest_version = ?3, modified = ?4 \
+                         WHERE namespace_id = ?1 AND pipeline_id = ?2",
+                        params![ns, pipeline_id, latest + 1, now],
+                    )
+                    .map_err(|e| backend(CONTEXT, e))?;
+                    latest + 1
+                }
+                None => {
+                    tx.execute(
+                        &format!("INSERT INTO pipelines ({PIPELINE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, NULL, 1, ?6, ?6)"),
+                        params![ns, pipeline_id, config.name, config.description, enum_text(&PipelineState::Active)?, now],
+                    )
+                    .map_err(|e| backend(CONTEXT, e))?;
+                    1
+                }
+            };
+            let stored = PipelineConfig {
+                namespace_id: ns.clone(),
+                pipeline_id,
+                version,
+                state: ConfigState::Unreleased,
+                hash,
+                registered: now,
+                config,
+            };
+            tx.execute(
+                &format!("INSERT INTO pipeline_configs ({CONFIG_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![
+                    stored.namespace_id,
+                    stored.pipeline_id,
+                    stored.version,
+                    enum_text(&stored.state)?,
+                    stored.hash,
+                    stored.registered,
+                    to_json(&stored.config)?
+                ],
+            )
+            .map_err(|e| backend(CONTEXT, e))?;
+            Ok(Registered { config: stored, created: true })
+        })
+        .await
+    }
+
+    async fn deploy_config(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        version: u64,
+        now: u64,
+    ) -> Result<PipelineConfig> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.write("deploy a pipeline config", move |tx| {
+            const CONTEXT: &str = "deploy a pipeline config";
+            let mut config = tx
+                .query_row(
+                    &format!(
+                        "SELECT {CONFIG_COLUMNS} FROM pipeline_configs \
+                         WHERE namespace_id = ?1 AND pipeline_id = ?2 AND version = ?3"
+                    ),
+                    params![ns, pipeline, version],
+                    config_row,
+                )
+                .map_err(sql_error(CONTEXT, || {
+                    format!("config version {version} of pipeline '{pipeline}' in namespace '{ns}'")
+                }))?;
+            tx.execute(
+                "UPDATE pipeline_configs SET state = ?4 \
+                 WHERE namespace_id = ?1 AND pipeline_id = ?2 AND state = ?3 AND version != ?5",
+                params![ns, pipeline, enum_text(&ConfigState::Live)?, enum_text(&ConfigState::Deprecated)?, version],
+            )
+            .map_err(|e| backend(CONTEXT, e))?;
+            tx.execute(
+                "UPDATE pipeline_configs SET state = ?4 WHERE namespace_id = ?1 AND pipeline_id = ?2 AND version = ?3",
+                params![ns, pipeline, version, enum_text(&ConfigState::Live)?],
+            )
+            .map_err(|e| backend(CONTEXT, e))?;
+            tx.execute(
+                "UPDATE pipelines SET live_version = ?3, name = ?4, description = ?5, modified = ?6 \
+                 WHERE namespace_id = ?1 AND pipeline_id = ?2",
+                params![ns, pipeline, version, config.config.name, config.config.description, now],
+            )
+            .map_err(|e| backend(CONTEXT, e))?;
+            config.state = ConfigState::Live;
+            Ok(config)
+        })
+        .await
+    }
+
+    async fn get_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.read("get a pipeline config", move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {CONFIG_COLUMNS} FROM pipeline_configs \
+                     WHERE namespace_id = ?1 AND pipeline_id = ?2 AND version = ?3"
+                ),
+                params![ns, pipeline, version],
+                config_row,
+            )
+            .map_err(sql_error("get a pipeline config", || {
+                format!("config version {version} of pipeline '{pipeline}' in namespace '{ns}'")
+            }))
+        })
+        .await
+    }
+
+    async fn list_configs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<PipelineConfig>> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.read("list pipeline configs", move |conn| {
+            const CONTEXT: &str = "list pipeline configs";
+            pipeline_exists(conn, &ns, &pipeline)?;
+            let (limit, offset) = limit_offset(page);
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {CONFIG_COLUMNS} FROM pipeline_configs WHERE namespace_id = ?1 AND pipeline_id = ?2 \
+                     ORDER BY version DESC LIMIT ?3 OFFSET ?4"
+                ))
+                .map_err(|e| backend(CONTEXT, e))?;
+            let rows =
+                stmt.query_map(params![ns, pipeline, limit, offset], config_row).map_err(|e| backend(CONTEXT, e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
+        })
+        .await
+    }
+
+    async fn get_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<Pipeline> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.read("get a pipeline", move |conn| {
+            conn.query_row(
+                &format!("SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE namespace_id = ?1 AND pipeline_id = ?2"),
+                params![ns, pipeline],
+                pipeline_row,
+            )
+            .map_err(sql_error("get a pipeline", || format!("pipeline '{pipeline}' in namespace '{ns}'")))
+        })
+        .await
+    }
+
+    async fn list_pipelines(&self, namespace_id: &str, page: Page) -> Result<Vec<Pipeline>> {
+        let ns = namespace_id.to_string();
+        self.read("list pipelines", move |conn| {
+            const CONTEXT: &str = "list pipelines";
+            let (limit, offset) = limit_offset(page);
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE namespace_id = ?1 \
+                     ORDER BY created DESC, pipeline_id DESC LIMIT ?2 OFFSET ?3"
+                ))
+                .map_err(|e| backend(CONTEXT, e))?;
+            let rows = stmt.query_map(params![ns, limit, offset], pipeline_row).map_err(|e| backend(CONTEXT, e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
+        })
+        .await
+    }
+
+    async fn set_pipeline_state(&self, namespace_id: &str, pipeline_id: &str, state: PipelineState, now: u64)
+    -> Result<()> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.write("set a pipeline's state", move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE pipelines SET state = ?3, modified = ?4 WHERE namespace_id = ?1 AND pipeline_id = ?2",
+                    params![ns, pipeline, enum_text(&state)?, now],
+                )
+                .map_err(|e| backend("set a pipeline's state", e))?;
+            if changed == 0 {
+                return Err(not_found(format!("pipeline '{pipeline}' in namespace '{ns}'")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<()> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.write("delete a pipeline", move |tx| {
+            let changed = tx
+                .execute("DELETE FROM pipelines WHERE namespace_id = ?1 AND pipeline_id = ?2", params![ns, pipeline])
+                .map_err(|e| backend("delete a pipeline", e))?;
+            if changed == 0 {
+                return Err(not_found(format!("pipeline '{pipeline}' in namespace '{ns}'")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_run(&self, new: NewRun) -> Result<Run> {
+        self.write("start a run", move |tx| {
+            const CONTEXT: &str = "start a run";
+            let run_id: u64 = tx
+                .query_row(
+                    "UPDATE pipelines SET last_run_id = last_run_id + 1 \
+                     WHERE namespace_id = ?1 AND pipeline_id = ?2 RETURNING last_run_id",
+                    params![new.namespace_id, new.pipeline_id],
+                    |r| r.get(0),
+                )
+                .map_err(sql_error(CONTEXT, || {
+                    format!("pipeline '{}' in namespace '{}'", new.pipeline_id, new.namespace_id)
+                }))?;
+            let run = Run {
+                namespace_id: new.namespace_id,
+                pipeline_id: new.pipeline_id,
+                run_id,
+                version: new.version,
+                state: RunState::Pending,
+                status: RunStatus::Unknown,
+                status_reason: None,
+                created: new.created,
+                started: 0,
+                ended: 0,
+                initiator: new.initiator,
+                variables: new.variables,
+            };
+            tx.execute(
+                &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, 0, 0, ?8, ?9)"),
+                params![
+                    run.namespace_id,
+                    run.pipeline_id,
+                    run.run_id,
+                    run.version,
+                    enum_text(&run.state)?,
+                    enum_text(&run.status)?,
+                    run.created,
+                    to_json(&run.initiator)?,
+                    to_json(&run.variables)?
+                ],
+            )
+            .map_err(|e| backend(CONTEXT, e))?;
+            Ok(run)
+        })
+        .await
+    }
+
+    async fn get_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.read("get a run", move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3"
+                ),
+                params![ns, pipeline, run_id],
+                run_row,
+            )
+            .map_err(sql_error("get a run", || format!("run {run_id} of pipeline '{pipeline}' in namespace '{ns}'")))
+        })
+        .await
+    }
+
+    async fn list_runs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<Run>> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.read("list runs", move |conn| {
+            const CONTEXT: &str = "list runs";
+            pipeline_exists(conn, &ns, &pipeline)?;
+            let (limit, offset) = limit_offset(page);
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE namespace_id = ?1 AND pipeline_id = ?2 \
+                     ORDER BY run_id DESC LIMIT ?3 OFFSET ?4"
+                ))
+                .map_err(|e| backend(CONTEXT, e))?;
+            let rows = stmt.query_map(params![ns, pipeline, limit, offset], run_row).map_err(|e| backend(CONTEXT, e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
+        })
+        .await
+    }
+
+    async fn update_run(&self, run: &Run) -> Result<()> {
+        let run = run.clone();
+        self.write("update a run", move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE runs SET state = ?4, status = ?5, status_reason = ?6, started = ?7, ended = ?8 \
+                     WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3",
+                    params![
+                        run.namespace_id,
+                        run.pipeline_id,
+                        run.run_id,
+                        enum_text(&run.state)?,
+                        enum_text(&run.status)?,
+                        run.status_reason.as_ref().map(to_json).transpose()?,
+                        run.started,
+                        run.ended
+                    ],
+                )
+                .map_err(|e| backend("update a run", e))?;
+            if changed == 0 {
+                return Err(not_found(format!("run {} of pipeline '{}'", run.run_id, run.pipeline_id)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_unfinished_runs(&self) -> Result<Vec<Run>> {
+        self.read("list unfinished runs", move |conn| {
+            const CONTEXT: &str = "list unfinished runs";
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE state != 'complete' \
+                     ORDER BY created, namespace_id, pipeline_id, run_id"
+                ))
+                .map_err(|e| backend(CONTEXT, e))?;
+            let rows = stmt.query_map([], run_row).map_err(|e| backend(CONTEXT, e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
+        })
+        .await
+    }
+
+    async fn insert_task_execution(&self, execution: &TaskExecution) -> Result<()> {
+        let te = execution.clone();
+        self.write("store a task execution", move |tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO task_executions ({TASK_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                ),
+                params![
+                    te.namespace_id,
+                    te.pipeline_id,
+                    te.run_id,
+                    te.task_id,
+                    te.created,
+                    te.started,
+                    te.ended,
+                    enum_text(&te.state)?,
+                    enum_text(&te.status)?,
+                    te.status_reason.as_ref().map(to_json).transpose()?,
+                    te.exit_code,
+                    te.image_digest,
+                    te.container_id,
+                    to_json(&te.variables)?,
+                    to_json(&te.task)?
+                ],
+            )
+            .map_err(sql_error("store a task execution", || {
+                format!("task execution '{}' of run {}", te.task_id, te.run_id)
+            }))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_task_execution(&self, execution: &TaskExecution) -> Result<()> {
+        let te = execution.clone();
+        self.write("update a task execution", move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE task_executions SET started = ?5, ended = ?6, state = ?7, status = ?8, \
+                     status_reason = ?9, exit_code = ?10, image_digest = ?11, container_id = ?12, variables = ?13 \
+                     WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3 AND task_id = ?4",
+                    params![
+                        te.namespace_id,
+                        te.pipeline_id,
+                        te.run_id,
+                        te.task_id,
+                        te.started,
+                        te.ended,
+                        enum_text(&te.state)?,
+                        enum_text(&te.status)?,
+                        te.status_reason.as_ref().map(to_json).transpose()?,
+                        te.exit_code,
+                        te.image_digest,
+                        te.container_id,
+                        to_json(&te.variables)?
+                    ],
+                )
+                .map_err(|e| backend("update a task execution", e))?;
+            if changed == 0 {
+                return Err(not_found(format!("task execution '{}' of run {}", te.task_id, te.run_id)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_task_execution(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        run_id: u64,
+        task_id: &str,
+    ) -> Result<TaskExecution> {
+        let (ns, pipeline, task) = (namespace_id.to_string(), pipeline_id.to_string(), task_id.to_string());
+        self.read("get a task execution", move |conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {TASK_COLUMNS} FROM task_executions \
+                     WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3 AND task_id = ?4"
+                ),
+                params![ns, pipeline, run_id, task],
+                task_row,
+            )
+            .map_err(sql_error("get a task execution", || {
+                format!("task '{task}' in run {run_id} of pipeline '{pipeline}'")
+            }))
+        })
+        .await
+    }
+
+    async fn list_task_executions(&self, namespace_id: &str, pipeline_id: &str, run_id: u64)
+    -> Result<Vec<TaskExecution>> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.read("list task executions", move |conn| {
+            const CONTEXT: &str = "list task executions";
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {TASK_COLUMNS} FROM task_executions \
+                     WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3 ORDER BY task_id"
+                ))
+                .map_err(|e| backend(CONTEXT, e))?;
+            let rows = stmt.query_map(params![ns, pipeline, run_id], task_row).map_err(|e| backend(CONTEXT, e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
+        })
+        .await
+    }
+}

@@ -1,0 +1,118 @@
+//! The narrow storage boundary of Gofer: one trait, one error type, one conformance suite.
+//!
+//! Backends (SQLite now, PostgreSQL later) live in their own crates and must pass [`conformance::run_all`]. The
+//! trait speaks in API models; it knows nothing of HTTP or containers, and its callers never see SQL.
+
+pub mod conformance;
+
+use async_trait::async_trait;
+use gofer_api::config;
+use gofer_api::models::{
+    Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run, TaskExecution, Variable,
+};
+
+/// What can go wrong in a storage call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{what} already exists")]
+    Exists { what: String },
+    #[error("storage failed while trying to {context}")]
+    Backend {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A page of a list, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: u64,
+    pub offset: u64,
+}
+
+impl Page {
+    pub const fn new(limit: u64, offset: u64) -> Self {
+        Self { limit, offset }
+    }
+
+    /// Everything; for internal callers that must see all rows.
+    pub const ALL: Page = Page { limit: u64::MAX >> 1, offset: 0 };
+}
+
+/// A run about to be stored; storage allocates its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    pub namespace_id: String,
+    pub pipeline_id: String,
+    pub version: u64,
+    pub created: u64,
+    pub initiator: Initiator,
+    pub variables: Vec<Variable>,
+}
+
+/// What registering a config did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    pub config: PipelineConfig,
+    /// False when the config equalled the latest version and nothing was stored.
+    pub created: bool,
+}
+
+/// Everything Gofer stores. Every call is one transaction.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    async fn create_namespace(&self, namespace: &Namespace) -> Result<()>;
+    async fn get_namespace(&self, id: &str) -> Result<Namespace>;
+    async fn list_namespaces(&self, page: Page) -> Result<Vec<Namespace>>;
+
+    /// Stores `config` as version latest+1 of its pipeline, creating the pipeline (active) when it is new. When the
+    /// latest version has the same hash nothing is stored and the latest version is returned.
+    async fn register_config(
+        &self,
+        namespace_id: &str,
+        config: &config::Pipeline,
+        hash: &str,
+        now: u64,
+    ) -> Result<Registered>;
+    /// Makes `version` the live one: the previous live version becomes deprecated, the pipeline's name and
+    /// description follow the new version.
+    async fn deploy_config(&self, namespace_id: &str, pipeline_id: &str, version: u64, now: u64)
+    -> Result<PipelineConfig>;
+    async fn get_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig>;
+    async fn list_configs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<PipelineConfig>>;
+
+    async fn get_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<Pipeline>;
+    async fn list_pipelines(&self, namespace_id: &str, page: Page) -> Result<Vec<Pipeline>>;
+    async fn set_pipeline_state(&self, namespace_id: &str, pipeline_id: &str, state: PipelineState, now: u64)
+    -> Result<()>;
+    /// Deletes the pipeline with its configs, runs and task executions.
+    async fn delete_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<()>;
+
+    /// Stores a new pending run with the next run id of its pipeline.
+    async fn insert_run(&self, run: NewRun) -> Result<Run>;
+    async fn get_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run>;
+    async fn list_runs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<Run>>;
+    /// Writes the mutable fields of a run (state, status, reason, times).
+    async fn update_run(&self, run: &Run) -> Result<()>;
+    /// Runs that are not complete, oldest first, across all pipelines.
+    async fn list_unfinished_runs(&self) -> Result<Vec<Run>>;
+
+    async fn insert_task_execution(&self, execution: &TaskExecution) -> Result<()>;
+    /// Writes the mutable fields of a task execution.
+    async fn update_task_execution(&self, execution: &TaskExecution) -> Result<()>;
+    async fn get_task_execution(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        run_id: u64,
+        task_id: &str,
+    ) -> Result<TaskExecution>;
+    /// The task executions of a run, ordered by task id.
+    async fn list_task_executions(&self, namespace_id: &str, pipeline_id: &str, run_id: u64)
+    -> Result<Vec<TaskExecution>>;
+}
