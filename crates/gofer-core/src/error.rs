@@ -1,0 +1,46 @@
+//! The error every service call returns; the HTTP layer maps each variant to a status code.
+
+/// What went wrong, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{message}")]
+    InvalidArgument { message: String },
+    #[error("{message}")]
+    Conflict { message: String },
+    #[error("{message}")]
+    Unavailable { message: String },
+    #[error("internal error while trying to {context}")]
+    Internal {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::InvalidArgument { message: message.into() }
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict { message: message.into() }
+    }
+
+    pub fn internal(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal { context: context.into(), source: Box::new(source) }
+    }
+}
+
+impl From<gofer_storage::Error> for Error {
+    fn from(e: gofer_storage::Error) -> Self {
+        match e {
+            gofer_storage::Error::NotFound { what } => Self::NotFound { what },
+            gofer_storage::Error::Exists { what } => Self::Conflict { message: format!("{what} already exists") },
+            gofer_storage::Error::Backend { context, source } => Self::Internal { context, source },
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Gofer's server core: the services behind every API route and the orchestrator that runs pipelines.
+//!
+//! This crate knows storage only through the `gofer_storage::Storage` trait and containers only through the
+//! `gofer_scheduler::Scheduler` trait. It never sees SQL, HTTP or a container engine's API.
+
+pub mod dag;
+pub mod error;
+pub mod logs;
+pub mod orchestrator;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::Stream;
+use gofer_api::config::{self, validate_identifier};
+use gofer_api::epoch_millis;
+use gofer_api::models::{
+    DEFAULT_NAMESPACE, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run, TaskExecution, Variable,
+    VariableSource,
+};
+use gofer_api::requests::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageQuery};
+use gofer_storage::{NewRun, Page, Registered, Storage};
+use sha2::{Digest, Sha256};
+
+pub use crate::error::{Error, Result};
+use crate::logs::LogKey;
+use crate::orchestrator::{Orchestrator, RunKey};
+
+/// The services behind the API. Cheap to clone; every handler calls exactly one method.
+#[derive(Clone)]
+pub struct Gofer {
+    storage: Arc<dyn Storage>,
+    orchestrator: Orchestrator,
+}
+
+/// A page as asked for, and whether another page follows.
+fn page(query: PageQuery) -> Result<Page> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
+    if limit == 0 || limit > MAX_PAGE_LIMIT {
+        return Err(Error::invalid(format!("limit must be between 1 and {MAX_PAGE_LIMIT}, got {limit}")));
+    }
+    // Ask for one more than requested to learn whether a next page exists.
+    Ok(Page::new(limit + 1, query.offset.unwrap_or(0)))
+}
+
+/// Trims the look-ahead item and computes the next offset.
+pub fn paged<T>(mut items: Vec<T>, query: PageQuery) -> (Vec<T>, Option<u64>) {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE_LIMIT) as usize;
+    let offset = query.offset.unwrap_or(0);
+    if items.len() > limit {
+        items.truncate(limit);
+        (items, Some(offset + limit as u64))
+    } else {
+        (items, None)
+    }
+}
+
+fn identifier(what: &str, value: &str) -> Result<()> {
+    validate_identifier(what, value).map_err(|e| Error::invalid(e.to_string()))
+}
+
+/// SHA-256 of the config's canonical JSON (maps are ordered, so equal configs hash equally).
+pub fn config_hash(config: &config::Pipeline) -> Result<String> {
+    let json = serde_json::to_string(config).map_err(|e| Error::internal("hash a pipeline config", e))?;
+    let digest = Sha256::digest(json.as_bytes());
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Gofer {
+    pub fn new(storage: Arc<dyn Storage>, orchestrator: Orchestrator) -> Self {
+        Self { storage, orchestrator }
+    }
+
+    pub fn orchestrator(&self) -> &Orchestrator {
+        &self.orchestrator
+    }
+
+    /// Makes sure the `default` namespace exists.
+    pub async fn ensure_default_namespace(&self) -> Result<()> {
+        match self.storage.get_namespace(DEFAULT_NAMESPACE).await {
+            Ok(_) => Ok(()),
+            Err(gofer_storage::Error::NotFound { .. }) => {
+                let now = epoch_millis();
+                let namespace = Namespace {
+                    id: DEFAULT_NAMESPACE.into(),
+                    name: "Default".into(),
+                    description: "The namespace every Gofer has.".into(),
+                    created: now,
+                    modified: now,
+                };
+                match self.storage.create_namespace(&namespace).await {
+                    Ok(()) | Err(gofer_storage::Error::Exists { .. }) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // --- namespaces ---
+
+    pub async fn list_namespaces(&self, query: PageQuery) -> Result<(Vec<Namespace>, Option<u64>)> {
+        let items = self.storage.list_namespaces(page(query)?).await?;
+        Ok(paged(items, query))
+    }
+
+    pub async fn get_namespace(&self, id: &str) -> Result<Namespace> {
+        Ok(self.storage.get_namespace(id).await?)
+    }
+
+    pub async fn create_namespace(&self, id: &str, name: &str, description: &str) -> Result<Namespace> {
+        identifier("namespace id", id)?;
+        let now = epoch_millis();
+        let namespace = Namespace {
+            id: id.into(),
+            name: if name.is_empty() { id.into() } else { name.into() },
+            description: description.into(),
+            created: now,
+            modified: now,
+        };
+        self.storage.create_namespace(&namespace).await?;
+        Ok(namespace)
+    }
+
+    // --- pipelines and configs ---
+
+    pub async fn list_pipelines(&self, namespace_id: &str, query: PageQuery) -> Result<(Vec<Pipeline>, Option<u64>)> {
+        self.storage.get_namespace(namespace_id).await?;
+        let items = self.storage.list_pipelines(namespace_id, page(query)?).await?;
+        Ok(paged(items, query))
+    }
+
+    pub async fn get_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<Pipeline> {
+        self.storage.get_namespace(namespace_id).await?;
+        Ok(self.storage.get_pipeline(namespace_id, pipeline_id).await?)
+    }
+
+    pub async fn set_pipeline_state(&self, namespace_id: &str, pipeline_id: &str, state: PipelineState) -> Result<Pipeline> {
+        self.storage.get_namespace(namespace_id).await?;
+        self.storage.set_pipeline_state(namespace_id, pipeline_id, state, epoch_millis()).await?;
+        Ok(self.storage.get_pipeline(namespace_id, pipeline_id).await?)
+    }
+
+    /// Deletes a pipeline and its history. Refused while runs are in flight, so no container is left unowned.
+    pub async fn delete_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<()> {
+        self.storage.get_namespace(namespace_id).await?;
+        self.storage.get_pipeline(namespace_id, pipeline_id).await?;
+        let active = self
+            .storage
+            .list_unfinished_runs()
+            .await?
+            .into_iter()
+            .filter(|r| r.namespace_id == namespace_id && r.pipeline_id == pipeline_id)
+            .count();
+        if active > 0 {
+            return Err(Error::conflict(format!(
+                "pipeline '{pipeline_id}' has {active} unfinished run(s); cancel them (gofer run cancel) and try again"
+            )));
+        }
+        Ok(self.storage.delete_pipeline(namespace_id, pipeline_id).await?)
+    }
+
+    /// Validates and registers a config as the pipeline's next version. An identical config registers nothing.
+    pub async fn register_config(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        config: config::Pipeline,
+    ) -> Result<Registered> {
+        self.storage.get_namespace(namespace_id).await?;
+        if config.id != pipeline_id {
+            return Err(Error::invalid(format!(
+                "the config is for pipeline '{}' but was sent to pipeline '{pipeline_id}'",
+                config.id
+            )));
+        }
+        config.validate().map_err(|e| Error::invalid(e.to_string()))?;
+        let hash = config_hash(&config)?;
+        Ok(self.storage.register_config(namespace_id, &config, &hash, epoch_millis()).await?)
+    }
+
+    /// Makes a registered version the one new runs use.
+    pub async fn deploy_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig> {
+        self.storage.get_namespace(namespace_id).await?;
+        self.storage.get_pipeline(namespace_id, pipeline_id).await?;
+        Ok(self.storage.deploy_config(namespace_id, pipeline_id, version, epoch_millis()).await?)
+    }
+
+    pub async fn list_configs(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        query: PageQuery,
+    ) -> Result<(Vec<PipelineConfig>, Option<u64>)> {
+        self.storage.get_namespace(namespace_id).await?;
+        let items = self.storage.list_configs(namespace_id, pipeline_id, page(query)?).await?;
+        Ok(paged(items, query))
+    }
+
+    pub async fn get_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig> {
+        self.storage.get_namespace(namespace_id).await?;
+        self.storage.get_pipeline(namespace_id, pipeline_id).await?;
+        Ok(self.storage.get_config(namespace_id, pipeline_id, version).await?)
+    }
+
+    // --- runs ---
+
+    /// Stores a pending run of the pipeline's live version and starts it in the background.
+    pub async fn start_run(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        variables: BTreeMap<String, String>,
+        initiator: Initiator,
+    ) -> Result<Run> {
+        self.storage.get_namespace(namespace_id).await?;
+        let pipeline = self.storage.get_pipeline(namespace_id, pipeline_id).await?;
+        if pipeline.state == PipelineState::Disabled {
+            return Err(Error::Unavailable {
+                message: format!(
+                    "pipeline '{pipeline_id}' is disabled and takes no new runs; enable it with `gofer pipeline \
+                     enable {pipeline_id}`"
+                ),
+            });
+        }
+        let Some(version) = pipeline.live_version else {
+            return Err(Error::conflict(format!(
+                "pipeline '{pipeline_id}' has no deployed config version; deploy one with `gofer pipeline deploy`"
+            )));
+        };
+        for key in variables.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(Error::invalid(format!(
+                    "run variable name '{key}' is not valid: it must be non-empty and contain no '=' or NUL"
+                )));
+            }
+        }
+        let variables = variables
+            .into_iter()
+            .map(|(key, value)| Variable { key, value, source: VariableSource::RunOptions })
+            .collect();
+        let run = self
+            .storage
+            .insert_run(NewRun {
+                namespace_id: namespace_id.into(),
+                pipeline_id: pipeline_id.into(),
+                version,
+                created: epoch_millis(),
+                initiator,
+                variables,
+            })
+            .await?;
+        self.orchestrator.launch(run.clone());
+        Ok(run)
+    }
+
+    pub async fn list_runs(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        query: PageQuery,
+    ) -> Result<(Vec<Run>, Option<u64>)> {
+        let items = self.storage.list_runs(namespace_id, pipeline_id, page(query)?).await?;
+        Ok(paged(items, query))
+    }
+
+    pub async fn get_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run> {
+        Ok(self.storage.get_run(namespace_id, pipeline_id, run_id).await?)
+    }
+
+    pub async fn cancel_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run> {
+        let key = RunKey { namespace_id: namespace_id.into(), pipeline_id: pipeline_id.into(), run_id };
+        self.storage.get_run(namespace_id, pipeline_id, run_id).await?;
+        self.orchestrator.cancel(&key).await?;
+        Ok(self.storage.get_run(namespace_id, pipeline_id, run_id).await?)
+    }
+
+    // --- task executions ---
+
+    pub async fn list_task_executions(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        run_id: u64,
+    ) -> Result<Vec<TaskExecution>> {
+        self.storage.get_run(namespace_id, pipeline_id, run_id).await?;
+        Ok(self.storage.list_task_executions(namespace_id, pipeline_id, run_id).await?)
+    }
+
+    pub async fn get_task_execution(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        run_id: u64,
+        task_id: &str,
+    ) -> Result<TaskExecution> {
+        self.storage.get_run(namespace_id, pipeline_id, run_id).await?;
+        Ok(self.storage.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?)
+    }
+
+    /// A task's log from the start; with `follow`, live until the task ends.
+    pub async fn task_logs(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        run_id: u64,
+        task_id: &str,
+        follow: bool,
+    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + use<>> {
+        let execution = self.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?;
+        let key = LogKey {
+            namespace_id: execution.namespace_id,
+            pipeline_id: execution.pipeline_id,
+            run_id,
+            task_id: execution.task_id,
+        };
+        self.orchestrator.logs().read(&key, follow).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound { what: format!("logs of task '{task_id}' in run {run_id}") },
+            _ => Error::internal(format!("read the logs of task '{task_id}'"), e),
+        })
+    }
+}

@@ -1,0 +1,207 @@
+//! The Docker scheduler: runs task containers on a local (or `DOCKER_HOST`) Docker engine through its API.
+//!
+//! Containers are created with Gofer's labels, started, awaited with the engine's wait call (no polling), and their
+//! logs followed from the engine. Only containers Gofer created are ever stopped or removed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, KillContainerOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions, WaitContainerOptions,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use gofer_scheduler::{ContainerSpec, Error, Result, Scheduler, Started};
+
+/// The Docker backend. Cheap to clone.
+#[derive(Clone)]
+pub struct DockerScheduler {
+    docker: Docker,
+}
+
+impl DockerScheduler {
+    /// Connects to the engine named by `DOCKER_HOST` (or the default local socket), agrees on an API version and
+    /// checks that the engine answers.
+    pub async fn connect() -> Result<Self> {
+        let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+        let unreachable = |e: bollard::errors::Error| Error::Unreachable {
+            endpoint: endpoint.clone(),
+            message: format!(
+                "{e}. Start the Docker engine (for example `dockerd &` or `systemctl start docker`), or set \
+                 DOCKER_HOST to where it listens"
+            ),
+        };
+        let docker = Docker::connect_with_local_defaults().map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        docker.ping().await.map_err(unreachable)?;
+        Ok(Self { docker })
+    }
+
+    async fn ensure_image(&self, spec: &ContainerSpec) -> Result<String> {
+        if !spec.always_pull {
+            match self.docker.inspect_image(&spec.image).await {
+                Ok(image) => return Ok(image.id.unwrap_or_default()),
+                Err(e) if status_of(&e) == Some(404) => {}
+                Err(e) => return Err(Error::Image { image: spec.image.clone(), message: engine_message(&e) }),
+            }
+        }
+        let credentials = spec.registry_auth.as_ref().map(|auth| DockerCredentials {
+            username: Some(auth.user.clone()),
+            password: Some(auth.pass.clone()),
+            ..Default::default()
+        });
+        let options = CreateImageOptions { from_image: Some(spec.image.clone()), ..Default::default() };
+        let mut pull = self.docker.create_image(Some(options), None, credentials);
+        while let Some(progress) = pull.next().await {
+            if let Err(e) = progress {
+                return Err(Error::Image { image: spec.image.clone(), message: engine_message(&e) });
+            }
+        }
+        let image = self
+            .docker
+            .inspect_image(&spec.image)
+            .await
+            .map_err(|e| Error::Image { image: spec.image.clone(), message: engine_message(&e) })?;
+        Ok(image.id.unwrap_or_default())
+    }
+}
+
+fn status_of(e: &bollard::errors::Error) -> Option<u16> {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// The engine's own message where it gave one, else the client error.
+fn engine_message(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.trim().to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn engine_error(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Error {
+    let action = action.into();
+    move |e| Error::Engine { action, message: engine_message(&e) }
+}
+
+fn container_error(container: &str, action: &str) -> impl FnOnce(bollard::errors::Error) -> Error {
+    let (container, action) = (container.to_string(), action.to_string());
+    move |e| {
+        if status_of(&e) == Some(404) {
+            Error::NoSuchContainer { container, message: engine_message(&e) }
+        } else {
+            Error::Engine { action: format!("{action} container {container}"), message: engine_message(&e) }
+        }
+    }
+}
+
+#[async_trait]
+impl Scheduler for DockerScheduler {
+    async fn start(&self, spec: ContainerSpec) -> Result<Started> {
+        let image_digest = self.ensure_image(&spec).await?;
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: spec.command.clone(),
+            labels: Some(spec.labels.clone().into_iter().collect::<HashMap<_, _>>()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(engine_error(format!("create container {}", spec.name)))?;
+        if let Err(e) = self.docker.start_container(&created.id, None).await {
+            // Leave nothing half-made behind: a created-but-never-started container is ours to remove.
+            let _ = self.remove(&created.id).await;
+            return Err(engine_error(format!("start container {}", spec.name))(e));
+        }
+        Ok(Started {
+            container_id: created.id,
+            image_digest: (!image_digest.is_empty()).then_some(image_digest),
+        })
+    }
+
+    async fn wait(&self, container_id: &str) -> Result<i64> {
+        let options = WaitContainerOptions { condition: "not-running".to_string() };
+        let mut wait = self.docker.wait_container(container_id, Some(options));
+        match wait.next().await {
+            Some(Ok(response)) => Ok(response.status_code),
+            // bollard reports a non-zero exit as an error carrying the code.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(container_error(container_id, "wait for")(e)),
+            None => Err(Error::Engine {
+                action: format!("wait for container {container_id}"),
+                message: "the engine closed the wait call without an exit status".to_string(),
+            }),
+        }
+    }
+
+    fn logs(&self, container_id: &str) -> BoxStream<'static, Result<Bytes>> {
+        // bollard's stream borrows the client; a small bounded channel gives an owned stream with backpressure.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(64);
+        let docker = self.docker.clone();
+        let id = container_id.to_string();
+        tokio::spawn(async move {
+            let options = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
+            let mut logs = docker.logs(&id, Some(options));
+            while let Some(item) = logs.next().await {
+                let item = match item {
+                    Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message }) => {
+                        Ok(message)
+                    }
+                    Ok(LogOutput::StdIn { .. }) => continue,
+                    Err(e) => Err(container_error(&id, "read logs of")(e)),
+                };
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+    }
+
+    async fn stop(&self, container_id: &str, grace: Duration) -> Result<()> {
+        let seconds = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptions { t: Some(seconds), signal: None };
+        match self.docker.stop_container(container_id, Some(options)).await {
+            Ok(()) => Ok(()),
+            // 304: already stopped.
+            Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Err(container_error(container_id, "stop")(e)),
+            Err(_) => {
+                // The engine did not confirm the stop: kill outright.
+                let options = KillContainerOptions { signal: "KILL".to_string() };
+                match self.docker.kill_container(container_id, Some(options)).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if status_of(&e) == Some(409) => Ok(()), // not running any more
+                    Err(e) => Err(container_error(container_id, "kill")(e)),
+                }
+            }
+        }
+    }
+
+    async fn remove(&self, container_id: &str) -> Result<()> {
+        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        match self.docker.remove_container(container_id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(container_error(container_id, "remove")(e)),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The scheduler boundary: how Gofer asks a container engine to run one container and learns how it ended.
+//!
+//! The orchestrator only sees this trait. Backends (Docker now; Kubernetes and Nomad later) live in their own
+//! crates. Exit is learned from the engine's own wait call, never by polling.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+/// Labels every Gofer container carries, so Gofer only ever touches its own containers.
+pub mod labels {
+    /// Present (value `true`) on every container Gofer creates.
+    pub const MANAGED: &str = "dev.gofer.managed";
+    /// The id of the Gofer installation (data dir) that created the container.
+    pub const INSTALLATION: &str = "dev.gofer.installation";
+    pub const NAMESPACE: &str = "dev.gofer.namespace";
+    pub const PIPELINE: &str = "dev.gofer.pipeline";
+    pub const RUN: &str = "dev.gofer.run";
+    pub const TASK: &str = "dev.gofer.task";
+}
+
+/// Credentials for a private registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    pub user: String,
+    pub pass: String,
+}
+
+/// Everything needed to start one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// Unique container name.
+    pub name: String,
+    pub image: String,
+    /// Pull even when the engine has the image.
+    pub always_pull: bool,
+    pub registry_auth: Option<RegistryAuth>,
+    pub env: Vec<(String, String)>,
+    pub entrypoint: Option<Vec<String>>,
+    pub command: Option<Vec<String>>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A container that was started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The engine's id of the container.
+    pub container_id: String,
+    /// The id (content digest) of the image the engine ran.
+    pub image_digest: Option<String>,
+}
+
+/// What can go wrong talking to a container engine. Messages carry the engine's own words.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("image '{image}' is not available: {message}")]
+    Image { image: String, message: String },
+    #[error("no container '{container}': {message}")]
+    NoSuchContainer { container: String, message: String },
+    #[error("the container engine failed to {action}: {message}")]
+    Engine { action: String, message: String },
+    #[error("cannot reach the container engine at {endpoint}: {message}")]
+    Unreachable { endpoint: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A container engine.
+#[async_trait]
+pub trait Scheduler: Send + Sync + 'static {
+    /// Pulls the image if needed, creates the container and starts it.
+    async fn start(&self, spec: ContainerSpec) -> Result<Started>;
+    /// Waits until the container exits and returns its exit code. Returns at once if it already exited.
+    async fn wait(&self, container_id: &str) -> Result<i64>;
+    /// The container's stdout and stderr, merged, byte for byte, from its start until it exits.
+    fn logs(&self, container_id: &str) -> BoxStream<'static, Result<Bytes>>;
+    /// Asks the container to stop, and kills it once `grace` has passed.
+    async fn stop(&self, container_id: &str, grace: Duration) -> Result<()>;
+    /// Removes the container. Removing one that is already gone is not an error.
+    async fn remove(&self, container_id: &str) -> Result<()>;
+}
