@@ -44,3 +44,12 @@ impl std::fmt::Display for Permission {
         write!(f, "{}:{}", resource.as_str().unwrap_or_default(), action.as_str().unwrap_or_default())
     }
 }
+
+/// What a route asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Anyone may call it (health, the OpenAPI document).
+    Public,
+    /// The caller's token must grant this permission.
+    Requires(Permission),
+}

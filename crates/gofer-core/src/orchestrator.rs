@@ -134,12 +134,9 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Stops accepting work and waits for the run drivers to notice. Containers are left running.
-    pub async fn shutdown(&self) {
+    /// Stops accepting work. Containers are left running: the next start finds the runs they belong to.
+    pub fn shutdown(&self) {
         self.inner.tracker.close();
-        for token in self.inner.active().values() {
-            token.cancel();
-        }
     }
 
     /// Waits until every run driver has finished (for tests and orderly shutdown).

@@ -16,7 +16,7 @@ pub const MAX_IDENTIFIER_LEN: usize = 64;
 
 /// When a child task may run, judged by how its parent ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = config::RequiredParentStatus))]
 pub enum RequiredParentStatus {
     /// Kept for compatibility with configs written by the earlier Gofer; treated as `Any`.
     Unknown,
@@ -30,7 +30,7 @@ pub enum RequiredParentStatus {
 
 /// Credentials for pulling a task's image from a private registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = config::RegistryAuth))]
 pub struct RegistryAuth {
     pub user: String,
     pub pass: String,
@@ -109,7 +109,7 @@ pub fn validate_identifier(what: &str, value: &str) -> Result<(), ConfigError> {
 /// A named DAG of tasks. Build it, then call [`Pipeline::finish`].
 #[must_use = "complete the pipeline config with the .finish() method"]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = config::Pipeline))]
 pub struct Pipeline {
     /// Unique identifier within a namespace.
     pub id: String,
@@ -187,7 +187,7 @@ impl Pipeline {
 
 /// One unit of work: a container image plus how to run it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = config::Task))]
 pub struct Task {
     /// Unique identifier within the pipeline.
     pub id: String,

@@ -1,0 +1,177 @@
+//! A typed client of Gofer's HTTP API, on the same request and response types the server uses.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures::Stream;
+use gofer_api::config;
+use gofer_api::error::ApiError;
+use gofer_api::models::{Pipeline, PipelineConfig, PipelineState, Run, TaskExecution};
+use gofer_api::requests::{
+    ListPipelinesResponse, ListRunsResponse, ListTaskExecutionsResponse, RegisterConfigRequest,
+    RegisterConfigResponse, StartRunRequest, UpdatePipelineRequest,
+};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Why a call failed: the server's own error, or no answer at all.
+#[derive(Debug)]
+pub enum Error {
+    Api { status: StatusCode, error: ApiError },
+    Transport { url: String, source: reqwest::Error },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Api { error, .. } => f.write_str(&error.message),
+            Self::Transport { url, source } if source.is_connect() => write!(
+                f,
+                "cannot reach Gofer at {url}: is `gofer service start` running there? Set the address with --api-url \
+                 or GOFER_API_URL"
+            ),
+            Self::Transport { url, source } => write!(f, "request to {url} failed: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Error {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            Self::Transport { .. } => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An API client bound to one server and namespace.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    namespace: String,
+}
+
+/// Percent-encodes one path segment (ids are validated server-side, but user input reaches here first).
+fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    pub fn new(api_url: &str, namespace: &str) -> Self {
+        Self { http: reqwest::Client::new(), base: api_url.trim_end_matches('/').to_string(), namespace: namespace.into() }
+    }
+
+    fn pipeline_url(&self, pipeline: &str) -> String {
+        format!("{}/api/namespaces/{}/pipelines/{}", self.base, segment(&self.namespace), segment(pipeline))
+    }
+
+    fn run_url(&self, pipeline: &str, run: u64) -> String {
+        format!("{}/runs/{run}", self.pipeline_url(pipeline))
+    }
+
+    async fn send(&self, method: Method, url: String, body: Option<&impl Serialize>) -> Result<reqwest::Response> {
+        let mut request = self.http.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|source| Error::Transport { url: url.clone(), source })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let error = serde_json::from_str::<ApiError>(&text).unwrap_or(ApiError {
+            code: gofer_api::error::ErrorCode::Internal,
+            message: format!("server answered {status}: {}", text.trim()),
+        });
+        Err(Error::Api { status, error })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, method: Method, url: String, body: Option<&impl Serialize>) -> Result<T> {
+        let response = self.send(method, url.clone(), body).await?;
+        response.json().await.map_err(|source| Error::Transport { url, source })
+    }
+
+    pub async fn list_pipelines(&self) -> Result<ListPipelinesResponse> {
+        let url = format!("{}/api/namespaces/{}/pipelines?limit=1000", self.base, segment(&self.namespace));
+        self.json(Method::GET, url, None::<&()>).await
+    }
+
+    pub async fn get_pipeline(&self, pipeline: &str) -> Result<Pipeline> {
+        self.json(Method::GET, self.pipeline_url(pipeline), None::<&()>).await
+    }
+
+    pub async fn set_pipeline_state(&self, pipeline: &str, state: PipelineState) -> Result<Pipeline> {
+        self.json(Method::PATCH, self.pipeline_url(pipeline), Some(&UpdatePipelineRequest { state })).await
+    }
+
+    pub async fn delete_pipeline(&self, pipeline: &str) -> Result<()> {
+        self.send(Method::DELETE, self.pipeline_url(pipeline), None::<&()>).await.map(drop)
+    }
+
+    pub async fn register_config(&self, config: config::Pipeline) -> Result<RegisterConfigResponse> {
+        let url = format!("{}/configs", self.pipeline_url(&config.id));
+        self.json(Method::POST, url, Some(&RegisterConfigRequest { config })).await
+    }
+
+    pub async fn get_config(&self, pipeline: &str, version: u64) -> Result<PipelineConfig> {
+        self.json(Method::GET, format!("{}/configs/{version}", self.pipeline_url(pipeline)), None::<&()>).await
+    }
+
+    pub async fn deploy_config(&self, pipeline: &str, version: u64) -> Result<PipelineConfig> {
+        self.json(Method::POST, format!("{}/configs/{version}/deploy", self.pipeline_url(pipeline)), None::<&()>).await
+    }
+
+    pub async fn start_run(&self, pipeline: &str, variables: BTreeMap<String, String>) -> Result<Run> {
+        let url = format!("{}/runs", self.pipeline_url(pipeline));
+        self.json(Method::POST, url, Some(&StartRunRequest { variables })).await
+    }
+
+    pub async fn list_runs(&self, pipeline: &str, limit: u64, offset: u64) -> Result<ListRunsResponse> {
+        let url = format!("{}/runs?limit={limit}&offset={offset}", self.pipeline_url(pipeline));
+        self.json(Method::GET, url, None::<&()>).await
+    }
+
+    pub async fn get_run(&self, pipeline: &str, run: u64) -> Result<Run> {
+        self.json(Method::GET, self.run_url(pipeline, run), None::<&()>).await
+    }
+
+    pub async fn cancel_run(&self, pipeline: &str, run: u64) -> Result<Run> {
+        self.json(Method::POST, format!("{}/cancel", self.run_url(pipeline, run)), None::<&()>).await
+    }
+
+    pub async fn list_tasks(&self, pipeline: &str, run: u64) -> Result<ListTaskExecutionsResponse> {
+        self.json(Method::GET, format!("{}/tasks", self.run_url(pipeline, run)), None::<&()>).await
+    }
+
+    pub async fn get_task(&self, pipeline: &str, run: u64, task: &str) -> Result<TaskExecution> {
+        let url = format!("{}/tasks/{}", self.run_url(pipeline, run), segment(task));
+        self.json(Method::GET, url, None::<&()>).await
+    }
+
+    /// The task's log bytes; with `follow`, until the task completes.
+    pub async fn task_logs(
+        &self,
+        pipeline: &str,
+        run: u64,
+        task: &str,
+        follow: bool,
+    ) -> Result<impl Stream<Item = reqwest::Result<Bytes>> + use<>> {
+        let url = format!("{}/tasks/{}/logs?follow={follow}", self.run_url(pipeline, run), segment(task));
+        Ok(self.send(Method::GET, url, None::<&()>).await?.bytes_stream())
+    }
+}

@@ -1,0 +1,383 @@
+//! What each client command does.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use gofer_api::config;
+use gofer_api::models::{PipelineState, Run, TaskExecution, TaskState};
+
+use crate::client::Client;
+use crate::output::{self, Format, ago, took};
+use crate::{Command, DeployArgs, GlobalArgs, PipelineCommand, RunCommand, TaskCommand};
+
+/// Runs a client command.
+pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
+    let settings = global.resolve()?;
+    let client = Client::new(&settings.api_url, &settings.namespace);
+    let format = settings.output;
+    match command {
+        Command::Up(args) => deploy(&client, format, &args).await,
+        Command::Pipeline(command) => pipeline(&client, format, command).await,
+        Command::Run(command) => run_command(&client, format, command).await,
+        Command::Task(command) => task(&client, format, command).await,
+    }
+}
+
+/// Builds and runs the pipeline program, returning the config it printed.
+async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!(
+            "{} has no Cargo.toml; `deploy` expects a Cargo project whose program builds the pipeline and calls \
+             .finish()",
+            dir.display()
+        );
+    }
+    eprintln!("building and running the pipeline program in {} ...", dir.display());
+    let out = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["run", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .context("could not run cargo; is the Rust toolchain installed and on PATH?")?;
+    if !out.status.success() {
+        bail!("the pipeline program failed ({}); see its output above", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_default();
+    if json.is_empty() {
+        bail!("the pipeline program printed no config on stdout; does it end with `.finish()`?");
+    }
+    serde_json::from_str(json).context("the pipeline program printed something that is not a pipeline config")
+}
+
+fn describe_changes(old: &config::Pipeline, new: &config::Pipeline) -> Vec<String> {
+    let old_tasks: HashMap<&str, &config::Task> = old.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let new_ids: HashSet<&str> = new.tasks.iter().map(|t| t.id.as_str()).collect();
+    let mut changes = Vec::new();
+    for task in &new.tasks {
+        match old_tasks.get(task.id.as_str()) {
+            None => changes.push(format!("+ task {} ({})", task.id, task.image)),
+            Some(before) if *before != task => changes.push(format!("~ task {}", task.id)),
+            Some(_) => {}
+        }
+    }
+    for task in &old.tasks {
+        if !new_ids.contains(task.id.as_str()) {
+            changes.push(format!("- task {}", task.id));
+        }
+    }
+    if old.name != new.name || old.description != new.description || old.parallelism != new.parallelism {
+        changes.push("~ pipeline settings".into());
+    }
+    changes
+}
+
+async fn deploy(client: &Client, format: Format, args: &DeployArgs) -> anyhow::Result<()> {
+    let config = build_config(&args.dir).await?;
+    let pipeline_id = config.id.clone();
+    let live = match client.get_pipeline(&pipeline_id).await {
+        Ok(p) => match p.live_version {
+            Some(v) => Some(client.get_config(&pipeline_id, v).await?),
+            None => None,
+        },
+        Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let registered = client.register_config(config.clone()).await?;
+    let version = registered.config.version;
+    if registered.created {
+        eprintln!("registered pipeline '{pipeline_id}' version {version}");
+    } else {
+        eprintln!("pipeline '{pipeline_id}' is unchanged: identical to version {version}");
+    }
+    match &live {
+        Some(live) if live.version != version => {
+            let changes = describe_changes(&live.config, &config);
+            eprintln!("changes against live version {}:", live.version);
+            for change in &changes {
+                eprintln!("  {change}");
+            }
+        }
+        None => eprintln!("first version of '{pipeline_id}': {} task(s)", config.tasks.len()),
+        Some(_) => {}
+    }
+    let result = if args.no_deploy {
+        eprintln!("not deployed (--no-deploy); deploy later through the API");
+        registered.config
+    } else if live.as_ref().is_some_and(|l| l.version == version) {
+        eprintln!("version {version} is already live");
+        registered.config
+    } else {
+        let deployed = client.deploy_config(&pipeline_id, version).await?;
+        eprintln!("version {version} is live; start a run with `gofer run start {pipeline_id}`");
+        deployed
+    };
+    match format {
+        Format::Json => output::json(&result),
+        Format::Table => output::fields(&[
+            ("pipeline", result.pipeline_id.clone()),
+            ("version", result.version.to_string()),
+            ("state", result.state.to_string()),
+        ]),
+    }
+}
+
+async fn pipeline(client: &Client, format: Format, command: PipelineCommand) -> anyhow::Result<()> {
+    let shown = match command {
+        PipelineCommand::List => {
+            let list = client.list_pipelines().await?;
+            if format == Format::Json {
+                return output::json(&list.pipelines);
+            }
+            let rows: Vec<Vec<String>> = list
+                .pipelines
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.pipeline_id.clone(),
+                        p.name.clone(),
+                        p.state.to_string(),
+                        p.live_version.map_or("-".into(), |v| v.to_string()),
+                        ago(p.created),
+                    ]
+                })
+                .collect();
+            return output::table(&["ID", "NAME", "STATE", "LIVE VERSION", "CREATED"], &rows);
+        }
+        PipelineCommand::Get { pipeline } => client.get_pipeline(&pipeline).await?,
+        PipelineCommand::Enable { pipeline } => client.set_pipeline_state(&pipeline, PipelineState::Active).await?,
+        PipelineCommand::Disable { pipeline } => client.set_pipeline_state(&pipeline, PipelineState::Disabled).await?,
+        PipelineCommand::Delete { pipeline } => {
+            client.delete_pipeline(&pipeline).await?;
+            eprintln!("deleted pipeline '{pipeline}'");
+            return Ok(());
+        }
+        PipelineCommand::Deploy(args) => return deploy(client, format, &args).await,
+    };
+    match format {
+        Format::Json => output::json(&shown),
+        Format::Table => output::fields(&[
+            ("pipeline", shown.pipeline_id.clone()),
+            ("name", shown.name.clone()),
+            ("description", shown.description.clone().unwrap_or_default()),
+            ("state", shown.state.to_string()),
+            ("live version", shown.live_version.map_or("none".into(), |v| v.to_string())),
+            ("latest version", shown.latest_version.to_string()),
+            ("created", ago(shown.created)),
+        ]),
+    }
+}
+
+fn run_fields(run: &Run) -> Vec<(&'static str, String)> {
+    let mut fields = vec![
+        ("pipeline", run.pipeline_id.clone()),
+        ("run", run.run_id.to_string()),
+        ("version", run.version.to_string()),
+        ("state", run.state.to_string()),
+        ("status", run.status.to_string()),
+        ("started", ago(run.started)),
+        ("took", took(run.started, run.ended)),
+    ];
+    if let Some(reason) = &run.status_reason {
+        fields.push(("reason", format!("{}: {}", reason.reason, reason.description)));
+    }
+    fields
+}
+
+fn task_rows(tasks: &[TaskExecution]) -> Vec<Vec<String>> {
+    tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.task_id.clone(),
+                t.state.to_string(),
+                t.status.to_string(),
+                t.exit_code.map_or("-".into(), |c| c.to_string()),
+                took(t.started, t.ended),
+                t.status_reason.as_ref().map_or(String::new(), |r| format!("{}: {}", r.reason, r.description)),
+            ]
+        })
+        .collect()
+}
+
+const TASK_HEADER: [&str; 6] = ["TASK", "STATE", "STATUS", "EXIT", "TOOK", "REASON"];
+
+async fn run_command(client: &Client, format: Format, command: RunCommand) -> anyhow::Result<()> {
+    match command {
+        RunCommand::Start { pipeline, variables } => {
+            let run = client.start_run(&pipeline, variables.into_iter().collect::<BTreeMap<_, _>>()).await?;
+            match format {
+                Format::Json => output::json(&run),
+                Format::Table => {
+                    output::fields(&run_fields(&run))?;
+                    eprintln!("follow it with `gofer run get {pipeline} {} --follow`", run.run_id);
+                    Ok(())
+                }
+            }
+        }
+        RunCommand::List { pipeline, limit, offset } => {
+            let list = client.list_runs(&pipeline, limit, offset).await?;
+            if format == Format::Json {
+                return output::json(&list.runs);
+            }
+            let rows: Vec<Vec<String>> = list
+                .runs
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.run_id.to_string(),
+                        r.state.to_string(),
+                        r.status.to_string(),
+                        ago(r.created),
+                        took(r.started, r.ended),
+                        r.version.to_string(),
+                    ]
+                })
+                .collect();
+            output::table(&["RUN", "STATE", "STATUS", "CREATED", "TOOK", "VERSION"], &rows)?;
+            if let Some(next) = list.next_offset {
+                eprintln!("more runs: --offset {next}");
+            }
+            Ok(())
+        }
+        RunCommand::Get { pipeline, run, follow } => {
+            if follow {
+                follow_run(client, &pipeline, run, format).await?;
+            }
+            let shown = client.get_run(&pipeline, run).await?;
+            let tasks = client.list_tasks(&pipeline, run).await?.task_executions;
+            match format {
+                Format::Json => output::json(&shown),
+                Format::Table => {
+                    output::fields(&run_fields(&shown))?;
+                    println!();
+                    output::table(&TASK_HEADER, &task_rows(&tasks))
+                }
+            }
+        }
+        RunCommand::Cancel { pipeline, run } => {
+            let cancelled = client.cancel_run(&pipeline, run).await?;
+            eprintln!("cancelling run {run} of '{pipeline}'");
+            match format {
+                Format::Json => output::json(&cancelled),
+                Format::Table => output::fields(&run_fields(&cancelled)),
+            }
+        }
+    }
+}
+
+/// Prints each task's state changes and its log lines, prefixed with the task id, until the run completes.
+async fn follow_run(client: &Client, pipeline: &str, run: u64, format: Format) -> anyhow::Result<()> {
+    let mut seen: HashMap<String, (TaskState, String)> = HashMap::new();
+    let mut followers = tokio::task::JoinSet::new();
+    let mut following: HashSet<String> = HashSet::new();
+    let show = format == Format::Table;
+    loop {
+        let current = client.get_run(pipeline, run).await?;
+        let tasks = client.list_tasks(pipeline, run).await?.task_executions;
+        for task in &tasks {
+            let state = (task.state, task.status.to_string());
+            if seen.get(&task.task_id) != Some(&state) {
+                if show {
+                    let detail = if task.state == TaskState::Complete {
+                        let exit = task.exit_code.map_or(String::new(), |c| format!(" (exit {c})"));
+                        format!("{}{exit}", task.status)
+                    } else {
+                        task.state.to_string()
+                    };
+                    eprintln!("[{}] {detail}", task.task_id);
+                }
+                seen.insert(task.task_id.clone(), state);
+            }
+            let started = matches!(task.state, TaskState::Running | TaskState::Complete) && task.started > 0;
+            if show && started && following.insert(task.task_id.clone()) {
+                let (client, pipeline, id) = (client.clone(), pipeline.to_string(), task.task_id.clone());
+                followers.spawn(async move { print_prefixed_logs(&client, &pipeline, run, &id).await });
+            }
+        }
+        if current.is_complete() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    while let Some(result) = followers.join_next().await {
+        if let Ok(Err(e)) = result {
+            eprintln!("warning: could not follow a task's logs: {e}");
+        }
+    }
+    Ok(())
+}
+
+async fn print_prefixed_logs(client: &Client, pipeline: &str, run: u64, task: &str) -> anyhow::Result<()> {
+    let mut stream = client.task_logs(pipeline, run, task, true).await?;
+    let mut pending: Vec<u8> = Vec::new();
+    let emit = |line: &[u8]| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{task} | {}", String::from_utf8_lossy(line).trim_end_matches('\r'));
+    };
+    while let Some(chunk) = stream.next().await {
+        pending.extend_from_slice(&chunk?);
+        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+            emit(&pending[..pos]);
+            pending.drain(..=pos);
+        }
+    }
+    if !pending.is_empty() {
+        emit(&pending);
+    }
+    Ok(())
+}
+
+async fn task(client: &Client, format: Format, command: TaskCommand) -> anyhow::Result<()> {
+    match command {
+        TaskCommand::List { pipeline, run } => {
+            let tasks = client.list_tasks(&pipeline, run).await?.task_executions;
+            match format {
+                Format::Json => output::json(&tasks),
+                Format::Table => output::table(&TASK_HEADER, &task_rows(&tasks)),
+            }
+        }
+        TaskCommand::Get { pipeline, run, task } => {
+            let t = client.get_task(&pipeline, run, &task).await?;
+            if format == Format::Json {
+                return output::json(&t);
+            }
+            let mut fields = vec![
+                ("task", t.task_id.clone()),
+                ("image", t.task.image.clone()),
+                ("image digest", t.image_digest.clone().unwrap_or_else(|| "-".into())),
+                ("state", t.state.to_string()),
+                ("status", t.status.to_string()),
+                ("exit code", t.exit_code.map_or("-".into(), |c| c.to_string())),
+                ("started", ago(t.started)),
+                ("took", took(t.started, t.ended)),
+            ];
+            if let Some(reason) = &t.status_reason {
+                fields.push(("reason", format!("{}: {}", reason.reason, reason.description)));
+            }
+            for (parent, needs) in &t.task.depends_on {
+                fields.push(("depends on", format!("{parent} ({needs:?})")));
+            }
+            for variable in &t.variables {
+                fields.push(("variable", format!("{}={} ({})", variable.key, variable.value, variable.source)));
+            }
+            output::fields(&fields)
+        }
+        TaskCommand::Logs { pipeline, run, task, follow } => {
+            let mut stream = client.task_logs(&pipeline, run, &task, follow).await?;
+            let mut out = std::io::stdout().lock();
+            while let Some(chunk) = stream.next().await {
+                out.write_all(&chunk?)?;
+                out.flush()?;
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The `gofer` command-line client: every subcommand except `service` talks to a Gofer server over HTTP.
+//!
+//! Settings come from flags, then `GOFER_*` environment variables, then `~/.config/gofer/config.toml`, then
+//! defaults. Results go to stdout (tables for people, JSON with `--output json`); progress and errors to stderr.
+//! Exit codes: 0 success, 1 the request failed, 2 the command line was wrong.
+
+pub mod client;
+mod commands;
+pub mod output;
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+
+pub use crate::commands::run;
+use crate::output::Format;
+
+/// Options every client command takes.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Address of the Gofer API [default: http://127.0.0.1:8080]
+    #[arg(long, global = true, env = "GOFER_API_URL")]
+    pub api_url: Option<String>,
+    /// Namespace to work in [default: default]
+    #[arg(long, global = true, env = "GOFER_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Output format [default: table]
+    #[arg(long, global = true, env = "GOFER_OUTPUT", value_enum)]
+    pub output: Option<Format>,
+}
+
+/// The client settings file, `~/.config/gofer/config.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    api_url: Option<String>,
+    namespace: Option<String>,
+    output: Option<Format>,
+}
+
+/// Resolved client settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub api_url: String,
+    pub namespace: String,
+    pub output: Format,
+}
+
+fn settings_path() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(dir).join("gofer/config.toml"));
+    }
+    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".config/gofer/config.toml"))
+}
+
+impl GlobalArgs {
+    /// Flags and environment first, then the settings file, then defaults.
+    pub fn resolve(&self) -> anyhow::Result<Settings> {
+        let file = match settings_path() {
+            Some(path) if path.exists() => {
+                let text = std::fs::read_to_string(&path)?;
+                toml::from_str::<FileSettings>(&text)
+                    .map_err(|e| anyhow::anyhow!("invalid client settings in {}: {e}", path.display()))?
+            }
+            _ => FileSettings::default(),
+        };
+        Ok(Settings {
+            api_url: self.api_url.clone().or(file.api_url).unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+            namespace: self.namespace.clone().or(file.namespace).unwrap_or_else(|| "default".into()),
+            output: self.output.or(file.output).unwrap_or(Format::Table),
+        })
+    }
+}
+
+/// The client commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Deploy, inspect, enable, disable and delete pipelines.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+    /// Build the pipeline program in DIR, register its config and deploy it (same as `pipeline deploy`).
+    Up(DeployArgs),
+    /// Start, list, inspect and cancel runs.
+    #[command(subcommand)]
+    Run(RunCommand),
+    /// Inspect the task executions of a run and read their logs.
+    #[command(subcommand)]
+    Task(TaskCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// A Cargo project whose program builds the pipeline and calls `.finish()`.
+    pub dir: PathBuf,
+    /// Register the new version without making it live.
+    #[arg(long)]
+    pub no_deploy: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Build the pipeline program in DIR, register its config and deploy it.
+    Deploy(DeployArgs),
+    /// List pipelines.
+    List,
+    /// Show a pipeline and its live config.
+    Get { pipeline: String },
+    /// Let a pipeline take new runs again.
+    Enable { pipeline: String },
+    /// Refuse new runs of a pipeline (runs in flight continue).
+    Disable { pipeline: String },
+    /// Delete a pipeline with all its versions, runs and logs.
+    Delete { pipeline: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// Start a run of a pipeline's live version.
+    Start {
+        pipeline: String,
+        /// A variable for every task of the run, KEY=VALUE; repeatable.
+        #[arg(short = 'v', long = "variable", value_parser = parse_key_value)]
+        variables: Vec<(String, String)>,
+    },
+    /// List a pipeline's runs, newest first.
+    List {
+        pipeline: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+    },
+    /// Show a run and its tasks.
+    Get {
+        pipeline: String,
+        run: u64,
+        /// Follow task states and logs live until the run completes.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Cancel a run: stop its containers and skip what has not started.
+    Cancel { pipeline: String, run: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// List the task executions of a run.
+    List { pipeline: String, run: u64 },
+    /// Show one task execution.
+    Get { pipeline: String, run: u64, task: String },
+    /// Print a task's logs, raw.
+    Logs {
+        pipeline: String,
+        run: u64,
+        task: String,
+        /// Keep printing until the task completes.
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not KEY=VALUE")),
+    }
+}

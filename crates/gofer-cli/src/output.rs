@@ -1,0 +1,106 @@
+//! How results are shown: aligned tables for people, JSON for scripts. Data goes to stdout only.
+
+use std::io::Write;
+
+use gofer_api::epoch_millis;
+use serde::Serialize;
+
+/// The output format chosen with `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// Prints a value as pretty JSON.
+pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Prints rows under a header, columns padded to their widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let line = |cells: Vec<&str>| -> String {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        text.trim_end().to_string()
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+/// Prints `key: value` lines.
+pub fn fields(pairs: &[(&str, String)]) -> anyhow::Result<()> {
+    let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for (key, value) in pairs {
+        writeln!(out, "{:<width$}  {value}", format!("{key}:"), width = width + 1)?;
+    }
+    Ok(())
+}
+
+/// "3m ago" for an epoch-millisecond time; "-" for 0 (not yet).
+pub fn ago(millis: u64) -> String {
+    if millis == 0 {
+        return "-".into();
+    }
+    let elapsed = epoch_millis().saturating_sub(millis);
+    format!("{} ago", human_duration(elapsed))
+}
+
+/// "1.2s", "3m4s", "2h5m" for a span in milliseconds.
+pub fn human_duration(millis: u64) -> String {
+    let secs = millis / 1000;
+    match secs {
+        0..=59 if millis < 10_000 => format!("{:.1}s", millis as f64 / 1000.0),
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m{}s", secs / 60, secs % 60),
+        3600..=86_399 => format!("{}h{}m", secs / 3600, (secs % 3600) / 60),
+        _ => format!("{}d{}h", secs / 86_400, (secs % 86_400) / 3600),
+    }
+}
+
+/// How long something between `start` and `end` took; running things count up to now.
+pub fn took(start: u64, end: u64) -> String {
+    match (start, end) {
+        (0, _) => "-".into(),
+        (s, 0) => human_duration(epoch_millis().saturating_sub(s)),
+        (s, e) => human_duration(e.saturating_sub(s)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(1234), "1.2s");
+        assert_eq!(human_duration(42_000), "42s");
+        assert_eq!(human_duration(184_000), "3m4s");
+        assert_eq!(human_duration(7_500_000), "2h5m");
+        assert_eq!(took(0, 0), "-");
+        assert_eq!(took(1000, 3500), "2.5s");
+    }
+}

@@ -1,0 +1,99 @@
+//! Request extractors and the error response: every failure, including malformed input that axum rejects,
+//! becomes a JSON `ApiError` with a stable code.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use gofer_api::error::{ApiError, ErrorCode};
+use serde::de::DeserializeOwned;
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub status: StatusCode,
+    pub body: ApiError,
+}
+
+impl ApiFailure {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { status, body: ApiError { code, message: message.into() } }
+    }
+}
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<gofer_core::Error> for ApiFailure {
+    fn from(e: gofer_core::Error) -> Self {
+        use gofer_core::Error as E;
+        match &e {
+            E::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, e.to_string()),
+            E::InvalidArgument { .. } => Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidArgument, e.to_string()),
+            E::Conflict { .. } => Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string()),
+            E::Unavailable { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, e.to_string()),
+            E::Internal { .. } => {
+                let chain = gofer_core::orchestrator::error_chain(&e);
+                tracing::error!(error = %chain, "request failed");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, chain)
+            }
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiFailure>;
+
+fn bad_request(what: &str, detail: String) -> ApiFailure {
+    ApiFailure::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidArgument, format!("invalid {what}: {detail}"))
+}
+
+/// `Json` whose rejections are `ApiError`s.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiFailure;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(bad_request(
+                "request",
+                "the body must be JSON with the header `Content-Type: application/json`".into(),
+            )),
+            Err(e) => Err(bad_request("request body", e.body_text())),
+        }
+    }
+}
+
+/// `Path` whose rejections are `ApiError`s.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Self(v))
+            .map_err(|e: PathRejection| bad_request("path", e.body_text()))
+    }
+}
+
+/// `Query` whose rejections are `ApiError`s.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Self(v))
+            .map_err(|e: QueryRejection| bad_request("query", e.body_text()))
+    }
+}

@@ -1,0 +1,267 @@
+//! The HTTP API: the route table (each route with the access it requires), the OpenAPI document and the
+//! error mapping. Handlers are thin: they parse input, call one `gofer_core::Gofer` method and map the result.
+
+mod extract;
+mod namespaces;
+mod pipelines;
+mod runs;
+mod system;
+mod tasks;
+
+use axum::http::Method;
+use axum::routing::MethodRouter;
+use axum::{Extension, Router};
+use gofer_api::permissions::{Access, Action, Permission, Resource};
+use gofer_core::Gofer;
+use utoipa::OpenApi;
+
+pub use extract::ApiFailure;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub gofer: Gofer,
+    pub dev_mode: bool,
+}
+
+/// One row of the route table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+struct Routes {
+    router: Router<AppState>,
+    table: Vec<RouteInfo>,
+}
+
+impl Routes {
+    /// Registers a route together with the access it requires; the access travels with each request as an
+    /// extension, where the auth layer will enforce it.
+    fn add(mut self, method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Self {
+        self.router = self.router.route(path, handler.layer(Extension(access)));
+        self.table.push(RouteInfo { method, path, access });
+        self
+    }
+}
+
+const fn needs(resource: Resource, action: Action) -> Access {
+    Access::Requires(Permission::new(resource, action))
+}
+
+fn build() -> Routes {
+    use axum::routing::{delete, get, patch, post};
+    use {Action::*, Resource::*};
+    Routes { router: Router::new(), table: Vec::new() }
+        .add(Method::GET, "/api/health", Access::Public, get(system::health))
+        .add(Method::GET, "/api/openapi.json", Access::Public, get(system::openapi))
+        .add(Method::GET, "/api/schemas/pipeline-config.json", Access::Public, get(system::pipeline_config_schema))
+        .add(Method::GET, "/api/namespaces", needs(Namespaces, Read), get(namespaces::list))
+        .add(Method::POST, "/api/namespaces", needs(Namespaces, Write), post(namespaces::create))
+        .add(Method::GET, "/api/namespaces/{namespace_id}", needs(Namespaces, Read), get(namespaces::get))
+        .add(Method::GET, "/api/namespaces/{namespace_id}/pipelines", needs(Pipelines, Read), get(pipelines::list))
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}",
+            needs(Pipelines, Read),
+            get(pipelines::get),
+        )
+        .add(
+            Method::PATCH,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}",
+            needs(Pipelines, Write),
+            patch(pipelines::update),
+        )
+        .add(
+            Method::DELETE,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}",
+            needs(Pipelines, Delete),
+            delete(pipelines::delete),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs",
+            needs(Configs, Read),
+            get(pipelines::list_configs),
+        )
+        .add(
+            Method::POST,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs",
+            needs(Configs, Write),
+            post(pipelines::register_config),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}",
+            needs(Configs, Read),
+            get(pipelines::get_config),
+        )
+        .add(
+            Method::POST,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}/deploy",
+            needs(Configs, Write),
+            post(pipelines::deploy_config),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs",
+            needs(Runs, Read),
+            get(runs::list),
+        )
+        .add(
+            Method::POST,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs",
+            needs(Runs, Write),
+            post(runs::start),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}",
+            needs(Runs, Read),
+            get(runs::get),
+        )
+        .add(
+            Method::POST,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/cancel",
+            needs(Runs, Write),
+            post(runs::cancel),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks",
+            needs(TaskExecutions, Read),
+            get(tasks::list),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}",
+            needs(TaskExecutions, Read),
+            get(tasks::get),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}/logs",
+            needs(TaskExecutions, Read),
+            get(tasks::logs),
+        )
+}
+
+/// The API router.
+pub fn router(state: AppState) -> Router {
+    build().router.fallback(system::not_found).with_state(state)
+}
+
+/// Every route with the access it requires.
+pub fn route_table() -> Vec<RouteInfo> {
+    build().table
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Gofer",
+        description = "Run short-lived jobs in containers. Every error is a JSON `ApiError` with a stable `code`."
+    ),
+    paths(
+        system::health,
+        system::openapi,
+        system::pipeline_config_schema,
+        namespaces::list,
+        namespaces::create,
+        namespaces::get,
+        pipelines::list,
+        pipelines::get,
+        pipelines::update,
+        pipelines::delete,
+        pipelines::list_configs,
+        pipelines::register_config,
+        pipelines::get_config,
+        pipelines::deploy_config,
+        runs::list,
+        runs::start,
+        runs::get,
+        runs::cancel,
+        tasks::list,
+        tasks::get,
+        tasks::logs,
+    ),
+    components(schemas(gofer_api::error::ErrorCode, gofer_api::permissions::Resource, gofer_api::permissions::Action)),
+    tags(
+        (name = "System", description = "Health and documents about the API itself"),
+        (name = "Namespaces", description = "Partitions of pipelines"),
+        (name = "Pipelines", description = "Pipelines and their config versions"),
+        (name = "Runs", description = "Executions of a pipeline"),
+        (name = "Tasks", description = "Task executions of a run and their logs"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI document, with each operation's required access recorded as `x-gofer-access`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    for route in route_table() {
+        let Some(item) = doc.paths.paths.get_mut(route.path) else { continue };
+        let operation = match route.method {
+            Method::GET => item.get.as_mut(),
+            Method::POST => item.post.as_mut(),
+            Method::PATCH => item.patch.as_mut(),
+            Method::DELETE => item.delete.as_mut(),
+            Method::PUT => item.put.as_mut(),
+            _ => None,
+        };
+        let Some(operation) = operation else { continue };
+        let access = match route.access {
+            Access::Public => "public".to_string(),
+            Access::Requires(permission) => permission.to_string(),
+        };
+        let mut extensions = utoipa::openapi::extensions::Extensions::default();
+        extensions.insert("x-gofer-access".to_string(), serde_json::Value::String(access));
+        match operation.extensions.as_mut() {
+            Some(existing) => existing.merge(extensions),
+            None => operation.extensions = Some(extensions),
+        }
+    }
+    doc
+}
+
+/// The OpenAPI document as the pretty JSON that is checked into `docs/openapi.json`.
+pub fn openapi_json() -> String {
+    let mut json = openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    json.push('\n');
+    json
+}
+
+/// The JSON Schema of a pipeline config (what `Pipeline::finish()` prints), derived from the same types the
+/// server deserializes. Checked into `docs/pipeline-config.schema.json`.
+pub fn pipeline_config_schema() -> serde_json::Value {
+    use utoipa::{PartialSchema, ToSchema};
+    let mut defs = Vec::new();
+    <gofer_api::config::Pipeline as ToSchema>::schemas(&mut defs);
+    let mut doc = serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://gofer.dev/schemas/pipeline-config.json",
+        "title": "Gofer pipeline config",
+        "description": "What a pipeline program prints with `.finish()` and `gofer pipeline deploy` registers.",
+    });
+    let root = serde_json::to_value(<gofer_api::config::Pipeline as PartialSchema>::schema()).unwrap_or_default();
+    if let (Some(doc), Some(root)) = (doc.as_object_mut(), root.as_object()) {
+        for (k, v) in root {
+            doc.entry(k.clone()).or_insert(v.clone());
+        }
+        let defs: serde_json::Map<String, serde_json::Value> =
+            defs.into_iter().map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or_default())).collect();
+        doc.insert("$defs".into(), serde_json::Value::Object(defs));
+    }
+    let text = doc.to_string().replace("#/components/schemas/", "#/$defs/");
+    serde_json::from_str(&text).unwrap_or(doc)
+}
+
+/// The config schema as the pretty JSON that is checked in.
+pub fn pipeline_config_schema_json() -> String {
+    let mut json = serde_json::to_string_pretty(&pipeline_config_schema()).unwrap_or_default();
+    json.push('\n');
+    json
+}

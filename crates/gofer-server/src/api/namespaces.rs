@@ -1,0 +1,44 @@
+//! Namespace routes.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use gofer_api::error::ApiError;
+use gofer_api::models::Namespace;
+use gofer_api::requests::{CreateNamespaceRequest, ListNamespacesResponse, PageQuery};
+
+use super::AppState;
+use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
+
+/// Lists namespaces, newest first.
+#[utoipa::path(
+    get, path = "/api/namespaces", tag = "Namespaces", params(PageQuery),
+    responses((status = 200, body = ListNamespacesResponse), (status = 400, body = ApiError))
+)]
+pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<PageQuery>) -> ApiResult<Json<ListNamespacesResponse>> {
+    let (namespaces, next_offset) = state.gofer.list_namespaces(query).await?;
+    Ok(Json(ListNamespacesResponse { namespaces, next_offset }))
+}
+
+/// Creates a namespace.
+#[utoipa::path(
+    post, path = "/api/namespaces", tag = "Namespaces", request_body = CreateNamespaceRequest,
+    responses((status = 201, body = Namespace), (status = 400, body = ApiError), (status = 409, body = ApiError))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CreateNamespaceRequest>,
+) -> ApiResult<(StatusCode, Json<Namespace>)> {
+    let namespace = state.gofer.create_namespace(&request.id, &request.name, &request.description).await?;
+    Ok((StatusCode::CREATED, Json(namespace)))
+}
+
+/// Gets a namespace.
+#[utoipa::path(
+    get, path = "/api/namespaces/{namespace_id}", tag = "Namespaces",
+    params(("namespace_id" = String, Path)),
+    responses((status = 200, body = Namespace), (status = 404, body = ApiError))
+)]
+pub async fn get(State(state): State<AppState>, ApiPath(namespace_id): ApiPath<String>) -> ApiResult<Json<Namespace>> {
+    Ok(Json(state.gofer.get_namespace(&namespace_id).await?))
+}

@@ -1,0 +1,134 @@
+//! Pipeline and config-version routes.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use gofer_api::error::ApiError;
+use gofer_api::models::{Pipeline, PipelineConfig};
+use gofer_api::requests::{
+    ListConfigsResponse, ListPipelinesResponse, PageQuery, RegisterConfigRequest, RegisterConfigResponse,
+    UpdatePipelineRequest,
+};
+
+use super::AppState;
+use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
+
+/// Lists the pipelines of a namespace, newest first.
+#[utoipa::path(
+    get, path = "/api/namespaces/{namespace_id}/pipelines", tag = "Pipelines",
+    params(("namespace_id" = String, Path), PageQuery),
+    responses((status = 200, body = ListPipelinesResponse), (status = 404, body = ApiError))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiPath(namespace_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<ListPipelinesResponse>> {
+    let (pipelines, next_offset) = state.gofer.list_pipelines(&namespace_id, query).await?;
+    Ok(Json(ListPipelinesResponse { pipelines, next_offset }))
+}
+
+/// Gets a pipeline.
+#[utoipa::path(
+    get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}", tag = "Pipelines",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
+    responses((status = 200, body = Pipeline), (status = 404, body = ApiError))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Pipeline>> {
+    Ok(Json(state.gofer.get_pipeline(&namespace_id, &pipeline_id).await?))
+}
+
+/// Enables or disables a pipeline; a disabled pipeline takes no new runs.
+#[utoipa::path(
+    patch, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}", tag = "Pipelines",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
+    request_body = UpdatePipelineRequest,
+    responses((status = 200, body = Pipeline), (status = 400, body = ApiError), (status = 404, body = ApiError))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<UpdatePipelineRequest>,
+) -> ApiResult<Json<Pipeline>> {
+    Ok(Json(state.gofer.set_pipeline_state(&namespace_id, &pipeline_id, request.state).await?))
+}
+
+/// Deletes a pipeline with its config versions, runs and task executions.
+#[utoipa::path(
+    delete, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}", tag = "Pipelines",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ApiError), (status = 409, body = ApiError))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.gofer.delete_pipeline(&namespace_id, &pipeline_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lists a pipeline's config versions, newest first.
+#[utoipa::path(
+    get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs", tag = "Pipelines",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), PageQuery),
+    responses((status = 200, body = ListConfigsResponse), (status = 404, body = ApiError))
+)]
+pub async fn list_configs(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<ListConfigsResponse>> {
+    let (configs, next_offset) = state.gofer.list_configs(&namespace_id, &pipeline_id, query).await?;
+    Ok(Json(ListConfigsResponse { configs, next_offset }))
+}
+
+/// Registers a config as the pipeline's next version (creating the pipeline if new). The server validates it
+/// again; an identical config registers nothing and answers 200 with the existing version.
+#[utoipa::path(
+    post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs", tag = "Pipelines",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
+    request_body = RegisterConfigRequest,
+    responses(
+        (status = 201, body = RegisterConfigResponse, description = "A new version was registered"),
+        (status = 200, body = RegisterConfigResponse, description = "Identical to the latest version; nothing registered"),
+        (status = 400, body = ApiError), (status = 404, body = ApiError)
+    )
+)]
+pub async fn register_config(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<RegisterConfigRequest>,
+) -> ApiResult<(StatusCode, Json<RegisterConfigResponse>)> {
+    let registered = state.gofer.register_config(&namespace_id, &pipeline_id, request.config).await?;
+    let status = if registered.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(RegisterConfigResponse { config: registered.config, created: registered.created })))
+}
+
+/// Gets one config version.
+#[utoipa::path(
+    get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}", tag = "Pipelines",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("version" = u64, Path)),
+    responses((status = 200, body = PipelineConfig), (status = 404, body = ApiError))
+)]
+pub async fn get_config(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id, version)): ApiPath<(String, String, u64)>,
+) -> ApiResult<Json<PipelineConfig>> {
+    Ok(Json(state.gofer.get_config(&namespace_id, &pipeline_id, version).await?))
+}
+
+/// Makes a config version the live one: new runs use it.
+#[utoipa::path(
+    post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}/deploy", tag = "Pipelines",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("version" = u64, Path)),
+    responses((status = 200, body = PipelineConfig), (status = 404, body = ApiError))
+)]
+pub async fn deploy_config(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id, version)): ApiPath<(String, String, u64)>,
+) -> ApiResult<Json<PipelineConfig>> {
+    Ok(Json(state.gofer.deploy_config(&namespace_id, &pipeline_id, version).await?))
+}

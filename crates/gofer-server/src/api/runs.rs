@@ -1,0 +1,80 @@
+//! Run routes.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use gofer_api::error::ApiError;
+use gofer_api::models::{Initiator, Run};
+use gofer_api::requests::{ListRunsResponse, PageQuery, StartRunRequest};
+
+use super::AppState;
+use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
+
+/// Lists a pipeline's runs, newest first.
+#[utoipa::path(
+    get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs", tag = "Runs",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), PageQuery),
+    responses((status = 200, body = ListRunsResponse), (status = 400, body = ApiError), (status = 404, body = ApiError))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<ListRunsResponse>> {
+    let (runs, next_offset) = state.gofer.list_runs(&namespace_id, &pipeline_id, query).await?;
+    Ok(Json(ListRunsResponse { runs, next_offset }))
+}
+
+/// Starts a run of the pipeline's live config version. Answers at once with the pending run.
+#[utoipa::path(
+    post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs", tag = "Runs",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
+    request_body = StartRunRequest,
+    responses(
+        (status = 201, body = Run), (status = 400, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, body = ApiError, description = "No config version is deployed"),
+        (status = 503, body = ApiError, description = "The pipeline is disabled")
+    )
+)]
+pub async fn start(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<StartRunRequest>,
+) -> ApiResult<(StatusCode, Json<Run>)> {
+    // Until auth arrives every caller is the development-mode user.
+    let initiator = Initiator { kind: "user".into(), name: "anonymous".into() };
+    let run = state.gofer.start_run(&namespace_id, &pipeline_id, request.variables, initiator).await?;
+    Ok((StatusCode::CREATED, Json(run)))
+}
+
+/// Gets a run.
+#[utoipa::path(
+    get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}", tag = "Runs",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path)),
+    responses((status = 200, body = Run), (status = 404, body = ApiError))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id, run_id)): ApiPath<(String, String, u64)>,
+) -> ApiResult<Json<Run>> {
+    Ok(Json(state.gofer.get_run(&namespace_id, &pipeline_id, run_id).await?))
+}
+
+/// Cancels a run: tasks not started are cancelled, running containers are stopped (then killed after the grace
+/// period).
+#[utoipa::path(
+    post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/cancel", tag = "Runs",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path)),
+    responses(
+        (status = 202, body = Run, description = "Cancellation started"),
+        (status = 404, body = ApiError),
+        (status = 409, body = ApiError, description = "The run is already finished")
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id, run_id)): ApiPath<(String, String, u64)>,
+) -> ApiResult<(StatusCode, Json<Run>)> {
+    let run = state.gofer.cancel_run(&namespace_id, &pipeline_id, run_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(run)))
+}

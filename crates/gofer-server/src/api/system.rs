@@ -1,0 +1,43 @@
+//! Health and documents about the API itself.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use gofer_api::error::{ApiError, ErrorCode};
+use gofer_api::requests::Health;
+
+use super::extract::ApiFailure;
+use super::AppState;
+
+/// Answers 200 once the server is ready to serve: storage open, container engine reachable.
+#[utoipa::path(get, path = "/api/health", tag = "System", responses((status = 200, body = Health)))]
+pub async fn health(State(state): State<AppState>) -> Json<Health> {
+    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into(), dev_mode: state.dev_mode })
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "System", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi() -> Json<serde_json::Value> {
+    Json(serde_json::to_value(super::openapi()).unwrap_or_default())
+}
+
+/// The JSON Schema of the pipeline config that SDKs produce.
+#[utoipa::path(
+    get,
+    path = "/api/schemas/pipeline-config.json",
+    tag = "System",
+    responses((status = 200, description = "JSON Schema (draft 2020-12) of a pipeline config"))
+)]
+pub async fn pipeline_config_schema() -> Json<serde_json::Value> {
+    Json(super::pipeline_config_schema())
+}
+
+pub async fn not_found(uri: Uri) -> ApiFailure {
+    ApiFailure {
+        status: StatusCode::NOT_FOUND,
+        body: ApiError {
+            code: ErrorCode::NotFound,
+            message: format!("no API route {}; see /api/openapi.json for the routes", uri.path()),
+        },
+    }
+}

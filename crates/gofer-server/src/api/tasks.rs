@@ -1,0 +1,62 @@
+//! Task execution routes and logs.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use gofer_api::error::ApiError;
+use gofer_api::models::TaskExecution;
+use gofer_api::requests::{ListTaskExecutionsResponse, LogsQuery};
+
+use super::AppState;
+use super::extract::{ApiPath, ApiQuery, ApiResult};
+
+/// Lists the task executions of a run, by task id.
+#[utoipa::path(
+    get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks", tag = "Tasks",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path)),
+    responses((status = 200, body = ListTaskExecutionsResponse), (status = 404, body = ApiError))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id, run_id)): ApiPath<(String, String, u64)>,
+) -> ApiResult<Json<ListTaskExecutionsResponse>> {
+    let task_executions = state.gofer.list_task_executions(&namespace_id, &pipeline_id, run_id).await?;
+    Ok(Json(ListTaskExecutionsResponse { task_executions }))
+}
+
+/// Gets one task execution.
+#[utoipa::path(
+    get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}", tag = "Tasks",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path), ("task_id" = String, Path)),
+    responses((status = 200, body = TaskExecution), (status = 404, body = ApiError))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id, run_id, task_id)): ApiPath<(String, String, u64, String)>,
+) -> ApiResult<Json<TaskExecution>> {
+    Ok(Json(state.gofer.get_task_execution(&namespace_id, &pipeline_id, run_id, &task_id).await?))
+}
+
+/// A task's stdout and stderr as raw bytes, exactly as the container wrote them. With `follow=true` the response
+/// stays open and streams new output until the task completes.
+#[utoipa::path(
+    get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}/logs", tag = "Tasks",
+    params(
+        ("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path), ("task_id" = String, Path),
+        LogsQuery
+    ),
+    responses(
+        (status = 200, content_type = "application/octet-stream", description = "The log bytes"),
+        (status = 404, body = ApiError)
+    )
+)]
+pub async fn logs(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id, run_id, task_id)): ApiPath<(String, String, u64, String)>,
+    ApiQuery(query): ApiQuery<LogsQuery>,
+) -> ApiResult<Response> {
+    let stream = state.gofer.task_logs(&namespace_id, &pipeline_id, run_id, &task_id, query.follow).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(stream)).into_response())
+}

@@ -1,0 +1,169 @@
+//! Server configuration: built-in defaults, a TOML file, `GOFER_*` environment variables, then flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The defaults, as shipped. A test proves they equal [`Config::default`].
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
+
+/// The top-level sections; only environment variables naming one of them are read.
+const SECTIONS: &[&str] = &["server", "runs", "log"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub runs: RunsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind_address: SocketAddr,
+    /// Empty means the per-user data dir.
+    pub data_dir: PathBuf,
+    pub dev_mode: bool,
+    /// Empty means `http://172.17.0.1:<port>`.
+    pub task_api_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsConfig {
+    pub stop_grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig {
+                bind_address: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                data_dir: PathBuf::new(),
+                dev_mode: true,
+                task_api_url: String::new(),
+            },
+            runs: RunsConfig { stop_grace_seconds: 10 },
+            log: LogConfig { level: "info".into() },
+        }
+    }
+}
+
+/// Values given on the command line; they win over every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub bind_address: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration file {path} does not exist")]
+    MissingFile { path: PathBuf },
+    #[error("invalid configuration (check the file given with --config and GOFER_* variables)")]
+    Invalid(#[source] Box<figment::Error>),
+}
+
+impl Config {
+    /// Loads the layers in order of precedence: defaults < file < environment < flags.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(Error::MissingFile { path: path.to_path_buf() });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("GOFER_")
+                .filter(|key| SECTIONS.iter().any(|s| key.as_str().starts_with(&format!("{s}__"))))
+                .split("__"),
+        );
+        let mut config: Config = figment.extract().map_err(|e| Error::Invalid(Box::new(e)))?;
+        if let Some(addr) = overrides.bind_address {
+            config.server.bind_address = addr;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.server.data_dir = dir.clone();
+        }
+        Ok(config)
+    }
+
+    /// The data dir, resolving the empty default to the per-user data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        if !self.server.data_dir.as_os_str().is_empty() {
+            return self.server.data_dir.clone();
+        }
+        if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("gofer");
+        }
+        match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".local/share/gofer"),
+            None => PathBuf::from("gofer-data"),
+        }
+    }
+
+    /// The API address task containers are told about.
+    pub fn task_api_url(&self) -> String {
+        if self.server.task_api_url.is_empty() {
+            format!("http://172.17.0.1:{}", self.server.bind_address.port())
+        } else {
+            self.server.task_api_url.clone()
+        }
+    }
+
+    /// The effective configuration as TOML, for `gofer service config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_shipped_file_parses_to_the_defaults() {
+        let parsed: Config = toml::from_str(DEFAULT_CONFIG_TOML).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn file_then_flags_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gofer.toml");
+        std::fs::write(&path, "[server]\nbind_address = \"0.0.0.0:9000\"\n[runs]\nstop_grace_seconds = 3\n").unwrap();
+        let config = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(config.server.bind_address.port(), 9000);
+        assert_eq!(config.runs.stop_grace_seconds, 3);
+        let overrides = Overrides { bind_address: Some("127.0.0.1:7000".parse().unwrap()), data_dir: None };
+        assert_eq!(Config::load(Some(&path), &overrides).unwrap().server.bind_address.port(), 7000);
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gofer.toml");
+        std::fs::write(&path, "[server]\nbind_adress = \"0.0.0.0:9000\"\n").unwrap();
+        let err = Config::load(Some(&path), &Overrides::default()).unwrap_err();
+        let chain = format!("{:?}", err);
+        assert!(chain.contains("bind_adress"), "{chain}");
+        assert!(matches!(
+            Config::load(Some(&dir.path().join("nope.toml")), &Overrides::default()),
+            Err(Error::MissingFile { .. })
+        ));
+    }
+}

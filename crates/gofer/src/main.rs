@@ -1,0 +1,45 @@
+//! The `gofer` binary: `gofer service ...` runs the server; every other command is a client of its API.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "gofer", version, about = "Run short-lived jobs in containers, with pipelines written in Rust.")]
+struct Cli {
+    #[command(flatten)]
+    global: gofer_cli::GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run and inspect the Gofer server.
+    #[command(subcommand)]
+    Service(gofer_server::ServiceCommand),
+    #[command(flatten)]
+    Client(gofer_cli::Command),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Service(command) => gofer_server::run(command).await,
+            Command::Client(command) => gofer_cli::run(&cli.global, command).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
