@@ -72,23 +72,40 @@ fn segment(s: &str) -> String {
 
 impl Client {
     pub fn new(api_url: &str, namespace: &str) -> Self {
-        Self { http: reqwest::Client::new(), base: api_url.trim_end_matches('/').to_string(), namespace: namespace.into() }
+        Self {
+            http: reqwest::Client::new(),
+            base: api_url.trim_end_matches('/').to_string(),
+            namespace: namespace.into(),
+        }
     }
 
     fn pipeline_url(&self, pipeline: &str) -> String {
-        format!("{}/api/namespaces/{}/pipelines/{}", self.base, segment(&self.namespace), segment(pipeline))
+        format!(
+            "{}/api/namespaces/{}/pipelines/{}",
+            self.base,
+            segment(&self.namespace),
+            segment(pipeline)
+        )
     }
 
     fn run_url(&self, pipeline: &str, run: u64) -> String {
         format!("{}/runs/{run}", self.pipeline_url(pipeline))
     }
 
-    async fn send(&self, method: Method, url: String, body: Option<&impl Serialize>) -> Result<reqwest::Response> {
+    async fn send(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<&impl Serialize>,
+    ) -> Result<reqwest::Response> {
         let mut request = self.http.request(method, &url);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|source| Error::Transport { url: url.clone(), source })?;
+        let response = request.send().await.map_err(|source| Error::Transport {
+            url: url.clone(),
+            source,
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -101,61 +118,123 @@ impl Client {
         Err(Error::Api { status, error })
     }
 
-    async fn json<T: DeserializeOwned>(&self, method: Method, url: String, body: Option<&impl Serialize>) -> Result<T> {
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<&impl Serialize>,
+    ) -> Result<T> {
         let response = self.send(method, url.clone(), body).await?;
-        response.json().await.map_err(|source| Error::Transport { url, source })
+        response
+            .json()
+            .await
+            .map_err(|source| Error::Transport { url, source })
     }
 
     pub async fn list_pipelines(&self) -> Result<ListPipelinesResponse> {
-        let url = format!("{}/api/namespaces/{}/pipelines?limit=1000", self.base, segment(&self.namespace));
+        let url = format!(
+            "{}/api/namespaces/{}/pipelines?limit=1000",
+            self.base,
+            segment(&self.namespace)
+        );
         self.json(Method::GET, url, None::<&()>).await
     }
 
     pub async fn get_pipeline(&self, pipeline: &str) -> Result<Pipeline> {
-        self.json(Method::GET, self.pipeline_url(pipeline), None::<&()>).await
+        self.json(Method::GET, self.pipeline_url(pipeline), None::<&()>)
+            .await
     }
 
-    pub async fn set_pipeline_state(&self, pipeline: &str, state: PipelineState) -> Result<Pipeline> {
-        self.json(Method::PATCH, self.pipeline_url(pipeline), Some(&UpdatePipelineRequest { state })).await
+    pub async fn set_pipeline_state(
+        &self,
+        pipeline: &str,
+        state: PipelineState,
+    ) -> Result<Pipeline> {
+        self.json(
+            Method::PATCH,
+            self.pipeline_url(pipeline),
+            Some(&UpdatePipelineRequest { state }),
+        )
+        .await
     }
 
     pub async fn delete_pipeline(&self, pipeline: &str) -> Result<()> {
-        self.send(Method::DELETE, self.pipeline_url(pipeline), None::<&()>).await.map(drop)
+        self.send(Method::DELETE, self.pipeline_url(pipeline), None::<&()>)
+            .await
+            .map(drop)
     }
 
-    pub async fn register_config(&self, config: config::Pipeline) -> Result<RegisterConfigResponse> {
+    pub async fn register_config(
+        &self,
+        config: config::Pipeline,
+    ) -> Result<RegisterConfigResponse> {
         let url = format!("{}/configs", self.pipeline_url(&config.id));
-        self.json(Method::POST, url, Some(&RegisterConfigRequest { config })).await
+        self.json(Method::POST, url, Some(&RegisterConfigRequest { config }))
+            .await
     }
 
     pub async fn get_config(&self, pipeline: &str, version: u64) -> Result<PipelineConfig> {
-        self.json(Method::GET, format!("{}/configs/{version}", self.pipeline_url(pipeline)), None::<&()>).await
+        self.json(
+            Method::GET,
+            format!("{}/configs/{version}", self.pipeline_url(pipeline)),
+            None::<&()>,
+        )
+        .await
     }
 
     pub async fn deploy_config(&self, pipeline: &str, version: u64) -> Result<PipelineConfig> {
-        self.json(Method::POST, format!("{}/configs/{version}/deploy", self.pipeline_url(pipeline)), None::<&()>).await
+        self.json(
+            Method::POST,
+            format!("{}/configs/{version}/deploy", self.pipeline_url(pipeline)),
+            None::<&()>,
+        )
+        .await
     }
 
-    pub async fn start_run(&self, pipeline: &str, variables: BTreeMap<String, String>) -> Result<Run> {
+    pub async fn start_run(
+        &self,
+        pipeline: &str,
+        variables: BTreeMap<String, String>,
+    ) -> Result<Run> {
         let url = format!("{}/runs", self.pipeline_url(pipeline));
-        self.json(Method::POST, url, Some(&StartRunRequest { variables })).await
+        self.json(Method::POST, url, Some(&StartRunRequest { variables }))
+            .await
     }
 
-    pub async fn list_runs(&self, pipeline: &str, limit: u64, offset: u64) -> Result<ListRunsResponse> {
-        let url = format!("{}/runs?limit={limit}&offset={offset}", self.pipeline_url(pipeline));
+    pub async fn list_runs(
+        &self,
+        pipeline: &str,
+        limit: u64,
+        offset: u64,
+    ) -> Result<ListRunsResponse> {
+        let url = format!(
+            "{}/runs?limit={limit}&offset={offset}",
+            self.pipeline_url(pipeline)
+        );
         self.json(Method::GET, url, None::<&()>).await
     }
 
     pub async fn get_run(&self, pipeline: &str, run: u64) -> Result<Run> {
-        self.json(Method::GET, self.run_url(pipeline, run), None::<&()>).await
+        self.json(Method::GET, self.run_url(pipeline, run), None::<&()>)
+            .await
     }
 
     pub async fn cancel_run(&self, pipeline: &str, run: u64) -> Result<Run> {
-        self.json(Method::POST, format!("{}/cancel", self.run_url(pipeline, run)), None::<&()>).await
+        self.json(
+            Method::POST,
+            format!("{}/cancel", self.run_url(pipeline, run)),
+            None::<&()>,
+        )
+        .await
     }
 
     pub async fn list_tasks(&self, pipeline: &str, run: u64) -> Result<ListTaskExecutionsResponse> {
-        self.json(Method::GET, format!("{}/tasks", self.run_url(pipeline, run)), None::<&()>).await
+        self.json(
+            Method::GET,
+            format!("{}/tasks", self.run_url(pipeline, run)),
+            None::<&()>,
+        )
+        .await
     }
 
     pub async fn get_task(&self, pipeline: &str, run: u64, task: &str) -> Result<TaskExecution> {
@@ -171,7 +250,14 @@ impl Client {
         task: &str,
         follow: bool,
     ) -> Result<impl Stream<Item = reqwest::Result<Bytes>> + use<>> {
-        let url = format!("{}/tasks/{}/logs?follow={follow}", self.run_url(pipeline, run), segment(task));
-        Ok(self.send(Method::GET, url, None::<&()>).await?.bytes_stream())
+        let url = format!(
+            "{}/tasks/{}/logs?follow={follow}",
+            self.run_url(pipeline, run),
+            segment(task)
+        );
+        Ok(self
+            .send(Method::GET, url, None::<&()>)
+            .await?
+            .bytes_stream())
     }
 }

@@ -37,28 +37,44 @@ async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
             dir.display()
         );
     }
-    eprintln!("building and running the pipeline program in {} ...", dir.display());
-    let out = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["run", "--quiet", "--manifest-path"])
-        .arg(&manifest)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await
-        .context("could not run cargo; is the Rust toolchain installed and on PATH?")?;
+    eprintln!(
+        "building and running the pipeline program in {} ...",
+        dir.display()
+    );
+    let out =
+        tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["run", "--quiet", "--manifest-path"])
+            .arg(&manifest)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .context("could not run cargo; is the Rust toolchain installed and on PATH?")?
+            .wait_with_output()
+            .await
+            .context("the pipeline program did not finish")?;
     if !out.status.success() {
-        bail!("the pipeline program failed ({}); see its output above", out.status);
+        bail!(
+            "the pipeline program failed ({}); see its output above",
+            out.status
+        );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let json = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_default();
+    let json = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_default();
     if json.is_empty() {
         bail!("the pipeline program printed no config on stdout; does it end with `.finish()`?");
     }
-    serde_json::from_str(json).context("the pipeline program printed something that is not a pipeline config")
+    serde_json::from_str(json)
+        .context("the pipeline program printed something that is not a pipeline config")
 }
 
 fn describe_changes(old: &config::Pipeline, new: &config::Pipeline) -> Vec<String> {
-    let old_tasks: HashMap<&str, &config::Task> = old.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let old_tasks: HashMap<&str, &config::Task> =
+        old.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
     let new_ids: HashSet<&str> = new.tasks.iter().map(|t| t.id.as_str()).collect();
     let mut changes = Vec::new();
     for task in &new.tasks {
@@ -73,7 +89,10 @@ fn describe_changes(old: &config::Pipeline, new: &config::Pipeline) -> Vec<Strin
             changes.push(format!("- task {}", task.id));
         }
     }
-    if old.name != new.name || old.description != new.description || old.parallelism != new.parallelism {
+    if old.name != new.name
+        || old.description != new.description
+        || old.parallelism != new.parallelism
+    {
         changes.push("~ pipeline settings".into());
     }
     changes
@@ -105,7 +124,10 @@ async fn deploy(client: &Client, format: Format, args: &DeployArgs) -> anyhow::R
                 eprintln!("  {change}");
             }
         }
-        None => eprintln!("first version of '{pipeline_id}': {} task(s)", config.tasks.len()),
+        None => eprintln!(
+            "first version of '{pipeline_id}': {} task(s)",
+            config.tasks.len()
+        ),
         Some(_) => {}
     }
     let result = if args.no_deploy {
@@ -152,8 +174,16 @@ async fn pipeline(client: &Client, format: Format, command: PipelineCommand) -> 
             return output::table(&["ID", "NAME", "STATE", "LIVE VERSION", "CREATED"], &rows);
         }
         PipelineCommand::Get { pipeline } => client.get_pipeline(&pipeline).await?,
-        PipelineCommand::Enable { pipeline } => client.set_pipeline_state(&pipeline, PipelineState::Active).await?,
-        PipelineCommand::Disable { pipeline } => client.set_pipeline_state(&pipeline, PipelineState::Disabled).await?,
+        PipelineCommand::Enable { pipeline } => {
+            client
+                .set_pipeline_state(&pipeline, PipelineState::Active)
+                .await?
+        }
+        PipelineCommand::Disable { pipeline } => {
+            client
+                .set_pipeline_state(&pipeline, PipelineState::Disabled)
+                .await?
+        }
         PipelineCommand::Delete { pipeline } => {
             client.delete_pipeline(&pipeline).await?;
             eprintln!("deleted pipeline '{pipeline}'");
@@ -168,7 +198,10 @@ async fn pipeline(client: &Client, format: Format, command: PipelineCommand) -> 
             ("name", shown.name.clone()),
             ("description", shown.description.clone().unwrap_or_default()),
             ("state", shown.state.to_string()),
-            ("live version", shown.live_version.map_or("none".into(), |v| v.to_string())),
+            (
+                "live version",
+                shown.live_version.map_or("none".into(), |v| v.to_string()),
+            ),
             ("latest version", shown.latest_version.to_string()),
             ("created", ago(shown.created)),
         ]),
@@ -186,7 +219,10 @@ fn run_fields(run: &Run) -> Vec<(&'static str, String)> {
         ("took", took(run.started, run.ended)),
     ];
     if let Some(reason) = &run.status_reason {
-        fields.push(("reason", format!("{}: {}", reason.reason, reason.description)));
+        fields.push((
+            "reason",
+            format!("{}: {}", reason.reason, reason.description),
+        ));
     }
     fields
 }
@@ -201,7 +237,9 @@ fn task_rows(tasks: &[TaskExecution]) -> Vec<Vec<String>> {
                 t.status.to_string(),
                 t.exit_code.map_or("-".into(), |c| c.to_string()),
                 took(t.started, t.ended),
-                t.status_reason.as_ref().map_or(String::new(), |r| format!("{}: {}", r.reason, r.description)),
+                t.status_reason.as_ref().map_or(String::new(), |r| {
+                    format!("{}: {}", r.reason, r.description)
+                }),
             ]
         })
         .collect()
@@ -211,18 +249,30 @@ const TASK_HEADER: [&str; 6] = ["TASK", "STATE", "STATUS", "EXIT", "TOOK", "REAS
 
 async fn run_command(client: &Client, format: Format, command: RunCommand) -> anyhow::Result<()> {
     match command {
-        RunCommand::Start { pipeline, variables } => {
-            let run = client.start_run(&pipeline, variables.into_iter().collect::<BTreeMap<_, _>>()).await?;
+        RunCommand::Start {
+            pipeline,
+            variables,
+        } => {
+            let run = client
+                .start_run(&pipeline, variables.into_iter().collect::<BTreeMap<_, _>>())
+                .await?;
             match format {
                 Format::Json => output::json(&run),
                 Format::Table => {
                     output::fields(&run_fields(&run))?;
-                    eprintln!("follow it with `gofer run get {pipeline} {} --follow`", run.run_id);
+                    eprintln!(
+                        "follow it with `gofer run get {pipeline} {} --follow`",
+                        run.run_id
+                    );
                     Ok(())
                 }
             }
         }
-        RunCommand::List { pipeline, limit, offset } => {
+        RunCommand::List {
+            pipeline,
+            limit,
+            offset,
+        } => {
             let list = client.list_runs(&pipeline, limit, offset).await?;
             if format == Format::Json {
                 return output::json(&list.runs);
@@ -241,13 +291,20 @@ async fn run_command(client: &Client, format: Format, command: RunCommand) -> an
                     ]
                 })
                 .collect();
-            output::table(&["RUN", "STATE", "STATUS", "CREATED", "TOOK", "VERSION"], &rows)?;
+            output::table(
+                &["RUN", "STATE", "STATUS", "CREATED", "TOOK", "VERSION"],
+                &rows,
+            )?;
             if let Some(next) = list.next_offset {
                 eprintln!("more runs: --offset {next}");
             }
             Ok(())
         }
-        RunCommand::Get { pipeline, run, follow } => {
+        RunCommand::Get {
+            pipeline,
+            run,
+            follow,
+        } => {
             if follow {
                 follow_run(client, &pipeline, run, format).await?;
             }
@@ -274,7 +331,12 @@ async fn run_command(client: &Client, format: Format, command: RunCommand) -> an
 }
 
 /// Prints each task's state changes and its log lines, prefixed with the task id, until the run completes.
-async fn follow_run(client: &Client, pipeline: &str, run: u64, format: Format) -> anyhow::Result<()> {
+async fn follow_run(
+    client: &Client,
+    pipeline: &str,
+    run: u64,
+    format: Format,
+) -> anyhow::Result<()> {
     let mut seen: HashMap<String, (TaskState, String)> = HashMap::new();
     let mut followers = tokio::task::JoinSet::new();
     let mut following: HashSet<String> = HashSet::new();
@@ -287,7 +349,9 @@ async fn follow_run(client: &Client, pipeline: &str, run: u64, format: Format) -
             if seen.get(&task.task_id) != Some(&state) {
                 if show {
                     let detail = if task.state == TaskState::Complete {
-                        let exit = task.exit_code.map_or(String::new(), |c| format!(" (exit {c})"));
+                        let exit = task
+                            .exit_code
+                            .map_or(String::new(), |c| format!(" (exit {c})"));
                         format!("{}{exit}", task.status)
                     } else {
                         task.state.to_string()
@@ -296,10 +360,13 @@ async fn follow_run(client: &Client, pipeline: &str, run: u64, format: Format) -
                 }
                 seen.insert(task.task_id.clone(), state);
             }
-            let started = matches!(task.state, TaskState::Running | TaskState::Complete) && task.started > 0;
+            let started =
+                matches!(task.state, TaskState::Running | TaskState::Complete) && task.started > 0;
             if show && started && following.insert(task.task_id.clone()) {
-                let (client, pipeline, id) = (client.clone(), pipeline.to_string(), task.task_id.clone());
-                followers.spawn(async move { print_prefixed_logs(&client, &pipeline, run, &id).await });
+                let (client, pipeline, id) =
+                    (client.clone(), pipeline.to_string(), task.task_id.clone());
+                followers
+                    .spawn(async move { print_prefixed_logs(&client, &pipeline, run, &id).await });
             }
         }
         if current.is_complete() {
@@ -315,12 +382,21 @@ async fn follow_run(client: &Client, pipeline: &str, run: u64, format: Format) -
     Ok(())
 }
 
-async fn print_prefixed_logs(client: &Client, pipeline: &str, run: u64, task: &str) -> anyhow::Result<()> {
+async fn print_prefixed_logs(
+    client: &Client,
+    pipeline: &str,
+    run: u64,
+    task: &str,
+) -> anyhow::Result<()> {
     let mut stream = client.task_logs(pipeline, run, task, true).await?;
     let mut pending: Vec<u8> = Vec::new();
     let emit = |line: &[u8]| {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{task} | {}", String::from_utf8_lossy(line).trim_end_matches('\r'));
+        let _ = writeln!(
+            out,
+            "{task} | {}",
+            String::from_utf8_lossy(line).trim_end_matches('\r')
+        );
     };
     while let Some(chunk) = stream.next().await {
         pending.extend_from_slice(&chunk?);
@@ -344,7 +420,11 @@ async fn task(client: &Client, format: Format, command: TaskCommand) -> anyhow::
                 Format::Table => output::table(&TASK_HEADER, &task_rows(&tasks)),
             }
         }
-        TaskCommand::Get { pipeline, run, task } => {
+        TaskCommand::Get {
+            pipeline,
+            run,
+            task,
+        } => {
             let t = client.get_task(&pipeline, run, &task).await?;
             if format == Format::Json {
                 return output::json(&t);
@@ -352,25 +432,42 @@ async fn task(client: &Client, format: Format, command: TaskCommand) -> anyhow::
             let mut fields = vec![
                 ("task", t.task_id.clone()),
                 ("image", t.task.image.clone()),
-                ("image digest", t.image_digest.clone().unwrap_or_else(|| "-".into())),
+                (
+                    "image digest",
+                    t.image_digest.clone().unwrap_or_else(|| "-".into()),
+                ),
                 ("state", t.state.to_string()),
                 ("status", t.status.to_string()),
-                ("exit code", t.exit_code.map_or("-".into(), |c| c.to_string())),
+                (
+                    "exit code",
+                    t.exit_code.map_or("-".into(), |c| c.to_string()),
+                ),
                 ("started", ago(t.started)),
                 ("took", took(t.started, t.ended)),
             ];
             if let Some(reason) = &t.status_reason {
-                fields.push(("reason", format!("{}: {}", reason.reason, reason.description)));
+                fields.push((
+                    "reason",
+                    format!("{}: {}", reason.reason, reason.description),
+                ));
             }
             for (parent, needs) in &t.task.depends_on {
                 fields.push(("depends on", format!("{parent} ({needs:?})")));
             }
             for variable in &t.variables {
-                fields.push(("variable", format!("{}={} ({})", variable.key, variable.value, variable.source)));
+                fields.push((
+                    "variable",
+                    format!("{}={} ({})", variable.key, variable.value, variable.source),
+                ));
             }
             output::fields(&fields)
         }
-        TaskCommand::Logs { pipeline, run, task, follow } => {
+        TaskCommand::Logs {
+            pipeline,
+            run,
+            task,
+            follow,
+        } => {
             let mut stream = client.task_logs(&pipeline, run, &task, follow).await?;
             let mut out = std::io::stdout().lock();
             while let Some(chunk) = stream.next().await {

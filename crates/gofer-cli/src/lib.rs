@@ -51,7 +51,9 @@ fn settings_path() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(dir).join("gofer/config.toml"));
     }
-    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".config/gofer/config.toml"))
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|h| PathBuf::from(h).join(".config/gofer/config.toml"))
 }
 
 impl GlobalArgs {
@@ -60,14 +62,23 @@ impl GlobalArgs {
         let file = match settings_path() {
             Some(path) if path.exists() => {
                 let text = std::fs::read_to_string(&path)?;
-                toml::from_str::<FileSettings>(&text)
-                    .map_err(|e| anyhow::anyhow!("invalid client settings in {}: {e}", path.display()))?
+                toml::from_str::<FileSettings>(&text).map_err(|e| {
+                    anyhow::anyhow!("invalid client settings in {}: {e}", path.display())
+                })?
             }
             _ => FileSettings::default(),
         };
         Ok(Settings {
-            api_url: self.api_url.clone().or(file.api_url).unwrap_or_else(|| "http://127.0.0.1:8080".into()),
-            namespace: self.namespace.clone().or(file.namespace).unwrap_or_else(|| "default".into()),
+            api_url: self
+                .api_url
+                .clone()
+                .or(file.api_url)
+                .unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+            namespace: self
+                .namespace
+                .clone()
+                .or(file.namespace)
+                .unwrap_or_else(|| "default".into()),
             output: self.output.or(file.output).unwrap_or(Format::Table),
         })
     }
@@ -148,7 +159,11 @@ pub enum TaskCommand {
     /// List the task executions of a run.
     List { pipeline: String, run: u64 },
     /// Show one task execution.
-    Get { pipeline: String, run: u64, task: String },
+    Get {
+        pipeline: String,
+        run: u64,
+        task: String,
+    },
     /// Print a task's logs, raw.
     Logs {
         pipeline: String,

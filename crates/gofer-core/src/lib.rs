@@ -16,8 +16,8 @@ use futures::Stream;
 use gofer_api::config::{self, validate_identifier};
 use gofer_api::epoch_millis;
 use gofer_api::models::{
-    DEFAULT_NAMESPACE, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run, TaskExecution, Variable,
-    VariableSource,
+    DEFAULT_NAMESPACE, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run,
+    TaskExecution, Variable, VariableSource,
 };
 use gofer_api::requests::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageQuery};
 use gofer_storage::{NewRun, Page, Registered, Storage};
@@ -38,7 +38,9 @@ pub struct Gofer {
 fn page(query: PageQuery) -> Result<Page> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
     if limit == 0 || limit > MAX_PAGE_LIMIT {
-        return Err(Error::invalid(format!("limit must be between 1 and {MAX_PAGE_LIMIT}, got {limit}")));
+        return Err(Error::invalid(format!(
+            "limit must be between 1 and {MAX_PAGE_LIMIT}, got {limit}"
+        )));
     }
     // Ask for one more than requested to learn whether a next page exists.
     Ok(Page::new(limit + 1, query.offset.unwrap_or(0)))
@@ -62,14 +64,18 @@ fn identifier(what: &str, value: &str) -> Result<()> {
 
 /// SHA-256 of the config's canonical JSON (maps are ordered, so equal configs hash equally).
 pub fn config_hash(config: &config::Pipeline) -> Result<String> {
-    let json = serde_json::to_string(config).map_err(|e| Error::internal("hash a pipeline config", e))?;
+    let json =
+        serde_json::to_string(config).map_err(|e| Error::internal("hash a pipeline config", e))?;
     let digest = Sha256::digest(json.as_bytes());
     Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Gofer {
     pub fn new(storage: Arc<dyn Storage>, orchestrator: Orchestrator) -> Self {
-        Self { storage, orchestrator }
+        Self {
+            storage,
+            orchestrator,
+        }
     }
 
     pub fn orchestrator(&self) -> &Orchestrator {
@@ -109,12 +115,21 @@ impl Gofer {
         Ok(self.storage.get_namespace(id).await?)
     }
 
-    pub async fn create_namespace(&self, id: &str, name: &str, description: &str) -> Result<Namespace> {
+    pub async fn create_namespace(
+        &self,
+        id: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<Namespace> {
         identifier("namespace id", id)?;
         let now = epoch_millis();
         let namespace = Namespace {
             id: id.into(),
-            name: if name.is_empty() { id.into() } else { name.into() },
+            name: if name.is_empty() {
+                id.into()
+            } else {
+                name.into()
+            },
             description: description.into(),
             created: now,
             modified: now,
@@ -125,9 +140,16 @@ impl Gofer {
 
     // --- pipelines and configs ---
 
-    pub async fn list_pipelines(&self, namespace_id: &str, query: PageQuery) -> Result<(Vec<Pipeline>, Option<u64>)> {
+    pub async fn list_pipelines(
+        &self,
+        namespace_id: &str,
+        query: PageQuery,
+    ) -> Result<(Vec<Pipeline>, Option<u64>)> {
         self.storage.get_namespace(namespace_id).await?;
-        let items = self.storage.list_pipelines(namespace_id, page(query)?).await?;
+        let items = self
+            .storage
+            .list_pipelines(namespace_id, page(query)?)
+            .await?;
         Ok(paged(items, query))
     }
 
@@ -136,9 +158,16 @@ impl Gofer {
         Ok(self.storage.get_pipeline(namespace_id, pipeline_id).await?)
     }
 
-    pub async fn set_pipeline_state(&self, namespace_id: &str, pipeline_id: &str, state: PipelineState) -> Result<Pipeline> {
+    pub async fn set_pipeline_state(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        state: PipelineState,
+    ) -> Result<Pipeline> {
         self.storage.get_namespace(namespace_id).await?;
-        self.storage.set_pipeline_state(namespace_id, pipeline_id, state, epoch_millis()).await?;
+        self.storage
+            .set_pipeline_state(namespace_id, pipeline_id, state, epoch_millis())
+            .await?;
         Ok(self.storage.get_pipeline(namespace_id, pipeline_id).await?)
     }
 
@@ -158,7 +187,10 @@ impl Gofer {
                 "pipeline '{pipeline_id}' has {active} unfinished run(s); cancel them (gofer run cancel) and try again"
             )));
         }
-        Ok(self.storage.delete_pipeline(namespace_id, pipeline_id).await?)
+        Ok(self
+            .storage
+            .delete_pipeline(namespace_id, pipeline_id)
+            .await?)
     }
 
     /// Validates and registers a config as the pipeline's next version. An identical config registers nothing.
@@ -175,16 +207,29 @@ impl Gofer {
                 config.id
             )));
         }
-        config.validate().map_err(|e| Error::invalid(e.to_string()))?;
+        config
+            .validate()
+            .map_err(|e| Error::invalid(e.to_string()))?;
         let hash = config_hash(&config)?;
-        Ok(self.storage.register_config(namespace_id, &config, &hash, epoch_millis()).await?)
+        Ok(self
+            .storage
+            .register_config(namespace_id, &config, &hash, epoch_millis())
+            .await?)
     }
 
     /// Makes a registered version the one new runs use.
-    pub async fn deploy_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig> {
+    pub async fn deploy_config(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        version: u64,
+    ) -> Result<PipelineConfig> {
         self.storage.get_namespace(namespace_id).await?;
         self.storage.get_pipeline(namespace_id, pipeline_id).await?;
-        Ok(self.storage.deploy_config(namespace_id, pipeline_id, version, epoch_millis()).await?)
+        Ok(self
+            .storage
+            .deploy_config(namespace_id, pipeline_id, version, epoch_millis())
+            .await?)
     }
 
     pub async fn list_configs(
@@ -194,14 +239,25 @@ impl Gofer {
         query: PageQuery,
     ) -> Result<(Vec<PipelineConfig>, Option<u64>)> {
         self.storage.get_namespace(namespace_id).await?;
-        let items = self.storage.list_configs(namespace_id, pipeline_id, page(query)?).await?;
+        let items = self
+            .storage
+            .list_configs(namespace_id, pipeline_id, page(query)?)
+            .await?;
         Ok(paged(items, query))
     }
 
-    pub async fn get_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig> {
+    pub async fn get_config(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        version: u64,
+    ) -> Result<PipelineConfig> {
         self.storage.get_namespace(namespace_id).await?;
         self.storage.get_pipeline(namespace_id, pipeline_id).await?;
-        Ok(self.storage.get_config(namespace_id, pipeline_id, version).await?)
+        Ok(self
+            .storage
+            .get_config(namespace_id, pipeline_id, version)
+            .await?)
     }
 
     // --- runs ---
@@ -238,7 +294,11 @@ impl Gofer {
         }
         let variables = variables
             .into_iter()
-            .map(|(key, value)| Variable { key, value, source: VariableSource::RunOptions })
+            .map(|(key, value)| Variable {
+                key,
+                value,
+                source: VariableSource::RunOptions,
+            })
             .collect();
         let run = self
             .storage
@@ -261,19 +321,39 @@ impl Gofer {
         pipeline_id: &str,
         query: PageQuery,
     ) -> Result<(Vec<Run>, Option<u64>)> {
-        let items = self.storage.list_runs(namespace_id, pipeline_id, page(query)?).await?;
+        let items = self
+            .storage
+            .list_runs(namespace_id, pipeline_id, page(query)?)
+            .await?;
         Ok(paged(items, query))
     }
 
     pub async fn get_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run> {
-        Ok(self.storage.get_run(namespace_id, pipeline_id, run_id).await?)
+        Ok(self
+            .storage
+            .get_run(namespace_id, pipeline_id, run_id)
+            .await?)
     }
 
-    pub async fn cancel_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run> {
-        let key = RunKey { namespace_id: namespace_id.into(), pipeline_id: pipeline_id.into(), run_id };
-        self.storage.get_run(namespace_id, pipeline_id, run_id).await?;
+    pub async fn cancel_run(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        run_id: u64,
+    ) -> Result<Run> {
+        let key = RunKey {
+            namespace_id: namespace_id.into(),
+            pipeline_id: pipeline_id.into(),
+            run_id,
+        };
+        self.storage
+            .get_run(namespace_id, pipeline_id, run_id)
+            .await?;
         self.orchestrator.cancel(&key).await?;
-        Ok(self.storage.get_run(namespace_id, pipeline_id, run_id).await?)
+        Ok(self
+            .storage
+            .get_run(namespace_id, pipeline_id, run_id)
+            .await?)
     }
 
     // --- task executions ---
@@ -284,8 +364,13 @@ impl Gofer {
         pipeline_id: &str,
         run_id: u64,
     ) -> Result<Vec<TaskExecution>> {
-        self.storage.get_run(namespace_id, pipeline_id, run_id).await?;
-        Ok(self.storage.list_task_executions(namespace_id, pipeline_id, run_id).await?)
+        self.storage
+            .get_run(namespace_id, pipeline_id, run_id)
+            .await?;
+        Ok(self
+            .storage
+            .list_task_executions(namespace_id, pipeline_id, run_id)
+            .await?)
     }
 
     pub async fn get_task_execution(
@@ -295,8 +380,13 @@ impl Gofer {
         run_id: u64,
         task_id: &str,
     ) -> Result<TaskExecution> {
-        self.storage.get_run(namespace_id, pipeline_id, run_id).await?;
-        Ok(self.storage.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?)
+        self.storage
+            .get_run(namespace_id, pipeline_id, run_id)
+            .await?;
+        Ok(self
+            .storage
+            .get_task_execution(namespace_id, pipeline_id, run_id, task_id)
+            .await?)
     }
 
     /// A task's log from the start; with `follow`, live until the task ends.
@@ -308,16 +398,24 @@ impl Gofer {
         task_id: &str,
         follow: bool,
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + use<>> {
-        let execution = self.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?;
+        let execution = self
+            .get_task_execution(namespace_id, pipeline_id, run_id, task_id)
+            .await?;
         let key = LogKey {
             namespace_id: execution.namespace_id,
             pipeline_id: execution.pipeline_id,
             run_id,
             task_id: execution.task_id,
         };
-        self.orchestrator.logs().read(&key, follow).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound { what: format!("logs of task '{task_id}' in run {run_id}") },
-            _ => Error::internal(format!("read the logs of task '{task_id}'"), e),
-        })
+        self.orchestrator
+            .logs()
+            .read(&key, follow)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::NotFound {
+                    what: format!("logs of task '{task_id}' in run {run_id}"),
+                },
+                _ => Error::internal(format!("read the logs of task '{task_id}'"), e),
+            })
     }
 }

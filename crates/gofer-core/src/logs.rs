@@ -38,7 +38,10 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn new(root: PathBuf) -> Self {
-        Self { root, live: Arc::default() }
+        Self {
+            root,
+            live: Arc::default(),
+        }
     }
 
     /// The file of a task execution's log. Ids are validated identifiers, so they are safe path components.
@@ -58,17 +61,41 @@ impl LogStore {
         }
         let file = File::create(&path).await?;
         let (progress, rx) = watch::channel(Progress::default());
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), rx);
-        Ok(LogWriter { file: Some(file), progress, key, store: self.clone() })
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), rx);
+        Ok(LogWriter {
+            file: Some(file),
+            progress,
+            key,
+            store: self.clone(),
+        })
     }
 
     /// Reads a log from the start. With `follow`, the stream stays open while the log is being written and ends
     /// when its writer finishes; without, it ends at the current end of the file.
-    pub async fn read(&self, key: &LogKey, follow: bool) -> io::Result<impl Stream<Item = io::Result<Bytes>> + use<>> {
+    pub async fn read(
+        &self,
+        key: &LogKey,
+        follow: bool,
+    ) -> io::Result<impl Stream<Item = io::Result<Bytes>> + use<>> {
         // Subscribe before opening so that nothing written in between is missed.
-        let progress = if follow { self.live.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned() } else { None };
+        let progress = if follow {
+            self.live
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(key)
+                .cloned()
+        } else {
+            None
+        };
         let file = File::open(self.path(key)).await?;
-        let tail = Tail { file, progress, offset: 0 };
+        let tail = Tail {
+            file,
+            progress,
+            offset: 0,
+        };
         Ok(futures::stream::unfold(tail, |mut tail| async move {
             match tail.next_chunk().await {
                 Ok(Some(bytes)) => Some((Ok(bytes), tail)),
@@ -79,7 +106,10 @@ impl LogStore {
     }
 
     fn forget(&self, key: &LogKey) {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 }
 
@@ -99,7 +129,9 @@ impl Tail {
                 buf.truncate(n);
                 return Ok(Some(buf.freeze()));
             }
-            let Some(progress) = self.progress.as_mut() else { return Ok(None) };
+            let Some(progress) = self.progress.as_mut() else {
+                return Ok(None);
+            };
             let seen = *progress.borrow_and_update();
             if self.offset < seen.written {
                 continue;
@@ -131,11 +163,14 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
-        let Some(file) = self.file.as_mut() else { return Ok(()) };
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
         file.write_all(chunk).await?;
         // Followers read from the file, so they must see the bytes there before they are told.
         file.flush().await?;
-        self.progress.send_modify(|p| p.written += chunk.len() as u64);
+        self.progress
+            .send_modify(|p| p.written += chunk.len() as u64);
         Ok(())
     }
 
@@ -173,7 +208,12 @@ mod tests {
     use super::*;
 
     fn key() -> LogKey {
-        LogKey { namespace_id: "ns".into(), pipeline_id: "p".into(), run_id: 7, task_id: "t".into() }
+        LogKey {
+            namespace_id: "ns".into(),
+            pipeline_id: "p".into(),
+            run_id: 7,
+            task_id: "t".into(),
+        }
     }
 
     async fn collect(stream: impl Stream<Item = io::Result<Bytes>>) -> Vec<u8> {
@@ -198,9 +238,21 @@ mod tests {
 
         let mut expected = b"first\n".to_vec();
         expected.extend_from_slice(&binary);
-        assert_eq!(follower.await.unwrap(), expected, "the follower saw every byte, in order");
-        assert_eq!(std::fs::read(store.path(&key())).unwrap(), expected, "the file holds the bytes verbatim");
-        assert_eq!(collect(store.read(&key(), true).await.unwrap()).await, expected, "a finished log just ends");
+        assert_eq!(
+            follower.await.unwrap(),
+            expected,
+            "the follower saw every byte, in order"
+        );
+        assert_eq!(
+            std::fs::read(store.path(&key())).unwrap(),
+            expected,
+            "the file holds the bytes verbatim"
+        );
+        assert_eq!(
+            collect(store.read(&key(), true).await.unwrap()).await,
+            expected,
+            "a finished log just ends"
+        );
     }
 
     #[tokio::test]
@@ -209,7 +261,10 @@ mod tests {
         let store = LogStore::new(dir.path().to_path_buf());
         let mut writer = store.create(key()).await.unwrap();
         writer.write(b"so far").await.unwrap();
-        assert_eq!(collect(store.read(&key(), false).await.unwrap()).await, b"so far");
+        assert_eq!(
+            collect(store.read(&key(), false).await.unwrap()).await,
+            b"so far"
+        );
         drop(writer);
     }
 

@@ -13,8 +13,8 @@ use futures::StreamExt;
 use gofer_api::config::Task;
 use gofer_api::epoch_millis;
 use gofer_api::models::{
-    Run, RunState, RunStatus, StatusReason, StatusReasonKind, TaskExecution, TaskState, TaskStatus, Variable,
-    VariableSource,
+    Run, RunState, RunStatus, StatusReason, StatusReasonKind, TaskExecution, TaskState, TaskStatus,
+    Variable, VariableSource,
 };
 use gofer_scheduler::{ContainerSpec, RegistryAuth, Scheduler, labels};
 use gofer_storage::Storage;
@@ -50,7 +50,11 @@ pub struct RunKey {
 
 impl RunKey {
     pub fn of(run: &Run) -> Self {
-        Self { namespace_id: run.namespace_id.clone(), pipeline_id: run.pipeline_id.clone(), run_id: run.run_id }
+        Self {
+            namespace_id: run.namespace_id.clone(),
+            pipeline_id: run.pipeline_id.clone(),
+            run_id: run.run_id,
+        }
     }
 }
 
@@ -70,7 +74,12 @@ struct Inner {
 }
 
 impl Orchestrator {
-    pub fn new(options: Options, storage: Arc<dyn Storage>, scheduler: Arc<dyn Scheduler>, logs: LogStore) -> Self {
+    pub fn new(
+        options: Options,
+        storage: Arc<dyn Storage>,
+        scheduler: Arc<dyn Scheduler>,
+        logs: LogStore,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 storage,
@@ -110,7 +119,11 @@ impl Orchestrator {
                 Ok(())
             }
             None => {
-                let run = self.inner.storage.get_run(&key.namespace_id, &key.pipeline_id, key.run_id).await?;
+                let run = self
+                    .inner
+                    .storage
+                    .get_run(&key.namespace_id, &key.pipeline_id, key.run_id)
+                    .await?;
                 Err(Error::conflict(format!(
                     "run {} of pipeline '{}' is already finished ({})",
                     run.run_id, run.pipeline_id, run.status
@@ -164,7 +177,11 @@ impl Inner {
     }
 
     async fn drive(self: &Arc<Self>, mut run: Run, cancel: CancellationToken) -> Result<()> {
-        let config = self.storage.get_config(&run.namespace_id, &run.pipeline_id, run.version).await?.config;
+        let config = self
+            .storage
+            .get_config(&run.namespace_id, &run.pipeline_id, run.version)
+            .await?
+            .config;
         run.state = RunState::Running;
         run.started = epoch_millis();
         self.storage.update_run(&run).await?;
@@ -174,11 +191,10 @@ impl Inner {
         for task in &config.tasks {
             let execution = self.new_execution(&run, task);
             self.storage.insert_task_execution(&execution).await?;
-            let writer = self
-                .logs
-                .create(log_key(&execution))
-                .await
-                .map_err(|e| Error::internal(format!("create the log of task '{}'", task.id), e))?;
+            let writer =
+                self.logs.create(log_key(&execution)).await.map_err(|e| {
+                    Error::internal(format!("create the log of task '{}'", task.id), e)
+                })?;
             pending.insert(task.id.clone(), (task.clone(), execution, writer));
         }
 
@@ -188,8 +204,17 @@ impl Inner {
         loop {
             if cancel.is_cancelled() {
                 for (id, (_, mut execution, writer)) in std::mem::take(&mut pending) {
-                    let reason = reason(StatusReasonKind::UserCancelled, "the run was cancelled before this task started");
-                    self.complete(&mut execution, TaskStatus::Cancelled, Some(reason.clone()), None).await?;
+                    let reason = reason(
+                        StatusReasonKind::UserCancelled,
+                        "the run was cancelled before this task started",
+                    );
+                    self.complete(
+                        &mut execution,
+                        TaskStatus::Cancelled,
+                        Some(reason.clone()),
+                        None,
+                    )
+                    .await?;
                     drop(writer);
                     finished.insert(id.clone(), TaskStatus::Cancelled);
                     outcomes.insert(id, (TaskStatus::Cancelled, Some(reason)));
@@ -205,18 +230,29 @@ impl Inner {
                     match decision {
                         Decision::Wait => {}
                         Decision::Run => {
-                            let Some((task, execution, writer)) = pending.remove(&id) else { continue };
+                            let Some((task, execution, writer)) = pending.remove(&id) else {
+                                continue;
+                            };
                             let inner = self.clone();
                             let cancel = cancel.clone();
                             running.spawn(async move {
-                                let (status, reason) = inner.execute(task, execution, writer, cancel).await;
+                                let (status, reason) =
+                                    inner.execute(task, execution, writer, cancel).await;
                                 (id, status, reason)
                             });
                         }
                         Decision::Skip { description } => {
-                            let Some((_, mut execution, writer)) = pending.remove(&id) else { continue };
+                            let Some((_, mut execution, writer)) = pending.remove(&id) else {
+                                continue;
+                            };
                             let reason = reason(StatusReasonKind::FailedPrecondition, &description);
-                            self.complete(&mut execution, TaskStatus::Skipped, Some(reason.clone()), None).await?;
+                            self.complete(
+                                &mut execution,
+                                TaskStatus::Skipped,
+                                Some(reason.clone()),
+                                None,
+                            )
+                            .await?;
                             drop(writer);
                             finished.insert(id.clone(), TaskStatus::Skipped);
                             outcomes.insert(id, (TaskStatus::Skipped, Some(reason)));
@@ -272,8 +308,14 @@ impl Inner {
         let task = &execution.task;
         let labels = BTreeMap::from([
             (labels::MANAGED.to_string(), "true".to_string()),
-            (labels::INSTALLATION.to_string(), self.options.installation_id.clone()),
-            (labels::NAMESPACE.to_string(), execution.namespace_id.clone()),
+            (
+                labels::INSTALLATION.to_string(),
+                self.options.installation_id.clone(),
+            ),
+            (
+                labels::NAMESPACE.to_string(),
+                execution.namespace_id.clone(),
+            ),
             (labels::PIPELINE.to_string(), execution.pipeline_id.clone()),
             (labels::RUN.to_string(), execution.run_id.to_string()),
             (labels::TASK.to_string(), execution.task_id.clone()),
@@ -289,8 +331,15 @@ impl Inner {
             ),
             image: task.image.clone(),
             always_pull: task.always_pull_newest_image,
-            registry_auth: task.registry_auth.as_ref().map(|a| RegistryAuth { user: a.user.clone(), pass: a.pass.clone() }),
-            env: execution.variables.iter().map(|v| (v.key.clone(), v.value.clone())).collect(),
+            registry_auth: task.registry_auth.as_ref().map(|a| RegistryAuth {
+                user: a.user.clone(),
+                pass: a.pass.clone(),
+            }),
+            env: execution
+                .variables
+                .iter()
+                .map(|v| (v.key.clone(), v.value.clone()))
+                .collect(),
             entrypoint: task.entrypoint.clone(),
             command: task.command.clone(),
             labels,
@@ -306,15 +355,24 @@ impl Inner {
         mut writer: LogWriter,
         cancel: CancellationToken,
     ) -> (TaskStatus, Option<StatusReason>) {
-        let outcome = self.run_container(&task, &mut execution, &mut writer, &cancel).await;
+        let outcome = self
+            .run_container(&task, &mut execution, &mut writer, &cancel)
+            .await;
         let (status, reason, exit_code) = match outcome {
             Ok((status, reason, exit_code)) => (status, reason, exit_code),
-            Err(e) => (TaskStatus::Failed, Some(reason(StatusReasonKind::SchedulerError, &e.to_string())), None),
+            Err(e) => (
+                TaskStatus::Failed,
+                Some(reason(StatusReasonKind::SchedulerError, &e.to_string())),
+                None,
+            ),
         };
         if let Err(e) = writer.finish().await {
             tracing::warn!(task = %task.id, error = %e, "could not flush a task log");
         }
-        if let Err(e) = self.complete(&mut execution, status, reason.clone(), exit_code).await {
+        if let Err(e) = self
+            .complete(&mut execution, status, reason.clone(), exit_code)
+            .await
+        {
             tracing::error!(task = %task.id, error = %error_chain(&e), "could not record a task's end");
         }
         if let Some(id) = &execution.container_id
@@ -333,7 +391,10 @@ impl Inner {
         cancel: &CancellationToken,
     ) -> Result<(TaskStatus, Option<StatusReason>, Option<i64>), gofer_scheduler::Error> {
         if cancel.is_cancelled() {
-            let reason = reason(StatusReasonKind::UserCancelled, "the run was cancelled before this task started");
+            let reason = reason(
+                StatusReasonKind::UserCancelled,
+                "the run was cancelled before this task started",
+            );
             return Ok((TaskStatus::Cancelled, Some(reason), None));
         }
         execution.state = TaskState::Processing;
@@ -347,7 +408,7 @@ impl Inner {
         self.record(execution).await;
 
         let id = started.container_id;
-        let mut logs = self.scheduler.logs(&id);
+        let mut logs = started.output;
         let mut cancelled = false;
         let mut exit: Option<Result<i64, gofer_scheduler::Error>> = None;
         let mut logs_open = true;
@@ -383,13 +444,19 @@ impl Inner {
         }
         let code = exit.unwrap_or(Ok(-1))?;
         if cancelled {
-            let reason = reason(StatusReasonKind::UserCancelled, "the run was cancelled while this task ran");
+            let reason = reason(
+                StatusReasonKind::UserCancelled,
+                "the run was cancelled while this task ran",
+            );
             return Ok((TaskStatus::Cancelled, Some(reason), Some(code)));
         }
         if code == 0 {
             Ok((TaskStatus::Successful, None, Some(code)))
         } else {
-            let reason = reason(StatusReasonKind::AbnormalExit, &format!("the container exited with code {code}"));
+            let reason = reason(
+                StatusReasonKind::AbnormalExit,
+                &format!("the container exited with code {code}"),
+            );
             Ok((TaskStatus::Failed, Some(reason), Some(code)))
         }
     }
@@ -419,8 +486,10 @@ impl Inner {
 
     async fn orphan(&self, mut run: Run) -> Result<()> {
         let description = "the server stopped while this was in flight; it was not resumed";
-        for mut execution in
-            self.storage.list_task_executions(&run.namespace_id, &run.pipeline_id, run.run_id).await?
+        for mut execution in self
+            .storage
+            .list_task_executions(&run.namespace_id, &run.pipeline_id, run.run_id)
+            .await?
         {
             if execution.is_complete() {
                 continue;
@@ -430,8 +499,13 @@ impl Inner {
             {
                 tracing::warn!(container = %id, error = %e, "could not remove an orphaned container");
             }
-            self.complete(&mut execution, TaskStatus::Cancelled, Some(reason(StatusReasonKind::Orphaned, description)), None)
-                .await?;
+            self.complete(
+                &mut execution,
+                TaskStatus::Cancelled,
+                Some(reason(StatusReasonKind::Orphaned, description)),
+                None,
+            )
+            .await?;
         }
         run.state = RunState::Complete;
         run.status = RunStatus::Cancelled;
@@ -444,7 +518,10 @@ impl Inner {
 }
 
 fn reason(kind: StatusReasonKind, description: &str) -> StatusReason {
-    StatusReason { reason: kind, description: description.to_string() }
+    StatusReason {
+        reason: kind,
+        description: description.to_string(),
+    }
 }
 
 fn log_key(execution: &TaskExecution) -> LogKey {
@@ -471,8 +548,16 @@ pub fn task_variables(run: &Run, task: &Task, api_base_url: &str) -> Vec<Variabl
     let layers = system
         .into_iter()
         .map(|(k, v)| (k.to_string(), v, VariableSource::System))
-        .chain(task.variables.iter().map(|(k, v)| (k.clone(), v.clone(), VariableSource::PipelineConfig)))
-        .chain(run.variables.iter().map(|v| (v.key.clone(), v.value.clone(), v.source)));
+        .chain(
+            task.variables
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone(), VariableSource::PipelineConfig)),
+        )
+        .chain(
+            run.variables
+                .iter()
+                .map(|v| (v.key.clone(), v.value.clone(), v.source)),
+        );
     for (key, value, source) in layers {
         merged.insert(key.clone(), Variable { key, value, source });
     }
@@ -498,18 +583,42 @@ mod tests {
             created: 0,
             started: 0,
             ended: 0,
-            initiator: Initiator { kind: "user".into(), name: "u".into() },
-            variables: vec![Variable { key: "B".into(), value: "run".into(), source: VariableSource::RunOptions }],
+            initiator: Initiator {
+                kind: "user".into(),
+                name: "u".into(),
+            },
+            variables: vec![Variable {
+                key: "B".into(),
+                value: "run".into(),
+                source: VariableSource::RunOptions,
+            }],
         };
-        let task = Task::new("t", "img").variables([("A", "config"), ("B", "config"), ("GOFER_RUN_ID", "override")]);
-        let vars: BTreeMap<String, (String, VariableSource)> = task_variables(&run, &task, "http://gofer")
-            .into_iter()
-            .map(|v| (v.key, (v.value, v.source)))
-            .collect();
-        assert_eq!(vars["GOFER_NAMESPACE_ID"], ("ns".into(), VariableSource::System));
-        assert_eq!(vars["GOFER_TASK_IMAGE"], ("img".into(), VariableSource::System));
-        assert_eq!(vars["GOFER_API_BASE_URL"], ("http://gofer".into(), VariableSource::System));
-        assert_eq!(vars["GOFER_RUN_ID"], ("override".into(), VariableSource::PipelineConfig));
+        let task = Task::new("t", "img").variables([
+            ("A", "config"),
+            ("B", "config"),
+            ("GOFER_RUN_ID", "override"),
+        ]);
+        let vars: BTreeMap<String, (String, VariableSource)> =
+            task_variables(&run, &task, "http://gofer")
+                .into_iter()
+                .map(|v| (v.key, (v.value, v.source)))
+                .collect();
+        assert_eq!(
+            vars["GOFER_NAMESPACE_ID"],
+            ("ns".into(), VariableSource::System)
+        );
+        assert_eq!(
+            vars["GOFER_TASK_IMAGE"],
+            ("img".into(), VariableSource::System)
+        );
+        assert_eq!(
+            vars["GOFER_API_BASE_URL"],
+            ("http://gofer".into(), VariableSource::System)
+        );
+        assert_eq!(
+            vars["GOFER_RUN_ID"],
+            ("override".into(), VariableSource::PipelineConfig)
+        );
         assert_eq!(vars["A"], ("config".into(), VariableSource::PipelineConfig));
         assert_eq!(vars["B"], ("run".into(), VariableSource::RunOptions));
     }

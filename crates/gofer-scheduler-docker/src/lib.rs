@@ -12,8 +12,8 @@ use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, KillContainerOptions, LogsOptions, RemoveContainerOptions,
-    StopContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions,
+    LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -30,7 +30,8 @@ impl DockerScheduler {
     /// Connects to the engine named by `DOCKER_HOST` (or the default local socket), agrees on an API version and
     /// checks that the engine answers.
     pub async fn connect() -> Result<Self> {
-        let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+        let endpoint = std::env::var("DOCKER_HOST")
+            .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
         let unreachable = |e: bollard::errors::Error| Error::Unreachable {
             endpoint: endpoint.clone(),
             message: format!(
@@ -49,7 +50,12 @@ impl DockerScheduler {
             match self.docker.inspect_image(&spec.image).await {
                 Ok(image) => return Ok(image.id.unwrap_or_default()),
                 Err(e) if status_of(&e) == Some(404) => {}
-                Err(e) => return Err(Error::Image { image: spec.image.clone(), message: engine_message(&e) }),
+                Err(e) => {
+                    return Err(Error::Image {
+                        image: spec.image.clone(),
+                        message: engine_message(&e),
+                    });
+                }
             }
         }
         let credentials = spec.registry_auth.as_ref().map(|auth| DockerCredentials {
@@ -57,18 +63,27 @@ impl DockerScheduler {
             password: Some(auth.pass.clone()),
             ..Default::default()
         });
-        let options = CreateImageOptions { from_image: Some(spec.image.clone()), ..Default::default() };
+        let options = CreateImageOptions {
+            from_image: Some(spec.image.clone()),
+            ..Default::default()
+        };
         let mut pull = self.docker.create_image(Some(options), None, credentials);
         while let Some(progress) = pull.next().await {
             if let Err(e) = progress {
-                return Err(Error::Image { image: spec.image.clone(), message: engine_message(&e) });
+                return Err(Error::Image {
+                    image: spec.image.clone(),
+                    message: engine_message(&e),
+                });
             }
         }
         let image = self
             .docker
             .inspect_image(&spec.image)
             .await
-            .map_err(|e| Error::Image { image: spec.image.clone(), message: engine_message(&e) })?;
+            .map_err(|e| Error::Image {
+                image: spec.image.clone(),
+                message: engine_message(&e),
+            })?;
         Ok(image.id.unwrap_or_default())
     }
 }
@@ -83,23 +98,34 @@ fn status_of(e: &bollard::errors::Error) -> Option<u16> {
 /// The engine's own message where it gave one, else the client error.
 fn engine_message(e: &bollard::errors::Error) -> String {
     match e {
-        bollard::errors::Error::DockerResponseServerError { message, .. } => message.trim().to_string(),
+        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+            message.trim().to_string()
+        }
         other => other.to_string(),
     }
 }
 
 fn engine_error(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Error {
     let action = action.into();
-    move |e| Error::Engine { action, message: engine_message(&e) }
+    move |e| Error::Engine {
+        action,
+        message: engine_message(&e),
+    }
 }
 
 fn container_error(container: &str, action: &str) -> impl FnOnce(bollard::errors::Error) -> Error {
     let (container, action) = (container.to_string(), action.to_string());
     move |e| {
         if status_of(&e) == Some(404) {
-            Error::NoSuchContainer { container, message: engine_message(&e) }
+            Error::NoSuchContainer {
+                container,
+                message: engine_message(&e),
+            }
         } else {
-            Error::Engine { action: format!("{action} container {container}"), message: engine_message(&e) }
+            Error::Engine {
+                action: format!("{action} container {container}"),
+                message: engine_message(&e),
+            }
         }
     }
 }
@@ -119,25 +145,67 @@ impl Scheduler for DockerScheduler {
             tty: Some(false),
             ..Default::default()
         };
-        let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
+        let options = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
         let created = self
             .docker
             .create_container(Some(options), body)
             .await
             .map_err(engine_error(format!("create container {}", spec.name)))?;
+        // Attach before starting: the output arrives raw and complete, with no newline framing by a log driver.
+        let attach = AttachContainerOptions {
+            stream: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let attached = match self
+            .docker
+            .attach_container(&created.id, Some(attach))
+            .await
+        {
+            Ok(attached) => attached,
+            Err(e) => {
+                let _ = self.remove(&created.id).await;
+                return Err(engine_error(format!("attach to container {}", spec.name))(
+                    e,
+                ));
+            }
+        };
         if let Err(e) = self.docker.start_container(&created.id, None).await {
             // Leave nothing half-made behind: a created-but-never-started container is ours to remove.
             let _ = self.remove(&created.id).await;
             return Err(engine_error(format!("start container {}", spec.name))(e));
         }
+        let id = created.id.clone();
+        let output = attached
+            .output
+            .filter_map(move |item| {
+                let item = match item {
+                    Ok(
+                        LogOutput::StdOut { message }
+                        | LogOutput::StdErr { message }
+                        | LogOutput::Console { message },
+                    ) => Some(Ok(message)),
+                    Ok(LogOutput::StdIn { .. }) => None,
+                    Err(e) => Some(Err(container_error(&id, "read the output of")(e))),
+                };
+                std::future::ready(item)
+            })
+            .boxed();
         Ok(Started {
             container_id: created.id,
             image_digest: (!image_digest.is_empty()).then_some(image_digest),
+            output,
         })
     }
 
     async fn wait(&self, container_id: &str) -> Result<i64> {
-        let options = WaitContainerOptions { condition: "not-running".to_string() };
+        let options = WaitContainerOptions {
+            condition: "not-running".to_string(),
+        };
         let mut wait = self.docker.wait_container(container_id, Some(options));
         match wait.next().await {
             Some(Ok(response)) => Ok(response.status_code),
@@ -157,13 +225,20 @@ impl Scheduler for DockerScheduler {
         let docker = self.docker.clone();
         let id = container_id.to_string();
         tokio::spawn(async move {
-            let options = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
+            let options = LogsOptions {
+                follow: true,
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            };
             let mut logs = docker.logs(&id, Some(options));
             while let Some(item) = logs.next().await {
                 let item = match item {
-                    Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message }) => {
-                        Ok(message)
-                    }
+                    Ok(
+                        LogOutput::StdOut { message }
+                        | LogOutput::StdErr { message }
+                        | LogOutput::Console { message },
+                    ) => Ok(message),
                     Ok(LogOutput::StdIn { .. }) => continue,
                     Err(e) => Err(container_error(&id, "read logs of")(e)),
                 };
@@ -173,21 +248,37 @@ impl Scheduler for DockerScheduler {
                 }
             }
         });
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed()
     }
 
     async fn stop(&self, container_id: &str, grace: Duration) -> Result<()> {
         let seconds = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
-        let options = StopContainerOptions { t: Some(seconds), signal: None };
-        match self.docker.stop_container(container_id, Some(options)).await {
+        let options = StopContainerOptions {
+            t: Some(seconds),
+            signal: None,
+        };
+        match self
+            .docker
+            .stop_container(container_id, Some(options))
+            .await
+        {
             Ok(()) => Ok(()),
             // 304: already stopped.
             Err(e) if status_of(&e) == Some(304) => Ok(()),
             Err(e) if status_of(&e) == Some(404) => Err(container_error(container_id, "stop")(e)),
             Err(_) => {
                 // The engine did not confirm the stop: kill outright.
-                let options = KillContainerOptions { signal: "KILL".to_string() };
-                match self.docker.kill_container(container_id, Some(options)).await {
+                let options = KillContainerOptions {
+                    signal: "KILL".to_string(),
+                };
+                match self
+                    .docker
+                    .kill_container(container_id, Some(options))
+                    .await
+                {
                     Ok(()) => Ok(()),
                     Err(e) if status_of(&e) == Some(409) => Ok(()), // not running any more
                     Err(e) => Err(container_error(container_id, "kill")(e)),
@@ -197,8 +288,16 @@ impl Scheduler for DockerScheduler {
     }
 
     async fn remove(&self, container_id: &str) -> Result<()> {
-        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
-        match self.docker.remove_container(container_id, Some(options)).await {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self
+            .docker
+            .remove_container(container_id, Some(options))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if status_of(&e) == Some(404) => Ok(()),
             Err(e) => Err(container_error(container_id, "remove")(e)),

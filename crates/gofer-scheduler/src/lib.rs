@@ -45,12 +45,23 @@ pub struct ContainerSpec {
 }
 
 /// A container that was started.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Started {
     /// The engine's id of the container.
     pub container_id: String,
     /// The id (content digest) of the image the engine ran.
     pub image_digest: Option<String>,
+    /// The container's stdout and stderr, merged, byte for byte, attached before it started so nothing is
+    /// missed; the stream ends once the container exited and all its output was delivered.
+    pub output: BoxStream<'static, Result<Bytes>>,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("container_id", &self.container_id)
+            .field("image_digest", &self.image_digest)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What can go wrong talking to a container engine. Messages carry the engine's own words.
@@ -71,11 +82,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// A container engine.
 #[async_trait]
 pub trait Scheduler: Send + Sync + 'static {
-    /// Pulls the image if needed, creates the container and starts it.
+    /// Pulls the image if needed, creates the container, attaches to its output and starts it.
     async fn start(&self, spec: ContainerSpec) -> Result<Started>;
     /// Waits until the container exits and returns its exit code. Returns at once if it already exited.
     async fn wait(&self, container_id: &str) -> Result<i64>;
-    /// The container's stdout and stderr, merged, byte for byte, from its start until it exits.
+    /// The container's stdout and stderr as the engine stored them, from its start until it exits; for containers
+    /// whose live output this process did not attach to.
     fn logs(&self, container_id: &str) -> BoxStream<'static, Result<Bytes>>;
     /// Asks the container to stop, and kills it once `grace` has passed.
     async fn stop(&self, container_id: &str, grace: Duration) -> Result<()>;

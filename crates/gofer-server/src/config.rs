@@ -53,8 +53,12 @@ impl Default for Config {
                 dev_mode: true,
                 task_api_url: String::new(),
             },
-            runs: RunsConfig { stop_grace_seconds: 10 },
-            log: LogConfig { level: "info".into() },
+            runs: RunsConfig {
+                stop_grace_seconds: 10,
+            },
+            log: LogConfig {
+                level: "info".into(),
+            },
         }
     }
 }
@@ -81,13 +85,18 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(Error::MissingFile { path: path.to_path_buf() });
+                return Err(Error::MissingFile {
+                    path: path.to_path_buf(),
+                });
             }
             figment = figment.merge(Toml::file(path));
         }
         figment = figment.merge(
             Env::prefixed("GOFER_")
-                .filter(|key| SECTIONS.iter().any(|s| key.as_str().starts_with(&format!("{s}__"))))
+                .filter(|key| {
+                    let key = key.as_str().to_ascii_lowercase();
+                    SECTIONS.iter().any(|s| key.starts_with(&format!("{s}__")))
+                })
                 .split("__"),
         );
         let mut config: Config = figment.extract().map_err(|e| Error::Invalid(Box::new(e)))?;
@@ -125,7 +134,8 @@ impl Config {
 
     /// The effective configuration as TOML, for `gofer service config`.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
     }
 }
 
@@ -145,12 +155,26 @@ mod tests {
     fn file_then_flags_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gofer.toml");
-        std::fs::write(&path, "[server]\nbind_address = \"0.0.0.0:9000\"\n[runs]\nstop_grace_seconds = 3\n").unwrap();
+        std::fs::write(
+            &path,
+            "[server]\nbind_address = \"0.0.0.0:9000\"\n[runs]\nstop_grace_seconds = 3\n",
+        )
+        .unwrap();
         let config = Config::load(Some(&path), &Overrides::default()).unwrap();
         assert_eq!(config.server.bind_address.port(), 9000);
         assert_eq!(config.runs.stop_grace_seconds, 3);
-        let overrides = Overrides { bind_address: Some("127.0.0.1:7000".parse().unwrap()), data_dir: None };
-        assert_eq!(Config::load(Some(&path), &overrides).unwrap().server.bind_address.port(), 7000);
+        let overrides = Overrides {
+            bind_address: Some("127.0.0.1:7000".parse().unwrap()),
+            data_dir: None,
+        };
+        assert_eq!(
+            Config::load(Some(&path), &overrides)
+                .unwrap()
+                .server
+                .bind_address
+                .port(),
+            7000
+        );
     }
 
     #[test]

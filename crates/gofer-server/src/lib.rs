@@ -52,7 +52,10 @@ pub struct StartArgs {
 
 impl ConfigArgs {
     fn load(&self) -> anyhow::Result<Config> {
-        let overrides = Overrides { bind_address: self.bind_address, data_dir: self.data_dir.clone() };
+        let overrides = Overrides {
+            bind_address: self.bind_address,
+            data_dir: self.data_dir.clone(),
+        };
         Ok(Config::load(self.config.as_deref(), &overrides)?)
     }
 }
@@ -80,10 +83,16 @@ fn init_logging(config: &Config) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
     let level: LevelFilter = config.log.level.parse().unwrap_or(LevelFilter::INFO);
-    let filter = Targets::new().with_default(LevelFilter::WARN).with_target("gofer", level);
+    let filter = Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target("gofer", level);
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let _ = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(!no_color))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(!no_color),
+        )
         .with(filter)
         .try_init();
 }
@@ -99,7 +108,12 @@ fn installation_id(data_dir: &Path) -> anyhow::Result<String> {
         Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
     }
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     hasher.write_u32(std::process::id());
     let id = format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff);
     std::fs::write(&path, &id).with_context(|| format!("could not write {}", path.display()))?;
@@ -122,8 +136,12 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     );
 
     let data_dir = config.data_dir();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("could not create the data dir {}; choose another with --data-dir", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir).with_context(|| {
+        format!(
+            "could not create the data dir {}; choose another with --data-dir",
+            data_dir.display()
+        )
+    })?;
     let installation_id = installation_id(&data_dir)?;
     let storage = gofer_storage_sqlite::SqliteStorage::open(&data_dir.join("gofer.db"))?;
     let scheduler = gofer_scheduler_docker::DockerScheduler::connect().await?;
@@ -142,19 +160,27 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     gofer.ensure_default_namespace().await?;
     gofer.orchestrator().recover().await?;
 
-    let listener = tokio::net::TcpListener::bind(config.server.bind_address).await.with_context(|| {
-        format!(
-            "could not listen on {}; choose another address with --bind-address",
-            config.server.bind_address
-        )
-    })?;
-    let app = api::router(api::AppState { gofer, dev_mode: config.server.dev_mode });
+    let listener = tokio::net::TcpListener::bind(config.server.bind_address)
+        .await
+        .with_context(|| {
+            format!(
+                "could not listen on {}; choose another address with --bind-address",
+                config.server.bind_address
+            )
+        })?;
+    let app = api::router(api::AppState {
+        gofer,
+        dev_mode: config.server.dev_mode,
+    });
     tracing::info!(
         address = %config.server.bind_address,
         data_dir = %data_dir.display(),
         "Gofer is ready"
     );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("the HTTP server failed")?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
     orchestrator.shutdown();
     tracing::info!("Gofer stopped; unfinished runs are resolved at the next start");
     Ok(())

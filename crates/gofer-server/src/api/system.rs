@@ -6,13 +6,17 @@ use axum::http::{StatusCode, Uri};
 use gofer_api::error::{ApiError, ErrorCode};
 use gofer_api::requests::Health;
 
-use super::extract::ApiFailure;
 use super::AppState;
+use super::extract::ApiFailure;
 
 /// Answers 200 once the server is ready to serve: storage open, container engine reachable.
 #[utoipa::path(get, path = "/api/health", tag = "System", responses((status = 200, body = Health)))]
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into(), dev_mode: state.dev_mode })
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        dev_mode: state.dev_mode,
+    })
 }
 
 /// This API's OpenAPI document.
@@ -37,7 +41,10 @@ pub async fn not_found(uri: Uri) -> ApiFailure {
         status: StatusCode::NOT_FOUND,
         body: ApiError {
             code: ErrorCode::NotFound,
-            message: format!("no API route {}; see /api/openapi.json for the routes", uri.path()),
+            message: format!(
+                "no API route {}; see /api/openapi.json for the routes",
+                uri.path()
+            ),
         },
     }
 }

@@ -22,7 +22,10 @@ pub async fn list(
     State(state): State<AppState>,
     ApiPath((namespace_id, pipeline_id, run_id)): ApiPath<(String, String, u64)>,
 ) -> ApiResult<Json<ListTaskExecutionsResponse>> {
-    let task_executions = state.gofer.list_task_executions(&namespace_id, &pipeline_id, run_id).await?;
+    let task_executions = state
+        .gofer
+        .list_task_executions(&namespace_id, &pipeline_id, run_id)
+        .await?;
     Ok(Json(ListTaskExecutionsResponse { task_executions }))
 }
 
@@ -36,7 +39,12 @@ pub async fn get(
     State(state): State<AppState>,
     ApiPath((namespace_id, pipeline_id, run_id, task_id)): ApiPath<(String, String, u64, String)>,
 ) -> ApiResult<Json<TaskExecution>> {
-    Ok(Json(state.gofer.get_task_execution(&namespace_id, &pipeline_id, run_id, &task_id).await?))
+    Ok(Json(
+        state
+            .gofer
+            .get_task_execution(&namespace_id, &pipeline_id, run_id, &task_id)
+            .await?,
+    ))
 }
 
 /// A task's stdout and stderr as raw bytes, exactly as the container wrote them. With `follow=true` the response
@@ -57,6 +65,13 @@ pub async fn logs(
     ApiPath((namespace_id, pipeline_id, run_id, task_id)): ApiPath<(String, String, u64, String)>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> ApiResult<Response> {
-    let stream = state.gofer.task_logs(&namespace_id, &pipeline_id, run_id, &task_id, query.follow).await?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(stream)).into_response())
+    let stream = state
+        .gofer
+        .task_logs(&namespace_id, &pipeline_id, run_id, &task_id, query.follow)
+        .await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `gofer` binary, the real CLI, the real Docker engine and the `busybox:latest` image
+//! (scripts/ensure-docker.sh provides both).
+
+#![allow(clippy::unwrap_used)]
+
+mod bad_input;
+mod harness;
+mod pipelines;
+mod server;

@@ -1,0 +1,113 @@
+//! The API's published contract: the checked-in OpenAPI document and config schema match the code, and every
+//! route declares the access it requires.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use gofer_api::permissions::{Access, Action};
+use gofer_server::api;
+
+fn repo_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs")
+        .join(name)
+}
+
+/// Compares a generated document with its checked-in copy; `GOFER_UPDATE_DOCS=1` rewrites the copy.
+fn assert_checked_in(name: &str, generated: &str, command: &str) {
+    let path = repo_file(name);
+    if std::env::var_os("GOFER_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, generated).expect("write the document");
+        return;
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "docs/{name} does not match the code; regenerate it with `{command}` (or GOFER_UPDATE_DOCS=1 cargo test)"
+    );
+}
+
+#[test]
+fn the_checked_in_openapi_document_matches_the_code() {
+    assert_checked_in(
+        "openapi.json",
+        &api::openapi_json(),
+        "cargo run -p gofer -- service openapi > docs/openapi.json",
+    );
+}
+
+#[test]
+fn the_checked_in_config_schema_matches_the_code() {
+    assert_checked_in(
+        "pipeline-config.schema.json",
+        &api::pipeline_config_schema_json(),
+        "cargo run -p gofer -- service config-schema > docs/pipeline-config.schema.json",
+    );
+}
+
+#[test]
+fn every_route_is_documented_and_every_documented_route_exists() {
+    let doc = api::openapi();
+    let mut documented = BTreeSet::new();
+    for (path, item) in &doc.paths.paths {
+        for (method, op) in [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+            ("PUT", &item.put),
+        ] {
+            if op.is_some() {
+                documented.insert((method.to_string(), path.clone()));
+            }
+        }
+    }
+    let routed: BTreeSet<(String, String)> = api::route_table()
+        .into_iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    assert_eq!(
+        routed, documented,
+        "the router and the OpenAPI document list different routes"
+    );
+}
+
+#[test]
+fn only_reads_are_public_and_changes_never_need_only_read() {
+    for route in api::route_table() {
+        match route.access {
+            Access::Public => assert_eq!(
+                route.method, "GET",
+                "{} {} is public",
+                route.method, route.path
+            ),
+            Access::Requires(permission) => {
+                if route.method != "GET" {
+                    assert_ne!(
+                        permission.action,
+                        Action::Read,
+                        "{} {} changes state but only asks for read",
+                        route.method,
+                        route.path
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_config_schema_describes_tasks_and_edges() {
+    let schema = api::pipeline_config_schema();
+    let text = schema.to_string();
+    assert!(
+        !text.contains("#/components/"),
+        "references point into $defs"
+    );
+    assert_eq!(schema["required"], serde_json::json!(["id"]), "{schema:#}");
+    assert!(
+        schema["$defs"]["config.Task"]["properties"]["depends_on"].is_object(),
+        "{schema:#}"
+    );
+    assert!(text.contains("Failure"), "the edge conditions are listed");
+}

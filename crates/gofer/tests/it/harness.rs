@@ -1,0 +1,290 @@
+//! Test helpers: start the real `gofer` binary against the real Docker engine, drive it with the real CLI, and
+//! wait on conditions with deadlines (never sleep-and-hope).
+
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_gofer");
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A running Gofer server with its own data dir and port; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub data_dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let data_dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = data_dir.path().join("server.log");
+        let mut command = Command::new(BIN);
+        command
+            .args([
+                "service",
+                "start",
+                "--bind-address",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data_dir.path())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap();
+        let mut server = Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            log,
+        };
+        let url = server.url.clone();
+        wait_for(
+            "the server to answer /api/health",
+            Duration::from_secs(20),
+            || {
+                if let Ok(Some(status)) = server.child.try_wait() {
+                    panic!("the server exited with {status}:\n{}", server.log());
+                }
+                matches!(
+                    http("GET", &format!("{url}/api/health"), None),
+                    Ok((200, _))
+                )
+                .then_some(())
+            },
+        );
+        server
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("GOFER_API_URL", &self.url)
+            .env("NO_COLOR", "1")
+            .env("CARGO_TARGET_DIR", repo_root().join("target/it-pipelines"))
+            .output()
+            .unwrap()
+    }
+
+    /// Runs the CLI and returns its stdout, failing the test if it failed.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "`gofer {}` failed ({}):\nstdout: {}\nstderr: {}\nserver log:\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs the CLI with `--output json` and parses what it printed.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let text = self.cli_ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// Deploys one of the repository's example pipelines with the real CLI (building it with cargo).
+    pub fn deploy_example(&self, name: &str) {
+        let dir = repo_root().join("examples").join(name);
+        self.cli_ok(&["pipeline", "deploy", dir.to_str().unwrap()]);
+    }
+
+    /// Registers and deploys a config given as JSON, straight through the API.
+    pub fn register(&self, config: Value) {
+        let id = config["id"].as_str().unwrap().to_string();
+        let base = format!("{}/api/namespaces/default/pipelines/{id}", self.url);
+        let (status, body) = http(
+            "POST",
+            &format!("{base}/configs"),
+            Some(&serde_json::json!({ "config": config })),
+        )
+        .unwrap();
+        assert!(
+            status == 201 || status == 200,
+            "register answered {status}: {body}"
+        );
+        let version = serde_json::from_str::<Value>(&body).unwrap()["config"]["version"]
+            .as_u64()
+            .unwrap();
+        let (status, body) =
+            http("POST", &format!("{base}/configs/{version}/deploy"), None).unwrap();
+        assert_eq!(status, 200, "deploy answered: {body}");
+    }
+
+    /// Starts a run and returns its id.
+    pub fn start_run(&self, pipeline: &str, extra: &[&str]) -> u64 {
+        let mut args = vec!["run", "start", pipeline];
+        args.extend_from_slice(extra);
+        let run = self.cli_json(&args);
+        run["run_id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no run_id in {run}"))
+    }
+
+    /// Waits until a run is complete and returns it.
+    pub fn wait_run(&self, pipeline: &str, run: u64) -> Value {
+        let id = run.to_string();
+        wait_for(
+            &format!("run {run} of {pipeline} to complete"),
+            Duration::from_secs(60),
+            || {
+                let run = self.cli_json(&["run", "get", pipeline, &id]);
+                (run["state"] == "complete").then_some(run)
+            },
+        )
+    }
+
+    /// The run's task executions by task id.
+    pub fn tasks(&self, pipeline: &str, run: u64) -> std::collections::BTreeMap<String, Value> {
+        let list = self.cli_json(&["task", "list", pipeline, &run.to_string()]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["task_id"].as_str().unwrap().to_string(), t.clone()))
+            .collect()
+    }
+
+    /// A task's logs, raw bytes.
+    pub fn logs(&self, pipeline: &str, run: u64, task: &str) -> Vec<u8> {
+        let out = self.cli(&["task", "logs", pipeline, &run.to_string(), task]);
+        assert!(
+            out.status.success(),
+            "task logs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn data_path(&self) -> &Path {
+        self.data_dir.path()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 client for checking raw status codes and bodies.
+pub fn http(method: &str, url: &str, body: Option<&Value>) -> std::io::Result<(u16, String)> {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap();
+    let mut stream = TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if body.is_some() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    request.push_str(&format!(
+        "Content-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    ));
+    stream.write_all(request.as_bytes())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Docker's view of the containers of one run of this server's installation.
+pub fn containers_of_run(server: &Server, pipeline: &str, run: u64) -> Vec<String> {
+    let installation = std::fs::read_to_string(server.data_path().join("installation_id")).unwrap();
+    let out = Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter"])
+        .arg(format!(
+            "label=dev.gofer.installation={}",
+            installation.trim()
+        ))
+        .args(["--filter", &format!("label=dev.gofer.pipeline={pipeline}")])
+        .args(["--filter", &format!("label=dev.gofer.run={run}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A one-task config running `script` in busybox.
+pub fn script_pipeline(id: &str, script: &str) -> Value {
+    serde_json::json!({
+        "id": id,
+        "name": id,
+        "tasks": [{ "id": "main", "image": "busybox:latest", "command": ["sh", "-c", script] }]
+    })
+}
