@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every check, as CI runs it: formatting, lints, then all tests (unit, storage conformance, Docker backend and
+# end-to-end tests of the real binary on the real Docker engine). Installs and starts Docker when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/ensure-docker.sh
+echo "== cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy" >&2
+cargo clippy -j2 --workspace --all-targets -- -D warnings
+echo "== cargo test" >&2
+cargo test -j2 --workspace
