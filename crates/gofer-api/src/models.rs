@@ -222,6 +222,97 @@ pub struct TaskExecution {
     pub variables: Vec<Variable>,
     /// The task's config as registered.
     pub task: config::Task,
+    /// The current (or last) attempt, from 1; the fields above describe it.
+    pub attempt: u32,
+    /// Earlier attempts that failed and were retried, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// The logs were removed by retention.
+    pub logs_expired: bool,
+}
+
+/// One earlier attempt of a task that was retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub started: u64,
+    pub ended: u64,
+    pub status: TaskStatus,
+    pub status_reason: Option<StatusReason>,
+    pub exit_code: Option<i64>,
+    pub image_digest: Option<String>,
+}
+
+/// Server-wide switches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SystemSettings {
+    /// When set, new runs are refused (runs in flight and queued runs go on).
+    pub maintenance: bool,
+}
+
+/// Something that happened, in order; `id` grows by one per event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    pub id: u64,
+    /// Epoch milliseconds.
+    pub emitted: u64,
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    ConfigRegistered { namespace_id: String, pipeline_id: String, version: u64 },
+    ConfigDeployed { namespace_id: String, pipeline_id: String, version: u64 },
+    PipelineStateChanged { namespace_id: String, pipeline_id: String, state: PipelineState },
+    PipelineDeleted { namespace_id: String, pipeline_id: String },
+    RunQueued { namespace_id: String, pipeline_id: String, run_id: u64 },
+    RunStarted { namespace_id: String, pipeline_id: String, run_id: u64 },
+    RunCancelRequested { namespace_id: String, pipeline_id: String, run_id: u64, task_id: Option<String> },
+    RunCompleted {
+        namespace_id: String,
+        pipeline_id: String,
+        run_id: u64,
+        status: RunStatus,
+        status_reason: Option<StatusReason>,
+    },
+    TaskChanged {
+        namespace_id: String,
+        pipeline_id: String,
+        run_id: u64,
+        task_id: String,
+        attempt: u32,
+        state: TaskState,
+        status: TaskStatus,
+        status_reason: Option<StatusReason>,
+        exit_code: Option<i64>,
+    },
+    MaintenanceChanged { maintenance: bool },
+}
+
+impl EventKind {
+    /// The run an event is about, if any: `(namespace, pipeline, run)`.
+    pub fn run(&self) -> Option<(&str, &str, u64)> {
+        match self {
+            Self::RunQueued { namespace_id, pipeline_id, run_id }
+            | Self::RunStarted { namespace_id, pipeline_id, run_id }
+            | Self::RunCancelRequested { namespace_id, pipeline_id, run_id, .. }
+            | Self::RunCompleted { namespace_id, pipeline_id, run_id, .. }
+            | Self::TaskChanged { namespace_id, pipeline_id, run_id, .. } => Some((namespace_id, pipeline_id, *run_id)),
+            _ => None,
+        }
+    }
+
+    /// The pipeline an event is about, if any: `(namespace, pipeline)`.
+    pub fn pipeline(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::ConfigRegistered { namespace_id, pipeline_id, .. }
+            | Self::ConfigDeployed { namespace_id, pipeline_id, .. }
+            | Self::PipelineStateChanged { namespace_id, pipeline_id, .. }
+            | Self::PipelineDeleted { namespace_id, pipeline_id } => Some((namespace_id, pipeline_id)),
+            other => other.run().map(|(ns, p, _)| (ns, p)),
+        }
+    }
 }
 
 impl TaskExecution {

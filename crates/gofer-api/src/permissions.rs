@@ -12,6 +12,7 @@ pub enum Resource {
     Configs,
     Runs,
     TaskExecutions,
+    Events,
     System,
 }
 

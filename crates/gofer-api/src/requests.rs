@@ -108,4 +108,30 @@ pub struct LogsQuery {
     /// Keep the response open and stream new output until the task completes.
     #[serde(default)]
     pub follow: bool,
+    /// Which attempt's log (from 1); the latest by default.
+    pub attempt: Option<u32>,
+}
+
+/// Query of the events stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only events with an id greater than this (history starts after it); 0 for all kept history.
+    pub after: Option<u64>,
+    /// Keep the response open and stream new events as they happen.
+    #[serde(default)]
+    pub follow: bool,
+    /// Only events of this pipeline (needs `namespace`).
+    pub pipeline: Option<String>,
+    /// Only events of this namespace.
+    pub namespace: Option<String>,
+    /// Only events of this run (needs `namespace` and `pipeline`).
+    pub run: Option<u64>,
+}
+
+/// Body of `PATCH /api/system`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UpdateSystemRequest {
+    /// Refuse new runs (true) or take them again (false).
+    pub maintenance: bool,
 }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -164,6 +165,9 @@ pub struct Pipeline {
     /// The tasks, in any order; dependencies decide the order they run in.
     #[serde(default)]
     pub tasks: Vec<Task>,
+    /// Longest a whole run may take, in seconds; past it the run is cancelled with reason `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
 }
 
 impl Pipeline {
@@ -175,7 +179,15 @@ impl Pipeline {
             description: None,
             parallelism: 0,
             tasks: Vec::new(),
+            timeout_seconds: None,
         }
+    }
+
+    /// The longest a whole run may take (rounded up to whole seconds); past it the run is cancelled with reason
+    /// `timeout`. The server may cap it.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout_seconds = Some(whole_seconds(timeout));
+        self
     }
 
     pub fn description(mut self, description: &str) -> Self {
@@ -206,6 +218,12 @@ impl Pipeline {
                     "{} is negative; use 0 for the server's limit or a positive number",
                     self.parallelism
                 ),
+            });
+        }
+        if self.timeout_seconds == Some(0) {
+            return Err(ConfigError::InvalidPipeline {
+                field: "timeout".into(),
+                reason: "it must be at least one second".into(),
             });
         }
         if self.tasks.is_empty() {
@@ -267,6 +285,25 @@ pub struct Task {
     /// Pull the image before every run, not only when it is missing.
     #[serde(default)]
     pub always_pull_newest_image: bool,
+    /// Longest one attempt of the task may take, in seconds; past it the container is stopped and the attempt
+    /// fails with reason `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    /// How many times a failed attempt is retried (0 to 10); every attempt is recorded.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The most retries a task may ask for.
+pub const MAX_RETRIES: u32 = 10;
+
+fn whole_seconds(duration: Duration) -> u64 {
+    let secs = duration.as_secs();
+    if duration.subsec_nanos() > 0 { secs + 1 } else { secs }
 }
 
 impl Task {
@@ -284,7 +321,22 @@ impl Task {
             command: None,
             inject_api_token: false,
             always_pull_newest_image: false,
+            timeout_seconds: None,
+            retries: 0,
         }
+    }
+
+    /// The longest one attempt may take (rounded up to whole seconds); past it the container is stopped and the
+    /// attempt fails with reason `timeout`. The server may cap it.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout_seconds = Some(whole_seconds(timeout));
+        self
+    }
+
+    /// Retries a failed attempt up to `retries` times (at most 10). Cancelled attempts are not retried.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
     }
 
     pub fn description(mut self, description: &str) -> Self {
@@ -411,6 +463,12 @@ impl Task {
             {
                 return Err(invalid(field, "an argument contains a NUL byte".into()));
             }
+        }
+        if self.timeout_seconds == Some(0) {
+            return Err(invalid("timeout", "it must be at least one second".into()));
+        }
+        if self.retries > MAX_RETRIES {
+            return Err(invalid("retries", format!("{} is more than the maximum of {MAX_RETRIES}", self.retries)));
         }
         if self.depends_on.contains_key(&self.id) {
             return Err(ConfigError::Cycle {
@@ -598,6 +656,21 @@ mod tests {
         assert_eq!(global_secret("k"), "global_secret{{k}}");
         assert_eq!(pipeline_object("k"), "pipeline_object{{k}}");
         assert_eq!(run_object("k"), "run_object{{k}}");
+    }
+
+    #[test]
+    fn timeouts_and_retries_are_validated() {
+        let t = task("a").timeout(Duration::from_millis(1500)).retries(2);
+        assert_eq!((t.timeout_seconds, t.retries), (Some(2), 2));
+        validate(vec![t]).unwrap();
+        let err = validate(vec![task("a").retries(11)]).unwrap_err();
+        assert!(err.to_string().contains("task 'a': invalid retries"), "{err}");
+        let err = validate(vec![task("a").timeout(Duration::ZERO)]).unwrap_err();
+        assert!(err.to_string().contains("task 'a': invalid timeout"), "{err}");
+        let err = Pipeline::new("p", "").timeout(Duration::ZERO).tasks(vec![task("a")]).validate().unwrap_err();
+        assert!(err.to_string().contains("invalid pipeline timeout"), "{err}");
+        let json = serde_json::to_string(&task("plain")).unwrap();
+        assert!(!json.contains("retries") && !json.contains("timeout"), "defaults stay out of the JSON: {json}");
     }
 
     #[test]

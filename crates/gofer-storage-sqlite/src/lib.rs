@@ -10,16 +10,19 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use gofer_api::config;
 use gofer_api::models::{
-    ConfigState, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run, RunState,
-    RunStatus, TaskExecution,
+    ConfigState, Event, EventKind, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run, RunState,
+    RunStatus, SystemSettings, TaskExecution,
 };
-use gofer_storage::{Error, NewRun, Page, Registered, Result, Storage};
+use gofer_storage::{Error, EventFilter, NewRun, Page, Registered, Result, Storage};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Append-only: each entry is applied once, in order, and recorded in `PRAGMA user_version`.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_attempts_events_system.sql"),
+];
 const READERS: usize = 4;
 
 /// Why the database could not be opened.
@@ -267,7 +270,8 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<Run> {
 }
 
 const TASK_COLUMNS: &str = "namespace_id, pipeline_id, run_id, task_id, created, started, ended, state, status, \
-                            status_reason, exit_code, image_digest, container_id, variables, task";
+                            status_reason, exit_code, image_digest, container_id, variables, task, attempt, \
+                            attempts, logs_expired";
 
 fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskExecution> {
     Ok(TaskExecution {
@@ -286,7 +290,14 @@ fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskExecution> {
         container_id: row.get(12)?,
         variables: json_col(row, 13)?,
         task: json_col(row, 14)?,
+        attempt: row.get(15)?,
+        attempts: json_col(row, 16)?,
+        logs_expired: row.get(17)?,
     })
+}
+
+fn event_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event { id: row.get(0)?, emitted: row.get(1)?, kind: json_col(row, 2)? })
 }
 
 fn pipeline_exists(conn: &Connection, ns: &str, pipeline: &str) -> Result<()> {
@@ -732,7 +743,7 @@ impl Storage for SqliteStorage {
             tx.execute(
                 &format!(
                     "INSERT INTO task_executions ({TASK_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
                 ),
                 params![
                     te.namespace_id,
@@ -749,7 +760,10 @@ impl Storage for SqliteStorage {
                     te.image_digest,
                     te.container_id,
                     to_json(&te.variables)?,
-                    to_json(&te.task)?
+                    to_json(&te.task)?,
+                    te.attempt,
+                    to_json(&te.attempts)?,
+                    te.logs_expired
                 ],
             )
             .map_err(sql_error("store a task execution", || {
@@ -766,7 +780,8 @@ impl Storage for SqliteStorage {
             let changed = tx
                 .execute(
                     "UPDATE task_executions SET started = ?5, ended = ?6, state = ?7, status = ?8, \
-                     status_reason = ?9, exit_code = ?10, image_digest = ?11, container_id = ?12, variables = ?13 \
+                     status_reason = ?9, exit_code = ?10, image_digest = ?11, container_id = ?12, variables = ?13, \
+                     attempt = ?14, attempts = ?15, logs_expired = ?16 \
                      WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3 AND task_id = ?4",
                     params![
                         te.namespace_id,
@@ -781,7 +796,10 @@ impl Storage for SqliteStorage {
                         te.exit_code,
                         te.image_digest,
                         te.container_id,
-                        to_json(&te.variables)?
+                        to_json(&te.variables)?,
+                        te.attempt,
+                        to_json(&te.attempts)?,
+                        te.logs_expired
                     ],
                 )
                 .map_err(|e| backend("update a task execution", e))?;
@@ -841,6 +859,111 @@ impl Storage for SqliteStorage {
                 .map_err(|e| backend(CONTEXT, e))?;
             rows.collect::<rusqlite::Result<_>>()
                 .map_err(|e| backend(CONTEXT, e))
+        })
+        .await
+    }
+
+    async fn expire_logs(&self, namespace_id: &str, pipeline_id: &str, up_to_run_id: u64) -> Result<Vec<u64>> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.write("expire task logs", move |tx| {
+            const CONTEXT: &str = "expire task logs";
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT DISTINCT run_id FROM task_executions WHERE namespace_id = ?1 AND pipeline_id = ?2 \
+                     AND run_id <= ?3 AND logs_expired = 0 ORDER BY run_id",
+                )
+                .map_err(|e| backend(CONTEXT, e))?;
+            let runs: Vec<u64> = stmt
+                .query_map(params![ns, pipeline, up_to_run_id], |r| r.get(0))
+                .map_err(|e| backend(CONTEXT, e))?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(|e| backend(CONTEXT, e))?;
+            tx.execute(
+                "UPDATE task_executions SET logs_expired = 1 WHERE namespace_id = ?1 AND pipeline_id = ?2 \
+                 AND run_id <= ?3 AND logs_expired = 0",
+                params![ns, pipeline, up_to_run_id],
+            )
+            .map_err(|e| backend(CONTEXT, e))?;
+            Ok(runs)
+        })
+        .await
+    }
+
+    async fn get_system(&self) -> Result<SystemSettings> {
+        self.read("read system settings", move |conn| {
+            let value: Option<String> = conn
+                .query_row("SELECT value FROM system WHERE key = 'settings'", [], |r| r.get(0))
+                .optional()
+                .map_err(|e| backend("read system settings", e))?;
+            match value {
+                Some(text) => serde_json::from_str(&text).map_err(|e| backend("read system settings", e)),
+                None => Ok(SystemSettings::default()),
+            }
+        })
+        .await
+    }
+
+    async fn set_system(&self, settings: &SystemSettings) -> Result<()> {
+        let text = to_json(settings)?;
+        self.write("store system settings", move |tx| {
+            tx.execute(
+                "INSERT INTO system (key, value) VALUES ('settings', ?1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [text],
+            )
+            .map_err(|e| backend("store system settings", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_event(&self, emitted: u64, kind: &EventKind) -> Result<Event> {
+        let kind = kind.clone();
+        self.write("store an event", move |tx| {
+            let pipeline = kind.pipeline();
+            let run = kind.run().map(|(_, _, r)| r);
+            let id: u64 = tx
+                .query_row(
+                    "INSERT INTO events (emitted, namespace_id, pipeline_id, run_id, kind) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                    params![emitted, pipeline.map(|p| p.0), pipeline.map(|p| p.1), run, to_json(&kind)?],
+                    |r| r.get(0),
+                )
+                .map_err(|e| backend("store an event", e))?;
+            Ok(Event { id, emitted, kind })
+        })
+        .await
+    }
+
+    async fn list_events(&self, filter: &EventFilter, limit: u64) -> Result<Vec<Event>> {
+        let filter = filter.clone();
+        self.read("list events", move |conn| {
+            const CONTEXT: &str = "list events";
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, emitted, kind FROM events WHERE id > ?1 \
+                     AND (?2 IS NULL OR namespace_id = ?2) AND (?3 IS NULL OR pipeline_id = ?3) \
+                     AND (?4 IS NULL OR run_id = ?4) ORDER BY id LIMIT ?5",
+                )
+                .map_err(|e| backend(CONTEXT, e))?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(
+                    params![filter.after, filter.namespace_id, filter.pipeline_id, filter.run_id, limit],
+                    event_row,
+                )
+                .map_err(|e| backend(CONTEXT, e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
+        })
+        .await
+    }
+
+    async fn delete_events_before(&self, emitted: u64) -> Result<u64> {
+        self.write("delete old events", move |tx| {
+            let deleted = tx
+                .execute("DELETE FROM events WHERE emitted < ?1", [emitted])
+                .map_err(|e| backend("delete old events", e))?;
+            Ok(deleted as u64)
         })
         .await
     }

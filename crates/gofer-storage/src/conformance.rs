@@ -5,11 +5,11 @@
 
 use gofer_api::config::{Pipeline as PipelineConfigDoc, RequiredParentStatus, Task};
 use gofer_api::models::{
-    ConfigState, Initiator, Namespace, PipelineState, RunState, RunStatus, StatusReason,
-    StatusReasonKind, TaskExecution, TaskState, TaskStatus, Variable, VariableSource,
+    Attempt, ConfigState, EventKind, Initiator, Namespace, PipelineState, RunState, RunStatus, StatusReason,
+    StatusReasonKind, SystemSettings, TaskExecution, TaskState, TaskStatus, Variable, VariableSource,
 };
 
-use crate::{Error, NewRun, Page, Storage};
+use crate::{Error, EventFilter, NewRun, Page, Storage};
 
 /// Runs every check against `store`, which must be freshly created and empty.
 pub async fn run_all(store: &dyn Storage) {
@@ -17,6 +17,8 @@ pub async fn run_all(store: &dyn Storage) {
     configs_and_pipelines(store).await;
     runs(store).await;
     task_executions(store).await;
+    logs_expiry(store).await;
+    system_and_events(store).await;
     delete_cascades(store).await;
 }
 
@@ -296,6 +298,9 @@ fn execution(task_id: &str) -> TaskExecution {
             source: VariableSource::System,
         }],
         task: Task::new(task_id, "busybox:latest"),
+        attempt: 1,
+        attempts: Vec::new(),
+        logs_expired: false,
     }
 }
 
@@ -328,6 +333,16 @@ async fn task_executions(store: &dyn Storage) {
     });
     a.started = 3001;
     a.ended = 3002;
+    a.attempt = 2;
+    a.attempts = vec![Attempt {
+        attempt: 1,
+        started: 3000,
+        ended: 3001,
+        status: TaskStatus::Failed,
+        status_reason: None,
+        exit_code: Some(1),
+        image_digest: None,
+    }];
     store.update_task_execution(&a).await.unwrap();
     assert_eq!(
         store
@@ -346,6 +361,46 @@ async fn task_executions(store: &dyn Storage) {
         store.update_task_execution(&ghost).await.is_err(),
         "updating a missing execution fails"
     );
+}
+
+async fn logs_expiry(store: &dyn Storage) {
+    let mut second = execution("a");
+    second.run_id = 2;
+    store.insert_task_execution(&second).await.unwrap();
+    assert_eq!(store.expire_logs("ns-a", "p1", 1).await.unwrap(), [1], "runs up to 1 had live logs");
+    assert!(store.get_task_execution("ns-a", "p1", 1, "b").await.unwrap().logs_expired);
+    assert!(!store.get_task_execution("ns-a", "p1", 2, "a").await.unwrap().logs_expired);
+    assert!(store.expire_logs("ns-a", "p1", 1).await.unwrap().is_empty(), "expiring twice reports nothing new");
+}
+
+async fn system_and_events(store: &dyn Storage) {
+    assert_eq!(store.get_system().await.unwrap(), SystemSettings::default());
+    store.set_system(&SystemSettings { maintenance: true }).await.unwrap();
+    assert!(store.get_system().await.unwrap().maintenance);
+    store.set_system(&SystemSettings { maintenance: false }).await.unwrap();
+    assert!(!store.get_system().await.unwrap().maintenance);
+
+    let queued = |run_id| EventKind::RunQueued { namespace_id: "ns-a".into(), pipeline_id: "p1".into(), run_id };
+    let first = store.insert_event(5000, &queued(1)).await.unwrap();
+    let second = store.insert_event(5001, &EventKind::MaintenanceChanged { maintenance: true }).await.unwrap();
+    let third = store.insert_event(6000, &queued(2)).await.unwrap();
+    assert_eq!((second.id, third.id), (first.id + 1, first.id + 2), "event ids count up by one");
+
+    let all = store.list_events(&EventFilter::default(), 100).await.unwrap();
+    assert_eq!(all, [first.clone(), second.clone(), third.clone()]);
+    let after = EventFilter { after: first.id, ..Default::default() };
+    assert_eq!(store.list_events(&after, 1).await.unwrap(), [second.clone()]);
+    let run2 = EventFilter {
+        namespace_id: Some("ns-a".into()),
+        pipeline_id: Some("p1".into()),
+        run_id: Some(2),
+        ..Default::default()
+    };
+    assert_eq!(store.list_events(&run2, 100).await.unwrap(), [third.clone()]);
+    assert!(run2.matches(&third) && !run2.matches(&first) && !run2.matches(&second));
+
+    assert_eq!(store.delete_events_before(6000).await.unwrap(), 2);
+    assert_eq!(store.list_events(&EventFilter::default(), 100).await.unwrap(), [third]);
 }
 
 async fn delete_cascades(store: &dyn Storage) {

@@ -8,7 +8,8 @@ pub mod conformance;
 use async_trait::async_trait;
 use gofer_api::config;
 use gofer_api::models::{
-    Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run, TaskExecution, Variable,
+    Event, EventKind, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run, SystemSettings,
+    TaskExecution, Variable,
 };
 
 /// What can go wrong in a storage call.
@@ -64,6 +65,42 @@ pub struct Registered {
     pub config: PipelineConfig,
     /// False when the config equalled the latest version and nothing was stored.
     pub created: bool,
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events with a greater id.
+    pub after: u64,
+    pub namespace_id: Option<String>,
+    pub pipeline_id: Option<String>,
+    pub run_id: Option<u64>,
+}
+
+impl EventFilter {
+    /// Whether an event passes the filter (for live events that did not come from storage).
+    pub fn matches(&self, event: &Event) -> bool {
+        if event.id <= self.after {
+            return false;
+        }
+        let pipeline = event.kind.pipeline();
+        if let Some(ns) = &self.namespace_id
+            && pipeline.map(|(n, _)| n) != Some(ns.as_str())
+        {
+            return false;
+        }
+        if let Some(p) = &self.pipeline_id
+            && pipeline.map(|(_, p)| p) != Some(p.as_str())
+        {
+            return false;
+        }
+        if let Some(run) = self.run_id
+            && event.kind.run().map(|(_, _, r)| r) != Some(run)
+        {
+            return false;
+        }
+        true
+    }
 }
 
 /// Everything Gofer stores. Every call is one transaction.
@@ -147,4 +184,17 @@ pub trait Storage: Send + Sync + 'static {
         pipeline_id: &str,
         run_id: u64,
     ) -> Result<Vec<TaskExecution>>;
+    /// Marks the logs of every task execution of runs up to `up_to_run_id` as expired; returns the run ids that
+    /// had logs not yet expired.
+    async fn expire_logs(&self, namespace_id: &str, pipeline_id: &str, up_to_run_id: u64) -> Result<Vec<u64>>;
+
+    async fn get_system(&self) -> Result<SystemSettings>;
+    async fn set_system(&self, settings: &SystemSettings) -> Result<()>;
+
+    /// Appends an event; ids grow by one per event.
+    async fn insert_event(&self, emitted: u64, kind: &EventKind) -> Result<Event>;
+    /// Events passing `filter`, oldest first, at most `limit`.
+    async fn list_events(&self, filter: &EventFilter, limit: u64) -> Result<Vec<Event>>;
+    /// Deletes events emitted before `emitted`; returns how many.
+    async fn delete_events_before(&self, emitted: u64) -> Result<u64>;
 }
