@@ -12,8 +12,5 @@ pub use gofer_sdk::config;
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in the API.
 pub fn epoch_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

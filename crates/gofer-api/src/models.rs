@@ -262,13 +262,41 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
-    ConfigRegistered { namespace_id: String, pipeline_id: String, version: u64 },
-    ConfigDeployed { namespace_id: String, pipeline_id: String, version: u64 },
-    PipelineStateChanged { namespace_id: String, pipeline_id: String, state: PipelineState },
-    PipelineDeleted { namespace_id: String, pipeline_id: String },
-    RunQueued { namespace_id: String, pipeline_id: String, run_id: u64 },
-    RunStarted { namespace_id: String, pipeline_id: String, run_id: u64 },
-    RunCancelRequested { namespace_id: String, pipeline_id: String, run_id: u64, task_id: Option<String> },
+    ConfigRegistered {
+        namespace_id: String,
+        pipeline_id: String,
+        version: u64,
+    },
+    ConfigDeployed {
+        namespace_id: String,
+        pipeline_id: String,
+        version: u64,
+    },
+    PipelineStateChanged {
+        namespace_id: String,
+        pipeline_id: String,
+        state: PipelineState,
+    },
+    PipelineDeleted {
+        namespace_id: String,
+        pipeline_id: String,
+    },
+    RunQueued {
+        namespace_id: String,
+        pipeline_id: String,
+        run_id: u64,
+    },
+    RunStarted {
+        namespace_id: String,
+        pipeline_id: String,
+        run_id: u64,
+    },
+    RunCancelRequested {
+        namespace_id: String,
+        pipeline_id: String,
+        run_id: u64,
+        task_id: Option<String>,
+    },
     RunCompleted {
         namespace_id: String,
         pipeline_id: String,
@@ -287,7 +315,9 @@ pub enum EventKind {
         status_reason: Option<StatusReason>,
         exit_code: Option<i64>,
     },
-    MaintenanceChanged { maintenance: bool },
+    MaintenanceChanged {
+        maintenance: bool,
+    },
 }
 
 impl EventKind {

@@ -17,9 +17,7 @@ pub enum Resource {
 }
 
 /// What is done to the resource.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Read,
@@ -44,12 +42,7 @@ impl std::fmt::Display for Permission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let resource = serde_json::to_value(self.resource).map_err(|_| std::fmt::Error)?;
         let action = serde_json::to_value(self.action).map_err(|_| std::fmt::Error)?;
-        write!(
-            f,
-            "{}:{}",
-            resource.as_str().unwrap_or_default(),
-            action.as_str().unwrap_or_default()
-        )
+        write!(f, "{}:{}", resource.as_str().unwrap_or_default(), action.as_str().unwrap_or_default())
     }
 }
 

@@ -6,10 +6,10 @@ use bytes::Bytes;
 use futures::Stream;
 use gofer_api::config;
 use gofer_api::error::ApiError;
-use gofer_api::models::{Pipeline, PipelineConfig, PipelineState, Run, TaskExecution};
+use gofer_api::models::{Event, Pipeline, PipelineConfig, PipelineState, Run, SystemSettings, TaskExecution};
 use gofer_api::requests::{
-    ListPipelinesResponse, ListRunsResponse, ListTaskExecutionsResponse, RegisterConfigRequest,
-    RegisterConfigResponse, StartRunRequest, UpdatePipelineRequest,
+    ListPipelinesResponse, ListRunsResponse, ListTaskExecutionsResponse, RegisterConfigRequest, RegisterConfigResponse,
+    StartRunRequest, UpdatePipelineRequest, UpdateSystemRequest,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -80,32 +80,19 @@ impl Client {
     }
 
     fn pipeline_url(&self, pipeline: &str) -> String {
-        format!(
-            "{}/api/namespaces/{}/pipelines/{}",
-            self.base,
-            segment(&self.namespace),
-            segment(pipeline)
-        )
+        format!("{}/api/namespaces/{}/pipelines/{}", self.base, segment(&self.namespace), segment(pipeline))
     }
 
     fn run_url(&self, pipeline: &str, run: u64) -> String {
         format!("{}/runs/{run}", self.pipeline_url(pipeline))
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        url: String,
-        body: Option<&impl Serialize>,
-    ) -> Result<reqwest::Response> {
+    async fn send(&self, method: Method, url: String, body: Option<&impl Serialize>) -> Result<reqwest::Response> {
         let mut request = self.http.request(method, &url);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|source| Error::Transport {
-            url: url.clone(),
-            source,
-        })?;
+        let response = request.send().await.map_err(|source| Error::Transport { url: url.clone(), source })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -118,123 +105,61 @@ impl Client {
         Err(Error::Api { status, error })
     }
 
-    async fn json<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        url: String,
-        body: Option<&impl Serialize>,
-    ) -> Result<T> {
+    async fn json<T: DeserializeOwned>(&self, method: Method, url: String, body: Option<&impl Serialize>) -> Result<T> {
         let response = self.send(method, url.clone(), body).await?;
-        response
-            .json()
-            .await
-            .map_err(|source| Error::Transport { url, source })
+        response.json().await.map_err(|source| Error::Transport { url, source })
     }
 
     pub async fn list_pipelines(&self) -> Result<ListPipelinesResponse> {
-        let url = format!(
-            "{}/api/namespaces/{}/pipelines?limit=1000",
-            self.base,
-            segment(&self.namespace)
-        );
+        let url = format!("{}/api/namespaces/{}/pipelines?limit=1000", self.base, segment(&self.namespace));
         self.json(Method::GET, url, None::<&()>).await
     }
 
     pub async fn get_pipeline(&self, pipeline: &str) -> Result<Pipeline> {
-        self.json(Method::GET, self.pipeline_url(pipeline), None::<&()>)
-            .await
+        self.json(Method::GET, self.pipeline_url(pipeline), None::<&()>).await
     }
 
-    pub async fn set_pipeline_state(
-        &self,
-        pipeline: &str,
-        state: PipelineState,
-    ) -> Result<Pipeline> {
-        self.json(
-            Method::PATCH,
-            self.pipeline_url(pipeline),
-            Some(&UpdatePipelineRequest { state }),
-        )
-        .await
+    pub async fn set_pipeline_state(&self, pipeline: &str, state: PipelineState) -> Result<Pipeline> {
+        self.json(Method::PATCH, self.pipeline_url(pipeline), Some(&UpdatePipelineRequest { state })).await
     }
 
     pub async fn delete_pipeline(&self, pipeline: &str) -> Result<()> {
-        self.send(Method::DELETE, self.pipeline_url(pipeline), None::<&()>)
-            .await
-            .map(drop)
+        self.send(Method::DELETE, self.pipeline_url(pipeline), None::<&()>).await.map(drop)
     }
 
-    pub async fn register_config(
-        &self,
-        config: config::Pipeline,
-    ) -> Result<RegisterConfigResponse> {
+    pub async fn register_config(&self, config: config::Pipeline) -> Result<RegisterConfigResponse> {
         let url = format!("{}/configs", self.pipeline_url(&config.id));
-        self.json(Method::POST, url, Some(&RegisterConfigRequest { config }))
-            .await
+        self.json(Method::POST, url, Some(&RegisterConfigRequest { config })).await
     }
 
     pub async fn get_config(&self, pipeline: &str, version: u64) -> Result<PipelineConfig> {
-        self.json(
-            Method::GET,
-            format!("{}/configs/{version}", self.pipeline_url(pipeline)),
-            None::<&()>,
-        )
-        .await
+        self.json(Method::GET, format!("{}/configs/{version}", self.pipeline_url(pipeline)), None::<&()>).await
     }
 
     pub async fn deploy_config(&self, pipeline: &str, version: u64) -> Result<PipelineConfig> {
-        self.json(
-            Method::POST,
-            format!("{}/configs/{version}/deploy", self.pipeline_url(pipeline)),
-            None::<&()>,
-        )
-        .await
+        self.json(Method::POST, format!("{}/configs/{version}/deploy", self.pipeline_url(pipeline)), None::<&()>).await
     }
 
-    pub async fn start_run(
-        &self,
-        pipeline: &str,
-        variables: BTreeMap<String, String>,
-    ) -> Result<Run> {
+    pub async fn start_run(&self, pipeline: &str, variables: BTreeMap<String, String>) -> Result<Run> {
         let url = format!("{}/runs", self.pipeline_url(pipeline));
-        self.json(Method::POST, url, Some(&StartRunRequest { variables }))
-            .await
+        self.json(Method::POST, url, Some(&StartRunRequest { variables })).await
     }
 
-    pub async fn list_runs(
-        &self,
-        pipeline: &str,
-        limit: u64,
-        offset: u64,
-    ) -> Result<ListRunsResponse> {
-        let url = format!(
-            "{}/runs?limit={limit}&offset={offset}",
-            self.pipeline_url(pipeline)
-        );
+    pub async fn list_runs(&self, pipeline: &str, limit: u64, offset: u64) -> Result<ListRunsResponse> {
+        let url = format!("{}/runs?limit={limit}&offset={offset}", self.pipeline_url(pipeline));
         self.json(Method::GET, url, None::<&()>).await
     }
 
     pub async fn get_run(&self, pipeline: &str, run: u64) -> Result<Run> {
-        self.json(Method::GET, self.run_url(pipeline, run), None::<&()>)
-            .await
+        self.json(Method::GET, self.run_url(pipeline, run), None::<&()>).await
     }
 
     pub async fn cancel_run(&self, pipeline: &str, run: u64) -> Result<Run> {
-        self.json(
-            Method::POST,
-            format!("{}/cancel", self.run_url(pipeline, run)),
-            None::<&()>,
-        )
-        .await
+        self.json(Method::POST, format!("{}/cancel", self.run_url(pipeline, run)), None::<&()>).await
     }
 
     pub async fn list_tasks(&self, pipeline: &str, run: u64) -> Result<ListTaskExecutionsResponse> {
-        self.json(
-            Method::GET,
-            format!("{}/tasks", self.run_url(pipeline, run)),
-            None::<&()>,
-        )
-        .await
+        self.json(Method::GET, format!("{}/tasks", self.run_url(pipeline, run)), None::<&()>).await
     }
 
     pub async fn get_task(&self, pipeline: &str, run: u64, task: &str) -> Result<TaskExecution> {
@@ -242,22 +167,81 @@ impl Client {
         self.json(Method::GET, url, None::<&()>).await
     }
 
-    /// The task's log bytes; with `follow`, until the task completes.
+    pub async fn cancel_task(&self, pipeline: &str, run: u64, task: &str) -> Result<TaskExecution> {
+        let url = format!("{}/tasks/{}/cancel", self.run_url(pipeline, run), segment(task));
+        self.json(Method::POST, url, None::<&()>).await
+    }
+
+    pub async fn get_system(&self) -> Result<SystemSettings> {
+        self.json(Method::GET, format!("{}/api/system", self.base), None::<&()>).await
+    }
+
+    pub async fn set_maintenance(&self, maintenance: bool) -> Result<SystemSettings> {
+        let url = format!("{}/api/system", self.base);
+        self.json(Method::PATCH, url, Some(&UpdateSystemRequest { maintenance })).await
+    }
+
+    /// Events, oldest first, optionally of one run; with `follow`, live until interrupted.
+    pub async fn events(
+        &self,
+        run: Option<(&str, u64)>,
+        after: u64,
+        follow: bool,
+    ) -> Result<impl Stream<Item = Result<Event>> + use<>> {
+        let mut url = format!("{}/api/events?after={after}&follow={follow}", self.base);
+        if let Some((pipeline, run)) = run {
+            url.push_str(&format!("&namespace={}&pipeline={}&run={run}", segment(&self.namespace), segment(pipeline)));
+        }
+        let bytes = self.send(Method::GET, url.clone(), None::<&()>).await?.bytes_stream();
+        Ok(ndjson::<Event>(bytes, url))
+    }
+
+    /// The task's log bytes (of the latest attempt unless one is named); with `follow`, until the task completes.
     pub async fn task_logs(
         &self,
         pipeline: &str,
         run: u64,
         task: &str,
+        attempt: Option<u32>,
         follow: bool,
     ) -> Result<impl Stream<Item = reqwest::Result<Bytes>> + use<>> {
-        let url = format!(
-            "{}/tasks/{}/logs?follow={follow}",
-            self.run_url(pipeline, run),
-            segment(task)
-        );
-        Ok(self
-            .send(Method::GET, url, None::<&()>)
-            .await?
-            .bytes_stream())
+        let mut url = format!("{}/tasks/{}/logs?follow={follow}", self.run_url(pipeline, run), segment(task));
+        if let Some(attempt) = attempt {
+            url.push_str(&format!("&attempt={attempt}"));
+        }
+        Ok(self.send(Method::GET, url, None::<&()>).await?.bytes_stream())
     }
+}
+
+/// Splits a byte stream of newline-delimited JSON into values.
+fn ndjson<T: DeserializeOwned>(
+    bytes: impl Stream<Item = reqwest::Result<Bytes>> + Unpin,
+    url: String,
+) -> impl Stream<Item = Result<T>> {
+    use futures::StreamExt;
+    futures::stream::unfold((bytes, Vec::<u8>::new(), url), |(mut bytes, mut buffer, url)| async move {
+        loop {
+            if let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=pos).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let item = serde_json::from_slice::<T>(&line).map_err(|e| Error::Api {
+                    status: StatusCode::OK,
+                    error: ApiError {
+                        code: gofer_api::error::ErrorCode::Internal,
+                        message: format!("the server sent an event this client cannot read: {e}"),
+                    },
+                });
+                return Some((item, (bytes, buffer, url)));
+            }
+            match bytes.next().await {
+                Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                Some(Err(source)) => {
+                    return Some((Err(Error::Transport { url: url.clone(), source }), (bytes, buffer, url)));
+                }
+                None => return None,
+            }
+        }
+    })
 }

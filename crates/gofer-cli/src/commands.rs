@@ -12,7 +12,7 @@ use gofer_api::models::{PipelineState, Run, TaskExecution, TaskState};
 
 use crate::client::Client;
 use crate::output::{self, Format, ago, took};
-use crate::{Command, DeployArgs, GlobalArgs, PipelineCommand, RunCommand, TaskCommand};
+use crate::{Command, DeployArgs, EventCommand, GlobalArgs, PipelineCommand, RunCommand, SystemCommand, TaskCommand};
 
 /// Runs a client command.
 pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
@@ -24,6 +24,87 @@ pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Pipeline(command) => pipeline(&client, format, command).await,
         Command::Run(command) => run_command(&client, format, command).await,
         Command::Task(command) => task(&client, format, command).await,
+        Command::System(command) => system(&client, format, command).await,
+        Command::Event(EventCommand::List { after, follow }) => {
+            let mut events = Box::pin(client.events(None, after, follow).await?);
+            let mut out = std::io::stdout().lock();
+            while let Some(event) = events.next().await {
+                serde_json::to_writer(&mut out, &event?)?;
+                writeln!(out)?;
+                out.flush()?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn system(client: &Client, format: Format, command: SystemCommand) -> anyhow::Result<()> {
+    let settings = match command {
+        SystemCommand::Get => client.get_system().await?,
+        SystemCommand::Maintenance { mode } => {
+            let settings = client.set_maintenance(mode == "on").await?;
+            eprintln!(
+                "maintenance mode is {}",
+                if settings.maintenance { "on: new runs are refused" } else { "off: new runs are taken" }
+            );
+            settings
+        }
+    };
+    match format {
+        Format::Json => output::json(&settings),
+        Format::Table => output::fields(&[("maintenance", settings.maintenance.to_string())]),
+    }
+}
+
+/// Prints a run's events in order, with the time since the first one.
+async fn timeline(client: &Client, pipeline: &str, run: u64, format: Format) -> anyhow::Result<()> {
+    let mut events = Box::pin(client.events(Some((pipeline, run)), 0, false).await?);
+    let mut all = Vec::new();
+    while let Some(event) = events.next().await {
+        all.push(event?);
+    }
+    if format == Format::Json {
+        return output::json(&all);
+    }
+    let start = all.first().map_or(0, |e| e.emitted);
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|event| {
+            let offset = format!("+{}ms", event.emitted.saturating_sub(start));
+            let (subject, what) = describe_event(&event.kind);
+            vec![offset, subject, what]
+        })
+        .collect();
+    output::table(&["AT", "SUBJECT", "CHANGE"], &rows)
+}
+
+fn describe_event(kind: &gofer_api::models::EventKind) -> (String, String) {
+    use gofer_api::models::EventKind as K;
+    let why = |r: &Option<gofer_api::models::StatusReason>| {
+        r.as_ref().map_or(String::new(), |r| format!(" ({}: {})", r.reason, r.description))
+    };
+    match kind {
+        K::RunQueued { .. } => ("run".into(), "queued".into()),
+        K::RunStarted { .. } => ("run".into(), "started".into()),
+        K::RunCancelRequested { task_id, .. } => match task_id {
+            Some(task) => (format!("task {task}"), "cancel requested".into()),
+            None => ("run".into(), "cancel requested".into()),
+        },
+        K::RunCompleted { status, status_reason, .. } => {
+            ("run".into(), format!("complete: {status}{}", why(status_reason)))
+        }
+        K::TaskChanged { task_id, attempt, state, status, status_reason, exit_code, .. } => {
+            let attempt = if *attempt > 1 { format!(" attempt {attempt}") } else { String::new() };
+            let change = match state {
+                TaskState::Complete => {
+                    let exit = exit_code.map_or(String::new(), |c| format!(", exit {c}"));
+                    format!("complete: {status}{exit}{}", why(status_reason))
+                }
+                other => other.to_string(),
+            };
+            (format!("task {task_id}{attempt}"), change)
+        }
+        other => ("-".into(), serde_json::to_string(other).unwrap_or_default()),
     }
 }
 
@@ -37,44 +118,31 @@ async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
             dir.display()
         );
     }
-    eprintln!(
-        "building and running the pipeline program in {} ...",
-        dir.display()
-    );
-    let out =
-        tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["run", "--quiet", "--manifest-path"])
-            .arg(&manifest)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .context("could not run cargo; is the Rust toolchain installed and on PATH?")?
-            .wait_with_output()
-            .await
-            .context("the pipeline program did not finish")?;
+    eprintln!("building and running the pipeline program in {} ...", dir.display());
+    let out = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["run", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .context("could not run cargo; is the Rust toolchain installed and on PATH?")?
+        .wait_with_output()
+        .await
+        .context("the pipeline program did not finish")?;
     if !out.status.success() {
-        bail!(
-            "the pipeline program failed ({}); see its output above",
-            out.status
-        );
+        bail!("the pipeline program failed ({}); see its output above", out.status);
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let json = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_default();
+    let json = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_default();
     if json.is_empty() {
         bail!("the pipeline program printed no config on stdout; does it end with `.finish()`?");
     }
-    serde_json::from_str(json)
-        .context("the pipeline program printed something that is not a pipeline config")
+    serde_json::from_str(json).context("the pipeline program printed something that is not a pipeline config")
 }
 
 fn describe_changes(old: &config::Pipeline, new: &config::Pipeline) -> Vec<String> {
-    let old_tasks: HashMap<&str, &config::Task> =
-        old.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let old_tasks: HashMap<&str, &config::Task> = old.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
     let new_ids: HashSet<&str> = new.tasks.iter().map(|t| t.id.as_str()).collect();
     let mut changes = Vec::new();
     for task in &new.tasks {
@@ -89,10 +157,7 @@ fn describe_changes(old: &config::Pipeline, new: &config::Pipeline) -> Vec<Strin
             changes.push(format!("- task {}", task.id));
         }
     }
-    if old.name != new.name
-        || old.description != new.description
-        || old.parallelism != new.parallelism
-    {
+    if old.name != new.name || old.description != new.description || old.parallelism != new.parallelism {
         changes.push("~ pipeline settings".into());
     }
     changes
@@ -124,10 +189,7 @@ async fn deploy(client: &Client, format: Format, args: &DeployArgs) -> anyhow::R
                 eprintln!("  {change}");
             }
         }
-        None => eprintln!(
-            "first version of '{pipeline_id}': {} task(s)",
-            config.tasks.len()
-        ),
+        None => eprintln!("first version of '{pipeline_id}': {} task(s)", config.tasks.len()),
         Some(_) => {}
     }
     let result = if args.no_deploy {
@@ -174,16 +236,8 @@ async fn pipeline(client: &Client, format: Format, command: PipelineCommand) -> 
             return output::table(&["ID", "NAME", "STATE", "LIVE VERSION", "CREATED"], &rows);
         }
         PipelineCommand::Get { pipeline } => client.get_pipeline(&pipeline).await?,
-        PipelineCommand::Enable { pipeline } => {
-            client
-                .set_pipeline_state(&pipeline, PipelineState::Active)
-                .await?
-        }
-        PipelineCommand::Disable { pipeline } => {
-            client
-                .set_pipeline_state(&pipeline, PipelineState::Disabled)
-                .await?
-        }
+        PipelineCommand::Enable { pipeline } => client.set_pipeline_state(&pipeline, PipelineState::Active).await?,
+        PipelineCommand::Disable { pipeline } => client.set_pipeline_state(&pipeline, PipelineState::Disabled).await?,
         PipelineCommand::Delete { pipeline } => {
             client.delete_pipeline(&pipeline).await?;
             eprintln!("deleted pipeline '{pipeline}'");
@@ -198,10 +252,7 @@ async fn pipeline(client: &Client, format: Format, command: PipelineCommand) -> 
             ("name", shown.name.clone()),
             ("description", shown.description.clone().unwrap_or_default()),
             ("state", shown.state.to_string()),
-            (
-                "live version",
-                shown.live_version.map_or("none".into(), |v| v.to_string()),
-            ),
+            ("live version", shown.live_version.map_or("none".into(), |v| v.to_string())),
             ("latest version", shown.latest_version.to_string()),
             ("created", ago(shown.created)),
         ]),
@@ -219,10 +270,7 @@ fn run_fields(run: &Run) -> Vec<(&'static str, String)> {
         ("took", took(run.started, run.ended)),
     ];
     if let Some(reason) = &run.status_reason {
-        fields.push((
-            "reason",
-            format!("{}: {}", reason.reason, reason.description),
-        ));
+        fields.push(("reason", format!("{}: {}", reason.reason, reason.description)));
     }
     fields
 }
@@ -237,9 +285,7 @@ fn task_rows(tasks: &[TaskExecution]) -> Vec<Vec<String>> {
                 t.status.to_string(),
                 t.exit_code.map_or("-".into(), |c| c.to_string()),
                 took(t.started, t.ended),
-                t.status_reason.as_ref().map_or(String::new(), |r| {
-                    format!("{}: {}", r.reason, r.description)
-                }),
+                t.status_reason.as_ref().map_or(String::new(), |r| format!("{}: {}", r.reason, r.description)),
             ]
         })
         .collect()
@@ -249,30 +295,18 @@ const TASK_HEADER: [&str; 6] = ["TASK", "STATE", "STATUS", "EXIT", "TOOK", "REAS
 
 async fn run_command(client: &Client, format: Format, command: RunCommand) -> anyhow::Result<()> {
     match command {
-        RunCommand::Start {
-            pipeline,
-            variables,
-        } => {
-            let run = client
-                .start_run(&pipeline, variables.into_iter().collect::<BTreeMap<_, _>>())
-                .await?;
+        RunCommand::Start { pipeline, variables } => {
+            let run = client.start_run(&pipeline, variables.into_iter().collect::<BTreeMap<_, _>>()).await?;
             match format {
                 Format::Json => output::json(&run),
                 Format::Table => {
                     output::fields(&run_fields(&run))?;
-                    eprintln!(
-                        "follow it with `gofer run get {pipeline} {} --follow`",
-                        run.run_id
-                    );
+                    eprintln!("follow it with `gofer run get {pipeline} {} --follow`", run.run_id);
                     Ok(())
                 }
             }
         }
-        RunCommand::List {
-            pipeline,
-            limit,
-            offset,
-        } => {
+        RunCommand::List { pipeline, limit, offset } => {
             let list = client.list_runs(&pipeline, limit, offset).await?;
             if format == Format::Json {
                 return output::json(&list.runs);
@@ -291,20 +325,19 @@ async fn run_command(client: &Client, format: Format, command: RunCommand) -> an
                     ]
                 })
                 .collect();
-            output::table(
-                &["RUN", "STATE", "STATUS", "CREATED", "TOOK", "VERSION"],
-                &rows,
-            )?;
+            output::table(&["RUN", "STATE", "STATUS", "CREATED", "TOOK", "VERSION"], &rows)?;
             if let Some(next) = list.next_offset {
                 eprintln!("more runs: --offset {next}");
             }
             Ok(())
         }
-        RunCommand::Get {
-            pipeline,
-            run,
-            follow,
-        } => {
+        RunCommand::Get { pipeline, run, follow, timeline: true } => {
+            if follow {
+                follow_run(client, &pipeline, run, Format::Json).await?;
+            }
+            timeline(client, &pipeline, run, format).await
+        }
+        RunCommand::Get { pipeline, run, follow, timeline: false } => {
             if follow {
                 follow_run(client, &pipeline, run, format).await?;
             }
@@ -331,12 +364,7 @@ async fn run_command(client: &Client, format: Format, command: RunCommand) -> an
 }
 
 /// Prints each task's state changes and its log lines, prefixed with the task id, until the run completes.
-async fn follow_run(
-    client: &Client,
-    pipeline: &str,
-    run: u64,
-    format: Format,
-) -> anyhow::Result<()> {
+async fn follow_run(client: &Client, pipeline: &str, run: u64, format: Format) -> anyhow::Result<()> {
     let mut seen: HashMap<String, (TaskState, String)> = HashMap::new();
     let mut followers = tokio::task::JoinSet::new();
     let mut following: HashSet<String> = HashSet::new();
@@ -349,9 +377,7 @@ async fn follow_run(
             if seen.get(&task.task_id) != Some(&state) {
                 if show {
                     let detail = if task.state == TaskState::Complete {
-                        let exit = task
-                            .exit_code
-                            .map_or(String::new(), |c| format!(" (exit {c})"));
+                        let exit = task.exit_code.map_or(String::new(), |c| format!(" (exit {c})"));
                         format!("{}{exit}", task.status)
                     } else {
                         task.state.to_string()
@@ -360,13 +386,10 @@ async fn follow_run(
                 }
                 seen.insert(task.task_id.clone(), state);
             }
-            let started =
-                matches!(task.state, TaskState::Running | TaskState::Complete) && task.started > 0;
+            let started = matches!(task.state, TaskState::Running | TaskState::Complete) && task.started > 0;
             if show && started && following.insert(task.task_id.clone()) {
-                let (client, pipeline, id) =
-                    (client.clone(), pipeline.to_string(), task.task_id.clone());
-                followers
-                    .spawn(async move { print_prefixed_logs(&client, &pipeline, run, &id).await });
+                let (client, pipeline, id) = (client.clone(), pipeline.to_string(), task.task_id.clone());
+                followers.spawn(async move { print_prefixed_logs(&client, &pipeline, run, &id).await });
             }
         }
         if current.is_complete() {
@@ -382,21 +405,12 @@ async fn follow_run(
     Ok(())
 }
 
-async fn print_prefixed_logs(
-    client: &Client,
-    pipeline: &str,
-    run: u64,
-    task: &str,
-) -> anyhow::Result<()> {
-    let mut stream = client.task_logs(pipeline, run, task, true).await?;
+async fn print_prefixed_logs(client: &Client, pipeline: &str, run: u64, task: &str) -> anyhow::Result<()> {
+    let mut stream = client.task_logs(pipeline, run, task, None, true).await?;
     let mut pending: Vec<u8> = Vec::new();
     let emit = |line: &[u8]| {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "{task} | {}",
-            String::from_utf8_lossy(line).trim_end_matches('\r')
-        );
+        let _ = writeln!(out, "{task} | {}", String::from_utf8_lossy(line).trim_end_matches('\r'));
     };
     while let Some(chunk) = stream.next().await {
         pending.extend_from_slice(&chunk?);
@@ -420,11 +434,7 @@ async fn task(client: &Client, format: Format, command: TaskCommand) -> anyhow::
                 Format::Table => output::table(&TASK_HEADER, &task_rows(&tasks)),
             }
         }
-        TaskCommand::Get {
-            pipeline,
-            run,
-            task,
-        } => {
+        TaskCommand::Get { pipeline, run, task } => {
             let t = client.get_task(&pipeline, run, &task).await?;
             if format == Format::Json {
                 return output::json(&t);
@@ -432,43 +442,34 @@ async fn task(client: &Client, format: Format, command: TaskCommand) -> anyhow::
             let mut fields = vec![
                 ("task", t.task_id.clone()),
                 ("image", t.task.image.clone()),
-                (
-                    "image digest",
-                    t.image_digest.clone().unwrap_or_else(|| "-".into()),
-                ),
+                ("image digest", t.image_digest.clone().unwrap_or_else(|| "-".into())),
                 ("state", t.state.to_string()),
                 ("status", t.status.to_string()),
-                (
-                    "exit code",
-                    t.exit_code.map_or("-".into(), |c| c.to_string()),
-                ),
+                ("exit code", t.exit_code.map_or("-".into(), |c| c.to_string())),
                 ("started", ago(t.started)),
                 ("took", took(t.started, t.ended)),
             ];
             if let Some(reason) = &t.status_reason {
-                fields.push((
-                    "reason",
-                    format!("{}: {}", reason.reason, reason.description),
-                ));
+                fields.push(("reason", format!("{}: {}", reason.reason, reason.description)));
             }
             for (parent, needs) in &t.task.depends_on {
                 fields.push(("depends on", format!("{parent} ({needs:?})")));
             }
             for variable in &t.variables {
-                fields.push((
-                    "variable",
-                    format!("{}={} ({})", variable.key, variable.value, variable.source),
-                ));
+                fields.push(("variable", format!("{}={} ({})", variable.key, variable.value, variable.source)));
             }
             output::fields(&fields)
         }
-        TaskCommand::Logs {
-            pipeline,
-            run,
-            task,
-            follow,
-        } => {
-            let mut stream = client.task_logs(&pipeline, run, &task, follow).await?;
+        TaskCommand::Cancel { pipeline, run, task } => {
+            let cancelled = client.cancel_task(&pipeline, run, &task).await?;
+            eprintln!("cancelling task '{task}' of run {run}");
+            match format {
+                Format::Json => output::json(&cancelled),
+                Format::Table => output::table(&TASK_HEADER, &task_rows(&[cancelled])),
+            }
+        }
+        TaskCommand::Logs { pipeline, run, task, follow, attempt } => {
+            let mut stream = client.task_logs(&pipeline, run, &task, attempt, follow).await?;
             let mut out = std::io::stdout().lock();
             while let Some(chunk) = stream.next().await {
                 out.write_all(&chunk?)?;

@@ -51,9 +51,7 @@ fn settings_path() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(dir).join("gofer/config.toml"));
     }
-    std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .map(|h| PathBuf::from(h).join(".config/gofer/config.toml"))
+    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".config/gofer/config.toml"))
 }
 
 impl GlobalArgs {
@@ -62,23 +60,14 @@ impl GlobalArgs {
         let file = match settings_path() {
             Some(path) if path.exists() => {
                 let text = std::fs::read_to_string(&path)?;
-                toml::from_str::<FileSettings>(&text).map_err(|e| {
-                    anyhow::anyhow!("invalid client settings in {}: {e}", path.display())
-                })?
+                toml::from_str::<FileSettings>(&text)
+                    .map_err(|e| anyhow::anyhow!("invalid client settings in {}: {e}", path.display()))?
             }
             _ => FileSettings::default(),
         };
         Ok(Settings {
-            api_url: self
-                .api_url
-                .clone()
-                .or(file.api_url)
-                .unwrap_or_else(|| "http://127.0.0.1:8080".into()),
-            namespace: self
-                .namespace
-                .clone()
-                .or(file.namespace)
-                .unwrap_or_else(|| "default".into()),
+            api_url: self.api_url.clone().or(file.api_url).unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+            namespace: self.namespace.clone().or(file.namespace).unwrap_or_else(|| "default".into()),
             output: self.output.or(file.output).unwrap_or(Format::Table),
         })
     }
@@ -95,9 +84,39 @@ pub enum Command {
     /// Start, list, inspect and cancel runs.
     #[command(subcommand)]
     Run(RunCommand),
-    /// Inspect the task executions of a run and read their logs.
+    /// Inspect the task executions of a run, read their logs, cancel one.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Server-wide settings: maintenance mode.
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// The event log: every state change, stored and live.
+    #[command(subcommand)]
+    Event(EventCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Show the server-wide settings.
+    Get,
+    /// Refuse new runs (on) or take them again (off); runs in flight and queued runs go on.
+    Maintenance {
+        #[arg(value_parser = ["on", "off"])]
+        mode: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventCommand {
+    /// Print events, oldest first, as JSON lines.
+    List {
+        /// Only events after this id.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Keep printing new events as they happen.
+        #[arg(short, long)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +168,9 @@ pub enum RunCommand {
         /// Follow task states and logs live until the run completes.
         #[arg(short, long)]
         follow: bool,
+        /// Show the run's history: every state change of the run and its tasks, in order.
+        #[arg(long)]
+        timeline: bool,
     },
     /// Cancel a run: stop its containers and skip what has not started.
     Cancel { pipeline: String, run: u64 },
@@ -159,11 +181,7 @@ pub enum TaskCommand {
     /// List the task executions of a run.
     List { pipeline: String, run: u64 },
     /// Show one task execution.
-    Get {
-        pipeline: String,
-        run: u64,
-        task: String,
-    },
+    Get { pipeline: String, run: u64, task: String },
     /// Print a task's logs, raw.
     Logs {
         pipeline: String,
@@ -172,7 +190,12 @@ pub enum TaskCommand {
         /// Keep printing until the task completes.
         #[arg(short, long)]
         follow: bool,
+        /// Which attempt (from 1); the latest by default.
+        #[arg(long)]
+        attempt: Option<u32>,
     },
+    /// Cancel one task: stop its container; the rest of the run goes on as the DAG says.
+    Cancel { pipeline: String, run: u64, task: String },
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

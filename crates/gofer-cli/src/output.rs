@@ -55,12 +55,7 @@ pub fn fields(pairs: &[(&str, String)]) -> anyhow::Result<()> {
     let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut out = std::io::stdout().lock();
     for (key, value) in pairs {
-        writeln!(
-            out,
-            "{:<width$}  {value}",
-            format!("{key}:"),
-            width = width + 1
-        )?;
+        writeln!(out, "{:<width$}  {value}", format!("{key}:"), width = width + 1)?;
     }
     Ok(())
 }

@@ -41,65 +41,39 @@ pub fn decide(task: &Task, finished: &HashMap<String, TaskStatus>) -> Decision {
             return Decision::Wait;
         };
         if !satisfied(*required, *status) {
-            unmet.push(format!(
-                "task '{parent}' ended {status} but this task needs it {}",
-                needs(*required)
-            ));
+            unmet.push(format!("task '{parent}' ended {status} but this task needs it {}", needs(*required)));
         }
     }
-    if unmet.is_empty() {
-        Decision::Run
-    } else {
-        Decision::Skip {
-            description: unmet.join("; "),
-        }
-    }
+    if unmet.is_empty() { Decision::Run } else { Decision::Skip { description: unmet.join("; ") } }
 }
 
 /// The final status of a run from its tasks' final statuses: cancelled if any task was cancelled, failed if any
 /// failed, successful otherwise (skipped tasks do not fail a run: skipping is the DAG working as written).
-pub fn run_outcome(
-    tasks: &HashMap<String, (TaskStatus, Option<StatusReason>)>,
-) -> (RunStatus, Option<StatusReason>) {
+pub fn run_outcome(tasks: &HashMap<String, (TaskStatus, Option<StatusReason>)>) -> (RunStatus, Option<StatusReason>) {
     let mut ids: Vec<&String> = tasks.keys().collect();
     ids.sort();
     let with = |wanted: TaskStatus| ids.iter().copied().filter(move |id| tasks[*id].0 == wanted);
     let cancelled: Vec<&String> = with(TaskStatus::Cancelled).collect();
     if !cancelled.is_empty() {
-        let reason = tasks[cancelled[0]]
-            .1
-            .as_ref()
-            .map_or(StatusReasonKind::UserCancelled, |r| r.reason);
+        let reason = tasks[cancelled[0]].1.as_ref().map_or(StatusReasonKind::UserCancelled, |r| r.reason);
         return (
             RunStatus::Cancelled,
-            Some(StatusReason {
-                reason,
-                description: format!("cancelled tasks: {}", join(&cancelled)),
-            }),
+            Some(StatusReason { reason, description: format!("cancelled tasks: {}", join(&cancelled)) }),
         );
     }
     let failed: Vec<&String> = with(TaskStatus::Failed).collect();
     if let Some(first) = failed.first() {
-        let reason = tasks[*first]
-            .1
-            .as_ref()
-            .map_or(StatusReasonKind::AbnormalExit, |r| r.reason);
+        let reason = tasks[*first].1.as_ref().map_or(StatusReasonKind::AbnormalExit, |r| r.reason);
         return (
             RunStatus::Failed,
-            Some(StatusReason {
-                reason,
-                description: format!("failed tasks: {}", join(&failed)),
-            }),
+            Some(StatusReason { reason, description: format!("failed tasks: {}", join(&failed)) }),
         );
     }
     (RunStatus::Successful, None)
 }
 
 fn join(ids: &[&String]) -> String {
-    ids.iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    ids.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -123,17 +97,8 @@ mod tests {
     fn a_task_waits_until_every_parent_finished() {
         use RequiredParentStatus::*;
         let t = task(&[("a", Any), ("b", Success)]);
-        assert_eq!(
-            decide(&t, &finished(&[("a", TaskStatus::Failed)])),
-            Decision::Wait
-        );
-        assert_eq!(
-            decide(
-                &t,
-                &finished(&[("a", TaskStatus::Failed), ("b", TaskStatus::Successful)])
-            ),
-            Decision::Run
-        );
+        assert_eq!(decide(&t, &finished(&[("a", TaskStatus::Failed)])), Decision::Wait);
+        assert_eq!(decide(&t, &finished(&[("a", TaskStatus::Failed), ("b", TaskStatus::Successful)])), Decision::Run);
     }
 
     #[test]
@@ -156,50 +121,30 @@ mod tests {
         ];
         for (required, parent, runs) in cases {
             let decision = decide(&task(&[("p", required)]), &finished(&[("p", parent)]));
-            assert_eq!(
-                decision == Decision::Run,
-                runs,
-                "{required:?} edge with parent {parent:?}: {decision:?}"
-            );
+            assert_eq!(decision == Decision::Run, runs, "{required:?} edge with parent {parent:?}: {decision:?}");
         }
     }
 
     #[test]
     fn skip_reasons_name_the_parent_and_the_need() {
         let t = task(&[("build", RequiredParentStatus::Success)]);
-        let Decision::Skip { description } =
-            decide(&t, &finished(&[("build", TaskStatus::Failed)]))
-        else {
+        let Decision::Skip { description } = decide(&t, &finished(&[("build", TaskStatus::Failed)])) else {
             panic!("expected a skip")
         };
-        assert_eq!(
-            description,
-            "task 'build' ended failed but this task needs it to succeed"
-        );
+        assert_eq!(description, "task 'build' ended failed but this task needs it to succeed");
     }
 
     fn outcome(entries: &[(&str, TaskStatus)]) -> (RunStatus, Option<StatusReason>) {
-        run_outcome(
-            &entries
-                .iter()
-                .map(|(k, v)| (k.to_string(), (*v, None)))
-                .collect(),
-        )
+        run_outcome(&entries.iter().map(|(k, v)| (k.to_string(), (*v, None))).collect())
     }
 
     #[test]
     fn run_status_follows_from_tasks() {
         use TaskStatus::*;
-        assert_eq!(
-            outcome(&[("a", Successful), ("b", Skipped)]).0,
-            RunStatus::Successful
-        );
+        assert_eq!(outcome(&[("a", Successful), ("b", Skipped)]).0, RunStatus::Successful);
         let (status, reason) = outcome(&[("b", Failed), ("a", Failed), ("c", Successful)]);
         assert_eq!(status, RunStatus::Failed);
         assert_eq!(reason.unwrap().description, "failed tasks: a, b");
-        assert_eq!(
-            outcome(&[("a", Failed), ("b", Cancelled)]).0,
-            RunStatus::Cancelled
-        );
+        assert_eq!(outcome(&[("a", Failed), ("b", Cancelled)]).0, RunStatus::Cancelled);
     }
 }

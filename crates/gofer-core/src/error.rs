@@ -23,25 +23,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::InvalidArgument {
-            message: message.into(),
-        }
+        Self::InvalidArgument { message: message.into() }
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::Conflict {
-            message: message.into(),
-        }
+        Self::Conflict { message: message.into() }
     }
 
-    pub fn internal(
-        context: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        Self::Internal {
-            context: context.into(),
-            source: Box::new(source),
-        }
+    pub fn internal(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal { context: context.into(), source: Box::new(source) }
     }
 }
 
@@ -49,9 +39,7 @@ impl From<gofer_storage::Error> for Error {
     fn from(e: gofer_storage::Error) -> Self {
         match e {
             gofer_storage::Error::NotFound { what } => Self::NotFound { what },
-            gofer_storage::Error::Exists { what } => Self::Conflict {
-                message: format!("{what} already exists"),
-            },
+            gofer_storage::Error::Exists { what } => Self::Conflict { message: format!("{what} already exists") },
             gofer_storage::Error::Backend { context, source } => Self::Internal { context, source },
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod dag;
 pub mod error;
+pub mod events;
 pub mod logs;
 pub mod orchestrator;
 
@@ -16,14 +17,15 @@ use futures::Stream;
 use gofer_api::config::{self, validate_identifier};
 use gofer_api::epoch_millis;
 use gofer_api::models::{
-    DEFAULT_NAMESPACE, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run,
-    TaskExecution, Variable, VariableSource,
+    DEFAULT_NAMESPACE, Event, EventKind, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run,
+    SystemSettings, TaskExecution, Variable, VariableSource,
 };
 use gofer_api::requests::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageQuery};
-use gofer_storage::{NewRun, Page, Registered, Storage};
+use gofer_storage::{EventFilter, NewRun, Page, Registered, Storage};
 use sha2::{Digest, Sha256};
 
 pub use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::logs::LogKey;
 use crate::orchestrator::{Orchestrator, RunKey};
 
@@ -32,15 +34,14 @@ use crate::orchestrator::{Orchestrator, RunKey};
 pub struct Gofer {
     storage: Arc<dyn Storage>,
     orchestrator: Orchestrator,
+    events: Events,
 }
 
 /// A page as asked for, and whether another page follows.
 fn page(query: PageQuery) -> Result<Page> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
     if limit == 0 || limit > MAX_PAGE_LIMIT {
-        return Err(Error::invalid(format!(
-            "limit must be between 1 and {MAX_PAGE_LIMIT}, got {limit}"
-        )));
+        return Err(Error::invalid(format!("limit must be between 1 and {MAX_PAGE_LIMIT}, got {limit}")));
     }
     // Ask for one more than requested to learn whether a next page exists.
     Ok(Page::new(limit + 1, query.offset.unwrap_or(0)))
@@ -64,18 +65,14 @@ fn identifier(what: &str, value: &str) -> Result<()> {
 
 /// SHA-256 of the config's canonical JSON (maps are ordered, so equal configs hash equally).
 pub fn config_hash(config: &config::Pipeline) -> Result<String> {
-    let json =
-        serde_json::to_string(config).map_err(|e| Error::internal("hash a pipeline config", e))?;
+    let json = serde_json::to_string(config).map_err(|e| Error::internal("hash a pipeline config", e))?;
     let digest = Sha256::digest(json.as_bytes());
     Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Gofer {
-    pub fn new(storage: Arc<dyn Storage>, orchestrator: Orchestrator) -> Self {
-        Self {
-            storage,
-            orchestrator,
-        }
+    pub fn new(storage: Arc<dyn Storage>, orchestrator: Orchestrator, events: Events) -> Self {
+        Self { storage, orchestrator, events }
     }
 
     pub fn orchestrator(&self) -> &Orchestrator {
@@ -115,21 +112,12 @@ impl Gofer {
         Ok(self.storage.get_namespace(id).await?)
     }
 
-    pub async fn create_namespace(
-        &self,
-        id: &str,
-        name: &str,
-        description: &str,
-    ) -> Result<Namespace> {
+    pub async fn create_namespace(&self, id: &str, name: &str, description: &str) -> Result<Namespace> {
         identifier("namespace id", id)?;
         let now = epoch_millis();
         let namespace = Namespace {
             id: id.into(),
-            name: if name.is_empty() {
-                id.into()
-            } else {
-                name.into()
-            },
+            name: if name.is_empty() { id.into() } else { name.into() },
             description: description.into(),
             created: now,
             modified: now,
@@ -140,16 +128,9 @@ impl Gofer {
 
     // --- pipelines and configs ---
 
-    pub async fn list_pipelines(
-        &self,
-        namespace_id: &str,
-        query: PageQuery,
-    ) -> Result<(Vec<Pipeline>, Option<u64>)> {
+    pub async fn list_pipelines(&self, namespace_id: &str, query: PageQuery) -> Result<(Vec<Pipeline>, Option<u64>)> {
         self.storage.get_namespace(namespace_id).await?;
-        let items = self
-            .storage
-            .list_pipelines(namespace_id, page(query)?)
-            .await?;
+        let items = self.storage.list_pipelines(namespace_id, page(query)?).await?;
         Ok(paged(items, query))
     }
 
@@ -165,9 +146,14 @@ impl Gofer {
         state: PipelineState,
     ) -> Result<Pipeline> {
         self.storage.get_namespace(namespace_id).await?;
-        self.storage
-            .set_pipeline_state(namespace_id, pipeline_id, state, epoch_millis())
-            .await?;
+        self.storage.set_pipeline_state(namespace_id, pipeline_id, state, epoch_millis()).await?;
+        self.events
+            .publish(EventKind::PipelineStateChanged {
+                namespace_id: namespace_id.into(),
+                pipeline_id: pipeline_id.into(),
+                state,
+            })
+            .await;
         Ok(self.storage.get_pipeline(namespace_id, pipeline_id).await?)
     }
 
@@ -187,10 +173,11 @@ impl Gofer {
                 "pipeline '{pipeline_id}' has {active} unfinished run(s); cancel them (gofer run cancel) and try again"
             )));
         }
-        Ok(self
-            .storage
-            .delete_pipeline(namespace_id, pipeline_id)
-            .await?)
+        self.storage.delete_pipeline(namespace_id, pipeline_id).await?;
+        self.events
+            .publish(EventKind::PipelineDeleted { namespace_id: namespace_id.into(), pipeline_id: pipeline_id.into() })
+            .await;
+        Ok(())
     }
 
     /// Validates and registers a config as the pipeline's next version. An identical config registers nothing.
@@ -207,29 +194,54 @@ impl Gofer {
                 config.id
             )));
         }
-        config
-            .validate()
-            .map_err(|e| Error::invalid(e.to_string()))?;
+        config.validate().map_err(|e| Error::invalid(e.to_string()))?;
+        self.check_timeouts(&config)?;
         let hash = config_hash(&config)?;
-        Ok(self
-            .storage
-            .register_config(namespace_id, &config, &hash, epoch_millis())
-            .await?)
+        let registered = self.storage.register_config(namespace_id, &config, &hash, epoch_millis()).await?;
+        if registered.created {
+            self.events
+                .publish(EventKind::ConfigRegistered {
+                    namespace_id: namespace_id.into(),
+                    pipeline_id: pipeline_id.into(),
+                    version: registered.config.version,
+                })
+                .await;
+        }
+        Ok(registered)
+    }
+
+    /// Refuses timeouts beyond the server's maximum, naming the field.
+    fn check_timeouts(&self, config: &config::Pipeline) -> Result<()> {
+        let max = self.orchestrator.options().max_timeout.as_secs();
+        let too_long = |what: String, secs: u64| {
+            Error::invalid(format!(
+                "{what}: timeout {secs}s is longer than this server's maximum of {max}s (runs.max_timeout_seconds)"
+            ))
+        };
+        if let Some(secs) = config.timeout_seconds.filter(|s| *s > max) {
+            return Err(too_long(format!("pipeline '{}'", config.id), secs));
+        }
+        for task in &config.tasks {
+            if let Some(secs) = task.timeout_seconds.filter(|s| *s > max) {
+                return Err(too_long(format!("task '{}'", task.id), secs));
+            }
+        }
+        Ok(())
     }
 
     /// Makes a registered version the one new runs use.
-    pub async fn deploy_config(
-        &self,
-        namespace_id: &str,
-        pipeline_id: &str,
-        version: u64,
-    ) -> Result<PipelineConfig> {
+    pub async fn deploy_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig> {
         self.storage.get_namespace(namespace_id).await?;
         self.storage.get_pipeline(namespace_id, pipeline_id).await?;
-        Ok(self
-            .storage
-            .deploy_config(namespace_id, pipeline_id, version, epoch_millis())
-            .await?)
+        let deployed = self.storage.deploy_config(namespace_id, pipeline_id, version, epoch_millis()).await?;
+        self.events
+            .publish(EventKind::ConfigDeployed {
+                namespace_id: namespace_id.into(),
+                pipeline_id: pipeline_id.into(),
+                version,
+            })
+            .await;
+        Ok(deployed)
     }
 
     pub async fn list_configs(
@@ -239,25 +251,14 @@ impl Gofer {
         query: PageQuery,
     ) -> Result<(Vec<PipelineConfig>, Option<u64>)> {
         self.storage.get_namespace(namespace_id).await?;
-        let items = self
-            .storage
-            .list_configs(namespace_id, pipeline_id, page(query)?)
-            .await?;
+        let items = self.storage.list_configs(namespace_id, pipeline_id, page(query)?).await?;
         Ok(paged(items, query))
     }
 
-    pub async fn get_config(
-        &self,
-        namespace_id: &str,
-        pipeline_id: &str,
-        version: u64,
-    ) -> Result<PipelineConfig> {
+    pub async fn get_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig> {
         self.storage.get_namespace(namespace_id).await?;
         self.storage.get_pipeline(namespace_id, pipeline_id).await?;
-        Ok(self
-            .storage
-            .get_config(namespace_id, pipeline_id, version)
-            .await?)
+        Ok(self.storage.get_config(namespace_id, pipeline_id, version).await?)
     }
 
     // --- runs ---
@@ -272,6 +273,13 @@ impl Gofer {
     ) -> Result<Run> {
         self.storage.get_namespace(namespace_id).await?;
         let pipeline = self.storage.get_pipeline(namespace_id, pipeline_id).await?;
+        if self.storage.get_system().await?.maintenance {
+            return Err(Error::Unavailable {
+                message:
+                    "Gofer is in maintenance mode and refuses new runs; end it with `gofer system maintenance off`"
+                        .into(),
+            });
+        }
         if pipeline.state == PipelineState::Disabled {
             return Err(Error::Unavailable {
                 message: format!(
@@ -294,11 +302,7 @@ impl Gofer {
         }
         let variables = variables
             .into_iter()
-            .map(|(key, value)| Variable {
-                key,
-                value,
-                source: VariableSource::RunOptions,
-            })
+            .map(|(key, value)| Variable { key, value, source: VariableSource::RunOptions })
             .collect();
         let run = self
             .storage
@@ -311,7 +315,7 @@ impl Gofer {
                 variables,
             })
             .await?;
-        self.orchestrator.launch(run.clone());
+        self.orchestrator.enqueue(run.clone()).await?;
         Ok(run)
     }
 
@@ -321,39 +325,62 @@ impl Gofer {
         pipeline_id: &str,
         query: PageQuery,
     ) -> Result<(Vec<Run>, Option<u64>)> {
-        let items = self
-            .storage
-            .list_runs(namespace_id, pipeline_id, page(query)?)
-            .await?;
+        let items = self.storage.list_runs(namespace_id, pipeline_id, page(query)?).await?;
         Ok(paged(items, query))
     }
 
     pub async fn get_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run> {
-        Ok(self
-            .storage
-            .get_run(namespace_id, pipeline_id, run_id)
-            .await?)
+        Ok(self.storage.get_run(namespace_id, pipeline_id, run_id).await?)
     }
 
-    pub async fn cancel_run(
+    pub async fn cancel_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run> {
+        let key = RunKey { namespace_id: namespace_id.into(), pipeline_id: pipeline_id.into(), run_id };
+        self.storage.get_run(namespace_id, pipeline_id, run_id).await?;
+        self.orchestrator.cancel(&key, None).await?;
+        Ok(self.storage.get_run(namespace_id, pipeline_id, run_id).await?)
+    }
+
+    /// Cancels one task of a run; the rest of the run goes on as the DAG says.
+    pub async fn cancel_task(
         &self,
         namespace_id: &str,
         pipeline_id: &str,
         run_id: u64,
-    ) -> Result<Run> {
-        let key = RunKey {
-            namespace_id: namespace_id.into(),
-            pipeline_id: pipeline_id.into(),
-            run_id,
-        };
-        self.storage
-            .get_run(namespace_id, pipeline_id, run_id)
-            .await?;
-        self.orchestrator.cancel(&key).await?;
-        Ok(self
-            .storage
-            .get_run(namespace_id, pipeline_id, run_id)
-            .await?)
+        task_id: &str,
+    ) -> Result<TaskExecution> {
+        let key = RunKey { namespace_id: namespace_id.into(), pipeline_id: pipeline_id.into(), run_id };
+        self.storage.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?;
+        self.orchestrator.cancel(&key, Some(task_id)).await?;
+        Ok(self.storage.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?)
+    }
+
+    // --- system and events ---
+
+    pub async fn get_system(&self) -> Result<SystemSettings> {
+        Ok(self.storage.get_system().await?)
+    }
+
+    /// Turns maintenance mode on (new runs are refused) or off.
+    pub async fn set_maintenance(&self, maintenance: bool) -> Result<SystemSettings> {
+        let settings = SystemSettings { maintenance };
+        self.storage.set_system(&settings).await?;
+        self.events.publish(EventKind::MaintenanceChanged { maintenance }).await;
+        Ok(settings)
+    }
+
+    /// Stored events after `filter.after`, oldest first; with `follow`, then live ones.
+    pub fn events(
+        &self,
+        filter: EventFilter,
+        follow: bool,
+    ) -> Result<impl Stream<Item = gofer_storage::Result<Event>> + use<>> {
+        if filter.run_id.is_some() && filter.pipeline_id.is_none() {
+            return Err(Error::invalid("filtering events by run needs the pipeline (and namespace) too"));
+        }
+        if filter.pipeline_id.is_some() && filter.namespace_id.is_none() {
+            return Err(Error::invalid("filtering events by pipeline needs the namespace too"));
+        }
+        Ok(self.events.stream(filter, follow))
     }
 
     // --- task executions ---
@@ -364,13 +391,8 @@ impl Gofer {
         pipeline_id: &str,
         run_id: u64,
     ) -> Result<Vec<TaskExecution>> {
-        self.storage
-            .get_run(namespace_id, pipeline_id, run_id)
-            .await?;
-        Ok(self
-            .storage
-            .list_task_executions(namespace_id, pipeline_id, run_id)
-            .await?)
+        self.storage.get_run(namespace_id, pipeline_id, run_id).await?;
+        Ok(self.storage.list_task_executions(namespace_id, pipeline_id, run_id).await?)
     }
 
     pub async fn get_task_execution(
@@ -380,13 +402,8 @@ impl Gofer {
         run_id: u64,
         task_id: &str,
     ) -> Result<TaskExecution> {
-        self.storage
-            .get_run(namespace_id, pipeline_id, run_id)
-            .await?;
-        Ok(self
-            .storage
-            .get_task_execution(namespace_id, pipeline_id, run_id, task_id)
-            .await?)
+        self.storage.get_run(namespace_id, pipeline_id, run_id).await?;
+        Ok(self.storage.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?)
     }
 
     /// A task's log from the start; with `follow`, live until the task ends.
@@ -396,26 +413,33 @@ impl Gofer {
         pipeline_id: &str,
         run_id: u64,
         task_id: &str,
+        attempt: Option<u32>,
         follow: bool,
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + use<>> {
-        let execution = self
-            .get_task_execution(namespace_id, pipeline_id, run_id, task_id)
-            .await?;
+        let execution = self.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?;
+        if execution.logs_expired {
+            return Err(Error::NotFound {
+                what: format!("logs of task '{task_id}' in run {run_id} (removed by log retention)"),
+            });
+        }
+        let attempt = attempt.unwrap_or(execution.attempt);
+        if attempt == 0 || attempt > execution.attempt {
+            return Err(Error::NotFound {
+                what: format!("attempt {attempt} of task '{task_id}' in run {run_id} (it has {})", execution.attempt),
+            });
+        }
         let key = LogKey {
             namespace_id: execution.namespace_id,
             pipeline_id: execution.pipeline_id,
             run_id,
             task_id: execution.task_id,
+            attempt,
         };
-        self.orchestrator
-            .logs()
-            .read(&key, follow)
-            .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::NotFound {
-                    what: format!("logs of task '{task_id}' in run {run_id}"),
-                },
-                _ => Error::internal(format!("read the logs of task '{task_id}'"), e),
-            })
+        self.orchestrator.logs().read(&key, follow).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::NotFound { what: format!("logs of task '{task_id}' in run {run_id}") }
+            }
+            _ => Error::internal(format!("read the logs of task '{task_id}'"), e),
+        })
     }
 }

@@ -21,6 +21,8 @@ pub struct LogKey {
     pub pipeline_id: String,
     pub run_id: u64,
     pub task_id: String,
+    /// The attempt, from 1.
+    pub attempt: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,19 +40,29 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn new(root: PathBuf) -> Self {
-        Self {
-            root,
-            live: Arc::default(),
-        }
+        Self { root, live: Arc::default() }
     }
 
-    /// The file of a task execution's log. Ids are validated identifiers, so they are safe path components.
+    fn run_dir(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> PathBuf {
+        self.root.join(namespace_id).join(pipeline_id).join(run_id.to_string())
+    }
+
+    /// The file of a task execution's log: `<task>.log` for the first attempt, `<task>.attempt-<n>.log` after.
+    /// Ids are validated identifiers, so they are safe path components.
     pub fn path(&self, key: &LogKey) -> PathBuf {
-        self.root
-            .join(&key.namespace_id)
-            .join(&key.pipeline_id)
-            .join(key.run_id.to_string())
-            .join(format!("{}.log", key.task_id))
+        let file = match key.attempt {
+            0 | 1 => format!("{}.log", key.task_id),
+            n => format!("{}.attempt-{n}.log", key.task_id),
+        };
+        self.run_dir(&key.namespace_id, &key.pipeline_id, key.run_id).join(file)
+    }
+
+    /// Deletes every log of a run.
+    pub async fn remove_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> io::Result<()> {
+        match tokio::fs::remove_dir_all(self.run_dir(namespace_id, pipeline_id, run_id)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Creates (truncating) the log of a task execution; followers wait on it until the writer finishes.
@@ -61,41 +73,18 @@ impl LogStore {
         }
         let file = File::create(&path).await?;
         let (progress, rx) = watch::channel(Progress::default());
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone(), rx);
-        Ok(LogWriter {
-            file: Some(file),
-            progress,
-            key,
-            store: self.clone(),
-        })
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), rx);
+        Ok(LogWriter { file: Some(file), progress, key, store: self.clone() })
     }
 
     /// Reads a log from the start. With `follow`, the stream stays open while the log is being written and ends
     /// when its writer finishes; without, it ends at the current end of the file.
-    pub async fn read(
-        &self,
-        key: &LogKey,
-        follow: bool,
-    ) -> io::Result<impl Stream<Item = io::Result<Bytes>> + use<>> {
+    pub async fn read(&self, key: &LogKey, follow: bool) -> io::Result<impl Stream<Item = io::Result<Bytes>> + use<>> {
         // Subscribe before opening so that nothing written in between is missed.
-        let progress = if follow {
-            self.live
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(key)
-                .cloned()
-        } else {
-            None
-        };
+        let progress =
+            if follow { self.live.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned() } else { None };
         let file = File::open(self.path(key)).await?;
-        let tail = Tail {
-            file,
-            progress,
-            offset: 0,
-        };
+        let tail = Tail { file, progress, offset: 0 };
         Ok(futures::stream::unfold(tail, |mut tail| async move {
             match tail.next_chunk().await {
                 Ok(Some(bytes)) => Some((Ok(bytes), tail)),
@@ -106,10 +95,7 @@ impl LogStore {
     }
 
     fn forget(&self, key: &LogKey) {
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 }
 
@@ -169,8 +155,7 @@ impl LogWriter {
         file.write_all(chunk).await?;
         // Followers read from the file, so they must see the bytes there before they are told.
         file.flush().await?;
-        self.progress
-            .send_modify(|p| p.written += chunk.len() as u64);
+        self.progress.send_modify(|p| p.written += chunk.len() as u64);
         Ok(())
     }
 
@@ -208,12 +193,7 @@ mod tests {
     use super::*;
 
     fn key() -> LogKey {
-        LogKey {
-            namespace_id: "ns".into(),
-            pipeline_id: "p".into(),
-            run_id: 7,
-            task_id: "t".into(),
-        }
+        LogKey { namespace_id: "ns".into(), pipeline_id: "p".into(), run_id: 7, task_id: "t".into(), attempt: 1 }
     }
 
     async fn collect(stream: impl Stream<Item = io::Result<Bytes>>) -> Vec<u8> {
@@ -238,21 +218,9 @@ mod tests {
 
         let mut expected = b"first\n".to_vec();
         expected.extend_from_slice(&binary);
-        assert_eq!(
-            follower.await.unwrap(),
-            expected,
-            "the follower saw every byte, in order"
-        );
-        assert_eq!(
-            std::fs::read(store.path(&key())).unwrap(),
-            expected,
-            "the file holds the bytes verbatim"
-        );
-        assert_eq!(
-            collect(store.read(&key(), true).await.unwrap()).await,
-            expected,
-            "a finished log just ends"
-        );
+        assert_eq!(follower.await.unwrap(), expected, "the follower saw every byte, in order");
+        assert_eq!(std::fs::read(store.path(&key())).unwrap(), expected, "the file holds the bytes verbatim");
+        assert_eq!(collect(store.read(&key(), true).await.unwrap()).await, expected, "a finished log just ends");
     }
 
     #[tokio::test]
@@ -261,11 +229,21 @@ mod tests {
         let store = LogStore::new(dir.path().to_path_buf());
         let mut writer = store.create(key()).await.unwrap();
         writer.write(b"so far").await.unwrap();
-        assert_eq!(
-            collect(store.read(&key(), false).await.unwrap()).await,
-            b"so far"
-        );
+        assert_eq!(collect(store.read(&key(), false).await.unwrap()).await, b"so far");
         drop(writer);
+    }
+
+    #[tokio::test]
+    async fn attempts_have_their_own_files_and_runs_are_removed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::new(dir.path().to_path_buf());
+        let second = LogKey { attempt: 2, ..key() };
+        assert_ne!(store.path(&key()), store.path(&second));
+        store.create(key()).await.unwrap().finish().await.unwrap();
+        store.create(second.clone()).await.unwrap().finish().await.unwrap();
+        store.remove_run("ns", "p", 7).await.unwrap();
+        assert!(!store.path(&key()).exists() && !store.path(&second).exists());
+        store.remove_run("ns", "p", 7).await.unwrap();
     }
 
     #[tokio::test]

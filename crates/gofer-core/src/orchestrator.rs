@@ -1,19 +1,22 @@
-//! The orchestrator: drives each run's DAG on the scheduler, records every state change in storage and stores
-//! task logs. It is a library: it needs storage, a scheduler and a log directory, never the HTTP server.
+//! The orchestrator: queues runs within their limits, drives each run's DAG on the scheduler, records every state
+//! change in storage and the event log, and stores task logs. It is a library: it needs storage, a scheduler and
+//! a log directory, never the HTTP server.
 //!
 //! One tokio task drives each run. It starts every task whose parents have finished the way it needs, skips the
 //! ones whose conditions can no longer be met, and learns of each container's exit from the scheduler's wait call,
-//! so a DAG edge costs no more than a channel message.
+//! so a DAG edge costs no more than a channel message. After a restart, runs in flight are resumed: containers
+//! still running are re-attached, containers that ended meanwhile give their real exit code and output.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use gofer_api::config::Task;
+use futures::stream::BoxStream;
+use gofer_api::config::{self, Task};
 use gofer_api::epoch_millis;
 use gofer_api::models::{
-    Run, RunState, RunStatus, StatusReason, StatusReasonKind, TaskExecution, TaskState, TaskStatus,
+    Attempt, EventKind, Run, RunState, RunStatus, StatusReason, StatusReasonKind, TaskExecution, TaskState, TaskStatus,
     Variable, VariableSource,
 };
 use gofer_scheduler::{ContainerSpec, RegistryAuth, Scheduler, labels};
@@ -24,9 +27,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::dag::{self, Decision};
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::logs::{LogKey, LogStore, LogWriter};
 
-/// How long to wait for a container's log stream to end after the container exited.
+/// How long to wait for a container's output stream to end after the container exited.
 const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings of the orchestrator.
@@ -36,8 +40,18 @@ pub struct Options {
     pub installation_id: String,
     /// Handed to every task as `GOFER_API_BASE_URL`.
     pub api_base_url: String,
-    /// How long a cancelled container gets to stop before it is killed.
+    /// How long a cancelled or timed-out container gets to stop before it is killed.
     pub stop_grace: Duration,
+    /// Runs active at once across the server.
+    pub global_limit: usize,
+    /// Runs active at once per pipeline, for pipelines that set no parallelism of their own.
+    pub pipeline_limit: usize,
+    /// The longest any run or task attempt may take; configs asking for more are refused.
+    pub max_timeout: Duration,
+    /// Keep the logs of this many most recent runs per pipeline; 0 keeps all.
+    pub log_retention_runs: u64,
+    /// Keep finished containers this long for debugging before removing them; zero removes at once.
+    pub keep_containers_for: Duration,
 }
 
 /// Identifies a run.
@@ -50,12 +64,71 @@ pub struct RunKey {
 
 impl RunKey {
     pub fn of(run: &Run) -> Self {
-        Self {
-            namespace_id: run.namespace_id.clone(),
-            pipeline_id: run.pipeline_id.clone(),
-            run_id: run.run_id,
-        }
+        Self { namespace_id: run.namespace_id.clone(), pipeline_id: run.pipeline_id.clone(), run_id: run.run_id }
     }
+}
+
+fn reason(kind: StatusReasonKind, description: &str) -> StatusReason {
+    StatusReason { reason: kind, description: description.to_string() }
+}
+
+/// Cancellation of one run and its tasks, with the reason given first.
+struct RunControl {
+    cancel: CancellationToken,
+    reason: Mutex<Option<StatusReason>>,
+    tasks: Mutex<HashMap<String, (CancellationToken, Option<StatusReason>)>>,
+}
+
+impl RunControl {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { cancel: CancellationToken::new(), reason: Mutex::default(), tasks: Mutex::default() })
+    }
+
+    fn cancel(&self, why: StatusReason) {
+        self.reason.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(why);
+        self.cancel.cancel();
+    }
+
+    fn reason(&self) -> StatusReason {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| reason(StatusReasonKind::UserCancelled, "the run was cancelled"))
+    }
+
+    fn task_token(&self, task_id: &str) -> CancellationToken {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.entry(task_id.to_string()).or_insert_with(|| (self.cancel.child_token(), None)).0.clone()
+    }
+
+    fn cancel_task(&self, task_id: &str, why: StatusReason) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = tasks.entry(task_id.to_string()).or_insert_with(|| (self.cancel.child_token(), None));
+        entry.1.get_or_insert(why);
+        entry.0.cancel();
+    }
+
+    /// Why a task was cancelled: its own reason, else the run's.
+    fn task_reason(&self, task_id: &str) -> StatusReason {
+        let own = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get(task_id).and_then(|t| t.1.clone());
+        own.unwrap_or_else(|| self.reason())
+    }
+}
+
+struct Queued {
+    run: Run,
+    config: config::Pipeline,
+    control: Arc<RunControl>,
+}
+
+/// Which runs wait for a slot and how many are active.
+#[derive(Default)]
+struct Slots {
+    queue: VecDeque<Queued>,
+    running: HashMap<(String, String), usize>,
+    total: usize,
+    controls: HashMap<RunKey, Arc<RunControl>>,
 }
 
 /// A handle to the orchestrator. Cheap to clone.
@@ -68,8 +141,9 @@ struct Inner {
     storage: Arc<dyn Storage>,
     scheduler: Arc<dyn Scheduler>,
     logs: LogStore,
+    events: Events,
     options: Options,
-    active: Mutex<HashMap<RunKey, CancellationToken>>,
+    slots: Mutex<Slots>,
     tracker: TaskTracker,
 }
 
@@ -79,14 +153,16 @@ impl Orchestrator {
         storage: Arc<dyn Storage>,
         scheduler: Arc<dyn Scheduler>,
         logs: LogStore,
+        events: Events,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 storage,
                 scheduler,
                 logs,
+                events,
                 options,
-                active: Mutex::default(),
+                slots: Mutex::default(),
                 tracker: TaskTracker::new(),
             }),
         }
@@ -96,58 +172,114 @@ impl Orchestrator {
         &self.inner.logs
     }
 
-    /// Starts driving a stored, pending run in the background.
-    pub fn launch(&self, run: Run) {
-        let cancel = CancellationToken::new();
-        self.inner.active().insert(RunKey::of(&run), cancel.clone());
-        let inner = self.inner.clone();
-        self.inner.tracker.spawn(async move {
-            let key = RunKey::of(&run);
-            if let Err(e) = inner.drive(run, cancel).await {
-                tracing::error!(run = ?key, error = %error_chain(&e), "run could not be driven to completion");
-            }
-            inner.active().remove(&key);
-        });
+    pub fn options(&self) -> &Options {
+        &self.inner.options
     }
 
-    /// Asks a run to stop: tasks not started are cancelled, running containers are stopped.
-    pub async fn cancel(&self, key: &RunKey) -> Result<()> {
-        let token = self.inner.active().get(key).cloned();
-        match token {
-            Some(token) => {
-                token.cancel();
-                Ok(())
-            }
-            None => {
-                let run = self
+    /// Queues a stored, pending run; it starts as soon as its pipeline's and the server's limits allow, in order.
+    pub async fn enqueue(&self, run: Run) -> Result<()> {
+        let config = self.inner.storage.get_config(&run.namespace_id, &run.pipeline_id, run.version).await?.config;
+        let key = RunKey::of(&run);
+        let control = RunControl::new();
+        {
+            let mut slots = self.inner.slots();
+            slots.controls.insert(key.clone(), control.clone());
+            slots.queue.push_back(Queued { run, config, control });
+        }
+        self.inner
+            .events
+            .publish(EventKind::RunQueued {
+                namespace_id: key.namespace_id,
+                pipeline_id: key.pipeline_id,
+                run_id: key.run_id,
+            })
+            .await;
+        self.inner.admit();
+        Ok(())
+    }
+
+    /// Asks a run, or one task of it, to stop: what has not started is cancelled, running containers are stopped
+    /// (then killed after the grace period). A queued run is cancelled at once.
+    pub async fn cancel(&self, key: &RunKey, task_id: Option<&str>) -> Result<()> {
+        let why = reason(StatusReasonKind::UserCancelled, "a user cancelled it");
+        let (control, queued) = {
+            let mut slots = self.inner.slots();
+            let control = slots.controls.get(key).cloned();
+            let position = slots.queue.iter().position(|q| RunKey::of(&q.run) == *key);
+            let queued = match (task_id, position) {
+                (None, Some(i)) => {
+                    slots.controls.remove(key);
+                    slots.queue.remove(i)
+                }
+                _ => None,
+            };
+            (control, queued)
+        };
+        let Some(control) = control else {
+            let run = self.inner.storage.get_run(&key.namespace_id, &key.pipeline_id, key.run_id).await?;
+            return Err(Error::conflict(format!(
+                "run {} of pipeline '{}' is already finished ({})",
+                run.run_id, run.pipeline_id, run.status
+            )));
+        };
+        self.inner
+            .events
+            .publish(EventKind::RunCancelRequested {
+                namespace_id: key.namespace_id.clone(),
+                pipeline_id: key.pipeline_id.clone(),
+                run_id: key.run_id,
+                task_id: task_id.map(str::to_string),
+            })
+            .await;
+        if let Some(queued) = queued {
+            return self.inner.finish_run(queued.run, RunStatus::Cancelled, Some(why)).await;
+        }
+        match task_id {
+            Some(task) => {
+                let execution = self
                     .inner
                     .storage
-                    .get_run(&key.namespace_id, &key.pipeline_id, key.run_id)
+                    .get_task_execution(&key.namespace_id, &key.pipeline_id, key.run_id, task)
                     .await?;
-                Err(Error::conflict(format!(
-                    "run {} of pipeline '{}' is already finished ({})",
-                    run.run_id, run.pipeline_id, run.status
-                )))
-            }
-        }
-    }
-
-    /// Picks up runs a previous server process left unfinished. Pending runs are started. Runs that were
-    /// mid-flight are marked orphaned and the containers Gofer had started for them are removed.
-    pub async fn recover(&self) -> Result<()> {
-        for run in self.inner.storage.list_unfinished_runs().await? {
-            match run.state {
-                RunState::Pending => {
-                    tracing::info!(pipeline = %run.pipeline_id, run = run.run_id, "starting run left pending");
-                    self.launch(run);
+                if execution.is_complete() {
+                    return Err(Error::conflict(format!(
+                        "task '{task}' of run {} is already finished ({})",
+                        key.run_id, execution.status
+                    )));
                 }
-                _ => self.inner.orphan(run).await?,
+                control.cancel_task(task, why);
             }
+            None => control.cancel(why),
         }
         Ok(())
     }
 
-    /// Stops accepting work. Containers are left running: the next start finds the runs they belong to.
+    /// Picks up what a previous server process left: runs in flight are resumed (their containers re-attached or
+    /// their real exit read), queued runs are queued again in order, and finished containers left behind are
+    /// removed.
+    pub async fn recover(&self) -> Result<()> {
+        let unfinished = self.inner.storage.list_unfinished_runs().await?;
+        for run in unfinished {
+            if run.state == RunState::Pending {
+                self.enqueue(run).await?;
+                continue;
+            }
+            let config = self.inner.storage.get_config(&run.namespace_id, &run.pipeline_id, run.version).await?.config;
+            tracing::info!(pipeline = %run.pipeline_id, run = run.run_id, "resuming a run left in flight");
+            let control = RunControl::new();
+            {
+                let mut slots = self.inner.slots();
+                slots.controls.insert(RunKey::of(&run), control.clone());
+                *slots.running.entry((run.namespace_id.clone(), run.pipeline_id.clone())).or_default() += 1;
+                slots.total += 1;
+            }
+            self.inner.spawn_driver(Queued { run, config, control }, true);
+        }
+        self.inner.sweep_leftover_containers().await;
+        Ok(())
+    }
+
+    /// Stops accepting work. Containers are left running: the next start resumes the runs they belong to.
     pub fn shutdown(&self) {
         self.inner.tracker.close();
     }
@@ -171,53 +303,155 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// How one attempt of a task ended.
+struct Outcome {
+    status: TaskStatus,
+    reason: Option<StatusReason>,
+    exit_code: Option<i64>,
+}
+
 impl Inner {
-    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<RunKey, CancellationToken>> {
-        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn drive(self: &Arc<Self>, mut run: Run, cancel: CancellationToken) -> Result<()> {
-        let config = self
-            .storage
-            .get_config(&run.namespace_id, &run.pipeline_id, run.version)
-            .await?
-            .config;
-        run.state = RunState::Running;
-        run.started = epoch_millis();
-        self.storage.update_run(&run).await?;
-
-        // Every task gets its execution record and its (empty) log up front, so followers can wait on it.
-        let mut pending: BTreeMap<String, (Task, TaskExecution, LogWriter)> = BTreeMap::new();
-        for task in &config.tasks {
-            let execution = self.new_execution(&run, task);
-            self.storage.insert_task_execution(&execution).await?;
-            let writer =
-                self.logs.create(log_key(&execution)).await.map_err(|e| {
-                    Error::internal(format!("create the log of task '{}'", task.id), e)
-                })?;
-            pending.insert(task.id.clone(), (task.clone(), execution, writer));
+    fn pipeline_limit(&self, config: &config::Pipeline) -> usize {
+        match usize::try_from(config.parallelism) {
+            Ok(n) if n > 0 => n,
+            _ => self.options.pipeline_limit,
         }
+    }
 
+    /// Starts every queued run that fits, in queue order; a run held back by its pipeline's limit does not hold
+    /// back other pipelines' runs.
+    fn admit(self: &Arc<Self>) {
+        let admitted = {
+            let mut slots = self.slots();
+            let mut admitted = Vec::new();
+            let mut index = 0;
+            while index < slots.queue.len() && slots.total < self.options.global_limit {
+                let queued = &slots.queue[index];
+                let pipeline = (queued.run.namespace_id.clone(), queued.run.pipeline_id.clone());
+                let limit = self.pipeline_limit(&queued.config);
+                if slots.running.get(&pipeline).copied().unwrap_or(0) >= limit {
+                    index += 1;
+                    continue;
+                }
+                if let Some(queued) = slots.queue.remove(index) {
+                    *slots.running.entry(pipeline).or_default() += 1;
+                    slots.total += 1;
+                    admitted.push(queued);
+                }
+            }
+            admitted
+        };
+        for queued in admitted {
+            self.spawn_driver(queued, false);
+        }
+    }
+
+    fn spawn_driver(self: &Arc<Self>, queued: Queued, resume: bool) {
+        let inner = self.clone();
+        self.tracker.spawn(async move {
+            let key = RunKey::of(&queued.run);
+            if let Err(e) = inner.clone().drive(queued, resume).await {
+                tracing::error!(run = ?key, error = %error_chain(&e), "run could not be driven to completion");
+            }
+            {
+                let mut slots = inner.slots();
+                slots.controls.remove(&key);
+                let pipeline = (key.namespace_id.clone(), key.pipeline_id.clone());
+                if let Some(count) = slots.running.get_mut(&pipeline) {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        slots.running.remove(&pipeline);
+                    }
+                }
+                slots.total = slots.total.saturating_sub(1);
+            }
+            inner.admit();
+        });
+    }
+
+    async fn drive(self: Arc<Self>, queued: Queued, resume: bool) -> Result<()> {
+        let Queued { mut run, config, control } = queued;
+        if !resume {
+            run.state = RunState::Running;
+            run.started = epoch_millis();
+            self.storage.update_run(&run).await?;
+            self.events
+                .publish(EventKind::RunStarted {
+                    namespace_id: run.namespace_id.clone(),
+                    pipeline_id: run.pipeline_id.clone(),
+                    run_id: run.run_id,
+                })
+                .await;
+        }
+        let run_timeout = self.effective_timeout(config.timeout_seconds);
+        let deadline = deadline_from(run.started, run_timeout);
+
+        let mut existing: HashMap<String, TaskExecution> = if resume {
+            self.storage
+                .list_task_executions(&run.namespace_id, &run.pipeline_id, run.run_id)
+                .await?
+                .into_iter()
+                .map(|t| (t.task_id.clone(), t))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+
+        let mut pending: BTreeMap<String, (Task, TaskExecution, LogWriter)> = BTreeMap::new();
         let mut finished: HashMap<String, TaskStatus> = HashMap::new();
         let mut outcomes: HashMap<String, (TaskStatus, Option<StatusReason>)> = HashMap::new();
         let mut running: JoinSet<(String, TaskStatus, Option<StatusReason>)> = JoinSet::new();
+        for task in &config.tasks {
+            match existing.remove(&task.id) {
+                Some(execution) if execution.is_complete() => {
+                    finished.insert(task.id.clone(), execution.status);
+                    outcomes.insert(task.id.clone(), (execution.status, execution.status_reason));
+                }
+                Some(execution) if execution.state != TaskState::Waiting => {
+                    // It was started before the restart: find its container and carry on from there.
+                    let writer = self.create_log(&execution).await?;
+                    let token = control.task_token(&task.id);
+                    let (inner, control, id) = (self.clone(), control.clone(), task.id.clone());
+                    running.spawn(async move {
+                        let (status, reason) = inner.execute(execution, writer, token, control, true).await;
+                        (id, status, reason)
+                    });
+                }
+                Some(execution) => {
+                    let writer = self.create_log(&execution).await?;
+                    pending.insert(task.id.clone(), (task.clone(), execution, writer));
+                }
+                None => {
+                    let execution = self.new_execution(&run, task);
+                    self.storage.insert_task_execution(&execution).await?;
+                    self.publish_task(&execution).await;
+                    let writer = self.create_log(&execution).await?;
+                    pending.insert(task.id.clone(), (task.clone(), execution, writer));
+                }
+            }
+        }
+
+        let mut timed_out = false;
         loop {
-            if cancel.is_cancelled() {
-                for (id, (_, mut execution, writer)) in std::mem::take(&mut pending) {
-                    let reason = reason(
-                        StatusReasonKind::UserCancelled,
-                        "the run was cancelled before this task started",
-                    );
-                    self.complete(
-                        &mut execution,
-                        TaskStatus::Cancelled,
-                        Some(reason.clone()),
-                        None,
-                    )
-                    .await?;
+            // Tasks cancelled before they started, one by one or with the whole run.
+            let cancelled: Vec<String> = pending
+                .keys()
+                .filter(|id| control.cancel.is_cancelled() || control.task_token(id).is_cancelled())
+                .cloned()
+                .collect();
+            for id in cancelled {
+                if let Some((_, mut execution, writer)) = pending.remove(&id) {
+                    let why = control.task_reason(&id);
+                    let why =
+                        StatusReason { description: format!("{} before this task started", why.description), ..why };
+                    self.complete(&mut execution, TaskStatus::Cancelled, Some(why.clone()), None).await;
                     drop(writer);
                     finished.insert(id.clone(), TaskStatus::Cancelled);
-                    outcomes.insert(id, (TaskStatus::Cancelled, Some(reason)));
+                    outcomes.insert(id, (TaskStatus::Cancelled, Some(why)));
                 }
             }
             // Start or skip everything that became decidable; skipping can make more tasks decidable.
@@ -230,32 +464,21 @@ impl Inner {
                     match decision {
                         Decision::Wait => {}
                         Decision::Run => {
-                            let Some((task, execution, writer)) = pending.remove(&id) else {
-                                continue;
-                            };
-                            let inner = self.clone();
-                            let cancel = cancel.clone();
+                            let Some((_, execution, writer)) = pending.remove(&id) else { continue };
+                            let token = control.task_token(&id);
+                            let (inner, control) = (self.clone(), control.clone());
                             running.spawn(async move {
-                                let (status, reason) =
-                                    inner.execute(task, execution, writer, cancel).await;
+                                let (status, reason) = inner.execute(execution, writer, token, control, false).await;
                                 (id, status, reason)
                             });
                         }
                         Decision::Skip { description } => {
-                            let Some((_, mut execution, writer)) = pending.remove(&id) else {
-                                continue;
-                            };
-                            let reason = reason(StatusReasonKind::FailedPrecondition, &description);
-                            self.complete(
-                                &mut execution,
-                                TaskStatus::Skipped,
-                                Some(reason.clone()),
-                                None,
-                            )
-                            .await?;
+                            let Some((_, mut execution, writer)) = pending.remove(&id) else { continue };
+                            let why = reason(StatusReasonKind::FailedPrecondition, &description);
+                            self.complete(&mut execution, TaskStatus::Skipped, Some(why.clone()), None).await;
                             drop(writer);
                             finished.insert(id.clone(), TaskStatus::Skipped);
-                            outcomes.insert(id, (TaskStatus::Skipped, Some(reason)));
+                            outcomes.insert(id, (TaskStatus::Skipped, Some(why)));
                             progressed = true;
                         }
                     }
@@ -266,22 +489,89 @@ impl Inner {
             }
             tokio::select! {
                 Some(joined) = running.join_next() => {
-                    let (id, status, reason) = joined.map_err(|e| Error::internal("finish a task", e))?;
+                    let (id, status, why) = joined.map_err(|e| Error::internal("finish a task", e))?;
                     finished.insert(id.clone(), status);
-                    outcomes.insert(id, (status, reason));
+                    outcomes.insert(id, (status, why));
                 }
-                () = cancel.cancelled(), if !pending.is_empty() => {}
+                () = control.cancel.cancelled(), if !pending.is_empty() => {}
+                () = sleep_until_deadline(deadline), if !timed_out => {
+                    timed_out = true;
+                    let limit = run_timeout.as_secs();
+                    control.cancel(reason(StatusReasonKind::Timeout, &format!("the run took longer than its {limit}s timeout")));
+                }
+                else => break,
             }
         }
 
-        let (status, status_reason) = dag::run_outcome(&outcomes);
+        let (status, mut status_reason) = dag::run_outcome(&outcomes);
+        if status == RunStatus::Cancelled
+            && let Some(why) = control.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        {
+            status_reason = Some(why);
+        }
+        self.finish_run(run, status, status_reason).await
+    }
+
+    async fn finish_run(&self, mut run: Run, status: RunStatus, status_reason: Option<StatusReason>) -> Result<()> {
         run.state = RunState::Complete;
         run.status = status;
-        run.status_reason = status_reason;
+        run.status_reason = status_reason.clone();
         run.ended = epoch_millis();
         self.storage.update_run(&run).await?;
+        self.events
+            .publish(EventKind::RunCompleted {
+                namespace_id: run.namespace_id.clone(),
+                pipeline_id: run.pipeline_id.clone(),
+                run_id: run.run_id,
+                status,
+                status_reason,
+            })
+            .await;
         tracing::info!(pipeline = %run.pipeline_id, run = run.run_id, status = %run.status, "run complete");
+        self.expire_logs(&run).await;
         Ok(())
+    }
+
+    /// Removes the logs of runs older than the retention allows; runs still in flight keep theirs.
+    async fn expire_logs(&self, run: &Run) {
+        let keep = self.options.log_retention_runs;
+        if keep == 0 || run.run_id <= keep {
+            return;
+        }
+        let mut cutoff = run.run_id - keep;
+        match self.storage.list_unfinished_runs().await {
+            Ok(unfinished) => {
+                for other in unfinished {
+                    if other.namespace_id == run.namespace_id && other.pipeline_id == run.pipeline_id {
+                        cutoff = cutoff.min(other.run_id.saturating_sub(1));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not apply log retention");
+                return;
+            }
+        }
+        if cutoff == 0 {
+            return;
+        }
+        match self.storage.expire_logs(&run.namespace_id, &run.pipeline_id, cutoff).await {
+            Ok(runs) => {
+                for run_id in runs {
+                    if let Err(e) = self.logs.remove_run(&run.namespace_id, &run.pipeline_id, run_id).await {
+                        tracing::warn!(run = run_id, error = %e, "could not remove expired logs");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not apply log retention"),
+        }
+    }
+
+    fn effective_timeout(&self, requested: Option<u64>) -> Duration {
+        match requested {
+            Some(secs) => Duration::from_secs(secs).min(self.options.max_timeout),
+            None => self.options.max_timeout,
+        }
     }
 
     fn new_execution(&self, run: &Run, task: &Task) -> TaskExecution {
@@ -301,227 +591,354 @@ impl Inner {
             container_id: None,
             variables: task_variables(run, task, &self.options.api_base_url),
             task: task.clone(),
+            attempt: 1,
+            attempts: Vec::new(),
+            logs_expired: false,
         }
+    }
+
+    async fn create_log(&self, execution: &TaskExecution) -> Result<LogWriter> {
+        self.logs
+            .create(log_key(execution))
+            .await
+            .map_err(|e| Error::internal(format!("create the log of task '{}'", execution.task_id), e))
+    }
+
+    fn container_labels(&self, execution: &TaskExecution) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (labels::MANAGED.to_string(), "true".to_string()),
+            (labels::INSTALLATION.to_string(), self.options.installation_id.clone()),
+            (labels::NAMESPACE.to_string(), execution.namespace_id.clone()),
+            (labels::PIPELINE.to_string(), execution.pipeline_id.clone()),
+            (labels::RUN.to_string(), execution.run_id.to_string()),
+            (labels::TASK.to_string(), execution.task_id.clone()),
+            (labels::ATTEMPT.to_string(), execution.attempt.to_string()),
+        ])
     }
 
     fn container_spec(&self, execution: &TaskExecution) -> ContainerSpec {
         let task = &execution.task;
-        let labels = BTreeMap::from([
-            (labels::MANAGED.to_string(), "true".to_string()),
-            (
-                labels::INSTALLATION.to_string(),
-                self.options.installation_id.clone(),
-            ),
-            (
-                labels::NAMESPACE.to_string(),
-                execution.namespace_id.clone(),
-            ),
-            (labels::PIPELINE.to_string(), execution.pipeline_id.clone()),
-            (labels::RUN.to_string(), execution.run_id.to_string()),
-            (labels::TASK.to_string(), execution.task_id.clone()),
-        ]);
         ContainerSpec {
             name: format!(
-                "gofer-{}-{}-{}-{}-{}",
+                "gofer-{}-{}-{}-{}-{}-{}",
                 self.options.installation_id,
                 execution.namespace_id,
                 execution.pipeline_id,
                 execution.run_id,
-                execution.task_id
+                execution.task_id,
+                execution.attempt
             ),
             image: task.image.clone(),
             always_pull: task.always_pull_newest_image,
-            registry_auth: task.registry_auth.as_ref().map(|a| RegistryAuth {
-                user: a.user.clone(),
-                pass: a.pass.clone(),
-            }),
+            registry_auth: task
+                .registry_auth
+                .as_ref()
+                .map(|a| RegistryAuth { user: a.user.clone(), pass: a.pass.clone() }),
             env: execution
                 .variables
                 .iter()
                 .map(|v| (v.key.clone(), v.value.clone()))
+                .chain([("GOFER_TASK_ATTEMPT".to_string(), execution.attempt.to_string())])
                 .collect(),
             entrypoint: task.entrypoint.clone(),
             command: task.command.clone(),
-            labels,
+            labels: self.container_labels(execution),
         }
     }
 
-    /// Runs one task's container to its end and records the outcome. Never fails: every problem becomes the
-    /// task's status and reason.
+    /// Runs a task to its end, retrying failed attempts as configured, and records the outcome. Never fails:
+    /// every problem becomes the task's status and reason. With `resume`, the first attempt is the one a previous
+    /// server process started.
     async fn execute(
         self: Arc<Self>,
-        task: Task,
         mut execution: TaskExecution,
         mut writer: LogWriter,
-        cancel: CancellationToken,
+        token: CancellationToken,
+        control: Arc<RunControl>,
+        mut resume: bool,
     ) -> (TaskStatus, Option<StatusReason>) {
-        let outcome = self
-            .run_container(&task, &mut execution, &mut writer, &cancel)
-            .await;
-        let (status, reason, exit_code) = match outcome {
-            Ok((status, reason, exit_code)) => (status, reason, exit_code),
-            Err(e) => (
-                TaskStatus::Failed,
-                Some(reason(StatusReasonKind::SchedulerError, &e.to_string())),
-                None,
-            ),
-        };
-        if let Err(e) = writer.finish().await {
-            tracing::warn!(task = %task.id, error = %e, "could not flush a task log");
+        loop {
+            let outcome = match self.attempt(&mut execution, &mut writer, &token, &control, resume).await {
+                Ok(outcome) => outcome,
+                Err(e) => Outcome {
+                    status: TaskStatus::Failed,
+                    reason: Some(reason(StatusReasonKind::SchedulerError, &e.to_string())),
+                    exit_code: None,
+                },
+            };
+            resume = false;
+            if let Err(e) = writer.finish().await {
+                tracing::warn!(task = %execution.task_id, error = %e, "could not flush a task log");
+            }
+            self.release_container(&execution);
+            let retry = outcome.status == TaskStatus::Failed
+                && execution.attempt <= execution.task.retries
+                && !token.is_cancelled();
+            if !retry {
+                self.complete(&mut execution, outcome.status, outcome.reason.clone(), outcome.exit_code).await;
+                return (outcome.status, outcome.reason);
+            }
+            execution.attempts.push(Attempt {
+                attempt: execution.attempt,
+                started: execution.started,
+                ended: epoch_millis(),
+                status: outcome.status,
+                status_reason: outcome.reason,
+                exit_code: outcome.exit_code,
+                image_digest: execution.image_digest.take(),
+            });
+            execution.attempt += 1;
+            execution.state = TaskState::Processing;
+            execution.started = 0;
+            execution.exit_code = None;
+            execution.container_id = None;
+            execution.status_reason = None;
+            writer = match self.create_log(&execution).await {
+                Ok(writer) => writer,
+                Err(e) => {
+                    let why = reason(StatusReasonKind::SchedulerError, &error_chain(&e));
+                    self.complete(&mut execution, TaskStatus::Failed, Some(why.clone()), None).await;
+                    return (TaskStatus::Failed, Some(why));
+                }
+            };
+            self.save_task(&execution).await;
         }
-        if let Err(e) = self
-            .complete(&mut execution, status, reason.clone(), exit_code)
-            .await
-        {
-            tracing::error!(task = %task.id, error = %error_chain(&e), "could not record a task's end");
-        }
-        if let Some(id) = &execution.container_id
-            && let Err(e) = self.scheduler.remove(id).await
-        {
-            tracing::warn!(task = %task.id, container = %id, error = %e, "could not remove a finished container");
-        }
-        (status, reason)
     }
 
-    async fn run_container(
+    /// Runs one attempt: starts the container (or, resuming, finds the one already started), copies its output
+    /// into the log while awaiting its exit, and stops it on cancellation or timeout.
+    async fn attempt(
         &self,
-        task: &Task,
         execution: &mut TaskExecution,
         writer: &mut LogWriter,
-        cancel: &CancellationToken,
-    ) -> Result<(TaskStatus, Option<StatusReason>, Option<i64>), gofer_scheduler::Error> {
-        if cancel.is_cancelled() {
-            let reason = reason(
-                StatusReasonKind::UserCancelled,
-                "the run was cancelled before this task started",
-            );
-            return Ok((TaskStatus::Cancelled, Some(reason), None));
-        }
-        execution.state = TaskState::Processing;
-        self.record(execution).await;
+        token: &CancellationToken,
+        control: &RunControl,
+        resume: bool,
+    ) -> Result<Outcome, gofer_scheduler::Error> {
+        let task_id = execution.task_id.clone();
+        let resumed = if resume { self.find_container(execution).await? } else { None };
+        let (id, mut output): (String, BoxStream<'static, gofer_scheduler::Result<bytes::Bytes>>) = match resumed {
+            Some(id) => {
+                let output = self.scheduler.output_since_start(&id).await?;
+                (id, output)
+            }
+            None => {
+                if token.is_cancelled() {
+                    let why = control.task_reason(&task_id);
+                    let why =
+                        StatusReason { description: format!("{} before this task started", why.description), ..why };
+                    return Ok(Outcome { status: TaskStatus::Cancelled, reason: Some(why), exit_code: None });
+                }
+                execution.state = TaskState::Processing;
+                self.save_task(execution).await;
+                let started = self.scheduler.start(self.container_spec(execution)).await?;
+                execution.state = TaskState::Running;
+                execution.started = epoch_millis();
+                execution.container_id = Some(started.container_id.clone());
+                execution.image_digest = started.image_digest;
+                self.save_task(execution).await;
+                (started.container_id, started.output)
+            }
+        };
 
-        let started = self.scheduler.start(self.container_spec(execution)).await?;
-        execution.state = TaskState::Running;
-        execution.started = epoch_millis();
-        execution.container_id = Some(started.container_id.clone());
-        execution.image_digest = started.image_digest;
-        self.record(execution).await;
-
-        let id = started.container_id;
-        let mut logs = started.output;
-        let mut cancelled = false;
-        let mut exit: Option<Result<i64, gofer_scheduler::Error>> = None;
-        let mut logs_open = true;
+        let timeout = self.effective_timeout(execution.task.timeout_seconds);
+        let deadline = deadline_from(execution.started, timeout);
+        let mut stopping: Option<StatusReason> = None;
+        let mut timed_out = false;
+        let mut exit: Option<gofer_scheduler::Result<i64>> = None;
+        let mut output_open = true;
         let wait = self.scheduler.wait(&id);
         tokio::pin!(wait);
-        // Copy logs while waiting for the exit; after the exit, drain what the engine still has.
-        while exit.is_none() || logs_open {
+        // Copy output while waiting for the exit; after the exit, drain what is still in flight.
+        while exit.is_none() || output_open {
             tokio::select! {
-                chunk = logs.next(), if logs_open => match chunk {
+                chunk = output.next(), if output_open => match chunk {
                     Some(Ok(bytes)) => {
                         if let Err(e) = writer.write(&bytes).await {
-                            tracing::warn!(task = %task.id, error = %e, "could not write a task log");
+                            tracing::warn!(task = %task_id, error = %e, "could not write a task log");
                         }
                     }
                     Some(Err(e)) => {
-                        tracing::warn!(task = %task.id, error = %e, "task log stream failed");
-                        logs_open = false;
+                        tracing::warn!(task = %task_id, error = %e, "task output stream failed");
+                        output_open = false;
                     }
-                    None => logs_open = false,
+                    None => output_open = false,
                 },
                 code = &mut wait, if exit.is_none() => exit = Some(code),
-                () = cancel.cancelled(), if !cancelled && exit.is_none() => {
-                    cancelled = true;
-                    if let Err(e) = self.scheduler.stop(&id, self.options.stop_grace).await {
-                        tracing::warn!(task = %task.id, error = %e, "could not stop a cancelled container");
-                    }
+                () = token.cancelled(), if stopping.is_none() && exit.is_none() => {
+                    stopping = Some(control.task_reason(&task_id));
+                    self.stop(&task_id, &id).await;
+                }
+                () = sleep_until_deadline(deadline), if !timed_out && stopping.is_none() && exit.is_none() => {
+                    timed_out = true;
+                    stopping = Some(reason(
+                        StatusReasonKind::Timeout,
+                        &format!("the task took longer than its {}s timeout", timeout.as_secs()),
+                    ));
+                    self.stop(&task_id, &id).await;
                 }
                 () = tokio::time::sleep(LOG_DRAIN_TIMEOUT), if exit.is_some() => {
-                    tracing::warn!(task = %task.id, "log stream did not end after the container exited");
-                    logs_open = false;
+                    tracing::warn!(task = %task_id, "output stream did not end after the container exited");
+                    output_open = false;
                 }
             }
         }
-        let code = exit.unwrap_or(Ok(-1))?;
-        if cancelled {
-            let reason = reason(
-                StatusReasonKind::UserCancelled,
-                "the run was cancelled while this task ran",
-            );
-            return Ok((TaskStatus::Cancelled, Some(reason), Some(code)));
+        let code = match exit {
+            Some(Ok(code)) => code,
+            Some(Err(e)) => {
+                let why = reason(
+                    StatusReasonKind::SchedulerError,
+                    &format!("lost track of the container while it ran (the engine may have restarted): {e}"),
+                );
+                return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
+            }
+            None => -1,
+        };
+        execution.exit_code = Some(code);
+        if let Some(why) = stopping {
+            let status = if timed_out { TaskStatus::Failed } else { TaskStatus::Cancelled };
+            return Ok(Outcome { status, reason: Some(why), exit_code: Some(code) });
         }
         if code == 0 {
-            Ok((TaskStatus::Successful, None, Some(code)))
+            Ok(Outcome { status: TaskStatus::Successful, reason: None, exit_code: Some(code) })
         } else {
-            let reason = reason(
-                StatusReasonKind::AbnormalExit,
-                &format!("the container exited with code {code}"),
-            );
-            Ok((TaskStatus::Failed, Some(reason), Some(code)))
+            let why = reason(StatusReasonKind::AbnormalExit, &format!("the container exited with code {code}"));
+            Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) })
         }
     }
 
-    /// Stores a task execution's progress; a failure here is logged, the task goes on.
-    async fn record(&self, execution: &TaskExecution) {
+    /// The container a previous process started for this attempt, if the engine still has it.
+    async fn find_container(&self, execution: &mut TaskExecution) -> Result<Option<String>, gofer_scheduler::Error> {
+        if let Some(id) = &execution.container_id {
+            match self.scheduler.inspect(id).await {
+                Ok(info) => return Ok(Some(info.id)),
+                Err(gofer_scheduler::Error::NoSuchContainer { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let found = self.scheduler.find(&self.container_labels(execution)).await?;
+        match found.into_iter().next() {
+            Some(info) => {
+                if execution.started == 0 {
+                    execution.started = epoch_millis();
+                }
+                execution.state = TaskState::Running;
+                execution.container_id = Some(info.id.clone());
+                execution.image_digest = execution.image_digest.take().or(info.image_digest);
+                self.save_task(execution).await;
+                Ok(Some(info.id))
+            }
+            None if execution.container_id.is_some() => Err(gofer_scheduler::Error::NoSuchContainer {
+                container: execution.container_id.clone().unwrap_or_default(),
+                message: "the container disappeared while Gofer was not running".into(),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    async fn stop(&self, task_id: &str, container_id: &str) {
+        if let Err(e) = self.scheduler.stop(container_id, self.options.stop_grace).await {
+            tracing::warn!(task = %task_id, error = %e, "could not stop a container");
+        }
+    }
+
+    /// Removes a finished container now, or after the configured while for debugging.
+    fn release_container(self: &Arc<Self>, execution: &TaskExecution) {
+        let Some(id) = execution.container_id.clone() else { return };
+        let (scheduler, keep, task) =
+            (self.scheduler.clone(), self.options.keep_containers_for, execution.task_id.clone());
+        self.tracker.spawn(async move {
+            if !keep.is_zero() {
+                tokio::time::sleep(keep).await;
+            }
+            if let Err(e) = scheduler.remove(&id).await {
+                tracing::warn!(task = %task, container = %id, error = %e, "could not remove a finished container");
+            }
+        });
+    }
+
+    /// Removes containers of this installation whose task is finished (left behind by a previous process).
+    async fn sweep_leftover_containers(&self) {
+        let filter = BTreeMap::from([(labels::INSTALLATION.to_string(), self.options.installation_id.clone())]);
+        let containers = match self.scheduler.find(&filter).await {
+            Ok(containers) => containers,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for leftover containers");
+                return;
+            }
+        };
+        let active: Vec<RunKey> = self.slots().controls.keys().cloned().collect();
+        for container in containers {
+            let label = |k: &str| container.labels.get(k).cloned().unwrap_or_default();
+            let key = RunKey {
+                namespace_id: label(labels::NAMESPACE),
+                pipeline_id: label(labels::PIPELINE),
+                run_id: label(labels::RUN).parse().unwrap_or(0),
+            };
+            if active.contains(&key) {
+                continue;
+            }
+            if container.running {
+                self.stop(&label(labels::TASK), &container.id).await;
+            }
+            if let Err(e) = self.scheduler.remove(&container.id).await {
+                tracing::warn!(container = %container.id, error = %e, "could not remove a leftover container");
+            }
+        }
+    }
+
+    /// Stores a task execution's progress and publishes it; a storage failure is logged, the task goes on.
+    async fn save_task(&self, execution: &TaskExecution) {
         if let Err(e) = self.storage.update_task_execution(execution).await {
             tracing::error!(task = %execution.task_id, error = %e, "could not record task progress");
         }
+        self.publish_task(execution).await;
+    }
+
+    async fn publish_task(&self, execution: &TaskExecution) {
+        self.events
+            .publish(EventKind::TaskChanged {
+                namespace_id: execution.namespace_id.clone(),
+                pipeline_id: execution.pipeline_id.clone(),
+                run_id: execution.run_id,
+                task_id: execution.task_id.clone(),
+                attempt: execution.attempt,
+                state: execution.state,
+                status: execution.status,
+                status_reason: execution.status_reason.clone(),
+                exit_code: execution.exit_code,
+            })
+            .await;
     }
 
     async fn complete(
         &self,
         execution: &mut TaskExecution,
         status: TaskStatus,
-        reason: Option<StatusReason>,
+        status_reason: Option<StatusReason>,
         exit_code: Option<i64>,
-    ) -> Result<()> {
+    ) {
         execution.state = TaskState::Complete;
         execution.status = status;
-        execution.status_reason = reason;
+        execution.status_reason = status_reason;
         execution.exit_code = exit_code;
         execution.ended = epoch_millis();
-        self.storage.update_task_execution(execution).await?;
-        Ok(())
-    }
-
-    async fn orphan(&self, mut run: Run) -> Result<()> {
-        let description = "the server stopped while this was in flight; it was not resumed";
-        for mut execution in self
-            .storage
-            .list_task_executions(&run.namespace_id, &run.pipeline_id, run.run_id)
-            .await?
-        {
-            if execution.is_complete() {
-                continue;
-            }
-            if let Some(id) = &execution.container_id
-                && let Err(e) = self.scheduler.remove(id).await
-            {
-                tracing::warn!(container = %id, error = %e, "could not remove an orphaned container");
-            }
-            self.complete(
-                &mut execution,
-                TaskStatus::Cancelled,
-                Some(reason(StatusReasonKind::Orphaned, description)),
-                None,
-            )
-            .await?;
-        }
-        run.state = RunState::Complete;
-        run.status = RunStatus::Cancelled;
-        run.status_reason = Some(reason(StatusReasonKind::Orphaned, description));
-        run.ended = epoch_millis();
-        self.storage.update_run(&run).await?;
-        tracing::warn!(pipeline = %run.pipeline_id, run = run.run_id, "marked an interrupted run as orphaned");
-        Ok(())
+        self.save_task(execution).await;
     }
 }
 
-fn reason(kind: StatusReasonKind, description: &str) -> StatusReason {
-    StatusReason {
-        reason: kind,
-        description: description.to_string(),
+/// The tokio instant matching `started_ms + timeout` (epoch milliseconds), or now + timeout when not started.
+fn deadline_from(started_ms: u64, timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    if started_ms == 0 {
+        return now + timeout;
     }
+    let elapsed = Duration::from_millis(epoch_millis().saturating_sub(started_ms));
+    now + timeout.saturating_sub(elapsed)
+}
+
+async fn sleep_until_deadline(deadline: tokio::time::Instant) {
+    tokio::time::sleep_until(deadline).await;
 }
 
 fn log_key(execution: &TaskExecution) -> LogKey {
@@ -530,6 +947,7 @@ fn log_key(execution: &TaskExecution) -> LogKey {
         pipeline_id: execution.pipeline_id.clone(),
         run_id: execution.run_id,
         task_id: execution.task_id.clone(),
+        attempt: execution.attempt,
     }
 }
 
@@ -548,16 +966,8 @@ pub fn task_variables(run: &Run, task: &Task, api_base_url: &str) -> Vec<Variabl
     let layers = system
         .into_iter()
         .map(|(k, v)| (k.to_string(), v, VariableSource::System))
-        .chain(
-            task.variables
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone(), VariableSource::PipelineConfig)),
-        )
-        .chain(
-            run.variables
-                .iter()
-                .map(|v| (v.key.clone(), v.value.clone(), v.source)),
-        );
+        .chain(task.variables.iter().map(|(k, v)| (k.clone(), v.clone(), VariableSource::PipelineConfig)))
+        .chain(run.variables.iter().map(|v| (v.key.clone(), v.value.clone(), v.source)));
     for (key, value, source) in layers {
         merged.insert(key.clone(), Variable { key, value, source });
     }
@@ -583,43 +993,26 @@ mod tests {
             created: 0,
             started: 0,
             ended: 0,
-            initiator: Initiator {
-                kind: "user".into(),
-                name: "u".into(),
-            },
-            variables: vec![Variable {
-                key: "B".into(),
-                value: "run".into(),
-                source: VariableSource::RunOptions,
-            }],
+            initiator: Initiator { kind: "user".into(), name: "u".into() },
+            variables: vec![Variable { key: "B".into(), value: "run".into(), source: VariableSource::RunOptions }],
         };
-        let task = Task::new("t", "img").variables([
-            ("A", "config"),
-            ("B", "config"),
-            ("GOFER_RUN_ID", "override"),
-        ]);
+        let task = Task::new("t", "img").variables([("A", "config"), ("B", "config"), ("GOFER_RUN_ID", "override")]);
         let vars: BTreeMap<String, (String, VariableSource)> =
-            task_variables(&run, &task, "http://gofer")
-                .into_iter()
-                .map(|v| (v.key, (v.value, v.source)))
-                .collect();
-        assert_eq!(
-            vars["GOFER_NAMESPACE_ID"],
-            ("ns".into(), VariableSource::System)
-        );
-        assert_eq!(
-            vars["GOFER_TASK_IMAGE"],
-            ("img".into(), VariableSource::System)
-        );
-        assert_eq!(
-            vars["GOFER_API_BASE_URL"],
-            ("http://gofer".into(), VariableSource::System)
-        );
-        assert_eq!(
-            vars["GOFER_RUN_ID"],
-            ("override".into(), VariableSource::PipelineConfig)
-        );
+            task_variables(&run, &task, "http://gofer").into_iter().map(|v| (v.key, (v.value, v.source))).collect();
+        assert_eq!(vars["GOFER_NAMESPACE_ID"], ("ns".into(), VariableSource::System));
+        assert_eq!(vars["GOFER_TASK_IMAGE"], ("img".into(), VariableSource::System));
+        assert_eq!(vars["GOFER_API_BASE_URL"], ("http://gofer".into(), VariableSource::System));
+        assert_eq!(vars["GOFER_RUN_ID"], ("override".into(), VariableSource::PipelineConfig));
         assert_eq!(vars["A"], ("config".into(), VariableSource::PipelineConfig));
         assert_eq!(vars["B"], ("run".into(), VariableSource::RunOptions));
+    }
+
+    #[test]
+    fn deadlines_count_from_the_recorded_start() {
+        let now = tokio::time::Instant::now();
+        let fresh = deadline_from(0, Duration::from_secs(10));
+        assert!(fresh >= now + Duration::from_secs(9));
+        let long_ago = deadline_from(epoch_millis() - 60_000, Duration::from_secs(10));
+        assert!(long_ago <= tokio::time::Instant::now(), "a run started a minute ago with 10 s is already late");
     }
 }

@@ -3,7 +3,7 @@
 //! Containers are created with Gofer's labels, started, awaited with the engine's wait call (no polling), and their
 //! logs followed from the engine. Only containers Gofer created are ever stopped or removed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,13 +12,13 @@ use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
     LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use gofer_scheduler::{ContainerSpec, Error, Result, Scheduler, Started};
+use gofer_scheduler::{ContainerInfo, ContainerSpec, Error, Result, Scheduler, Started};
 
 /// The Docker backend. Cheap to clone.
 #[derive(Clone)]
@@ -30,8 +30,7 @@ impl DockerScheduler {
     /// Connects to the engine named by `DOCKER_HOST` (or the default local socket), agrees on an API version and
     /// checks that the engine answers.
     pub async fn connect() -> Result<Self> {
-        let endpoint = std::env::var("DOCKER_HOST")
-            .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+        let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
         let unreachable = |e: bollard::errors::Error| Error::Unreachable {
             endpoint: endpoint.clone(),
             message: format!(
@@ -51,10 +50,7 @@ impl DockerScheduler {
                 Ok(image) => return Ok(image.id.unwrap_or_default()),
                 Err(e) if status_of(&e) == Some(404) => {}
                 Err(e) => {
-                    return Err(Error::Image {
-                        image: spec.image.clone(),
-                        message: engine_message(&e),
-                    });
+                    return Err(Error::Image { image: spec.image.clone(), message: engine_message(&e) });
                 }
             }
         }
@@ -63,27 +59,18 @@ impl DockerScheduler {
             password: Some(auth.pass.clone()),
             ..Default::default()
         });
-        let options = CreateImageOptions {
-            from_image: Some(spec.image.clone()),
-            ..Default::default()
-        };
+        let options = CreateImageOptions { from_image: Some(spec.image.clone()), ..Default::default() };
         let mut pull = self.docker.create_image(Some(options), None, credentials);
         while let Some(progress) = pull.next().await {
             if let Err(e) = progress {
-                return Err(Error::Image {
-                    image: spec.image.clone(),
-                    message: engine_message(&e),
-                });
+                return Err(Error::Image { image: spec.image.clone(), message: engine_message(&e) });
             }
         }
         let image = self
             .docker
             .inspect_image(&spec.image)
             .await
-            .map_err(|e| Error::Image {
-                image: spec.image.clone(),
-                message: engine_message(&e),
-            })?;
+            .map_err(|e| Error::Image { image: spec.image.clone(), message: engine_message(&e) })?;
         Ok(image.id.unwrap_or_default())
     }
 }
@@ -98,36 +85,43 @@ fn status_of(e: &bollard::errors::Error) -> Option<u16> {
 /// The engine's own message where it gave one, else the client error.
 fn engine_message(e: &bollard::errors::Error) -> String {
     match e {
-        bollard::errors::Error::DockerResponseServerError { message, .. } => {
-            message.trim().to_string()
-        }
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.trim().to_string(),
         other => other.to_string(),
     }
 }
 
 fn engine_error(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Error {
     let action = action.into();
-    move |e| Error::Engine {
-        action,
-        message: engine_message(&e),
-    }
+    move |e| Error::Engine { action, message: engine_message(&e) }
 }
 
 fn container_error(container: &str, action: &str) -> impl FnOnce(bollard::errors::Error) -> Error {
     let (container, action) = (container.to_string(), action.to_string());
     move |e| {
         if status_of(&e) == Some(404) {
-            Error::NoSuchContainer {
-                container,
-                message: engine_message(&e),
-            }
+            Error::NoSuchContainer { container, message: engine_message(&e) }
         } else {
-            Error::Engine {
-                action: format!("{action} container {container}"),
-                message: engine_message(&e),
-            }
+            Error::Engine { action: format!("{action} container {container}"), message: engine_message(&e) }
         }
     }
+}
+
+/// The merged stdout and stderr bytes of an engine output stream.
+fn output_bytes(
+    raw: impl futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send + 'static,
+    id: String,
+) -> BoxStream<'static, Result<Bytes>> {
+    raw.filter_map(move |item| {
+        let item = match item {
+            Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message }) => {
+                Some(Ok(message))
+            }
+            Ok(LogOutput::StdIn { .. }) => None,
+            Err(e) => Some(Err(container_error(&id, "read the output of")(e))),
+        };
+        std::future::ready(item)
+    })
+    .boxed()
 }
 
 #[async_trait]
@@ -145,33 +139,19 @@ impl Scheduler for DockerScheduler {
             tty: Some(false),
             ..Default::default()
         };
-        let options = CreateContainerOptions {
-            name: Some(spec.name.clone()),
-            ..Default::default()
-        };
+        let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
         let created = self
             .docker
             .create_container(Some(options), body)
             .await
             .map_err(engine_error(format!("create container {}", spec.name)))?;
         // Attach before starting: the output arrives raw and complete, with no newline framing by a log driver.
-        let attach = AttachContainerOptions {
-            stream: true,
-            stdout: true,
-            stderr: true,
-            ..Default::default()
-        };
-        let attached = match self
-            .docker
-            .attach_container(&created.id, Some(attach))
-            .await
-        {
+        let attach = AttachContainerOptions { stream: true, stdout: true, stderr: true, ..Default::default() };
+        let attached = match self.docker.attach_container(&created.id, Some(attach)).await {
             Ok(attached) => attached,
             Err(e) => {
                 let _ = self.remove(&created.id).await;
-                return Err(engine_error(format!("attach to container {}", spec.name))(
-                    e,
-                ));
+                return Err(engine_error(format!("attach to container {}", spec.name))(e));
             }
         };
         if let Err(e) = self.docker.start_container(&created.id, None).await {
@@ -185,9 +165,7 @@ impl Scheduler for DockerScheduler {
             .filter_map(move |item| {
                 let item = match item {
                     Ok(
-                        LogOutput::StdOut { message }
-                        | LogOutput::StdErr { message }
-                        | LogOutput::Console { message },
+                        LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message },
                     ) => Some(Ok(message)),
                     Ok(LogOutput::StdIn { .. }) => None,
                     Err(e) => Some(Err(container_error(&id, "read the output of")(e))),
@@ -203,9 +181,7 @@ impl Scheduler for DockerScheduler {
     }
 
     async fn wait(&self, container_id: &str) -> Result<i64> {
-        let options = WaitContainerOptions {
-            condition: "not-running".to_string(),
-        };
+        let options = WaitContainerOptions { condition: "not-running".to_string() };
         let mut wait = self.docker.wait_container(container_id, Some(options));
         match wait.next().await {
             Some(Ok(response)) => Ok(response.status_code),
@@ -219,66 +195,72 @@ impl Scheduler for DockerScheduler {
         }
     }
 
-    fn logs(&self, container_id: &str) -> BoxStream<'static, Result<Bytes>> {
-        // bollard's stream borrows the client; a small bounded channel gives an owned stream with backpressure.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(64);
-        let docker = self.docker.clone();
+    async fn output_since_start(&self, container_id: &str) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let info = self.inspect(container_id).await?;
         let id = container_id.to_string();
-        tokio::spawn(async move {
-            let options = LogsOptions {
-                follow: true,
-                stdout: true,
-                stderr: true,
-                ..Default::default()
-            };
-            let mut logs = docker.logs(&id, Some(options));
-            while let Some(item) = logs.next().await {
-                let item = match item {
-                    Ok(
-                        LogOutput::StdOut { message }
-                        | LogOutput::StdErr { message }
-                        | LogOutput::Console { message },
-                    ) => Ok(message),
-                    Ok(LogOutput::StdIn { .. }) => continue,
-                    Err(e) => Err(container_error(&id, "read logs of")(e)),
-                };
-                let stop = item.is_err();
-                if tx.send(item).await.is_err() || stop {
-                    break;
-                }
-            }
-        });
-        futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
+        let raw = if info.running {
+            // Replays what the engine logged so far, then streams live output straight from the container.
+            let options =
+                AttachContainerOptions { logs: true, stream: true, stdout: true, stderr: true, ..Default::default() };
+            self.docker
+                .attach_container(container_id, Some(options))
+                .await
+                .map_err(container_error(container_id, "attach to"))?
+                .output
+        } else {
+            let options = LogsOptions { follow: false, stdout: true, stderr: true, ..Default::default() };
+            self.docker.logs(container_id, Some(options)).boxed()
+        };
+        Ok(output_bytes(raw, id))
+    }
+
+    async fn inspect(&self, container_id: &str) -> Result<ContainerInfo> {
+        let details = self
+            .docker
+            .inspect_container(container_id, None)
+            .await
+            .map_err(container_error(container_id, "inspect"))?;
+        let state = details.state.unwrap_or_default();
+        let running = state.running.unwrap_or(false) || state.restarting.unwrap_or(false);
+        Ok(ContainerInfo {
+            id: details.id.unwrap_or_else(|| container_id.to_string()),
+            name: details.name.unwrap_or_default().trim_start_matches('/').to_string(),
+            running,
+            exit_code: if running { None } else { state.exit_code },
+            image_digest: details.image,
+            labels: details.config.and_then(|c| c.labels).unwrap_or_default().into_iter().collect(),
         })
-        .boxed()
+    }
+
+    async fn find(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ContainerInfo>> {
+        let filters =
+            HashMap::from([("label".to_string(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let found = self.docker.list_containers(Some(options)).await.map_err(engine_error("list containers"))?;
+        let mut infos = Vec::with_capacity(found.len());
+        for summary in found {
+            let Some(id) = summary.id else { continue };
+            match self.inspect(&id).await {
+                Ok(info) => infos.push(info),
+                Err(Error::NoSuchContainer { .. }) => {} // removed meanwhile
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(infos)
     }
 
     async fn stop(&self, container_id: &str, grace: Duration) -> Result<()> {
         let seconds = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
-        let options = StopContainerOptions {
-            t: Some(seconds),
-            signal: None,
-        };
-        match self
-            .docker
-            .stop_container(container_id, Some(options))
-            .await
-        {
+        let options = StopContainerOptions { t: Some(seconds), signal: None };
+        match self.docker.stop_container(container_id, Some(options)).await {
             Ok(()) => Ok(()),
             // 304: already stopped.
             Err(e) if status_of(&e) == Some(304) => Ok(()),
             Err(e) if status_of(&e) == Some(404) => Err(container_error(container_id, "stop")(e)),
             Err(_) => {
                 // The engine did not confirm the stop: kill outright.
-                let options = KillContainerOptions {
-                    signal: "KILL".to_string(),
-                };
-                match self
-                    .docker
-                    .kill_container(container_id, Some(options))
-                    .await
-                {
+                let options = KillContainerOptions { signal: "KILL".to_string() };
+                match self.docker.kill_container(container_id, Some(options)).await {
                     Ok(()) => Ok(()),
                     Err(e) if status_of(&e) == Some(409) => Ok(()), // not running any more
                     Err(e) => Err(container_error(container_id, "kill")(e)),
@@ -288,16 +270,8 @@ impl Scheduler for DockerScheduler {
     }
 
     async fn remove(&self, container_id: &str) -> Result<()> {
-        let options = RemoveContainerOptions {
-            force: true,
-            v: true,
-            ..Default::default()
-        };
-        match self
-            .docker
-            .remove_container(container_id, Some(options))
-            .await
-        {
+        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        match self.docker.remove_container(container_id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if status_of(&e) == Some(404) => Ok(()),
             Err(e) => Err(container_error(container_id, "remove")(e)),

@@ -22,12 +22,7 @@ fn spec(name: &str, command: &[&str]) -> ContainerSpec {
 
 async fn inspect_label(name: &str, label: &str) -> String {
     let out = tokio::process::Command::new("docker")
-        .args([
-            "inspect",
-            "--format",
-            &format!("{{{{index .Config.Labels \"{label}\"}}}}"),
-            name,
-        ])
+        .args(["inspect", "--format", &format!("{{{{index .Config.Labels \"{label}\"}}}}"), name])
         .output()
         .await
         .expect("docker inspect");
@@ -36,61 +31,26 @@ async fn inspect_label(name: &str, label: &str) -> String {
 
 #[tokio::test]
 async fn runs_a_container_with_env_and_returns_exit_code_and_exact_output() {
-    let docker = DockerScheduler::connect()
-        .await
-        .expect("a running Docker engine");
-    let spec = spec(
-        "exit",
-        &[
-            "sh",
-            "-c",
-            "printf \"$GREETING\"; printf ' err' >&2; exit 7",
-        ],
-    );
+    let docker = DockerScheduler::connect().await.expect("a running Docker engine");
+    let spec = spec("exit", &["sh", "-c", "printf \"$GREETING\"; printf ' err' >&2; exit 7"]);
     let name = spec.name.clone();
     let started = docker.start(spec).await.expect("start");
-    assert!(
-        started
-            .image_digest
-            .as_deref()
-            .unwrap_or_default()
-            .starts_with("sha256:")
-    );
+    assert!(started.image_digest.as_deref().unwrap_or_default().starts_with("sha256:"));
     assert_eq!(inspect_label(&name, labels::MANAGED).await, "true");
-    let output: Vec<u8> = started
-        .output
-        .map(|c| c.expect("chunk").to_vec())
-        .concat()
-        .await;
+    let output: Vec<u8> = started.output.map(|c| c.expect("chunk").to_vec()).concat().await;
     assert_eq!(docker.wait(&started.container_id).await.expect("wait"), 7);
-    assert_eq!(
-        output.len(),
-        "hi there err".len(),
-        "{:?}",
-        String::from_utf8_lossy(&output)
-    );
+    assert_eq!(output.len(), "hi there err".len(), "{:?}", String::from_utf8_lossy(&output));
     assert!(output.starts_with(b"hi there") || output.starts_with(b" err"));
     docker.remove(&started.container_id).await.expect("remove");
-    docker
-        .remove(&started.container_id)
-        .await
-        .expect("removing twice is fine");
+    docker.remove(&started.container_id).await.expect("removing twice is fine");
 }
 
 #[tokio::test]
 async fn stop_ends_a_long_running_container_within_the_grace_period() {
-    let docker = DockerScheduler::connect()
-        .await
-        .expect("a running Docker engine");
-    let started = docker
-        .start(spec("stop", &["sleep", "300"]))
-        .await
-        .expect("start");
+    let docker = DockerScheduler::connect().await.expect("a running Docker engine");
+    let started = docker.start(spec("stop", &["sleep", "300"])).await.expect("start");
     let begun = Instant::now();
-    docker
-        .stop(&started.container_id, Duration::from_secs(1))
-        .await
-        .expect("stop");
+    docker.stop(&started.container_id, Duration::from_secs(1)).await.expect("stop");
     let code = docker.wait(&started.container_id).await.expect("wait");
     assert!(begun.elapsed() < Duration::from_secs(30));
     assert_ne!(code, 0, "a stopped container did not exit cleanly");
@@ -99,9 +59,7 @@ async fn stop_ends_a_long_running_container_within_the_grace_period() {
 
 #[tokio::test]
 async fn a_missing_image_is_an_image_error_with_the_engines_message() {
-    let docker = DockerScheduler::connect()
-        .await
-        .expect("a running Docker engine");
+    let docker = DockerScheduler::connect().await.expect("a running Docker engine");
     let mut spec = spec("missing", &["true"]);
     spec.image = "gofer-test/no-such-image:never".into();
     match docker.start(spec).await {
@@ -115,9 +73,7 @@ async fn a_missing_image_is_an_image_error_with_the_engines_message() {
 
 #[tokio::test]
 async fn waiting_on_an_unknown_container_says_so() {
-    let docker = DockerScheduler::connect()
-        .await
-        .expect("a running Docker engine");
+    let docker = DockerScheduler::connect().await.expect("a running Docker engine");
     match docker.wait("gofer-no-such-container").await {
         Err(Error::NoSuchContainer { container, .. }) => {
             assert_eq!(container, "gofer-no-such-container")

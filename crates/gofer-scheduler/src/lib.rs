@@ -20,6 +20,19 @@ pub mod labels {
     pub const PIPELINE: &str = "dev.gofer.pipeline";
     pub const RUN: &str = "dev.gofer.run";
     pub const TASK: &str = "dev.gofer.task";
+    pub const ATTEMPT: &str = "dev.gofer.attempt";
+}
+
+/// A container Gofer created, as the engine sees it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub running: bool,
+    /// The exit code, once it exited.
+    pub exit_code: Option<i64>,
+    pub image_digest: Option<String>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Credentials for a private registry.
@@ -86,9 +99,13 @@ pub trait Scheduler: Send + Sync + 'static {
     async fn start(&self, spec: ContainerSpec) -> Result<Started>;
     /// Waits until the container exits and returns its exit code. Returns at once if it already exited.
     async fn wait(&self, container_id: &str) -> Result<i64>;
-    /// The container's stdout and stderr as the engine stored them, from its start until it exits; for containers
-    /// whose live output this process did not attach to.
-    fn logs(&self, container_id: &str) -> BoxStream<'static, Result<Bytes>>;
+    /// The container's whole output from its start, for containers whose live output this process did not attach
+    /// to (after a restart): what the engine kept, then live output until the container exits.
+    async fn output_since_start(&self, container_id: &str) -> Result<BoxStream<'static, Result<Bytes>>>;
+    /// The container's current state.
+    async fn inspect(&self, container_id: &str) -> Result<ContainerInfo>;
+    /// Containers carrying all of `labels`, running or not.
+    async fn find(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ContainerInfo>>;
     /// Asks the container to stop, and kills it once `grace` has passed.
     async fn stop(&self, container_id: &str, grace: Duration) -> Result<()>;
     /// Removes the container. Removing one that is already gone is not an error.

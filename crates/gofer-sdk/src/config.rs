@@ -41,11 +41,7 @@ pub struct RegistryAuth {
 #[derive(Clone, PartialEq, Eq)]
 pub enum ConfigError {
     /// An identifier does not follow the identifier rule.
-    InvalidIdentifier {
-        what: String,
-        value: String,
-        reason: String,
-    },
+    InvalidIdentifier { what: String, value: String, reason: String },
     /// Two tasks share an id.
     DuplicateTask { task_id: String },
     /// A task depends on a task that is not in the pipeline.
@@ -53,11 +49,7 @@ pub enum ConfigError {
     /// The dependencies form a cycle; the path starts and ends with the same task.
     Cycle { path: Vec<String> },
     /// A task field has a value Gofer cannot run.
-    InvalidTask {
-        task_id: String,
-        field: String,
-        reason: String,
-    },
+    InvalidTask { task_id: String, field: String, reason: String },
     /// A pipeline field has a value Gofer cannot run.
     InvalidPipeline { field: String, reason: String },
     /// The config could not be written out.
@@ -67,34 +59,19 @@ pub enum ConfigError {
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::InvalidIdentifier {
-                what,
-                value,
-                reason,
-            } => write!(f, "invalid {what} '{value}': {reason}"),
+            Self::InvalidIdentifier { what, value, reason } => write!(f, "invalid {what} '{value}': {reason}"),
             Self::DuplicateTask { task_id } => {
-                write!(
-                    f,
-                    "task '{task_id}' is defined more than once; task ids must be unique within a pipeline"
-                )
+                write!(f, "task '{task_id}' is defined more than once; task ids must be unique within a pipeline")
             }
-            Self::UnknownDependency {
-                task_id,
-                dependency,
-            } => write!(
-                f,
-                "task '{task_id}' depends on task '{dependency}', which is not defined in this pipeline"
-            ),
+            Self::UnknownDependency { task_id, dependency } => {
+                write!(f, "task '{task_id}' depends on task '{dependency}', which is not defined in this pipeline")
+            }
             Self::Cycle { path } => write!(
                 f,
                 "tasks form a dependency cycle ({}); a pipeline must be a directed acyclic graph",
                 path.join(" -> ")
             ),
-            Self::InvalidTask {
-                task_id,
-                field,
-                reason,
-            } => write!(f, "task '{task_id}': invalid {field}: {reason}"),
+            Self::InvalidTask { task_id, field, reason } => write!(f, "task '{task_id}': invalid {field}: {reason}"),
             Self::InvalidPipeline { field, reason } => {
                 write!(f, "invalid pipeline {field}: {reason}")
             }
@@ -128,20 +105,13 @@ pub fn validate_identifier(what: &str, value: &str) -> Result<(), ConfigError> {
         return Err(invalid("it must not be empty"));
     }
     if value.len() > MAX_IDENTIFIER_LEN {
-        return Err(invalid(&format!(
-            "it is longer than {MAX_IDENTIFIER_LEN} characters"
-        )));
+        return Err(invalid(&format!("it is longer than {MAX_IDENTIFIER_LEN} characters")));
     }
     if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err(invalid("it must start with a letter or a digit"));
     }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-    {
-        return Err(invalid(&format!(
-            "it contains '{c}'; only ASCII letters, digits, '-' and '_' are allowed"
-        )));
+    if let Some(c) = value.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+        return Err(invalid(&format!("it contains '{c}'; only ASCII letters, digits, '-' and '_' are allowed")));
     }
     Ok(())
 }
@@ -214,10 +184,7 @@ impl Pipeline {
         if self.parallelism < 0 {
             return Err(ConfigError::InvalidPipeline {
                 field: "parallelism".into(),
-                reason: format!(
-                    "{} is negative; use 0 for the server's limit or a positive number",
-                    self.parallelism
-                ),
+                reason: format!("{} is negative; use 0 for the server's limit or a positive number", self.parallelism),
             });
         }
         if self.timeout_seconds == Some(0) {
@@ -241,17 +208,13 @@ impl Pipeline {
     /// Validates the pipeline and prints it as JSON on stdout, where `gofer pipeline deploy` reads it.
     pub fn finish(self) -> Result<(), ConfigError> {
         self.validate()?;
-        let json = serde_json::to_string(&self).map_err(|e| ConfigError::Output {
-            reason: e.to_string(),
-        })?;
+        let json = serde_json::to_string(&self).map_err(|e| ConfigError::Output { reason: e.to_string() })?;
         let mut stdout = std::io::stdout().lock();
         stdout
             .write_all(json.as_bytes())
             .and_then(|()| stdout.write_all(b"\n"))
             .and_then(|()| stdout.flush())
-            .map_err(|e| ConfigError::Output {
-                reason: e.to_string(),
-            })
+            .map_err(|e| ConfigError::Output { reason: e.to_string() })
     }
 }
 
@@ -345,10 +308,7 @@ impl Task {
     }
 
     pub fn registry_auth(mut self, user: &str, pass: &str) -> Self {
-        self.registry_auth = Some(RegistryAuth {
-            user: user.to_string(),
-            pass: pass.to_string(),
-        });
+        self.registry_auth = Some(RegistryAuth { user: user.to_string(), pass: pass.to_string() });
         self
     }
 
@@ -364,8 +324,7 @@ impl Task {
         I: IntoIterator<Item = (K, RequiredParentStatus)>,
         K: Into<String>,
     {
-        self.depends_on
-            .extend(depends_on.into_iter().map(|(k, v)| (k.into(), v)));
+        self.depends_on.extend(depends_on.into_iter().map(|(k, v)| (k.into(), v)));
         self
     }
 
@@ -377,11 +336,7 @@ impl Task {
         K: AsRef<str>,
         V: Into<String>,
     {
-        self.variables.extend(
-            variables
-                .into_iter()
-                .map(|(k, v)| (k.as_ref().to_uppercase(), v.into())),
-        );
+        self.variables.extend(variables.into_iter().map(|(k, v)| (k.as_ref().to_uppercase(), v.into())));
         self
     }
 
@@ -406,11 +361,7 @@ impl Task {
     /// Runs a shell script: the command becomes `sh -c <script>` (every image with a shell has `sh`, not every
     /// image has `bash`).
     pub fn script(mut self, script: &str) -> Self {
-        self.command = Some(vec![
-            "sh".to_string(),
-            "-c".to_string(),
-            script.trim().to_string(),
-        ]);
+        self.command = Some(vec!["sh".to_string(), "-c".to_string(), script.trim().to_string()]);
         self
     }
 
@@ -434,33 +385,21 @@ impl Task {
             reason,
         };
         if self.image.trim().is_empty() {
-            return Err(invalid(
-                "image",
-                "it must not be empty; name a container image such as busybox:latest".into(),
-            ));
+            return Err(invalid("image", "it must not be empty; name a container image such as busybox:latest".into()));
         }
         if self.image.chars().any(char::is_whitespace) {
-            return Err(invalid(
-                "image",
-                format!("'{}' contains whitespace", self.image),
-            ));
+            return Err(invalid("image", format!("'{}' contains whitespace", self.image)));
         }
         for key in self.variables.keys() {
             if key.is_empty() {
                 return Err(invalid("variables", "a variable has an empty name".into()));
             }
             if key.contains('=') || key.contains('\0') {
-                return Err(invalid(
-                    "variables",
-                    format!("variable name '{key}' contains '=' or a NUL byte"),
-                ));
+                return Err(invalid("variables", format!("variable name '{key}' contains '=' or a NUL byte")));
             }
         }
         for (field, list) in [("entrypoint", &self.entrypoint), ("command", &self.command)] {
-            if list
-                .as_ref()
-                .is_some_and(|l| l.iter().any(|s| s.contains('\0')))
-            {
+            if list.as_ref().is_some_and(|l| l.iter().any(|s| s.contains('\0'))) {
                 return Err(invalid(field, "an argument contains a NUL byte".into()));
             }
         }
@@ -471,9 +410,7 @@ impl Task {
             return Err(invalid("retries", format!("{} is more than the maximum of {MAX_RETRIES}", self.retries)));
         }
         if self.depends_on.contains_key(&self.id) {
-            return Err(ConfigError::Cycle {
-                path: vec![self.id.clone(), self.id.clone()],
-            });
+            return Err(ConfigError::Cycle { path: vec![self.id.clone(), self.id.clone()] });
         }
         Ok(())
     }
@@ -515,48 +452,23 @@ mod tests {
     fn identifiers_follow_the_rule() {
         assert!(validate_identifier("task id", "build_and-test-1").is_ok());
         assert!(validate_identifier("task id", "a").is_ok());
-        for bad in [
-            "",
-            "-lead",
-            "has space",
-            "dot.ted",
-            "slash/y",
-            &"x".repeat(65),
-        ] {
+        for bad in ["", "-lead", "has space", "dot.ted", "slash/y", &"x".repeat(65)] {
             let err = validate_identifier("task id", bad).expect_err(bad);
-            assert!(
-                err.to_string()
-                    .starts_with(&format!("invalid task id '{bad}'")),
-                "{err}"
-            );
+            assert!(err.to_string().starts_with(&format!("invalid task id '{bad}'")), "{err}");
         }
     }
 
     #[test]
     fn duplicate_task_ids_are_refused_by_name() {
         let err = validate(vec![task("a"), task("a")]).unwrap_err();
-        assert_eq!(
-            err,
-            ConfigError::DuplicateTask {
-                task_id: "a".into()
-            }
-        );
-        assert!(
-            err.to_string()
-                .contains("task 'a' is defined more than once")
-        );
+        assert_eq!(err, ConfigError::DuplicateTask { task_id: "a".into() });
+        assert!(err.to_string().contains("task 'a' is defined more than once"));
     }
 
     #[test]
     fn unknown_dependencies_name_both_tasks() {
-        let err = validate(vec![
-            task("a").depends_on("ghost", RequiredParentStatus::Success),
-        ])
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "task 'a' depends on task 'ghost', which is not defined in this pipeline"
-        );
+        let err = validate(vec![task("a").depends_on("ghost", RequiredParentStatus::Success)]).unwrap_err();
+        assert_eq!(err.to_string(), "task 'a' depends on task 'ghost', which is not defined in this pipeline");
     }
 
     #[test]
@@ -568,9 +480,7 @@ mod tests {
             task("d"),
         ])
         .unwrap_err();
-        let ConfigError::Cycle { path } = &err else {
-            panic!("expected a cycle, got {err}")
-        };
+        let ConfigError::Cycle { path } = &err else { panic!("expected a cycle, got {err}") };
         assert_eq!(path.first(), path.last());
         assert_eq!(path.len(), 4, "{path:?}");
         for id in ["a", "b", "c"] {
@@ -582,12 +492,7 @@ mod tests {
     #[test]
     fn self_dependency_is_a_cycle() {
         let err = validate(vec![task("a").depends_on("a", RequiredParentStatus::Any)]).unwrap_err();
-        assert_eq!(
-            err,
-            ConfigError::Cycle {
-                path: vec!["a".into(), "a".into()]
-            }
-        );
+        assert_eq!(err, ConfigError::Cycle { path: vec!["a".into(), "a".into()] });
     }
 
     #[test]
@@ -596,10 +501,7 @@ mod tests {
             task("root"),
             task("left").depends_on("root", RequiredParentStatus::Success),
             task("right").depends_on("root", RequiredParentStatus::Failure),
-            task("join").depends_on_many([
-                ("left", RequiredParentStatus::Any),
-                ("right", RequiredParentStatus::Any),
-            ]),
+            task("join").depends_on_many([("left", RequiredParentStatus::Any), ("right", RequiredParentStatus::Any)]),
         ])
         .unwrap();
     }
@@ -607,28 +509,15 @@ mod tests {
     #[test]
     fn bad_fields_are_named() {
         let err = validate(vec![Task::new("a", " ")]).unwrap_err();
-        assert!(
-            err.to_string().starts_with("task 'a': invalid image"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("task 'a': invalid image"), "{err}");
         let err = validate(vec![task("a").variables([("BAD=KEY", "v")])]).unwrap_err();
         assert!(err.to_string().contains("variable name 'BAD=KEY'"), "{err}");
-        let err = Pipeline::new("p", "")
-            .parallelism(-1)
-            .tasks(vec![task("a")])
-            .validate()
-            .unwrap_err();
+        let err = Pipeline::new("p", "").parallelism(-1).tasks(vec![task("a")]).validate().unwrap_err();
         assert!(err.to_string().contains("parallelism"), "{err}");
         let err = Pipeline::new("p", "").validate().unwrap_err();
         assert!(err.to_string().contains("at least one task"), "{err}");
-        let err = Pipeline::new("bad id", "")
-            .tasks(vec![task("a")])
-            .validate()
-            .unwrap_err();
-        assert!(
-            err.to_string().starts_with("invalid pipeline id 'bad id'"),
-            "{err}"
-        );
+        let err = Pipeline::new("bad id", "").tasks(vec![task("a")]).validate().unwrap_err();
+        assert!(err.to_string().starts_with("invalid pipeline id 'bad id'"), "{err}");
     }
 
     #[test]
@@ -636,10 +525,7 @@ mod tests {
         let t = Task::new("t", "img")
             .description("d")
             .variables(vec![("lower", "1")])
-            .variables(std::collections::HashMap::from([(
-                "Second".to_string(),
-                "2".to_string(),
-            )]))
+            .variables(std::collections::HashMap::from([("Second".to_string(), "2".to_string())]))
             .entrypoint(vec!["/bin/sh".to_string()])
             .command(vec!["-c", "true"])
             .inject_api_token(true)
@@ -648,10 +534,7 @@ mod tests {
         assert_eq!(t.variables.get("LOWER").map(String::as_str), Some("1"));
         assert_eq!(t.variables.get("SECOND").map(String::as_str), Some("2"));
         assert_eq!(t.command, Some(vec!["-c".to_string(), "true".to_string()]));
-        assert_eq!(
-            Task::new("s", "i").script("  echo hi\n").command.unwrap(),
-            ["sh", "-c", "echo hi"]
-        );
+        assert_eq!(Task::new("s", "i").script("  echo hi\n").command.unwrap(), ["sh", "-c", "echo hi"]);
         assert_eq!(pipeline_secret("k"), "pipeline_secret{{k}}");
         assert_eq!(global_secret("k"), "global_secret{{k}}");
         assert_eq!(pipeline_object("k"), "pipeline_object{{k}}");
@@ -675,14 +558,11 @@ mod tests {
 
     #[test]
     fn json_round_trips_and_accepts_minimal_documents() {
-        let p = Pipeline::new("p", "P").tasks(vec![
-            task("a"),
-            task("b").depends_on("a", RequiredParentStatus::Failure),
-        ]);
+        let p =
+            Pipeline::new("p", "P").tasks(vec![task("a"), task("b").depends_on("a", RequiredParentStatus::Failure)]);
         let json = serde_json::to_string(&p).unwrap();
         assert_eq!(serde_json::from_str::<Pipeline>(&json).unwrap(), p);
-        let minimal: Pipeline =
-            serde_json::from_str(r#"{"id":"p","tasks":[{"id":"a","image":"busybox"}]}"#).unwrap();
+        let minimal: Pipeline = serde_json::from_str(r#"{"id":"p","tasks":[{"id":"a","image":"busybox"}]}"#).unwrap();
         minimal.validate().unwrap();
     }
 }

@@ -9,33 +9,17 @@ pub(crate) fn check(tasks: &[Task]) -> Result<(), ConfigError> {
     let mut by_id: HashMap<&str, &Task> = HashMap::with_capacity(tasks.len());
     for task in tasks {
         if by_id.insert(task.id.as_str(), task).is_some() {
-            return Err(ConfigError::DuplicateTask {
-                task_id: task.id.clone(),
-            });
+            return Err(ConfigError::DuplicateTask { task_id: task.id.clone() });
         }
     }
     for task in tasks {
-        if let Some(dependency) = task
-            .depends_on
-            .keys()
-            .find(|d| !by_id.contains_key(d.as_str()))
-        {
-            return Err(ConfigError::UnknownDependency {
-                task_id: task.id.clone(),
-                dependency: dependency.clone(),
-            });
+        if let Some(dependency) = task.depends_on.keys().find(|d| !by_id.contains_key(d.as_str())) {
+            return Err(ConfigError::UnknownDependency { task_id: task.id.clone(), dependency: dependency.clone() });
         }
     }
     // Depth-first search in task order, so the reported cycle is stable for a given config.
-    let parents: BTreeMap<&str, Vec<&str>> = tasks
-        .iter()
-        .map(|t| {
-            (
-                t.id.as_str(),
-                t.depends_on.keys().map(String::as_str).collect(),
-            )
-        })
-        .collect();
+    let parents: BTreeMap<&str, Vec<&str>> =
+        tasks.iter().map(|t| (t.id.as_str(), t.depends_on.keys().map(String::as_str).collect())).collect();
     let mut done: HashSet<&str> = HashSet::new();
     for task in tasks {
         let mut path = Vec::new();

@@ -11,13 +11,14 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
 
 /// The top-level sections; only environment variables naming one of them are read.
-const SECTIONS: &[&str] = &["server", "runs", "log"];
+const SECTIONS: &[&str] = &["server", "runs", "events", "log"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
     pub runs: RunsConfig,
+    pub events: EventsConfig,
     pub log: LogConfig,
 }
 
@@ -36,6 +37,17 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct RunsConfig {
     pub stop_grace_seconds: u64,
+    pub global_limit: u64,
+    pub pipeline_limit: u64,
+    pub max_timeout_seconds: u64,
+    pub keep_containers_seconds: u64,
+    pub log_retention_runs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    pub retention_days: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,10 +67,14 @@ impl Default for Config {
             },
             runs: RunsConfig {
                 stop_grace_seconds: 10,
+                global_limit: 200,
+                pipeline_limit: 20,
+                max_timeout_seconds: 86_400,
+                keep_containers_seconds: 0,
+                log_retention_runs: 50,
             },
-            log: LogConfig {
-                level: "info".into(),
-            },
+            events: EventsConfig { retention_days: 30 },
+            log: LogConfig { level: "info".into() },
         }
     }
 }
@@ -77,6 +93,8 @@ pub enum Error {
     MissingFile { path: PathBuf },
     #[error("invalid configuration (check the file given with --config and GOFER_* variables)")]
     Invalid(#[source] Box<figment::Error>),
+    #[error("invalid configuration: {field} {problem}")]
+    OutOfRange { field: &'static str, problem: String },
 }
 
 impl Config {
@@ -85,9 +103,7 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(Error::MissingFile {
-                    path: path.to_path_buf(),
-                });
+                return Err(Error::MissingFile { path: path.to_path_buf() });
             }
             figment = figment.merge(Toml::file(path));
         }
@@ -106,7 +122,30 @@ impl Config {
         if let Some(dir) = &overrides.data_dir {
             config.server.data_dir = dir.clone();
         }
+        config.check()?;
         Ok(config)
+    }
+
+    /// Refuses values that cannot work, naming the field.
+    fn check(&self) -> Result<(), Error> {
+        let positive = [
+            ("runs.global_limit", self.runs.global_limit),
+            ("runs.pipeline_limit", self.runs.pipeline_limit),
+            ("runs.max_timeout_seconds", self.runs.max_timeout_seconds),
+            ("events.retention_days", self.events.retention_days),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(Error::OutOfRange { field, problem: "must be at least 1".into() });
+            }
+        }
+        if self.runs.max_timeout_seconds > 366 * 86_400 {
+            return Err(Error::OutOfRange {
+                field: "runs.max_timeout_seconds",
+                problem: "must be at most a year".into(),
+            });
+        }
+        Ok(())
     }
 
     /// The data dir, resolving the empty default to the per-user data dir.
@@ -134,8 +173,7 @@ impl Config {
 
     /// The effective configuration as TOML, for `gofer service config`.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self)
-            .unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
     }
 }
 
@@ -155,26 +193,24 @@ mod tests {
     fn file_then_flags_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gofer.toml");
-        std::fs::write(
-            &path,
-            "[server]\nbind_address = \"0.0.0.0:9000\"\n[runs]\nstop_grace_seconds = 3\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "[server]\nbind_address = \"0.0.0.0:9000\"\n[runs]\nstop_grace_seconds = 3\n").unwrap();
         let config = Config::load(Some(&path), &Overrides::default()).unwrap();
         assert_eq!(config.server.bind_address.port(), 9000);
         assert_eq!(config.runs.stop_grace_seconds, 3);
-        let overrides = Overrides {
-            bind_address: Some("127.0.0.1:7000".parse().unwrap()),
-            data_dir: None,
-        };
-        assert_eq!(
-            Config::load(Some(&path), &overrides)
-                .unwrap()
-                .server
-                .bind_address
-                .port(),
-            7000
-        );
+        let overrides = Overrides { bind_address: Some("127.0.0.1:7000".parse().unwrap()), data_dir: None };
+        assert_eq!(Config::load(Some(&path), &overrides).unwrap().server.bind_address.port(), 7000);
+    }
+
+    #[test]
+    fn limits_of_zero_are_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gofer.toml");
+        std::fs::write(&path, "[runs]\nglobal_limit = 0\n").unwrap();
+        let err = Config::load(Some(&path), &Overrides::default()).unwrap_err();
+        assert_eq!(err.to_string(), "invalid configuration: runs.global_limit must be at least 1");
+        std::fs::write(&path, "[runs]\npipeline_limit = -3\n").unwrap();
+        let err = Config::load(Some(&path), &Overrides::default()).unwrap_err();
+        assert!(format!("{err:?}").contains("pipeline_limit"), "{err:?}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use gofer_core::Gofer;
+use gofer_core::events::Events;
 use gofer_core::logs::LogStore;
 use gofer_core::orchestrator::{self, Orchestrator};
 
@@ -52,10 +53,7 @@ pub struct StartArgs {
 
 impl ConfigArgs {
     fn load(&self) -> anyhow::Result<Config> {
-        let overrides = Overrides {
-            bind_address: self.bind_address,
-            data_dir: self.data_dir.clone(),
-        };
+        let overrides = Overrides { bind_address: self.bind_address, data_dir: self.data_dir.clone() };
         Ok(Config::load(self.config.as_deref(), &overrides)?)
     }
 }
@@ -83,16 +81,10 @@ fn init_logging(config: &Config) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
     let level: LevelFilter = config.log.level.parse().unwrap_or(LevelFilter::INFO);
-    let filter = Targets::new()
-        .with_default(LevelFilter::WARN)
-        .with_target("gofer", level);
+    let filter = Targets::new().with_default(LevelFilter::WARN).with_target("gofer", level);
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(!no_color),
-        )
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(!no_color))
         .with(filter)
         .try_init();
 }
@@ -108,12 +100,8 @@ fn installation_id(data_dir: &Path) -> anyhow::Result<String> {
         Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
     }
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
+    hasher
+        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     hasher.write_u32(std::process::id());
     let id = format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff);
     std::fs::write(&path, &id).with_context(|| format!("could not write {}", path.display()))?;
@@ -137,51 +125,52 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
 
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir).with_context(|| {
-        format!(
-            "could not create the data dir {}; choose another with --data-dir",
-            data_dir.display()
-        )
+        format!("could not create the data dir {}; choose another with --data-dir", data_dir.display())
     })?;
     let installation_id = installation_id(&data_dir)?;
     let storage = gofer_storage_sqlite::SqliteStorage::open(&data_dir.join("gofer.db"))?;
     let scheduler = gofer_scheduler_docker::DockerScheduler::connect().await?;
 
+    let storage: Arc<dyn gofer_storage::Storage> = Arc::new(storage);
+    let events = Events::new(storage.clone());
     let orchestrator = Orchestrator::new(
         orchestrator::Options {
             installation_id,
             api_base_url: config.task_api_url(),
             stop_grace: Duration::from_secs(config.runs.stop_grace_seconds),
+            global_limit: usize::try_from(config.runs.global_limit).unwrap_or(usize::MAX),
+            pipeline_limit: usize::try_from(config.runs.pipeline_limit).unwrap_or(usize::MAX),
+            max_timeout: Duration::from_secs(config.runs.max_timeout_seconds),
+            log_retention_runs: config.runs.log_retention_runs,
+            keep_containers_for: Duration::from_secs(config.runs.keep_containers_seconds),
         },
-        Arc::new(storage.clone()),
+        storage.clone(),
         Arc::new(scheduler),
         LogStore::new(data_dir.join("logs")),
+        events.clone(),
     );
-    let gofer = Gofer::new(Arc::new(storage), orchestrator.clone());
+    let gofer = Gofer::new(storage, orchestrator.clone(), events.clone());
     gofer.ensure_default_namespace().await?;
     gofer.orchestrator().recover().await?;
+    let stop_pruning = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(events.prune(
+        Duration::from_secs(config.events.retention_days * 86_400),
+        Duration::from_secs(3600),
+        stop_pruning.clone(),
+    ));
 
-    let listener = tokio::net::TcpListener::bind(config.server.bind_address)
-        .await
-        .with_context(|| {
-            format!(
-                "could not listen on {}; choose another address with --bind-address",
-                config.server.bind_address
-            )
-        })?;
-    let app = api::router(api::AppState {
-        gofer,
-        dev_mode: config.server.dev_mode,
-    });
+    let listener = tokio::net::TcpListener::bind(config.server.bind_address).await.with_context(|| {
+        format!("could not listen on {}; choose another address with --bind-address", config.server.bind_address)
+    })?;
+    let app = api::router(api::AppState { gofer, dev_mode: config.server.dev_mode });
     tracing::info!(
         address = %config.server.bind_address,
         data_dir = %data_dir.display(),
         "Gofer is ready"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("the HTTP server failed")?;
     orchestrator.shutdown();
+    stop_pruning.cancel();
     tracing::info!("Gofer stopped; unfinished runs are resolved at the next start");
     Ok(())
 }

@@ -8,9 +8,7 @@ use gofer_api::permissions::{Access, Action};
 use gofer_server::api;
 
 fn repo_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../docs")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs").join(name)
 }
 
 /// Compares a generated document with its checked-in copy; `GOFER_UPDATE_DOCS=1` rewrites the copy.
@@ -62,25 +60,16 @@ fn every_route_is_documented_and_every_documented_route_exists() {
             }
         }
     }
-    let routed: BTreeSet<(String, String)> = api::route_table()
-        .into_iter()
-        .map(|r| (r.method.to_string(), r.path.to_string()))
-        .collect();
-    assert_eq!(
-        routed, documented,
-        "the router and the OpenAPI document list different routes"
-    );
+    let routed: BTreeSet<(String, String)> =
+        api::route_table().into_iter().map(|r| (r.method.to_string(), r.path.to_string())).collect();
+    assert_eq!(routed, documented, "the router and the OpenAPI document list different routes");
 }
 
 #[test]
 fn only_reads_are_public_and_changes_never_need_only_read() {
     for route in api::route_table() {
         match route.access {
-            Access::Public => assert_eq!(
-                route.method, "GET",
-                "{} {} is public",
-                route.method, route.path
-            ),
+            Access::Public => assert_eq!(route.method, "GET", "{} {} is public", route.method, route.path),
             Access::Requires(permission) => {
                 if route.method != "GET" {
                     assert_ne!(
@@ -100,14 +89,8 @@ fn only_reads_are_public_and_changes_never_need_only_read() {
 fn the_config_schema_describes_tasks_and_edges() {
     let schema = api::pipeline_config_schema();
     let text = schema.to_string();
-    assert!(
-        !text.contains("#/components/"),
-        "references point into $defs"
-    );
+    assert!(!text.contains("#/components/"), "references point into $defs");
     assert_eq!(schema["required"], serde_json::json!(["id"]), "{schema:#}");
-    assert!(
-        schema["$defs"]["config.Task"]["properties"]["depends_on"].is_object(),
-        "{schema:#}"
-    );
+    assert!(schema["$defs"]["config.Task"]["properties"]["depends_on"].is_object(), "{schema:#}");
     assert!(text.contains("Failure"), "the edge conditions are listed");
 }

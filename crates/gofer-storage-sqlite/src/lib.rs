@@ -19,10 +19,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Append-only: each entry is applied once, in order, and recorded in `PRAGMA user_version`.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../migrations/0001_init.sql"),
-    include_str!("../migrations/0002_attempts_events_system.sql"),
-];
+const MIGRATIONS: &[&str] =
+    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_attempts_events_system.sql")];
 const READERS: usize = 4;
 
 /// Why the database could not be opened.
@@ -38,11 +36,7 @@ pub enum OpenError {
         "the database at {path} has schema version {found}, newer than this Gofer knows ({known}); run a newer \
          Gofer or point --data-dir elsewhere"
     )]
-    NewerSchema {
-        path: PathBuf,
-        found: usize,
-        known: usize,
-    },
+    NewerSchema { path: PathBuf, found: usize, known: usize },
 }
 
 /// The SQLite backend. Cheap to clone.
@@ -56,27 +50,17 @@ pub struct SqliteStorage {
 impl SqliteStorage {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
-        let sqlite = |source| OpenError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
+        let sqlite = |source| OpenError::Sqlite { path: path.to_path_buf(), source };
         let mut writer = Connection::open(path).map_err(sqlite)?;
         configure(&writer).map_err(sqlite)?;
-        let found: usize = writer
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sqlite)?;
+        let found: usize = writer.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sqlite)?;
         if found > MIGRATIONS.len() {
-            return Err(OpenError::NewerSchema {
-                path: path.to_path_buf(),
-                found,
-                known: MIGRATIONS.len(),
-            });
+            return Err(OpenError::NewerSchema { path: path.to_path_buf(), found, known: MIGRATIONS.len() });
         }
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(found) {
             let tx = writer.transaction().map_err(sqlite)?;
             tx.execute_batch(migration).map_err(sqlite)?;
-            tx.pragma_update(None, "user_version", index + 1)
-                .map_err(sqlite)?;
+            tx.pragma_update(None, "user_version", index + 1).map_err(sqlite)?;
             tx.commit().map_err(sqlite)?;
         }
         let mut readers = Vec::with_capacity(READERS);
@@ -100,9 +84,7 @@ impl SqliteStorage {
         let readers = self.readers.clone();
         let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
         tokio::task::spawn_blocking(move || {
-            let conn = readers[index]
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let conn = readers[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&conn)
         })
         .await
@@ -116,9 +98,7 @@ impl SqliteStorage {
     {
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = writer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut conn = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| backend(context, e))?;
@@ -140,10 +120,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 fn backend(context: &str, source: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::Backend {
-        context: context.to_string(),
-        source: Box::new(source),
-    }
+    Error::Backend { context: context.to_string(), source: Box::new(source) }
 }
 
 fn not_found(what: String) -> Error {
@@ -151,10 +128,7 @@ fn not_found(what: String) -> Error {
 }
 
 /// Maps "no row" to NotFound and primary-key violations to Exists.
-fn sql_error(
-    context: &'static str,
-    what: impl FnOnce() -> String,
-) -> impl FnOnce(rusqlite::Error) -> Error {
+fn sql_error(context: &'static str, what: impl FnOnce() -> String) -> impl FnOnce(rusqlite::Error) -> Error {
     move |e| match &e {
         rusqlite::Error::QueryReturnedNoRows => Error::NotFound { what: what() },
         rusqlite::Error::SqliteFailure(f, _)
@@ -191,8 +165,7 @@ fn json_col<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Resul
 
 fn opt_json_col<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<T>> {
     let text: Option<String> = row.get(index)?;
-    text.map(|t| serde_json::from_str(&t).map_err(|e| column_error(index, e)))
-        .transpose()
+    text.map(|t| serde_json::from_str(&t).map_err(|e| column_error(index, e))).transpose()
 }
 
 fn enum_col<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
@@ -201,10 +174,7 @@ fn enum_col<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Resul
 }
 
 fn limit_offset(page: Page) -> (i64, i64) {
-    (
-        i64::try_from(page.limit).unwrap_or(i64::MAX),
-        i64::try_from(page.offset).unwrap_or(i64::MAX),
-    )
+    (i64::try_from(page.limit).unwrap_or(i64::MAX), i64::try_from(page.offset).unwrap_or(i64::MAX))
 }
 
 const NAMESPACE_COLUMNS: &str = "id, name, description, created, modified";
@@ -219,7 +189,8 @@ fn namespace_row(row: &Row<'_>) -> rusqlite::Result<Namespace> {
     })
 }
 
-const PIPELINE_COLUMNS: &str = "namespace_id, pipeline_id, name, description, state, live_version, latest_version, created, modified";
+const PIPELINE_COLUMNS: &str =
+    "namespace_id, pipeline_id, name, description, state, live_version, latest_version, created, modified";
 
 fn pipeline_row(row: &Row<'_>) -> rusqlite::Result<Pipeline> {
     Ok(Pipeline {
@@ -306,9 +277,7 @@ fn pipeline_exists(conn: &Connection, ns: &str, pipeline: &str) -> Result<()> {
         params![ns, pipeline],
         |_| Ok(()),
     )
-    .map_err(sql_error("look up a pipeline", || {
-        format!("pipeline '{pipeline}' in namespace '{ns}'")
-    }))
+    .map_err(sql_error("look up a pipeline", || format!("pipeline '{pipeline}' in namespace '{ns}'")))
 }
 
 #[async_trait]
@@ -317,14 +286,10 @@ impl Storage for SqliteStorage {
         let ns = namespace.clone();
         self.write("create a namespace", move |tx| {
             tx.execute(
-                &format!(
-                    "INSERT INTO namespaces ({NAMESPACE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
-                ),
+                &format!("INSERT INTO namespaces ({NAMESPACE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
                 params![ns.id, ns.name, ns.description, ns.created, ns.modified],
             )
-            .map_err(sql_error("create a namespace", || {
-                format!("namespace '{}'", ns.id)
-            }))?;
+            .map_err(sql_error("create a namespace", || format!("namespace '{}'", ns.id)))?;
             Ok(())
         })
         .await
@@ -333,12 +298,8 @@ impl Storage for SqliteStorage {
     async fn get_namespace(&self, id: &str) -> Result<Namespace> {
         let id = id.to_string();
         self.read("get a namespace", move |conn| {
-            conn.query_row(
-                &format!("SELECT {NAMESPACE_COLUMNS} FROM namespaces WHERE id = ?1"),
-                [&id],
-                namespace_row,
-            )
-            .map_err(sql_error("get a namespace", || format!("namespace '{id}'")))
+            conn.query_row(&format!("SELECT {NAMESPACE_COLUMNS} FROM namespaces WHERE id = ?1"), [&id], namespace_row)
+                .map_err(sql_error("get a namespace", || format!("namespace '{id}'")))
         })
         .await
     }
@@ -351,7 +312,8 @@ impl Storage for SqliteStorage {
                     "SELECT {NAMESPACE_COLUMNS} FROM namespaces ORDER BY created DESC, id DESC LIMIT ?1 OFFSET ?2"
                 ))
                 .map_err(|e| backend("list namespaces", e))?;
-            let rows = stmt.query_map(params![limit, offset], namespace_row).map_err(|e| backend("list namespaces", e))?;
+            let rows =
+                stmt.query_map(params![limit, offset], namespace_row).map_err(|e| backend("list namespaces", e))?;
             rows.collect::<rusqlite::Result<_>>().map_err(|e| backend("list namespaces", e))
         })
         .await
@@ -403,8 +365,17 @@ impl Storage for SqliteStorage {
                 }
                 None => {
                     tx.execute(
-                        &format!("INSERT INTO pipelines ({PIPELINE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, NULL, 1, ?6, ?6)"),
-                        params![ns, pipeline_id, config.name, config.description, enum_text(&PipelineState::Active)?, now],
+                        &format!(
+                            "INSERT INTO pipelines ({PIPELINE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, NULL, 1, ?6, ?6)"
+                        ),
+                        params![
+                            ns,
+                            pipeline_id,
+                            config.name,
+                            config.description,
+                            enum_text(&PipelineState::Active)?,
+                            now
+                        ],
                     )
                     .map_err(|e| backend(CONTEXT, e))?;
                     1
@@ -482,12 +453,7 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn get_config(
-        &self,
-        namespace_id: &str,
-        pipeline_id: &str,
-        version: u64,
-    ) -> Result<PipelineConfig> {
+    async fn get_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig> {
         let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
         self.read("get a pipeline config", move |conn| {
             conn.query_row(
@@ -505,12 +471,7 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn list_configs(
-        &self,
-        namespace_id: &str,
-        pipeline_id: &str,
-        page: Page,
-    ) -> Result<Vec<PipelineConfig>> {
+    async fn list_configs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<PipelineConfig>> {
         let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
         self.read("list pipeline configs", move |conn| {
             const CONTEXT: &str = "list pipeline configs";
@@ -553,11 +514,8 @@ impl Storage for SqliteStorage {
                      ORDER BY created DESC, pipeline_id DESC LIMIT ?2 OFFSET ?3"
                 ))
                 .map_err(|e| backend(CONTEXT, e))?;
-            let rows = stmt
-                .query_map(params![ns, limit, offset], pipeline_row)
-                .map_err(|e| backend(CONTEXT, e))?;
-            rows.collect::<rusqlite::Result<_>>()
-                .map_err(|e| backend(CONTEXT, e))
+            let rows = stmt.query_map(params![ns, limit, offset], pipeline_row).map_err(|e| backend(CONTEXT, e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
         })
         .await
     }
@@ -589,15 +547,10 @@ impl Storage for SqliteStorage {
         let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
         self.write("delete a pipeline", move |tx| {
             let changed = tx
-                .execute(
-                    "DELETE FROM pipelines WHERE namespace_id = ?1 AND pipeline_id = ?2",
-                    params![ns, pipeline],
-                )
+                .execute("DELETE FROM pipelines WHERE namespace_id = ?1 AND pipeline_id = ?2", params![ns, pipeline])
                 .map_err(|e| backend("delete a pipeline", e))?;
             if changed == 0 {
-                return Err(not_found(format!(
-                    "pipeline '{pipeline}' in namespace '{ns}'"
-                )));
+                return Err(not_found(format!("pipeline '{pipeline}' in namespace '{ns}'")));
             }
             Ok(())
         })
@@ -655,9 +608,7 @@ impl Storage for SqliteStorage {
         let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
         self.read("get a run", move |conn| {
             conn.query_row(
-                &format!(
-                    "SELECT {RUN_COLUMNS} FROM runs WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3"
-                ),
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3"),
                 params![ns, pipeline, run_id],
                 run_row,
             )
@@ -666,12 +617,7 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn list_runs(
-        &self,
-        namespace_id: &str,
-        pipeline_id: &str,
-        page: Page,
-    ) -> Result<Vec<Run>> {
+    async fn list_runs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<Run>> {
         let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
         self.read("list runs", move |conn| {
             const CONTEXT: &str = "list runs";
@@ -683,11 +629,9 @@ impl Storage for SqliteStorage {
                      ORDER BY run_id DESC LIMIT ?3 OFFSET ?4"
                 ))
                 .map_err(|e| backend(CONTEXT, e))?;
-            let rows = stmt
-                .query_map(params![ns, pipeline, limit, offset], run_row)
-                .map_err(|e| backend(CONTEXT, e))?;
-            rows.collect::<rusqlite::Result<_>>()
-                .map_err(|e| backend(CONTEXT, e))
+            let rows =
+                stmt.query_map(params![ns, pipeline, limit, offset], run_row).map_err(|e| backend(CONTEXT, e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
         })
         .await
     }
@@ -728,11 +672,8 @@ impl Storage for SqliteStorage {
                      ORDER BY created, namespace_id, pipeline_id, run_id"
                 ))
                 .map_err(|e| backend(CONTEXT, e))?;
-            let rows = stmt
-                .query_map([], run_row)
-                .map_err(|e| backend(CONTEXT, e))?;
-            rows.collect::<rusqlite::Result<_>>()
-                .map_err(|e| backend(CONTEXT, e))
+            let rows = stmt.query_map([], run_row).map_err(|e| backend(CONTEXT, e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
         })
         .await
     }
@@ -818,11 +759,7 @@ impl Storage for SqliteStorage {
         run_id: u64,
         task_id: &str,
     ) -> Result<TaskExecution> {
-        let (ns, pipeline, task) = (
-            namespace_id.to_string(),
-            pipeline_id.to_string(),
-            task_id.to_string(),
-        );
+        let (ns, pipeline, task) = (namespace_id.to_string(), pipeline_id.to_string(), task_id.to_string());
         self.read("get a task execution", move |conn| {
             conn.query_row(
                 &format!(
@@ -854,11 +791,8 @@ impl Storage for SqliteStorage {
                      WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3 ORDER BY task_id"
                 ))
                 .map_err(|e| backend(CONTEXT, e))?;
-            let rows = stmt
-                .query_map(params![ns, pipeline, run_id], task_row)
-                .map_err(|e| backend(CONTEXT, e))?;
-            rows.collect::<rusqlite::Result<_>>()
-                .map_err(|e| backend(CONTEXT, e))
+            let rows = stmt.query_map(params![ns, pipeline, run_id], task_row).map_err(|e| backend(CONTEXT, e))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
         })
         .await
     }

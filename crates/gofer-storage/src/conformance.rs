@@ -23,20 +23,12 @@ pub async fn run_all(store: &dyn Storage) {
 }
 
 fn namespace(id: &str, created: u64) -> Namespace {
-    Namespace {
-        id: id.into(),
-        name: format!("{id} name"),
-        description: String::new(),
-        created,
-        modified: created,
-    }
+    Namespace { id: id.into(), name: format!("{id} name"), description: String::new(), created, modified: created }
 }
 
 fn doc(id: &str, image: &str) -> PipelineConfigDoc {
-    PipelineConfigDoc::new(id, &format!("{id} pipeline")).tasks(vec![
-        Task::new("a", image),
-        Task::new("b", image).depends_on("a", RequiredParentStatus::Success),
-    ])
+    PipelineConfigDoc::new(id, &format!("{id} pipeline"))
+        .tasks(vec![Task::new("a", image), Task::new("b", image).depends_on("a", RequiredParentStatus::Success)])
 }
 
 fn new_run(ns: &str, pipeline: &str, created: u64) -> NewRun {
@@ -45,234 +37,109 @@ fn new_run(ns: &str, pipeline: &str, created: u64) -> NewRun {
         pipeline_id: pipeline.into(),
         version: 1,
         created,
-        initiator: Initiator {
-            kind: "user".into(),
-            name: "tester".into(),
-        },
-        variables: vec![Variable {
-            key: "K".into(),
-            value: "v".into(),
-            source: VariableSource::RunOptions,
-        }],
+        initiator: Initiator { kind: "user".into(), name: "tester".into() },
+        variables: vec![Variable { key: "K".into(), value: "v".into(), source: VariableSource::RunOptions }],
     }
 }
 
 async fn namespaces(store: &dyn Storage) {
     for (i, id) in ["ns-a", "ns-b", "ns-c"].iter().enumerate() {
-        store
-            .create_namespace(&namespace(id, 100 + i as u64))
-            .await
-            .unwrap();
+        store.create_namespace(&namespace(id, 100 + i as u64)).await.unwrap();
     }
     assert!(
-        matches!(
-            store.create_namespace(&namespace("ns-a", 1)).await,
-            Err(Error::Exists { .. })
-        ),
+        matches!(store.create_namespace(&namespace("ns-a", 1)).await, Err(Error::Exists { .. })),
         "creating a namespace twice must fail with Exists"
     );
-    assert_eq!(
-        store.get_namespace("ns-b").await.unwrap(),
-        namespace("ns-b", 101)
-    );
-    assert!(matches!(
-        store.get_namespace("nope").await,
-        Err(Error::NotFound { .. })
-    ));
-    let ids: Vec<String> = store
-        .list_namespaces(Page::new(2, 0))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.id)
-        .collect();
-    assert_eq!(
-        ids,
-        ["ns-c", "ns-b"],
-        "namespaces are listed newest first and paged"
-    );
-    let ids: Vec<String> = store
-        .list_namespaces(Page::new(2, 2))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.id)
-        .collect();
+    assert_eq!(store.get_namespace("ns-b").await.unwrap(), namespace("ns-b", 101));
+    assert!(matches!(store.get_namespace("nope").await, Err(Error::NotFound { .. })));
+    let ids: Vec<String> = store.list_namespaces(Page::new(2, 0)).await.unwrap().into_iter().map(|n| n.id).collect();
+    assert_eq!(ids, ["ns-c", "ns-b"], "namespaces are listed newest first and paged");
+    let ids: Vec<String> = store.list_namespaces(Page::new(2, 2)).await.unwrap().into_iter().map(|n| n.id).collect();
     assert_eq!(ids, ["ns-a"]);
 }
 
 async fn configs_and_pipelines(store: &dyn Storage) {
-    let first = store
-        .register_config("ns-a", &doc("p1", "img:1"), "h1", 1000)
-        .await
-        .unwrap();
+    let first = store.register_config("ns-a", &doc("p1", "img:1"), "h1", 1000).await.unwrap();
     assert!(first.created);
     assert_eq!(first.config.version, 1);
     assert_eq!(first.config.state, ConfigState::Unreleased);
 
     let pipeline = store.get_pipeline("ns-a", "p1").await.unwrap();
     assert_eq!(pipeline.state, PipelineState::Active);
-    assert_eq!(
-        pipeline.live_version, None,
-        "a registered version is not live until deployed"
-    );
+    assert_eq!(pipeline.live_version, None, "a registered version is not live until deployed");
     assert_eq!(pipeline.latest_version, 1);
 
-    let same = store
-        .register_config("ns-a", &doc("p1", "img:1"), "h1", 1001)
-        .await
-        .unwrap();
+    let same = store.register_config("ns-a", &doc("p1", "img:1"), "h1", 1001).await.unwrap();
     assert!(!same.created, "an identical config registers nothing");
     assert_eq!(same.config.version, 1);
 
-    let second = store
-        .register_config("ns-a", &doc("p1", "img:2"), "h2", 1002)
-        .await
-        .unwrap();
+    let second = store.register_config("ns-a", &doc("p1", "img:2"), "h2", 1002).await.unwrap();
     assert_eq!(second.config.version, 2);
 
     let live = store.deploy_config("ns-a", "p1", 1, 1003).await.unwrap();
     assert_eq!(live.state, ConfigState::Live);
-    assert_eq!(
-        store.get_pipeline("ns-a", "p1").await.unwrap().live_version,
-        Some(1)
-    );
+    assert_eq!(store.get_pipeline("ns-a", "p1").await.unwrap().live_version, Some(1));
     store.deploy_config("ns-a", "p1", 2, 1004).await.unwrap();
-    assert_eq!(
-        store.get_config("ns-a", "p1", 1).await.unwrap().state,
-        ConfigState::Deprecated
-    );
-    assert_eq!(
-        store.get_config("ns-a", "p1", 2).await.unwrap().config,
-        doc("p1", "img:2")
-    );
+    assert_eq!(store.get_config("ns-a", "p1", 1).await.unwrap().state, ConfigState::Deprecated);
+    assert_eq!(store.get_config("ns-a", "p1", 2).await.unwrap().config, doc("p1", "img:2"));
     let pipeline = store.get_pipeline("ns-a", "p1").await.unwrap();
-    assert_eq!(
-        (pipeline.live_version, pipeline.latest_version),
-        (Some(2), 2)
-    );
+    assert_eq!((pipeline.live_version, pipeline.latest_version), (Some(2), 2));
     assert_eq!(pipeline.name, "p1 pipeline");
 
-    assert!(matches!(
-        store.deploy_config("ns-a", "p1", 9, 1005).await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        store.get_config("ns-a", "p1", 9).await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        store.get_pipeline("ns-a", "nope").await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        store.get_pipeline("ns-b", "p1").await,
-        Err(Error::NotFound { .. })
-    ));
+    assert!(matches!(store.deploy_config("ns-a", "p1", 9, 1005).await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.get_config("ns-a", "p1", 9).await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.get_pipeline("ns-a", "nope").await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.get_pipeline("ns-b", "p1").await, Err(Error::NotFound { .. })));
 
-    let versions: Vec<u64> = store
-        .list_configs("ns-a", "p1", Page::ALL)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.version)
-        .collect();
+    let versions: Vec<u64> =
+        store.list_configs("ns-a", "p1", Page::ALL).await.unwrap().into_iter().map(|c| c.version).collect();
     assert_eq!(versions, [2, 1], "configs are listed newest first");
 
-    store
-        .register_config("ns-a", &doc("p2", "img"), "h", 1006)
-        .await
-        .unwrap();
-    let ids: Vec<String> = store
-        .list_pipelines("ns-a", Page::ALL)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.pipeline_id)
-        .collect();
+    store.register_config("ns-a", &doc("p2", "img"), "h", 1006).await.unwrap();
+    let ids: Vec<String> =
+        store.list_pipelines("ns-a", Page::ALL).await.unwrap().into_iter().map(|p| p.pipeline_id).collect();
     assert_eq!(ids, ["p2", "p1"], "pipelines are listed newest first");
 
-    store
-        .set_pipeline_state("ns-a", "p1", PipelineState::Disabled, 1007)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get_pipeline("ns-a", "p1").await.unwrap().state,
-        PipelineState::Disabled
-    );
-    store
-        .set_pipeline_state("ns-a", "p1", PipelineState::Active, 1008)
-        .await
-        .unwrap();
+    store.set_pipeline_state("ns-a", "p1", PipelineState::Disabled, 1007).await.unwrap();
+    assert_eq!(store.get_pipeline("ns-a", "p1").await.unwrap().state, PipelineState::Disabled);
+    store.set_pipeline_state("ns-a", "p1", PipelineState::Active, 1008).await.unwrap();
     assert!(matches!(
-        store
-            .set_pipeline_state("ns-a", "nope", PipelineState::Active, 1)
-            .await,
+        store.set_pipeline_state("ns-a", "nope", PipelineState::Active, 1).await,
         Err(Error::NotFound { .. })
     ));
 }
 
 async fn runs(store: &dyn Storage) {
     for i in 0..5 {
-        let run = store
-            .insert_run(new_run("ns-a", "p1", 2000 + i))
-            .await
-            .unwrap();
+        let run = store.insert_run(new_run("ns-a", "p1", 2000 + i)).await.unwrap();
         assert_eq!(run.run_id, i + 1, "run ids count up from 1 per pipeline");
-        assert_eq!(
-            (run.state, run.status),
-            (RunState::Pending, RunStatus::Unknown)
-        );
+        assert_eq!((run.state, run.status), (RunState::Pending, RunStatus::Unknown));
     }
     let other = store.insert_run(new_run("ns-a", "p2", 2100)).await.unwrap();
     assert_eq!(other.run_id, 1, "each pipeline has its own run ids");
-    assert!(matches!(
-        store.insert_run(new_run("ns-a", "ghost", 1)).await,
-        Err(Error::NotFound { .. })
-    ));
+    assert!(matches!(store.insert_run(new_run("ns-a", "ghost", 1)).await, Err(Error::NotFound { .. })));
 
-    let ids: Vec<u64> = store
-        .list_runs("ns-a", "p1", Page::new(2, 1))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.run_id)
-        .collect();
+    let ids: Vec<u64> =
+        store.list_runs("ns-a", "p1", Page::new(2, 1)).await.unwrap().into_iter().map(|r| r.run_id).collect();
     assert_eq!(ids, [4, 3], "runs are listed newest first and paged");
 
     let mut run = store.get_run("ns-a", "p1", 2).await.unwrap();
     assert_eq!(run.variables, new_run("ns-a", "p1", 0).variables);
     run.state = RunState::Complete;
     run.status = RunStatus::Failed;
-    run.status_reason = Some(StatusReason {
-        reason: StatusReasonKind::AbnormalExit,
-        description: "task a exited 3".into(),
-    });
+    run.status_reason =
+        Some(StatusReason { reason: StatusReasonKind::AbnormalExit, description: "task a exited 3".into() });
     run.started = 2500;
     run.ended = 2600;
     store.update_run(&run).await.unwrap();
     assert_eq!(store.get_run("ns-a", "p1", 2).await.unwrap(), run);
-    assert!(matches!(
-        store.get_run("ns-a", "p1", 99).await,
-        Err(Error::NotFound { .. })
-    ));
+    assert!(matches!(store.get_run("ns-a", "p1", 99).await, Err(Error::NotFound { .. })));
 
-    let unfinished: Vec<(String, u64)> = store
-        .list_unfinished_runs()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.pipeline_id, r.run_id))
-        .collect();
+    let unfinished: Vec<(String, u64)> =
+        store.list_unfinished_runs().await.unwrap().into_iter().map(|r| (r.pipeline_id, r.run_id)).collect();
     assert_eq!(
         unfinished,
-        [
-            ("p1".into(), 1),
-            ("p1".into(), 3),
-            ("p1".into(), 4),
-            ("p1".into(), 5),
-            ("p2".into(), 1)
-        ],
+        [("p1".into(), 1), ("p1".into(), 3), ("p1".into(), 4), ("p1".into(), 5), ("p2".into(), 1)],
         "unfinished runs exclude complete ones, oldest first"
     );
 }
@@ -308,17 +175,9 @@ async fn task_executions(store: &dyn Storage) {
     for id in ["b", "a"] {
         store.insert_task_execution(&execution(id)).await.unwrap();
     }
-    assert!(matches!(
-        store.insert_task_execution(&execution("a")).await,
-        Err(Error::Exists { .. })
-    ));
-    let ids: Vec<String> = store
-        .list_task_executions("ns-a", "p1", 1)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.task_id)
-        .collect();
+    assert!(matches!(store.insert_task_execution(&execution("a")).await, Err(Error::Exists { .. })));
+    let ids: Vec<String> =
+        store.list_task_executions("ns-a", "p1", 1).await.unwrap().into_iter().map(|t| t.task_id).collect();
     assert_eq!(ids, ["a", "b"]);
 
     let mut a = execution("a");
@@ -327,10 +186,7 @@ async fn task_executions(store: &dyn Storage) {
     a.exit_code = Some(-1);
     a.image_digest = Some("sha256:abc".into());
     a.container_id = Some("c0ffee".into());
-    a.status_reason = Some(StatusReason {
-        reason: StatusReasonKind::AbnormalExit,
-        description: "exit".into(),
-    });
+    a.status_reason = Some(StatusReason { reason: StatusReasonKind::AbnormalExit, description: "exit".into() });
     a.started = 3001;
     a.ended = 3002;
     a.attempt = 2;
@@ -344,23 +200,11 @@ async fn task_executions(store: &dyn Storage) {
         image_digest: None,
     }];
     store.update_task_execution(&a).await.unwrap();
-    assert_eq!(
-        store
-            .get_task_execution("ns-a", "p1", 1, "a")
-            .await
-            .unwrap(),
-        a
-    );
-    assert!(matches!(
-        store.get_task_execution("ns-a", "p1", 1, "zz").await,
-        Err(Error::NotFound { .. })
-    ));
+    assert_eq!(store.get_task_execution("ns-a", "p1", 1, "a").await.unwrap(), a);
+    assert!(matches!(store.get_task_execution("ns-a", "p1", 1, "zz").await, Err(Error::NotFound { .. })));
     let mut ghost = execution("ghost");
     ghost.run_id = 77;
-    assert!(
-        store.update_task_execution(&ghost).await.is_err(),
-        "updating a missing execution fails"
-    );
+    assert!(store.update_task_execution(&ghost).await.is_err(), "updating a missing execution fails");
 }
 
 async fn logs_expiry(store: &dyn Storage) {
@@ -389,14 +233,14 @@ async fn system_and_events(store: &dyn Storage) {
     let all = store.list_events(&EventFilter::default(), 100).await.unwrap();
     assert_eq!(all, [first.clone(), second.clone(), third.clone()]);
     let after = EventFilter { after: first.id, ..Default::default() };
-    assert_eq!(store.list_events(&after, 1).await.unwrap(), [second.clone()]);
+    assert_eq!(store.list_events(&after, 1).await.unwrap(), std::slice::from_ref(&second));
     let run2 = EventFilter {
         namespace_id: Some("ns-a".into()),
         pipeline_id: Some("p1".into()),
         run_id: Some(2),
         ..Default::default()
     };
-    assert_eq!(store.list_events(&run2, 100).await.unwrap(), [third.clone()]);
+    assert_eq!(store.list_events(&run2, 100).await.unwrap(), std::slice::from_ref(&third));
     assert!(run2.matches(&third) && !run2.matches(&first) && !run2.matches(&second));
 
     assert_eq!(store.delete_events_before(6000).await.unwrap(), 2);
@@ -405,41 +249,13 @@ async fn system_and_events(store: &dyn Storage) {
 
 async fn delete_cascades(store: &dyn Storage) {
     store.delete_pipeline("ns-a", "p1").await.unwrap();
-    assert!(matches!(
-        store.get_pipeline("ns-a", "p1").await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        store.get_run("ns-a", "p1", 1).await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
-        store.get_config("ns-a", "p1", 1).await,
-        Err(Error::NotFound { .. })
-    ));
-    assert!(
-        store
-            .list_task_executions("ns-a", "p1", 1)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(matches!(
-        store.delete_pipeline("ns-a", "p1").await,
-        Err(Error::NotFound { .. })
-    ));
+    assert!(matches!(store.get_pipeline("ns-a", "p1").await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.get_run("ns-a", "p1", 1).await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.get_config("ns-a", "p1", 1).await, Err(Error::NotFound { .. })));
+    assert!(store.list_task_executions("ns-a", "p1", 1).await.unwrap().is_empty());
+    assert!(matches!(store.delete_pipeline("ns-a", "p1").await, Err(Error::NotFound { .. })));
     store.get_pipeline("ns-a", "p2").await.unwrap();
     // A re-created pipeline starts its run ids from 1 again.
-    store
-        .register_config("ns-a", &doc("p1", "img"), "h", 4000)
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .insert_run(new_run("ns-a", "p1", 4001))
-            .await
-            .unwrap()
-            .run_id,
-        1
-    );
+    store.register_config("ns-a", &doc("p1", "img"), "h", 4000).await.unwrap();
+    assert_eq!(store.insert_run(new_run("ns-a", "p1", 4001)).await.unwrap().run_id, 1);
 }

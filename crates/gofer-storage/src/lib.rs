@@ -42,10 +42,7 @@ impl Page {
     }
 
     /// Everything; for internal callers that must see all rows.
-    pub const ALL: Page = Page {
-        limit: u64::MAX >> 1,
-        offset: 0,
-    };
+    pub const ALL: Page = Page { limit: u64::MAX >> 1, offset: 0 };
 }
 
 /// A run about to be stored; storage allocates its id.
@@ -128,18 +125,8 @@ pub trait Storage: Send + Sync + 'static {
         version: u64,
         now: u64,
     ) -> Result<PipelineConfig>;
-    async fn get_config(
-        &self,
-        namespace_id: &str,
-        pipeline_id: &str,
-        version: u64,
-    ) -> Result<PipelineConfig>;
-    async fn list_configs(
-        &self,
-        namespace_id: &str,
-        pipeline_id: &str,
-        page: Page,
-    ) -> Result<Vec<PipelineConfig>>;
+    async fn get_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig>;
+    async fn list_configs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<PipelineConfig>>;
 
     async fn get_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<Pipeline>;
     async fn list_pipelines(&self, namespace_id: &str, page: Page) -> Result<Vec<Pipeline>>;
@@ -156,12 +143,7 @@ pub trait Storage: Send + Sync + 'static {
     /// Stores a new pending run with the next run id of its pipeline.
     async fn insert_run(&self, run: NewRun) -> Result<Run>;
     async fn get_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run>;
-    async fn list_runs(
-        &self,
-        namespace_id: &str,
-        pipeline_id: &str,
-        page: Page,
-    ) -> Result<Vec<Run>>;
+    async fn list_runs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<Run>>;
     /// Writes the mutable fields of a run (state, status, reason, times).
     async fn update_run(&self, run: &Run) -> Result<()>;
     /// Runs that are not complete, oldest first, across all pipelines.

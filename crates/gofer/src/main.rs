@@ -3,11 +3,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "gofer",
-    version,
-    about = "Run short-lived jobs in containers, with pipelines written in Rust."
-)]
+#[command(name = "gofer", version, about = "Run short-lived jobs in containers, with pipelines written in Rust.")]
 struct Cli {
     #[command(flatten)]
     global: gofer_cli::GlobalArgs,
@@ -26,10 +22,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");

@@ -14,14 +14,10 @@ use gofer_sdk::config::{Pipeline, RequiredParentStatus, Task};
 fn main() {
     let image = "busybox:latest";
     Pipeline::new("dag", "DAG pipeline")
-        .description(
-            "Parallel tasks, a failing test, a failure handler and a skipped publish step.",
-        )
+        .description("Parallel tasks, a failing test, a failure handler and a skipped publish step.")
         .tasks(vec![
             Task::new("checkout", image).script("echo checking out; sleep 1; echo done"),
-            Task::new("lint", image)
-                .depends_on("checkout", RequiredParentStatus::Success)
-                .script("echo lint clean"),
+            Task::new("lint", image).depends_on("checkout", RequiredParentStatus::Success).script("echo lint clean"),
             Task::new("test", image)
                 .depends_on("checkout", RequiredParentStatus::Success)
                 .variables(vec![("failing_test", "test_parser")])

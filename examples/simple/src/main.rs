@@ -9,7 +9,9 @@ fn main() {
             Task::new("hello", "busybox:latest")
                 .description("Says hello and shows the run it belongs to.")
                 .variables(vec![("greeting", "Hello from Gofer")])
-                .script("echo \"$GREETING\"; echo \"pipeline=$GOFER_PIPELINE_ID run=$GOFER_RUN_ID task=$GOFER_TASK_ID\""),
+                .script(
+                    "echo \"$GREETING\"; echo \"pipeline=$GOFER_PIPELINE_ID run=$GOFER_RUN_ID task=$GOFER_TASK_ID\"",
+                ),
         ])
         .finish()
         .unwrap();

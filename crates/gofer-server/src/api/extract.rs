@@ -19,13 +19,7 @@ pub struct ApiFailure {
 
 impl ApiFailure {
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            body: ApiError {
-                code,
-                message: message.into(),
-            },
-        }
+        Self { status, body: ApiError { code, message: message.into() } }
     }
 }
 
@@ -39,30 +33,14 @@ impl From<gofer_core::Error> for ApiFailure {
     fn from(e: gofer_core::Error) -> Self {
         use gofer_core::Error as E;
         match &e {
-            E::NotFound { .. } => {
-                Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, e.to_string())
-            }
-            E::InvalidArgument { .. } => Self::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidArgument,
-                e.to_string(),
-            ),
-            E::Conflict { .. } => {
-                Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())
-            }
-            E::Unavailable { .. } => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Unavailable,
-                e.to_string(),
-            ),
+            E::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, e.to_string()),
+            E::InvalidArgument { .. } => Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidArgument, e.to_string()),
+            E::Conflict { .. } => Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string()),
+            E::Unavailable { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, e.to_string()),
             E::Internal { .. } => {
                 let chain = gofer_core::orchestrator::error_chain(&e);
                 tracing::error!(error = %chain, "request failed");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::Internal,
-                    chain,
-                )
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, chain)
             }
         }
     }
@@ -71,11 +49,7 @@ impl From<gofer_core::Error> for ApiFailure {
 pub type ApiResult<T> = Result<T, ApiFailure>;
 
 fn bad_request(what: &str, detail: String) -> ApiFailure {
-    ApiFailure::new(
-        StatusCode::BAD_REQUEST,
-        ErrorCode::InvalidArgument,
-        format!("invalid {what}: {detail}"),
-    )
+    ApiFailure::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidArgument, format!("invalid {what}: {detail}"))
 }
 
 /// `Json` whose rejections are `ApiError`s.

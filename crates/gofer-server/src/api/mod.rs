@@ -1,6 +1,7 @@
 //! The HTTP API: the route table (each route with the access it requires), the OpenAPI document and the
 //! error mapping. Handlers are thin: they parse input, call one `gofer_core::Gofer` method and map the result.
 
+mod events;
 mod extract;
 mod namespaces;
 mod pipelines;
@@ -40,19 +41,9 @@ struct Routes {
 impl Routes {
     /// Registers a route together with the access it requires; the access travels with each request as an
     /// extension, where the auth layer will enforce it.
-    fn add(
-        mut self,
-        method: Method,
-        path: &'static str,
-        access: Access,
-        handler: MethodRouter<AppState>,
-    ) -> Self {
+    fn add(mut self, method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Self {
         self.router = self.router.route(path, handler.layer(Extension(access)));
-        self.table.push(RouteInfo {
-            method,
-            path,
-            access,
-        });
+        self.table.push(RouteInfo { method, path, access });
         self
     }
 }
@@ -64,136 +55,107 @@ const fn needs(resource: Resource, action: Action) -> Access {
 fn build() -> Routes {
     use axum::routing::{delete, get, patch, post};
     use {Action::*, Resource::*};
-    Routes {
-        router: Router::new(),
-        table: Vec::new(),
-    }
-    .add(
-        Method::GET,
-        "/api/health",
-        Access::Public,
-        get(system::health),
-    )
-    .add(
-        Method::GET,
-        "/api/openapi.json",
-        Access::Public,
-        get(system::openapi),
-    )
-    .add(
-        Method::GET,
-        "/api/schemas/pipeline-config.json",
-        Access::Public,
-        get(system::pipeline_config_schema),
-    )
-    .add(
-        Method::GET,
-        "/api/namespaces",
-        needs(Namespaces, Read),
-        get(namespaces::list),
-    )
-    .add(
-        Method::POST,
-        "/api/namespaces",
-        needs(Namespaces, Write),
-        post(namespaces::create),
-    )
-    .add(
-        Method::GET,
-        "/api/namespaces/{namespace_id}",
-        needs(Namespaces, Read),
-        get(namespaces::get),
-    )
-    .add(
-        Method::GET,
-        "/api/namespaces/{namespace_id}/pipelines",
-        needs(Pipelines, Read),
-        get(pipelines::list),
-    )
-    .add(
-        Method::GET,
-        "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}",
-        needs(Pipelines, Read),
-        get(pipelines::get),
-    )
-    .add(
-        Method::PATCH,
-        "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}",
-        needs(Pipelines, Write),
-        patch(pipelines::update),
-    )
-    .add(
-        Method::DELETE,
-        "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}",
-        needs(Pipelines, Delete),
-        delete(pipelines::delete),
-    )
-    .add(
-        Method::GET,
-        "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs",
-        needs(Configs, Read),
-        get(pipelines::list_configs),
-    )
-    .add(
-        Method::POST,
-        "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs",
-        needs(Configs, Write),
-        post(pipelines::register_config),
-    )
-    .add(
-        Method::GET,
-        "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}",
-        needs(Configs, Read),
-        get(pipelines::get_config),
-    )
-    .add(
-        Method::POST,
-        "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}/deploy",
-        needs(Configs, Write),
-        post(pipelines::deploy_config),
-    )
-    .add(
-        Method::GET,
-        "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs",
-        needs(Runs, Read),
-        get(runs::list),
-    )
-    .add(
-        Method::POST,
-        "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs",
-        needs(Runs, Write),
-        post(runs::start),
-    )
-    .add(
-        Method::GET,
-        "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}",
-        needs(Runs, Read),
-        get(runs::get),
-    )
-    .add(
-        Method::POST,
-        "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/cancel",
-        needs(Runs, Write),
-        post(runs::cancel),
-    )
-    .add(
-        Method::GET,
-        "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks",
-        needs(TaskExecutions, Read),
-        get(tasks::list),
-    )
-    .add(
-        Method::GET,
-        "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}",
-        needs(TaskExecutions, Read),
-        get(tasks::get),
-    )
-    .add(
-        Method::GET,
-        "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}/logs",
-        needs(TaskExecutions, Read),
-        get(tasks::logs),
-    )
+    Routes { router: Router::new(), table: Vec::new() }
+        .add(Method::GET, "/api/health", Access::Public, get(system::health))
+        .add(Method::GET, "/api/openapi.json", Access::Public, get(system::openapi))
+        .add(Method::GET, "/api/schemas/pipeline-config.json", Access::Public, get(system::pipeline_config_schema))
+        .add(Method::GET, "/api/system", needs(System, Read), get(system::get_system))
+        .add(Method::PATCH, "/api/system", needs(System, Write), patch(system::update_system))
+        .add(Method::GET, "/api/events", needs(Events, Read), get(events::list))
+        .add(Method::GET, "/api/namespaces", needs(Namespaces, Read), get(namespaces::list))
+        .add(Method::POST, "/api/namespaces", needs(Namespaces, Write), post(namespaces::create))
+        .add(Method::GET, "/api/namespaces/{namespace_id}", needs(Namespaces, Read), get(namespaces::get))
+        .add(Method::GET, "/api/namespaces/{namespace_id}/pipelines", needs(Pipelines, Read), get(pipelines::list))
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}",
+            needs(Pipelines, Read),
+            get(pipelines::get),
+        )
+        .add(
+            Method::PATCH,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}",
+            needs(Pipelines, Write),
+            patch(pipelines::update),
+        )
+        .add(
+            Method::DELETE,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}",
+            needs(Pipelines, Delete),
+            delete(pipelines::delete),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs",
+            needs(Configs, Read),
+            get(pipelines::list_configs),
+        )
+        .add(
+            Method::POST,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs",
+            needs(Configs, Write),
+            post(pipelines::register_config),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}",
+            needs(Configs, Read),
+            get(pipelines::get_config),
+        )
+        .add(
+            Method::POST,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}/deploy",
+            needs(Configs, Write),
+            post(pipelines::deploy_config),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs",
+            needs(Runs, Read),
+            get(runs::list),
+        )
+        .add(
+            Method::POST,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs",
+            needs(Runs, Write),
+            post(runs::start),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}",
+            needs(Runs, Read),
+            get(runs::get),
+        )
+        .add(
+            Method::POST,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/cancel",
+            needs(Runs, Write),
+            post(runs::cancel),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks",
+            needs(TaskExecutions, Read),
+            get(tasks::list),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}",
+            needs(TaskExecutions, Read),
+            get(tasks::get),
+        )
+        .add(
+            Method::POST,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}/cancel",
+            needs(TaskExecutions, Write),
+            post(tasks::cancel),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}/logs",
+            needs(TaskExecutions, Read),
+            get(tasks::logs),
+        )
 }
 
 /// The API router.
@@ -216,6 +178,9 @@ pub fn route_table() -> Vec<RouteInfo> {
         system::health,
         system::openapi,
         system::pipeline_config_schema,
+        system::get_system,
+        system::update_system,
+        events::list,
         namespaces::list,
         namespaces::create,
         namespaces::get,
@@ -233,11 +198,13 @@ pub fn route_table() -> Vec<RouteInfo> {
         runs::cancel,
         tasks::list,
         tasks::get,
+        tasks::cancel,
         tasks::logs,
     ),
     components(schemas(gofer_api::error::ErrorCode, gofer_api::permissions::Resource, gofer_api::permissions::Action)),
     tags(
-        (name = "System", description = "Health and documents about the API itself"),
+        (name = "System", description = "Health, maintenance mode and documents about the API itself"),
+        (name = "Events", description = "Everything that happened, stored and live"),
         (name = "Namespaces", description = "Partitions of pipelines"),
         (name = "Pipelines", description = "Pipelines and their config versions"),
         (name = "Runs", description = "Executions of a pipeline"),
@@ -268,10 +235,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             Access::Requires(permission) => permission.to_string(),
         };
         let mut extensions = utoipa::openapi::extensions::Extensions::default();
-        extensions.insert(
-            "x-gofer-access".to_string(),
-            serde_json::Value::String(access),
-        );
+        extensions.insert("x-gofer-access".to_string(), serde_json::Value::String(access));
         match operation.extensions.as_mut() {
             Some(existing) => existing.merge(extensions),
             None => operation.extensions = Some(extensions),
@@ -282,9 +246,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The OpenAPI document as the pretty JSON that is checked into `docs/openapi.json`.
 pub fn openapi_json() -> String {
-    let mut json = openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut json = openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     json.push('\n');
     json
 }
@@ -301,16 +263,13 @@ pub fn pipeline_config_schema() -> serde_json::Value {
         "title": "Gofer pipeline config",
         "description": "What a pipeline program prints with `.finish()` and `gofer pipeline deploy` registers.",
     });
-    let root = serde_json::to_value(<gofer_api::config::Pipeline as PartialSchema>::schema())
-        .unwrap_or_default();
+    let root = serde_json::to_value(<gofer_api::config::Pipeline as PartialSchema>::schema()).unwrap_or_default();
     if let (Some(doc), Some(root)) = (doc.as_object_mut(), root.as_object()) {
         for (k, v) in root {
             doc.entry(k.clone()).or_insert(v.clone());
         }
-        let defs: serde_json::Map<String, serde_json::Value> = defs
-            .into_iter()
-            .map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or_default()))
-            .collect();
+        let defs: serde_json::Map<String, serde_json::Value> =
+            defs.into_iter().map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or_default())).collect();
         doc.insert("$defs".into(), serde_json::Value::Object(defs));
     }
     let text = doc.to_string().replace("#/components/schemas/", "#/$defs/");

@@ -20,10 +20,7 @@ pub async fn list(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ListNamespacesResponse>> {
     let (namespaces, next_offset) = state.gofer.list_namespaces(query).await?;
-    Ok(Json(ListNamespacesResponse {
-        namespaces,
-        next_offset,
-    }))
+    Ok(Json(ListNamespacesResponse { namespaces, next_offset }))
 }
 
 /// Creates a namespace.
@@ -35,10 +32,7 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateNamespaceRequest>,
 ) -> ApiResult<(StatusCode, Json<Namespace>)> {
-    let namespace = state
-        .gofer
-        .create_namespace(&request.id, &request.name, &request.description)
-        .await?;
+    let namespace = state.gofer.create_namespace(&request.id, &request.name, &request.description).await?;
     Ok((StatusCode::CREATED, Json(namespace)))
 }
 
@@ -48,9 +42,6 @@ pub async fn create(
     params(("namespace_id" = String, Path)),
     responses((status = 200, body = Namespace), (status = 404, body = ApiError))
 )]
-pub async fn get(
-    State(state): State<AppState>,
-    ApiPath(namespace_id): ApiPath<String>,
-) -> ApiResult<Json<Namespace>> {
+pub async fn get(State(state): State<AppState>, ApiPath(namespace_id): ApiPath<String>) -> ApiResult<Json<Namespace>> {
     Ok(Json(state.gofer.get_namespace(&namespace_id).await?))
 }

@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use gofer_api::error::ApiError;
 use gofer_api::models::{Pipeline, PipelineConfig};
 use gofer_api::requests::{
-    ListConfigsResponse, ListPipelinesResponse, PageQuery, RegisterConfigRequest,
-    RegisterConfigResponse, UpdatePipelineRequest,
+    ListConfigsResponse, ListPipelinesResponse, PageQuery, RegisterConfigRequest, RegisterConfigResponse,
+    UpdatePipelineRequest,
 };
 
 use super::AppState;
@@ -25,10 +25,7 @@ pub async fn list(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ListPipelinesResponse>> {
     let (pipelines, next_offset) = state.gofer.list_pipelines(&namespace_id, query).await?;
-    Ok(Json(ListPipelinesResponse {
-        pipelines,
-        next_offset,
-    }))
+    Ok(Json(ListPipelinesResponse { pipelines, next_offset }))
 }
 
 /// Gets a pipeline.
@@ -41,12 +38,7 @@ pub async fn get(
     State(state): State<AppState>,
     ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Pipeline>> {
-    Ok(Json(
-        state
-            .gofer
-            .get_pipeline(&namespace_id, &pipeline_id)
-            .await?,
-    ))
+    Ok(Json(state.gofer.get_pipeline(&namespace_id, &pipeline_id).await?))
 }
 
 /// Enables or disables a pipeline; a disabled pipeline takes no new runs.
@@ -61,12 +53,7 @@ pub async fn update(
     ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<UpdatePipelineRequest>,
 ) -> ApiResult<Json<Pipeline>> {
-    Ok(Json(
-        state
-            .gofer
-            .set_pipeline_state(&namespace_id, &pipeline_id, request.state)
-            .await?,
-    ))
+    Ok(Json(state.gofer.set_pipeline_state(&namespace_id, &pipeline_id, request.state).await?))
 }
 
 /// Deletes a pipeline with its config versions, runs and task executions.
@@ -79,10 +66,7 @@ pub async fn delete(
     State(state): State<AppState>,
     ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    state
-        .gofer
-        .delete_pipeline(&namespace_id, &pipeline_id)
-        .await?;
+    state.gofer.delete_pipeline(&namespace_id, &pipeline_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -97,14 +81,8 @@ pub async fn list_configs(
     ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ListConfigsResponse>> {
-    let (configs, next_offset) = state
-        .gofer
-        .list_configs(&namespace_id, &pipeline_id, query)
-        .await?;
-    Ok(Json(ListConfigsResponse {
-        configs,
-        next_offset,
-    }))
+    let (configs, next_offset) = state.gofer.list_configs(&namespace_id, &pipeline_id, query).await?;
+    Ok(Json(ListConfigsResponse { configs, next_offset }))
 }
 
 /// Registers a config as the pipeline's next version (creating the pipeline if new). The server validates it
@@ -124,22 +102,9 @@ pub async fn register_config(
     ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<RegisterConfigRequest>,
 ) -> ApiResult<(StatusCode, Json<RegisterConfigResponse>)> {
-    let registered = state
-        .gofer
-        .register_config(&namespace_id, &pipeline_id, request.config)
-        .await?;
-    let status = if registered.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        Json(RegisterConfigResponse {
-            config: registered.config,
-            created: registered.created,
-        }),
-    ))
+    let registered = state.gofer.register_config(&namespace_id, &pipeline_id, request.config).await?;
+    let status = if registered.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(RegisterConfigResponse { config: registered.config, created: registered.created })))
 }
 
 /// Gets one config version.
@@ -152,12 +117,7 @@ pub async fn get_config(
     State(state): State<AppState>,
     ApiPath((namespace_id, pipeline_id, version)): ApiPath<(String, String, u64)>,
 ) -> ApiResult<Json<PipelineConfig>> {
-    Ok(Json(
-        state
-            .gofer
-            .get_config(&namespace_id, &pipeline_id, version)
-            .await?,
-    ))
+    Ok(Json(state.gofer.get_config(&namespace_id, &pipeline_id, version).await?))
 }
 
 /// Makes a config version the live one: new runs use it.
@@ -170,10 +130,5 @@ pub async fn deploy_config(
     State(state): State<AppState>,
     ApiPath((namespace_id, pipeline_id, version)): ApiPath<(String, String, u64)>,
 ) -> ApiResult<Json<PipelineConfig>> {
-    Ok(Json(
-        state
-            .gofer
-            .deploy_config(&namespace_id, &pipeline_id, version)
-            .await?,
-    ))
+    Ok(Json(state.gofer.deploy_config(&namespace_id, &pipeline_id, version).await?))
 }

@@ -21,10 +21,7 @@ pub async fn list(
     ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ListRunsResponse>> {
-    let (runs, next_offset) = state
-        .gofer
-        .list_runs(&namespace_id, &pipeline_id, query)
-        .await?;
+    let (runs, next_offset) = state.gofer.list_runs(&namespace_id, &pipeline_id, query).await?;
     Ok(Json(ListRunsResponse { runs, next_offset }))
 }
 
@@ -45,14 +42,8 @@ pub async fn start(
     ApiJson(request): ApiJson<StartRunRequest>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
     // Until auth arrives every caller is the development-mode user.
-    let initiator = Initiator {
-        kind: "user".into(),
-        name: "anonymous".into(),
-    };
-    let run = state
-        .gofer
-        .start_run(&namespace_id, &pipeline_id, request.variables, initiator)
-        .await?;
+    let initiator = Initiator { kind: "user".into(), name: "anonymous".into() };
+    let run = state.gofer.start_run(&namespace_id, &pipeline_id, request.variables, initiator).await?;
     Ok((StatusCode::CREATED, Json(run)))
 }
 
@@ -66,12 +57,7 @@ pub async fn get(
     State(state): State<AppState>,
     ApiPath((namespace_id, pipeline_id, run_id)): ApiPath<(String, String, u64)>,
 ) -> ApiResult<Json<Run>> {
-    Ok(Json(
-        state
-            .gofer
-            .get_run(&namespace_id, &pipeline_id, run_id)
-            .await?,
-    ))
+    Ok(Json(state.gofer.get_run(&namespace_id, &pipeline_id, run_id).await?))
 }
 
 /// Cancels a run: tasks not started are cancelled, running containers are stopped (then killed after the grace
@@ -89,9 +75,6 @@ pub async fn cancel(
     State(state): State<AppState>,
     ApiPath((namespace_id, pipeline_id, run_id)): ApiPath<(String, String, u64)>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
-    let run = state
-        .gofer
-        .cancel_run(&namespace_id, &pipeline_id, run_id)
-        .await?;
+    let run = state.gofer.cancel_run(&namespace_id, &pipeline_id, run_id).await?;
     Ok((StatusCode::ACCEPTED, Json(run)))
 }

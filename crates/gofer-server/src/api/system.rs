@@ -1,22 +1,19 @@
-//! Health and documents about the API itself.
+//! Health, maintenance mode and documents about the API itself.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use gofer_api::error::{ApiError, ErrorCode};
-use gofer_api::requests::Health;
+use gofer_api::models::SystemSettings;
+use gofer_api::requests::{Health, UpdateSystemRequest};
 
 use super::AppState;
-use super::extract::ApiFailure;
+use super::extract::{ApiFailure, ApiJson, ApiResult};
 
 /// Answers 200 once the server is ready to serve: storage open, container engine reachable.
 #[utoipa::path(get, path = "/api/health", tag = "System", responses((status = 200, body = Health)))]
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        dev_mode: state.dev_mode,
-    })
+    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into(), dev_mode: state.dev_mode })
 }
 
 /// This API's OpenAPI document.
@@ -41,10 +38,26 @@ pub async fn not_found(uri: Uri) -> ApiFailure {
         status: StatusCode::NOT_FOUND,
         body: ApiError {
             code: ErrorCode::NotFound,
-            message: format!(
-                "no API route {}; see /api/openapi.json for the routes",
-                uri.path()
-            ),
+            message: format!("no API route {}; see /api/openapi.json for the routes", uri.path()),
         },
     }
+}
+
+/// Server-wide settings.
+#[utoipa::path(get, path = "/api/system", tag = "System", responses((status = 200, body = SystemSettings)))]
+pub async fn get_system(State(state): State<AppState>) -> ApiResult<Json<SystemSettings>> {
+    Ok(Json(state.gofer.get_system().await?))
+}
+
+/// Turns maintenance mode on or off; in maintenance, new runs are refused with 503 while runs in flight and
+/// queued runs go on.
+#[utoipa::path(
+    patch, path = "/api/system", tag = "System", request_body = UpdateSystemRequest,
+    responses((status = 200, body = SystemSettings), (status = 400, body = ApiError))
+)]
+pub async fn update_system(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<UpdateSystemRequest>,
+) -> ApiResult<Json<SystemSettings>> {
+    Ok(Json(state.gofer.set_maintenance(request.maintenance).await?))
 }

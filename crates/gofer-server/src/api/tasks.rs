@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gofer_api::error::ApiError;
 use gofer_api::models::TaskExecution;
@@ -22,10 +22,7 @@ pub async fn list(
     State(state): State<AppState>,
     ApiPath((namespace_id, pipeline_id, run_id)): ApiPath<(String, String, u64)>,
 ) -> ApiResult<Json<ListTaskExecutionsResponse>> {
-    let task_executions = state
-        .gofer
-        .list_task_executions(&namespace_id, &pipeline_id, run_id)
-        .await?;
+    let task_executions = state.gofer.list_task_executions(&namespace_id, &pipeline_id, run_id).await?;
     Ok(Json(ListTaskExecutionsResponse { task_executions }))
 }
 
@@ -39,12 +36,26 @@ pub async fn get(
     State(state): State<AppState>,
     ApiPath((namespace_id, pipeline_id, run_id, task_id)): ApiPath<(String, String, u64, String)>,
 ) -> ApiResult<Json<TaskExecution>> {
-    Ok(Json(
-        state
-            .gofer
-            .get_task_execution(&namespace_id, &pipeline_id, run_id, &task_id)
-            .await?,
-    ))
+    Ok(Json(state.gofer.get_task_execution(&namespace_id, &pipeline_id, run_id, &task_id).await?))
+}
+
+/// Cancels one task: stops its container (or cancels it before it starts). The rest of the run goes on as the
+/// DAG says: children needing `Any` still run.
+#[utoipa::path(
+    post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}/cancel", tag = "Tasks",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path), ("task_id" = String, Path)),
+    responses(
+        (status = 202, body = TaskExecution, description = "Cancellation started"),
+        (status = 404, body = ApiError),
+        (status = 409, body = ApiError, description = "The task or its run is already finished")
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id, run_id, task_id)): ApiPath<(String, String, u64, String)>,
+) -> ApiResult<(StatusCode, Json<TaskExecution>)> {
+    let task = state.gofer.cancel_task(&namespace_id, &pipeline_id, run_id, &task_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(task)))
 }
 
 /// A task's stdout and stderr as raw bytes, exactly as the container wrote them. With `follow=true` the response
@@ -65,13 +76,7 @@ pub async fn logs(
     ApiPath((namespace_id, pipeline_id, run_id, task_id)): ApiPath<(String, String, u64, String)>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> ApiResult<Response> {
-    let stream = state
-        .gofer
-        .task_logs(&namespace_id, &pipeline_id, run_id, &task_id, query.follow)
-        .await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    let stream =
+        state.gofer.task_logs(&namespace_id, &pipeline_id, run_id, &task_id, query.attempt, query.follow).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(stream)).into_response())
 }

@@ -5,15 +5,9 @@ use serde_json::{Value, json};
 use crate::harness::{Server, http, script_pipeline};
 
 fn post_config(gofer: &Server, id: &str, config: Value) -> (u16, Value) {
-    let url = format!(
-        "{}/api/namespaces/default/pipelines/{id}/configs",
-        gofer.url
-    );
+    let url = format!("{}/api/namespaces/default/pipelines/{id}/configs", gofer.url);
     let (status, body) = http("POST", &url, Some(&json!({ "config": config }))).unwrap();
-    (
-        status,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    )
+    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
 }
 
 fn task(id: &str, deps: Value) -> Value {
@@ -25,57 +19,29 @@ fn invalid_configs_are_refused_with_400_naming_the_task_and_problem() {
     let gofer = Server::start();
     let cases = [
         (
-            json!([
-                task("a", json!({"c": "Any"})),
-                task("b", json!({"a": "Any"})),
-                task("c", json!({"b": "Any"}))
-            ]),
+            json!([task("a", json!({"c": "Any"})), task("b", json!({"a": "Any"})), task("c", json!({"b": "Any"}))]),
             "dependency cycle",
         ),
-        (
-            json!([task("a", json!({"ghost": "Success"}))]),
-            "task 'a' depends on task 'ghost'",
-        ),
-        (
-            json!([task("a", json!({})), task("a", json!({}))]),
-            "task 'a' is defined more than once",
-        ),
-        (
-            json!([task("bad id!", json!({}))]),
-            "invalid task id 'bad id!'",
-        ),
-        (
-            json!([{ "id": "a", "image": "" }]),
-            "task 'a': invalid image",
-        ),
+        (json!([task("a", json!({"ghost": "Success"}))]), "task 'a' depends on task 'ghost'"),
+        (json!([task("a", json!({})), task("a", json!({}))]), "task 'a' is defined more than once"),
+        (json!([task("bad id!", json!({}))]), "invalid task id 'bad id!'"),
+        (json!([{ "id": "a", "image": "" }]), "task 'a': invalid image"),
     ];
     for (tasks, expected) in cases {
-        let (status, body) =
-            post_config(&gofer, "broken", json!({ "id": "broken", "tasks": tasks }));
+        let (status, body) = post_config(&gofer, "broken", json!({ "id": "broken", "tasks": tasks }));
         assert_eq!(status, 400, "{body}");
         assert_eq!(body["code"], "invalid_argument");
-        assert!(
-            body["message"].as_str().unwrap().contains(expected),
-            "expected '{expected}' in {body}"
-        );
+        assert!(body["message"].as_str().unwrap().contains(expected), "expected '{expected}' in {body}");
     }
     let (status, body) = post_config(&gofer, "other", script_pipeline("mismatch", "true"));
     assert_eq!(status, 400);
-    assert!(
-        body["message"].as_str().unwrap().contains("'mismatch'"),
-        "{body}"
-    );
+    assert!(body["message"].as_str().unwrap().contains("'mismatch'"), "{body}");
 
     let (status, body) = post_config(&gofer, "x", json!({ "tasks": "not a list" }));
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["code"], "invalid_argument");
 
-    let (status, _) = http(
-        "GET",
-        &format!("{}/api/namespaces/default/pipelines/broken", gofer.url),
-        None,
-    )
-    .unwrap();
+    let (status, _) = http("GET", &format!("{}/api/namespaces/default/pipelines/broken", gofer.url), None).unwrap();
     assert_eq!(status, 404, "nothing was stored for a refused config");
 }
 
@@ -90,35 +56,21 @@ fn unknown_resources_are_404_naming_which() {
         ("/nope/pipelines", "namespace 'nope'"),
         ("/default/pipelines/ghost", "pipeline 'ghost'"),
         ("/default/pipelines/known/runs/99", "run 99"),
-        (
-            "/default/pipelines/known/runs/1/tasks/ghost",
-            "task 'ghost'",
-        ),
+        ("/default/pipelines/known/runs/1/tasks/ghost", "task 'ghost'"),
         ("/default/pipelines/known/configs/7", "config version 7"),
     ] {
         let (status, body) = http("GET", &format!("{base}{path}"), None).unwrap();
         assert_eq!(status, 404, "{path}: {body}");
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["code"], "not_found");
-        assert!(
-            body["message"].as_str().unwrap().contains(named),
-            "{path}: {body}"
-        );
+        assert!(body["message"].as_str().unwrap().contains(named), "{path}: {body}");
     }
-    let (status, body) = http(
-        "GET",
-        &format!("{base}/default/pipelines/known/runs/abc"),
-        None,
-    )
-    .unwrap();
+    let (status, body) = http("GET", &format!("{base}/default/pipelines/known/runs/abc"), None).unwrap();
     assert_eq!(status, 400, "{body}");
 
     let out = gofer.cli(&["run", "get", "ghost", "1"]);
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("pipeline 'ghost'"),
-        "{out:?}"
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pipeline 'ghost'"), "{out:?}");
 }
 
 #[test]
@@ -138,24 +90,11 @@ fn a_missing_image_fails_its_task_with_the_engines_message_and_the_server_keeps_
     let tasks = gofer.tasks("noimage", run);
     assert_eq!(tasks["pull"]["status"], "failed");
     assert_eq!(tasks["pull"]["status_reason"]["reason"], "scheduler_error");
-    let description = tasks["pull"]["status_reason"]["description"]
-        .as_str()
-        .unwrap();
-    assert!(
-        description.contains("gofer-test/does-not-exist:never"),
-        "{description}"
-    );
-    assert!(
-        description.len() > "image '' is not available: ".len() + 30,
-        "carries the engine's words: {description}"
-    );
+    let description = tasks["pull"]["status_reason"]["description"].as_str().unwrap();
+    assert!(description.contains("gofer-test/does-not-exist:never"), "{description}");
+    assert!(description.len() > "image '' is not available: ".len() + 30, "carries the engine's words: {description}");
     assert_eq!(tasks["fine"]["status"], "successful");
-    assert_eq!(
-        http("GET", &format!("{}/api/health", gofer.url), None)
-            .unwrap()
-            .0,
-        200
-    );
+    assert_eq!(http("GET", &format!("{}/api/health", gofer.url), None).unwrap().0, 200);
 }
 
 #[test]
@@ -166,10 +105,7 @@ fn disabled_pipelines_refuse_runs_until_enabled() {
     let out = gofer.cli(&["run", "start", "toggle"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("disabled") && stderr.contains("gofer pipeline enable toggle"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("disabled") && stderr.contains("gofer pipeline enable toggle"), "{stderr}");
     gofer.cli_ok(&["pipeline", "enable", "toggle"]);
     let run = gofer.start_run("toggle", &[]);
     assert_eq!(gofer.wait_run("toggle", run)["status"], "successful");
@@ -198,15 +134,9 @@ fn a_pipeline_program_that_does_not_validate_fails_deploy() {
     )
     .unwrap();
     let out = gofer.cli(&["pipeline", "deploy", dir.path().to_str().unwrap()]);
-    assert!(
-        !out.status.success(),
-        "deploy of an invalid pipeline must fail"
-    );
+    assert!(!out.status.success(), "deploy of an invalid pipeline must fail");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("dependency cycle"),
-        "the SDK's message reaches the user: {stderr}"
-    );
+    assert!(stderr.contains("dependency cycle"), "the SDK's message reaches the user: {stderr}");
     assert!(stderr.contains("the pipeline program failed"), "{stderr}");
 
     let out = gofer.cli(&["pipeline", "deploy", "/nonexistent/dir"]);

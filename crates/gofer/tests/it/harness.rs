@@ -14,10 +14,7 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_gofer");
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 /// A running Gofer server with its own data dir and port; killed on drop.
@@ -26,14 +23,26 @@ pub struct Server {
     pub url: String,
     pub data_dir: tempfile::TempDir,
     log: PathBuf,
+    port: u16,
+    env: Vec<(String, String)>,
+}
+
+fn spawn(port: u16, data_dir: &Path, log: &Path, env: &[(String, String)]) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Command::new(BIN)
+        .args(["service", "start", "--bind-address", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
@@ -43,10 +52,7 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         if let Some(value) = check() {
             return value;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -56,49 +62,41 @@ impl Server {
         Self::start_with(&[])
     }
 
+    /// Starts a server with extra environment (e.g. `GOFER_RUNS__GLOBAL_LIMIT`).
     pub fn start_with(env: &[(&str, &str)]) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let log = data_dir.path().join("server.log");
-        let mut command = Command::new(BIN);
-        command
-            .args([
-                "service",
-                "start",
-                "--bind-address",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(data_dir.path())
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let child = command.spawn().unwrap();
-        let mut server = Server {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            data_dir,
-            log,
-        };
-        let url = server.url.clone();
-        wait_for(
-            "the server to answer /api/health",
-            Duration::from_secs(20),
-            || {
-                if let Ok(Some(status)) = server.child.try_wait() {
-                    panic!("the server exited with {status}:\n{}", server.log());
-                }
-                matches!(
-                    http("GET", &format!("{url}/api/health"), None),
-                    Ok((200, _))
-                )
-                .then_some(())
-            },
-        );
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let child = spawn(port, data_dir.path(), &log, &env);
+        let mut server = Server { child, url: format!("http://127.0.0.1:{port}"), data_dir, log, port, env };
+        server.wait_healthy();
         server
+    }
+
+    fn wait_healthy(&mut self) {
+        let url = self.url.clone();
+        wait_for("the server to answer /api/health", Duration::from_secs(20), || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the server exited with {status}:\n{}", self.log());
+            }
+            matches!(http("GET", &format!("{url}/api/health"), None), Ok((200, _))).then_some(())
+        });
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn crash(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts the server again on the same data dir and port (after `crash`, or a clean stop).
+    pub fn restart(&mut self) {
+        if self.child.try_wait().unwrap().is_none() {
+            self.crash();
+        }
+        self.child = spawn(self.port, self.data_dir.path(), &self.log, &self.env);
+        self.wait_healthy();
     }
 
     pub fn log(&self) -> String {
@@ -149,21 +147,11 @@ impl Server {
     pub fn register(&self, config: Value) {
         let id = config["id"].as_str().unwrap().to_string();
         let base = format!("{}/api/namespaces/default/pipelines/{id}", self.url);
-        let (status, body) = http(
-            "POST",
-            &format!("{base}/configs"),
-            Some(&serde_json::json!({ "config": config })),
-        )
-        .unwrap();
-        assert!(
-            status == 201 || status == 200,
-            "register answered {status}: {body}"
-        );
-        let version = serde_json::from_str::<Value>(&body).unwrap()["config"]["version"]
-            .as_u64()
-            .unwrap();
         let (status, body) =
-            http("POST", &format!("{base}/configs/{version}/deploy"), None).unwrap();
+            http("POST", &format!("{base}/configs"), Some(&serde_json::json!({ "config": config }))).unwrap();
+        assert!(status == 201 || status == 200, "register answered {status}: {body}");
+        let version = serde_json::from_str::<Value>(&body).unwrap()["config"]["version"].as_u64().unwrap();
+        let (status, body) = http("POST", &format!("{base}/configs/{version}/deploy"), None).unwrap();
         assert_eq!(status, 200, "deploy answered: {body}");
     }
 
@@ -172,42 +160,41 @@ impl Server {
         let mut args = vec!["run", "start", pipeline];
         args.extend_from_slice(extra);
         let run = self.cli_json(&args);
-        run["run_id"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no run_id in {run}"))
+        run["run_id"].as_u64().unwrap_or_else(|| panic!("no run_id in {run}"))
+    }
+
+    /// The run as the server reports it.
+    pub fn run(&self, pipeline: &str, run: u64) -> Value {
+        self.cli_json(&["run", "get", pipeline, &run.to_string()])
+    }
+
+    /// Waits until a task reaches `state`.
+    pub fn wait_task_state(&self, pipeline: &str, run: u64, task: &str, state: &str) -> Value {
+        wait_for(&format!("task {task} of run {run} to be {state}"), Duration::from_secs(60), || {
+            let t = self.tasks(pipeline, run).remove(task)?;
+            (t["state"] == state).then_some(t)
+        })
     }
 
     /// Waits until a run is complete and returns it.
     pub fn wait_run(&self, pipeline: &str, run: u64) -> Value {
         let id = run.to_string();
-        wait_for(
-            &format!("run {run} of {pipeline} to complete"),
-            Duration::from_secs(60),
-            || {
-                let run = self.cli_json(&["run", "get", pipeline, &id]);
-                (run["state"] == "complete").then_some(run)
-            },
-        )
+        wait_for(&format!("run {run} of {pipeline} to complete"), Duration::from_secs(60), || {
+            let run = self.cli_json(&["run", "get", pipeline, &id]);
+            (run["state"] == "complete").then_some(run)
+        })
     }
 
     /// The run's task executions by task id.
     pub fn tasks(&self, pipeline: &str, run: u64) -> std::collections::BTreeMap<String, Value> {
         let list = self.cli_json(&["task", "list", pipeline, &run.to_string()]);
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|t| (t["task_id"].as_str().unwrap().to_string(), t.clone()))
-            .collect()
+        list.as_array().unwrap().iter().map(|t| (t["task_id"].as_str().unwrap().to_string(), t.clone())).collect()
     }
 
     /// A task's logs, raw bytes.
     pub fn logs(&self, pipeline: &str, run: u64, task: &str) -> Vec<u8> {
         let out = self.cli(&["task", "logs", pipeline, &run.to_string(), task]);
-        assert!(
-            out.status.success(),
-            "task logs failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "task logs failed: {}", String::from_utf8_lossy(&out.stderr));
         out.stdout
     }
 
@@ -230,10 +217,7 @@ impl Drop for Server {
 /// A minimal HTTP/1.1 client for checking raw status codes and bodies.
 pub fn http(method: &str, url: &str, body: Option<&Value>) -> std::io::Result<(u16, String)> {
     let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap();
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
     let mut stream = TcpStream::connect(host)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
@@ -241,24 +225,20 @@ pub fn http(method: &str, url: &str, body: Option<&Value>) -> std::io::Result<(u
     if body.is_some() {
         request.push_str("Content-Type: application/json\r\n");
     }
-    request.push_str(&format!(
-        "Content-Length: {}\r\n\r\n{payload}",
-        payload.len()
-    ));
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{payload}", payload.len()));
     stream.write_all(request.as_bytes())?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response).to_string();
-    let status: u16 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
+}
+
+/// A raw API call against this server, returning the status and parsed JSON body.
+pub fn api(server: &Server, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let (status, text) = http(method, &format!("{}{path}", server.url), body).unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
 /// Docker's view of the containers of one run of this server's installation.
@@ -266,18 +246,12 @@ pub fn containers_of_run(server: &Server, pipeline: &str, run: u64) -> Vec<Strin
     let installation = std::fs::read_to_string(server.data_path().join("installation_id")).unwrap();
     let out = Command::new("docker")
         .args(["ps", "-a", "-q", "--filter"])
-        .arg(format!(
-            "label=dev.gofer.installation={}",
-            installation.trim()
-        ))
+        .arg(format!("label=dev.gofer.installation={}", installation.trim()))
         .args(["--filter", &format!("label=dev.gofer.pipeline={pipeline}")])
         .args(["--filter", &format!("label=dev.gofer.run={run}")])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }
 
 /// A one-task config running `script` in busybox.

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
+mod crash;
 mod harness;
 mod pipelines;
+mod runs;
 mod server;

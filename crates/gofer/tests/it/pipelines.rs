@@ -23,28 +23,15 @@ fn the_simple_example_deploys_runs_and_keeps_its_logs() {
     let tasks = gofer.tasks("simple", run);
     assert_eq!(tasks["hello"]["status"], "successful");
     assert_eq!(tasks["hello"]["exit_code"], 0);
-    assert!(
-        tasks["hello"]["image_digest"]
-            .as_str()
-            .unwrap()
-            .starts_with("sha256:"),
-        "{:#}",
-        tasks["hello"]
-    );
+    assert!(tasks["hello"]["image_digest"].as_str().unwrap().starts_with("sha256:"), "{:#}", tasks["hello"]);
 
     let logs = String::from_utf8(gofer.logs("simple", run, "hello")).unwrap();
     assert_eq!(logs, "Hello from Gofer\npipeline=simple run=1 task=hello\n");
-    assert!(
-        containers_of_run(&gofer, "simple", run).is_empty(),
-        "finished containers are removed"
-    );
+    assert!(containers_of_run(&gofer, "simple", run).is_empty(), "finished containers are removed");
 
     // Deploying the same program again registers nothing new.
     gofer.deploy_example("simple");
-    assert_eq!(
-        gofer.cli_json(&["pipeline", "get", "simple"])["latest_version"],
-        1
-    );
+    assert_eq!(gofer.cli_json(&["pipeline", "get", "simple"])["latest_version"], 1);
 }
 
 #[test]
@@ -55,69 +42,31 @@ fn the_dag_example_follows_success_failure_and_any_edges() {
     let finished = gofer.wait_run("dag", run);
     assert_eq!(finished["status"], "failed");
     assert_eq!(finished["status_reason"]["reason"], "abnormal_exit");
-    assert!(
-        finished["status_reason"]["description"]
-            .as_str()
-            .unwrap()
-            .contains("test"),
-        "{finished:#}"
-    );
+    assert!(finished["status_reason"]["description"].as_str().unwrap().contains("test"), "{finished:#}");
 
     let tasks = gofer.tasks("dag", run);
-    let outcome = |id: &str| {
-        (
-            tasks[id]["status"].as_str().unwrap().to_string(),
-            tasks[id]["exit_code"].clone(),
-        )
-    };
+    let outcome = |id: &str| (tasks[id]["status"].as_str().unwrap().to_string(), tasks[id]["exit_code"].clone());
     assert_eq!(outcome("checkout"), ("successful".into(), json!(0)));
     assert_eq!(outcome("lint"), ("successful".into(), json!(0)));
     assert_eq!(outcome("test"), ("failed".into(), json!(3)));
-    assert_eq!(
-        outcome("on-failure"),
-        ("successful".into(), json!(0)),
-        "a Failure edge runs when the parent fails"
-    );
-    assert_eq!(
-        outcome("report"),
-        ("successful".into(), json!(0)),
-        "an Any edge runs whatever the parent did"
-    );
-    assert_eq!(
-        outcome("publish"),
-        ("skipped".into(), json!(null)),
-        "a Success edge on a failed parent skips"
-    );
-    assert_eq!(
-        tasks["publish"]["status_reason"]["reason"],
-        "failed_precondition"
-    );
-    assert!(
-        tasks["publish"]["status_reason"]["description"]
-            .as_str()
-            .unwrap()
-            .contains("'test' ended failed")
-    );
+    assert_eq!(outcome("on-failure"), ("successful".into(), json!(0)), "a Failure edge runs when the parent fails");
+    assert_eq!(outcome("report"), ("successful".into(), json!(0)), "an Any edge runs whatever the parent did");
+    assert_eq!(outcome("publish"), ("skipped".into(), json!(null)), "a Success edge on a failed parent skips");
+    assert_eq!(tasks["publish"]["status_reason"]["reason"], "failed_precondition");
+    assert!(tasks["publish"]["status_reason"]["description"].as_str().unwrap().contains("'test' ended failed"));
     assert_eq!(tasks["test"]["status_reason"]["reason"], "abnormal_exit");
 
     // lint and test both depend only on checkout: they ran at the same time.
     let (lint, test) = (&tasks["lint"], &tasks["test"]);
     assert!(
-        lint["started"].as_u64() < test["ended"].as_u64()
-            && test["started"].as_u64() < lint["ended"].as_u64(),
+        lint["started"].as_u64() < test["ended"].as_u64() && test["started"].as_u64() < lint["ended"].as_u64(),
         "independent tasks overlap: lint {lint:#} test {test:#}"
     );
     assert!(tasks["lint"]["started"].as_u64() >= tasks["checkout"]["ended"].as_u64());
 
     let test_logs = String::from_utf8(gofer.logs("dag", run, "test")).unwrap();
-    assert!(
-        test_logs.contains("running tests\n") && test_logs.contains("FAILED: test_parser\n"),
-        "{test_logs}"
-    );
-    assert!(
-        gofer.logs("dag", run, "publish").is_empty(),
-        "a skipped task has an empty log"
-    );
+    assert!(test_logs.contains("running tests\n") && test_logs.contains("FAILED: test_parser\n"), "{test_logs}");
+    assert!(gofer.logs("dag", run, "publish").is_empty(), "a skipped task has an empty log");
 }
 
 #[test]
@@ -132,10 +81,7 @@ fn tasks_get_gofer_variables_with_config_and_run_overrides() {
             "command": ["sh", "-c", "env | grep -E '^(GOFER_|FROM_|OVERRIDE_)' | sort"]
         }]
     }));
-    let run = gofer.start_run(
-        "env",
-        &["-v", "OVERRIDE_ME=run", "-v", "FROM_RUN=yes=really"],
-    );
+    let run = gofer.start_run("env", &["-v", "OVERRIDE_ME=run", "-v", "FROM_RUN=yes=really"]);
     assert_eq!(gofer.wait_run("env", run)["status"], "successful");
     let logs = String::from_utf8(gofer.logs("env", run, "show")).unwrap();
     for expected in [
@@ -156,21 +102,10 @@ fn tasks_get_gofer_variables_with_config_and_run_overrides() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| {
-            (
-                v["key"].as_str().unwrap().to_string(),
-                v["source"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|v| (v["key"].as_str().unwrap().to_string(), v["source"].as_str().unwrap().to_string()))
         .collect();
-    assert!(
-        sources.contains(&("OVERRIDE_ME".into(), "run_options".into())),
-        "{sources:?}"
-    );
-    assert!(
-        sources.contains(&("GOFER_TASK_ID".into(), "system".into())),
-        "{sources:?}"
-    );
+    assert!(sources.contains(&("OVERRIDE_ME".into(), "run_options".into())), "{sources:?}");
+    assert!(sources.contains(&("GOFER_TASK_ID".into(), "system".into())), "{sources:?}");
 }
 
 #[test]
@@ -188,41 +123,21 @@ fn logs_are_byte_exact_and_stream_live_while_the_task_runs() {
     let started = Instant::now();
     let followed = gofer.cli(&["task", "logs", "bytes", &id, "main", "--follow"]);
     assert!(followed.status.success());
-    assert!(
-        started.elapsed() >= Duration::from_millis(500),
-        "--follow kept the stream open until the task ended"
-    );
+    assert!(started.elapsed() >= Duration::from_millis(500), "--follow kept the stream open until the task ended");
 
     let expected_stdout: &[u8] = b"one\n\x00\xff\xfe bin";
     let all = gofer.logs("bytes", run, "main");
-    assert_eq!(
-        followed.stdout, all,
-        "the live stream and the stored log are the same bytes"
-    );
-    assert!(
-        all.starts_with(expected_stdout) || all.starts_with(b"err\n"),
-        "{all:?}"
-    );
+    assert_eq!(followed.stdout, all, "the live stream and the stored log are the same bytes");
+    assert!(all.starts_with(expected_stdout) || all.starts_with(b"err\n"), "{all:?}");
     assert!(all.ends_with(b"two"), "{all:?}");
-    assert_eq!(
-        all.len(),
-        expected_stdout.len() + b"err\n".len() + b"two".len(),
-        "{all:?}"
-    );
-    assert!(
-        all.windows(expected_stdout.len())
-            .any(|w| w == expected_stdout),
-        "binary bytes kept exactly: {all:?}"
-    );
+    assert_eq!(all.len(), expected_stdout.len() + b"err\n".len() + b"two".len(), "{all:?}");
+    assert!(all.windows(expected_stdout.len()).any(|w| w == expected_stdout), "binary bytes kept exactly: {all:?}");
 }
 
 #[test]
 fn run_get_follow_shows_task_states_and_logs_until_the_run_completes() {
     let gofer = Server::start();
-    gofer.register(script_pipeline(
-        "follow",
-        "echo first; sleep 1; echo second",
-    ));
+    gofer.register(script_pipeline("follow", "echo first; sleep 1; echo second"));
     let run = gofer.start_run("follow", &[]);
     let out = gofer.cli(&["run", "get", "follow", &run.to_string(), "--follow"]);
     assert!(out.status.success());
@@ -251,26 +166,17 @@ fn cancelling_a_run_stops_its_containers() {
     let started = Instant::now();
     gofer.cli_ok(&["run", "cancel", "slow", &id]);
     let finished = gofer.wait_run("slow", run);
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "cancel did not wait for the 300 s task"
-    );
+    assert!(started.elapsed() < Duration::from_secs(30), "cancel did not wait for the 300 s task");
     assert_eq!(finished["status"], "cancelled");
     assert_eq!(finished["status_reason"]["reason"], "user_cancelled");
     let tasks = gofer.tasks("slow", run);
     assert_eq!(tasks["sleep"]["status"], "cancelled");
-    assert_eq!(
-        tasks["after"]["status"], "cancelled",
-        "a task that had not started is cancelled, not run"
-    );
+    assert_eq!(tasks["after"]["status"], "cancelled", "a task that had not started is cancelled, not run");
     assert!(containers_of_run(&gofer, "slow", run).is_empty());
 
     let again = gofer.cli(&["run", "cancel", "slow", &id]);
     assert!(!again.status.success());
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("already finished"),
-        "{again:?}"
-    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"), "{again:?}");
 }
 
 #[test]
@@ -291,10 +197,7 @@ fn runs_list_newest_first_with_pages() {
     assert_eq!(page, [3, 2]);
     let (status, body) = crate::harness::http(
         "GET",
-        &format!(
-            "{}/api/namespaces/default/pipelines/many/runs?limit=2&offset=2",
-            gofer.url
-        ),
+        &format!("{}/api/namespaces/default/pipelines/many/runs?limit=2&offset=2", gofer.url),
         None,
     )
     .unwrap();
