@@ -17,6 +17,11 @@ if [ ${#need_install[@]} -gt 0 ]; then
 fi
 
 if ! docker info >/dev/null 2>&1; then
+  # An engine that is still shutting down holds its pid file: let it finish first.
+  for _ in $(seq 1 120); do
+    pgrep -x dockerd >/dev/null 2>&1 || break
+    sleep 0.5
+  done
   log "starting dockerd (log: /tmp/dockerd.log)"
   nohup dockerd >/tmp/dockerd.log 2>&1 &
   for _ in $(seq 1 120); do

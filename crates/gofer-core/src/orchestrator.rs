@@ -795,6 +795,18 @@ impl Inner {
             None => -1,
         };
         execution.exit_code = Some(code);
+        if code != 0
+            && stopping.is_none()
+            && let Err(e) = self.scheduler.inspect(&id).await
+        {
+            // The engine answered the wait but cannot be reached now: it is shutting down and stopped the
+            // container itself. That is the engine's doing, not the task's.
+            let why = reason(
+                StatusReasonKind::SchedulerError,
+                &format!("the container engine stopped the container (exit code {code}) and went away: {e}"),
+            );
+            return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) });
+        }
         if let Some(why) = stopping {
             let status = if timed_out { TaskStatus::Failed } else { TaskStatus::Cancelled };
             return Ok(Outcome { status, reason: Some(why), exit_code: Some(code) });
