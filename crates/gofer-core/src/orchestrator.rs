@@ -670,12 +670,14 @@ impl Inner {
             if let Err(e) = writer.finish().await {
                 tracing::warn!(task = %execution.task_id, error = %e, "could not flush a task log");
             }
-            self.release_container(&execution);
             let retry = outcome.status == TaskStatus::Failed
                 && execution.attempt <= execution.task.retries
                 && !token.is_cancelled();
+            // The container goes only after its outcome is stored: a crash in between must find it again.
+            let finished_container = execution.container_id.clone();
             if !retry {
                 self.complete(&mut execution, outcome.status, outcome.reason.clone(), outcome.exit_code).await;
+                self.release_container(finished_container, &execution.task_id);
                 return (outcome.status, outcome.reason);
             }
             execution.attempts.push(Attempt {
@@ -698,10 +700,12 @@ impl Inner {
                 Err(e) => {
                     let why = reason(StatusReasonKind::SchedulerError, &error_chain(&e));
                     self.complete(&mut execution, TaskStatus::Failed, Some(why.clone()), None).await;
+                    self.release_container(finished_container, &execution.task_id);
                     return (TaskStatus::Failed, Some(why));
                 }
             };
             self.save_task(&execution).await;
+            self.release_container(finished_container, &execution.task_id);
         }
     }
 
@@ -749,6 +753,10 @@ impl Inner {
         let mut output_open = true;
         let wait = self.scheduler.wait(&id);
         tokio::pin!(wait);
+        // The image digest is looked up while the container runs, off the start path.
+        let mut digest_known = execution.image_digest.is_some();
+        let digest = async { self.scheduler.inspect(&id).await.ok().and_then(|info| info.image_digest) };
+        tokio::pin!(digest);
         // Copy output while waiting for the exit; after the exit, drain what is still in flight.
         while exit.is_none() || output_open {
             tokio::select! {
@@ -765,6 +773,10 @@ impl Inner {
                     None => output_open = false,
                 },
                 code = &mut wait, if exit.is_none() => exit = Some(code),
+                found = &mut digest, if !digest_known => {
+                    digest_known = true;
+                    execution.image_digest = found;
+                }
                 () = token.cancelled(), if stopping.is_none() && exit.is_none() => {
                     stopping = Some(control.task_reason(&task_id));
                     self.stop(&task_id, &id).await;
@@ -782,6 +794,9 @@ impl Inner {
                     output_open = false;
                 }
             }
+        }
+        if !digest_known {
+            execution.image_digest = digest.await;
         }
         let code = match exit {
             Some(Ok(code)) => code,
@@ -855,10 +870,9 @@ impl Inner {
     }
 
     /// Removes a finished container now, or after the configured while for debugging.
-    fn release_container(self: &Arc<Self>, execution: &TaskExecution) {
-        let Some(id) = execution.container_id.clone() else { return };
-        let (scheduler, keep, task) =
-            (self.scheduler.clone(), self.options.keep_containers_for, execution.task_id.clone());
+    fn release_container(self: &Arc<Self>, container_id: Option<String>, task_id: &str) {
+        let Some(id) = container_id else { return };
+        let (scheduler, keep, task) = (self.scheduler.clone(), self.options.keep_containers_for, task_id.to_string());
         self.tracker.spawn(async move {
             if !keep.is_zero() {
                 tokio::time::sleep(keep).await;

@@ -44,16 +44,8 @@ impl DockerScheduler {
         Ok(Self { docker })
     }
 
-    async fn ensure_image(&self, spec: &ContainerSpec) -> Result<String> {
-        if !spec.always_pull {
-            match self.docker.inspect_image(&spec.image).await {
-                Ok(image) => return Ok(image.id.unwrap_or_default()),
-                Err(e) if status_of(&e) == Some(404) => {}
-                Err(e) => {
-                    return Err(Error::Image { image: spec.image.clone(), message: engine_message(&e) });
-                }
-            }
-        }
+    /// Pulls the task's image, with its registry credentials if any.
+    async fn pull(&self, spec: &ContainerSpec) -> Result<()> {
         let credentials = spec.registry_auth.as_ref().map(|auth| DockerCredentials {
             username: Some(auth.user.clone()),
             password: Some(auth.pass.clone()),
@@ -66,12 +58,40 @@ impl DockerScheduler {
                 return Err(Error::Image { image: spec.image.clone(), message: engine_message(&e) });
             }
         }
-        let image = self
-            .docker
-            .inspect_image(&spec.image)
-            .await
-            .map_err(|e| Error::Image { image: spec.image.clone(), message: engine_message(&e) })?;
-        Ok(image.id.unwrap_or_default())
+        Ok(())
+    }
+
+    /// Creates the container, pulling its image first when asked to, or when the engine does not have it (learned
+    /// from the create call itself, so the common case costs no extra round trip).
+    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+        if spec.always_pull {
+            self.pull(spec).await?;
+        }
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: spec.command.clone(),
+            labels: Some(spec.labels.clone().into_iter().collect::<HashMap<_, _>>()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            ..Default::default()
+        };
+        let options = || CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
+        match self.docker.create_container(Some(options()), body.clone()).await {
+            Ok(created) => Ok(created.id),
+            Err(e) if status_of(&e) == Some(404) && !spec.always_pull => {
+                self.pull(spec).await?;
+                let created = self
+                    .docker
+                    .create_container(Some(options()), body)
+                    .await
+                    .map_err(engine_error(format!("create container {}", spec.name)))?;
+                Ok(created.id)
+            }
+            Err(e) => Err(engine_error(format!("create container {}", spec.name))(e)),
+        }
     }
 }
 
@@ -127,57 +147,24 @@ fn output_bytes(
 #[async_trait]
 impl Scheduler for DockerScheduler {
     async fn start(&self, spec: ContainerSpec) -> Result<Started> {
-        let image_digest = self.ensure_image(&spec).await?;
-        let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            entrypoint: spec.entrypoint.clone(),
-            cmd: spec.command.clone(),
-            labels: Some(spec.labels.clone().into_iter().collect::<HashMap<_, _>>()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            ..Default::default()
-        };
-        let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
-        let created = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(engine_error(format!("create container {}", spec.name)))?;
+        let id = self.create(&spec).await?;
         // Attach before starting: the output arrives raw and complete, with no newline framing by a log driver.
         let attach = AttachContainerOptions { stream: true, stdout: true, stderr: true, ..Default::default() };
-        let attached = match self.docker.attach_container(&created.id, Some(attach)).await {
+        let attached = match self.docker.attach_container(&id, Some(attach)).await {
             Ok(attached) => attached,
             Err(e) => {
-                let _ = self.remove(&created.id).await;
+                let _ = self.remove(&id).await;
                 return Err(engine_error(format!("attach to container {}", spec.name))(e));
             }
         };
-        if let Err(e) = self.docker.start_container(&created.id, None).await {
+        if let Err(e) = self.docker.start_container(&id, None).await {
             // Leave nothing half-made behind: a created-but-never-started container is ours to remove.
-            let _ = self.remove(&created.id).await;
+            let _ = self.remove(&id).await;
             return Err(engine_error(format!("start container {}", spec.name))(e));
         }
-        let id = created.id.clone();
-        let output = attached
-            .output
-            .filter_map(move |item| {
-                let item = match item {
-                    Ok(
-                        LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message },
-                    ) => Some(Ok(message)),
-                    Ok(LogOutput::StdIn { .. }) => None,
-                    Err(e) => Some(Err(container_error(&id, "read the output of")(e))),
-                };
-                std::future::ready(item)
-            })
-            .boxed();
-        Ok(Started {
-            container_id: created.id,
-            image_digest: (!image_digest.is_empty()).then_some(image_digest),
-            output,
-        })
+        let output = output_bytes(attached.output, id.clone());
+        // The image digest comes from `inspect`, off the start path.
+        Ok(Started { container_id: id, image_digest: None, output })
     }
 
     async fn wait(&self, container_id: &str) -> Result<i64> {

@@ -7,6 +7,13 @@ use futures::StreamExt;
 use gofer_scheduler::{ContainerSpec, Error, Scheduler, labels};
 use gofer_scheduler_docker::DockerScheduler;
 
+fn spec_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::MANAGED.to_string(), "true".to_string()),
+        ("dev.gofer.scheduler-test".to_string(), std::process::id().to_string()),
+    ])
+}
+
 fn spec(name: &str, command: &[&str]) -> ContainerSpec {
     ContainerSpec {
         name: format!("gofer-scheduler-test-{name}-{}", std::process::id()),
@@ -16,7 +23,7 @@ fn spec(name: &str, command: &[&str]) -> ContainerSpec {
         env: vec![("GREETING".into(), "hi there".into())],
         entrypoint: None,
         command: Some(command.iter().map(|s| s.to_string()).collect()),
-        labels: BTreeMap::from([(labels::MANAGED.to_string(), "true".to_string())]),
+        labels: spec_labels(),
     }
 }
 
@@ -35,10 +42,24 @@ async fn runs_a_container_with_env_and_returns_exit_code_and_exact_output() {
     let spec = spec("exit", &["sh", "-c", "printf \"$GREETING\"; printf ' err' >&2; exit 7"]);
     let name = spec.name.clone();
     let started = docker.start(spec).await.expect("start");
-    assert!(started.image_digest.as_deref().unwrap_or_default().starts_with("sha256:"));
     assert_eq!(inspect_label(&name, labels::MANAGED).await, "true");
+    let info = docker.inspect(&started.container_id).await.expect("inspect");
+    assert!(info.image_digest.as_deref().unwrap_or_default().starts_with("sha256:"), "{info:?}");
+    assert_eq!(info.labels.get(labels::MANAGED).map(String::as_str), Some("true"));
+    let found = docker.find(&spec_labels()).await.expect("find");
+    assert!(found.iter().any(|c| c.id == started.container_id), "found by its labels");
     let output: Vec<u8> = started.output.map(|c| c.expect("chunk").to_vec()).concat().await;
     assert_eq!(docker.wait(&started.container_id).await.expect("wait"), 7);
+    let info = docker.inspect(&started.container_id).await.expect("inspect after exit");
+    assert_eq!((info.running, info.exit_code), (false, Some(7)));
+    let replay: Vec<u8> = docker
+        .output_since_start(&started.container_id)
+        .await
+        .expect("output of an exited container")
+        .map(|c| c.expect("chunk").to_vec())
+        .concat()
+        .await;
+    assert_eq!(replay.len(), output.len(), "the engine kept the same output");
     assert_eq!(output.len(), "hi there err".len(), "{:?}", String::from_utf8_lossy(&output));
     assert!(output.starts_with(b"hi there") || output.starts_with(b" err"));
     docker.remove(&started.container_id).await.expect("remove");

@@ -61,7 +61,7 @@ pub struct ContainerSpec {
 pub struct Started {
     /// The engine's id of the container.
     pub container_id: String,
-    /// The id (content digest) of the image the engine ran.
+    /// The id (content digest) of the image the engine ran, if known at start; else `inspect` tells it.
     pub image_digest: Option<String>,
     /// The container's stdout and stderr, merged, byte for byte, attached before it started so nothing is
     /// missed; the stream ends once the container exited and all its output was delivered.

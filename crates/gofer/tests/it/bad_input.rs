@@ -67,6 +67,14 @@ fn unknown_resources_are_404_naming_which() {
     }
     let (status, body) = http("GET", &format!("{base}/default/pipelines/known/runs/abc"), None).unwrap();
     assert_eq!(status, 400, "{body}");
+    for (path, named) in [
+        ("/default/pipelines/known/runs/42/cancel", "run 42"),
+        ("/default/pipelines/known/runs/1/tasks/ghost/cancel", "task 'ghost'"),
+    ] {
+        let (status, body) = http("POST", &format!("{base}{path}"), None).unwrap();
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body.contains(named), "{path}: {body}");
+    }
 
     let out = gofer.cli(&["run", "get", "ghost", "1"]);
     assert!(!out.status.success());
