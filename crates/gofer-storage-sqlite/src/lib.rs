@@ -274,6 +274,19 @@ fn event_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     Ok(Event { id: row.get(0)?, emitted: row.get(1)?, kind: json_col(row, 2)? })
 }
 
+/// Runs a query and collects every row.
+fn query_all<T, P: rusqlite::Params>(
+    conn: &Connection,
+    context: &'static str,
+    sql: &str,
+    params: P,
+    row: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(|e| backend(context, e))?;
+    let rows = stmt.query_map(params, row).map_err(|e| backend(context, e))?;
+    rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(context, e))
+}
+
 fn pipeline_exists(conn: &Connection, ns: &str, pipeline: &str) -> Result<()> {
     conn.query_row(
         "SELECT 1 FROM pipelines WHERE namespace_id = ?1 AND pipeline_id = ?2",
@@ -310,14 +323,15 @@ impl Storage for SqliteStorage {
     async fn list_namespaces(&self, page: Page) -> Result<Vec<Namespace>> {
         self.read("list namespaces", move |conn| {
             let (limit, offset) = limit_offset(page);
-            let mut stmt = conn
-                .prepare_cached(&format!(
+            query_all(
+                conn,
+                "list namespaces",
+                &format!(
                     "SELECT {NAMESPACE_COLUMNS} FROM namespaces ORDER BY created DESC, id DESC LIMIT ?1 OFFSET ?2"
-                ))
-                .map_err(|e| backend("list namespaces", e))?;
-            let rows =
-                stmt.query_map(params![limit, offset], namespace_row).map_err(|e| backend("list namespaces", e))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend("list namespaces", e))
+                ),
+                params![limit, offset],
+                namespace_row,
+            )
         })
         .await
     }
@@ -480,15 +494,16 @@ impl Storage for SqliteStorage {
             const CONTEXT: &str = "list pipeline configs";
             pipeline_exists(conn, &ns, &pipeline)?;
             let (limit, offset) = limit_offset(page);
-            let mut stmt = conn
-                .prepare_cached(&format!(
+            query_all(
+                conn,
+                CONTEXT,
+                &format!(
                     "SELECT {CONFIG_COLUMNS} FROM pipeline_configs WHERE namespace_id = ?1 AND pipeline_id = ?2 \
                      ORDER BY version DESC LIMIT ?3 OFFSET ?4"
-                ))
-                .map_err(|e| backend(CONTEXT, e))?;
-            let rows =
-                stmt.query_map(params![ns, pipeline, limit, offset], config_row).map_err(|e| backend(CONTEXT, e))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
+                ),
+                params![ns, pipeline, limit, offset],
+                config_row,
+            )
         })
         .await
     }
@@ -511,14 +526,16 @@ impl Storage for SqliteStorage {
         self.read("list pipelines", move |conn| {
             const CONTEXT: &str = "list pipelines";
             let (limit, offset) = limit_offset(page);
-            let mut stmt = conn
-                .prepare_cached(&format!(
+            query_all(
+                conn,
+                CONTEXT,
+                &format!(
                     "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE namespace_id = ?1 \
                      ORDER BY created DESC, pipeline_id DESC LIMIT ?2 OFFSET ?3"
-                ))
-                .map_err(|e| backend(CONTEXT, e))?;
-            let rows = stmt.query_map(params![ns, limit, offset], pipeline_row).map_err(|e| backend(CONTEXT, e))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
+                ),
+                params![ns, limit, offset],
+                pipeline_row,
+            )
         })
         .await
     }
@@ -625,15 +642,16 @@ impl Storage for SqliteStorage {
         self.read("list runs", move |conn| {
             const CONTEXT: &str = "list runs";
             let (limit, offset) = limit_offset(page);
-            let mut stmt = conn
-                .prepare_cached(&format!(
+            let runs: Vec<Run> = query_all(
+                conn,
+                CONTEXT,
+                &format!(
                     "SELECT {RUN_COLUMNS} FROM runs WHERE namespace_id = ?1 AND pipeline_id = ?2 \
                      ORDER BY run_id DESC LIMIT ?3 OFFSET ?4"
-                ))
-                .map_err(|e| backend(CONTEXT, e))?;
-            let rows =
-                stmt.query_map(params![ns, pipeline, limit, offset], run_row).map_err(|e| backend(CONTEXT, e))?;
-            let runs: Vec<Run> = rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))?;
+                ),
+                params![ns, pipeline, limit, offset],
+                run_row,
+            )?;
             // Only an empty page can mean the pipeline does not exist; the hot path skips the check.
             if runs.is_empty() {
                 pipeline_exists(conn, &ns, &pipeline)?;
@@ -673,14 +691,16 @@ impl Storage for SqliteStorage {
     async fn list_unfinished_runs(&self) -> Result<Vec<Run>> {
         self.read("list unfinished runs", move |conn| {
             const CONTEXT: &str = "list unfinished runs";
-            let mut stmt = conn
-                .prepare_cached(&format!(
+            query_all(
+                conn,
+                CONTEXT,
+                &format!(
                     "SELECT {RUN_COLUMNS} FROM runs WHERE state != 'complete' \
                      ORDER BY created, namespace_id, pipeline_id, run_id"
-                ))
-                .map_err(|e| backend(CONTEXT, e))?;
-            let rows = stmt.query_map([], run_row).map_err(|e| backend(CONTEXT, e))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
+                ),
+                [],
+                run_row,
+            )
         })
         .await
     }
@@ -792,14 +812,16 @@ impl Storage for SqliteStorage {
         let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
         self.read("list task executions", move |conn| {
             const CONTEXT: &str = "list task executions";
-            let mut stmt = conn
-                .prepare_cached(&format!(
+            query_all(
+                conn,
+                CONTEXT,
+                &format!(
                     "SELECT {TASK_COLUMNS} FROM task_executions \
                      WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3 ORDER BY task_id"
-                ))
-                .map_err(|e| backend(CONTEXT, e))?;
-            let rows = stmt.query_map(params![ns, pipeline, run_id], task_row).map_err(|e| backend(CONTEXT, e))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
+                ),
+                params![ns, pipeline, run_id],
+                task_row,
+            )
         })
         .await
     }
@@ -808,17 +830,14 @@ impl Storage for SqliteStorage {
         let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
         self.write("expire task logs", move |tx| {
             const CONTEXT: &str = "expire task logs";
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT DISTINCT run_id FROM task_executions WHERE namespace_id = ?1 AND pipeline_id = ?2 \
-                     AND run_id <= ?3 AND logs_expired = 0 ORDER BY run_id",
-                )
-                .map_err(|e| backend(CONTEXT, e))?;
-            let runs: Vec<u64> = stmt
-                .query_map(params![ns, pipeline, up_to_run_id], |r| r.get(0))
-                .map_err(|e| backend(CONTEXT, e))?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(|e| backend(CONTEXT, e))?;
+            let runs: Vec<u64> = query_all(
+                tx,
+                CONTEXT,
+                "SELECT DISTINCT run_id FROM task_executions WHERE namespace_id = ?1 AND pipeline_id = ?2 \
+                 AND run_id <= ?3 AND logs_expired = 0 ORDER BY run_id",
+                params![ns, pipeline, up_to_run_id],
+                |r| r.get(0),
+            )?;
             tx.execute(
                 "UPDATE task_executions SET logs_expired = 1 WHERE namespace_id = ?1 AND pipeline_id = ?2 \
                  AND run_id <= ?3 AND logs_expired = 0",
@@ -880,21 +899,16 @@ impl Storage for SqliteStorage {
         let filter = filter.clone();
         self.read("list events", move |conn| {
             const CONTEXT: &str = "list events";
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id, emitted, kind FROM events WHERE id > ?1 \
-                     AND (?2 IS NULL OR namespace_id = ?2) AND (?3 IS NULL OR pipeline_id = ?3) \
-                     AND (?4 IS NULL OR run_id = ?4) ORDER BY id LIMIT ?5",
-                )
-                .map_err(|e| backend(CONTEXT, e))?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = stmt
-                .query_map(
-                    params![filter.after, filter.namespace_id, filter.pipeline_id, filter.run_id, limit],
-                    event_row,
-                )
-                .map_err(|e| backend(CONTEXT, e))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(|e| backend(CONTEXT, e))
+            query_all(
+                conn,
+                CONTEXT,
+                "SELECT id, emitted, kind FROM events WHERE id > ?1 \
+                 AND (?2 IS NULL OR namespace_id = ?2) AND (?3 IS NULL OR pipeline_id = ?3) \
+                 AND (?4 IS NULL OR run_id = ?4) ORDER BY id LIMIT ?5",
+                params![filter.after, filter.namespace_id, filter.pipeline_id, filter.run_id, limit],
+                event_row,
+            )
         })
         .await
     }
