@@ -29,12 +29,17 @@ struct Args {
     runs: usize,
     rss_runs: usize,
     stored_runs: u64,
+    api_only: bool,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args { runs: 20, rss_runs: 1000, stored_runs: 100_000 };
+    let mut args = Args { runs: 20, rss_runs: 1000, stored_runs: 100_000, api_only: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--api-only" {
+            args.api_only = true;
+            continue;
+        }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         let parse = || value.parse::<u64>().with_context(|| format!("{flag}: '{value}' is not a number"));
         match flag.as_str() {
@@ -394,18 +399,39 @@ async fn main() -> Result<()> {
     let direct = Direct { docker: docker.clone(), counter: Default::default() };
     let mut report: Vec<Line> = Vec::new();
 
-    // --- Runs against a fresh server ---
+    if !args.api_only {
+        runs(&args, &bin, &http, &docker, &direct, &mut report).await?;
+    }
+    api_latency(&args, &bin, &http, &mut report).await?;
+
+    println!("| metric | Gofer | Docker directly | ratio | target |");
+    println!("|---|---|---|---|---|");
+    for l in &report {
+        println!("| {} | {} | {} | {} | {} |", l.metric, l.gofer, l.direct, l.ratio, l.target);
+    }
+    Ok(())
+}
+
+/// Everything that runs containers: latency, exit delay, DAG shapes, bursts and memory.
+async fn runs(
+    args: &Args,
+    bin: &Path,
+    http: &reqwest::Client,
+    docker: &Docker,
+    direct: &Direct,
+    report: &mut Vec<Line>,
+) -> Result<()> {
     let data_dir = tempfile::tempdir()?;
     let server = Server::start(
-        &bin,
+        bin,
         data_dir.path(),
         &[("GOFER_RUNS__KEEP_CONTAINERS_SECONDS", "3600"), ("GOFER_RUNS__PIPELINE_LIMIT", "200")],
     )?;
-    server.wait_ready(&http).await?;
+    server.wait_ready(http).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = server.rss_kb()?;
     let gofer = Gofer { http: http.clone(), url: server.url.clone() };
-    let mut watcher = Watcher::connect(&http, &server.url).await?;
+    let mut watcher = Watcher::connect(http, &server.url).await?;
 
     gofer.register(json!({ "id": "bench-true", "tasks": [task("t", &["true"], None)] })).await?;
     gofer.register(json!({ "id": "bench-sleep", "tasks": [task("t", &["sleep", "1.5"], None)] })).await?;
@@ -423,7 +449,7 @@ async fn main() -> Result<()> {
         watcher.wait(completed("bench-true", run)).await?;
         direct.run(&["true"]).await?;
     }
-    remove_kept(&docker).await?;
+    remove_kept(docker).await?;
 
     eprintln!("one-task runs: {} each, interleaved", args.runs);
     let (mut g_running, mut g_done, mut d_running, mut d_done) = (vec![], vec![], vec![], vec![]);
@@ -435,7 +461,7 @@ async fn main() -> Result<()> {
         let (running, done) = direct.run(&["true"]).await?;
         d_running.push(ms(running));
         d_done.push(ms(done));
-        remove_kept(&docker).await?;
+        remove_kept(docker).await?;
     }
     for (name, g, d) in [
         ("one-task: request → container running", &g_running, &d_running),
@@ -465,7 +491,7 @@ async fn main() -> Result<()> {
         let run = gofer.start_run("bench-sleep").await?;
         watcher.wait(completed("bench-sleep", run)).await?;
         let completed_at = epoch_nanos_now();
-        let finished = finished_at_nanos(&docker, "bench-sleep", run).await?;
+        let finished = finished_at_nanos(docker, "bench-sleep", run).await?;
         // The event arrived at `completed_at` at the latest; the run was marked complete before that.
         lag.push((completed_at - finished) as f64 / 1e6);
     }
@@ -488,7 +514,7 @@ async fn main() -> Result<()> {
             let run = gofer.start_run(pipeline).await?;
             g.push(ms(watcher.wait(completed(pipeline, run)).await? - begun));
             d.push(ms(if pipeline == "bench-chain" { direct.chain(10).await? } else { direct.fan_out(9).await? }));
-            remove_kept(&docker).await?;
+            remove_kept(docker).await?;
         }
         let (gm, dm) = (percentile(&g, 50.0), percentile(&d, 50.0));
         report.push(line(
@@ -509,7 +535,7 @@ async fn main() -> Result<()> {
             watcher.wait(completed("bench-true", run?)).await?;
         }
         g.push(ms(begun.elapsed()));
-        remove_kept(&docker).await?;
+        remove_kept(docker).await?;
         d.push(ms(direct.burst(50).await?));
     }
     let (gm, dm) = (percentile(&g, 50.0), percentile(&d, 50.0));
@@ -529,7 +555,7 @@ async fn main() -> Result<()> {
         for run in runs {
             watcher.wait(completed("bench-true", run?)).await?;
         }
-        remove_kept(&docker).await?;
+        remove_kept(docker).await?;
         done += batch;
     }
     let busy_rss = server.rss_kb()?;
@@ -549,14 +575,17 @@ async fn main() -> Result<()> {
     ));
     drop(watcher);
     drop(server);
-    remove_kept(&docker).await?;
+    remove_kept(docker).await?;
+    Ok(())
+}
 
-    // --- API latency against a database holding many runs ---
+/// API latency and throughput against a database holding many runs.
+async fn api_latency(args: &Args, bin: &Path, http: &reqwest::Client, report: &mut Vec<Line>) -> Result<()> {
     eprintln!("seeding {} stored runs", args.stored_runs);
     let seeded = tempfile::tempdir()?;
     seed(seeded.path(), args.stored_runs).await?;
-    let server = Server::start(&bin, seeded.path(), &[])?;
-    server.wait_ready(&http).await?;
+    let server = Server::start(bin, seeded.path(), &[])?;
+    server.wait_ready(http).await?;
     let list_url = format!("{}/api/namespaces/default/pipelines/bench-big/runs?limit=50", server.url);
     let get_url = format!("{}/api/namespaces/default/pipelines/bench-big/runs/{}", server.url, args.stored_runs / 2);
     for (name, url) in [("run list, 50-run page", &list_url), ("run get", &get_url)] {
@@ -583,7 +612,7 @@ async fn main() -> Result<()> {
     }
     let (throughput, how) = match wrk(&list_url)? {
         Some(rate) => (rate, "wrk -t2 -c10 -d10s"),
-        None => (load(&http, &list_url, 8, Duration::from_secs(5)).await?, "in-process client, 8 connections"),
+        None => (load(http, &list_url, 8, Duration::from_secs(5)).await?, "in-process client, 8 connections"),
     };
     report.push(line(
         &format!("run list (50-run page) under load ({how})"),
@@ -593,12 +622,6 @@ async fn main() -> Result<()> {
         "≥ 10,000 req/s",
     ));
     drop(server);
-
-    println!("| metric | Gofer | Docker directly | ratio | target |");
-    println!("|---|---|---|---|---|");
-    for l in &report {
-        println!("| {} | {} | {} | {} | {} |", l.metric, l.gofer, l.direct, l.ratio, l.target);
-    }
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Gofer's embedded SQLite storage: one file under the data dir, WAL mode, append-only migrations.
 //!
-//! Writes go through a single connection (SQLite allows one writer at a time anyway); reads use a small pool so
-//! that API reads never queue behind the orchestrator's writes. Every call runs on tokio's blocking pool.
+//! Writes go through a single connection (SQLite allows one writer at a time anyway) on tokio's blocking pool;
+//! reads use a small pool of connections of their own, so API reads never queue behind the orchestrator's writes.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,19 +78,14 @@ impl SqliteStorage {
         })
     }
 
-    async fn read<T, F>(&self, context: &'static str, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        let readers = self.readers.clone();
-        let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
-        tokio::task::spawn_blocking(move || {
-            let conn = readers[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&conn)
-        })
-        .await
-        .map_err(|e| backend(context, e))?
+    /// Runs a read on the calling task, not on the blocking pool. Reads are short indexed queries, and in WAL mode
+    /// they never wait for the writer, so the hand-off to another thread would cost more than the query itself
+    /// (measured: +18 % requests/s and lower latency for the run list; docs/benchmarks.md). Writes, which can wait
+    /// for the single writer, stay on the blocking pool.
+    async fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let conn = self.readers[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&conn)
     }
 
     async fn write<T, F>(&self, context: &'static str, f: F) -> Result<T>
@@ -172,8 +167,10 @@ fn opt_json_col<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::R
 }
 
 fn enum_col<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
-    let text: String = row.get(index)?;
-    serde_json::from_value(serde_json::Value::String(text)).map_err(|e| column_error(index, e))
+    // Borrow the text and deserialize the unit variant from it directly: no allocation on the hot list paths.
+    let text = row.get_ref(index)?.as_str()?;
+    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(text))
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 fn limit_offset(page: Page) -> (i64, i64) {
@@ -313,7 +310,7 @@ impl Storage for SqliteStorage {
 
     async fn get_namespace(&self, id: &str) -> Result<Namespace> {
         let id = id.to_string();
-        self.read("get a namespace", move |conn| {
+        self.read(move |conn| {
             conn.query_row(&format!("SELECT {NAMESPACE_COLUMNS} FROM namespaces WHERE id = ?1"), [&id], namespace_row)
                 .map_err(sql_error("get a namespace", || format!("namespace '{id}'")))
         })
@@ -321,7 +318,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn list_namespaces(&self, page: Page) -> Result<Vec<Namespace>> {
-        self.read("list namespaces", move |conn| {
+        self.read(move |conn| {
             let (limit, offset) = limit_offset(page);
             query_all(
                 conn,
@@ -472,7 +469,7 @@ impl Storage for SqliteStorage {
 
     async fn get_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig> {
         let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
-        self.read("get a pipeline config", move |conn| {
+        self.read(move |conn| {
             conn.query_row(
                 &format!(
                     "SELECT {CONFIG_COLUMNS} FROM pipeline_configs \
@@ -490,7 +487,7 @@ impl Storage for SqliteStorage {
 
     async fn list_configs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<PipelineConfig>> {
         let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
-        self.read("list pipeline configs", move |conn| {
+        self.read(move |conn| {
             const CONTEXT: &str = "list pipeline configs";
             pipeline_exists(conn, &ns, &pipeline)?;
             let (limit, offset) = limit_offset(page);
@@ -510,7 +507,7 @@ impl Storage for SqliteStorage {
 
     async fn get_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<Pipeline> {
         let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
-        self.read("get a pipeline", move |conn| {
+        self.read(move |conn| {
             conn.query_row(
                 &format!("SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE namespace_id = ?1 AND pipeline_id = ?2"),
                 params![ns, pipeline],
@@ -523,7 +520,7 @@ impl Storage for SqliteStorage {
 
     async fn list_pipelines(&self, namespace_id: &str, page: Page) -> Result<Vec<Pipeline>> {
         let ns = namespace_id.to_string();
-        self.read("list pipelines", move |conn| {
+        self.read(move |conn| {
             const CONTEXT: &str = "list pipelines";
             let (limit, offset) = limit_offset(page);
             query_all(
@@ -626,7 +623,7 @@ impl Storage for SqliteStorage {
 
     async fn get_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run> {
         let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
-        self.read("get a run", move |conn| {
+        self.read(move |conn| {
             conn.query_row(
                 &format!("SELECT {RUN_COLUMNS} FROM runs WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3"),
                 params![ns, pipeline, run_id],
@@ -639,7 +636,7 @@ impl Storage for SqliteStorage {
 
     async fn list_runs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<Run>> {
         let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
-        self.read("list runs", move |conn| {
+        self.read(move |conn| {
             const CONTEXT: &str = "list runs";
             let (limit, offset) = limit_offset(page);
             let runs: Vec<Run> = query_all(
@@ -689,7 +686,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn list_unfinished_runs(&self) -> Result<Vec<Run>> {
-        self.read("list unfinished runs", move |conn| {
+        self.read(move |conn| {
             const CONTEXT: &str = "list unfinished runs";
             query_all(
                 conn,
@@ -787,7 +784,7 @@ impl Storage for SqliteStorage {
         task_id: &str,
     ) -> Result<TaskExecution> {
         let (ns, pipeline, task) = (namespace_id.to_string(), pipeline_id.to_string(), task_id.to_string());
-        self.read("get a task execution", move |conn| {
+        self.read(move |conn| {
             conn.query_row(
                 &format!(
                     "SELECT {TASK_COLUMNS} FROM task_executions \
@@ -810,7 +807,7 @@ impl Storage for SqliteStorage {
         run_id: u64,
     ) -> Result<Vec<TaskExecution>> {
         let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
-        self.read("list task executions", move |conn| {
+        self.read(move |conn| {
             const CONTEXT: &str = "list task executions";
             query_all(
                 conn,
@@ -850,7 +847,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn get_system(&self) -> Result<SystemSettings> {
-        self.read("read system settings", move |conn| {
+        self.read(move |conn| {
             let value: Option<String> = conn
                 .query_row("SELECT value FROM system WHERE key = 'settings'", [], |r| r.get(0))
                 .optional()
@@ -897,7 +894,7 @@ impl Storage for SqliteStorage {
 
     async fn list_events(&self, filter: &EventFilter, limit: u64) -> Result<Vec<Event>> {
         let filter = filter.clone();
-        self.read("list events", move |conn| {
+        self.read(move |conn| {
             const CONTEXT: &str = "list events";
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             query_all(
