@@ -6,10 +6,13 @@ use bytes::Bytes;
 use futures::Stream;
 use gofer_api::config;
 use gofer_api::error::ApiError;
-use gofer_api::models::{Event, Pipeline, PipelineConfig, PipelineState, Run, SystemSettings, TaskExecution};
+use gofer_api::models::{
+    Event, Namespace, Pipeline, PipelineConfig, PipelineState, Run, SystemSettings, TaskExecution,
+};
 use gofer_api::requests::{
-    ListPipelinesResponse, ListRunsResponse, ListTaskExecutionsResponse, RegisterConfigRequest, RegisterConfigResponse,
-    StartRunRequest, UpdatePipelineRequest, UpdateSystemRequest,
+    CreateNamespaceRequest, ListNamespacesResponse, ListPipelinesResponse, ListRunsResponse,
+    ListTaskExecutionsResponse, RegisterConfigRequest, RegisterConfigResponse, StartRunRequest, UpdatePipelineRequest,
+    UpdateSystemRequest,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -108,6 +111,18 @@ impl Client {
     async fn json<T: DeserializeOwned>(&self, method: Method, url: String, body: Option<&impl Serialize>) -> Result<T> {
         let response = self.send(method, url.clone(), body).await?;
         response.json().await.map_err(|source| Error::Transport { url, source })
+    }
+
+    pub async fn list_namespaces(&self) -> Result<ListNamespacesResponse> {
+        self.json(Method::GET, format!("{}/api/namespaces?limit=1000", self.base), None::<&()>).await
+    }
+
+    pub async fn get_namespace(&self, id: &str) -> Result<Namespace> {
+        self.json(Method::GET, format!("{}/api/namespaces/{}", self.base, segment(id)), None::<&()>).await
+    }
+
+    pub async fn create_namespace(&self, request: &CreateNamespaceRequest) -> Result<Namespace> {
+        self.json(Method::POST, format!("{}/api/namespaces", self.base), Some(request)).await
     }
 
     pub async fn list_pipelines(&self) -> Result<ListPipelinesResponse> {

@@ -12,7 +12,10 @@ use gofer_api::models::{PipelineState, Run, TaskExecution, TaskState};
 
 use crate::client::Client;
 use crate::output::{self, Format, ago, took};
-use crate::{Command, DeployArgs, EventCommand, GlobalArgs, PipelineCommand, RunCommand, SystemCommand, TaskCommand};
+use crate::{
+    Command, DeployArgs, EventCommand, GlobalArgs, NamespaceCommand, PipelineCommand, RunCommand, SystemCommand,
+    TaskCommand,
+};
 
 /// Runs a client command.
 pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
@@ -25,6 +28,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Run(command) => run_command(&client, format, command).await,
         Command::Task(command) => task(&client, format, command).await,
         Command::System(command) => system(&client, format, command).await,
+        Command::Namespace(command) => namespace(&client, format, command).await,
         Command::Event(EventCommand::List { after, follow }) => {
             let mut events = Box::pin(client.events(None, after, follow).await?);
             let mut out = std::io::stdout().lock();
@@ -35,6 +39,39 @@ pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+async fn namespace(client: &Client, format: Format, command: NamespaceCommand) -> anyhow::Result<()> {
+    let shown = match command {
+        NamespaceCommand::List => {
+            let list = client.list_namespaces().await?;
+            if format == Format::Json {
+                return output::json(&list.namespaces);
+            }
+            let rows: Vec<Vec<String>> = list
+                .namespaces
+                .iter()
+                .map(|n| vec![n.id.clone(), n.name.clone(), n.description.clone(), ago(n.created)])
+                .collect();
+            return output::table(&["ID", "NAME", "DESCRIPTION", "CREATED"], &rows);
+        }
+        NamespaceCommand::Get { id } => client.get_namespace(&id).await?,
+        NamespaceCommand::Create { id, name, description } => {
+            let created =
+                client.create_namespace(&gofer_api::requests::CreateNamespaceRequest { id, name, description }).await?;
+            eprintln!("created namespace '{}'; use it with --namespace {}", created.id, created.id);
+            created
+        }
+    };
+    match format {
+        Format::Json => output::json(&shown),
+        Format::Table => output::fields(&[
+            ("namespace", shown.id.clone()),
+            ("name", shown.name.clone()),
+            ("description", shown.description.clone()),
+            ("created", ago(shown.created)),
+        ]),
     }
 }
 

@@ -87,12 +87,31 @@ pub enum Command {
     /// Inspect the task executions of a run, read their logs, cancel one.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// List, inspect and create namespaces.
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
     /// Server-wide settings: maintenance mode.
     #[command(subcommand)]
     System(SystemCommand),
     /// The event log: every state change, stored and live.
     #[command(subcommand)]
     Event(EventCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NamespaceCommand {
+    /// List namespaces.
+    List,
+    /// Show a namespace.
+    Get { id: String },
+    /// Create a namespace.
+    Create {
+        id: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -206,3 +206,39 @@ fn runs_list_newest_first_with_pages() {
     assert_eq!(body["runs"][0]["run_id"], 1);
     assert_eq!(body["next_offset"], serde_json::Value::Null);
 }
+
+#[test]
+fn namespaces_partition_pipelines() {
+    let gofer = Server::start();
+    let created = gofer.cli_json(&["namespace", "create", "team-a", "--name", "Team A"]);
+    assert_eq!(created["id"], "team-a");
+    let ids: Vec<String> = gofer
+        .cli_json(&["namespace", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.contains(&"default".to_string()) && ids.contains(&"team-a".to_string()), "{ids:?}");
+    let again = gofer.cli(&["namespace", "create", "team-a"]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let config = serde_json::json!({ "config": script_pipeline("scoped", "echo in $GOFER_NAMESPACE_ID") });
+    let (status, body) =
+        crate::harness::api(&gofer, "POST", "/api/namespaces/team-a/pipelines/scoped/configs", Some(&config));
+    assert_eq!(status, 201, "{body}");
+    gofer.cli_ok(&["--namespace", "team-a", "pipeline", "list"]);
+    let (status, _) =
+        crate::harness::api(&gofer, "POST", "/api/namespaces/team-a/pipelines/scoped/configs/1/deploy", None);
+    assert_eq!(status, 200);
+    let run = gofer.cli_json(&["--namespace", "team-a", "run", "start", "scoped"]);
+    let id = run["run_id"].as_u64().unwrap().to_string();
+    wait_for("the namespaced run", Duration::from_secs(60), || {
+        let run = gofer.cli_json(&["--namespace", "team-a", "run", "get", "scoped", &id]);
+        (run["state"] == "complete").then_some(())
+    });
+    let logs = gofer.cli_ok(&["--namespace", "team-a", "task", "logs", "scoped", &id, "main"]);
+    assert_eq!(logs, "in team-a\n");
+    let elsewhere = gofer.cli(&["pipeline", "get", "scoped"]);
+    assert!(!elsewhere.status.success(), "the default namespace does not see team-a's pipeline");
+}
