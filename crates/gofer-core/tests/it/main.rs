@@ -1,0 +1,247 @@
+//! The orchestrator without luck: a scripted scheduler plays each container's part (exit codes, failures to
+//! start, containers that hang until stopped) and tokio's paused clock makes timeouts instant and exact. Each test
+//! snapshots the run as text. Storage is the real SQLite backend. The real Docker engine is covered end to end in
+//! the `gofer` crate's tests; these pin down the orchestrator's decisions.
+
+#![allow(clippy::unwrap_used)]
+
+mod scripted;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gofer_api::config::{Pipeline, RequiredParentStatus, Task};
+use gofer_api::models::{Initiator, Run};
+use gofer_core::Gofer;
+use gofer_core::events::Events;
+use gofer_core::logs::LogStore;
+use gofer_core::orchestrator::{Options, Orchestrator};
+use gofer_storage::Storage;
+
+use crate::scripted::Scripted;
+
+struct Harness {
+    gofer: Gofer,
+    storage: Arc<dyn Storage>,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> =
+        Arc::new(gofer_storage_sqlite::SqliteStorage::open(&dir.path().join("gofer.db")).unwrap());
+    let events = Events::new(storage.clone());
+    let options = Options {
+        installation_id: "test".into(),
+        api_base_url: "http://gofer".into(),
+        stop_grace: Duration::from_secs(5),
+        global_limit: 10,
+        pipeline_limit: 10,
+        max_timeout: Duration::from_secs(3600),
+        log_retention_runs: 0,
+        keep_containers_for: Duration::ZERO,
+    };
+    let orchestrator = Orchestrator::new(
+        options,
+        storage.clone(),
+        Arc::new(Scripted::default()),
+        LogStore::new(dir.path().join("logs")),
+        events.clone(),
+    );
+    let gofer = Gofer::new(storage.clone(), orchestrator, events);
+    gofer.ensure_default_namespace().await.unwrap();
+    Harness { gofer, storage, _dir: dir }
+}
+
+fn task(id: &str, command: &[&str]) -> Task {
+    Task::new(id, "scripted").command(command.to_vec())
+}
+
+impl Harness {
+    async fn deploy(&self, pipeline: Pipeline) {
+        let id = pipeline.id.clone();
+        let registered = self.gofer.register_config("default", &id, pipeline).await.unwrap();
+        self.gofer.deploy_config("default", &id, registered.config.version).await.unwrap();
+    }
+
+    async fn start(&self, pipeline: &str) -> Run {
+        let initiator = Initiator { kind: "user".into(), name: "test".into() };
+        self.gofer.start_run("default", pipeline, BTreeMap::new(), initiator).await.unwrap()
+    }
+
+    async fn wait_complete(&self, pipeline: &str, run: u64) -> Run {
+        loop {
+            let current = self.gofer.get_run("default", pipeline, run).await.unwrap();
+            if current.is_complete() {
+                return current;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The run and its tasks as text: one line per task, in task-id order.
+    async fn snapshot(&self, pipeline: &str, run: u64) -> String {
+        let current = self.wait_complete(pipeline, run).await;
+        let mut text = format!(
+            "run {}: {} {}{}\n",
+            current.run_id,
+            current.state,
+            current.status,
+            current.status_reason.map(|r| format!(" ({})", r.reason)).unwrap_or_default()
+        );
+        for t in self.storage.list_task_executions("default", pipeline, run).await.unwrap() {
+            text.push_str(&format!(
+                "{}: {} {} exit={} attempt={}{}{}\n",
+                t.task_id,
+                t.state,
+                t.status,
+                t.exit_code.map_or("-".into(), |c| c.to_string()),
+                t.attempt,
+                t.status_reason.map(|r| format!(" ({})", r.reason)).unwrap_or_default(),
+                if t.attempts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" earlier={:?}", t.attempts.iter().map(|a| a.exit_code.unwrap_or(-1)).collect::<Vec<_>>())
+                }
+            ));
+        }
+        text
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn edges_decide_what_runs_and_skips_propagate() {
+    let h = harness().await;
+    h.deploy(Pipeline::new("dag", "").tasks(vec![
+        task("build", &["exit", "0"]),
+        task("test", &["exit", "2"]).depends_on("build", RequiredParentStatus::Success),
+        task("notify", &["exit", "0"]).depends_on("test", RequiredParentStatus::Failure),
+        task("publish", &["exit", "0"]).depends_on("test", RequiredParentStatus::Success),
+        task("announce", &["exit", "0"]).depends_on("publish", RequiredParentStatus::Success),
+        task("cleanup", &["exit", "0"]).depends_on("publish", RequiredParentStatus::Any),
+    ]))
+    .await;
+    let run = h.start("dag").await;
+    assert_eq!(
+        h.snapshot("dag", run.run_id).await,
+        "run 1: complete failed (abnormal_exit)\n\
+         announce: complete skipped exit=- attempt=1 (failed_precondition)\n\
+         build: complete successful exit=0 attempt=1\n\
+         cleanup: complete successful exit=0 attempt=1\n\
+         notify: complete successful exit=0 attempt=1\n\
+         publish: complete skipped exit=- attempt=1 (failed_precondition)\n\
+         test: complete failed exit=2 attempt=1 (abnormal_exit)\n"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_container_that_cannot_start_is_a_scheduler_error() {
+    let h = harness().await;
+    h.deploy(Pipeline::new("broken", "").tasks(vec![
+        task("start", &["start-fails"]),
+        task("after", &["exit", "0"]).depends_on("start", RequiredParentStatus::Success),
+    ]))
+    .await;
+    let run = h.start("broken").await;
+    assert_eq!(
+        h.snapshot("broken", run.run_id).await,
+        "run 1: complete failed (scheduler_error)\n\
+         after: complete skipped exit=- attempt=1 (failed_precondition)\n\
+         start: complete failed exit=- attempt=1 (scheduler_error)\n"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_at_the_first_success_and_keep_every_attempt() {
+    let h = harness().await;
+    h.deploy(Pipeline::new("flaky", "").tasks(vec![
+        task("third-time", &["succeed-on-attempt", "3"]).retries(5),
+        task("never", &["exit", "9"]).retries(2),
+    ]))
+    .await;
+    let run = h.start("flaky").await;
+    assert_eq!(
+        h.snapshot("flaky", run.run_id).await,
+        "run 1: complete failed (abnormal_exit)\n\
+         never: complete failed exit=9 attempt=3 (abnormal_exit) earlier=[9, 9]\n\
+         third-time: complete successful exit=0 attempt=3 earlier=[1, 1]\n"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_stop_the_task_or_the_run() {
+    let h = harness().await;
+    h.deploy(Pipeline::new("slow-task", "").tasks(vec![
+        task("hang", &["hang"]).timeout(Duration::from_secs(30)),
+        task("handler", &["exit", "0"]).depends_on("hang", RequiredParentStatus::Failure),
+    ]))
+    .await;
+    let run = h.start("slow-task").await;
+    assert_eq!(
+        h.snapshot("slow-task", run.run_id).await,
+        "run 1: complete failed (timeout)\n\
+         handler: complete successful exit=0 attempt=1\n\
+         hang: complete failed exit=143 attempt=1 (timeout)\n"
+    );
+
+    h.deploy(Pipeline::new("slow-run", "").timeout(Duration::from_secs(60)).tasks(vec![
+        task("hang", &["hang"]),
+        task("later", &["exit", "0"]).depends_on("hang", RequiredParentStatus::Any),
+    ]))
+    .await;
+    let run = h.start("slow-run").await;
+    assert_eq!(
+        h.snapshot("slow-run", run.run_id).await,
+        "run 1: complete cancelled (timeout)\n\
+         hang: complete cancelled exit=143 attempt=1 (timeout)\n\
+         later: complete cancelled exit=- attempt=1 (timeout)\n"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_a_run_stops_running_tasks_and_cancels_waiting_ones() {
+    let h = harness().await;
+    h.deploy(Pipeline::new("cancel", "").tasks(vec![
+        task("hang", &["hang"]),
+        task("after", &["exit", "0"]).depends_on("hang", RequiredParentStatus::Success),
+    ]))
+    .await;
+    let run = h.start("cancel").await;
+    loop {
+        // The execution appears once the run's driver has stored it.
+        let t = h.gofer.get_task_execution("default", "cancel", run.run_id, "hang").await.ok();
+        if t.is_some_and(|t| t.state == gofer_api::models::TaskState::Running) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    h.gofer.cancel_run("default", "cancel", run.run_id).await.unwrap();
+    assert_eq!(
+        h.snapshot("cancel", run.run_id).await,
+        "run 1: complete cancelled (user_cancelled)\n\
+         after: complete cancelled exit=- attempt=1 (user_cancelled)\n\
+         hang: complete cancelled exit=143 attempt=1 (user_cancelled)\n"
+    );
+    let again = h.gofer.cancel_run("default", "cancel", run.run_id).await.unwrap_err();
+    assert!(again.to_string().contains("already finished"), "{again}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pipeline_limit_of_one_runs_one_at_a_time_in_order() {
+    let h = harness().await;
+    h.deploy(Pipeline::new("serial", "").parallelism(1).tasks(vec![task("work", &["sleep-then-exit", "10"])])).await;
+    let runs = [h.start("serial").await, h.start("serial").await, h.start("serial").await];
+    let mut done = Vec::new();
+    for run in &runs {
+        done.push(h.wait_complete("serial", run.run_id).await);
+    }
+    for pair in done.windows(2) {
+        assert!(
+            pair[1].started >= pair[0].ended,
+            "{:?} then {:?}",
+            (pair[0].started, pair[0].ended),
+            (pair[1].started, pair[1].ended)
+        );
+    }
+}
