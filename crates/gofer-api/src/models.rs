@@ -242,6 +242,53 @@ pub struct Attempt {
     pub image_digest: Option<String>,
 }
 
+/// A pipeline's subscription to an extension: the extension starts runs of the pipeline as its settings say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Subscription {
+    pub namespace_id: String,
+    pub pipeline_id: String,
+    pub extension_id: String,
+    /// Names this subscription among the pipeline's subscriptions to the same extension.
+    pub label: String,
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// A disabled subscription triggers nothing.
+    pub enabled: bool,
+    pub created: u64,
+    /// When it last started a run (epoch milliseconds); 0 if never.
+    pub last_fired: u64,
+}
+
+/// How an extension is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtensionKind {
+    /// Compiled into Gofer and run in-process.
+    Builtin,
+    /// An image speaking the extension protocol, run on the scheduler.
+    Container,
+}
+
+/// One setting an extension understands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExtensionParameter {
+    pub key: String,
+    pub required: bool,
+    pub documentation: String,
+}
+
+/// An installed extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Extension {
+    pub id: String,
+    pub kind: ExtensionKind,
+    /// A disabled extension triggers nothing; its subscriptions are kept.
+    pub enabled: bool,
+    /// What the extension does, in its own words.
+    pub documentation: String,
+    /// The settings a subscription may give.
+    pub subscription_params: Vec<ExtensionParameter>,
+}
+
 /// Server-wide switches.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SystemSettings {

@@ -13,6 +13,8 @@ pub enum Resource {
     Runs,
     TaskExecutions,
     Events,
+    Extensions,
+    Subscriptions,
     System,
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::config;
-use crate::models::{Namespace, Pipeline, PipelineConfig, PipelineState, Run, TaskExecution};
+use crate::models::{Extension, Namespace, Pipeline, PipelineConfig, PipelineState, Run, Subscription, TaskExecution};
 
 /// The default page size of list endpoints.
 pub const DEFAULT_PAGE_LIMIT: u64 = 50;
@@ -134,4 +134,29 @@ pub struct EventsQuery {
 pub struct UpdateSystemRequest {
     /// Refuse new runs (true) or take them again (false).
     pub maintenance: bool,
+}
+
+/// Body of `POST /api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SubscribeRequest {
+    pub extension_id: String,
+    pub label: String,
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+/// Body of the PATCH routes that turn an extension or a subscription on or off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SetEnabledRequest {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListSubscriptionsResponse {
+    pub subscriptions: Vec<Subscription>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListExtensionsResponse {
+    pub extensions: Vec<Extension>,
 }

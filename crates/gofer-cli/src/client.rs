@@ -7,12 +7,13 @@ use futures::Stream;
 use gofer_api::config;
 use gofer_api::error::ApiError;
 use gofer_api::models::{
-    Event, Namespace, Pipeline, PipelineConfig, PipelineState, Run, SystemSettings, TaskExecution,
+    Event, Extension, Namespace, Pipeline, PipelineConfig, PipelineState, Run, Subscription, SystemSettings,
+    TaskExecution,
 };
 use gofer_api::requests::{
-    CreateNamespaceRequest, ListNamespacesResponse, ListPipelinesResponse, ListRunsResponse,
-    ListTaskExecutionsResponse, RegisterConfigRequest, RegisterConfigResponse, StartRunRequest, UpdatePipelineRequest,
-    UpdateSystemRequest,
+    CreateNamespaceRequest, ListExtensionsResponse, ListNamespacesResponse, ListPipelinesResponse, ListRunsResponse,
+    ListSubscriptionsResponse, ListTaskExecutionsResponse, RegisterConfigRequest, RegisterConfigResponse,
+    SetEnabledRequest, StartRunRequest, SubscribeRequest, UpdatePipelineRequest, UpdateSystemRequest,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -111,6 +112,32 @@ impl Client {
     async fn json<T: DeserializeOwned>(&self, method: Method, url: String, body: Option<&impl Serialize>) -> Result<T> {
         let response = self.send(method, url.clone(), body).await?;
         response.json().await.map_err(|source| Error::Transport { url, source })
+    }
+
+    pub async fn list_extensions(&self) -> Result<ListExtensionsResponse> {
+        self.json(Method::GET, format!("{}/api/extensions", self.base), None::<&()>).await
+    }
+
+    pub async fn get_extension(&self, id: &str) -> Result<Extension> {
+        self.json(Method::GET, format!("{}/api/extensions/{}", self.base, segment(id)), None::<&()>).await
+    }
+
+    pub async fn set_extension_enabled(&self, id: &str, enabled: bool) -> Result<Extension> {
+        let url = format!("{}/api/extensions/{}", self.base, segment(id));
+        self.json(Method::PATCH, url, Some(&SetEnabledRequest { enabled })).await
+    }
+
+    pub async fn list_subscriptions(&self, pipeline: &str) -> Result<ListSubscriptionsResponse> {
+        self.json(Method::GET, format!("{}/subscriptions", self.pipeline_url(pipeline)), None::<&()>).await
+    }
+
+    pub async fn subscribe(&self, pipeline: &str, request: &SubscribeRequest) -> Result<Subscription> {
+        self.json(Method::POST, format!("{}/subscriptions", self.pipeline_url(pipeline)), Some(request)).await
+    }
+
+    pub async fn unsubscribe(&self, pipeline: &str, extension: &str, label: &str) -> Result<()> {
+        let url = format!("{}/subscriptions/{}/{}", self.pipeline_url(pipeline), segment(extension), segment(label));
+        self.send(Method::DELETE, url, None::<&()>).await.map(drop)
     }
 
     pub async fn list_namespaces(&self) -> Result<ListNamespacesResponse> {

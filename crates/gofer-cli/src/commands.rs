@@ -13,8 +13,8 @@ use gofer_api::models::{PipelineState, Run, TaskExecution, TaskState};
 use crate::client::Client;
 use crate::output::{self, Format, ago, took};
 use crate::{
-    Command, DeployArgs, EventCommand, GlobalArgs, NamespaceCommand, PipelineCommand, RunCommand, SystemCommand,
-    TaskCommand,
+    Command, DeployArgs, EventCommand, ExtensionCommand, GlobalArgs, NamespaceCommand, PipelineCommand, RunCommand,
+    SystemCommand, TaskCommand,
 };
 
 /// Runs a client command.
@@ -29,6 +29,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Task(command) => task(&client, format, command).await,
         Command::System(command) => system(&client, format, command).await,
         Command::Namespace(command) => namespace(&client, format, command).await,
+        Command::Extension(command) => extension(&client, format, command).await,
         Command::Event(EventCommand::List { after, follow }) => {
             let mut events = Box::pin(client.events(None, after, follow).await?);
             let mut out = std::io::stdout().lock();
@@ -38,6 +39,44 @@ pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
                 out.flush()?;
             }
             Ok(())
+        }
+    }
+}
+
+async fn extension(client: &Client, format: Format, command: ExtensionCommand) -> anyhow::Result<()> {
+    let shown = match command {
+        ExtensionCommand::List => {
+            let list = client.list_extensions().await?;
+            if format == Format::Json {
+                return output::json(&list.extensions);
+            }
+            let rows: Vec<Vec<String>> = list
+                .extensions
+                .iter()
+                .map(|e| {
+                    let kind = serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_string));
+                    vec![e.id.clone(), kind.unwrap_or_default(), if e.enabled { "enabled" } else { "disabled" }.into()]
+                })
+                .collect();
+            return output::table(&["ID", "KIND", "STATE"], &rows);
+        }
+        ExtensionCommand::Get { id } => client.get_extension(&id).await?,
+        ExtensionCommand::Enable { id } => client.set_extension_enabled(&id, true).await?,
+        ExtensionCommand::Disable { id } => client.set_extension_enabled(&id, false).await?,
+    };
+    match format {
+        Format::Json => output::json(&shown),
+        Format::Table => {
+            let mut fields = vec![
+                ("extension", shown.id.clone()),
+                ("state", if shown.enabled { "enabled" } else { "disabled" }.to_string()),
+                ("about", shown.documentation.clone()),
+            ];
+            for param in &shown.subscription_params {
+                let required = if param.required { "required" } else { "optional" };
+                fields.push(("setting", format!("{} ({required}): {}", param.key, param.documentation)));
+            }
+            output::fields(&fields)
         }
     }
 }
@@ -281,6 +320,34 @@ async fn pipeline(client: &Client, format: Format, command: PipelineCommand) -> 
             return Ok(());
         }
         PipelineCommand::Deploy(args) => return deploy(client, format, &args).await,
+        PipelineCommand::Subscribe { pipeline, extension, label, settings } => {
+            let request = gofer_api::requests::SubscribeRequest {
+                extension_id: extension,
+                label,
+                settings: settings.into_iter().collect(),
+            };
+            let subscription = client.subscribe(&pipeline, &request).await?;
+            eprintln!(
+                "subscribed '{pipeline}' to extension '{}' as '{}'",
+                subscription.extension_id, subscription.label
+            );
+            return match format {
+                Format::Json => output::json(&subscription),
+                Format::Table => output::table(&SUBSCRIPTION_HEADER, &subscription_rows(&[subscription])),
+            };
+        }
+        PipelineCommand::Unsubscribe { pipeline, extension, label } => {
+            client.unsubscribe(&pipeline, &extension, &label).await?;
+            eprintln!("unsubscribed '{pipeline}' from extension '{extension}' ('{label}')");
+            return Ok(());
+        }
+        PipelineCommand::Subscriptions { pipeline } => {
+            let list = client.list_subscriptions(&pipeline).await?;
+            return match format {
+                Format::Json => output::json(&list.subscriptions),
+                Format::Table => output::table(&SUBSCRIPTION_HEADER, &subscription_rows(&list.subscriptions)),
+            };
+        }
     };
     match format {
         Format::Json => output::json(&shown),
@@ -294,6 +361,24 @@ async fn pipeline(client: &Client, format: Format, command: PipelineCommand) -> 
             ("created", ago(shown.created)),
         ]),
     }
+}
+
+const SUBSCRIPTION_HEADER: [&str; 5] = ["EXTENSION", "LABEL", "SETTINGS", "STATE", "LAST FIRED"];
+
+fn subscription_rows(subscriptions: &[gofer_api::models::Subscription]) -> Vec<Vec<String>> {
+    subscriptions
+        .iter()
+        .map(|s| {
+            let settings: Vec<String> = s.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            vec![
+                s.extension_id.clone(),
+                s.label.clone(),
+                settings.join(" "),
+                if s.enabled { "enabled" } else { "disabled" }.into(),
+                ago(s.last_fired),
+            ]
+        })
+        .collect()
 }
 
 fn run_fields(run: &Run) -> Vec<(&'static str, String)> {

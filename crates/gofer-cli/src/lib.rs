@@ -87,6 +87,9 @@ pub enum Command {
     /// Inspect the task executions of a run, read their logs, cancel one.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// List, inspect, enable and disable extensions (the things that start runs).
+    #[command(subcommand)]
+    Extension(ExtensionCommand),
     /// List, inspect and create namespaces.
     #[command(subcommand)]
     Namespace(NamespaceCommand),
@@ -96,6 +99,18 @@ pub enum Command {
     /// The event log: every state change, stored and live.
     #[command(subcommand)]
     Event(EventCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExtensionCommand {
+    /// List the installed extensions.
+    List,
+    /// Show an extension and the settings its subscriptions take.
+    Get { id: String },
+    /// Let an extension trigger runs again.
+    Enable { id: String },
+    /// Stop an extension from triggering runs; its subscriptions are kept.
+    Disable { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +176,19 @@ pub enum PipelineCommand {
     Disable { pipeline: String },
     /// Delete a pipeline with all its versions, runs and logs.
     Delete { pipeline: String },
+    /// Let an extension start runs of the pipeline, e.g. `subscribe nightly interval hourly -s every=1h`.
+    Subscribe {
+        pipeline: String,
+        extension: String,
+        label: String,
+        /// A setting for the extension, KEY=VALUE; repeatable.
+        #[arg(short = 's', long = "setting", value_parser = parse_key_value)]
+        settings: Vec<(String, String)>,
+    },
+    /// Stop an extension from starting runs of the pipeline.
+    Unsubscribe { pipeline: String, extension: String, label: String },
+    /// List the pipeline's subscriptions.
+    Subscriptions { pipeline: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@
 pub mod dag;
 pub mod error;
 pub mod events;
+pub mod extensions;
 pub mod logs;
 pub mod orchestrator;
 
@@ -20,12 +21,15 @@ use gofer_api::models::{
     DEFAULT_NAMESPACE, Event, EventKind, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run,
     SystemSettings, TaskExecution, Variable, VariableSource,
 };
+use gofer_api::models::{Extension, Subscription};
+use gofer_api::requests::SubscribeRequest;
 use gofer_api::requests::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageQuery};
-use gofer_storage::{EventFilter, NewRun, Page, Registered, Storage};
+use gofer_storage::{EventFilter, NewRun, Page, Registered, Storage, SubscriptionKey};
 use sha2::{Digest, Sha256};
 
 pub use crate::error::{Error, Result};
 use crate::events::Events;
+use crate::extensions::{Extensions, Trigger};
 use crate::logs::LogKey;
 use crate::orchestrator::{Orchestrator, RunKey};
 
@@ -35,6 +39,7 @@ pub struct Gofer {
     storage: Arc<dyn Storage>,
     orchestrator: Orchestrator,
     events: Events,
+    extensions: Extensions,
 }
 
 /// A page as asked for, and whether another page follows.
@@ -71,8 +76,8 @@ pub fn config_hash(config: &config::Pipeline) -> Result<String> {
 }
 
 impl Gofer {
-    pub fn new(storage: Arc<dyn Storage>, orchestrator: Orchestrator, events: Events) -> Self {
-        Self { storage, orchestrator, events }
+    pub fn new(storage: Arc<dyn Storage>, orchestrator: Orchestrator, events: Events, extensions: Extensions) -> Self {
+        Self { storage, orchestrator, events, extensions }
     }
 
     pub fn orchestrator(&self) -> &Orchestrator {
@@ -173,6 +178,11 @@ impl Gofer {
                 "pipeline '{pipeline_id}' has {active} unfinished run(s); cancel them (gofer run cancel) and try again"
             )));
         }
+        for subscription in self.storage.list_subscriptions(namespace_id, pipeline_id).await? {
+            if let Ok(extension) = self.extensions.get(&subscription.extension_id) {
+                extension.unsubscribe(&SubscriptionKey::of(&subscription)).await;
+            }
+        }
         self.storage.delete_pipeline(namespace_id, pipeline_id).await?;
         self.events
             .publish(EventKind::PipelineDeleted { namespace_id: namespace_id.into(), pipeline_id: pipeline_id.into() })
@@ -271,6 +281,17 @@ impl Gofer {
         variables: BTreeMap<String, String>,
         initiator: Initiator,
     ) -> Result<Run> {
+        self.start_run_with(namespace_id, pipeline_id, variables, VariableSource::RunOptions, initiator).await
+    }
+
+    async fn start_run_with(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        variables: BTreeMap<String, String>,
+        source: VariableSource,
+        initiator: Initiator,
+    ) -> Result<Run> {
         self.storage.get_namespace(namespace_id).await?;
         let pipeline = self.storage.get_pipeline(namespace_id, pipeline_id).await?;
         if self.storage.get_system().await?.maintenance {
@@ -300,10 +321,7 @@ impl Gofer {
                 )));
             }
         }
-        let variables = variables
-            .into_iter()
-            .map(|(key, value)| Variable { key, value, source: VariableSource::RunOptions })
-            .collect();
+        let variables = variables.into_iter().map(|(key, value)| Variable { key, value, source }).collect();
         let run = self
             .storage
             .insert_run(NewRun {
@@ -406,6 +424,113 @@ impl Gofer {
         Ok(self.storage.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?)
     }
 
+    // --- extensions and subscriptions ---
+
+    pub async fn list_extensions(&self) -> Result<Vec<Extension>> {
+        self.extensions.list().await
+    }
+
+    pub async fn get_extension(&self, id: &str) -> Result<Extension> {
+        let extension = self.extensions.get(id)?;
+        self.extensions.describe(extension.as_ref()).await
+    }
+
+    /// Enables or disables an extension; a disabled extension's subscriptions stop triggering (and are kept).
+    pub async fn set_extension_enabled(&self, id: &str, enabled: bool) -> Result<Extension> {
+        let extension = self.extensions.get(id)?;
+        let was = self.extensions.is_enabled(id).await?;
+        self.storage.set_extension_enabled(id, enabled, epoch_millis()).await?;
+        match (was, enabled) {
+            (true, false) => self.extensions.stop_all(id).await?,
+            (false, true) => self.extensions.restore(Some(id), Arc::new(self.clone())).await?,
+            _ => {}
+        }
+        self.extensions.describe(extension.as_ref()).await
+    }
+
+    /// Starts triggering every stored subscription of the enabled extensions (at startup).
+    pub async fn restore_subscriptions(&self) -> Result<()> {
+        self.extensions.restore(None, Arc::new(self.clone())).await
+    }
+
+    pub async fn shutdown_extensions(&self) {
+        self.extensions.shutdown().await;
+    }
+
+    pub async fn list_subscriptions(&self, namespace_id: &str, pipeline_id: &str) -> Result<Vec<Subscription>> {
+        self.storage.get_namespace(namespace_id).await?;
+        self.storage.get_pipeline(namespace_id, pipeline_id).await?;
+        Ok(self.storage.list_subscriptions(namespace_id, pipeline_id).await?)
+    }
+
+    /// Subscribes a pipeline to an extension. The extension checks the settings first; nothing is stored when it
+    /// refuses them.
+    pub async fn subscribe(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        request: SubscribeRequest,
+    ) -> Result<Subscription> {
+        self.storage.get_namespace(namespace_id).await?;
+        self.storage.get_pipeline(namespace_id, pipeline_id).await?;
+        identifier("subscription label", &request.label)?;
+        let extension = self.extensions.get(&request.extension_id)?;
+        if !self.extensions.is_enabled(&request.extension_id).await? {
+            return Err(Error::conflict(format!(
+                "extension '{}' is disabled; enable it with `gofer extension enable {}`",
+                request.extension_id, request.extension_id
+            )));
+        }
+        extension.validate(&request.settings).map_err(|message| {
+            Error::invalid(format!("extension '{}' refused the settings: {message}", request.extension_id))
+        })?;
+        let subscription = Subscription {
+            namespace_id: namespace_id.into(),
+            pipeline_id: pipeline_id.into(),
+            extension_id: request.extension_id,
+            label: request.label,
+            settings: request.settings,
+            enabled: true,
+            created: epoch_millis(),
+            last_fired: 0,
+        };
+        self.storage.insert_subscription(&subscription).await?;
+        if let Err(message) = extension.subscribe(subscription.clone(), Arc::new(self.clone())).await {
+            // Leave nothing half-made: the extension did not take it, so it is not stored either.
+            self.storage.delete_subscription(&SubscriptionKey::of(&subscription)).await?;
+            return Err(Error::invalid(format!(
+                "extension '{}' refused the subscription: {message}",
+                subscription.extension_id
+            )));
+        }
+        Ok(subscription)
+    }
+
+    pub async fn unsubscribe(&self, key: &SubscriptionKey) -> Result<()> {
+        let extension = self.extensions.get(&key.extension_id)?;
+        self.storage.get_subscription(key).await?;
+        extension.unsubscribe(key).await;
+        Ok(self.storage.delete_subscription(key).await?)
+    }
+
+    /// Enables or disables one subscription; a disabled one triggers nothing.
+    pub async fn set_subscription_enabled(&self, key: &SubscriptionKey, enabled: bool) -> Result<Subscription> {
+        let extension = self.extensions.get(&key.extension_id)?;
+        self.storage.set_subscription_enabled(key, enabled).await?;
+        let subscription = self.storage.get_subscription(key).await?;
+        if !enabled {
+            extension.unsubscribe(key).await;
+        } else if self.extensions.is_enabled(&key.extension_id).await?
+            && let Err(message) = extension.subscribe(subscription.clone(), Arc::new(self.clone())).await
+        {
+            return Err(Error::invalid(format!(
+                "extension '{}' refused the subscription: {message}",
+                key.extension_id
+            )));
+        }
+        Ok(subscription)
+    }
+
     /// A task's log from the start; with `follow`, live until the task ends.
     pub async fn task_logs(
         &self,
@@ -441,5 +566,28 @@ impl Gofer {
             }
             _ => Error::internal(format!("read the logs of task '{task_id}'"), e),
         })
+    }
+}
+
+#[async_trait::async_trait]
+impl Trigger for Gofer {
+    async fn fire(&self, key: &SubscriptionKey, at: u64) {
+        // Record the tick first: a crash right after may lose this run, but never starts it twice.
+        if let Err(e) = self.storage.record_subscription_fired(key, at).await {
+            tracing::warn!(%key, error = %e, "could not record a subscription's tick; not starting a run");
+            return;
+        }
+        let variables = BTreeMap::from([
+            ("GOFER_EXTENSION_ID".to_string(), key.extension_id.clone()),
+            ("GOFER_EXTENSION_SUBSCRIPTION".to_string(), key.label.clone()),
+        ]);
+        let initiator = Initiator { kind: "extension".into(), name: key.extension_id.clone() };
+        match self
+            .start_run_with(&key.namespace_id, &key.pipeline_id, variables, VariableSource::Extension, initiator)
+            .await
+        {
+            Ok(run) => tracing::info!(%key, run = run.run_id, "subscription started a run"),
+            Err(e) => tracing::warn!(%key, error = %e, "subscription could not start a run"),
+        }
     }
 }

@@ -11,13 +11,14 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
 
 /// The top-level sections; only environment variables naming one of them are read.
-const SECTIONS: &[&str] = &["server", "runs", "events", "log"];
+const SECTIONS: &[&str] = &["server", "runs", "extensions", "events", "log"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
     pub runs: RunsConfig,
+    pub extensions: ExtensionsConfig,
     pub events: EventsConfig,
     pub log: LogConfig,
 }
@@ -42,6 +43,19 @@ pub struct RunsConfig {
     pub max_timeout_seconds: u64,
     pub keep_containers_seconds: u64,
     pub log_retention_runs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionsConfig {
+    pub interval: IntervalConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntervalConfig {
+    /// A duration such as `1m` or `30s`.
+    pub min_interval: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +87,7 @@ impl Default for Config {
                 keep_containers_seconds: 0,
                 log_retention_runs: 50,
             },
+            extensions: ExtensionsConfig { interval: IntervalConfig { min_interval: "1m".into() } },
             events: EventsConfig { retention_days: 30 },
             log: LogConfig { level: "info".into() },
         }
@@ -139,6 +154,7 @@ impl Config {
                 return Err(Error::OutOfRange { field, problem: "must be at least 1".into() });
             }
         }
+        self.min_interval()?;
         if self.runs.max_timeout_seconds > 366 * 86_400 {
             return Err(Error::OutOfRange {
                 field: "runs.max_timeout_seconds",
@@ -146,6 +162,19 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// `extensions.interval.min_interval` as a duration.
+    pub fn min_interval(&self) -> Result<std::time::Duration, Error> {
+        let parsed = gofer_core::extensions::parse_duration(&self.extensions.interval.min_interval)
+            .map_err(|problem| Error::OutOfRange { field: "extensions.interval.min_interval", problem })?;
+        if parsed.is_zero() {
+            return Err(Error::OutOfRange {
+                field: "extensions.interval.min_interval",
+                problem: "must be longer than zero".into(),
+            });
+        }
+        Ok(parsed)
     }
 
     /// The data dir, resolving the empty default to the per-user data dir.

@@ -149,9 +149,13 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         LogStore::new(data_dir.join("logs")),
         events.clone(),
     );
-    let gofer = Gofer::new(storage, orchestrator.clone(), events.clone());
+    let builtin: Vec<Arc<dyn gofer_core::extensions::Extension>> =
+        vec![Arc::new(gofer_core::extensions::Interval::new(config.min_interval()?))];
+    let extensions = gofer_core::extensions::Extensions::new(storage.clone(), builtin);
+    let gofer = Gofer::new(storage, orchestrator.clone(), events.clone(), extensions);
     gofer.ensure_default_namespace().await?;
     gofer.orchestrator().recover().await?;
+    gofer.restore_subscriptions().await?;
     let stop_pruning = tokio_util::sync::CancellationToken::new();
     tokio::spawn(events.prune(
         Duration::from_secs(config.events.retention_days * 86_400),
@@ -162,13 +166,14 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.server.bind_address).await.with_context(|| {
         format!("could not listen on {}; choose another address with --bind-address", config.server.bind_address)
     })?;
-    let app = api::router(api::AppState { gofer, dev_mode: config.server.dev_mode });
+    let app = api::router(api::AppState { gofer: gofer.clone(), dev_mode: config.server.dev_mode });
     tracing::info!(
         address = %config.server.bind_address,
         data_dir = %data_dir.display(),
         "Gofer is ready"
     );
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("the HTTP server failed")?;
+    gofer.shutdown_extensions().await;
     orchestrator.shutdown();
     stop_pruning.cancel();
     tracing::info!("Gofer stopped; unfinished runs are resolved at the next start");

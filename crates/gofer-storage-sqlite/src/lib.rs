@@ -11,16 +11,19 @@ use async_trait::async_trait;
 use gofer_api::config;
 use gofer_api::models::{
     ConfigState, Event, EventKind, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run, RunState,
-    RunStatus, SystemSettings, TaskExecution,
+    RunStatus, Subscription, SystemSettings, TaskExecution,
 };
-use gofer_storage::{Error, EventFilter, NewRun, Page, Registered, Result, Storage};
+use gofer_storage::{Error, EventFilter, NewRun, Page, Registered, Result, Storage, SubscriptionKey};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Append-only: each entry is applied once, in order, and recorded in `PRAGMA user_version`.
-const MIGRATIONS: &[&str] =
-    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_attempts_events_system.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_attempts_events_system.sql"),
+    include_str!("../migrations/0003_extensions_subscriptions.sql"),
+];
 const READERS: usize = 3;
 /// Page cache per connection, in KiB: enough for the hot indexes, small enough to keep the server lean.
 const CACHE_KIB: i64 = 1024;
@@ -266,6 +269,24 @@ fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskExecution> {
         logs_expired: row.get(17)?,
     })
 }
+
+const SUBSCRIPTION_COLUMNS: &str =
+    "namespace_id, pipeline_id, extension_id, label, settings, enabled, created, last_fired";
+
+fn subscription_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
+    Ok(Subscription {
+        namespace_id: row.get(0)?,
+        pipeline_id: row.get(1)?,
+        extension_id: row.get(2)?,
+        label: row.get(3)?,
+        settings: json_col(row, 4)?,
+        enabled: row.get(5)?,
+        created: row.get(6)?,
+        last_fired: row.get(7)?,
+    })
+}
+
+const SUBSCRIPTION_KEY: &str = "namespace_id = ?1 AND pipeline_id = ?2 AND extension_id = ?3 AND label = ?4";
 
 fn event_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     Ok(Event { id: row.get(0)?, emitted: row.get(1)?, kind: json_col(row, 2)? })
@@ -916,6 +937,147 @@ impl Storage for SqliteStorage {
                 .execute("DELETE FROM events WHERE emitted < ?1", [emitted])
                 .map_err(|e| backend("delete old events", e))?;
             Ok(deleted as u64)
+        })
+        .await
+    }
+
+    async fn get_extension_enabled(&self, extension_id: &str) -> Result<Option<bool>> {
+        self.read(move |conn| {
+            conn.query_row("SELECT enabled FROM extensions WHERE id = ?1", [extension_id], |r| r.get(0))
+                .optional()
+                .map_err(|e| backend("read an extension's switch", e))
+        })
+        .await
+    }
+
+    async fn set_extension_enabled(&self, extension_id: &str, enabled: bool, now: u64) -> Result<()> {
+        let id = extension_id.to_string();
+        self.write("switch an extension", move |tx| {
+            tx.execute(
+                "INSERT INTO extensions (id, enabled, modified) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET enabled = excluded.enabled, modified = excluded.modified",
+                params![id, enabled, now],
+            )
+            .map_err(|e| backend("switch an extension", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_subscription(&self, subscription: &Subscription) -> Result<()> {
+        let sub = subscription.clone();
+        self.write("store a subscription", move |tx| {
+            pipeline_exists(tx, &sub.namespace_id, &sub.pipeline_id)?;
+            tx.execute(
+                &format!("INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![
+                    sub.namespace_id,
+                    sub.pipeline_id,
+                    sub.extension_id,
+                    sub.label,
+                    to_json(&sub.settings)?,
+                    sub.enabled,
+                    sub.created,
+                    sub.last_fired
+                ],
+            )
+            .map_err(sql_error("store a subscription", || SubscriptionKey::of(&sub).to_string()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_subscription(&self, key: &SubscriptionKey) -> Result<Subscription> {
+        self.read(move |conn| {
+            conn.query_row(
+                &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE {SUBSCRIPTION_KEY}"),
+                params![key.namespace_id, key.pipeline_id, key.extension_id, key.label],
+                subscription_row,
+            )
+            .map_err(sql_error("get a subscription", || key.to_string()))
+        })
+        .await
+    }
+
+    async fn list_subscriptions(&self, namespace_id: &str, pipeline_id: &str) -> Result<Vec<Subscription>> {
+        self.read(move |conn| {
+            query_all(
+                conn,
+                "list subscriptions",
+                &format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE namespace_id = ?1 AND pipeline_id = ?2 \
+                     ORDER BY extension_id, label"
+                ),
+                params![namespace_id, pipeline_id],
+                subscription_row,
+            )
+        })
+        .await
+    }
+
+    async fn list_extension_subscriptions(&self, extension_id: &str) -> Result<Vec<Subscription>> {
+        self.read(move |conn| {
+            query_all(
+                conn,
+                "list an extension's subscriptions",
+                &format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE extension_id = ?1 \
+                     ORDER BY namespace_id, pipeline_id, label"
+                ),
+                [extension_id],
+                subscription_row,
+            )
+        })
+        .await
+    }
+
+    async fn set_subscription_enabled(&self, key: &SubscriptionKey, enabled: bool) -> Result<()> {
+        let key = key.clone();
+        self.write("switch a subscription", move |tx| {
+            let changed = tx
+                .execute(
+                    &format!("UPDATE subscriptions SET enabled = ?5 WHERE {SUBSCRIPTION_KEY}"),
+                    params![key.namespace_id, key.pipeline_id, key.extension_id, key.label, enabled],
+                )
+                .map_err(|e| backend("switch a subscription", e))?;
+            if changed == 0 {
+                return Err(not_found(key.to_string()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_subscription_fired(&self, key: &SubscriptionKey, at: u64) -> Result<()> {
+        let key = key.clone();
+        self.write("record a subscription's tick", move |tx| {
+            let changed = tx
+                .execute(
+                    &format!("UPDATE subscriptions SET last_fired = ?5 WHERE {SUBSCRIPTION_KEY}"),
+                    params![key.namespace_id, key.pipeline_id, key.extension_id, key.label, at],
+                )
+                .map_err(|e| backend("record a subscription's tick", e))?;
+            if changed == 0 {
+                return Err(not_found(key.to_string()));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_subscription(&self, key: &SubscriptionKey) -> Result<()> {
+        let key = key.clone();
+        self.write("delete a subscription", move |tx| {
+            let changed = tx
+                .execute(
+                    &format!("DELETE FROM subscriptions WHERE {SUBSCRIPTION_KEY}"),
+                    params![key.namespace_id, key.pipeline_id, key.extension_id, key.label],
+                )
+                .map_err(|e| backend("delete a subscription", e))?;
+            if changed == 0 {
+                return Err(not_found(key.to_string()));
+            }
+            Ok(())
         })
         .await
     }

@@ -6,10 +6,10 @@
 use gofer_api::config::{Pipeline as PipelineConfigDoc, RequiredParentStatus, Task};
 use gofer_api::models::{
     Attempt, ConfigState, EventKind, Initiator, Namespace, PipelineState, RunState, RunStatus, StatusReason,
-    StatusReasonKind, SystemSettings, TaskExecution, TaskState, TaskStatus, Variable, VariableSource,
+    StatusReasonKind, Subscription, SystemSettings, TaskExecution, TaskState, TaskStatus, Variable, VariableSource,
 };
 
-use crate::{Error, EventFilter, NewRun, Page, Storage};
+use crate::{Error, EventFilter, NewRun, Page, Storage, SubscriptionKey};
 
 /// Runs every check against `store`, which must be freshly created and empty.
 pub async fn run_all(store: &dyn Storage) {
@@ -19,6 +19,7 @@ pub async fn run_all(store: &dyn Storage) {
     task_executions(store).await;
     logs_expiry(store).await;
     system_and_events(store).await;
+    subscriptions(store).await;
     delete_cascades(store).await;
 }
 
@@ -247,12 +248,50 @@ async fn system_and_events(store: &dyn Storage) {
     assert_eq!(store.list_events(&EventFilter::default(), 100).await.unwrap(), [third]);
 }
 
+async fn subscriptions(store: &dyn Storage) {
+    assert_eq!(store.get_extension_enabled("interval").await.unwrap(), None, "never switched");
+    store.set_extension_enabled("interval", false, 1).await.unwrap();
+    assert_eq!(store.get_extension_enabled("interval").await.unwrap(), Some(false));
+    store.set_extension_enabled("interval", true, 2).await.unwrap();
+    assert_eq!(store.get_extension_enabled("interval").await.unwrap(), Some(true));
+
+    let sub = Subscription {
+        namespace_id: "ns-a".into(),
+        pipeline_id: "p1".into(),
+        extension_id: "interval".into(),
+        label: "every-minute".into(),
+        settings: [("every".to_string(), "1m".to_string())].into(),
+        enabled: true,
+        created: 7000,
+        last_fired: 0,
+    };
+    store.insert_subscription(&sub).await.unwrap();
+    assert!(matches!(store.insert_subscription(&sub).await, Err(Error::Exists { .. })));
+    let ghost = Subscription { pipeline_id: "ghost".into(), ..sub.clone() };
+    assert!(matches!(store.insert_subscription(&ghost).await, Err(Error::NotFound { .. })));
+    let key = SubscriptionKey::of(&sub);
+    assert_eq!(store.get_subscription(&key).await.unwrap(), sub);
+    store.set_subscription_enabled(&key, false).await.unwrap();
+    store.record_subscription_fired(&key, 7500).await.unwrap();
+    let stored = store.get_subscription(&key).await.unwrap();
+    assert_eq!((stored.enabled, stored.last_fired), (false, 7500));
+    let other = Subscription { pipeline_id: "p2".into(), label: "b".into(), ..sub.clone() };
+    store.insert_subscription(&other).await.unwrap();
+    assert_eq!(store.list_subscriptions("ns-a", "p1").await.unwrap().len(), 1);
+    assert_eq!(store.list_extension_subscriptions("interval").await.unwrap().len(), 2);
+    assert!(store.list_extension_subscriptions("cron").await.unwrap().is_empty());
+    store.delete_subscription(&SubscriptionKey::of(&other)).await.unwrap();
+    assert!(matches!(store.delete_subscription(&SubscriptionKey::of(&other)).await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.get_subscription(&SubscriptionKey::of(&other)).await, Err(Error::NotFound { .. })));
+}
+
 async fn delete_cascades(store: &dyn Storage) {
     store.delete_pipeline("ns-a", "p1").await.unwrap();
     assert!(matches!(store.get_pipeline("ns-a", "p1").await, Err(Error::NotFound { .. })));
     assert!(matches!(store.get_run("ns-a", "p1", 1).await, Err(Error::NotFound { .. })));
     assert!(matches!(store.get_config("ns-a", "p1", 1).await, Err(Error::NotFound { .. })));
     assert!(store.list_task_executions("ns-a", "p1", 1).await.unwrap().is_empty());
+    assert!(store.list_subscriptions("ns-a", "p1").await.unwrap().is_empty(), "subscriptions go with the pipeline");
     assert!(matches!(store.delete_pipeline("ns-a", "p1").await, Err(Error::NotFound { .. })));
     store.get_pipeline("ns-a", "p2").await.unwrap();
     // A re-created pipeline starts its run ids from 1 again.

@@ -8,7 +8,7 @@ pub mod conformance;
 use async_trait::async_trait;
 use gofer_api::config;
 use gofer_api::models::{
-    Event, EventKind, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run, SystemSettings,
+    Event, EventKind, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run, Subscription, SystemSettings,
     TaskExecution, Variable,
 };
 
@@ -62,6 +62,36 @@ pub struct Registered {
     pub config: PipelineConfig,
     /// False when the config equalled the latest version and nothing was stored.
     pub created: bool,
+}
+
+/// Names one subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionKey {
+    pub namespace_id: String,
+    pub pipeline_id: String,
+    pub extension_id: String,
+    pub label: String,
+}
+
+impl SubscriptionKey {
+    pub fn of(subscription: &Subscription) -> Self {
+        Self {
+            namespace_id: subscription.namespace_id.clone(),
+            pipeline_id: subscription.pipeline_id.clone(),
+            extension_id: subscription.extension_id.clone(),
+            label: subscription.label.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for SubscriptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "subscription '{}' of pipeline '{}' to extension '{}' in namespace '{}'",
+            self.label, self.pipeline_id, self.extension_id, self.namespace_id
+        )
+    }
 }
 
 /// Which events to list.
@@ -179,4 +209,19 @@ pub trait Storage: Send + Sync + 'static {
     async fn list_events(&self, filter: &EventFilter, limit: u64) -> Result<Vec<Event>>;
     /// Deletes events emitted before `emitted`; returns how many.
     async fn delete_events_before(&self, emitted: u64) -> Result<u64>;
+
+    /// Whether an extension is enabled; `None` if it was never switched (enabled by default).
+    async fn get_extension_enabled(&self, extension_id: &str) -> Result<Option<bool>>;
+    async fn set_extension_enabled(&self, extension_id: &str, enabled: bool, now: u64) -> Result<()>;
+
+    async fn insert_subscription(&self, subscription: &Subscription) -> Result<()>;
+    async fn get_subscription(&self, key: &SubscriptionKey) -> Result<Subscription>;
+    /// A pipeline's subscriptions, by extension and label.
+    async fn list_subscriptions(&self, namespace_id: &str, pipeline_id: &str) -> Result<Vec<Subscription>>;
+    /// Every subscription to an extension, across pipelines.
+    async fn list_extension_subscriptions(&self, extension_id: &str) -> Result<Vec<Subscription>>;
+    async fn set_subscription_enabled(&self, key: &SubscriptionKey, enabled: bool) -> Result<()>;
+    /// Records that the subscription started a run at `at`.
+    async fn record_subscription_fired(&self, key: &SubscriptionKey, at: u64) -> Result<()>;
+    async fn delete_subscription(&self, key: &SubscriptionKey) -> Result<()>;
 }

@@ -49,7 +49,8 @@ async fn harness() -> Harness {
         LogStore::new(dir.path().join("logs")),
         events.clone(),
     );
-    let gofer = Gofer::new(storage.clone(), orchestrator, events);
+    let extensions = gofer_core::extensions::Extensions::new(storage.clone(), Vec::new());
+    let gofer = Gofer::new(storage.clone(), orchestrator, events, extensions);
     gofer.ensure_default_namespace().await.unwrap();
     Harness { gofer, storage, _dir: dir }
 }

@@ -2,6 +2,7 @@
 //! error mapping. Handlers are thin: they parse input, call one `gofer_core::Gofer` method and map the result.
 
 mod events;
+mod extensions;
 mod extract;
 mod namespaces;
 mod pipelines;
@@ -62,6 +63,33 @@ fn build() -> Routes {
         .add(Method::GET, "/api/system", needs(System, Read), get(system::get_system))
         .add(Method::PATCH, "/api/system", needs(System, Write), patch(system::update_system))
         .add(Method::GET, "/api/events", needs(Events, Read), get(events::list))
+        .add(Method::GET, "/api/extensions", needs(Extensions, Read), get(extensions::list))
+        .add(Method::GET, "/api/extensions/{extension_id}", needs(Extensions, Read), get(extensions::get))
+        .add(Method::PATCH, "/api/extensions/{extension_id}", needs(Extensions, Write), patch(extensions::update))
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions",
+            needs(Subscriptions, Read),
+            get(extensions::list_subscriptions),
+        )
+        .add(
+            Method::POST,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions",
+            needs(Subscriptions, Write),
+            post(extensions::subscribe),
+        )
+        .add(
+            Method::PATCH,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions/{extension_id}/{label}",
+            needs(Subscriptions, Write),
+            patch(extensions::update_subscription),
+        )
+        .add(
+            Method::DELETE,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions/{extension_id}/{label}",
+            needs(Subscriptions, Delete),
+            delete(extensions::unsubscribe),
+        )
         .add(Method::GET, "/api/namespaces", needs(Namespaces, Read), get(namespaces::list))
         .add(Method::POST, "/api/namespaces", needs(Namespaces, Write), post(namespaces::create))
         .add(Method::GET, "/api/namespaces/{namespace_id}", needs(Namespaces, Read), get(namespaces::get))
@@ -181,6 +209,13 @@ pub fn route_table() -> Vec<RouteInfo> {
         system::get_system,
         system::update_system,
         events::list,
+        extensions::list,
+        extensions::get,
+        extensions::update,
+        extensions::list_subscriptions,
+        extensions::subscribe,
+        extensions::update_subscription,
+        extensions::unsubscribe,
         namespaces::list,
         namespaces::create,
         namespaces::get,
@@ -205,6 +240,7 @@ pub fn route_table() -> Vec<RouteInfo> {
     tags(
         (name = "System", description = "Health, maintenance mode and documents about the API itself"),
         (name = "Events", description = "Everything that happened, stored and live"),
+        (name = "Extensions", description = "Extensions and the subscriptions through which they start runs"),
         (name = "Namespaces", description = "Partitions of pipelines"),
         (name = "Pipelines", description = "Pipelines and their config versions"),
         (name = "Runs", description = "Executions of a pipeline"),

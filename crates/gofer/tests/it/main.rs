@@ -9,3 +9,4 @@ mod harness;
 mod pipelines;
 mod runs;
 mod server;
+mod triggers;

@@ -1,0 +1,109 @@
+//! Extension and subscription routes.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use gofer_api::error::ApiError;
+use gofer_api::models::{Extension, Subscription};
+use gofer_api::requests::{ListExtensionsResponse, ListSubscriptionsResponse, SetEnabledRequest, SubscribeRequest};
+use gofer_storage::SubscriptionKey;
+
+use super::AppState;
+use super::extract::{ApiJson, ApiPath, ApiResult};
+
+/// Lists the installed extensions.
+#[utoipa::path(get, path = "/api/extensions", tag = "Extensions", responses((status = 200, body = ListExtensionsResponse)))]
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<ListExtensionsResponse>> {
+    Ok(Json(ListExtensionsResponse { extensions: state.gofer.list_extensions().await? }))
+}
+
+/// Gets an extension, with the settings its subscriptions take.
+#[utoipa::path(
+    get, path = "/api/extensions/{extension_id}", tag = "Extensions", params(("extension_id" = String, Path)),
+    responses((status = 200, body = Extension), (status = 404, body = ApiError))
+)]
+pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Extension>> {
+    Ok(Json(state.gofer.get_extension(&id).await?))
+}
+
+/// Enables or disables an extension; a disabled extension triggers nothing and keeps its subscriptions.
+#[utoipa::path(
+    patch, path = "/api/extensions/{extension_id}", tag = "Extensions", params(("extension_id" = String, Path)),
+    request_body = SetEnabledRequest,
+    responses((status = 200, body = Extension), (status = 404, body = ApiError))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(request): ApiJson<SetEnabledRequest>,
+) -> ApiResult<Json<Extension>> {
+    Ok(Json(state.gofer.set_extension_enabled(&id, request.enabled).await?))
+}
+
+/// Lists a pipeline's subscriptions.
+#[utoipa::path(
+    get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions", tag = "Extensions",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
+    responses((status = 200, body = ListSubscriptionsResponse), (status = 404, body = ApiError))
+)]
+pub async fn list_subscriptions(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
+) -> ApiResult<Json<ListSubscriptionsResponse>> {
+    let subscriptions = state.gofer.list_subscriptions(&namespace_id, &pipeline_id).await?;
+    Ok(Json(ListSubscriptionsResponse { subscriptions }))
+}
+
+/// Subscribes a pipeline to an extension. The extension checks the settings; refused settings store nothing.
+#[utoipa::path(
+    post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions", tag = "Extensions",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
+    request_body = SubscribeRequest,
+    responses(
+        (status = 201, body = Subscription), (status = 400, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, body = ApiError, description = "The label is taken, or the extension is disabled")
+    )
+)]
+pub async fn subscribe(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
+    ApiJson(request): ApiJson<SubscribeRequest>,
+) -> ApiResult<(StatusCode, Json<Subscription>)> {
+    let subscription = state.gofer.subscribe(&namespace_id, &pipeline_id, request).await?;
+    Ok((StatusCode::CREATED, Json(subscription)))
+}
+
+fn key((namespace_id, pipeline_id, extension_id, label): (String, String, String, String)) -> SubscriptionKey {
+    SubscriptionKey { namespace_id, pipeline_id, extension_id, label }
+}
+
+/// Enables or disables one subscription.
+#[utoipa::path(
+    patch, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions/{extension_id}/{label}",
+    tag = "Extensions",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("extension_id" = String, Path), ("label" = String, Path)),
+    request_body = SetEnabledRequest,
+    responses((status = 200, body = Subscription), (status = 404, body = ApiError))
+)]
+pub async fn update_subscription(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<(String, String, String, String)>,
+    ApiJson(request): ApiJson<SetEnabledRequest>,
+) -> ApiResult<Json<Subscription>> {
+    Ok(Json(state.gofer.set_subscription_enabled(&key(path), request.enabled).await?))
+}
+
+/// Unsubscribes: the extension stops triggering the pipeline.
+#[utoipa::path(
+    delete, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions/{extension_id}/{label}",
+    tag = "Extensions",
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("extension_id" = String, Path), ("label" = String, Path)),
+    responses((status = 204), (status = 404, body = ApiError))
+)]
+pub async fn unsubscribe(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<(String, String, String, String)>,
+) -> ApiResult<StatusCode> {
+    state.gofer.unsubscribe(&key(path)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,132 @@
+//! Triggers: the built-in interval extension starts runs through subscriptions, and stops when told to.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{Server, api, script_pipeline, wait_for};
+
+const FAST: &[(&str, &str)] = &[("GOFER_EXTENSIONS__INTERVAL__MIN_INTERVAL", "1s")];
+
+fn run_count(gofer: &Server, pipeline: &str) -> usize {
+    gofer.cli_json(&["run", "list", pipeline, "--limit", "1000"]).as_array().unwrap().len()
+}
+
+#[test]
+fn an_interval_subscription_starts_runs_until_unsubscribed() {
+    let gofer = Server::start_with(FAST);
+    gofer.register(script_pipeline("ticking", "echo $GOFER_EXTENSION_ID/$GOFER_EXTENSION_SUBSCRIPTION"));
+    gofer.cli_ok(&["pipeline", "subscribe", "ticking", "interval", "fast", "-s", "every=1s"]);
+    wait_for("two runs started by the interval", Duration::from_secs(20), || {
+        (run_count(&gofer, "ticking") >= 2).then_some(())
+    });
+
+    let first = gofer.wait_run("ticking", 1);
+    assert_eq!(first["initiator"], json!({ "kind": "extension", "name": "interval" }));
+    assert_eq!(gofer.logs("ticking", 1, "main"), b"interval/fast\n");
+    let listed = gofer.cli_json(&["pipeline", "subscriptions", "ticking"]);
+    assert!(listed[0]["last_fired"].as_u64().unwrap() > 0, "{listed:#}");
+
+    gofer.cli_ok(&["pipeline", "unsubscribe", "ticking", "interval", "fast"]);
+    let settled = run_count(&gofer, "ticking");
+    std::thread::sleep(Duration::from_secs(3)); // three periods with no tick expected
+    assert_eq!(run_count(&gofer, "ticking"), settled, "no runs after unsubscribing");
+    let again = gofer.cli(&["pipeline", "unsubscribe", "ticking", "interval", "fast"]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("subscription 'fast'"));
+}
+
+#[test]
+fn disabling_a_subscription_or_the_extension_really_stops_triggers() {
+    let gofer = Server::start_with(FAST);
+    gofer.register(script_pipeline("switched", "true"));
+    gofer.cli_ok(&["pipeline", "subscribe", "switched", "interval", "tick", "-s", "every=1s"]);
+    wait_for("a first run", Duration::from_secs(20), || (run_count(&gofer, "switched") >= 1).then_some(()));
+
+    let path = "/api/namespaces/default/pipelines/switched/subscriptions/interval/tick";
+    let (status, body) = api(&gofer, "PATCH", path, Some(&json!({ "enabled": false })));
+    assert_eq!(status, 200, "{body}");
+    let settled = run_count(&gofer, "switched");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(run_count(&gofer, "switched"), settled, "a disabled subscription triggers nothing");
+
+    api(&gofer, "PATCH", path, Some(&json!({ "enabled": true })));
+    wait_for("runs again", Duration::from_secs(20), || (run_count(&gofer, "switched") > settled).then_some(()));
+
+    gofer.cli_ok(&["extension", "disable", "interval"]);
+    assert_eq!(gofer.cli_json(&["extension", "get", "interval"])["enabled"], false);
+    let settled = run_count(&gofer, "switched");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(run_count(&gofer, "switched"), settled, "a disabled extension triggers nothing");
+    let refused = gofer.cli(&["pipeline", "subscribe", "switched", "interval", "other", "-s", "every=1s"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("gofer extension enable interval"), "{refused:?}");
+
+    gofer.cli_ok(&["extension", "enable", "interval"]);
+    wait_for("runs after enabling", Duration::from_secs(20), || {
+        (run_count(&gofer, "switched") > settled).then_some(())
+    });
+}
+
+#[test]
+fn bad_subscriptions_are_refused_and_nothing_is_stored() {
+    let gofer = Server::start_with(FAST);
+    gofer.register(script_pipeline("picky", "true"));
+    let base = "/api/namespaces/default/pipelines/picky/subscriptions";
+    for (request, status, expected) in [
+        (
+            json!({ "extension_id": "interval", "label": "a", "settings": { "every": "10ms" } }),
+            400,
+            "shorter than this server's minimum of 1s",
+        ),
+        (
+            json!({ "extension_id": "interval", "label": "a", "settings": { "every": "soon" } }),
+            400,
+            "'soon' is not a duration",
+        ),
+        (json!({ "extension_id": "interval", "label": "a", "settings": {} }), 400, "'every' is required"),
+        (
+            json!({ "extension_id": "interval", "label": "bad label", "settings": { "every": "1m" } }),
+            400,
+            "invalid subscription label",
+        ),
+        (json!({ "extension_id": "nope", "label": "a", "settings": { "every": "1m" } }), 404, "extension 'nope'"),
+    ] {
+        let (got, body) = api(&gofer, "POST", base, Some(&request));
+        assert_eq!(got, status, "{request}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(expected), "{request}: {body}");
+    }
+    assert_eq!(api(&gofer, "GET", base, None).1["subscriptions"], json!([]), "nothing stored half-way");
+
+    let ok = json!({ "extension_id": "interval", "label": "hourly", "settings": { "every": "1h" } });
+    assert_eq!(api(&gofer, "POST", base, Some(&ok)).0, 201);
+    let (status, body) = api(&gofer, "POST", base, Some(&ok));
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = api(&gofer, "POST", "/api/namespaces/default/pipelines/ghost/subscriptions", Some(&ok));
+    assert_eq!(status, 404);
+    assert_eq!(api(&gofer, "DELETE", &format!("{base}/interval/missing"), None).0, 404);
+    assert_eq!(api(&gofer, "DELETE", &format!("{base}/nope/hourly"), None).0, 404);
+}
+
+#[test]
+fn subscriptions_resume_after_a_restart_and_missed_ticks_run_once() {
+    let mut gofer = Server::start_with(&[("GOFER_EXTENSIONS__INTERVAL__MIN_INTERVAL", "1s")]);
+    gofer.register(script_pipeline("durable", "true"));
+    gofer.cli_ok(&["pipeline", "subscribe", "durable", "interval", "slow", "-s", "every=3s"]);
+    // Right after a tick the next is a full period away: count, then crash, with no tick in between.
+    let before = wait_for("a first tick", Duration::from_secs(20), || {
+        let count = run_count(&gofer, "durable");
+        (count >= 1).then_some(count)
+    });
+    gofer.crash();
+    // Down for longer than two periods: those ticks are missed while down.
+    std::thread::sleep(Duration::from_secs(7));
+    gofer.restart();
+    // The missed ticks are coalesced into one run right away; the next comes a full period later.
+    wait_for("the coalesced run after restart", Duration::from_secs(10), || {
+        (run_count(&gofer, "durable") == before + 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(run_count(&gofer, "durable"), before + 1, "missed ticks start one run, not one per tick");
+    wait_for("the schedule to go on", Duration::from_secs(10), || {
+        (run_count(&gofer, "durable") >= before + 2).then_some(())
+    });
+}
