@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{Server, containers_of_run, script_pipeline, wait_for};
+use crate::harness::{Server, script_pipeline, wait_containers_removed, wait_for};
 
 fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().unwrap();
@@ -36,7 +36,7 @@ fn a_container_still_running_after_a_crash_is_reattached_not_restarted() {
     assert_eq!(task["container_id"], container, "the same container finished the task");
     assert_eq!(task["attempt"], 1);
     assert_eq!(gofer.logs("survive", run, "main"), b"before\nafter\n", "output from before and after the crash");
-    assert!(containers_of_run(&gofer, "survive", run).is_empty(), "removed once its exit and logs were stored");
+    wait_containers_removed(&gofer, "survive", run);
 }
 
 #[test]

@@ -254,6 +254,14 @@ pub fn containers_of_run(server: &Server, pipeline: &str, run: u64) -> Vec<Strin
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }
 
+/// Waits until the run's containers are gone: Gofer removes a container right after storing its outcome, off the
+/// path that completes the run.
+pub fn wait_containers_removed(server: &Server, pipeline: &str, run: u64) {
+    wait_for(&format!("the containers of run {run} of {pipeline} to be removed"), Duration::from_secs(20), || {
+        containers_of_run(server, pipeline, run).is_empty().then_some(())
+    });
+}
+
 /// A one-task config running `script` in busybox.
 pub fn script_pipeline(id: &str, script: &str) -> Value {
     serde_json::json!({

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{Server, containers_of_run, script_pipeline, wait_for};
+use crate::harness::{Server, script_pipeline, wait_containers_removed, wait_for};
 
 #[test]
 fn the_simple_example_deploys_runs_and_keeps_its_logs() {
@@ -27,7 +27,7 @@ fn the_simple_example_deploys_runs_and_keeps_its_logs() {
 
     let logs = String::from_utf8(gofer.logs("simple", run, "hello")).unwrap();
     assert_eq!(logs, "Hello from Gofer\npipeline=simple run=1 task=hello\n");
-    assert!(containers_of_run(&gofer, "simple", run).is_empty(), "finished containers are removed");
+    wait_containers_removed(&gofer, "simple", run);
 
     // Deploying the same program again registers nothing new.
     gofer.deploy_example("simple");
@@ -172,7 +172,7 @@ fn cancelling_a_run_stops_its_containers() {
     let tasks = gofer.tasks("slow", run);
     assert_eq!(tasks["sleep"]["status"], "cancelled");
     assert_eq!(tasks["after"]["status"], "cancelled", "a task that had not started is cancelled, not run");
-    assert!(containers_of_run(&gofer, "slow", run).is_empty());
+    wait_containers_removed(&gofer, "slow", run);
 
     let again = gofer.cli(&["run", "cancel", "slow", &id]);
     assert!(!again.status.success());

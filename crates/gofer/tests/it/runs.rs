@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, api, containers_of_run, script_pipeline, wait_for};
+use crate::harness::{Server, api, containers_of_run, script_pipeline, wait_containers_removed, wait_for};
 
 #[test]
 fn runs_queue_within_the_pipelines_parallelism_and_start_in_order() {
@@ -119,7 +119,7 @@ fn task_and_run_timeouts_stop_containers_with_reason_timeout() {
     assert_eq!(finished["status"], "cancelled");
     assert_eq!(finished["status_reason"]["reason"], "timeout", "{finished:#}");
     assert_eq!(gofer.tasks("slowrun", run)["main"]["status_reason"]["reason"], "timeout");
-    assert!(containers_of_run(&gofer, "slowrun", run).is_empty());
+    wait_containers_removed(&gofer, "slowrun", run);
 }
 
 #[test]
