@@ -36,7 +36,8 @@ pub trait Extension: Send + Sync {
     /// Starts triggering for a subscription (also called to restore subscriptions at startup).
     async fn subscribe(&self, subscription: Subscription, trigger: Arc<dyn Trigger>)
     -> std::result::Result<(), String>;
-    /// Stops triggering for a subscription. Unknown subscriptions are ignored.
+    /// Stops triggering for a subscription; once it returns, the subscription starts no more runs. Unknown
+    /// subscriptions are ignored.
     async fn unsubscribe(&self, key: &SubscriptionKey);
     /// Stops everything.
     async fn shutdown(&self);
@@ -93,7 +94,21 @@ pub fn format_duration(duration: Duration) -> String {
 /// The built-in interval extension: starts a run every `every`, no more often than the operator's minimum.
 pub struct Interval {
     min_interval: Duration,
-    timers: Mutex<HashMap<SubscriptionKey, CancellationToken>>,
+    timers: Mutex<HashMap<SubscriptionKey, Timer>>,
+}
+
+/// One subscription's ticking task.
+struct Timer {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Timer {
+    /// Stops the timer and waits for a tick in progress to finish, so no run starts after this returns.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
 }
 
 impl Interval {
@@ -157,12 +172,15 @@ impl Extension for Interval {
     ) -> std::result::Result<(), String> {
         let every = self.every(&subscription.settings)?;
         let key = SubscriptionKey::of(&subscription);
-        let token = CancellationToken::new();
-        if let Some(previous) = self.timers.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), token.clone())
-        {
-            previous.cancel();
+        let previous = self.timers.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        if let Some(previous) = previous {
+            previous.stop().await;
         }
-        tokio::spawn(async move {
+        let token = CancellationToken::new();
+        let stop = token.clone();
+        let timer_key = key.clone();
+        let task = tokio::spawn(async move {
+            let key = timer_key;
             // The next tick follows the last one fired, so a restart neither repeats nor skips the schedule; ticks
             // missed while down are coalesced into one, now.
             let every_ms = every.as_millis() as u64;
@@ -182,18 +200,22 @@ impl Extension for Interval {
                 next = fired + every_ms;
             }
         });
+        self.timers.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Timer { stop, task });
         Ok(())
     }
 
     async fn unsubscribe(&self, key: &SubscriptionKey) {
-        if let Some(token) = self.timers.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
-            token.cancel();
+        let timer = self.timers.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        if let Some(timer) = timer {
+            timer.stop().await;
         }
     }
 
     async fn shutdown(&self) {
-        for (_, token) in self.timers.lock().unwrap_or_else(|p| p.into_inner()).drain() {
-            token.cancel();
+        let timers: Vec<Timer> =
+            self.timers.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, t)| t).collect();
+        for timer in timers {
+            timer.stop().await;
         }
     }
 }
