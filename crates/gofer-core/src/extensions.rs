@@ -1,7 +1,7 @@
 //! Extensions start runs: a subscription `(pipeline, extension, label, settings)` asks an extension to trigger the
 //! pipeline. Every extension sits behind one trait that mirrors the extension protocol (info, subscribe,
 //! unsubscribe, shutdown), so built-in extensions run in-process and container extensions can be driven over
-//! HTTP through the same calls. Built in: `interval`.
+//! HTTP through the same calls. Built in: `interval` and `cron`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -91,11 +91,8 @@ pub fn format_duration(duration: Duration) -> String {
     if text.is_empty() { "0s".into() } else { text }
 }
 
-/// The built-in interval extension: starts a run every `every`, no more often than the operator's minimum.
-pub struct Interval {
-    min_interval: Duration,
-    timers: Mutex<HashMap<SubscriptionKey, Timer>>,
-}
+/// The next tick after a time (epoch milliseconds), if there is one.
+type NextTick = Box<dyn Fn(u64) -> Option<u64> + Send + Sync>;
 
 /// One subscription's ticking task.
 struct Timer {
@@ -111,11 +108,66 @@ impl Timer {
     }
 }
 
+/// The ticking subscriptions of a time-based extension.
+#[derive(Default)]
+struct Timers {
+    running: Mutex<HashMap<SubscriptionKey, Timer>>,
+}
+
+impl Timers {
+    /// Ticks for a subscription. The schedule continues from the last tick fired, so a restart neither repeats
+    /// nor skips it; ticks missed while Gofer was down are coalesced into one, now.
+    async fn start(&self, subscription: &Subscription, next_tick: NextTick, trigger: Arc<dyn Trigger>) {
+        let key = SubscriptionKey::of(subscription);
+        self.stop(&key).await;
+        let stop = CancellationToken::new();
+        let cancelled = stop.clone();
+        let timer_key = key.clone();
+        let last_fired = subscription.last_fired;
+        let task = tokio::spawn(async move {
+            let key = timer_key;
+            let mut next = next_tick(if last_fired == 0 { epoch_millis() } else { last_fired });
+            while let Some(at) = next {
+                let wait = Duration::from_millis(at.saturating_sub(epoch_millis()));
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = cancelled.cancelled() => return,
+                }
+                let fired = epoch_millis();
+                trigger.fire(&key, fired).await;
+                next = next_tick(fired);
+            }
+        });
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Timer { stop, task });
+    }
+
+    async fn stop(&self, key: &SubscriptionKey) {
+        let timer = self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        if let Some(timer) = timer {
+            timer.stop().await;
+        }
+    }
+
+    async fn stop_all(&self) {
+        let timers: Vec<Timer> =
+            self.running.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, t)| t).collect();
+        for timer in timers {
+            timer.stop().await;
+        }
+    }
+}
+
+/// The built-in interval extension: starts a run every `every`, no more often than the operator's minimum.
+pub struct Interval {
+    min_interval: Duration,
+    timers: Timers,
+}
+
 impl Interval {
     pub const ID: &'static str = "interval";
 
     pub fn new(min_interval: Duration) -> Self {
-        Self { min_interval, timers: Mutex::default() }
+        Self { min_interval, timers: Timers::default() }
     }
 
     fn every(&self, settings: &BTreeMap<String, String>) -> std::result::Result<Duration, String> {
@@ -147,7 +199,7 @@ impl Extension for Interval {
 
     fn documentation(&self) -> String {
         format!(
-            "Starts a run of the pipeline every `every` (at least {}). A tick missed while Gofer was down is run \
+            "Starts a run of the pipeline every `every` (at least {}). Ticks missed while Gofer was down are run \
              once at startup, however many were missed; a tick never starts two runs.",
             format_duration(self.min_interval)
         )
@@ -170,53 +222,120 @@ impl Extension for Interval {
         subscription: Subscription,
         trigger: Arc<dyn Trigger>,
     ) -> std::result::Result<(), String> {
-        let every = self.every(&subscription.settings)?;
-        let key = SubscriptionKey::of(&subscription);
-        let previous = self.timers.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-        if let Some(previous) = previous {
-            previous.stop().await;
-        }
-        let token = CancellationToken::new();
-        let stop = token.clone();
-        let timer_key = key.clone();
-        let task = tokio::spawn(async move {
-            let key = timer_key;
-            // The next tick follows the last one fired, so a restart neither repeats nor skips the schedule; ticks
-            // missed while down are coalesced into one, now.
-            let every_ms = every.as_millis() as u64;
-            let mut next = if subscription.last_fired == 0 {
-                epoch_millis() + every_ms
-            } else {
-                subscription.last_fired + every_ms
-            };
-            loop {
-                let wait = Duration::from_millis(next.saturating_sub(epoch_millis()));
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = token.cancelled() => return,
-                }
-                let fired = epoch_millis();
-                trigger.fire(&key, fired).await;
-                next = fired + every_ms;
-            }
-        });
-        self.timers.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Timer { stop, task });
+        let every = self.every(&subscription.settings)?.as_millis() as u64;
+        self.timers.start(&subscription, Box::new(move |after| Some(after + every)), trigger).await;
         Ok(())
     }
 
     async fn unsubscribe(&self, key: &SubscriptionKey) {
-        let timer = self.timers.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-        if let Some(timer) = timer {
-            timer.stop().await;
-        }
+        self.timers.stop(key).await;
     }
 
     async fn shutdown(&self) {
-        let timers: Vec<Timer> =
-            self.timers.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, t)| t).collect();
-        for timer in timers {
-            timer.stop().await;
+        self.timers.stop_all().await;
+    }
+}
+
+/// A parsed cron subscription: a standard 5-field expression in a time zone.
+struct CronSchedule {
+    cron: croner::Cron,
+    zone: jiff::tz::TimeZone,
+}
+
+impl CronSchedule {
+    fn parse(settings: &BTreeMap<String, String>) -> std::result::Result<Self, String> {
+        let expression = settings
+            .get("expression")
+            .ok_or("the setting 'expression' is required, for example -s expression='0 3 * * *'")?;
+        if expression.split_whitespace().count() != 5 {
+            return Err(format!(
+                "expression '{expression}' must have 5 fields: minute hour day-of-month month day-of-week"
+            ));
         }
+        let cron = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Disallowed)
+            .build()
+            .parse(expression)
+            .map_err(|e| format!("expression '{expression}' is not a valid cron expression: {e}"))?;
+        let zone_name = settings.get("timezone").map(String::as_str).unwrap_or("UTC");
+        let zone = jiff::tz::TimeZone::get(zone_name)
+            .map_err(|_| format!("timezone '{zone_name}' is unknown; use an IANA name such as Europe/Berlin"))?;
+        if let Some(unknown) = settings.keys().find(|k| !["expression", "timezone"].contains(&k.as_str())) {
+            return Err(format!("unknown setting '{unknown}'; the cron extension takes 'expression' and 'timezone'"));
+        }
+        Ok(Self { cron, zone })
+    }
+
+    /// The first matching minute strictly after `after_ms` (epoch milliseconds), in the schedule's time zone.
+    fn next_after(&self, after_ms: u64) -> Option<u64> {
+        let after = jiff::Timestamp::from_millisecond(i64::try_from(after_ms).ok()?).ok()?.to_zoned(self.zone.clone());
+        let next = self.cron.find_next_occurrence(&after, false).ok()?;
+        u64::try_from(next.timestamp().as_millisecond()).ok()
+    }
+}
+
+/// The built-in cron extension: starts a run at the minutes a 5-field cron expression names, in a time zone.
+#[derive(Default)]
+pub struct Cron {
+    timers: Timers,
+}
+
+impl Cron {
+    pub const ID: &'static str = "cron";
+}
+
+#[async_trait]
+impl Extension for Cron {
+    fn id(&self) -> &str {
+        Self::ID
+    }
+
+    fn kind(&self) -> ExtensionKind {
+        ExtensionKind::Builtin
+    }
+
+    fn documentation(&self) -> String {
+        "Starts a run at the times a standard 5-field cron expression names (minute hour day-of-month month \
+         day-of-week), in the given time zone (UTC by default). Ticks missed while Gofer was down are run once at \
+         startup; a tick never starts two runs."
+            .into()
+    }
+
+    fn subscription_params(&self) -> Vec<ExtensionParameter> {
+        vec![
+            ExtensionParameter {
+                key: "expression".into(),
+                required: true,
+                documentation: "A 5-field cron expression, e.g. '0 3 * * *' (03:00 every day).".into(),
+            },
+            ExtensionParameter {
+                key: "timezone".into(),
+                required: false,
+                documentation: "An IANA time zone such as Europe/Berlin; UTC when not given.".into(),
+            },
+        ]
+    }
+
+    fn validate(&self, settings: &BTreeMap<String, String>) -> std::result::Result<(), String> {
+        CronSchedule::parse(settings).map(drop)
+    }
+
+    async fn subscribe(
+        &self,
+        subscription: Subscription,
+        trigger: Arc<dyn Trigger>,
+    ) -> std::result::Result<(), String> {
+        let schedule = CronSchedule::parse(&subscription.settings)?;
+        self.timers.start(&subscription, Box::new(move |after| schedule.next_after(after)), trigger).await;
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, key: &SubscriptionKey) {
+        self.timers.stop(key).await;
+    }
+
+    async fn shutdown(&self) {
+        self.timers.stop_all().await;
     }
 }
 
@@ -313,6 +432,45 @@ mod tests {
         for bad in ["", "5", "m", "5x", "1.5s", "-1s", "99999999999h"] {
             assert!(parse_duration(bad).unwrap_err().contains("is not a duration"), "{bad}");
         }
+    }
+
+    fn cron(expression: &str, zone: Option<&str>) -> std::result::Result<CronSchedule, String> {
+        let mut settings = BTreeMap::from([("expression".to_string(), expression.to_string())]);
+        if let Some(zone) = zone {
+            settings.insert("timezone".into(), zone.into());
+        }
+        CronSchedule::parse(&settings)
+    }
+
+    fn millis(text: &str) -> u64 {
+        text.parse::<jiff::Timestamp>().unwrap().as_millisecond() as u64
+    }
+
+    #[test]
+    fn cron_ticks_follow_the_expression_in_its_time_zone() {
+        let daily = cron("0 3 * * *", Some("Europe/Berlin")).unwrap();
+        // 03:00 in Berlin is 02:00 UTC in winter and 01:00 UTC in summer.
+        assert_eq!(daily.next_after(millis("2026-01-10T12:00:00Z")), Some(millis("2026-01-11T02:00:00Z")));
+        assert_eq!(daily.next_after(millis("2026-07-10T12:00:00Z")), Some(millis("2026-07-11T01:00:00Z")));
+        let quarter = cron("*/15 * * * *", None).unwrap();
+        assert_eq!(quarter.next_after(millis("2026-03-01T10:07:30Z")), Some(millis("2026-03-01T10:15:00Z")));
+        assert_eq!(
+            quarter.next_after(millis("2026-03-01T10:15:00Z")),
+            Some(millis("2026-03-01T10:30:00Z")),
+            "strictly after"
+        );
+        let weekdays = cron("30 9 * * 1-5", None).unwrap();
+        // 2026-11-28 is a Saturday: the next weekday 09:30 is Monday the 30th.
+        assert_eq!(weekdays.next_after(millis("2026-11-28T10:00:00Z")), Some(millis("2026-11-30T09:30:00Z")));
+    }
+
+    #[test]
+    fn bad_cron_settings_say_what_is_wrong() {
+        assert!(cron("* * * *", None).err().unwrap().contains("must have 5 fields"));
+        assert!(cron("0 0 * * * *", None).err().unwrap().contains("must have 5 fields"));
+        assert!(cron("61 * * * *", None).err().unwrap().contains("not a valid cron expression"));
+        assert!(cron("0 3 * * *", Some("Mars/Olympus")).err().unwrap().contains("timezone 'Mars/Olympus' is unknown"));
+        assert!(CronSchedule::parse(&BTreeMap::new()).err().unwrap().contains("'expression' is required"));
     }
 
     #[test]

@@ -149,8 +149,10 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         LogStore::new(data_dir.join("logs")),
         events.clone(),
     );
-    let builtin: Vec<Arc<dyn gofer_core::extensions::Extension>> =
-        vec![Arc::new(gofer_core::extensions::Interval::new(config.min_interval()?))];
+    let builtin: Vec<Arc<dyn gofer_core::extensions::Extension>> = vec![
+        Arc::new(gofer_core::extensions::Interval::new(config.min_interval()?)),
+        Arc::new(gofer_core::extensions::Cron::default()),
+    ];
     let extensions = gofer_core::extensions::Extensions::new(storage.clone(), builtin);
     let gofer = Gofer::new(storage, orchestrator.clone(), events.clone(), extensions);
     gofer.ensure_default_namespace().await?;

@@ -130,3 +130,37 @@ fn subscriptions_resume_after_a_restart_and_missed_ticks_run_once() {
         (run_count(&gofer, "durable") >= before + 2).then_some(())
     });
 }
+
+#[test]
+fn cron_subscriptions_take_standard_expressions_with_a_time_zone() {
+    let gofer = Server::start();
+    gofer.register(script_pipeline("nightly", "true"));
+    let base = "/api/namespaces/default/pipelines/nightly/subscriptions";
+    for (settings, expected) in [
+        (json!({ "expression": "0 3 * *" }), "must have 5 fields"),
+        (json!({ "expression": "0 25 * * *" }), "not a valid cron expression"),
+        (json!({ "expression": "0 3 * * *", "timezone": "Mars/Olympus" }), "timezone 'Mars/Olympus' is unknown"),
+    ] {
+        let request = json!({ "extension_id": "cron", "label": "nightly", "settings": settings });
+        let (status, body) = api(&gofer, "POST", base, Some(&request));
+        assert_eq!(status, 400, "{body}");
+        assert!(body["message"].as_str().unwrap().contains(expected), "{body}");
+    }
+    gofer.cli_ok(&[
+        "pipeline",
+        "subscribe",
+        "nightly",
+        "cron",
+        "at-three",
+        "-s",
+        "expression=0 3 * * *",
+        "-s",
+        "timezone=Europe/Berlin",
+    ]);
+    let listed = gofer.cli_json(&["pipeline", "subscriptions", "nightly"]);
+    assert_eq!(listed[0]["extension_id"], "cron");
+    assert_eq!(listed[0]["settings"]["timezone"], "Europe/Berlin");
+    let extensions = gofer.cli_json(&["extension", "list"]);
+    let ids: Vec<&str> = extensions.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["cron", "interval"], "both built-in extensions are installed by default");
+}
