@@ -417,5 +417,6 @@ display_as_serde!(
     StatusReasonKind,
     TaskState,
     TaskStatus,
-    VariableSource
+    VariableSource,
+    ExtensionKind
 );

@@ -53,10 +53,7 @@ async fn extension(client: &Client, format: Format, command: ExtensionCommand) -
             let rows: Vec<Vec<String>> = list
                 .extensions
                 .iter()
-                .map(|e| {
-                    let kind = serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_string));
-                    vec![e.id.clone(), kind.unwrap_or_default(), if e.enabled { "enabled" } else { "disabled" }.into()]
-                })
+                .map(|e| vec![e.id.clone(), e.kind.to_string(), if e.enabled { "enabled" } else { "disabled" }.into()])
                 .collect();
             return output::table(&["ID", "KIND", "STATE"], &rows);
         }
