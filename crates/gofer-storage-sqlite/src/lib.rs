@@ -111,6 +111,33 @@ impl SqliteStorage {
     }
 }
 
+impl SqliteStorage {
+    /// Runs one statement on the subscription named by `key` (bound as ?1..?4, `value` as ?5 when given);
+    /// NotFound when no row matched.
+    async fn change_subscription(
+        &self,
+        context: &'static str,
+        key: &SubscriptionKey,
+        sql: String,
+        value: Option<i64>,
+    ) -> Result<()> {
+        let key = key.clone();
+        self.write(context, move |tx| {
+            let keys = [&key.namespace_id, &key.pipeline_id, &key.extension_id, &key.label];
+            let changed = match value {
+                Some(value) => tx.execute(&sql, params![keys[0], keys[1], keys[2], keys[3], value]),
+                None => tx.execute(&sql, params![keys[0], keys[1], keys[2], keys[3]]),
+            }
+            .map_err(|e| backend(context, e))?;
+            if changed == 0 {
+                return Err(not_found(key.to_string()));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -1032,53 +1059,18 @@ impl Storage for SqliteStorage {
     }
 
     async fn set_subscription_enabled(&self, key: &SubscriptionKey, enabled: bool) -> Result<()> {
-        let key = key.clone();
-        self.write("switch a subscription", move |tx| {
-            let changed = tx
-                .execute(
-                    &format!("UPDATE subscriptions SET enabled = ?5 WHERE {SUBSCRIPTION_KEY}"),
-                    params![key.namespace_id, key.pipeline_id, key.extension_id, key.label, enabled],
-                )
-                .map_err(|e| backend("switch a subscription", e))?;
-            if changed == 0 {
-                return Err(not_found(key.to_string()));
-            }
-            Ok(())
-        })
-        .await
+        let sql = format!("UPDATE subscriptions SET enabled = ?5 WHERE {SUBSCRIPTION_KEY}");
+        self.change_subscription("switch a subscription", key, sql, Some(i64::from(enabled))).await
     }
 
     async fn record_subscription_fired(&self, key: &SubscriptionKey, at: u64) -> Result<()> {
-        let key = key.clone();
-        self.write("record a subscription's tick", move |tx| {
-            let changed = tx
-                .execute(
-                    &format!("UPDATE subscriptions SET last_fired = ?5 WHERE {SUBSCRIPTION_KEY}"),
-                    params![key.namespace_id, key.pipeline_id, key.extension_id, key.label, at],
-                )
-                .map_err(|e| backend("record a subscription's tick", e))?;
-            if changed == 0 {
-                return Err(not_found(key.to_string()));
-            }
-            Ok(())
-        })
-        .await
+        let sql = format!("UPDATE subscriptions SET last_fired = ?5 WHERE {SUBSCRIPTION_KEY}");
+        let at = i64::try_from(at).map_err(|e| backend("record a subscription's tick", e))?;
+        self.change_subscription("record a subscription's tick", key, sql, Some(at)).await
     }
 
     async fn delete_subscription(&self, key: &SubscriptionKey) -> Result<()> {
-        let key = key.clone();
-        self.write("delete a subscription", move |tx| {
-            let changed = tx
-                .execute(
-                    &format!("DELETE FROM subscriptions WHERE {SUBSCRIPTION_KEY}"),
-                    params![key.namespace_id, key.pipeline_id, key.extension_id, key.label],
-                )
-                .map_err(|e| backend("delete a subscription", e))?;
-            if changed == 0 {
-                return Err(not_found(key.to_string()));
-            }
-            Ok(())
-        })
-        .await
+        let sql = format!("DELETE FROM subscriptions WHERE {SUBSCRIPTION_KEY}");
+        self.change_subscription("delete a subscription", key, sql, None).await
     }
 }
