@@ -6,6 +6,7 @@
 pub mod error;
 pub mod models;
 pub mod permissions;
+pub mod protocol;
 pub mod requests;
 
 pub use gofer_sdk::config;

@@ -276,15 +276,42 @@ pub struct ExtensionParameter {
     pub documentation: String,
 }
 
+/// Where an extension is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtensionState {
+    /// Its container is starting and Gofer waits for it to answer `/api/health`.
+    Starting,
+    /// It answers and takes subscriptions.
+    Running,
+    /// It died or stopped answering; Gofer starts it again after a back-off.
+    Restarting,
+    /// Disabled, or Gofer is shutting down: not running.
+    Stopped,
+}
+
 /// An installed extension.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Extension {
     pub id: String,
     pub kind: ExtensionKind,
+    /// The image of a container extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// A disabled extension triggers nothing; its subscriptions are kept.
     pub enabled: bool,
+    pub state: ExtensionState,
+    /// How often Gofer had to start it again since it was installed or Gofer started.
+    #[serde(default)]
+    pub restarts: u32,
+    /// The last problem Gofer saw (why it restarted, what it answered), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     /// What the extension does, in its own words.
     pub documentation: String,
+    /// The settings the operator gives at install (passed to the extension as environment variables).
+    #[serde(default)]
+    pub config_params: Vec<ExtensionParameter>,
     /// The settings a subscription may give.
     pub subscription_params: Vec<ExtensionParameter>,
 }
@@ -365,6 +392,18 @@ pub enum EventKind {
     MaintenanceChanged {
         maintenance: bool,
     },
+    ExtensionInstalled {
+        extension_id: String,
+        image: String,
+    },
+    ExtensionUninstalled {
+        extension_id: String,
+    },
+    ExtensionStateChanged {
+        extension_id: String,
+        state: ExtensionState,
+        problem: Option<String>,
+    },
 }
 
 impl EventKind {
@@ -418,5 +457,6 @@ display_as_serde!(
     TaskState,
     TaskStatus,
     VariableSource,
-    ExtensionKind
+    ExtensionKind,
+    ExtensionState
 );

@@ -89,7 +89,8 @@ impl Server {
     fn start(bin: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(bin)
-            .args(["service", "start", "--bind-address", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args(["service", "start", "--bind-address", &format!("127.0.0.1:{port}")])
+            .args(["--external-bind-address", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .envs(env.iter().copied())
             .env("NO_COLOR", "1")

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 pub use crate::error::{Error, Result};
 use crate::events::Events;
-use crate::extensions::{Extensions, Trigger};
+use crate::extensions::{Extensions, ExternalEvent, ExternalResponse, Trigger};
 use crate::logs::LogKey;
 use crate::orchestrator::{Orchestrator, RunKey};
 
@@ -457,6 +457,26 @@ impl Gofer {
         self.extensions.shutdown().await;
     }
 
+    /// Hands a request from the external-events listener to the extension it names.
+    pub async fn external_event(&self, extension_id: &str, event: ExternalEvent) -> Result<ExternalResponse> {
+        let extension = self.extensions.get(extension_id)?;
+        if !self.extensions.is_enabled(extension_id).await? {
+            return Err(Error::conflict(format!(
+                "extension '{extension_id}' is disabled and takes no external events; enable it with `gofer \
+                 extension enable {extension_id}`"
+            )));
+        }
+        Ok(extension.external_event(event, Arc::new(self.clone())).await)
+    }
+
+    /// The extension's own view of itself.
+    pub async fn debug_extension(&self, extension_id: &str) -> Result<String> {
+        let extension = self.extensions.get(extension_id)?;
+        extension.debug().await.map_err(|message| Error::Unavailable {
+            message: format!("extension '{extension_id}' did not answer its debug call: {message}"),
+        })
+    }
+
     pub async fn list_subscriptions(&self, namespace_id: &str, pipeline_id: &str) -> Result<Vec<Subscription>> {
         self.storage.get_namespace(namespace_id).await?;
         self.storage.get_pipeline(namespace_id, pipeline_id).await?;
@@ -571,23 +591,33 @@ impl Gofer {
 
 #[async_trait::async_trait]
 impl Trigger for Gofer {
-    async fn fire(&self, key: &SubscriptionKey, at: u64) {
+    async fn fire(
+        &self,
+        key: &SubscriptionKey,
+        at: u64,
+        extra: BTreeMap<String, String>,
+    ) -> std::result::Result<u64, String> {
         // Record the tick first: a crash right after may lose this run, but never starts it twice.
         if let Err(e) = self.storage.record_subscription_fired(key, at).await {
             tracing::warn!(%key, error = %e, "could not record a subscription's tick; not starting a run");
-            return;
+            return Err(format!("could not record the tick: {e}"));
         }
-        let variables = BTreeMap::from([
-            ("GOFER_EXTENSION_ID".to_string(), key.extension_id.clone()),
-            ("GOFER_EXTENSION_SUBSCRIPTION".to_string(), key.label.clone()),
-        ]);
+        let mut variables = extra;
+        variables.insert("GOFER_EXTENSION_ID".into(), key.extension_id.clone());
+        variables.insert("GOFER_EXTENSION_SUBSCRIPTION".into(), key.label.clone());
         let initiator = Initiator { kind: "extension".into(), name: key.extension_id.clone() };
         match self
             .start_run_with(&key.namespace_id, &key.pipeline_id, variables, VariableSource::Extension, initiator)
             .await
         {
-            Ok(run) => tracing::info!(%key, run = run.run_id, "subscription started a run"),
-            Err(e) => tracing::warn!(%key, error = %e, "subscription could not start a run"),
+            Ok(run) => {
+                tracing::info!(%key, run = run.run_id, "subscription started a run");
+                Ok(run.run_id)
+            }
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "subscription could not start a run");
+                Err(e.to_string())
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
 
 /// The top-level sections; only environment variables naming one of them are read.
-const SECTIONS: &[&str] = &["server", "runs", "extensions", "events", "log"];
+const SECTIONS: &[&str] = &["server", "runs", "extensions", "external_events", "events", "log"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +19,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub runs: RunsConfig,
     pub extensions: ExtensionsConfig,
+    pub external_events: ExternalEventsConfig,
     pub events: EventsConfig,
     pub log: LogConfig,
 }
@@ -48,7 +49,32 @@ pub struct RunsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtensionsConfig {
+    /// Seconds a container extension gets to answer `/api/health` after it started.
+    pub start_timeout_seconds: u64,
+    /// Seconds between health checks of a running container extension.
+    pub health_interval_seconds: u64,
+    /// Seconds a container extension gets to stop before it is killed.
+    pub stop_grace_seconds: u64,
     pub interval: IntervalConfig,
+    pub github: GitHubConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubConfig {
+    /// The secret GitHub signs webhooks with; empty leaves the built-in github extension uninstalled.
+    pub webhook_secret: String,
+}
+
+/// The listener for requests from the outside world (webhooks), apart from the API so that it alone can face
+/// the internet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalEventsConfig {
+    pub enabled: bool,
+    pub bind_address: SocketAddr,
+    /// Larger bodies are refused with 413.
+    pub max_body_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +113,18 @@ impl Default for Config {
                 keep_containers_seconds: 0,
                 log_retention_runs: 50,
             },
-            extensions: ExtensionsConfig { interval: IntervalConfig { min_interval: "1m".into() } },
+            extensions: ExtensionsConfig {
+                start_timeout_seconds: 30,
+                health_interval_seconds: 10,
+                stop_grace_seconds: 10,
+                interval: IntervalConfig { min_interval: "1m".into() },
+                github: GitHubConfig { webhook_secret: String::new() },
+            },
+            external_events: ExternalEventsConfig {
+                enabled: true,
+                bind_address: SocketAddr::from(([127, 0, 0, 1], 8081)),
+                max_body_bytes: 25 * 1024 * 1024,
+            },
             events: EventsConfig { retention_days: 30 },
             log: LogConfig { level: "info".into() },
         }
@@ -98,6 +135,7 @@ impl Default for Config {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub bind_address: Option<SocketAddr>,
+    pub external_bind_address: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -134,6 +172,9 @@ impl Config {
         if let Some(addr) = overrides.bind_address {
             config.server.bind_address = addr;
         }
+        if let Some(addr) = overrides.external_bind_address {
+            config.external_events.bind_address = addr;
+        }
         if let Some(dir) = &overrides.data_dir {
             config.server.data_dir = dir.clone();
         }
@@ -148,6 +189,9 @@ impl Config {
             ("runs.pipeline_limit", self.runs.pipeline_limit),
             ("runs.max_timeout_seconds", self.runs.max_timeout_seconds),
             ("events.retention_days", self.events.retention_days),
+            ("extensions.start_timeout_seconds", self.extensions.start_timeout_seconds),
+            ("extensions.health_interval_seconds", self.extensions.health_interval_seconds),
+            ("external_events.max_body_bytes", self.external_events.max_body_bytes),
         ];
         for (field, value) in positive {
             if value == 0 {
@@ -200,9 +244,13 @@ impl Config {
         }
     }
 
-    /// The effective configuration as TOML, for `gofer service config`.
+    /// The effective configuration as TOML, for `gofer service config`, with secrets redacted.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
+        let mut shown = self.clone();
+        if !shown.extensions.github.webhook_secret.is_empty() {
+            shown.extensions.github.webhook_secret = "(redacted)".into();
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
     }
 }
 
@@ -226,7 +274,11 @@ mod tests {
         let config = Config::load(Some(&path), &Overrides::default()).unwrap();
         assert_eq!(config.server.bind_address.port(), 9000);
         assert_eq!(config.runs.stop_grace_seconds, 3);
-        let overrides = Overrides { bind_address: Some("127.0.0.1:7000".parse().unwrap()), data_dir: None };
+        let overrides = Overrides {
+            bind_address: Some("127.0.0.1:7000".parse().unwrap()),
+            data_dir: None,
+            external_bind_address: None,
+        };
         assert_eq!(Config::load(Some(&path), &overrides).unwrap().server.bind_address.port(), 7000);
     }
 
@@ -240,6 +292,15 @@ mod tests {
         std::fs::write(&path, "[runs]\npipeline_limit = -3\n").unwrap();
         let err = Config::load(Some(&path), &Overrides::default()).unwrap_err();
         assert!(format!("{err:?}").contains("pipeline_limit"), "{err:?}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_when_printed() {
+        let mut config = Config::default();
+        config.extensions.github.webhook_secret = "hunter2".into();
+        let shown = config.to_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("webhook_secret = \"(redacted)\""), "{shown}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod config;
+pub mod external;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub struct ConfigArgs {
     /// Address for the HTTP API, e.g. 127.0.0.1:8080.
     #[arg(long)]
     pub bind_address: Option<std::net::SocketAddr>,
+    /// Address for the external-events listener (webhooks), e.g. 0.0.0.0:8081.
+    #[arg(long)]
+    pub external_bind_address: Option<std::net::SocketAddr>,
     /// Directory for the database, logs and the installation id.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -53,7 +57,11 @@ pub struct StartArgs {
 
 impl ConfigArgs {
     fn load(&self) -> anyhow::Result<Config> {
-        let overrides = Overrides { bind_address: self.bind_address, data_dir: self.data_dir.clone() };
+        let overrides = Overrides {
+            bind_address: self.bind_address,
+            external_bind_address: self.external_bind_address,
+            data_dir: self.data_dir.clone(),
+        };
         Ok(Config::load(self.config.as_deref(), &overrides)?)
     }
 }
@@ -149,10 +157,13 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         LogStore::new(data_dir.join("logs")),
         events.clone(),
     );
-    let builtin: Vec<Arc<dyn gofer_core::extensions::Extension>> = vec![
+    let mut builtin: Vec<Arc<dyn gofer_core::extensions::Extension>> = vec![
         Arc::new(gofer_core::extensions::Interval::new(config.min_interval()?)),
         Arc::new(gofer_core::extensions::Cron::default()),
     ];
+    if !config.extensions.github.webhook_secret.is_empty() {
+        builtin.push(Arc::new(gofer_core::extensions::github::GitHub::new(&config.extensions.github.webhook_secret)));
+    }
     let extensions = gofer_core::extensions::Extensions::new(storage.clone(), builtin);
     let gofer = Gofer::new(storage, orchestrator.clone(), events.clone(), extensions);
     gofer.ensure_default_namespace().await?;
@@ -168,6 +179,21 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.server.bind_address).await.with_context(|| {
         format!("could not listen on {}; choose another address with --bind-address", config.server.bind_address)
     })?;
+    let external = if config.external_events.enabled {
+        let address = config.external_events.bind_address;
+        let listener = tokio::net::TcpListener::bind(address).await.with_context(|| {
+            format!(
+                "could not listen for external events on {address}; choose another address with \
+                 --external-bind-address (or external_events.enabled = false)"
+            )
+        })?;
+        let max_body = usize::try_from(config.external_events.max_body_bytes).unwrap_or(usize::MAX);
+        let app = external::router(gofer.clone(), max_body);
+        tracing::info!(%address, "listening for external events (webhooks) at POST /api/external/<extension>");
+        Some(tokio::spawn(async move { axum::serve(listener, app).await }))
+    } else {
+        None
+    };
     let app = api::router(api::AppState { gofer: gofer.clone(), dev_mode: config.server.dev_mode });
     tracing::info!(
         address = %config.server.bind_address,
@@ -175,6 +201,9 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         "Gofer is ready"
     );
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("the HTTP server failed")?;
+    if let Some(external) = external {
+        external.abort();
+    }
     gofer.shutdown_extensions().await;
     orchestrator.shutdown();
     stop_pruning.cancel();

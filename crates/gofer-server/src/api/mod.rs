@@ -3,7 +3,7 @@
 
 mod events;
 mod extensions;
-mod extract;
+pub(crate) mod extract;
 mod namespaces;
 mod pipelines;
 mod runs;

@@ -21,16 +21,21 @@ pub fn repo_root() -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// The external-events listener (webhooks).
+    pub external_url: String,
     pub data_dir: tempfile::TempDir,
     log: PathBuf,
     port: u16,
+    external_port: u16,
     env: Vec<(String, String)>,
 }
 
-fn spawn(port: u16, data_dir: &Path, log: &Path, env: &[(String, String)]) -> Child {
+fn spawn(port: u16, external_port: u16, data_dir: &Path, log: &Path, env: &[(String, String)]) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    // The API listens on all addresses so that containers (extensions) can reach it over Docker's bridge.
     Command::new(BIN)
-        .args(["service", "start", "--bind-address", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args(["service", "start", "--bind-address", &format!("0.0.0.0:{port}")])
+        .args(["--external-bind-address", &format!("127.0.0.1:{external_port}"), "--data-dir"])
         .arg(data_dir)
         .env("NO_COLOR", "1")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -65,11 +70,20 @@ impl Server {
     /// Starts a server with extra environment (e.g. `GOFER_RUNS__GLOBAL_LIMIT`).
     pub fn start_with(env: &[(&str, &str)]) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let (port, external_port) = (free_port(), free_port());
         let log = data_dir.path().join("server.log");
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let child = spawn(port, data_dir.path(), &log, &env);
-        let mut server = Server { child, url: format!("http://127.0.0.1:{port}"), data_dir, log, port, env };
+        let child = spawn(port, external_port, data_dir.path(), &log, &env);
+        let mut server = Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            external_url: format!("http://127.0.0.1:{external_port}"),
+            data_dir,
+            log,
+            port,
+            external_port,
+            env,
+        };
         server.wait_healthy();
         server
     }
@@ -95,7 +109,7 @@ impl Server {
         if self.child.try_wait().unwrap().is_none() {
             self.crash();
         }
-        self.child = spawn(self.port, self.data_dir.path(), &self.log, &self.env);
+        self.child = spawn(self.port, self.external_port, self.data_dir.path(), &self.log, &self.env);
         self.wait_healthy();
     }
 
@@ -216,19 +230,27 @@ impl Drop for Server {
 
 /// A minimal HTTP/1.1 client for checking raw status codes and bodies.
 pub fn http(method: &str, url: &str, body: Option<&Value>) -> std::io::Result<(u16, String)> {
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let headers: &[(&str, &str)] = if body.is_some() { &[("Content-Type", "application/json")] } else { &[] };
+    http_raw(method, url, headers, payload.as_bytes())
+}
+
+/// Sends any bytes with any headers; returns the status and the body.
+pub fn http_raw(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<(u16, String)> {
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
     let mut stream = TcpStream::connect(host)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    if body.is_some() {
-        request.push_str("Content-Type: application/json\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
     }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n{payload}", payload.len()));
+    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     stream.write_all(request.as_bytes())?;
+    // The server may answer (413) before reading a large body, and close: keep what it said.
+    let _ = stream.write_all(body);
     let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
+    let _ = stream.read_to_end(&mut response);
     let text = String::from_utf8_lossy(&response).to_string();
     let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();

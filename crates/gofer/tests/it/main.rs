@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod crash;
+mod github;
 mod harness;
 mod pipelines;
 mod runs;

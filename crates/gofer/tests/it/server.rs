@@ -32,7 +32,8 @@ fn sigterm_shuts_the_server_down_cleanly_and_state_survives_a_restart() {
 fn an_unreachable_docker_engine_is_a_clear_startup_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
-        .args(["service", "start", "--bind-address", "127.0.0.1:0", "--data-dir"])
+        .args(["service", "start", "--bind-address", "127.0.0.1:0", "--external-bind-address", "127.0.0.1:0"])
+        .arg("--data-dir")
         .arg(dir.path())
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .env("NO_COLOR", "1")
@@ -49,7 +50,8 @@ fn an_address_in_use_is_a_clear_startup_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
-        .args(["service", "start", "--bind-address", &taken.local_addr().unwrap().to_string(), "--data-dir"])
+        .args(["service", "start", "--bind-address", &taken.local_addr().unwrap().to_string()])
+        .args(["--external-bind-address", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("NO_COLOR", "1")
         .output()

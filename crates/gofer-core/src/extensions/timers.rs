@@ -1,95 +1,19 @@
-//! Extensions start runs: a subscription `(pipeline, extension, label, settings)` asks an extension to trigger the
-//! pipeline. Every extension sits behind one trait that mirrors the extension protocol (info, subscribe,
-//! unsubscribe, shutdown), so built-in extensions run in-process and container extensions can be driven over
-//! HTTP through the same calls. Built in: `interval` and `cron`.
+//! The time-based built-in extensions: `interval` and `cron`. Each subscription gets a timer task that fires at
+//! its next tick; the schedule continues from the last tick fired, so restarts neither repeat nor skip one.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use gofer_api::epoch_millis;
-use gofer_api::models::{Extension as ExtensionInfo, ExtensionKind, ExtensionParameter, Subscription};
-use gofer_storage::{Storage, SubscriptionKey};
+use gofer_api::models::{ExtensionKind, Subscription};
+use gofer_api::protocol::Documentation;
+use gofer_storage::SubscriptionKey;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Error, Result};
-
-/// Starts a run on behalf of a subscription; implemented by the services, handed to extensions.
-#[async_trait]
-pub trait Trigger: Send + Sync {
-    /// Records that the subscription fired at `at`, then starts a run of its pipeline.
-    async fn fire(&self, key: &SubscriptionKey, at: u64);
-}
-
-/// What Gofer asks of an extension.
-#[async_trait]
-pub trait Extension: Send + Sync {
-    fn id(&self) -> &str;
-    fn kind(&self) -> ExtensionKind;
-    /// What the extension does, in its own words.
-    fn documentation(&self) -> String;
-    /// The settings a subscription may give.
-    fn subscription_params(&self) -> Vec<ExtensionParameter>;
-    /// Checks a subscription's settings; the message says what is wrong and how to fix it.
-    fn validate(&self, settings: &BTreeMap<String, String>) -> std::result::Result<(), String>;
-    /// Starts triggering for a subscription (also called to restore subscriptions at startup).
-    async fn subscribe(&self, subscription: Subscription, trigger: Arc<dyn Trigger>)
-    -> std::result::Result<(), String>;
-    /// Stops triggering for a subscription; once it returns, the subscription starts no more runs. Unknown
-    /// subscriptions are ignored.
-    async fn unsubscribe(&self, key: &SubscriptionKey);
-    /// Stops everything.
-    async fn shutdown(&self);
-}
-
-/// Parses durations such as `90s`, `5m`, `1h30m`, `2d` or `250ms`.
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let invalid = || format!("'{text}' is not a duration; write it like 30s, 5m, 1h30m or 2d");
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(invalid());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(invalid());
-        }
-        let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let scale = match &rest[..unit] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return Err(invalid()),
-        };
-        total += scale.checked_mul(u32::try_from(number).map_err(|_| invalid())?).ok_or_else(invalid)?;
-        rest = &rest[unit..];
-    }
-    Ok(total)
-}
-
-/// Renders a duration the way `parse_duration` reads it.
-pub fn format_duration(duration: Duration) -> String {
-    let ms = duration.as_millis();
-    if !ms.is_multiple_of(1000) {
-        return format!("{ms}ms");
-    }
-    let mut secs = duration.as_secs();
-    let mut text = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= size {
-            text.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    if text.is_empty() { "0s".into() } else { text }
-}
+use super::{Extension, Trigger, format_duration, only_known, param, parse_duration};
 
 /// The next tick after a time (epoch milliseconds), if there is one.
 type NextTick = Box<dyn Fn(u64) -> Option<u64> + Send + Sync>;
@@ -98,6 +22,8 @@ type NextTick = Box<dyn Fn(u64) -> Option<u64> + Send + Sync>;
 struct Timer {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    /// The next tick (epoch milliseconds), 0 when there is none.
+    next: Arc<AtomicU64>,
 }
 
 impl Timer {
@@ -124,21 +50,27 @@ impl Timers {
         let cancelled = stop.clone();
         let timer_key = key.clone();
         let last_fired = subscription.last_fired;
+        let next_at = Arc::new(AtomicU64::new(0));
+        let shown = next_at.clone();
         let task = tokio::spawn(async move {
             let key = timer_key;
             let mut next = next_tick(if last_fired == 0 { epoch_millis() } else { last_fired });
             while let Some(at) = next {
+                shown.store(at, Ordering::Relaxed);
                 let wait = Duration::from_millis(at.saturating_sub(epoch_millis()));
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
                     () = cancelled.cancelled() => return,
                 }
                 let fired = epoch_millis();
-                trigger.fire(&key, fired).await;
+                if let Err(message) = trigger.fire(&key, fired, BTreeMap::new()).await {
+                    tracing::warn!(%key, %message, "a tick started no run");
+                }
                 next = next_tick(fired);
             }
+            shown.store(0, Ordering::Relaxed);
         });
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Timer { stop, task });
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Timer { stop, task, next: next_at });
     }
 
     async fn stop(&self, key: &SubscriptionKey) {
@@ -146,6 +78,23 @@ impl Timers {
         if let Some(timer) = timer {
             timer.stop().await;
         }
+    }
+
+    /// One line per subscription with its next tick, for `gofer extension debug`.
+    fn describe(&self) -> String {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lines: Vec<String> = running
+            .iter()
+            .map(|(key, timer)| match timer.next.load(Ordering::Relaxed) {
+                0 => format!("{key}: no further tick"),
+                at => format!(
+                    "{key}: next tick in {}",
+                    format_duration(Duration::from_millis(at.saturating_sub(epoch_millis())))
+                ),
+            })
+            .collect();
+        lines.sort();
+        if lines.is_empty() { "no active subscriptions".into() } else { lines.join("\n") }
     }
 
     async fn stop_all(&self) {
@@ -180,9 +129,7 @@ impl Interval {
                 format_duration(self.min_interval)
             ));
         }
-        if let Some(unknown) = settings.keys().find(|k| k.as_str() != "every") {
-            return Err(format!("unknown setting '{unknown}'; the interval extension takes only 'every'"));
-        }
+        only_known(Self::ID, settings, &["every"])?;
         Ok(every)
     }
 }
@@ -197,20 +144,16 @@ impl Extension for Interval {
         ExtensionKind::Builtin
     }
 
-    fn documentation(&self) -> String {
-        format!(
-            "Starts a run of the pipeline every `every` (at least {}). Ticks missed while Gofer was down are run \
-             once at startup, however many were missed; a tick never starts two runs.",
-            format_duration(self.min_interval)
-        )
-    }
-
-    fn subscription_params(&self) -> Vec<ExtensionParameter> {
-        vec![ExtensionParameter {
-            key: "every".into(),
-            required: true,
-            documentation: "How often to start a run, e.g. 30s, 5m, 1h30m.".into(),
-        }]
+    fn documentation(&self) -> Documentation {
+        Documentation {
+            body: format!(
+                "Starts a run of the pipeline every `every` (at least {}). Ticks missed while Gofer was down are run \
+                 once at startup, however many were missed; a tick never starts two runs.",
+                format_duration(self.min_interval)
+            ),
+            config_params: Vec::new(),
+            pipeline_subscription_params: vec![param("every", true, "How often to start a run, e.g. 30s, 5m, 1h30m.")],
+        }
     }
 
     fn validate(&self, settings: &BTreeMap<String, String>) -> std::result::Result<(), String> {
@@ -229,6 +172,10 @@ impl Extension for Interval {
 
     async fn unsubscribe(&self, key: &SubscriptionKey) {
         self.timers.stop(key).await;
+    }
+
+    async fn debug(&self) -> std::result::Result<String, String> {
+        Ok(self.timers.describe())
     }
 
     async fn shutdown(&self) {
@@ -260,9 +207,7 @@ impl CronSchedule {
         let zone_name = settings.get("timezone").map(String::as_str).unwrap_or("UTC");
         let zone = jiff::tz::TimeZone::get(zone_name)
             .map_err(|_| format!("timezone '{zone_name}' is unknown; use an IANA name such as Europe/Berlin"))?;
-        if let Some(unknown) = settings.keys().find(|k| !["expression", "timezone"].contains(&k.as_str())) {
-            return Err(format!("unknown setting '{unknown}'; the cron extension takes 'expression' and 'timezone'"));
-        }
+        only_known(Cron::ID, settings, &["expression", "timezone"])?;
         Ok(Self { cron, zone })
     }
 
@@ -294,26 +239,18 @@ impl Extension for Cron {
         ExtensionKind::Builtin
     }
 
-    fn documentation(&self) -> String {
-        "Starts a run at the times a standard 5-field cron expression names (minute hour day-of-month month \
-         day-of-week), in the given time zone (UTC by default). Ticks missed while Gofer was down are run once at \
-         startup; a tick never starts two runs."
-            .into()
-    }
-
-    fn subscription_params(&self) -> Vec<ExtensionParameter> {
-        vec![
-            ExtensionParameter {
-                key: "expression".into(),
-                required: true,
-                documentation: "A 5-field cron expression, e.g. '0 3 * * *' (03:00 every day).".into(),
-            },
-            ExtensionParameter {
-                key: "timezone".into(),
-                required: false,
-                documentation: "An IANA time zone such as Europe/Berlin; UTC when not given.".into(),
-            },
-        ]
+    fn documentation(&self) -> Documentation {
+        Documentation {
+            body: "Starts a run at the times a standard 5-field cron expression names (minute hour day-of-month \
+                   month day-of-week), in the given time zone (UTC by default). Ticks missed while Gofer was down \
+                   are run once at startup; a tick never starts two runs."
+                .into(),
+            config_params: Vec::new(),
+            pipeline_subscription_params: vec![
+                param("expression", true, "A 5-field cron expression, e.g. '0 3 * * *' (03:00 every day)."),
+                param("timezone", false, "An IANA time zone such as Europe/Berlin; UTC when not given."),
+            ],
+        }
     }
 
     fn validate(&self, settings: &BTreeMap<String, String>) -> std::result::Result<(), String> {
@@ -334,105 +271,18 @@ impl Extension for Cron {
         self.timers.stop(key).await;
     }
 
+    async fn debug(&self) -> std::result::Result<String, String> {
+        Ok(self.timers.describe())
+    }
+
     async fn shutdown(&self) {
         self.timers.stop_all().await;
-    }
-}
-
-/// The installed extensions, their switches and their subscriptions' timers.
-#[derive(Clone)]
-pub struct Extensions {
-    storage: Arc<dyn Storage>,
-    installed: Arc<BTreeMap<String, Arc<dyn Extension>>>,
-}
-
-impl Extensions {
-    pub fn new(storage: Arc<dyn Storage>, installed: Vec<Arc<dyn Extension>>) -> Self {
-        let installed = installed.into_iter().map(|e| (e.id().to_string(), e)).collect();
-        Self { storage, installed: Arc::new(installed) }
-    }
-
-    pub fn get(&self, id: &str) -> Result<Arc<dyn Extension>> {
-        self.installed.get(id).cloned().ok_or_else(|| Error::NotFound {
-            what: format!(
-                "extension '{id}' (installed: {})",
-                self.installed.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        })
-    }
-
-    pub async fn is_enabled(&self, id: &str) -> Result<bool> {
-        Ok(self.storage.get_extension_enabled(id).await?.unwrap_or(true))
-    }
-
-    pub async fn describe(&self, extension: &dyn Extension) -> Result<ExtensionInfo> {
-        Ok(ExtensionInfo {
-            id: extension.id().to_string(),
-            kind: extension.kind(),
-            enabled: self.is_enabled(extension.id()).await?,
-            documentation: extension.documentation(),
-            subscription_params: extension.subscription_params(),
-        })
-    }
-
-    pub async fn list(&self) -> Result<Vec<ExtensionInfo>> {
-        let mut all = Vec::with_capacity(self.installed.len());
-        for extension in self.installed.values() {
-            all.push(self.describe(extension.as_ref()).await?);
-        }
-        Ok(all)
-    }
-
-    /// Starts triggering every enabled subscription of `extension` (all extensions when `None`).
-    pub async fn restore(&self, extension: Option<&str>, trigger: Arc<dyn Trigger>) -> Result<()> {
-        for (id, ext) in self.installed.iter() {
-            if extension.is_some_and(|e| e != id) || !self.is_enabled(id).await? {
-                continue;
-            }
-            for subscription in self.storage.list_extension_subscriptions(id).await? {
-                if !subscription.enabled {
-                    continue;
-                }
-                let key = SubscriptionKey::of(&subscription);
-                if let Err(message) = ext.subscribe(subscription, trigger.clone()).await {
-                    tracing::warn!(%key, %message, "could not restore a subscription");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Stops triggering every subscription of an extension.
-    pub async fn stop_all(&self, extension: &str) -> Result<()> {
-        let ext = self.get(extension)?;
-        for subscription in self.storage.list_extension_subscriptions(extension).await? {
-            ext.unsubscribe(&SubscriptionKey::of(&subscription)).await;
-        }
-        Ok(())
-    }
-
-    pub async fn shutdown(&self) {
-        for extension in self.installed.values() {
-            extension.shutdown().await;
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_and_print_back() {
-        for (text, secs) in [("30s", 30), ("5m", 300), ("1h30m", 5400), ("2d", 172_800), ("1m1s", 61)] {
-            assert_eq!(parse_duration(text).unwrap(), Duration::from_secs(secs), "{text}");
-            assert_eq!(format_duration(Duration::from_secs(secs)), text);
-        }
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        for bad in ["", "5", "m", "5x", "1.5s", "-1s", "99999999999h"] {
-            assert!(parse_duration(bad).unwrap_err().contains("is not a duration"), "{bad}");
-        }
-    }
 
     fn cron(expression: &str, zone: Option<&str>) -> std::result::Result<CronSchedule, String> {
         let mut settings = BTreeMap::from([("expression".to_string(), expression.to_string())]);
