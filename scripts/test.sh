@@ -9,5 +9,7 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy -j2 --workspace --all-targets -- -D warnings
+echo "== cargo build (the example extension the end-to-end tests package as an image)" >&2
+cargo build -j2 -p gofer-extension-heartbeat
 echo "== cargo test" >&2
 cargo test -j2 --workspace

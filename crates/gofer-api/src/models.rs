@@ -276,6 +276,18 @@ pub struct ExtensionParameter {
     pub documentation: String,
 }
 
+/// A container extension as installed: what Gofer needs to start it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExtensionRegistration {
+    pub id: String,
+    pub image: String,
+    /// The operator's settings, passed to the container as environment variables.
+    pub settings: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<crate::config::RegistryAuth>,
+    pub created: u64,
+}
+
 /// Where an extension is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

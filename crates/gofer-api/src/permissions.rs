@@ -28,7 +28,7 @@ pub enum Action {
 }
 
 /// The permission a route requires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct Permission {
     pub resource: Resource,
     pub action: Action,
@@ -55,4 +55,57 @@ pub enum Access {
     Public,
     /// The caller's token must grant this permission.
     Requires(Permission),
+}
+
+/// A named set of permissions that tokens carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Role {
+    pub id: String,
+    pub description: String,
+    pub permissions: Vec<Permission>,
+    /// Made by Gofer itself (an extension's role); removed with what it was made for.
+    pub system_role: bool,
+}
+
+/// An API token. Only the SHA-256 of its secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Token {
+    pub id: String,
+    /// Hex SHA-256 of the secret; never shown.
+    #[serde(skip_serializing, default)]
+    pub hash: String,
+    /// Who or what holds it, e.g. `extension:github`.
+    pub user: String,
+    pub roles: Vec<String>,
+    pub created: u64,
+    /// Epoch milliseconds after which it is refused; 0 never.
+    pub expires: u64,
+    pub disabled: bool,
+}
+
+/// The role every container extension gets: start runs anywhere and read what it needs to, nothing more.
+pub fn extension_role(extension_id: &str) -> Role {
+    use Action::*;
+    use Resource::*;
+    let permissions = [
+        (Namespaces, Read),
+        (Pipelines, Read),
+        (Configs, Read),
+        (Runs, Read),
+        (Runs, Write),
+        (TaskExecutions, Read),
+        (Events, Read),
+        (Extensions, Read),
+        (Subscriptions, Read),
+        (System, Read),
+    ]
+    .into_iter()
+    .map(|(resource, action)| Permission::new(resource, action))
+    .collect();
+    Role {
+        id: format!("extension_{extension_id}"),
+        description: format!("What extension '{extension_id}' may do: start runs and read pipelines and runs."),
+        permissions,
+        system_role: true,
+    }
 }

@@ -112,6 +112,34 @@ pub struct LogsQuery {
     pub attempt: Option<u32>,
 }
 
+/// Query of the extension log endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FollowQuery {
+    /// Keep the response open and stream new output until the container exits.
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// Body of `POST /api/extensions`: install a container extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstallExtensionRequest {
+    pub id: String,
+    /// An image that speaks the extension protocol.
+    pub image: String,
+    /// The operator's settings, passed to the container as environment variables (names upper-cased).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    #[serde(default)]
+    pub registry_auth: Option<config::RegistryAuth>,
+}
+
+/// What `GET /api/extensions/{extension_id}/debug` answers: the extension's own view of itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExtensionDebugResponse {
+    pub info: String,
+}
+
 /// Query of the events stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -11,9 +11,10 @@ use gofer_api::models::{
     TaskExecution,
 };
 use gofer_api::requests::{
-    CreateNamespaceRequest, ListExtensionsResponse, ListNamespacesResponse, ListPipelinesResponse, ListRunsResponse,
-    ListSubscriptionsResponse, ListTaskExecutionsResponse, RegisterConfigRequest, RegisterConfigResponse,
-    SetEnabledRequest, StartRunRequest, SubscribeRequest, UpdatePipelineRequest, UpdateSystemRequest,
+    CreateNamespaceRequest, ExtensionDebugResponse, InstallExtensionRequest, ListExtensionsResponse,
+    ListNamespacesResponse, ListPipelinesResponse, ListRunsResponse, ListSubscriptionsResponse,
+    ListTaskExecutionsResponse, RegisterConfigRequest, RegisterConfigResponse, SetEnabledRequest, StartRunRequest,
+    SubscribeRequest, UpdatePipelineRequest, UpdateSystemRequest,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -125,6 +126,29 @@ impl Client {
     pub async fn set_extension_enabled(&self, id: &str, enabled: bool) -> Result<Extension> {
         let url = format!("{}/api/extensions/{}", self.base, segment(id));
         self.json(Method::PATCH, url, Some(&SetEnabledRequest { enabled })).await
+    }
+
+    pub async fn install_extension(&self, request: &InstallExtensionRequest) -> Result<Extension> {
+        self.json(Method::POST, format!("{}/api/extensions", self.base), Some(request)).await
+    }
+
+    pub async fn uninstall_extension(&self, id: &str) -> Result<()> {
+        let url = format!("{}/api/extensions/{}", self.base, segment(id));
+        self.send(Method::DELETE, url, None::<&()>).await.map(drop)
+    }
+
+    pub async fn debug_extension(&self, id: &str) -> Result<ExtensionDebugResponse> {
+        self.json(Method::GET, format!("{}/api/extensions/{}/debug", self.base, segment(id)), None::<&()>).await
+    }
+
+    /// A container extension's output; with `follow`, until its container exits.
+    pub async fn extension_logs(
+        &self,
+        id: &str,
+        follow: bool,
+    ) -> Result<impl Stream<Item = reqwest::Result<Bytes>> + use<>> {
+        let url = format!("{}/api/extensions/{}/logs?follow={follow}", self.base, segment(id));
+        Ok(self.send(Method::GET, url, None::<&()>).await?.bytes_stream())
     }
 
     pub async fn list_subscriptions(&self, pipeline: &str) -> Result<ListSubscriptionsResponse> {

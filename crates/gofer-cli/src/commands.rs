@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use gofer_api::config;
+use gofer_api::config::RegistryAuth;
 use gofer_api::models::{PipelineState, Run, TaskExecution, TaskState};
+use gofer_api::requests::InstallExtensionRequest;
 
 use crate::client::Client;
 use crate::output::{self, Format, ago, took};
@@ -53,22 +55,85 @@ async fn extension(client: &Client, format: Format, command: ExtensionCommand) -
             let rows: Vec<Vec<String>> = list
                 .extensions
                 .iter()
-                .map(|e| vec![e.id.clone(), e.kind.to_string(), if e.enabled { "enabled" } else { "disabled" }.into()])
+                .map(|e| {
+                    vec![
+                        e.id.clone(),
+                        e.kind.to_string(),
+                        if e.enabled { "enabled" } else { "disabled" }.into(),
+                        e.state.to_string(),
+                        e.image.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
                 .collect();
-            return output::table(&["ID", "KIND", "STATE"], &rows);
+            return output::table(&["ID", "KIND", "SWITCH", "STATE", "IMAGE"], &rows);
         }
         ExtensionCommand::Get { id } => client.get_extension(&id).await?,
         ExtensionCommand::Enable { id } => client.set_extension_enabled(&id, true).await?,
         ExtensionCommand::Disable { id } => client.set_extension_enabled(&id, false).await?,
+        ExtensionCommand::Install { id, image, settings, registry_auth } => {
+            let registry_auth = match registry_auth {
+                None => None,
+                Some(text) => {
+                    let (user, pass) = text.split_once(':').ok_or_else(|| {
+                        anyhow::anyhow!("--registry-auth must be USER:PASSWORD, e.g. --registry-auth robot:s3cret")
+                    })?;
+                    Some(RegistryAuth { user: user.into(), pass: pass.into() })
+                }
+            };
+            let request =
+                InstallExtensionRequest { id, image, settings: settings.into_iter().collect(), registry_auth };
+            client.install_extension(&request).await?
+        }
+        ExtensionCommand::Uninstall { id } => {
+            client.uninstall_extension(&id).await?;
+            if format != Format::Json {
+                eprintln!("Extension '{id}' uninstalled.");
+            }
+            return Ok(());
+        }
+        ExtensionCommand::Logs { id, follow } => {
+            let mut stream = client.extension_logs(&id, follow).await?;
+            let mut out = std::io::stdout().lock();
+            while let Some(chunk) = stream.next().await {
+                out.write_all(&chunk?)?;
+                out.flush()?;
+            }
+            return Ok(());
+        }
+        ExtensionCommand::Debug { id } => {
+            let debug = client.debug_extension(&id).await?;
+            return match format {
+                Format::Json => output::json(&debug),
+                Format::Table => {
+                    println!("{}", debug.info.trim_end());
+                    Ok(())
+                }
+            };
+        }
     };
     match format {
         Format::Json => output::json(&shown),
         Format::Table => {
             let mut fields = vec![
                 ("extension", shown.id.clone()),
-                ("state", if shown.enabled { "enabled" } else { "disabled" }.to_string()),
+                ("kind", shown.kind.to_string()),
+                ("switch", if shown.enabled { "enabled" } else { "disabled" }.to_string()),
+                ("state", shown.state.to_string()),
                 ("about", shown.documentation.clone()),
             ];
+            if let Some(image) = &shown.image {
+                fields.insert(2, ("image", image.clone()));
+            }
+            if shown.restarts > 0 {
+                fields.push(("restarts", shown.restarts.to_string()));
+            }
+            if let Some(problem) = &shown.problem {
+                fields.push(("last problem", problem.clone()));
+            }
+            for param in &shown.config_params {
+                let required = if param.required { "required" } else { "optional" };
+                fields.push(("install setting", format!("{} ({required}): {}", param.key, param.documentation)));
+            }
             for param in &shown.subscription_params {
                 let required = if param.required { "required" } else { "optional" };
                 fields.push(("setting", format!("{} ({required}): {}", param.key, param.documentation)));

@@ -87,7 +87,7 @@ pub enum Command {
     /// Inspect the task executions of a run, read their logs, cancel one.
     #[command(subcommand)]
     Task(TaskCommand),
-    /// List, inspect, enable and disable extensions (the things that start runs).
+    /// Install, inspect, enable, disable and uninstall extensions (the things that start runs).
     #[command(subcommand)]
     Extension(ExtensionCommand),
     /// List, inspect and create namespaces.
@@ -109,8 +109,32 @@ pub enum ExtensionCommand {
     Get { id: String },
     /// Let an extension trigger runs again.
     Enable { id: String },
-    /// Stop an extension from triggering runs; its subscriptions are kept.
+    /// Stop an extension from triggering runs (a container extension's container is stopped); its subscriptions
+    /// are kept.
     Disable { id: String },
+    /// Install a container extension: an image that speaks the extension protocol. Gofer starts it and waits until
+    /// it answers; nothing is installed if it does not.
+    Install {
+        id: String,
+        image: String,
+        /// A setting for the extension, KEY=VALUE (passed to it as an environment variable); repeatable.
+        #[arg(short = 's', long = "setting", value_parser = parse_key_value)]
+        settings: Vec<(String, String)>,
+        /// Registry credentials for a private image, USER:PASSWORD.
+        #[arg(long)]
+        registry_auth: Option<String>,
+    },
+    /// Uninstall a container extension: stop it and delete it with its subscriptions.
+    Uninstall { id: String },
+    /// Print a container extension's output.
+    Logs {
+        id: String,
+        /// Keep printing new output until the container exits.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Print the extension's own view of itself (its subscriptions, its state).
+    Debug { id: String },
 }
 
 #[derive(Debug, Subcommand)]

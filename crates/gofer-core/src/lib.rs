@@ -14,22 +14,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use gofer_api::config::{self, validate_identifier};
 use gofer_api::epoch_millis;
 use gofer_api::models::{
     DEFAULT_NAMESPACE, Event, EventKind, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run,
     SystemSettings, TaskExecution, Variable, VariableSource,
 };
-use gofer_api::models::{Extension, Subscription};
-use gofer_api::requests::SubscribeRequest;
+use gofer_api::models::{Extension, ExtensionKind, ExtensionRegistration, Subscription};
 use gofer_api::requests::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageQuery};
+use gofer_api::requests::{InstallExtensionRequest, SubscribeRequest};
 use gofer_storage::{EventFilter, NewRun, Page, Registered, Storage, SubscriptionKey};
 use sha2::{Digest, Sha256};
 
 pub use crate::error::{Error, Result};
 use crate::events::Events;
-use crate::extensions::{Extensions, ExternalEvent, ExternalResponse, Trigger};
+use crate::extensions::{Extension as _, Extensions, ExternalEvent, ExternalResponse, Trigger};
 use crate::logs::LogKey;
 use crate::orchestrator::{Orchestrator, RunKey};
 
@@ -40,6 +40,8 @@ pub struct Gofer {
     orchestrator: Orchestrator,
     events: Events,
     extensions: Extensions,
+    /// Installs and uninstalls one at a time (an extension's container name is its id).
+    installing: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A page as asked for, and whether another page follows.
@@ -77,7 +79,7 @@ pub fn config_hash(config: &config::Pipeline) -> Result<String> {
 
 impl Gofer {
     pub fn new(storage: Arc<dyn Storage>, orchestrator: Orchestrator, events: Events, extensions: Extensions) -> Self {
-        Self { storage, orchestrator, events, extensions }
+        Self { storage, orchestrator, events, extensions, installing: Arc::default() }
     }
 
     pub fn orchestrator(&self) -> &Orchestrator {
@@ -273,6 +275,18 @@ impl Gofer {
 
     // --- runs ---
 
+    /// Who holds a token: an extension (`extension:<id>`), else the anonymous development-mode user.
+    pub async fn initiator_of(&self, secret: &str) -> Initiator {
+        let hash = extensions::container::token_hash(secret);
+        match self.storage.get_token_by_hash(&hash).await {
+            Ok(token) if !token.disabled => match token.user.strip_prefix("extension:") {
+                Some(id) => Initiator { kind: "extension".into(), name: id.into() },
+                None => Initiator { kind: "user".into(), name: token.user },
+            },
+            _ => Initiator { kind: "user".into(), name: "anonymous".into() },
+        }
+    }
+
     /// Stores a pending run of the pipeline's live version and starts it in the background.
     pub async fn start_run(
         &self,
@@ -435,21 +449,105 @@ impl Gofer {
         self.extensions.describe(extension.as_ref()).await
     }
 
-    /// Enables or disables an extension; a disabled extension's subscriptions stop triggering (and are kept).
+    /// Enables or disables an extension; a disabled extension's subscriptions stop triggering (and are kept). A
+    /// disabled container extension's container is stopped; enabling starts it again.
     pub async fn set_extension_enabled(&self, id: &str, enabled: bool) -> Result<Extension> {
         let extension = self.extensions.get(id)?;
         let was = self.extensions.is_enabled(id).await?;
         self.storage.set_extension_enabled(id, enabled, epoch_millis()).await?;
-        match (was, enabled) {
-            (true, false) => self.extensions.stop_all(id).await?,
-            (false, true) => self.extensions.restore(Some(id), Arc::new(self.clone())).await?,
+        match (was, enabled, extension.kind()) {
+            (true, false, ExtensionKind::Builtin) => self.extensions.stop_all(id).await?,
+            (false, true, ExtensionKind::Builtin) => self.extensions.restore(Some(id), Arc::new(self.clone())).await?,
+            (true, false, ExtensionKind::Container) => extension.shutdown().await,
+            (false, true, ExtensionKind::Container) => {
+                if let Err(problem) = extension.resume().await {
+                    // Stays enabled: the operator asked for it; the problem shows on the extension.
+                    return Err(Error::Unavailable {
+                        message: format!("extension '{id}' is enabled but did not start: {problem}"),
+                    });
+                }
+            }
             _ => {}
         }
         self.extensions.describe(extension.as_ref()).await
     }
 
+    /// Installs a container extension: starts it, waits until it answers, and only then stores it. An image that
+    /// is missing or never answers leaves nothing behind.
+    pub async fn install_extension(&self, request: InstallExtensionRequest) -> Result<Extension> {
+        identifier("extension id", &request.id)?;
+        if request.image.trim().is_empty() {
+            return Err(Error::invalid("the image is empty; name an image that speaks the extension protocol"));
+        }
+        let Some(host) = self.extensions.container_host() else {
+            return Err(Error::Unavailable { message: "this Gofer cannot run container extensions".into() });
+        };
+        let _installing = self.installing.lock().await;
+        if extensions::BUILTIN_IDS.contains(&request.id.as_str()) {
+            return Err(Error::conflict(format!("'{}' is the id of a built-in extension; choose another", request.id)));
+        }
+        if self.extensions.contains(&request.id) {
+            return Err(Error::conflict(format!(
+                "extension '{}' is already installed; uninstall it first (gofer extension uninstall {})",
+                request.id, request.id
+            )));
+        }
+        let registration = ExtensionRegistration {
+            id: request.id.clone(),
+            image: request.image.clone(),
+            settings: request.settings,
+            registry_auth: request.registry_auth,
+            created: epoch_millis(),
+        };
+        let extension = host.extension(registration.clone());
+        let token = extension
+            .launch()
+            .await
+            .map_err(|problem| Error::invalid(format!("extension '{}' was not installed: {problem}", request.id)))?;
+        let role = gofer_api::permissions::extension_role(&request.id);
+        if let Err(e) = self.storage.insert_extension(&registration, &role, &token).await {
+            extension.shutdown().await;
+            return Err(e.into());
+        }
+        extension.supervise(true).await;
+        self.extensions.insert_container(extension.clone());
+        self.events.publish(EventKind::ExtensionInstalled { extension_id: request.id, image: request.image }).await;
+        self.extensions.describe(&extension).await
+    }
+
+    /// Uninstalls a container extension: stops its container and deletes it with its subscriptions and token.
+    pub async fn uninstall_extension(&self, id: &str) -> Result<()> {
+        let extension = self.extensions.get(id)?;
+        if extension.kind() == ExtensionKind::Builtin {
+            return Err(Error::invalid(format!(
+                "'{id}' is built in and cannot be uninstalled; disable it instead (gofer extension disable {id})"
+            )));
+        }
+        let _installing = self.installing.lock().await;
+        self.storage.delete_extension(id).await?;
+        self.extensions.remove(id);
+        extension.shutdown().await;
+        self.events.publish(EventKind::ExtensionUninstalled { extension_id: id.into() }).await;
+        Ok(())
+    }
+
+    /// A container extension's output; with `follow`, live until its container exits.
+    pub async fn extension_logs(
+        &self,
+        id: &str,
+        follow: bool,
+    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + use<>> {
+        self.extensions.get(id)?;
+        let Some(container) = self.extensions.container(id) else {
+            return Err(Error::invalid(format!("'{id}' is built in; it writes to the Gofer server's own log")));
+        };
+        let stream = container.logs(follow).await.map_err(|message| Error::Unavailable { message })?;
+        Ok(stream.map(|chunk| chunk.map_err(std::io::Error::other)))
+    }
+
     /// Starts triggering every stored subscription of the enabled extensions (at startup).
     pub async fn restore_subscriptions(&self) -> Result<()> {
+        self.extensions.start_containers().await?;
         self.extensions.restore(None, Arc::new(self.clone())).await
     }
 

@@ -643,6 +643,7 @@ impl Inner {
             entrypoint: task.entrypoint.clone(),
             command: task.command.clone(),
             labels: self.container_labels(execution),
+            expose_port: None,
         }
     }
 
@@ -894,7 +895,7 @@ impl Inner {
             }
         };
         let active: Vec<RunKey> = self.slots().controls.keys().cloned().collect();
-        for container in containers {
+        for container in containers.into_iter().filter(|c| !c.labels.contains_key(labels::EXTENSION)) {
             let label = |k: &str| container.labels.get(k).cloned().unwrap_or_default();
             let key = RunKey {
                 namespace_id: label(labels::NAMESPACE),

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
-use bollard::models::ContainerCreateBody;
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
     LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
@@ -67,8 +67,19 @@ impl DockerScheduler {
         if spec.always_pull {
             self.pull(spec).await?;
         }
+        // An exposed port is published on the loopback address only, on a port the engine picks.
+        let port = spec.expose_port.map(|p| format!("{p}/tcp"));
+        let host_config = port.as_ref().map(|port| HostConfig {
+            port_bindings: Some(HashMap::from([(
+                port.clone(),
+                Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+            )])),
+            ..Default::default()
+        });
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
+            exposed_ports: port.map(|port| vec![port]),
+            host_config,
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             entrypoint: spec.entrypoint.clone(),
             cmd: spec.command.clone(),
@@ -201,6 +212,12 @@ impl Scheduler for DockerScheduler {
         Ok(output_bytes(raw, id))
     }
 
+    async fn logs(&self, container_id: &str, follow: bool) -> Result<BoxStream<'static, Result<Bytes>>> {
+        self.inspect(container_id).await?;
+        let options = LogsOptions { follow, stdout: true, stderr: true, ..Default::default() };
+        Ok(output_bytes(self.docker.logs(container_id, Some(options)), container_id.to_string()))
+    }
+
     async fn inspect(&self, container_id: &str) -> Result<ContainerInfo> {
         let details = self
             .docker
@@ -209,6 +226,12 @@ impl Scheduler for DockerScheduler {
             .map_err(container_error(container_id, "inspect"))?;
         let state = details.state.unwrap_or_default();
         let running = state.running.unwrap_or(false) || state.restarting.unwrap_or(false);
+        let endpoint = details
+            .network_settings
+            .and_then(|n| n.ports)
+            .and_then(|ports| ports.into_values().flatten().flatten().next())
+            .and_then(|binding| Some(format!("{}:{}", binding.host_ip?, binding.host_port?)))
+            .filter(|_| running);
         Ok(ContainerInfo {
             id: details.id.unwrap_or_else(|| container_id.to_string()),
             name: details.name.unwrap_or_default().trim_start_matches('/').to_string(),
@@ -216,6 +239,7 @@ impl Scheduler for DockerScheduler {
             exit_code: if running { None } else { state.exit_code },
             image_digest: details.image,
             labels: details.config.and_then(|c| c.labels).unwrap_or_default().into_iter().collect(),
+            endpoint,
         })
     }
 

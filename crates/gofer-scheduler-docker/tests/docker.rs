@@ -24,6 +24,7 @@ fn spec(name: &str, command: &[&str]) -> ContainerSpec {
         entrypoint: None,
         command: Some(command.iter().map(|s| s.to_string()).collect()),
         labels: spec_labels(),
+        expose_port: None,
     }
 }
 
@@ -101,4 +102,47 @@ async fn waiting_on_an_unknown_container_says_so() {
         }
         other => panic!("expected NoSuchContainer, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn an_exposed_port_is_reachable_on_loopback_and_logs_can_be_read() {
+    let docker = DockerScheduler::connect().await.expect("a running Docker engine");
+    let mut spec = spec(
+        "port",
+        &[
+            "sh",
+            "-c",
+            "echo listening; while true; do echo -e 'HTTP/1.0 200 OK\\r\\n\\r\\nhello' | nc -l -p 8082; done",
+        ],
+    );
+    spec.expose_port = Some(8082);
+    let started = docker.start(spec).await.expect("start");
+    let info = docker.inspect(&started.container_id).await.expect("inspect");
+    let endpoint = info.endpoint.expect("an endpoint for the exposed port");
+    assert!(endpoint.starts_with("127.0.0.1:"), "published on loopback only: {endpoint}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(&endpoint).await {
+            let _ = stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await;
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer).await;
+            if answer.contains("hello") {
+                break answer;
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing answered on {endpoint}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let logs: Vec<u8> = docker
+        .logs(&started.container_id, false)
+        .await
+        .expect("logs")
+        .map(|c| c.expect("chunk").to_vec())
+        .concat()
+        .await;
+    assert!(String::from_utf8_lossy(&logs).starts_with("listening\n"), "{logs:?}");
+    docker.remove(&started.container_id).await.expect("remove");
+    assert!(docker.inspect(&started.container_id).await.is_err());
 }

@@ -21,6 +21,8 @@ pub mod labels {
     pub const RUN: &str = "dev.gofer.run";
     pub const TASK: &str = "dev.gofer.task";
     pub const ATTEMPT: &str = "dev.gofer.attempt";
+    /// On extension containers: the extension's id.
+    pub const EXTENSION: &str = "dev.gofer.extension";
 }
 
 /// A container Gofer created, as the engine sees it now.
@@ -33,6 +35,8 @@ pub struct ContainerInfo {
     pub exit_code: Option<i64>,
     pub image_digest: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// Where Gofer reaches the container's exposed port (`host:port`), if the spec exposed one and it runs.
+    pub endpoint: Option<String>,
 }
 
 /// Credentials for a private registry.
@@ -55,6 +59,8 @@ pub struct ContainerSpec {
     pub entrypoint: Option<Vec<String>>,
     pub command: Option<Vec<String>>,
     pub labels: BTreeMap<String, String>,
+    /// A TCP port inside the container that Gofer must reach (extensions); `inspect` tells where.
+    pub expose_port: Option<u16>,
 }
 
 /// A container that was started.
@@ -102,6 +108,9 @@ pub trait Scheduler: Send + Sync + 'static {
     /// The container's whole output from its start, for containers whose live output this process did not attach
     /// to (after a restart): what the engine kept, then live output until the container exits.
     async fn output_since_start(&self, container_id: &str) -> Result<BoxStream<'static, Result<Bytes>>>;
+    /// The container's output as the engine logged it: what it kept so far, and with `follow` then live output
+    /// until the container exits.
+    async fn logs(&self, container_id: &str, follow: bool) -> Result<BoxStream<'static, Result<Bytes>>>;
     /// The container's current state.
     async fn inspect(&self, container_id: &str) -> Result<ContainerInfo>;
     /// Containers carrying all of `labels`, running or not.

@@ -137,13 +137,14 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     })?;
     let installation_id = installation_id(&data_dir)?;
     let storage = gofer_storage_sqlite::SqliteStorage::open(&data_dir.join("gofer.db"))?;
-    let scheduler = gofer_scheduler_docker::DockerScheduler::connect().await?;
+    let scheduler: Arc<dyn gofer_scheduler::Scheduler> =
+        Arc::new(gofer_scheduler_docker::DockerScheduler::connect().await?);
 
     let storage: Arc<dyn gofer_storage::Storage> = Arc::new(storage);
     let events = Events::new(storage.clone());
     let orchestrator = Orchestrator::new(
         orchestrator::Options {
-            installation_id,
+            installation_id: installation_id.clone(),
             api_base_url: config.task_api_url(),
             stop_grace: Duration::from_secs(config.runs.stop_grace_seconds),
             global_limit: usize::try_from(config.runs.global_limit).unwrap_or(usize::MAX),
@@ -153,7 +154,7 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
             keep_containers_for: Duration::from_secs(config.runs.keep_containers_seconds),
         },
         storage.clone(),
-        Arc::new(scheduler),
+        scheduler.clone(),
         LogStore::new(data_dir.join("logs")),
         events.clone(),
     );
@@ -164,7 +165,20 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     if !config.extensions.github.webhook_secret.is_empty() {
         builtin.push(Arc::new(gofer_core::extensions::github::GitHub::new(&config.extensions.github.webhook_secret)));
     }
-    let extensions = gofer_core::extensions::Extensions::new(storage.clone(), builtin);
+    let containers = gofer_core::extensions::container::ContainerHost {
+        options: Arc::new(gofer_core::extensions::container::ContainerOptions {
+            installation_id,
+            gofer_host: config.task_api_url(),
+            log_level: config.log.level.clone(),
+            start_timeout: Duration::from_secs(config.extensions.start_timeout_seconds),
+            health_interval: Duration::from_secs(config.extensions.health_interval_seconds),
+            stop_grace: Duration::from_secs(config.extensions.stop_grace_seconds),
+        }),
+        scheduler,
+        storage: storage.clone(),
+        events: events.clone(),
+    };
+    let extensions = gofer_core::extensions::Extensions::new(storage.clone(), builtin).with_containers(containers);
     let gofer = Gofer::new(storage, orchestrator.clone(), events.clone(), extensions);
     gofer.ensure_default_namespace().await?;
     gofer.orchestrator().recover().await?;

@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use gofer_api::config;
 use gofer_api::models::{
-    ConfigState, Event, EventKind, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run, RunState,
-    RunStatus, Subscription, SystemSettings, TaskExecution,
+    ConfigState, Event, EventKind, ExtensionRegistration, Initiator, Namespace, Pipeline, PipelineConfig,
+    PipelineState, Run, RunState, RunStatus, Subscription, SystemSettings, TaskExecution,
 };
+use gofer_api::permissions::{Role, Token};
 use gofer_storage::{Error, EventFilter, NewRun, Page, Registered, Result, Storage, SubscriptionKey};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
@@ -23,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_attempts_events_system.sql"),
     include_str!("../migrations/0003_extensions_subscriptions.sql"),
+    include_str!("../migrations/0004_extension_registrations_tokens_roles.sql"),
 ];
 const READERS: usize = 3;
 /// Page cache per connection, in KiB: enough for the hot indexes, small enough to keep the server lean.
@@ -311,6 +313,43 @@ fn subscription_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
         created: row.get(6)?,
         last_fired: row.get(7)?,
     })
+}
+
+fn registration_row(row: &Row<'_>) -> rusqlite::Result<ExtensionRegistration> {
+    Ok(ExtensionRegistration {
+        id: row.get(0)?,
+        image: row.get(1)?,
+        settings: json_col(row, 2)?,
+        registry_auth: opt_json_col(row, 3)?,
+        created: row.get(4)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, hash, user, roles, created, expires, disabled";
+
+fn token_row(row: &Row<'_>) -> rusqlite::Result<Token> {
+    Ok(Token {
+        id: row.get(0)?,
+        hash: row.get(1)?,
+        user: row.get(2)?,
+        roles: json_col(row, 3)?,
+        created: row.get(4)?,
+        expires: row.get(5)?,
+        disabled: row.get(6)?,
+    })
+}
+
+fn upsert_token(tx: &rusqlite::Transaction<'_>, token: &Token) -> Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET \
+             hash = excluded.hash, user = excluded.user, roles = excluded.roles, created = excluded.created, \
+             expires = excluded.expires, disabled = excluded.disabled"
+        ),
+        params![token.id, token.hash, token.user, to_json(&token.roles)?, token.created, token.expires, token.disabled],
+    )
+    .map_err(|e| backend("store a token", e))?;
+    Ok(())
 }
 
 const SUBSCRIPTION_KEY: &str = "namespace_id = ?1 AND pipeline_id = ?2 AND extension_id = ?3 AND label = ?4";
@@ -1072,5 +1111,99 @@ impl Storage for SqliteStorage {
     async fn delete_subscription(&self, key: &SubscriptionKey) -> Result<()> {
         let sql = format!("DELETE FROM subscriptions WHERE {SUBSCRIPTION_KEY}");
         self.change_subscription("delete a subscription", key, sql, None).await
+    }
+    async fn insert_extension(&self, registration: &ExtensionRegistration, role: &Role, token: &Token) -> Result<()> {
+        let (registration, role, token) = (registration.clone(), role.clone(), token.clone());
+        self.write("install an extension", move |tx| {
+            tx.execute(
+                "INSERT INTO extension_registrations (id, image, settings, registry_auth, created) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    registration.id,
+                    registration.image,
+                    to_json(&registration.settings)?,
+                    registration.registry_auth.as_ref().map(to_json).transpose()?,
+                    registration.created
+                ],
+            )
+            .map_err(sql_error("install an extension", || format!("extension '{}'", registration.id)))?;
+            tx.execute(
+                "INSERT INTO roles (id, description, permissions, system_role) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (id) DO UPDATE SET description = excluded.description, \
+                 permissions = excluded.permissions, system_role = excluded.system_role",
+                params![role.id, role.description, to_json(&role.permissions)?, role.system_role],
+            )
+            .map_err(|e| backend("store a role", e))?;
+            upsert_token(tx, &token)
+        })
+        .await
+    }
+
+    async fn list_extensions(&self) -> Result<Vec<ExtensionRegistration>> {
+        self.read(|conn| {
+            query_all(
+                conn,
+                "list installed extensions",
+                "SELECT id, image, settings, registry_auth, created FROM extension_registrations ORDER BY id",
+                [],
+                registration_row,
+            )
+        })
+        .await
+    }
+
+    async fn delete_extension(&self, extension_id: &str) -> Result<()> {
+        let id = extension_id.to_string();
+        self.write("uninstall an extension", move |tx| {
+            let deleted = tx
+                .execute("DELETE FROM extension_registrations WHERE id = ?1", [&id])
+                .map_err(|e| backend("uninstall an extension", e))?;
+            if deleted == 0 {
+                return Err(not_found(format!("extension '{id}'")));
+            }
+            let statements = [
+                ("DELETE FROM subscriptions WHERE extension_id = ?1", id.clone()),
+                ("DELETE FROM extensions WHERE id = ?1", id.clone()),
+                ("DELETE FROM roles WHERE id = ?1", format!("extension_{id}")),
+                ("DELETE FROM tokens WHERE user = ?1", format!("extension:{id}")),
+            ];
+            for (sql, value) in statements {
+                tx.execute(sql, [value]).map_err(|e| backend("uninstall an extension", e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_token(&self, token: &Token) -> Result<()> {
+        let token = token.clone();
+        self.write("store a token", move |tx| upsert_token(tx, &token)).await
+    }
+
+    async fn get_token_by_hash(&self, hash: &str) -> Result<Token> {
+        self.read(move |conn| {
+            conn.query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"), [hash], token_row)
+                .map_err(sql_error("look up a token", || "token".to_string()))
+        })
+        .await
+    }
+
+    async fn get_role(&self, role_id: &str) -> Result<Role> {
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT id, description, permissions, system_role FROM roles WHERE id = ?1",
+                [role_id],
+                |row| {
+                    Ok(Role {
+                        id: row.get(0)?,
+                        description: row.get(1)?,
+                        permissions: json_col(row, 2)?,
+                        system_role: row.get(3)?,
+                    })
+                },
+            )
+            .map_err(sql_error("get a role", || format!("role '{role_id}'")))
+        })
+        .await
     }
 }

@@ -9,6 +9,9 @@ use gofer_api::models::{
     StatusReasonKind, Subscription, SystemSettings, TaskExecution, TaskState, TaskStatus, Variable, VariableSource,
 };
 
+use gofer_api::models::ExtensionRegistration;
+use gofer_api::permissions::{Token, extension_role};
+
 use crate::{Error, EventFilter, NewRun, Page, Storage, SubscriptionKey};
 
 /// Runs every check against `store`, which must be freshly created and empty.
@@ -20,6 +23,7 @@ pub async fn run_all(store: &dyn Storage) {
     logs_expiry(store).await;
     system_and_events(store).await;
     subscriptions(store).await;
+    extensions_tokens_and_roles(store).await;
     delete_cascades(store).await;
 }
 
@@ -283,6 +287,60 @@ async fn subscriptions(store: &dyn Storage) {
     store.delete_subscription(&SubscriptionKey::of(&other)).await.unwrap();
     assert!(matches!(store.delete_subscription(&SubscriptionKey::of(&other)).await, Err(Error::NotFound { .. })));
     assert!(matches!(store.get_subscription(&SubscriptionKey::of(&other)).await, Err(Error::NotFound { .. })));
+}
+
+async fn extensions_tokens_and_roles(store: &dyn Storage) {
+    let registration = ExtensionRegistration {
+        id: "hello".into(),
+        image: "hello:1".into(),
+        settings: [("GREETING".to_string(), "hi".to_string())].into(),
+        registry_auth: None,
+        created: 9000,
+    };
+    let role = extension_role("hello");
+    let token = Token {
+        id: "extension:hello".into(),
+        hash: "h1".into(),
+        user: "extension:hello".into(),
+        roles: vec![role.id.clone()],
+        created: 9000,
+        expires: 0,
+        disabled: false,
+    };
+    store.insert_extension(&registration, &role, &token).await.unwrap();
+    assert!(
+        matches!(store.insert_extension(&registration, &role, &token).await, Err(Error::Exists { .. })),
+        "an id is installed once"
+    );
+    assert_eq!(store.list_extensions().await.unwrap(), vec![registration.clone()]);
+    assert_eq!(store.get_role("extension_hello").await.unwrap(), role);
+    assert_eq!(store.get_token_by_hash("h1").await.unwrap(), token);
+    // A new start replaces the token: the old secret stops working.
+    let renewed = Token { hash: "h2".into(), created: 9100, ..token.clone() };
+    store.put_token(&renewed).await.unwrap();
+    assert!(matches!(store.get_token_by_hash("h1").await, Err(Error::NotFound { .. })));
+    assert_eq!(store.get_token_by_hash("h2").await.unwrap(), renewed);
+
+    let sub = Subscription {
+        namespace_id: "ns-a".into(),
+        pipeline_id: "p2".into(),
+        extension_id: "hello".into(),
+        label: "x".into(),
+        settings: Default::default(),
+        enabled: true,
+        created: 9200,
+        last_fired: 0,
+    };
+    store.insert_subscription(&sub).await.unwrap();
+    store.set_extension_enabled("hello", false, 9300).await.unwrap();
+    store.delete_extension("hello").await.unwrap();
+    assert!(store.list_extensions().await.unwrap().is_empty());
+    assert!(store.list_extension_subscriptions("hello").await.unwrap().is_empty(), "subscriptions go with it");
+    assert_eq!(store.get_extension_enabled("hello").await.unwrap(), None, "so does its switch");
+    assert!(matches!(store.get_role("extension_hello").await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.get_token_by_hash("h2").await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.delete_extension("hello").await, Err(Error::NotFound { .. })));
+    assert_eq!(store.list_extension_subscriptions("interval").await.unwrap().len(), 1, "others are untouched");
 }
 
 async fn delete_cascades(store: &dyn Storage) {

@@ -8,9 +8,10 @@ pub mod conformance;
 use async_trait::async_trait;
 use gofer_api::config;
 use gofer_api::models::{
-    Event, EventKind, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run, Subscription, SystemSettings,
-    TaskExecution, Variable,
+    Event, EventKind, ExtensionRegistration, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run,
+    Subscription, SystemSettings, TaskExecution, Variable,
 };
+use gofer_api::permissions::{Role, Token};
 
 /// What can go wrong in a storage call.
 #[derive(Debug, thiserror::Error)]
@@ -224,4 +225,16 @@ pub trait Storage: Send + Sync + 'static {
     /// Records that the subscription started a run at `at`.
     async fn record_subscription_fired(&self, key: &SubscriptionKey, at: u64) -> Result<()>;
     async fn delete_subscription(&self, key: &SubscriptionKey) -> Result<()>;
+
+    /// Stores a container extension with its role and token, in one transaction; `Exists` if the id is taken.
+    async fn insert_extension(&self, registration: &ExtensionRegistration, role: &Role, token: &Token) -> Result<()>;
+    async fn list_extensions(&self) -> Result<Vec<ExtensionRegistration>>;
+    /// Deletes a container extension with its subscriptions, switch, role and tokens (those whose user is
+    /// `extension:<id>`), in one transaction; `NotFound` if it is not installed.
+    async fn delete_extension(&self, extension_id: &str) -> Result<()>;
+
+    /// Stores a token, replacing one with the same id.
+    async fn put_token(&self, token: &Token) -> Result<()>;
+    async fn get_token_by_hash(&self, hash: &str) -> Result<Token>;
+    async fn get_role(&self, role_id: &str) -> Result<Role>;
 }

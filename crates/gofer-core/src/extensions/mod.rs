@@ -4,6 +4,7 @@
 //! extensions (`interval`, `cron`, `github`) run in-process and container extensions are driven over HTTP through
 //! the same calls.
 
+pub mod container;
 pub mod github;
 mod timers;
 
@@ -18,6 +19,7 @@ use gofer_api::models::{ExtensionParameter, Subscription};
 use gofer_api::protocol::Documentation;
 use gofer_storage::{Storage, SubscriptionKey};
 
+use self::container::{ContainerExtension, ContainerHost};
 pub use self::timers::{Cron, Interval};
 use crate::error::{Error, Result};
 
@@ -173,17 +175,59 @@ pub(crate) fn only_known(
     }
 }
 
+/// Ids that only the built-in extensions may have, installed or not.
+pub const BUILTIN_IDS: &[&str] = &[Interval::ID, Cron::ID, github::GitHub::ID];
+
 /// The installed extensions and their switches.
 #[derive(Clone)]
 pub struct Extensions {
     storage: Arc<dyn Storage>,
     installed: Arc<RwLock<BTreeMap<String, Arc<dyn Extension>>>>,
+    /// Container extensions by id (also in `installed`), for what only they can do (logs).
+    containers: Arc<RwLock<BTreeMap<String, ContainerExtension>>>,
+    host: Option<ContainerHost>,
 }
 
 impl Extensions {
     pub fn new(storage: Arc<dyn Storage>, installed: Vec<Arc<dyn Extension>>) -> Self {
         let installed = installed.into_iter().map(|e| (e.id().to_string(), e)).collect();
-        Self { storage, installed: Arc::new(RwLock::new(installed)) }
+        Self { storage, installed: Arc::new(RwLock::new(installed)), containers: Arc::default(), host: None }
+    }
+
+    /// Lets container extensions be installed, run where `host` says.
+    pub fn with_containers(mut self, host: ContainerHost) -> Self {
+        self.host = Some(host);
+        self
+    }
+
+    pub fn container_host(&self) -> Option<&ContainerHost> {
+        self.host.as_ref()
+    }
+
+    pub fn container(&self, id: &str) -> Option<ContainerExtension> {
+        self.containers.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// Adds a container extension to the registry.
+    pub fn insert_container(&self, extension: ContainerExtension) {
+        let id = extension.registration().id.clone();
+        self.containers.write().unwrap_or_else(|p| p.into_inner()).insert(id, extension.clone());
+        self.insert(Arc::new(extension));
+    }
+
+    /// Loads the installed container extensions and starts the enabled ones in the background (each retries
+    /// with back-off until it comes up, so one broken extension does not keep Gofer from starting).
+    pub async fn start_containers(&self) -> Result<()> {
+        let Some(host) = &self.host else { return Ok(()) };
+        for registration in self.storage.list_extensions().await? {
+            let extension = host.extension(registration);
+            let id = extension.registration().id.clone();
+            self.insert_container(extension.clone());
+            if self.is_enabled(&id).await? {
+                extension.supervise(false).await;
+            }
+        }
+        Ok(())
     }
 
     fn all(&self) -> Vec<Arc<dyn Extension>> {
@@ -208,6 +252,7 @@ impl Extensions {
 
     /// Takes an extension out of the registry.
     pub fn remove(&self, id: &str) -> Option<Arc<dyn Extension>> {
+        self.containers.write().unwrap_or_else(|p| p.into_inner()).remove(id);
         self.installed.write().unwrap_or_else(|p| p.into_inner()).remove(id)
     }
 
@@ -241,11 +286,15 @@ impl Extensions {
         Ok(infos)
     }
 
-    /// Starts triggering every enabled subscription of `extension` (all extensions when `None`).
+    /// Starts triggering every enabled subscription of the built-in `extension` (all when `None`). Container
+    /// extensions restore their own each time they (re)start.
     pub async fn restore(&self, extension: Option<&str>, trigger: Arc<dyn Trigger>) -> Result<()> {
         for ext in self.all() {
             let id = ext.id().to_string();
-            if extension.is_some_and(|e| e != id) || !self.is_enabled(&id).await? {
+            if extension.is_some_and(|e| e != id) || ext.kind() == ExtensionKind::Container {
+                continue;
+            }
+            if !self.is_enabled(&id).await? {
                 continue;
             }
             restore_subscriptions(self.storage.as_ref(), ext.as_ref(), &trigger).await?;

@@ -75,6 +75,10 @@ impl Scheduler for Scripted {
         Ok(futures::stream::empty().boxed())
     }
 
+    async fn logs(&self, _container_id: &str, _follow: bool) -> Result<BoxStream<'static, Result<Bytes>>> {
+        Ok(futures::stream::empty().boxed())
+    }
+
     async fn inspect(&self, container_id: &str) -> Result<ContainerInfo> {
         Ok(ContainerInfo {
             id: container_id.into(),
@@ -83,6 +87,7 @@ impl Scheduler for Scripted {
             exit_code: None,
             image_digest: Some("sha256:scripted".into()),
             labels: BTreeMap::new(),
+            endpoint: None,
         })
     }
 

@@ -1,15 +1,84 @@
 //! Extension and subscription routes.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use gofer_api::error::ApiError;
 use gofer_api::models::{Extension, Subscription};
-use gofer_api::requests::{ListExtensionsResponse, ListSubscriptionsResponse, SetEnabledRequest, SubscribeRequest};
+use gofer_api::requests::{
+    ExtensionDebugResponse, FollowQuery, InstallExtensionRequest, ListExtensionsResponse, ListSubscriptionsResponse,
+    SetEnabledRequest, SubscribeRequest,
+};
 use gofer_storage::SubscriptionKey;
 
 use super::AppState;
-use super::extract::{ApiJson, ApiPath, ApiResult};
+use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
+
+/// Installs a container extension: Gofer starts the image, waits until it answers `/api/health`, reads
+/// `/api/info`, and only then stores it. A missing image or one that never answers installs nothing.
+#[utoipa::path(
+    post, path = "/api/extensions", tag = "Extensions", request_body = InstallExtensionRequest,
+    responses(
+        (status = 201, body = Extension),
+        (status = 400, body = ApiError, description = "Bad id, or the extension did not start; nothing was installed"),
+        (status = 409, body = ApiError, description = "The id is taken")
+    )
+)]
+pub async fn install(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<InstallExtensionRequest>,
+) -> ApiResult<(StatusCode, Json<Extension>)> {
+    Ok((StatusCode::CREATED, Json(state.gofer.install_extension(request).await?)))
+}
+
+/// Uninstalls a container extension: stops its container, deletes it with its subscriptions and token.
+#[utoipa::path(
+    delete, path = "/api/extensions/{extension_id}", tag = "Extensions", params(("extension_id" = String, Path)),
+    responses(
+        (status = 204), (status = 400, body = ApiError, description = "Built-in extensions cannot be uninstalled"),
+        (status = 404, body = ApiError)
+    )
+)]
+pub async fn uninstall(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
+    state.gofer.uninstall_extension(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A container extension's stdout and stderr; with `follow=true`, live until its container exits.
+#[utoipa::path(
+    get, path = "/api/extensions/{extension_id}/logs", tag = "Extensions",
+    params(("extension_id" = String, Path), FollowQuery),
+    responses(
+        (status = 200, content_type = "application/octet-stream", description = "The log bytes"),
+        (status = 400, body = ApiError, description = "Built-in extensions log to the server's own log"),
+        (status = 404, body = ApiError), (status = 503, body = ApiError, description = "It has no container now")
+    )
+)]
+pub async fn logs(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<FollowQuery>,
+) -> ApiResult<Response> {
+    let stream = state.gofer.extension_logs(&id, query.follow).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(stream)).into_response())
+}
+
+/// The extension's own view of itself (its `GET /api/debug`; for built-ins, their subscriptions and next ticks).
+#[utoipa::path(
+    get, path = "/api/extensions/{extension_id}/debug", tag = "Extensions", params(("extension_id" = String, Path)),
+    responses(
+        (status = 200, body = ExtensionDebugResponse), (status = 404, body = ApiError),
+        (status = 503, body = ApiError, description = "The extension did not answer")
+    )
+)]
+pub async fn debug(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<ExtensionDebugResponse>> {
+    Ok(Json(ExtensionDebugResponse { info: state.gofer.debug_extension(&id).await? }))
+}
 
 /// Lists the installed extensions.
 #[utoipa::path(get, path = "/api/extensions", tag = "Extensions", responses((status = 200, body = ListExtensionsResponse)))]

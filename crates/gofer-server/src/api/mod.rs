@@ -65,7 +65,11 @@ fn build() -> Routes {
         .add(Method::GET, "/api/events", needs(Events, Read), get(events::list))
         .add(Method::GET, "/api/extensions", needs(Extensions, Read), get(extensions::list))
         .add(Method::GET, "/api/extensions/{extension_id}", needs(Extensions, Read), get(extensions::get))
+        .add(Method::POST, "/api/extensions", needs(Extensions, Write), post(extensions::install))
         .add(Method::PATCH, "/api/extensions/{extension_id}", needs(Extensions, Write), patch(extensions::update))
+        .add(Method::DELETE, "/api/extensions/{extension_id}", needs(Extensions, Delete), delete(extensions::uninstall))
+        .add(Method::GET, "/api/extensions/{extension_id}/logs", needs(Extensions, Read), get(extensions::logs))
+        .add(Method::GET, "/api/extensions/{extension_id}/debug", needs(Extensions, Write), get(extensions::debug))
         .add(
             Method::GET,
             "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions",
@@ -212,6 +216,10 @@ pub fn route_table() -> Vec<RouteInfo> {
         extensions::list,
         extensions::get,
         extensions::update,
+        extensions::install,
+        extensions::uninstall,
+        extensions::logs,
+        extensions::debug,
         extensions::list_subscriptions,
         extensions::subscribe,
         extensions::update_subscription,

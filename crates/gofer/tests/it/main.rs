@@ -5,8 +5,10 @@
 
 mod bad_input;
 mod crash;
+mod extensions;
 mod github;
 mod harness;
+mod images;
 mod pipelines;
 mod runs;
 mod server;
