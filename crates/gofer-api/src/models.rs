@@ -256,6 +256,9 @@ pub struct Subscription {
     pub created: u64,
     /// When it last started a run (epoch milliseconds); 0 if never.
     pub last_fired: u64,
+    /// Declared in the pipeline's code (and so managed by deploys) rather than made through the API.
+    #[serde(default)]
+    pub declared: bool,
 }
 
 /// How an extension is run.

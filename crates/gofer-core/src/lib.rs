@@ -44,6 +44,12 @@ pub struct Gofer {
     installing: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// One change a deploy made to a pipeline's subscriptions, to undo it if the deploy fails.
+struct Reconciled {
+    old: Option<Subscription>,
+    new: Option<Subscription>,
+}
+
 /// A page as asked for, and whether another page follows.
 fn page(query: PageQuery) -> Result<Page> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
@@ -242,10 +248,19 @@ impl Gofer {
     }
 
     /// Makes a registered version the one new runs use.
+    /// Subscriptions the config declares are reconciled first; if an extension refuses one, nothing changes.
     pub async fn deploy_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig> {
         self.storage.get_namespace(namespace_id).await?;
         self.storage.get_pipeline(namespace_id, pipeline_id).await?;
-        let deployed = self.storage.deploy_config(namespace_id, pipeline_id, version, epoch_millis()).await?;
+        let target = self.storage.get_config(namespace_id, pipeline_id, version).await?;
+        let undo = self.reconcile_subscriptions(namespace_id, pipeline_id, &target.config.subscriptions).await?;
+        let deployed = match self.storage.deploy_config(namespace_id, pipeline_id, version, epoch_millis()).await {
+            Ok(deployed) => deployed,
+            Err(e) => {
+                self.undo_reconcile(undo).await;
+                return Err(e.into());
+            }
+        };
         self.events
             .publish(EventKind::ConfigDeployed {
                 namespace_id: namespace_id.into(),
@@ -254,6 +269,106 @@ impl Gofer {
             })
             .await;
         Ok(deployed)
+    }
+
+    /// Makes the pipeline's declared subscriptions equal `declared`: new ones are subscribed, changed ones
+    /// re-subscribed (keeping their switch and last tick), dropped ones unsubscribed. Subscriptions made through the
+    /// API are left alone, unless the code declares the same extension and label, which takes them over. Everything
+    /// is checked before anything changes; if an extension still refuses one, what was done is undone.
+    async fn reconcile_subscriptions(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        declared: &[config::Subscription],
+    ) -> Result<Vec<Reconciled>> {
+        let refused = |d: &config::Subscription, message: String| {
+            Error::invalid(format!(
+                "the config declares subscription '{}' to extension '{}': {message}",
+                d.label, d.extension
+            ))
+        };
+        for d in declared {
+            let extension = self.extensions.get(&d.extension).map_err(|e| refused(d, e.to_string()))?;
+            if !self.extensions.is_enabled(&d.extension).await? {
+                return Err(refused(d, format!("the extension is disabled (gofer extension enable {})", d.extension)));
+            }
+            extension.validate(&d.settings).map_err(|message| refused(d, format!("settings refused: {message}")))?;
+        }
+        let current = self.storage.list_subscriptions(namespace_id, pipeline_id).await?;
+        let mut done = Vec::new();
+        for d in declared {
+            let old = current.iter().find(|s| s.extension_id == d.extension && s.label == d.label);
+            if old.is_some_and(|old| old.declared && old.settings == d.settings) {
+                continue;
+            }
+            let new = Subscription {
+                namespace_id: namespace_id.into(),
+                pipeline_id: pipeline_id.into(),
+                extension_id: d.extension.clone(),
+                label: d.label.clone(),
+                settings: d.settings.clone(),
+                enabled: old.is_none_or(|o| o.enabled),
+                created: old.map_or_else(epoch_millis, |o| o.created),
+                last_fired: old.map_or(0, |o| o.last_fired),
+                declared: true,
+            };
+            if let Some(old) = old {
+                self.drop_subscription(old).await?;
+            }
+            if let Err(message) = self.put_subscription(&new).await {
+                // The refused subscription is not stored; put back the one it replaced and what came before.
+                done.push(Reconciled { old: old.cloned(), new: None });
+                self.undo_reconcile(done).await;
+                return Err(refused(d, format!("the extension refused it: {message}")));
+            }
+            done.push(Reconciled { old: old.cloned(), new: Some(new) });
+        }
+        for old in current.iter().filter(|s| s.declared) {
+            if !declared.iter().any(|d| d.extension == old.extension_id && d.label == old.label) {
+                self.drop_subscription(old).await?;
+                done.push(Reconciled { old: Some(old.clone()), new: None });
+            }
+        }
+        Ok(done)
+    }
+
+    /// Stores a subscription and, when it and its extension are enabled, hands it to the extension; a refusal
+    /// removes the row again.
+    async fn put_subscription(&self, subscription: &Subscription) -> std::result::Result<(), String> {
+        self.storage.insert_subscription(subscription).await.map_err(|e| e.to_string())?;
+        let extension = self.extensions.get(&subscription.extension_id).map_err(|e| e.to_string())?;
+        let active =
+            subscription.enabled && self.extensions.is_enabled(&subscription.extension_id).await.unwrap_or(false);
+        if active && let Err(message) = extension.subscribe(subscription.clone(), Arc::new(self.clone())).await {
+            let _ = self.storage.delete_subscription(&SubscriptionKey::of(subscription)).await;
+            return Err(message);
+        }
+        Ok(())
+    }
+
+    /// Stops a subscription's triggers and deletes it.
+    async fn drop_subscription(&self, subscription: &Subscription) -> Result<()> {
+        let key = SubscriptionKey::of(subscription);
+        if let Ok(extension) = self.extensions.get(&subscription.extension_id) {
+            extension.unsubscribe(&key).await;
+        }
+        Ok(self.storage.delete_subscription(&key).await?)
+    }
+
+    /// Puts back what `reconcile_subscriptions` changed, newest change first.
+    async fn undo_reconcile(&self, done: Vec<Reconciled>) {
+        for change in done.into_iter().rev() {
+            if let Some(new) = &change.new
+                && let Err(e) = self.drop_subscription(new).await
+            {
+                tracing::warn!(key = %SubscriptionKey::of(new), error = %e, "could not undo a subscription");
+            }
+            if let Some(old) = &change.old
+                && let Err(message) = self.put_subscription(old).await
+            {
+                tracing::warn!(key = %SubscriptionKey::of(old), %message, "could not restore a subscription");
+            }
+        }
     }
 
     pub async fn list_configs(
@@ -611,6 +726,7 @@ impl Gofer {
             enabled: true,
             created: epoch_millis(),
             last_fired: 0,
+            declared: false,
         };
         self.storage.insert_subscription(&subscription).await?;
         if let Err(message) = extension.subscribe(subscription.clone(), Arc::new(self.clone())).await {

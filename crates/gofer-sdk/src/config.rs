@@ -138,6 +138,22 @@ pub struct Pipeline {
     /// Longest a whole run may take, in seconds; past it the run is cancelled with reason `timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
+    /// Triggers declared in code; deploying this config makes the pipeline's declared subscriptions equal these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// A subscription declared in the pipeline's code: `extension` starts runs as `settings` say. Deploying the config
+/// creates it, changes it when its settings changed, and removes it when the code no longer declares it;
+/// subscriptions made through the API or CLI are left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = config::Subscription))]
+pub struct Subscription {
+    pub extension: String,
+    /// Names it among the pipeline's subscriptions to the same extension.
+    pub label: String,
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
 }
 
 impl Pipeline {
@@ -150,7 +166,20 @@ impl Pipeline {
             parallelism: 0,
             tasks: Vec::new(),
             timeout_seconds: None,
+            subscriptions: Vec::new(),
         }
+    }
+
+    /// Declares a trigger, e.g. `.subscribe("interval", "hourly", vec![("every", "1h")])` or
+    /// `.subscribe("cron", "nightly", vec![("expression", "0 3 * * *"), ("timezone", "Europe/Berlin")])`.
+    /// Deploying the config reconciles the pipeline's declared subscriptions with these.
+    pub fn subscribe(mut self, extension: &str, label: &str, settings: Vec<(&str, &str)>) -> Self {
+        self.subscriptions.push(Subscription {
+            extension: extension.to_string(),
+            label: label.to_string(),
+            settings: settings.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        });
+        self
     }
 
     /// The longest a whole run may take (rounded up to whole seconds); past it the run is cancelled with reason
@@ -201,6 +230,20 @@ impl Pipeline {
         }
         for task in &self.tasks {
             task.validate()?;
+        }
+        let mut declared = std::collections::BTreeSet::new();
+        for subscription in &self.subscriptions {
+            validate_identifier("subscription extension", &subscription.extension)?;
+            validate_identifier("subscription label", &subscription.label)?;
+            if !declared.insert((&subscription.extension, &subscription.label)) {
+                return Err(ConfigError::InvalidPipeline {
+                    field: "subscriptions".into(),
+                    reason: format!(
+                        "'{}' is declared twice for extension '{}'; labels must be unique per extension",
+                        subscription.label, subscription.extension
+                    ),
+                });
+            }
         }
         dag::check(&self.tasks)
     }
@@ -456,6 +499,23 @@ mod tests {
             let err = validate_identifier("task id", bad).expect_err(bad);
             assert!(err.to_string().starts_with(&format!("invalid task id '{bad}'")), "{err}");
         }
+    }
+
+    #[test]
+    fn declared_subscriptions_are_checked_and_serialized() {
+        let pipeline = Pipeline::new("p", "P")
+            .tasks(vec![task("a")])
+            .subscribe("interval", "hourly", vec![("every", "1h")])
+            .subscribe("cron", "hourly", vec![("expression", "0 * * * *")]);
+        pipeline.validate().unwrap();
+        let json = serde_json::to_value(&pipeline).unwrap();
+        assert_eq!(json["subscriptions"][0]["settings"]["every"], "1h");
+        let twice = pipeline.clone().subscribe("interval", "hourly", vec![("every", "2h")]);
+        assert!(twice.validate().unwrap_err().to_string().contains("'hourly' is declared twice"));
+        let bad = Pipeline::new("p", "P").tasks(vec![task("a")]).subscribe("interval", "every hour", vec![]);
+        assert!(bad.validate().unwrap_err().to_string().contains("invalid subscription label 'every hour'"));
+        let without = serde_json::to_value(Pipeline::new("p", "P").tasks(vec![task("a")])).unwrap();
+        assert!(without.get("subscriptions").is_none(), "configs without triggers hash as before");
     }
 
     #[test]

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_attempts_events_system.sql"),
     include_str!("../migrations/0003_extensions_subscriptions.sql"),
     include_str!("../migrations/0004_extension_registrations_tokens_roles.sql"),
+    include_str!("../migrations/0005_declared_subscriptions.sql"),
 ];
 const READERS: usize = 3;
 /// Page cache per connection, in KiB: enough for the hot indexes, small enough to keep the server lean.
@@ -300,7 +301,7 @@ fn task_row(row: &Row<'_>) -> rusqlite::Result<TaskExecution> {
 }
 
 const SUBSCRIPTION_COLUMNS: &str =
-    "namespace_id, pipeline_id, extension_id, label, settings, enabled, created, last_fired";
+    "namespace_id, pipeline_id, extension_id, label, settings, enabled, created, last_fired, declared";
 
 fn subscription_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
     Ok(Subscription {
@@ -312,6 +313,7 @@ fn subscription_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
         enabled: row.get(5)?,
         created: row.get(6)?,
         last_fired: row.get(7)?,
+        declared: row.get(8)?,
     })
 }
 
@@ -1035,7 +1037,9 @@ impl Storage for SqliteStorage {
         self.write("store a subscription", move |tx| {
             pipeline_exists(tx, &sub.namespace_id, &sub.pipeline_id)?;
             tx.execute(
-                &format!("INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                &format!(
+                    "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                ),
                 params![
                     sub.namespace_id,
                     sub.pipeline_id,
@@ -1044,7 +1048,8 @@ impl Storage for SqliteStorage {
                     to_json(&sub.settings)?,
                     sub.enabled,
                     sub.created,
-                    sub.last_fired
+                    sub.last_fired,
+                    sub.declared
                 ],
             )
             .map_err(sql_error("store a subscription", || SubscriptionKey::of(&sub).to_string()))?;

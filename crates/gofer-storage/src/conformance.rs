@@ -268,6 +268,7 @@ async fn subscriptions(store: &dyn Storage) {
         enabled: true,
         created: 7000,
         last_fired: 0,
+        declared: false,
     };
     store.insert_subscription(&sub).await.unwrap();
     assert!(matches!(store.insert_subscription(&sub).await, Err(Error::Exists { .. })));
@@ -330,8 +331,10 @@ async fn extensions_tokens_and_roles(store: &dyn Storage) {
         enabled: true,
         created: 9200,
         last_fired: 0,
+        declared: true,
     };
     store.insert_subscription(&sub).await.unwrap();
+    assert!(store.get_subscription(&SubscriptionKey::of(&sub)).await.unwrap().declared, "declared is kept");
     store.set_extension_enabled("hello", false, 9300).await.unwrap();
     store.delete_extension("hello").await.unwrap();
     assert!(store.list_extensions().await.unwrap().is_empty());

@@ -164,3 +164,80 @@ fn cron_subscriptions_take_standard_expressions_with_a_time_zone() {
     let ids: Vec<&str> = extensions.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["cron", "interval"], "both built-in extensions are installed by default");
 }
+
+/// A one-task config that declares `subscriptions` in code.
+fn declaring(id: &str, subscriptions: serde_json::Value) -> serde_json::Value {
+    let mut config = script_pipeline(id, "echo $GOFER_EXTENSION_SUBSCRIPTION");
+    config["subscriptions"] = subscriptions;
+    config
+}
+
+fn subscriptions(gofer: &Server, pipeline: &str) -> Vec<(String, String, String, bool)> {
+    let listed = gofer.cli_json(&["pipeline", "subscriptions", pipeline]);
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let settings = s["settings"].as_object().unwrap().values().map(|v| v.as_str().unwrap()).collect();
+            (
+                s["extension_id"].as_str().unwrap().into(),
+                s["label"].as_str().unwrap().into(),
+                settings,
+                s["declared"] == true,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn subscriptions_declared_in_code_are_reconciled_on_deploy() {
+    let gofer = Server::start_with(FAST);
+    let every = |d: &str| json!([{ "extension": "interval", "label": "tick", "settings": { "every": d } }]);
+    gofer.register(declaring("coded", every("1s")));
+    assert_eq!(subscriptions(&gofer, "coded"), [("interval".into(), "tick".into(), "1s".into(), true)]);
+    wait_for("runs from the declared subscription", Duration::from_secs(20), || {
+        (run_count(&gofer, "coded") >= 2).then_some(())
+    });
+    assert_eq!(gofer.logs("coded", 1, "main"), b"tick\n");
+    // One made by hand is left alone by deploys.
+    gofer.cli_ok(&["pipeline", "subscribe", "coded", "cron", "manual", "-s", "expression=0 3 * * *"]);
+
+    // Changed settings are applied; a subscription the code no longer declares is removed.
+    gofer.register(declaring("coded", every("1h")));
+    assert_eq!(
+        subscriptions(&gofer, "coded"),
+        [
+            ("cron".into(), "manual".into(), "0 3 * * *".into(), false),
+            ("interval".into(), "tick".into(), "1h".into(), true)
+        ]
+    );
+    let settled = run_count(&gofer, "coded");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(run_count(&gofer, "coded"), settled, "the 1s timer was replaced by the 1h one");
+
+    // A deploy the extension refuses changes nothing: the live version and the subscriptions stay.
+    let base = format!("{}/api/namespaces/default/pipelines/coded", gofer.url);
+    let bad = json!({ "config": declaring("coded", every("10ms")) });
+    let (status, body) = crate::harness::http("POST", &format!("{base}/configs"), Some(&bad)).unwrap();
+    assert_eq!(status, 201, "registering is fine: {body}");
+    let (status, body) = crate::harness::http("POST", &format!("{base}/configs/3/deploy"), None).unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("subscription 'tick' to extension 'interval'") && body.contains("shorter"), "{body}");
+    let pipeline = gofer.cli_json(&["pipeline", "get", "coded"]);
+    assert_eq!(pipeline["live_version"], 2, "{pipeline:#}");
+    assert_eq!(subscriptions(&gofer, "coded")[1], ("interval".into(), "tick".into(), "1h".into(), true));
+    let ghost = json!({ "config": declaring("coded", json!([{ "extension": "nope", "label": "x" }])) });
+    http_ok(&format!("{base}/configs"), &ghost);
+    let (status, body) = crate::harness::http("POST", &format!("{base}/configs/4/deploy"), None).unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("extension 'nope'"), "{body}");
+
+    gofer.register(declaring("coded", json!([])));
+    assert_eq!(subscriptions(&gofer, "coded"), [("cron".into(), "manual".into(), "0 3 * * *".into(), false)]);
+}
+
+fn http_ok(url: &str, body: &serde_json::Value) {
+    let (status, text) = crate::harness::http("POST", url, Some(body)).unwrap();
+    assert!(status == 200 || status == 201, "{status}: {text}");
+}
