@@ -164,9 +164,14 @@ impl Watcher {
     }
 
     /// Waits for the first event matching `wanted`, seen before or arriving now.
-    async fn wait(&mut self, mut wanted: impl FnMut(&EventKind) -> bool) -> Result<Instant> {
+    async fn wait(&mut self, wanted: impl FnMut(&EventKind) -> bool) -> Result<Instant> {
+        Ok(self.wait_event(wanted).await?.1)
+    }
+
+    /// Like `wait`, with the event itself (for its server-side `emitted` time).
+    async fn wait_event(&mut self, mut wanted: impl FnMut(&EventKind) -> bool) -> Result<(Event, Instant)> {
         if let Some(i) = self.seen.iter().position(|(e, _)| wanted(&e.kind)) {
-            return Ok(self.seen.remove(i).1);
+            return Ok(self.seen.remove(i));
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
         loop {
@@ -175,7 +180,7 @@ impl Watcher {
                 .context("timed out waiting for an event")?
                 .context("the event stream ended")?;
             if wanted(&event.kind) {
-                return Ok(at);
+                return Ok((event, at));
             }
             self.seen.push((event, at));
             if self.seen.len() > 100_000 {
@@ -187,6 +192,10 @@ impl Watcher {
 
 fn completed(pipeline: &str, run: u64) -> impl FnMut(&EventKind) -> bool + '_ {
     move |kind| matches!(kind, EventKind::RunCompleted { pipeline_id, run_id, .. } if pipeline_id == pipeline && *run_id == run)
+}
+
+fn any_task_running(pipeline: &str) -> impl FnMut(&EventKind) -> bool + '_ {
+    move |kind| matches!(kind, EventKind::TaskChanged { pipeline_id, state: TaskState::Running, .. } if pipeline_id == pipeline)
 }
 
 fn task_running(pipeline: &str, run: u64) -> impl FnMut(&EventKind) -> bool + '_ {
@@ -402,6 +411,7 @@ async fn main() -> Result<()> {
 
     if !args.api_only {
         runs(&args, &bin, &http, &docker, &direct, &mut report).await?;
+        ticks(&args, &bin, &http, &mut report).await?;
     }
     api_latency(&args, &bin, &http, &mut report).await?;
 
@@ -577,6 +587,66 @@ async fn runs(
     drop(watcher);
     drop(server);
     remove_kept(docker).await?;
+    Ok(())
+}
+
+/// Epoch milliseconds now, on the same clock the server stamps events with.
+fn epoch_ms_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// From an interval tick to the task container running, against the plain start-run path (request → container
+/// running), interleaved. Both are measured on the server's clock: the tick is the subscription's `last_fired`,
+/// the request the moment before it is sent, and "running" the `task_changed` event's `emitted`.
+async fn ticks(args: &Args, bin: &Path, http: &reqwest::Client, report: &mut Vec<Line>) -> Result<()> {
+    let data_dir = tempfile::tempdir()?;
+    let server = Server::start(bin, data_dir.path(), &[("GOFER_EXTENSIONS__INTERVAL__MIN_INTERVAL", "1s")])?;
+    server.wait_ready(http).await?;
+    let gofer = Gofer { http: http.clone(), url: server.url.clone() };
+    let mut watcher = Watcher::connect(http, &server.url).await?;
+    gofer.register(json!({ "id": "bench-tick", "tasks": [task("t", &["true"], None)] })).await?;
+    gofer.register(json!({ "id": "bench-request", "tasks": [task("t", &["true"], None)] })).await?;
+    for _ in 0..2 {
+        let run = gofer.start_run("bench-request").await?;
+        watcher.wait(completed("bench-request", run)).await?;
+    }
+    let subscriptions = format!("{}/api/namespaces/default/pipelines/bench-tick/subscriptions", server.url);
+    let request = json!({ "extension_id": "interval", "label": "bench", "settings": { "every": "1s" } });
+    let answer = http.post(&subscriptions).json(&request).send().await?;
+    if !answer.status().is_success() {
+        bail!("subscribe failed: {}", answer.text().await?);
+    }
+
+    eprintln!("interval ticks: {} samples, interleaved with start-run requests", args.runs);
+    let (mut tick, mut plain) = (Vec::new(), Vec::new());
+    while tick.len() < args.runs {
+        let (event, _) = watcher.wait_event(any_task_running("bench-tick")).await?;
+        let listed: Value = http.get(&subscriptions).send().await?.json().await?;
+        let last_fired = listed["subscriptions"][0]["last_fired"].as_u64().context("last_fired")?;
+        let EventKind::TaskChanged { run_id, .. } = event.kind else { continue };
+        watcher.wait(completed("bench-tick", run_id)).await?;
+        // A tick that fired after this run's container started belongs to the next run: skip the sample.
+        if last_fired > event.emitted {
+            continue;
+        }
+        tick.push((event.emitted - last_fired) as f64);
+
+        let sent = epoch_ms_now();
+        let run = gofer.start_run("bench-request").await?;
+        let (running, _) = watcher.wait_event(task_running("bench-request", run)).await?;
+        plain.push(running.emitted.saturating_sub(sent) as f64);
+        watcher.wait(completed("bench-request", run)).await?;
+    }
+    for (name, p) in [("median", 50.0), ("p95", 95.0)] {
+        let (t, r) = (percentile(&tick, p), percentile(&plain, p));
+        report.push(line(
+            &format!("interval tick → container running ({name}; the other column: start-run request → running)"),
+            format!("{t:.0} ms"),
+            format!("{r:.0} ms"),
+            format!("{:+.0} ms", t - r),
+            if name == "median" { "≤ +50 ms" } else { "" },
+        ));
+    }
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Extension, Trigger, format_duration, only_known, param, parse_duration};
 
 /// The next tick after a time (epoch milliseconds), if there is one.
-type NextTick = Box<dyn Fn(u64) -> Option<u64> + Send + Sync>;
+pub type NextTick = Box<dyn Fn(u64) -> Option<u64> + Send + Sync>;
 
 /// One subscription's ticking task.
 struct Timer {
@@ -106,19 +106,93 @@ impl Timers {
     }
 }
 
-/// The built-in interval extension: starts a run every `every`, no more often than the operator's minimum.
-pub struct Interval {
-    min_interval: Duration,
+/// What sets a time-based extension apart: its id, its documentation, and the ticks a subscription's settings
+/// name. [`Timed`] does the rest.
+pub trait Schedule: Send + Sync + 'static {
+    const ID: &'static str;
+    fn documentation(&self) -> Documentation;
+    /// The next tick after a time, from a subscription's settings; refuses bad settings with a message.
+    fn next_tick(&self, settings: &BTreeMap<String, String>) -> std::result::Result<NextTick, String>;
+}
+
+/// A built-in extension that fires each subscription on the ticks its [`Schedule`] names.
+pub struct Timed<S> {
+    schedule: S,
     timers: Timers,
 }
 
-impl Interval {
-    pub const ID: &'static str = "interval";
+/// The built-in interval extension: starts a run every `every`, no more often than the operator's minimum.
+pub type Interval = Timed<Every>;
+/// The built-in cron extension: starts a run at the minutes a 5-field cron expression names, in a time zone.
+pub type Cron = Timed<CronExpressions>;
 
+impl<S: Schedule> Timed<S> {
+    pub const ID: &'static str = S::ID;
+
+    pub fn with(schedule: S) -> Self {
+        Self { schedule, timers: Timers::default() }
+    }
+}
+
+impl Interval {
     pub fn new(min_interval: Duration) -> Self {
-        Self { min_interval, timers: Timers::default() }
+        Self::with(Every { min_interval })
+    }
+}
+
+impl Default for Cron {
+    fn default() -> Self {
+        Self::with(CronExpressions)
+    }
+}
+
+#[async_trait]
+impl<S: Schedule> Extension for Timed<S> {
+    fn id(&self) -> &str {
+        S::ID
     }
 
+    fn kind(&self) -> ExtensionKind {
+        ExtensionKind::Builtin
+    }
+
+    fn documentation(&self) -> Documentation {
+        self.schedule.documentation()
+    }
+
+    fn validate(&self, settings: &BTreeMap<String, String>) -> std::result::Result<(), String> {
+        self.schedule.next_tick(settings).map(drop)
+    }
+
+    async fn subscribe(
+        &self,
+        subscription: Subscription,
+        trigger: Arc<dyn Trigger>,
+    ) -> std::result::Result<(), String> {
+        let next_tick = self.schedule.next_tick(&subscription.settings)?;
+        self.timers.start(&subscription, next_tick, trigger).await;
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, key: &SubscriptionKey) {
+        self.timers.stop(key).await;
+    }
+
+    async fn debug(&self) -> std::result::Result<String, String> {
+        Ok(self.timers.describe())
+    }
+
+    async fn shutdown(&self) {
+        self.timers.stop_all().await;
+    }
+}
+
+/// The interval schedule: every `every`, at least `min_interval`.
+pub struct Every {
+    min_interval: Duration,
+}
+
+impl Every {
     fn every(&self, settings: &BTreeMap<String, String>) -> std::result::Result<Duration, String> {
         let every = settings.get("every").ok_or("the setting 'every' is required, for example -s every=5m")?;
         let every = parse_duration(every)?;
@@ -134,15 +208,8 @@ impl Interval {
     }
 }
 
-#[async_trait]
-impl Extension for Interval {
-    fn id(&self) -> &str {
-        Self::ID
-    }
-
-    fn kind(&self) -> ExtensionKind {
-        ExtensionKind::Builtin
-    }
+impl Schedule for Every {
+    const ID: &'static str = "interval";
 
     fn documentation(&self) -> Documentation {
         Documentation {
@@ -156,30 +223,9 @@ impl Extension for Interval {
         }
     }
 
-    fn validate(&self, settings: &BTreeMap<String, String>) -> std::result::Result<(), String> {
-        self.every(settings).map(drop)
-    }
-
-    async fn subscribe(
-        &self,
-        subscription: Subscription,
-        trigger: Arc<dyn Trigger>,
-    ) -> std::result::Result<(), String> {
-        let every = self.every(&subscription.settings)?.as_millis() as u64;
-        self.timers.start(&subscription, Box::new(move |after| Some(after + every)), trigger).await;
-        Ok(())
-    }
-
-    async fn unsubscribe(&self, key: &SubscriptionKey) {
-        self.timers.stop(key).await;
-    }
-
-    async fn debug(&self) -> std::result::Result<String, String> {
-        Ok(self.timers.describe())
-    }
-
-    async fn shutdown(&self) {
-        self.timers.stop_all().await;
+    fn next_tick(&self, settings: &BTreeMap<String, String>) -> std::result::Result<NextTick, String> {
+        let every = self.every(settings)?.as_millis() as u64;
+        Ok(Box::new(move |after| Some(after + every)))
     }
 }
 
@@ -207,7 +253,7 @@ impl CronSchedule {
         let zone_name = settings.get("timezone").map(String::as_str).unwrap_or("UTC");
         let zone = jiff::tz::TimeZone::get(zone_name)
             .map_err(|_| format!("timezone '{zone_name}' is unknown; use an IANA name such as Europe/Berlin"))?;
-        only_known(Cron::ID, settings, &["expression", "timezone"])?;
+        only_known(CronExpressions::ID, settings, &["expression", "timezone"])?;
         Ok(Self { cron, zone })
     }
 
@@ -219,25 +265,11 @@ impl CronSchedule {
     }
 }
 
-/// The built-in cron extension: starts a run at the minutes a 5-field cron expression names, in a time zone.
-#[derive(Default)]
-pub struct Cron {
-    timers: Timers,
-}
+/// The cron schedule: the minutes a 5-field expression names, in a time zone.
+pub struct CronExpressions;
 
-impl Cron {
-    pub const ID: &'static str = "cron";
-}
-
-#[async_trait]
-impl Extension for Cron {
-    fn id(&self) -> &str {
-        Self::ID
-    }
-
-    fn kind(&self) -> ExtensionKind {
-        ExtensionKind::Builtin
-    }
+impl Schedule for CronExpressions {
+    const ID: &'static str = "cron";
 
     fn documentation(&self) -> Documentation {
         Documentation {
@@ -253,30 +285,9 @@ impl Extension for Cron {
         }
     }
 
-    fn validate(&self, settings: &BTreeMap<String, String>) -> std::result::Result<(), String> {
-        CronSchedule::parse(settings).map(drop)
-    }
-
-    async fn subscribe(
-        &self,
-        subscription: Subscription,
-        trigger: Arc<dyn Trigger>,
-    ) -> std::result::Result<(), String> {
-        let schedule = CronSchedule::parse(&subscription.settings)?;
-        self.timers.start(&subscription, Box::new(move |after| schedule.next_after(after)), trigger).await;
-        Ok(())
-    }
-
-    async fn unsubscribe(&self, key: &SubscriptionKey) {
-        self.timers.stop(key).await;
-    }
-
-    async fn debug(&self) -> std::result::Result<String, String> {
-        Ok(self.timers.describe())
-    }
-
-    async fn shutdown(&self) {
-        self.timers.stop_all().await;
+    fn next_tick(&self, settings: &BTreeMap<String, String>) -> std::result::Result<NextTick, String> {
+        let schedule = CronSchedule::parse(settings)?;
+        Ok(Box::new(move |after| schedule.next_after(after)))
     }
 }
 

@@ -205,6 +205,12 @@ impl Server {
         list.as_array().unwrap().iter().map(|t| (t["task_id"].as_str().unwrap().to_string(), t.clone())).collect()
     }
 
+    /// The ids of the installed extensions, as `gofer extension list` shows them.
+    pub fn extension_ids(&self) -> Vec<String> {
+        let list = self.cli_json(&["extension", "list"]);
+        list.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+    }
+
     /// A task's logs, raw bytes.
     pub fn logs(&self, pipeline: &str, run: u64, task: &str) -> Vec<u8> {
         let out = self.cli(&["task", "logs", pipeline, &run.to_string(), task]);

@@ -160,9 +160,7 @@ fn cron_subscriptions_take_standard_expressions_with_a_time_zone() {
     let listed = gofer.cli_json(&["pipeline", "subscriptions", "nightly"]);
     assert_eq!(listed[0]["extension_id"], "cron");
     assert_eq!(listed[0]["settings"]["timezone"], "Europe/Berlin");
-    let extensions = gofer.cli_json(&["extension", "list"]);
-    let ids: Vec<&str> = extensions.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["cron", "interval"], "both built-in extensions are installed by default");
+    assert_eq!(gofer.extension_ids(), ["cron", "interval"], "both built-in extensions are installed by default");
 }
 
 /// A one-task config that declares `subscriptions` in code.
