@@ -2,7 +2,7 @@
 //! engine API, from this process), interleaving the two, and prints medians and ratios.
 //!
 //! Run it with `bash scripts/bench.sh` (a release build of `gofer` and this tool). It needs a running Docker
-//! engine and the `busybox:latest` image (scripts/ensure-docker.sh). Options: `--runs N` (one-task samples,
+//! engine and the `busybox:latest` image (scripts/ensure-docker.sh). Options: `--runs N` (one-task and tick samples,
 //! default 20), `--rss-runs N` (runs before the second memory reading, default 1000), `--stored-runs N` (runs in
 //! the database for the API latency test, default 100000).
 

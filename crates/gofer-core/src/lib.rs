@@ -682,6 +682,12 @@ impl Gofer {
         Ok(extension.external_event(event, Arc::new(self.clone())).await)
     }
 
+    /// Every subscription to an extension.
+    pub async fn list_extension_subscriptions(&self, extension_id: &str) -> Result<Vec<Subscription>> {
+        self.extensions.get(extension_id)?;
+        Ok(self.storage.list_extension_subscriptions(extension_id).await?)
+    }
+
     /// The extension's own view of itself.
     pub async fn debug_extension(&self, extension_id: &str) -> Result<String> {
         let extension = self.extensions.get(extension_id)?;

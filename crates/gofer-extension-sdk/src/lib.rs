@@ -128,6 +128,8 @@ pub struct Gofer {
     http: reqwest::Client,
     host: String,
     token: String,
+    /// This extension's id, passed to the runs it starts as `GOFER_EXTENSION_ID`.
+    id: String,
 }
 
 impl Gofer {
@@ -135,6 +137,7 @@ impl Gofer {
     pub async fn start_run(&self, key: &SubscriptionKey, variables: BTreeMap<String, String>) -> Result<u64, String> {
         let url = format!("{}/api/namespaces/{}/pipelines/{}/runs", self.host, key.namespace_id, key.pipeline_id);
         let mut variables = variables;
+        variables.entry("GOFER_EXTENSION_ID".into()).or_insert_with(|| self.id.clone());
         variables.entry("GOFER_EXTENSION_SUBSCRIPTION".into()).or_insert_with(|| key.label.clone());
         let body = serde_json::json!({ "variables": variables });
         let response = self
@@ -274,7 +277,12 @@ pub async fn run<E: Extension>(make: impl FnOnce(Context) -> E) -> Result<(), Er
     let system = SystemConfig::from_env()?;
     let level = system.log_level.parse().unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
     let _ = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_ansi(false).try_init();
-    let gofer = Gofer { http: reqwest::Client::new(), host: system.gofer_host.clone(), token: system.secret.clone() };
+    let gofer = Gofer {
+        http: reqwest::Client::new(),
+        host: system.gofer_host.clone(),
+        token: system.secret.clone(),
+        id: system.id.clone(),
+    };
     let extension = make(Context { system: system.clone(), gofer });
     let shutdown = Shutdown::default();
     let served = Arc::new(Served { extension, system: system.clone(), shutdown: shutdown.clone() });

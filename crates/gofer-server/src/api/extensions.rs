@@ -109,6 +109,20 @@ pub async fn update(
     Ok(Json(state.gofer.set_extension_enabled(&id, request.enabled).await?))
 }
 
+/// Lists every subscription to an extension, across namespaces and pipelines (extensions written for the earlier
+/// Gofer read this at startup; Gofer also sends them their subscriptions itself).
+#[utoipa::path(
+    get, path = "/api/extensions/{extension_id}/subscriptions", tag = "Extensions",
+    params(("extension_id" = String, Path)),
+    responses((status = 200, body = ListSubscriptionsResponse), (status = 404, body = ApiError))
+)]
+pub async fn list_extension_subscriptions(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<ListSubscriptionsResponse>> {
+    Ok(Json(ListSubscriptionsResponse { subscriptions: state.gofer.list_extension_subscriptions(&id).await? }))
+}
+
 /// Lists a pipeline's subscriptions.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions", tag = "Extensions",

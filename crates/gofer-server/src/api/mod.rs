@@ -72,6 +72,12 @@ fn build() -> Routes {
         .add(Method::GET, "/api/extensions/{extension_id}/debug", needs(Extensions, Write), get(extensions::debug))
         .add(
             Method::GET,
+            "/api/extensions/{extension_id}/subscriptions",
+            needs(Subscriptions, Read),
+            get(extensions::list_extension_subscriptions),
+        )
+        .add(
+            Method::GET,
             "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions",
             needs(Subscriptions, Read),
             get(extensions::list_subscriptions),
@@ -220,6 +226,7 @@ pub fn route_table() -> Vec<RouteInfo> {
         extensions::uninstall,
         extensions::logs,
         extensions::debug,
+        extensions::list_extension_subscriptions,
         extensions::list_subscriptions,
         extensions::subscribe,
         extensions::update_subscription,

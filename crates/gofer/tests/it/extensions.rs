@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::harness::{Server, api, http_raw, script_pipeline, wait_for};
 use crate::images;
 
-const SCRIPT: &str = "echo $GOFER_EXTENSION_SUBSCRIPTION beat=$HEARTBEAT_BEAT $HEARTBEAT_GREETING";
+const SCRIPT: &str = "echo $GOFER_EXTENSION_ID/$GOFER_EXTENSION_SUBSCRIPTION beat=$HEARTBEAT_BEAT $HEARTBEAT_GREETING";
 
 fn run_count(gofer: &Server, pipeline: &str) -> usize {
     gofer.cli_json(&["run", "list", pipeline, "--limit", "1000"]).as_array().unwrap().len()
@@ -67,7 +67,9 @@ fn a_container_extension_is_installed_subscribed_to_and_starts_runs() {
     let first = gofer.wait_run("beating", 1);
     assert_eq!(first["status"], "successful", "{first:#}");
     assert_eq!(first["initiator"], json!({ "kind": "extension", "name": "heartbeat" }), "known by its token");
-    assert_eq!(gofer.logs("beating", 1, "main"), b"pulse beat=1 hi\n");
+    assert_eq!(gofer.logs("beating", 1, "main"), b"heartbeat/pulse beat=1 hi\n");
+    let listed = api(&gofer, "GET", "/api/extensions/heartbeat/subscriptions", None).1;
+    assert_eq!(listed["subscriptions"][0]["label"], "pulse", "{listed}");
 
     let debug = gofer.cli_ok(&["extension", "debug", "heartbeat"]);
     assert!(debug.contains("default/beating/pulse: every 1s"), "{debug}");
