@@ -12,7 +12,8 @@ gofer=target/debug/gofer
 port=${GOFER_DEMO_PORT:-18080}
 data_dir=$(mktemp -d /tmp/gofer-demo.XXXXXX)
 export GOFER_API_URL="http://127.0.0.1:$port"
-"$gofer" service start --bind-address "127.0.0.1:$port" --data-dir "$data_dir" 2>"$data_dir/server.log" &
+"$gofer" service start --bind-address "127.0.0.1:$port" --external-bind-address "127.0.0.1:$((port + 1))" \
+  --data-dir "$data_dir" 2>"$data_dir/server.log" &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
