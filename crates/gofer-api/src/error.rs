@@ -15,6 +15,8 @@ pub enum ErrorCode {
     Conflict,
     /// The caller may not do this (401/403).
     PermissionDenied,
+    /// A value is larger than the server takes (413).
+    TooLarge,
     /// The server cannot do this now, for example because the pipeline is disabled (503).
     Unavailable,
     /// Something failed inside the server; the message says what (500).

@@ -279,6 +279,19 @@ pub struct ExtensionParameter {
     pub documentation: String,
 }
 
+/// A secret's metadata, and its value only when asked for with `include_secret=true`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Secret {
+    pub key: String,
+    /// Global secrets: the namespace patterns (`*` and `?` wildcards, matching whole ids) that may use it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    pub created: u64,
+    pub modified: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
 /// A container extension as installed: what Gofer needs to start it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ExtensionRegistration {

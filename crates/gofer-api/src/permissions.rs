@@ -15,6 +15,7 @@ pub enum Resource {
     Events,
     Extensions,
     Subscriptions,
+    Secrets,
     System,
 }
 

@@ -112,6 +112,29 @@ pub struct LogsQuery {
     pub attempt: Option<u32>,
 }
 
+/// Body of the PUT routes that store a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PutSecretRequest {
+    pub value: String,
+    /// Global secrets only: the namespace patterns that may use it (`*` and `?` wildcards; whole ids).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+/// Query of the secret GET routes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SecretQuery {
+    /// Include the value in the answer.
+    #[serde(default)]
+    pub include_secret: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListSecretsResponse {
+    pub secrets: Vec<crate::models::Secret>,
+}
+
 /// Query of the extension log endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -7,14 +7,14 @@ use futures::Stream;
 use gofer_api::config;
 use gofer_api::error::ApiError;
 use gofer_api::models::{
-    Event, Extension, Namespace, Pipeline, PipelineConfig, PipelineState, Run, Subscription, SystemSettings,
+    Event, Extension, Namespace, Pipeline, PipelineConfig, PipelineState, Run, Secret, Subscription, SystemSettings,
     TaskExecution,
 };
 use gofer_api::requests::{
     CreateNamespaceRequest, ExtensionDebugResponse, InstallExtensionRequest, ListExtensionsResponse,
-    ListNamespacesResponse, ListPipelinesResponse, ListRunsResponse, ListSubscriptionsResponse,
-    ListTaskExecutionsResponse, RegisterConfigRequest, RegisterConfigResponse, SetEnabledRequest, StartRunRequest,
-    SubscribeRequest, UpdatePipelineRequest, UpdateSystemRequest,
+    ListNamespacesResponse, ListPipelinesResponse, ListRunsResponse, ListSecretsResponse, ListSubscriptionsResponse,
+    ListTaskExecutionsResponse, PutSecretRequest, RegisterConfigRequest, RegisterConfigResponse, SetEnabledRequest,
+    StartRunRequest, SubscribeRequest, UpdatePipelineRequest, UpdateSystemRequest,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -126,6 +126,35 @@ impl Client {
     pub async fn set_extension_enabled(&self, id: &str, enabled: bool) -> Result<Extension> {
         let url = format!("{}/api/extensions/{}", self.base, segment(id));
         self.json(Method::PATCH, url, Some(&SetEnabledRequest { enabled })).await
+    }
+
+    fn secret_url(&self, pipeline: Option<&str>, key: Option<&str>) -> String {
+        let base = match pipeline {
+            Some(pipeline) => format!("{}/secrets", self.pipeline_url(pipeline)),
+            None => format!("{}/api/secrets", self.base),
+        };
+        match key {
+            Some(key) => format!("{base}/{}", segment(key)),
+            None => base,
+        }
+    }
+
+    /// Stores a secret: a pipeline's when `pipeline` is given, else a global one.
+    pub async fn put_secret(&self, pipeline: Option<&str>, key: &str, request: &PutSecretRequest) -> Result<Secret> {
+        self.json(Method::PUT, self.secret_url(pipeline, Some(key)), Some(request)).await
+    }
+
+    pub async fn get_secret(&self, pipeline: Option<&str>, key: &str, include_secret: bool) -> Result<Secret> {
+        let url = format!("{}?include_secret={include_secret}", self.secret_url(pipeline, Some(key)));
+        self.json(Method::GET, url, None::<&()>).await
+    }
+
+    pub async fn list_secrets(&self, pipeline: Option<&str>) -> Result<ListSecretsResponse> {
+        self.json(Method::GET, self.secret_url(pipeline, None), None::<&()>).await
+    }
+
+    pub async fn delete_secret(&self, pipeline: Option<&str>, key: &str) -> Result<()> {
+        self.send(Method::DELETE, self.secret_url(pipeline, Some(key)), None::<&()>).await.map(drop)
     }
 
     pub async fn install_extension(&self, request: &InstallExtensionRequest) -> Result<Extension> {

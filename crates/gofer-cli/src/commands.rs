@@ -10,13 +10,13 @@ use futures::StreamExt;
 use gofer_api::config;
 use gofer_api::config::RegistryAuth;
 use gofer_api::models::{PipelineState, Run, TaskExecution, TaskState};
-use gofer_api::requests::InstallExtensionRequest;
+use gofer_api::requests::{InstallExtensionRequest, PutSecretRequest};
 
 use crate::client::Client;
 use crate::output::{self, Format, ago, took};
 use crate::{
-    Command, DeployArgs, EventCommand, ExtensionCommand, GlobalArgs, NamespaceCommand, PipelineCommand, RunCommand,
-    SystemCommand, TaskCommand,
+    Command, DeployArgs, EventCommand, ExtensionCommand, GlobalArgs, GlobalSecretCommand, NamespaceCommand,
+    PipelineCommand, PipelineSecretCommand, RunCommand, SecretCommand, SystemCommand, TaskCommand,
 };
 
 /// Runs a client command.
@@ -30,6 +30,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Run(command) => run_command(&client, format, command).await,
         Command::Task(command) => task(&client, format, command).await,
         Command::System(command) => system(&client, format, command).await,
+        Command::Secret(command) => secret(&client, format, command).await,
         Command::Namespace(command) => namespace(&client, format, command).await,
         Command::Extension(command) => extension(&client, format, command).await,
         Command::Event(EventCommand::List { after, follow }) => {
@@ -141,6 +142,90 @@ async fn extension(client: &Client, format: Format, command: ExtensionCommand) -
             output::fields(&fields)
         }
     }
+}
+
+/// A secret's value from the command line, or from stdin when it is `@-` (one trailing newline dropped).
+fn secret_value(value: String) -> anyhow::Result<String> {
+    if value != "@-" {
+        return Ok(value);
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .map_err(|e| anyhow::anyhow!("could not read the secret from stdin (it must be UTF-8 text): {e}"))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
+async fn secret(client: &Client, format: Format, command: SecretCommand) -> anyhow::Result<()> {
+    use GlobalSecretCommand as G;
+    use PipelineSecretCommand as P;
+    let request = |value: String, namespaces: Vec<String>| -> anyhow::Result<PutSecretRequest> {
+        Ok(PutSecretRequest { value: secret_value(value)?, namespaces })
+    };
+    let (pipeline, shown) = match command {
+        SecretCommand::Pipeline(P::Put { pipeline, key, value }) => {
+            let secret = client.put_secret(Some(&pipeline), &key, &request(value, Vec::new())?).await?;
+            (Some(pipeline), secret)
+        }
+        SecretCommand::Pipeline(P::Get { pipeline, key, include_secret }) => {
+            let secret = client.get_secret(Some(&pipeline), &key, include_secret).await?;
+            (Some(pipeline), secret)
+        }
+        SecretCommand::Pipeline(P::Delete { pipeline, key }) => {
+            client.delete_secret(Some(&pipeline), &key).await?;
+            eprintln!("Secret '{key}' of pipeline '{pipeline}' deleted.");
+            return Ok(());
+        }
+        SecretCommand::Global(G::Put { key, value, namespaces }) => {
+            (None, client.put_secret(None, &key, &request(value, namespaces)?).await?)
+        }
+        SecretCommand::Global(G::Get { key, include_secret }) => {
+            (None, client.get_secret(None, &key, include_secret).await?)
+        }
+        SecretCommand::Global(G::Delete { key }) => {
+            client.delete_secret(None, &key).await?;
+            eprintln!("Global secret '{key}' deleted.");
+            return Ok(());
+        }
+        SecretCommand::Pipeline(P::List { pipeline }) => return secret_list(client, format, Some(&pipeline)).await,
+        SecretCommand::Global(G::List) => return secret_list(client, format, None).await,
+    };
+    match format {
+        Format::Json => output::json(&shown),
+        Format::Table => {
+            let mut fields = vec![("key", shown.key.clone())];
+            if let Some(pipeline) = pipeline {
+                fields.push(("pipeline", pipeline));
+            }
+            if !shown.namespaces.is_empty() {
+                fields.push(("namespaces", shown.namespaces.join(", ")));
+            }
+            fields.push(("created", ago(shown.created)));
+            fields.push(("modified", ago(shown.modified)));
+            if let Some(value) = &shown.value {
+                fields.push(("value", value.clone()));
+            }
+            output::fields(&fields)
+        }
+    }
+}
+
+async fn secret_list(client: &Client, format: Format, pipeline: Option<&str>) -> anyhow::Result<()> {
+    let list = client.list_secrets(pipeline).await?;
+    if format == Format::Json {
+        return output::json(&list.secrets);
+    }
+    let rows: Vec<Vec<String>> = list
+        .secrets
+        .iter()
+        .map(|s| vec![s.key.clone(), s.namespaces.join(", "), ago(s.created), ago(s.modified)])
+        .collect();
+    output::table(&["KEY", "NAMESPACES", "CREATED", "MODIFIED"], &rows)
 }
 
 async fn namespace(client: &Client, format: Format, command: NamespaceCommand) -> anyhow::Result<()> {

@@ -90,6 +90,10 @@ pub enum Command {
     /// Install, inspect, enable, disable and uninstall extensions (the things that start runs).
     #[command(subcommand)]
     Extension(ExtensionCommand),
+    /// Pipeline and global secrets: sealed at rest, read by tasks through `pipeline_secret{{KEY}}` and
+    /// `global_secret{{KEY}}` variables, masked in logs.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// List, inspect and create namespaces.
     #[command(subcommand)]
     Namespace(NamespaceCommand),
@@ -135,6 +139,55 @@ pub enum ExtensionCommand {
     },
     /// Print the extension's own view of itself (its subscriptions, its state).
     Debug { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Secrets of one pipeline.
+    #[command(subcommand)]
+    Pipeline(PipelineSecretCommand),
+    /// Secrets shared by the namespaces their patterns match.
+    #[command(subcommand)]
+    Global(GlobalSecretCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineSecretCommand {
+    /// Store a secret (replacing its value if the key exists). VALUE `@-` reads it from stdin.
+    Put { pipeline: String, key: String, value: String },
+    /// Show a secret's metadata; with --include-secret, its value too.
+    Get {
+        pipeline: String,
+        key: String,
+        #[arg(long)]
+        include_secret: bool,
+    },
+    /// List a pipeline's secret keys.
+    List { pipeline: String },
+    /// Delete a secret.
+    Delete { pipeline: String, key: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GlobalSecretCommand {
+    /// Store a global secret for the namespaces matching the patterns. VALUE `@-` reads it from stdin.
+    Put {
+        key: String,
+        value: String,
+        /// Namespace patterns that may use it, whole ids with `*` and `?` wildcards, e.g. 'team-*'; repeatable.
+        #[arg(long = "namespaces", required = true, num_args = 1..)]
+        namespaces: Vec<String>,
+    },
+    /// Show a global secret's metadata; with --include-secret, its value too.
+    Get {
+        key: String,
+        #[arg(long)]
+        include_secret: bool,
+    },
+    /// List the global secrets.
+    List,
+    /// Delete a global secret.
+    Delete { key: String },
 }
 
 #[derive(Debug, Subcommand)]

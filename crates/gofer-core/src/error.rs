@@ -11,6 +11,9 @@ pub enum Error {
     Conflict { message: String },
     #[error("{message}")]
     Unavailable { message: String },
+    /// A value beyond a configured size limit.
+    #[error("{message}")]
+    TooLarge { message: String },
     #[error("internal error while trying to {context}")]
     Internal {
         context: String,

@@ -8,7 +8,9 @@ pub mod error;
 pub mod events;
 pub mod extensions;
 pub mod logs;
+pub mod mask;
 pub mod orchestrator;
+pub mod secrets;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,10 +23,10 @@ use gofer_api::models::{
     DEFAULT_NAMESPACE, Event, EventKind, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run,
     SystemSettings, TaskExecution, Variable, VariableSource,
 };
-use gofer_api::models::{Extension, ExtensionKind, ExtensionRegistration, Subscription};
+use gofer_api::models::{Extension, ExtensionKind, ExtensionRegistration, Secret, Subscription};
 use gofer_api::requests::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageQuery};
-use gofer_api::requests::{InstallExtensionRequest, SubscribeRequest};
-use gofer_storage::{EventFilter, NewRun, Page, Registered, Storage, SubscriptionKey};
+use gofer_api::requests::{InstallExtensionRequest, PutSecretRequest, SubscribeRequest};
+use gofer_storage::{EventFilter, NewRun, Page, Registered, SecretScope, Storage, SubscriptionKey};
 use sha2::{Digest, Sha256};
 
 pub use crate::error::{Error, Result};
@@ -32,6 +34,7 @@ use crate::events::Events;
 use crate::extensions::{Extension as _, Extensions, ExternalEvent, ExternalResponse, Trigger};
 use crate::logs::LogKey;
 use crate::orchestrator::{Orchestrator, RunKey};
+use crate::secrets::Secrets;
 
 /// The services behind the API. Cheap to clone; every handler calls exactly one method.
 #[derive(Clone)]
@@ -42,6 +45,7 @@ pub struct Gofer {
     extensions: Extensions,
     /// Installs and uninstalls one at a time (an extension's container name is its id).
     installing: Arc<tokio::sync::Mutex<()>>,
+    secrets: Option<Secrets>,
 }
 
 /// One change a deploy made to a pipeline's subscriptions, to undo it if the deploy fails.
@@ -85,7 +89,75 @@ pub fn config_hash(config: &config::Pipeline) -> Result<String> {
 
 impl Gofer {
     pub fn new(storage: Arc<dyn Storage>, orchestrator: Orchestrator, events: Events, extensions: Extensions) -> Self {
-        Self { storage, orchestrator, events, extensions, installing: Arc::default() }
+        Self { storage, orchestrator, events, extensions, installing: Arc::default(), secrets: None }
+    }
+
+    /// Serves secrets through the API and hands them to tasks.
+    pub fn with_secrets(mut self, secrets: Secrets) -> Self {
+        self.orchestrator.set_secrets(secrets.clone());
+        self.secrets = Some(secrets);
+        self
+    }
+
+    fn secrets(&self) -> Result<&Secrets> {
+        self.secrets.as_ref().ok_or_else(|| Error::Unavailable { message: "this Gofer has no secret store".into() })
+    }
+
+    /// Where a pipeline's secrets live, once the namespace and pipeline are known to exist.
+    async fn pipeline_scope(&self, namespace_id: &str, pipeline_id: &str) -> Result<SecretScope> {
+        self.storage.get_namespace(namespace_id).await?;
+        self.storage.get_pipeline(namespace_id, pipeline_id).await?;
+        Ok(SecretScope::Pipeline { namespace_id: namespace_id.into(), pipeline_id: pipeline_id.into() })
+    }
+
+    // --- secrets ---
+
+    pub async fn put_pipeline_secret(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        key: &str,
+        request: PutSecretRequest,
+    ) -> Result<Secret> {
+        let scope = self.pipeline_scope(namespace_id, pipeline_id).await?;
+        self.secrets()?.put(scope, key, &request.value, request.namespaces).await
+    }
+
+    pub async fn get_pipeline_secret(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        key: &str,
+        include_value: bool,
+    ) -> Result<Secret> {
+        let scope = self.pipeline_scope(namespace_id, pipeline_id).await?;
+        self.secrets()?.get(&scope, key, include_value).await
+    }
+
+    pub async fn list_pipeline_secrets(&self, namespace_id: &str, pipeline_id: &str) -> Result<Vec<Secret>> {
+        let scope = self.pipeline_scope(namespace_id, pipeline_id).await?;
+        self.secrets()?.list(&scope).await
+    }
+
+    pub async fn delete_pipeline_secret(&self, namespace_id: &str, pipeline_id: &str, key: &str) -> Result<()> {
+        let scope = self.pipeline_scope(namespace_id, pipeline_id).await?;
+        self.secrets()?.delete(&scope, key).await
+    }
+
+    pub async fn put_global_secret(&self, key: &str, request: PutSecretRequest) -> Result<Secret> {
+        self.secrets()?.put(SecretScope::Global, key, &request.value, request.namespaces).await
+    }
+
+    pub async fn get_global_secret(&self, key: &str, include_value: bool) -> Result<Secret> {
+        self.secrets()?.get(&SecretScope::Global, key, include_value).await
+    }
+
+    pub async fn list_global_secrets(&self) -> Result<Vec<Secret>> {
+        self.secrets()?.list(&SecretScope::Global).await
+    }
+
+    pub async fn delete_global_secret(&self, key: &str) -> Result<()> {
+        self.secrets()?.delete(&SecretScope::Global, key).await
     }
 
     pub fn orchestrator(&self) -> &Orchestrator {

@@ -29,6 +29,8 @@ use crate::dag::{self, Decision};
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::logs::{LogKey, LogStore, LogWriter};
+use crate::mask::Masker;
+use crate::secrets::{Reference, Secrets, Unavailable};
 
 /// How long to wait for a container's output stream to end after the container exited.
 const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -145,6 +147,8 @@ struct Inner {
     options: Options,
     slots: Mutex<Slots>,
     tracker: TaskTracker,
+    /// Where `pipeline_secret{{...}}` and `global_secret{{...}}` are read from.
+    secrets: std::sync::OnceLock<Secrets>,
 }
 
 impl Orchestrator {
@@ -164,8 +168,14 @@ impl Orchestrator {
                 options,
                 slots: Mutex::default(),
                 tracker: TaskTracker::new(),
+                secrets: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Lets tasks read secrets. Without a secret store, a task that references one fails its precondition.
+    pub fn set_secrets(&self, secrets: Secrets) {
+        let _ = self.inner.secrets.set(secrets);
     }
 
     pub fn logs(&self) -> &LogStore {
@@ -616,7 +626,8 @@ impl Inner {
         ])
     }
 
-    fn container_spec(&self, execution: &TaskExecution) -> ContainerSpec {
+    /// The container for an attempt; `env` is the task's variables with references already resolved.
+    fn container_spec(&self, execution: &TaskExecution, env: Vec<(String, String)>) -> ContainerSpec {
         let task = &execution.task;
         ContainerSpec {
             name: format!(
@@ -634,12 +645,7 @@ impl Inner {
                 .registry_auth
                 .as_ref()
                 .map(|a| RegistryAuth { user: a.user.clone(), pass: a.pass.clone() }),
-            env: execution
-                .variables
-                .iter()
-                .map(|v| (v.key.clone(), v.value.clone()))
-                .chain([("GOFER_TASK_ATTEMPT".to_string(), execution.attempt.to_string())])
-                .collect(),
+            env: env.into_iter().chain([("GOFER_TASK_ATTEMPT".to_string(), execution.attempt.to_string())]).collect(),
             entrypoint: task.entrypoint.clone(),
             command: task.command.clone(),
             labels: self.container_labels(execution),
@@ -722,8 +728,13 @@ impl Inner {
     ) -> Result<Outcome, gofer_scheduler::Error> {
         let task_id = execution.task_id.clone();
         let resumed = if resume { self.find_container(execution).await? } else { None };
+        let mut masker = Masker::default();
         let (id, mut output): (String, BoxStream<'static, gofer_scheduler::Result<bytes::Bytes>>) = match resumed {
             Some(id) => {
+                // The values are read again to mask them; one that is gone meanwhile cannot be masked.
+                if let Ok((_, resolved)) = self.resolve_variables(execution).await {
+                    masker = resolved;
+                }
                 let output = self.scheduler.output_since_start(&id).await?;
                 (id, output)
             }
@@ -736,7 +747,15 @@ impl Inner {
                 }
                 execution.state = TaskState::Processing;
                 self.save_task(execution).await;
-                let started = self.scheduler.start(self.container_spec(execution)).await?;
+                let (env, resolved) = match self.resolve_variables(execution).await {
+                    Ok(resolved) => resolved,
+                    Err(problem) => {
+                        let why = reason(StatusReasonKind::FailedPrecondition, &problem);
+                        return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
+                    }
+                };
+                masker = resolved;
+                let started = self.scheduler.start(self.container_spec(execution, env)).await?;
                 execution.state = TaskState::Running;
                 execution.started = epoch_millis();
                 execution.container_id = Some(started.container_id.clone());
@@ -763,7 +782,7 @@ impl Inner {
             tokio::select! {
                 chunk = output.next(), if output_open => match chunk {
                     Some(Ok(bytes)) => {
-                        if let Err(e) = writer.write(&bytes).await {
+                        if let Err(e) = writer.write(&masker.feed(&bytes)).await {
                             tracing::warn!(task = %task_id, error = %e, "could not write a task log");
                         }
                     }
@@ -795,6 +814,9 @@ impl Inner {
                     output_open = false;
                 }
             }
+        }
+        if let Err(e) = writer.write(&masker.finish()).await {
+            tracing::warn!(task = %task_id, error = %e, "could not write a task log");
         }
         if !digest_known {
             execution.image_digest = digest.await;
@@ -833,6 +855,59 @@ impl Inner {
             let why = reason(StatusReasonKind::AbnormalExit, &format!("the container exited with code {code}"));
             Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) })
         }
+    }
+
+    /// The container's environment with references to stored values replaced by the values, right before the
+    /// container starts, and a masker for the secret values among them. A reference that cannot be resolved is the
+    /// task's failed precondition; the message names the variable and the key, never a value.
+    async fn resolve_variables(&self, execution: &TaskExecution) -> Result<(Vec<(String, String)>, Masker), String> {
+        let (ns, pipeline) = (&execution.namespace_id, &execution.pipeline_id);
+        let mut env = Vec::with_capacity(execution.variables.len());
+        let mut secret_values = Vec::new();
+        for variable in &execution.variables {
+            let name = &variable.key;
+            let Some(reference) = Reference::parse(&variable.value) else {
+                env.push((name.clone(), variable.value.clone()));
+                continue;
+            };
+            let Some(secrets) = self.secrets.get() else {
+                return Err(format!("variable {name} refers to a stored value, but this Gofer has no secret store"));
+            };
+            let found = match reference {
+                Reference::PipelineSecret(key) => secrets.for_pipeline(ns, pipeline, key).await.map(|found| {
+                    found.map_err(|_| {
+                        format!(
+                            "variable {name}: pipeline secret '{key}' does not exist; add it with `gofer secret \
+                             pipeline put {pipeline} {key} <value>`"
+                        )
+                    })
+                }),
+                Reference::GlobalSecret(key) => secrets.for_namespace(ns, key).await.map(|found| {
+                    found.map_err(|why| match why {
+                        Unavailable::Missing => format!(
+                            "variable {name}: global secret '{key}' does not exist; add it with `gofer secret \
+                             global put {key} <value> --namespaces <patterns>`"
+                        ),
+                        Unavailable::NotAllowed => format!(
+                            "variable {name}: global secret '{key}' may not be used in namespace '{ns}' (none of \
+                             its namespace patterns matches)"
+                        ),
+                    })
+                }),
+                Reference::PipelineObject(key) | Reference::RunObject(key) => Ok(Err(format!(
+                    "variable {name}: object '{key}' cannot be read: this version of Gofer has no object store yet"
+                ))),
+            };
+            match found {
+                Ok(Ok(value)) => {
+                    secret_values.push(value.clone().into_bytes());
+                    env.push((name.clone(), value));
+                }
+                Ok(Err(problem)) => return Err(problem),
+                Err(e) => return Err(format!("variable {name}: could not read the secret: {}", error_chain(&e))),
+            }
+        }
+        Ok((env, Masker::new(secret_values)))
     }
 
     /// The container a previous process started for this attempt, if the engine still has it.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
 
 /// The top-level sections; only environment variables naming one of them are read.
-const SECTIONS: &[&str] = &["server", "runs", "extensions", "external_events", "events", "log"];
+const SECTIONS: &[&str] = &["server", "runs", "extensions", "external_events", "secrets", "events", "log"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +20,7 @@ pub struct Config {
     pub runs: RunsConfig,
     pub extensions: ExtensionsConfig,
     pub external_events: ExternalEventsConfig,
+    pub secrets: SecretsConfig,
     pub events: EventsConfig,
     pub log: LogConfig,
 }
@@ -84,6 +85,18 @@ pub struct IntervalConfig {
     pub min_interval: String,
 }
 
+/// The secret store's key and limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// The 32-byte key as base64 (`openssl rand -base64 32`); prefer `key_file` or GOFER_SECRETS__KEY.
+    pub key: String,
+    /// A file holding the key as base64.
+    pub key_file: PathBuf,
+    /// Larger secret values are refused with 413.
+    pub max_value_bytes: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsConfig {
@@ -125,6 +138,7 @@ impl Default for Config {
                 bind_address: SocketAddr::from(([127, 0, 0, 1], 8081)),
                 max_body_bytes: 25 * 1024 * 1024,
             },
+            secrets: SecretsConfig { key: String::new(), key_file: PathBuf::new(), max_value_bytes: 64 * 1024 },
             events: EventsConfig { retention_days: 30 },
             log: LogConfig { level: "info".into() },
         }
@@ -192,6 +206,7 @@ impl Config {
             ("extensions.start_timeout_seconds", self.extensions.start_timeout_seconds),
             ("extensions.health_interval_seconds", self.extensions.health_interval_seconds),
             ("external_events.max_body_bytes", self.external_events.max_body_bytes),
+            ("secrets.max_value_bytes", self.secrets.max_value_bytes),
         ];
         for (field, value) in positive {
             if value == 0 {
@@ -247,8 +262,10 @@ impl Config {
     /// The effective configuration as TOML, for `gofer service config`, with secrets redacted.
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
-        if !shown.extensions.github.webhook_secret.is_empty() {
-            shown.extensions.github.webhook_secret = "(redacted)".into();
+        for secret in [&mut shown.extensions.github.webhook_secret, &mut shown.secrets.key] {
+            if !secret.is_empty() {
+                *secret = "(redacted)".into();
+            }
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
     }
@@ -298,8 +315,9 @@ mod tests {
     fn secrets_are_redacted_when_printed() {
         let mut config = Config::default();
         config.extensions.github.webhook_secret = "hunter2".into();
+        config.secrets.key = "c2VjcmV0LWtleQ==".into();
         let shown = config.to_toml();
-        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("c2VjcmV0LWtleQ=="), "{shown}");
         assert!(shown.contains("webhook_secret = \"(redacted)\""), "{shown}");
     }
 

@@ -17,6 +17,7 @@ use gofer_core::Gofer;
 use gofer_core::events::Events;
 use gofer_core::logs::LogStore;
 use gofer_core::orchestrator::{self, Orchestrator};
+use gofer_core::secrets::SecretKey;
 
 use crate::config::{Config, Overrides};
 
@@ -31,6 +32,18 @@ pub enum ServiceCommand {
     Openapi,
     /// Print the JSON Schema of pipeline configs.
     ConfigSchema,
+    /// Re-seal every secret with a new key, in one transaction. Stop the server first; then start it with the new
+    /// key (when the old key was the one Gofer made in the data dir, that file is replaced).
+    RotateSecretKey(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// A file holding the new key as base64 (`openssl rand -base64 32 > new.key`).
+    #[arg(long)]
+    pub new_key_file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +95,7 @@ pub async fn run(command: ServiceCommand) -> anyhow::Result<()> {
             print!("{}", api::pipeline_config_schema_json());
             Ok(())
         }
+        ServiceCommand::RotateSecretKey(args) => rotate_secret_key(args.config.load()?, &args.new_key_file).await,
     }
 }
 
@@ -114,6 +128,89 @@ fn installation_id(data_dir: &Path) -> anyhow::Result<String> {
     let id = format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff);
     std::fs::write(&path, &id).with_context(|| format!("could not write {}", path.display()))?;
     Ok(id)
+}
+
+/// Where the secret key came from.
+#[derive(Debug, PartialEq, Eq)]
+enum KeySource {
+    Config,
+    File(PathBuf),
+    /// Made by Gofer in the data dir (development mode).
+    DataDir(PathBuf),
+}
+
+fn read_key_file(path: &Path) -> anyhow::Result<SecretKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read the secret key file {}", path.display()))?;
+    SecretKey::from_base64(&text).map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))
+}
+
+/// Writes a key file readable by its owner only, replacing any other atomically.
+fn write_key_file(path: &Path, key: &SecretKey) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("key.new");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(&temporary).with_context(|| format!("could not write {}", temporary.display()))?;
+    file.write_all(format!("{}\n", key.to_base64()).as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path).with_context(|| format!("could not write {}", path.display()))?;
+    Ok(())
+}
+
+/// The secret key: `secrets.key`, else `secrets.key_file`, else (development mode) the one Gofer keeps in the data
+/// dir, made on the first start when `create` is set.
+fn secret_key(config: &Config, data_dir: &Path, create: bool) -> anyhow::Result<(SecretKey, KeySource)> {
+    if !config.secrets.key.is_empty() {
+        let key = SecretKey::from_base64(&config.secrets.key).map_err(|p| anyhow::anyhow!("secrets.key: {p}"))?;
+        return Ok((key, KeySource::Config));
+    }
+    if !config.secrets.key_file.as_os_str().is_empty() {
+        let path = config.secrets.key_file.clone();
+        return Ok((read_key_file(&path)?, KeySource::File(path)));
+    }
+    if !config.server.dev_mode {
+        anyhow::bail!(
+            "no secret key: outside development mode set secrets.key_file (or GOFER_SECRETS__KEY) to a key made with \
+             `openssl rand -base64 32`"
+        );
+    }
+    let path = data_dir.join("secret.key");
+    if path.exists() {
+        return Ok((read_key_file(&path)?, KeySource::DataDir(path)));
+    }
+    if !create {
+        anyhow::bail!("no secret key is configured and {} does not exist", path.display());
+    }
+    let key = SecretKey::generate()?;
+    write_key_file(&path, &key)?;
+    Ok((key, KeySource::DataDir(path)))
+}
+
+async fn rotate_secret_key(config: Config, new_key_file: &Path) -> anyhow::Result<()> {
+    init_logging(&config);
+    let data_dir = config.data_dir();
+    let (old, source) = secret_key(&config, &data_dir, false)?;
+    let new = read_key_file(new_key_file)?;
+    let storage: Arc<dyn gofer_storage::Storage> =
+        Arc::new(gofer_storage_sqlite::SqliteStorage::open(&data_dir.join("gofer.db"))?);
+    let count = gofer_core::secrets::Secrets::rotate(storage, &old, &new).await?;
+    eprintln!("Re-sealed {count} secret(s) with the new key.");
+    match source {
+        KeySource::DataDir(path) => {
+            write_key_file(&path, &new)?;
+            eprintln!("{} now holds the new key.", path.display());
+        }
+        KeySource::Config | KeySource::File(_) => eprintln!(
+            "Start Gofer with the new key: secrets.key_file = \"{}\" (or GOFER_SECRETS__KEY).",
+            new_key_file.display()
+        ),
+    }
+    Ok(())
 }
 
 /// Starts the server and serves until SIGINT or SIGTERM.
@@ -179,7 +276,17 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         events: events.clone(),
     };
     let extensions = gofer_core::extensions::Extensions::new(storage.clone(), builtin).with_containers(containers);
-    let gofer = Gofer::new(storage, orchestrator.clone(), events.clone(), extensions);
+    let (key, source) = secret_key(&config, &data_dir, true)?;
+    if let KeySource::DataDir(path) = &source {
+        tracing::warn!(
+            path = %path.display(),
+            "DEVELOPMENT MODE: secrets are sealed with a key Gofer made and keeps in the data dir; whoever can read \
+             the data dir can read the secrets. Set secrets.key_file for production."
+        );
+    }
+    let max_secret = usize::try_from(config.secrets.max_value_bytes).unwrap_or(usize::MAX);
+    let secrets = gofer_core::secrets::Secrets::open(storage.clone(), &key, max_secret).await?;
+    let gofer = Gofer::new(storage, orchestrator.clone(), events.clone(), extensions).with_secrets(secrets);
     gofer.ensure_default_namespace().await?;
     gofer.orchestrator().recover().await?;
     gofer.restore_subscriptions().await?;

@@ -14,7 +14,9 @@ use gofer_api::models::{
     PipelineState, Run, RunState, RunStatus, Subscription, SystemSettings, TaskExecution,
 };
 use gofer_api::permissions::{Role, Token};
-use gofer_storage::{Error, EventFilter, NewRun, Page, Registered, Result, Storage, SubscriptionKey};
+use gofer_storage::{
+    Error, EventFilter, NewRun, Page, Registered, Result, SealedSecret, SecretScope, Storage, SubscriptionKey,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_extensions_subscriptions.sql"),
     include_str!("../migrations/0004_extension_registrations_tokens_roles.sql"),
     include_str!("../migrations/0005_declared_subscriptions.sql"),
+    include_str!("../migrations/0006_secrets.sql"),
 ];
 const READERS: usize = 3;
 /// Page cache per connection, in KiB: enough for the hot indexes, small enough to keep the server lean.
@@ -352,6 +355,73 @@ fn upsert_token(tx: &rusqlite::Transaction<'_>, token: &Token) -> Result<()> {
     )
     .map_err(|e| backend("store a token", e))?;
     Ok(())
+}
+
+fn pipeline_secret_row(row: &Row<'_>) -> rusqlite::Result<SealedSecret> {
+    Ok(SealedSecret {
+        scope: SecretScope::Pipeline { namespace_id: row.get(0)?, pipeline_id: row.get(1)? },
+        key: row.get(2)?,
+        sealed: row.get(3)?,
+        namespaces: Vec::new(),
+        created: row.get(4)?,
+        modified: row.get(5)?,
+    })
+}
+
+fn global_secret_row(row: &Row<'_>) -> rusqlite::Result<SealedSecret> {
+    Ok(SealedSecret {
+        scope: SecretScope::Global,
+        key: row.get(0)?,
+        sealed: row.get(1)?,
+        namespaces: json_col(row, 2)?,
+        created: row.get(3)?,
+        modified: row.get(4)?,
+    })
+}
+
+const PIPELINE_SECRET_COLUMNS: &str = "namespace_id, pipeline_id, key, sealed, created, modified";
+const GLOBAL_SECRET_COLUMNS: &str = "key, sealed, namespaces, created, modified";
+
+/// Reads secrets of one scope (all of them when `key` is None).
+fn query_secrets(conn: &Connection, scope: &SecretScope, key: Option<&str>) -> Result<Vec<SealedSecret>> {
+    let filter = if key.is_some() { " AND key = ?3" } else { "" };
+    match scope {
+        SecretScope::Pipeline { namespace_id, pipeline_id } => {
+            let sql = format!(
+                "SELECT {PIPELINE_SECRET_COLUMNS} FROM pipeline_secrets \
+                 WHERE namespace_id = ?1 AND pipeline_id = ?2{filter} ORDER BY key"
+            );
+            match key {
+                Some(key) => {
+                    query_all(conn, "read secrets", &sql, params![namespace_id, pipeline_id, key], pipeline_secret_row)
+                }
+                None => query_all(conn, "read secrets", &sql, params![namespace_id, pipeline_id], pipeline_secret_row),
+            }
+        }
+        SecretScope::Global => {
+            let sql = format!("SELECT {GLOBAL_SECRET_COLUMNS} FROM global_secrets");
+            match key {
+                Some(key) => {
+                    query_all(conn, "read secrets", &format!("{sql} WHERE key = ?1"), [key], global_secret_row)
+                }
+                None => query_all(conn, "read secrets", &format!("{sql} ORDER BY key"), [], global_secret_row),
+            }
+        }
+    }
+}
+
+fn update_sealed(tx: &rusqlite::Transaction<'_>, secret: &SealedSecret) -> Result<usize> {
+    let context = "re-seal a secret";
+    match &secret.scope {
+        SecretScope::Pipeline { namespace_id, pipeline_id } => tx.execute(
+            "UPDATE pipeline_secrets SET sealed = ?4 WHERE namespace_id = ?1 AND pipeline_id = ?2 AND key = ?3",
+            params![namespace_id, pipeline_id, secret.key, secret.sealed],
+        ),
+        SecretScope::Global => {
+            tx.execute("UPDATE global_secrets SET sealed = ?2 WHERE key = ?1", params![secret.key, secret.sealed])
+        }
+    }
+    .map_err(|e| backend(context, e))
 }
 
 const SUBSCRIPTION_KEY: &str = "namespace_id = ?1 AND pipeline_id = ?2 AND extension_id = ?3 AND label = ?4";
@@ -1208,6 +1278,118 @@ impl Storage for SqliteStorage {
                 },
             )
             .map_err(sql_error("get a role", || format!("role '{role_id}'")))
+        })
+        .await
+    }
+    async fn put_secret(&self, secret: &SealedSecret) -> Result<()> {
+        let secret = secret.clone();
+        self.write("store a secret", move |tx| {
+            match &secret.scope {
+                SecretScope::Pipeline { namespace_id, pipeline_id } => {
+                    pipeline_exists(tx, namespace_id, pipeline_id)?;
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO pipeline_secrets ({PIPELINE_SECRET_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                             ON CONFLICT (namespace_id, pipeline_id, key) DO UPDATE SET sealed = excluded.sealed, \
+                             modified = excluded.modified"
+                        ),
+                        params![namespace_id, pipeline_id, secret.key, secret.sealed, secret.created, secret.modified],
+                    )
+                }
+                SecretScope::Global => tx.execute(
+                    &format!(
+                        "INSERT INTO global_secrets ({GLOBAL_SECRET_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5) \
+                         ON CONFLICT (key) DO UPDATE SET sealed = excluded.sealed, \
+                         namespaces = excluded.namespaces, modified = excluded.modified"
+                    ),
+                    params![secret.key, secret.sealed, to_json(&secret.namespaces)?, secret.created, secret.modified],
+                ),
+            }
+            .map_err(|e| backend("store a secret", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_secret(&self, scope: &SecretScope, key: &str) -> Result<SealedSecret> {
+        let found = self.read(|conn| query_secrets(conn, scope, Some(key))).await?;
+        found.into_iter().next().ok_or_else(|| not_found(format!("{scope} secret '{key}'")))
+    }
+
+    async fn list_secrets(&self, scope: &SecretScope) -> Result<Vec<SealedSecret>> {
+        self.read(|conn| query_secrets(conn, scope, None)).await
+    }
+
+    async fn delete_secret(&self, scope: &SecretScope, key: &str) -> Result<()> {
+        let (scope, key) = (scope.clone(), key.to_string());
+        self.write("delete a secret", move |tx| {
+            let deleted = match &scope {
+                SecretScope::Pipeline { namespace_id, pipeline_id } => tx.execute(
+                    "DELETE FROM pipeline_secrets WHERE namespace_id = ?1 AND pipeline_id = ?2 AND key = ?3",
+                    params![namespace_id, pipeline_id, key],
+                ),
+                SecretScope::Global => tx.execute("DELETE FROM global_secrets WHERE key = ?1", [&key]),
+            }
+            .map_err(|e| backend("delete a secret", e))?;
+            if deleted == 0 {
+                return Err(not_found(format!("{scope} secret '{key}'")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn all_secrets(&self) -> Result<Vec<SealedSecret>> {
+        self.read(|conn| {
+            let mut all = query_all(
+                conn,
+                "read secrets",
+                &format!("SELECT {PIPELINE_SECRET_COLUMNS} FROM pipeline_secrets"),
+                [],
+                pipeline_secret_row,
+            )?;
+            all.extend(query_secrets(conn, &SecretScope::Global, None)?);
+            Ok(all)
+        })
+        .await
+    }
+
+    async fn reseal_secrets(&self, secrets: &[SealedSecret], key_check: &[u8]) -> Result<()> {
+        let (secrets, key_check) = (secrets.to_vec(), key_check.to_vec());
+        self.write("re-seal secrets", move |tx| {
+            for secret in &secrets {
+                if update_sealed(tx, secret)? == 0 {
+                    return Err(not_found(format!("{} secret '{}'", secret.scope, secret.key)));
+                }
+            }
+            tx.execute(
+                "INSERT INTO secret_key_check (id, sealed) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed",
+                [&key_check],
+            )
+            .map_err(|e| backend("store the key check", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_secret_key_check(&self) -> Result<Option<Vec<u8>>> {
+        self.read(|conn| {
+            conn.query_row("SELECT sealed FROM secret_key_check WHERE id = 1", [], |r| r.get(0))
+                .optional()
+                .map_err(|e| backend("read the key check", e))
+        })
+        .await
+    }
+
+    async fn set_secret_key_check(&self, sealed: &[u8]) -> Result<()> {
+        let sealed = sealed.to_vec();
+        self.write("store the key check", move |tx| {
+            tx.execute(
+                "INSERT INTO secret_key_check (id, sealed) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET sealed = excluded.sealed",
+                [&sealed],
+            )
+            .map_err(|e| backend("store the key check", e))?;
+            Ok(())
         })
         .await
     }

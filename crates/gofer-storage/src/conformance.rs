@@ -13,6 +13,7 @@ use gofer_api::models::ExtensionRegistration;
 use gofer_api::permissions::{Token, extension_role};
 
 use crate::{Error, EventFilter, NewRun, Page, Storage, SubscriptionKey};
+use crate::{SealedSecret, SecretScope};
 
 /// Runs every check against `store`, which must be freshly created and empty.
 pub async fn run_all(store: &dyn Storage) {
@@ -24,6 +25,7 @@ pub async fn run_all(store: &dyn Storage) {
     system_and_events(store).await;
     subscriptions(store).await;
     extensions_tokens_and_roles(store).await;
+    secrets(store).await;
     delete_cascades(store).await;
 }
 
@@ -346,6 +348,57 @@ async fn extensions_tokens_and_roles(store: &dyn Storage) {
     assert_eq!(store.list_extension_subscriptions("interval").await.unwrap().len(), 1, "others are untouched");
 }
 
+async fn secrets(store: &dyn Storage) {
+    let p1 = SecretScope::Pipeline { namespace_id: "ns-a".into(), pipeline_id: "p1".into() };
+    let secret = SealedSecret {
+        scope: p1.clone(),
+        key: "DB_PASSWORD".into(),
+        sealed: vec![1, 2, 3],
+        namespaces: Vec::new(),
+        created: 10_000,
+        modified: 10_000,
+    };
+    store.put_secret(&secret).await.unwrap();
+    assert_eq!(store.get_secret(&p1, "DB_PASSWORD").await.unwrap(), secret);
+    let replaced = SealedSecret { sealed: vec![4, 5], created: 10_500, modified: 10_500, ..secret.clone() };
+    store.put_secret(&replaced).await.unwrap();
+    let stored = store.get_secret(&p1, "DB_PASSWORD").await.unwrap();
+    assert_eq!((stored.sealed, stored.created, stored.modified), (vec![4, 5], 10_000, 10_500), "created is kept");
+    let ghost = SecretScope::Pipeline { namespace_id: "ns-a".into(), pipeline_id: "ghost".into() };
+    let orphan = SealedSecret { scope: ghost.clone(), ..secret.clone() };
+    assert!(matches!(store.put_secret(&orphan).await, Err(Error::NotFound { .. })), "the pipeline must exist");
+    assert!(matches!(store.get_secret(&ghost, "DB_PASSWORD").await, Err(Error::NotFound { .. })));
+
+    let global = SealedSecret {
+        scope: SecretScope::Global,
+        key: "SLACK".into(),
+        sealed: vec![9],
+        namespaces: vec!["team-*".into()],
+        created: 11_000,
+        modified: 11_000,
+    };
+    store.put_secret(&global).await.unwrap();
+    assert_eq!(store.get_secret(&SecretScope::Global, "SLACK").await.unwrap(), global);
+    assert!(matches!(store.get_secret(&SecretScope::Global, "DB_PASSWORD").await, Err(Error::NotFound { .. })));
+    assert_eq!(store.list_secrets(&p1).await.unwrap().len(), 1);
+    assert_eq!(store.list_secrets(&SecretScope::Global).await.unwrap(), vec![global.clone()]);
+
+    assert_eq!(store.get_secret_key_check().await.unwrap(), None);
+    store.set_secret_key_check(&[7, 7]).await.unwrap();
+    let mut all = store.all_secrets().await.unwrap();
+    assert_eq!(all.len(), 2);
+    for s in &mut all {
+        s.sealed = vec![0];
+    }
+    store.reseal_secrets(&all, &[8, 8]).await.unwrap();
+    assert_eq!(store.get_secret_key_check().await.unwrap(), Some(vec![8, 8]));
+    assert_eq!(store.get_secret(&SecretScope::Global, "SLACK").await.unwrap().sealed, vec![0]);
+    assert_eq!(store.get_secret(&p1, "DB_PASSWORD").await.unwrap().sealed, vec![0]);
+
+    store.delete_secret(&SecretScope::Global, "SLACK").await.unwrap();
+    assert!(matches!(store.delete_secret(&SecretScope::Global, "SLACK").await, Err(Error::NotFound { .. })));
+}
+
 async fn delete_cascades(store: &dyn Storage) {
     store.delete_pipeline("ns-a", "p1").await.unwrap();
     assert!(matches!(store.get_pipeline("ns-a", "p1").await, Err(Error::NotFound { .. })));
@@ -353,6 +406,8 @@ async fn delete_cascades(store: &dyn Storage) {
     assert!(matches!(store.get_config("ns-a", "p1", 1).await, Err(Error::NotFound { .. })));
     assert!(store.list_task_executions("ns-a", "p1", 1).await.unwrap().is_empty());
     assert!(store.list_subscriptions("ns-a", "p1").await.unwrap().is_empty(), "subscriptions go with the pipeline");
+    let p1 = SecretScope::Pipeline { namespace_id: "ns-a".into(), pipeline_id: "p1".into() };
+    assert!(store.list_secrets(&p1).await.unwrap().is_empty(), "so do its secrets");
     assert!(matches!(store.delete_pipeline("ns-a", "p1").await, Err(Error::NotFound { .. })));
     store.get_pipeline("ns-a", "p2").await.unwrap();
     // A re-created pipeline starts its run ids from 1 again.

@@ -65,6 +65,34 @@ pub struct Registered {
     pub created: bool,
 }
 
+/// Where a secret lives: with one pipeline, or global (usable by the namespaces its patterns match).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SecretScope {
+    Pipeline { namespace_id: String, pipeline_id: String },
+    Global,
+}
+
+impl std::fmt::Display for SecretScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pipeline { namespace_id, pipeline_id } => write!(f, "pipeline {namespace_id}/{pipeline_id}"),
+            Self::Global => f.write_str("global"),
+        }
+    }
+}
+
+/// A secret as stored: its value sealed (encrypted and authenticated); storage never sees the plain value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    pub scope: SecretScope,
+    pub key: String,
+    pub sealed: Vec<u8>,
+    /// Global secrets: the namespace patterns that may use it. Empty for pipeline secrets.
+    pub namespaces: Vec<String>,
+    pub created: u64,
+    pub modified: u64,
+}
+
 /// Names one subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubscriptionKey {
@@ -237,4 +265,19 @@ pub trait Storage: Send + Sync + 'static {
     async fn put_token(&self, token: &Token) -> Result<()>;
     async fn get_token_by_hash(&self, hash: &str) -> Result<Token>;
     async fn get_role(&self, role_id: &str) -> Result<Role>;
+
+    /// Stores a secret, replacing the value (and patterns) of one with the same scope and key but keeping its
+    /// `created`. `NotFound` if its pipeline does not exist.
+    async fn put_secret(&self, secret: &SealedSecret) -> Result<()>;
+    async fn get_secret(&self, scope: &SecretScope, key: &str) -> Result<SealedSecret>;
+    /// The secrets of a scope, by key.
+    async fn list_secrets(&self, scope: &SecretScope) -> Result<Vec<SealedSecret>>;
+    async fn delete_secret(&self, scope: &SecretScope, key: &str) -> Result<()>;
+    /// Every secret, for re-sealing with a new key.
+    async fn all_secrets(&self) -> Result<Vec<SealedSecret>>;
+    /// Replaces the sealed values of the given secrets and the key check in one transaction (key rotation).
+    async fn reseal_secrets(&self, secrets: &[SealedSecret], key_check: &[u8]) -> Result<()>;
+    /// A known value sealed with the secret key, if one was stored.
+    async fn get_secret_key_check(&self) -> Result<Option<Vec<u8>>>;
+    async fn set_secret_key_check(&self, sealed: &[u8]) -> Result<()>;
 }

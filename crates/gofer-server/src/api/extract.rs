@@ -37,6 +37,7 @@ impl From<gofer_core::Error> for ApiFailure {
             E::InvalidArgument { .. } => Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidArgument, e.to_string()),
             E::Conflict { .. } => Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string()),
             E::Unavailable { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, e.to_string()),
+            E::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge, e.to_string()),
             E::Internal { .. } => {
                 let chain = gofer_core::orchestrator::error_chain(&e);
                 tracing::error!(error = %chain, "request failed");
@@ -64,6 +65,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Err(JsonRejection::MissingJsonContentType(_)) => Err(bad_request(
                 "request",
                 "the body must be JSON with the header `Content-Type: application/json`".into(),
+            )),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiFailure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::TooLarge,
+                "the request body is larger than this server takes",
             )),
             Err(e) => Err(bad_request("request body", e.body_text())),
         }

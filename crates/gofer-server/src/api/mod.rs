@@ -7,6 +7,7 @@ pub(crate) mod extract;
 mod namespaces;
 mod pipelines;
 mod runs;
+mod secrets;
 mod system;
 mod tasks;
 
@@ -54,7 +55,7 @@ const fn needs(resource: Resource, action: Action) -> Access {
 }
 
 fn build() -> Routes {
-    use axum::routing::{delete, get, patch, post};
+    use axum::routing::{delete, get, patch, post, put};
     use {Action::*, Resource::*};
     Routes { router: Router::new(), table: Vec::new() }
         .add(Method::GET, "/api/health", Access::Public, get(system::health))
@@ -99,6 +100,34 @@ fn build() -> Routes {
             "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions/{extension_id}/{label}",
             needs(Subscriptions, Delete),
             delete(extensions::unsubscribe),
+        )
+        .add(Method::GET, "/api/secrets", needs(Secrets, Read), get(secrets::list_global))
+        .add(Method::PUT, "/api/secrets/{key}", needs(Secrets, Write), put(secrets::put_global))
+        .add(Method::GET, "/api/secrets/{key}", needs(Secrets, Read), get(secrets::get_global))
+        .add(Method::DELETE, "/api/secrets/{key}", needs(Secrets, Delete), delete(secrets::delete_global))
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/secrets",
+            needs(Secrets, Read),
+            get(secrets::list_pipeline),
+        )
+        .add(
+            Method::PUT,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/secrets/{key}",
+            needs(Secrets, Write),
+            put(secrets::put_pipeline),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/secrets/{key}",
+            needs(Secrets, Read),
+            get(secrets::get_pipeline),
+        )
+        .add(
+            Method::DELETE,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/secrets/{key}",
+            needs(Secrets, Delete),
+            delete(secrets::delete_pipeline),
         )
         .add(Method::GET, "/api/namespaces", needs(Namespaces, Read), get(namespaces::list))
         .add(Method::POST, "/api/namespaces", needs(Namespaces, Write), post(namespaces::create))
@@ -231,6 +260,14 @@ pub fn route_table() -> Vec<RouteInfo> {
         extensions::subscribe,
         extensions::update_subscription,
         extensions::unsubscribe,
+        secrets::list_global,
+        secrets::put_global,
+        secrets::get_global,
+        secrets::delete_global,
+        secrets::list_pipeline,
+        secrets::put_pipeline,
+        secrets::get_pipeline,
+        secrets::delete_pipeline,
         namespaces::list,
         namespaces::create,
         namespaces::get,
@@ -257,6 +294,7 @@ pub fn route_table() -> Vec<RouteInfo> {
         (name = "Events", description = "Everything that happened, stored and live"),
         (name = "Extensions", description = "Extensions and the subscriptions through which they start runs"),
         (name = "Namespaces", description = "Partitions of pipelines"),
+        (name = "Secrets", description = "Pipeline and global secrets, sealed at rest, handed to tasks by reference"),
         (name = "Pipelines", description = "Pipelines and their config versions"),
         (name = "Runs", description = "Executions of a pipeline"),
         (name = "Tasks", description = "Task executions of a run and their logs"),

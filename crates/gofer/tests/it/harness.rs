@@ -128,6 +128,21 @@ impl Server {
             .unwrap()
     }
 
+    /// Runs the CLI with `input` on its stdin.
+    pub fn cli_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("GOFER_API_URL", &self.url)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// Runs the CLI and returns its stdout, failing the test if it failed.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);

@@ -11,5 +11,6 @@ mod harness;
 mod images;
 mod pipelines;
 mod runs;
+mod secrets;
 mod server;
 mod triggers;

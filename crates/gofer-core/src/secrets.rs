@@ -1,0 +1,360 @@
+//! The secret store: pipeline secrets and global secrets, sealed with AES-256-GCM before they reach storage.
+//!
+//! Each value gets a fresh random 96-bit nonce (stored in front of the ciphertext) and is bound to where it lives
+//! (scope and key, as associated data), so a sealed value copied to another row does not open. A known value
+//! sealed with the key (the key check) lets Gofer refuse to start with the wrong key instead of failing later on
+//! every secret. Values never appear in logs; the API returns one only when asked with `include_secret`.
+
+use std::sync::Arc;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use gofer_api::config::validate_identifier;
+use gofer_api::epoch_millis;
+use gofer_api::models::Secret;
+use gofer_storage::{SealedSecret, SecretScope, Storage};
+
+use crate::error::{Error, Result};
+
+const NONCE_LEN: usize = 12;
+const KEY_CHECK: &[u8] = b"gofer secret key check v1";
+
+/// A 256-bit secret key. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct SecretKey([u8; 32]);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(redacted)")
+    }
+}
+
+impl SecretKey {
+    /// A new random key.
+    pub fn generate() -> Result<Self> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| Error::internal("make a secret key", std::io::Error::other(e)))?;
+        Ok(Self(key))
+    }
+
+    /// Reads a key written as base64 (what `openssl rand -base64 32` prints).
+    pub fn from_base64(text: &str) -> std::result::Result<Self, String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| format!("the secret key is not base64 ({e}); make one with `openssl rand -base64 32`"))?;
+        let key: [u8; 32] = bytes.try_into().map_err(|bytes: Vec<u8>| {
+            format!("the secret key is {} bytes; it must be 32 (`openssl rand -base64 32`)", bytes.len())
+        })?;
+        Ok(Self(key))
+    }
+
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.0)
+    }
+}
+
+/// Seals and opens values with one key.
+#[derive(Clone)]
+struct Cipher(Arc<Aes256Gcm>);
+
+impl Cipher {
+    fn new(key: &SecretKey) -> Self {
+        Self(Arc::new(Aes256Gcm::new(&key.0.into())))
+    }
+
+    fn seal(&self, context: &str, value: &[u8]) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|e| Error::internal("make a nonce", std::io::Error::other(e)))?;
+        let sealed = self
+            .0
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: value, aad: context.as_bytes() })
+            .map_err(|_| Error::internal("seal a secret", std::io::Error::other("encryption failed")))?;
+        let mut out = nonce.to_vec();
+        out.extend(sealed);
+        Ok(out)
+    }
+
+    /// None when the key (or the place the value was sealed for) is not the right one.
+    fn open(&self, context: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        self.0.decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: context.as_bytes() }).ok()
+    }
+}
+
+/// What a sealed value is bound to.
+fn context(scope: &SecretScope, key: &str) -> String {
+    match scope {
+        SecretScope::Pipeline { namespace_id, pipeline_id } => format!("pipeline/{namespace_id}/{pipeline_id}/{key}"),
+        SecretScope::Global => format!("global/{key}"),
+    }
+}
+
+/// Whether a namespace pattern (`*` any run of characters, `?` one character) matches the whole id.
+pub fn pattern_matches(pattern: &str, id: &str) -> bool {
+    fn matches(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => matches(&p[1..], s) || (!s.is_empty() && matches(p, &s[1..])),
+            (Some(b'?'), Some(_)) => matches(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => matches(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    matches(pattern.as_bytes(), id.as_bytes())
+}
+
+fn check_pattern(pattern: &str) -> Result<()> {
+    let plain = pattern.replace(['*', '?'], "x");
+    if pattern.is_empty() || validate_identifier("namespace pattern", &plain).is_err() {
+        return Err(Error::invalid(format!(
+            "namespace pattern '{pattern}' is not valid: use namespace ids with * and ? wildcards, e.g. team-* \
+             (a pattern matches the whole id)"
+        )));
+    }
+    Ok(())
+}
+
+fn metadata(secret: &SealedSecret, value: Option<String>) -> Secret {
+    Secret {
+        key: secret.key.clone(),
+        namespaces: secret.namespaces.clone(),
+        created: secret.created,
+        modified: secret.modified,
+        value,
+    }
+}
+
+/// A variable's value that names a stored value instead of being one: `pipeline_secret{{KEY}}` and friends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference<'a> {
+    PipelineSecret(&'a str),
+    GlobalSecret(&'a str),
+    PipelineObject(&'a str),
+    RunObject(&'a str),
+}
+
+impl Reference<'_> {
+    /// The whole value must be the reference (as the SDK's helpers write it).
+    pub fn parse(value: &str) -> Option<Reference<'_>> {
+        let (kind, rest) = value.split_once("{{")?;
+        let key = rest.strip_suffix("}}")?;
+        match kind {
+            "pipeline_secret" => Some(Reference::PipelineSecret(key)),
+            "global_secret" => Some(Reference::GlobalSecret(key)),
+            "pipeline_object" => Some(Reference::PipelineObject(key)),
+            "run_object" => Some(Reference::RunObject(key)),
+            _ => None,
+        }
+    }
+}
+
+/// Why a task cannot have a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    Missing,
+    /// A global secret whose patterns do not match the namespace.
+    NotAllowed,
+}
+
+/// The secret store. Cheap to clone.
+#[derive(Clone)]
+pub struct Secrets {
+    storage: Arc<dyn Storage>,
+    cipher: Cipher,
+    max_value_bytes: usize,
+}
+
+impl Secrets {
+    /// Opens the store with `key`. The first time, the key check is stored; after that a different key is
+    /// refused, so secrets never become silently unreadable.
+    pub async fn open(storage: Arc<dyn Storage>, key: &SecretKey, max_value_bytes: usize) -> Result<Self> {
+        let cipher = Cipher::new(key);
+        match storage.get_secret_key_check().await? {
+            Some(sealed) => {
+                if cipher.open("key-check", &sealed).as_deref() != Some(KEY_CHECK) {
+                    return Err(Error::invalid(
+                        "the configured secret key is not the one this data dir's secrets were sealed with; start \
+                         with the right key (secrets.key or secrets.key_file), or rotate keys with `gofer service \
+                         rotate-secret-key` using the old one",
+                    ));
+                }
+            }
+            None => storage.set_secret_key_check(&cipher.seal("key-check", KEY_CHECK)?).await?,
+        }
+        Ok(Self { storage, cipher, max_value_bytes })
+    }
+
+    /// Re-seals every secret with `new` in one transaction; returns how many there were. `old` must be the key
+    /// they are sealed with now.
+    pub async fn rotate(storage: Arc<dyn Storage>, old: &SecretKey, new: &SecretKey) -> Result<usize> {
+        let current = Self::open(storage.clone(), old, usize::MAX).await?;
+        let next = Cipher::new(new);
+        let mut secrets = storage.all_secrets().await?;
+        for secret in &mut secrets {
+            let context = context(&secret.scope, &secret.key);
+            let value = current.cipher.open(&context, &secret.sealed).ok_or_else(|| {
+                Error::invalid(format!("{} secret '{}' does not open with the old key", secret.scope, secret.key))
+            })?;
+            secret.sealed = next.seal(&context, &value)?;
+        }
+        storage.reseal_secrets(&secrets, &next.seal("key-check", KEY_CHECK)?).await?;
+        Ok(secrets.len())
+    }
+
+    fn open_value(&self, secret: &SealedSecret) -> Result<String> {
+        let bytes = self.cipher.open(&context(&secret.scope, &secret.key), &secret.sealed).ok_or_else(|| {
+            Error::internal(
+                format!("open {} secret '{}'", secret.scope, secret.key),
+                std::io::Error::other("it does not open with the current key"),
+            )
+        })?;
+        String::from_utf8(bytes).map_err(|e| Error::internal("read a secret", e))
+    }
+
+    /// Stores a secret (replacing its value if the key exists).
+    pub async fn put(&self, scope: SecretScope, key: &str, value: &str, namespaces: Vec<String>) -> Result<Secret> {
+        validate_identifier("secret key", key).map_err(|e| Error::invalid(e.to_string()))?;
+        if value.len() > self.max_value_bytes {
+            return Err(Error::TooLarge {
+                message: format!(
+                    "secret '{key}' is {} bytes; this server takes at most {} (secrets.max_value_bytes)",
+                    value.len(),
+                    self.max_value_bytes
+                ),
+            });
+        }
+        if value.contains('\0') {
+            return Err(Error::invalid(format!(
+                "secret '{key}' contains a NUL byte, which no environment variable can"
+            )));
+        }
+        match scope {
+            SecretScope::Global => {
+                if namespaces.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "global secret '{key}' needs the namespaces that may use it, e.g. --namespaces 'team-*'"
+                    )));
+                }
+                for pattern in &namespaces {
+                    check_pattern(pattern)?;
+                }
+            }
+            SecretScope::Pipeline { .. } if !namespaces.is_empty() => {
+                return Err(Error::invalid("namespace patterns are for global secrets only"));
+            }
+            SecretScope::Pipeline { .. } => {}
+        }
+        let now = epoch_millis();
+        let sealed = self.cipher.seal(&context(&scope, key), value.as_bytes())?;
+        let secret = SealedSecret { scope, key: key.into(), sealed, namespaces, created: now, modified: now };
+        self.storage.put_secret(&secret).await?;
+        let stored = self.storage.get_secret(&secret.scope, key).await?;
+        Ok(metadata(&stored, None))
+    }
+
+    /// A secret's metadata; with `include_value`, its value too.
+    pub async fn get(&self, scope: &SecretScope, key: &str, include_value: bool) -> Result<Secret> {
+        let secret = self.storage.get_secret(scope, key).await?;
+        let value = if include_value { Some(self.open_value(&secret)?) } else { None };
+        Ok(metadata(&secret, value))
+    }
+
+    pub async fn list(&self, scope: &SecretScope) -> Result<Vec<Secret>> {
+        Ok(self.storage.list_secrets(scope).await?.iter().map(|s| metadata(s, None)).collect())
+    }
+
+    pub async fn delete(&self, scope: &SecretScope, key: &str) -> Result<()> {
+        Ok(self.storage.delete_secret(scope, key).await?)
+    }
+
+    /// The value of a pipeline secret for a task of that pipeline.
+    pub async fn for_pipeline(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        key: &str,
+    ) -> Result<std::result::Result<String, Unavailable>> {
+        let scope = SecretScope::Pipeline { namespace_id: namespace_id.into(), pipeline_id: pipeline_id.into() };
+        match self.storage.get_secret(&scope, key).await {
+            Ok(secret) => Ok(Ok(self.open_value(&secret)?)),
+            Err(gofer_storage::Error::NotFound { .. }) => Ok(Err(Unavailable::Missing)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The value of a global secret for a task in `namespace_id`, if its patterns let that namespace use it.
+    pub async fn for_namespace(
+        &self,
+        namespace_id: &str,
+        key: &str,
+    ) -> Result<std::result::Result<String, Unavailable>> {
+        match self.storage.get_secret(&SecretScope::Global, key).await {
+            Ok(secret) if secret.namespaces.iter().any(|p| pattern_matches(p, namespace_id)) => {
+                Ok(Ok(self.open_value(&secret)?))
+            }
+            Ok(_) => Ok(Err(Unavailable::NotAllowed)),
+            Err(gofer_storage::Error::NotFound { .. }) => Ok(Err(Unavailable::Missing)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_only_with_their_key_and_place() {
+        let key = SecretKey::generate().unwrap();
+        let cipher = Cipher::new(&key);
+        let a = cipher.seal("pipeline/ns/p/A", b"hunter2").unwrap();
+        let b = cipher.seal("pipeline/ns/p/A", b"hunter2").unwrap();
+        assert_ne!(a, b, "a fresh nonce per value");
+        assert!(!a.windows(7).any(|w| w == b"hunter2"), "not in plain text");
+        assert_eq!(cipher.open("pipeline/ns/p/A", &a).as_deref(), Some(&b"hunter2"[..]));
+        assert_eq!(cipher.open("pipeline/ns/p/B", &a), None, "bound to its place");
+        assert_eq!(Cipher::new(&SecretKey::generate().unwrap()).open("pipeline/ns/p/A", &a), None);
+        let mut tampered = a.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(cipher.open("pipeline/ns/p/A", &tampered), None, "authenticated");
+    }
+
+    #[test]
+    fn references_are_whole_values() {
+        assert_eq!(Reference::parse("pipeline_secret{{DB}}"), Some(Reference::PipelineSecret("DB")));
+        assert_eq!(Reference::parse("global_secret{{slack}}"), Some(Reference::GlobalSecret("slack")));
+        assert_eq!(Reference::parse("run_object{{report}}"), Some(Reference::RunObject("report")));
+        assert_eq!(Reference::parse("pipeline_object{{cache}}"), Some(Reference::PipelineObject("cache")));
+        for plain in ["hello", "pipeline_secret{{DB}} and more", "x pipeline_secret{{DB}}", "other{{DB}}", "{{DB}}"] {
+            assert_eq!(Reference::parse(plain), None, "{plain}");
+        }
+    }
+
+    #[test]
+    fn keys_are_base64_of_32_bytes() {
+        let key = SecretKey::generate().unwrap();
+        assert_eq!(SecretKey::from_base64(&key.to_base64()).unwrap().0, key.0);
+        assert!(SecretKey::from_base64("c2hvcnQ=").unwrap_err().contains("it must be 32"));
+        assert!(SecretKey::from_base64("not base64!").unwrap_err().contains("not base64"));
+        assert_eq!(format!("{key:?}"), "SecretKey(redacted)");
+    }
+
+    #[test]
+    fn namespace_patterns_match_whole_ids() {
+        assert!(pattern_matches("team-*", "team-a"));
+        assert!(pattern_matches("team-*", "team-"));
+        assert!(!pattern_matches("team-*", "my-team-a"), "anchored at the start");
+        assert!(!pattern_matches("prod", "production"), "anchored at the end");
+        assert!(pattern_matches("prod", "prod"));
+        assert!(pattern_matches("*", "anything"));
+        assert!(pattern_matches("env-?", "env-1"));
+        assert!(!pattern_matches("env-?", "env-12"));
+        assert!(check_pattern("team-*").is_ok());
+        assert!(check_pattern("team/.*").is_err());
+        assert!(check_pattern("").is_err());
+    }
+}
