@@ -279,6 +279,14 @@ pub struct ExtensionParameter {
     pub documentation: String,
 }
 
+/// A stored object's key, size and last change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub modified: u64,
+}
+
 /// A secret's metadata, and its value only when asked for with `include_secret=true`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Secret {

@@ -16,6 +16,7 @@ pub enum Resource {
     Extensions,
     Subscriptions,
     Secrets,
+    Objects,
     System,
 }
 

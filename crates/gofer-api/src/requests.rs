@@ -135,6 +135,11 @@ pub struct ListSecretsResponse {
     pub secrets: Vec<crate::models::Secret>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListObjectsResponse {
+    pub objects: Vec<crate::models::ObjectInfo>,
+}
+
 /// Query of the extension log endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

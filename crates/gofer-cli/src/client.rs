@@ -7,14 +7,15 @@ use futures::Stream;
 use gofer_api::config;
 use gofer_api::error::ApiError;
 use gofer_api::models::{
-    Event, Extension, Namespace, Pipeline, PipelineConfig, PipelineState, Run, Secret, Subscription, SystemSettings,
-    TaskExecution,
+    Event, Extension, Namespace, ObjectInfo, Pipeline, PipelineConfig, PipelineState, Run, Secret, Subscription,
+    SystemSettings, TaskExecution,
 };
 use gofer_api::requests::{
     CreateNamespaceRequest, ExtensionDebugResponse, InstallExtensionRequest, ListExtensionsResponse,
-    ListNamespacesResponse, ListPipelinesResponse, ListRunsResponse, ListSecretsResponse, ListSubscriptionsResponse,
-    ListTaskExecutionsResponse, PutSecretRequest, RegisterConfigRequest, RegisterConfigResponse, SetEnabledRequest,
-    StartRunRequest, SubscribeRequest, UpdatePipelineRequest, UpdateSystemRequest,
+    ListNamespacesResponse, ListObjectsResponse, ListPipelinesResponse, ListRunsResponse, ListSecretsResponse,
+    ListSubscriptionsResponse, ListTaskExecutionsResponse, PutSecretRequest, RegisterConfigRequest,
+    RegisterConfigResponse, SetEnabledRequest, StartRunRequest, SubscribeRequest, UpdatePipelineRequest,
+    UpdateSystemRequest,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -97,6 +98,11 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
+        self.finish(request, url).await
+    }
+
+    /// Sends a request and turns a failed answer into the API's error.
+    async fn finish(&self, request: reqwest::RequestBuilder, url: String) -> Result<reqwest::Response> {
         let response = request.send().await.map_err(|source| Error::Transport { url: url.clone(), source })?;
         let status = response.status();
         if status.is_success() {
@@ -126,6 +132,42 @@ impl Client {
     pub async fn set_extension_enabled(&self, id: &str, enabled: bool) -> Result<Extension> {
         let url = format!("{}/api/extensions/{}", self.base, segment(id));
         self.json(Method::PATCH, url, Some(&SetEnabledRequest { enabled })).await
+    }
+
+    fn object_url(&self, target: ObjectTarget<'_>, key: Option<&str>) -> String {
+        let base = match target {
+            ObjectTarget::Pipeline(pipeline) => format!("{}/objects", self.pipeline_url(pipeline)),
+            ObjectTarget::Run(pipeline, run) => format!("{}/objects", self.run_url(pipeline, run)),
+        };
+        match key {
+            Some(key) => format!("{base}/{}", segment(key)),
+            None => base,
+        }
+    }
+
+    /// Uploads an object, streaming `body`.
+    pub async fn put_object(&self, target: ObjectTarget<'_>, key: &str, body: reqwest::Body) -> Result<ObjectInfo> {
+        let url = self.object_url(target, Some(key));
+        let request = self.http.put(&url).header("content-type", "application/octet-stream").body(body);
+        let response = self.finish(request, url.clone()).await?;
+        response.json().await.map_err(|source| Error::Transport { url, source })
+    }
+
+    /// An object's bytes as a stream.
+    pub async fn get_object(
+        &self,
+        target: ObjectTarget<'_>,
+        key: &str,
+    ) -> Result<impl Stream<Item = reqwest::Result<Bytes>> + use<>> {
+        Ok(self.send(Method::GET, self.object_url(target, Some(key)), None::<&()>).await?.bytes_stream())
+    }
+
+    pub async fn list_objects(&self, target: ObjectTarget<'_>) -> Result<ListObjectsResponse> {
+        self.json(Method::GET, self.object_url(target, None), None::<&()>).await
+    }
+
+    pub async fn delete_object(&self, target: ObjectTarget<'_>, key: &str) -> Result<()> {
+        self.send(Method::DELETE, self.object_url(target, Some(key)), None::<&()>).await.map(drop)
     }
 
     fn secret_url(&self, pipeline: Option<&str>, key: Option<&str>) -> String {
@@ -306,6 +348,13 @@ impl Client {
         }
         Ok(self.send(Method::GET, url, None::<&()>).await?.bytes_stream())
     }
+}
+
+/// Whose objects a call is about.
+#[derive(Debug, Clone, Copy)]
+pub enum ObjectTarget<'a> {
+    Pipeline(&'a str),
+    Run(&'a str, u64),
 }
 
 /// Splits a byte stream of newline-delimited JSON into values.

@@ -12,11 +12,12 @@ use gofer_api::config::RegistryAuth;
 use gofer_api::models::{PipelineState, Run, TaskExecution, TaskState};
 use gofer_api::requests::{InstallExtensionRequest, PutSecretRequest};
 
-use crate::client::Client;
+use crate::client::{Client, ObjectTarget};
 use crate::output::{self, Format, ago, took};
 use crate::{
     Command, DeployArgs, EventCommand, ExtensionCommand, GlobalArgs, GlobalSecretCommand, NamespaceCommand,
-    PipelineCommand, PipelineSecretCommand, RunCommand, SecretCommand, SystemCommand, TaskCommand,
+    PipelineCommand, PipelineObjectCommand, PipelineSecretCommand, RunCommand, RunObjectCommand, SecretCommand,
+    SystemCommand, TaskCommand,
 };
 
 /// Runs a client command.
@@ -142,6 +143,98 @@ async fn extension(client: &Client, format: Format, command: ExtensionCommand) -
             output::fields(&fields)
         }
     }
+}
+
+/// A request body streamed from a file, or from stdin for `-` or `@-`.
+async fn upload_body(file: &str) -> anyhow::Result<reqwest::Body> {
+    if file == "-" || file == "@-" {
+        return Ok(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(tokio::io::stdin())));
+    }
+    let opened = tokio::fs::File::open(file).await.map_err(|e| anyhow::anyhow!("could not open {file}: {e}"))?;
+    Ok(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(opened)))
+}
+
+/// Writes a download to a file or to stdout, as it arrives.
+async fn download(
+    mut stream: impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+    output_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut out: Box<dyn tokio::io::AsyncWrite + Unpin> = match &output_file {
+        Some(path) => Box::new(
+            tokio::fs::File::create(path)
+                .await
+                .map_err(|e| anyhow::anyhow!("could not write {}: {e}", path.display()))?,
+        ),
+        None => Box::new(tokio::io::stdout()),
+    };
+    while let Some(chunk) = stream.next().await {
+        out.write_all(&chunk?).await?;
+    }
+    out.flush().await?;
+    Ok(())
+}
+
+async fn objects_command(
+    client: &Client,
+    format: Format,
+    target: ObjectTarget<'_>,
+    action: ObjectAction,
+) -> anyhow::Result<()> {
+    match action {
+        ObjectAction::Put { key, file } => {
+            let info = client.put_object(target, &key, upload_body(&file).await?).await?;
+            match format {
+                Format::Json => output::json(&info),
+                Format::Table => output::fields(&[("key", info.key), ("size", info.size.to_string())]),
+            }
+        }
+        ObjectAction::Get { key, output_file } => download(client.get_object(target, &key).await?, output_file).await,
+        ObjectAction::List => {
+            let list = client.list_objects(target).await?;
+            if format == Format::Json {
+                return output::json(&list.objects);
+            }
+            let rows: Vec<Vec<String>> =
+                list.objects.iter().map(|o| vec![o.key.clone(), o.size.to_string(), ago(o.modified)]).collect();
+            output::table(&["KEY", "SIZE", "MODIFIED"], &rows)
+        }
+        ObjectAction::Delete { key } => {
+            client.delete_object(target, &key).await?;
+            eprintln!("Object '{key}' deleted.");
+            Ok(())
+        }
+    }
+}
+
+/// What to do with an object, whoever's it is.
+enum ObjectAction {
+    Put { key: String, file: String },
+    Get { key: String, output_file: Option<std::path::PathBuf> },
+    List,
+    Delete { key: String },
+}
+
+async fn pipeline_object(client: &Client, format: Format, command: PipelineObjectCommand) -> anyhow::Result<()> {
+    use PipelineObjectCommand as C;
+    let (pipeline, action) = match command {
+        C::Put { pipeline, key, file } => (pipeline, ObjectAction::Put { key, file }),
+        C::Get { pipeline, key, output_file } => (pipeline, ObjectAction::Get { key, output_file }),
+        C::List { pipeline } => (pipeline, ObjectAction::List),
+        C::Delete { pipeline, key } => (pipeline, ObjectAction::Delete { key }),
+    };
+    objects_command(client, format, ObjectTarget::Pipeline(&pipeline), action).await
+}
+
+async fn run_object(client: &Client, format: Format, command: RunObjectCommand) -> anyhow::Result<()> {
+    use RunObjectCommand as C;
+    let (pipeline, run, action) = match command {
+        C::Put { pipeline, run, key, file } => (pipeline, run, ObjectAction::Put { key, file }),
+        C::Get { pipeline, run, key, output_file } => (pipeline, run, ObjectAction::Get { key, output_file }),
+        C::List { pipeline, run } => (pipeline, run, ObjectAction::List),
+        C::Delete { pipeline, run, key } => (pipeline, run, ObjectAction::Delete { key }),
+    };
+    objects_command(client, format, ObjectTarget::Run(&pipeline, run), action).await
 }
 
 /// A secret's value from the command line, or from stdin when it is `@-` (one trailing newline dropped).
@@ -488,6 +581,7 @@ async fn pipeline(client: &Client, format: Format, command: PipelineCommand) -> 
             eprintln!("unsubscribed '{pipeline}' from extension '{extension}' ('{label}')");
             return Ok(());
         }
+        PipelineCommand::Object(command) => return pipeline_object(client, format, command).await,
         PipelineCommand::Subscriptions { pipeline } => {
             let list = client.list_subscriptions(&pipeline).await?;
             return match format {
@@ -621,6 +715,7 @@ async fn run_command(client: &Client, format: Format, command: RunCommand) -> an
                 }
             }
         }
+        RunCommand::Object(command) => run_object(client, format, command).await,
         RunCommand::Cancel { pipeline, run } => {
             let cancelled = client.cancel_run(&pipeline, run).await?;
             eprintln!("cancelling run {run} of '{pipeline}'");

@@ -266,6 +266,44 @@ pub enum PipelineCommand {
     Unsubscribe { pipeline: String, extension: String, label: String },
     /// List the pipeline's subscriptions.
     Subscriptions { pipeline: String },
+    /// The pipeline's objects: bytes kept by key (tasks read them through `pipeline_object{{KEY}}`).
+    #[command(subcommand)]
+    Object(PipelineObjectCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineObjectCommand {
+    /// Store FILE (or stdin with `-`) as an object, replacing one with the same key.
+    Put { pipeline: String, key: String, file: String },
+    /// Write an object's bytes to stdout (or to --output-file).
+    Get {
+        pipeline: String,
+        key: String,
+        #[arg(long)]
+        output_file: Option<std::path::PathBuf>,
+    },
+    /// List the objects.
+    List { pipeline: String },
+    /// Delete an object.
+    Delete { pipeline: String, key: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunObjectCommand {
+    /// Store FILE (or stdin with `-`) as an object of the run, replacing one with the same key.
+    Put { pipeline: String, run: u64, key: String, file: String },
+    /// Write a run object's bytes to stdout (or to --output-file).
+    Get {
+        pipeline: String,
+        run: u64,
+        key: String,
+        #[arg(long)]
+        output_file: Option<std::path::PathBuf>,
+    },
+    /// List the run's objects.
+    List { pipeline: String, run: u64 },
+    /// Delete a run object.
+    Delete { pipeline: String, run: u64, key: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,6 +336,9 @@ pub enum RunCommand {
     },
     /// Cancel a run: stop its containers and skip what has not started.
     Cancel { pipeline: String, run: u64 },
+    /// The run's objects: how its tasks hand data to each other (`run_object{{KEY}}`).
+    #[command(subcommand)]
+    Object(RunObjectCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ pub mod events;
 pub mod extensions;
 pub mod logs;
 pub mod mask;
+pub mod objects;
 pub mod orchestrator;
 pub mod secrets;
 
@@ -23,7 +24,7 @@ use gofer_api::models::{
     DEFAULT_NAMESPACE, Event, EventKind, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run,
     SystemSettings, TaskExecution, Variable, VariableSource,
 };
-use gofer_api::models::{Extension, ExtensionKind, ExtensionRegistration, Secret, Subscription};
+use gofer_api::models::{Extension, ExtensionKind, ExtensionRegistration, ObjectInfo, Secret, Subscription};
 use gofer_api::requests::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageQuery};
 use gofer_api::requests::{InstallExtensionRequest, PutSecretRequest, SubscribeRequest};
 use gofer_storage::{EventFilter, NewRun, Page, Registered, SecretScope, Storage, SubscriptionKey};
@@ -33,6 +34,7 @@ pub use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::extensions::{Extension as _, Extensions, ExternalEvent, ExternalResponse, Trigger};
 use crate::logs::LogKey;
+use crate::objects::{ObjectScope, Objects};
 use crate::orchestrator::{Orchestrator, RunKey};
 use crate::secrets::Secrets;
 
@@ -46,6 +48,7 @@ pub struct Gofer {
     /// Installs and uninstalls one at a time (an extension's container name is its id).
     installing: Arc<tokio::sync::Mutex<()>>,
     secrets: Option<Secrets>,
+    objects: Option<Objects>,
 }
 
 /// One change a deploy made to a pipeline's subscriptions, to undo it if the deploy fails.
@@ -89,7 +92,7 @@ pub fn config_hash(config: &config::Pipeline) -> Result<String> {
 
 impl Gofer {
     pub fn new(storage: Arc<dyn Storage>, orchestrator: Orchestrator, events: Events, extensions: Extensions) -> Self {
-        Self { storage, orchestrator, events, extensions, installing: Arc::default(), secrets: None }
+        Self { storage, orchestrator, events, extensions, installing: Arc::default(), secrets: None, objects: None }
     }
 
     /// Serves secrets through the API and hands them to tasks.
@@ -97,6 +100,62 @@ impl Gofer {
         self.orchestrator.set_secrets(secrets.clone());
         self.secrets = Some(secrets);
         self
+    }
+
+    /// Serves objects through the API and hands them to tasks.
+    pub fn with_objects(mut self, objects: Objects) -> Self {
+        self.orchestrator.set_objects(objects.clone());
+        self.objects = Some(objects);
+        self
+    }
+
+    /// The object store, once the scope is known to exist.
+    async fn objects_of(&self, scope: &ObjectScope) -> Result<&Objects> {
+        match scope {
+            ObjectScope::Pipeline { namespace_id, pipeline_id } => {
+                self.pipeline_scope(namespace_id, pipeline_id).await?;
+            }
+            ObjectScope::Run { namespace_id, pipeline_id, run_id } => {
+                self.pipeline_scope(namespace_id, pipeline_id).await?;
+                self.storage.get_run(namespace_id, pipeline_id, *run_id).await?;
+            }
+            ObjectScope::Extension { extension_id } => {
+                self.extensions.get(extension_id)?;
+            }
+        }
+        self.objects.as_ref().ok_or_else(|| Error::Unavailable { message: "this Gofer has no object store".into() })
+    }
+
+    // --- objects ---
+
+    /// Stores an object from a byte stream (replacing one with the same key).
+    pub async fn put_object<S, E>(&self, scope: &ObjectScope, key: &str, body: S) -> Result<ObjectInfo>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send + Unpin,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.objects_of(scope).await?.put(scope, key, body).await
+    }
+
+    pub async fn get_object(
+        &self,
+        scope: &ObjectScope,
+        key: &str,
+    ) -> Result<(ObjectInfo, futures::stream::BoxStream<'static, std::io::Result<Bytes>>)> {
+        self.objects_of(scope).await?.get(scope, key).await
+    }
+
+    pub async fn list_objects(&self, scope: &ObjectScope) -> Result<Vec<ObjectInfo>> {
+        self.objects_of(scope).await?.list(scope).await
+    }
+
+    pub async fn delete_object(&self, scope: &ObjectScope, key: &str) -> Result<()> {
+        self.objects_of(scope).await?.delete(scope, key).await
+    }
+
+    /// The largest object an upload may carry.
+    pub fn max_object_bytes(&self) -> Option<u64> {
+        self.objects.as_ref().map(|o| o.limits().max_object_bytes)
     }
 
     fn secrets(&self) -> Result<&Secrets> {
@@ -264,6 +323,9 @@ impl Gofer {
             }
         }
         self.storage.delete_pipeline(namespace_id, pipeline_id).await?;
+        if let Some(objects) = &self.objects {
+            objects.delete_pipeline(namespace_id, pipeline_id).await?;
+        }
         self.events
             .publish(EventKind::PipelineDeleted { namespace_id: namespace_id.into(), pipeline_id: pipeline_id.into() })
             .await;
@@ -714,6 +776,9 @@ impl Gofer {
         self.storage.delete_extension(id).await?;
         self.extensions.remove(id);
         extension.shutdown().await;
+        if let Some(objects) = &self.objects {
+            objects.delete_extension(id).await?;
+        }
         self.events.publish(EventKind::ExtensionUninstalled { extension_id: id.into() }).await;
         Ok(())
     }

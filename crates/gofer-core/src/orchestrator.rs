@@ -30,10 +30,13 @@ use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::logs::{LogKey, LogStore, LogWriter};
 use crate::mask::Masker;
+use crate::objects::{ObjectScope, Objects};
 use crate::secrets::{Reference, Secrets, Unavailable};
 
 /// How long to wait for a container's output stream to end after the container exited.
 const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest object a variable can carry (Linux refuses longer environment strings).
+const MAX_OBJECT_VARIABLE: usize = 128 * 1024 - 1;
 
 /// Settings of the orchestrator.
 #[derive(Debug, Clone)]
@@ -149,6 +152,8 @@ struct Inner {
     tracker: TaskTracker,
     /// Where `pipeline_secret{{...}}` and `global_secret{{...}}` are read from.
     secrets: std::sync::OnceLock<Secrets>,
+    /// Where `pipeline_object{{...}}` and `run_object{{...}}` are read from; run objects expire with retention.
+    objects: std::sync::OnceLock<Objects>,
 }
 
 impl Orchestrator {
@@ -169,8 +174,14 @@ impl Orchestrator {
                 slots: Mutex::default(),
                 tracker: TaskTracker::new(),
                 secrets: std::sync::OnceLock::new(),
+                objects: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Lets tasks read objects, and expires run objects.
+    pub fn set_objects(&self, objects: Objects) {
+        let _ = self.inner.objects.set(objects);
     }
 
     /// Lets tasks read secrets. Without a secret store, a task that references one fails its precondition.
@@ -543,10 +554,11 @@ impl Inner {
     }
 
     /// Removes the logs of runs older than the retention allows; runs still in flight keep theirs.
-    async fn expire_logs(&self, run: &Run) {
-        let keep = self.options.log_retention_runs;
+    /// The highest run id of `run`'s pipeline whose logs or objects may go when the last `keep` runs are kept:
+    /// never a run still in flight, nor anything after one. None when nothing may go.
+    async fn retention_cutoff(&self, run: &Run, keep: u64) -> Option<u64> {
         if keep == 0 || run.run_id <= keep {
-            return;
+            return None;
         }
         let mut cutoff = run.run_id - keep;
         match self.storage.list_unfinished_runs().await {
@@ -558,22 +570,32 @@ impl Inner {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not apply log retention");
-                return;
+                tracing::warn!(error = %e, "could not apply retention");
+                return None;
             }
         }
-        if cutoff == 0 {
-            return;
-        }
-        match self.storage.expire_logs(&run.namespace_id, &run.pipeline_id, cutoff).await {
-            Ok(runs) => {
-                for run_id in runs {
-                    if let Err(e) = self.logs.remove_run(&run.namespace_id, &run.pipeline_id, run_id).await {
-                        tracing::warn!(run = run_id, error = %e, "could not remove expired logs");
+        (cutoff > 0).then_some(cutoff)
+    }
+
+    /// Removes the logs and run objects of runs beyond the pipeline's retention.
+    async fn expire_logs(&self, run: &Run) {
+        if let Some(cutoff) = self.retention_cutoff(run, self.options.log_retention_runs).await {
+            match self.storage.expire_logs(&run.namespace_id, &run.pipeline_id, cutoff).await {
+                Ok(runs) => {
+                    for run_id in runs {
+                        if let Err(e) = self.logs.remove_run(&run.namespace_id, &run.pipeline_id, run_id).await {
+                            tracing::warn!(run = run_id, error = %e, "could not remove expired logs");
+                        }
                     }
                 }
+                Err(e) => tracing::warn!(error = %e, "could not apply log retention"),
             }
-            Err(e) => tracing::warn!(error = %e, "could not apply log retention"),
+        }
+        if let Some(objects) = self.objects.get()
+            && let Some(cutoff) = self.retention_cutoff(run, objects.limits().run_objects_runs).await
+            && let Err(e) = objects.expire_runs(&run.namespace_id, &run.pipeline_id, cutoff).await
+        {
+            tracing::warn!(error = %error_chain(&e), "could not remove expired run objects");
         }
     }
 
@@ -870,8 +892,20 @@ impl Inner {
                 env.push((name.clone(), variable.value.clone()));
                 continue;
             };
+            if let Reference::PipelineObject(key) | Reference::RunObject(key) = reference {
+                let scope = match reference {
+                    Reference::RunObject(_) => ObjectScope::Run {
+                        namespace_id: ns.clone(),
+                        pipeline_id: pipeline.clone(),
+                        run_id: execution.run_id,
+                    },
+                    _ => ObjectScope::Pipeline { namespace_id: ns.clone(), pipeline_id: pipeline.clone() },
+                };
+                env.push((name.clone(), self.object_variable(name, &scope, key).await?));
+                continue;
+            }
             let Some(secrets) = self.secrets.get() else {
-                return Err(format!("variable {name} refers to a stored value, but this Gofer has no secret store"));
+                return Err(format!("variable {name} refers to a secret, but this Gofer has no secret store"));
             };
             let found = match reference {
                 Reference::PipelineSecret(key) => secrets.for_pipeline(ns, pipeline, key).await.map(|found| {
@@ -894,9 +928,7 @@ impl Inner {
                         ),
                     })
                 }),
-                Reference::PipelineObject(key) | Reference::RunObject(key) => Ok(Err(format!(
-                    "variable {name}: object '{key}' cannot be read: this version of Gofer has no object store yet"
-                ))),
+                Reference::PipelineObject(_) | Reference::RunObject(_) => continue,
             };
             match found {
                 Ok(Ok(value)) => {
@@ -908,6 +940,20 @@ impl Inner {
             }
         }
         Ok((env, Masker::new(secret_values)))
+    }
+
+    /// An object's bytes as a variable's value (UTF-8 text, small enough for an environment variable).
+    async fn object_variable(&self, name: &str, scope: &ObjectScope, key: &str) -> Result<String, String> {
+        let Some(objects) = self.objects.get() else {
+            return Err(format!("variable {name} refers to object '{key}', but this Gofer has no object store"));
+        };
+        match objects.read_small(scope, key, MAX_OBJECT_VARIABLE).await {
+            Ok(Some(bytes)) => String::from_utf8(bytes.to_vec()).map_err(|_| {
+                format!("variable {name}: object '{key}' of {scope} is not UTF-8 text, which a variable must be")
+            }),
+            Ok(None) => Err(format!("variable {name}: object '{key}' of {scope} does not exist")),
+            Err(e) => Err(format!("variable {name}: {}", error_chain(&e))),
+        }
     }
 
     /// The container a previous process started for this attempt, if the engine still has it.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
 
 /// The top-level sections; only environment variables naming one of them are read.
-const SECTIONS: &[&str] = &["server", "runs", "extensions", "external_events", "secrets", "events", "log"];
+const SECTIONS: &[&str] = &["server", "runs", "extensions", "external_events", "secrets", "objects", "events", "log"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +21,7 @@ pub struct Config {
     pub extensions: ExtensionsConfig,
     pub external_events: ExternalEventsConfig,
     pub secrets: SecretsConfig,
+    pub objects: ObjectsConfig,
     pub events: EventsConfig,
     pub log: LogConfig,
 }
@@ -97,6 +98,34 @@ pub struct SecretsConfig {
     pub max_value_bytes: u64,
 }
 
+/// Where object bytes live and how many are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectsConfig {
+    /// `filesystem` or `s3`.
+    pub store: String,
+    /// For `filesystem`: the folder; empty means `<data_dir>/objects`.
+    pub path: PathBuf,
+    pub max_object_bytes: u64,
+    pub pipeline_objects: u64,
+    pub run_objects_runs: u64,
+    pub s3: S3Config,
+}
+
+/// An S3-compatible store (AWS, MinIO, Ceph, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Empty: AWS itself; else the server's URL, e.g. `http://127.0.0.1:9000`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Allow an `http://` endpoint.
+    pub allow_http: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsConfig {
@@ -139,6 +168,21 @@ impl Default for Config {
                 max_body_bytes: 25 * 1024 * 1024,
             },
             secrets: SecretsConfig { key: String::new(), key_file: PathBuf::new(), max_value_bytes: 64 * 1024 },
+            objects: ObjectsConfig {
+                store: "filesystem".into(),
+                path: PathBuf::new(),
+                max_object_bytes: 10 * 1024 * 1024 * 1024,
+                pipeline_objects: 50,
+                run_objects_runs: 10,
+                s3: S3Config {
+                    endpoint: String::new(),
+                    bucket: String::new(),
+                    region: "us-east-1".into(),
+                    access_key_id: String::new(),
+                    secret_access_key: String::new(),
+                    allow_http: false,
+                },
+            },
             events: EventsConfig { retention_days: 30 },
             log: LogConfig { level: "info".into() },
         }
@@ -207,6 +251,8 @@ impl Config {
             ("extensions.health_interval_seconds", self.extensions.health_interval_seconds),
             ("external_events.max_body_bytes", self.external_events.max_body_bytes),
             ("secrets.max_value_bytes", self.secrets.max_value_bytes),
+            ("objects.max_object_bytes", self.objects.max_object_bytes),
+            ("objects.pipeline_objects", self.objects.pipeline_objects),
         ];
         for (field, value) in positive {
             if value == 0 {
@@ -214,6 +260,22 @@ impl Config {
             }
         }
         self.min_interval()?;
+        match self.objects.store.as_str() {
+            "filesystem" => {}
+            "s3" if self.objects.s3.bucket.is_empty() => {
+                return Err(Error::OutOfRange {
+                    field: "objects.s3.bucket",
+                    problem: "is required with store = \"s3\"".into(),
+                });
+            }
+            "s3" => {}
+            other => {
+                return Err(Error::OutOfRange {
+                    field: "objects.store",
+                    problem: format!("'{other}' is not a store; use \"filesystem\" or \"s3\""),
+                });
+            }
+        }
         if self.runs.max_timeout_seconds > 366 * 86_400 {
             return Err(Error::OutOfRange {
                 field: "runs.max_timeout_seconds",
@@ -262,7 +324,11 @@ impl Config {
     /// The effective configuration as TOML, for `gofer service config`, with secrets redacted.
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
-        for secret in [&mut shown.extensions.github.webhook_secret, &mut shown.secrets.key] {
+        for secret in [
+            &mut shown.extensions.github.webhook_secret,
+            &mut shown.secrets.key,
+            &mut shown.objects.s3.secret_access_key,
+        ] {
             if !secret.is_empty() {
                 *secret = "(redacted)".into();
             }

@@ -213,6 +213,42 @@ async fn rotate_secret_key(config: Config, new_key_file: &Path) -> anyhow::Resul
     Ok(())
 }
 
+/// The object store the configuration names.
+fn object_store(config: &Config, data_dir: &Path) -> anyhow::Result<gofer_core::objects::Objects> {
+    let settings = &config.objects;
+    let store: Arc<dyn object_store::ObjectStore> = match settings.store.as_str() {
+        "s3" => {
+            let s3 = &settings.s3;
+            let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(&s3.bucket)
+                .with_region(&s3.region)
+                .with_allow_http(s3.allow_http);
+            if !s3.endpoint.is_empty() {
+                // S3-compatible servers address buckets by path, not by host name.
+                builder = builder.with_endpoint(&s3.endpoint).with_virtual_hosted_style_request(false);
+            }
+            if !s3.access_key_id.is_empty() {
+                builder = builder.with_access_key_id(&s3.access_key_id).with_secret_access_key(&s3.secret_access_key);
+            }
+            Arc::new(builder.build().context("invalid [objects.s3] settings")?)
+        }
+        _ => {
+            let path =
+                if settings.path.as_os_str().is_empty() { data_dir.join("objects") } else { settings.path.clone() };
+            std::fs::create_dir_all(&path).with_context(|| format!("could not create {}", path.display()))?;
+            let store = object_store::local::LocalFileSystem::new_with_prefix(&path)
+                .with_context(|| format!("could not use {} for objects", path.display()))?;
+            Arc::new(store)
+        }
+    };
+    let limits = gofer_core::objects::ObjectLimits {
+        max_object_bytes: settings.max_object_bytes,
+        pipeline_objects: usize::try_from(settings.pipeline_objects).unwrap_or(usize::MAX),
+        run_objects_runs: settings.run_objects_runs,
+    };
+    Ok(gofer_core::objects::Objects::new(store, limits))
+}
+
 /// Starts the server and serves until SIGINT or SIGTERM.
 pub async fn start(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
@@ -286,7 +322,10 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     }
     let max_secret = usize::try_from(config.secrets.max_value_bytes).unwrap_or(usize::MAX);
     let secrets = gofer_core::secrets::Secrets::open(storage.clone(), &key, max_secret).await?;
-    let gofer = Gofer::new(storage, orchestrator.clone(), events.clone(), extensions).with_secrets(secrets);
+    let objects = object_store(&config, &data_dir)?;
+    let gofer = Gofer::new(storage, orchestrator.clone(), events.clone(), extensions)
+        .with_secrets(secrets)
+        .with_objects(objects);
     gofer.ensure_default_namespace().await?;
     gofer.orchestrator().recover().await?;
     gofer.restore_subscriptions().await?;

@@ -5,6 +5,7 @@ mod events;
 mod extensions;
 pub(crate) mod extract;
 mod namespaces;
+mod objects;
 mod pipelines;
 mod runs;
 mod secrets;
@@ -55,6 +56,7 @@ const fn needs(resource: Resource, action: Action) -> Access {
 }
 
 fn build() -> Routes {
+    use axum::extract::DefaultBodyLimit;
     use axum::routing::{delete, get, patch, post, put};
     use {Action::*, Resource::*};
     Routes { router: Router::new(), table: Vec::new() }
@@ -100,6 +102,73 @@ fn build() -> Routes {
             "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions/{extension_id}/{label}",
             needs(Subscriptions, Delete),
             delete(extensions::unsubscribe),
+        )
+        .add(Method::GET, "/api/extensions/{extension_id}/objects", needs(Objects, Read), get(objects::list_extension))
+        .add(
+            Method::PUT,
+            "/api/extensions/{extension_id}/objects/{key}",
+            needs(Objects, Write),
+            put(objects::put_extension).layer(DefaultBodyLimit::disable()),
+        )
+        .add(
+            Method::GET,
+            "/api/extensions/{extension_id}/objects/{key}",
+            needs(Objects, Read),
+            get(objects::get_extension),
+        )
+        .add(
+            Method::DELETE,
+            "/api/extensions/{extension_id}/objects/{key}",
+            needs(Objects, Delete),
+            delete(objects::delete_extension),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/objects",
+            needs(Objects, Read),
+            get(objects::list_pipeline),
+        )
+        .add(
+            Method::PUT,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/objects/{key}",
+            needs(Objects, Write),
+            put(objects::put_pipeline).layer(DefaultBodyLimit::disable()),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/objects/{key}",
+            needs(Objects, Read),
+            get(objects::get_pipeline),
+        )
+        .add(
+            Method::DELETE,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/objects/{key}",
+            needs(Objects, Delete),
+            delete(objects::delete_pipeline),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/objects",
+            needs(Objects, Read),
+            get(objects::list_run),
+        )
+        .add(
+            Method::PUT,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/objects/{key}",
+            needs(Objects, Write),
+            put(objects::put_run).layer(DefaultBodyLimit::disable()),
+        )
+        .add(
+            Method::GET,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/objects/{key}",
+            needs(Objects, Read),
+            get(objects::get_run),
+        )
+        .add(
+            Method::DELETE,
+            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/objects/{key}",
+            needs(Objects, Delete),
+            delete(objects::delete_run),
         )
         .add(Method::GET, "/api/secrets", needs(Secrets, Read), get(secrets::list_global))
         .add(Method::PUT, "/api/secrets/{key}", needs(Secrets, Write), put(secrets::put_global))
@@ -260,6 +329,18 @@ pub fn route_table() -> Vec<RouteInfo> {
         extensions::subscribe,
         extensions::update_subscription,
         extensions::unsubscribe,
+        objects::list_extension,
+        objects::put_extension,
+        objects::get_extension,
+        objects::delete_extension,
+        objects::list_pipeline,
+        objects::put_pipeline,
+        objects::get_pipeline,
+        objects::delete_pipeline,
+        objects::list_run,
+        objects::put_run,
+        objects::get_run,
+        objects::delete_run,
         secrets::list_global,
         secrets::put_global,
         secrets::get_global,
@@ -294,6 +375,7 @@ pub fn route_table() -> Vec<RouteInfo> {
         (name = "Events", description = "Everything that happened, stored and live"),
         (name = "Extensions", description = "Extensions and the subscriptions through which they start runs"),
         (name = "Namespaces", description = "Partitions of pipelines"),
+        (name = "Objects", description = "Bytes stored by key for a pipeline, a run or an extension, streamed"),
         (name = "Secrets", description = "Pipeline and global secrets, sealed at rest, handed to tasks by reference"),
         (name = "Pipelines", description = "Pipelines and their config versions"),
         (name = "Runs", description = "Executions of a pipeline"),

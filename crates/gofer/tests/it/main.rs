@@ -9,6 +9,7 @@ mod extensions;
 mod github;
 mod harness;
 mod images;
+mod objects;
 mod pipelines;
 mod runs;
 mod secrets;
