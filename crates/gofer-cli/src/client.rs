@@ -24,8 +24,16 @@ use serde::de::DeserializeOwned;
 /// Why a call failed: the server's own error, or no answer at all.
 #[derive(Debug)]
 pub enum Error {
-    Api { status: StatusCode, error: ApiError },
-    Transport { url: String, source: reqwest::Error },
+    Api {
+        status: StatusCode,
+        error: ApiError,
+    },
+    Transport {
+        url: String,
+        source: reqwest::Error,
+    },
+    /// The token cannot be sent in a header.
+    BadToken,
 }
 
 impl std::fmt::Display for Error {
@@ -38,6 +46,7 @@ impl std::fmt::Display for Error {
                  or GOFER_API_URL"
             ),
             Self::Transport { url, source } => write!(f, "request to {url} failed: {source}"),
+            Self::BadToken => f.write_str("the API token (--token or GOFER_TOKEN) contains characters a header cannot"),
         }
     }
 }
@@ -48,7 +57,7 @@ impl Error {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             Self::Api { status, .. } => Some(*status),
-            Self::Transport { .. } => None,
+            Self::Transport { .. } | Self::BadToken => None,
         }
     }
 }
@@ -77,12 +86,17 @@ fn segment(s: &str) -> String {
 }
 
 impl Client {
-    pub fn new(api_url: &str, namespace: &str) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: api_url.trim_end_matches('/').to_string(),
-            namespace: namespace.into(),
+    /// A client of the API at `api_url`; with a token, every request carries it as a bearer token.
+    pub fn new(api_url: &str, namespace: &str, token: Option<&str>) -> Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| Error::BadToken)?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
         }
+        let http = reqwest::Client::builder().default_headers(headers).build().map_err(|_| Error::BadToken)?;
+        Ok(Self { http, base: api_url.trim_end_matches('/').to_string(), namespace: namespace.into() })
     }
 
     fn pipeline_url(&self, pipeline: &str) -> String {

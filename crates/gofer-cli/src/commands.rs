@@ -23,7 +23,7 @@ use crate::{
 /// Runs a client command.
 pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
     let settings = global.resolve()?;
-    let client = Client::new(&settings.api_url, &settings.namespace);
+    let client = Client::new(&settings.api_url, &settings.namespace, settings.token.as_deref())?;
     let format = settings.output;
     match command {
         Command::Up(args) => deploy(&client, format, &args).await,

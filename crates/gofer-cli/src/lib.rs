@@ -28,6 +28,9 @@ pub struct GlobalArgs {
     /// Output format [default: table]
     #[arg(long, global = true, env = "GOFER_OUTPUT", value_enum)]
     pub output: Option<Format>,
+    /// API token, sent as a bearer token (tasks with inject_api_token get one in GOFER_TOKEN)
+    #[arg(long, global = true, env = "GOFER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// The client settings file, `~/.config/gofer/config.toml`.
@@ -37,6 +40,7 @@ struct FileSettings {
     api_url: Option<String>,
     namespace: Option<String>,
     output: Option<Format>,
+    token: Option<String>,
 }
 
 /// Resolved client settings.
@@ -45,6 +49,7 @@ pub struct Settings {
     pub api_url: String,
     pub namespace: String,
     pub output: Format,
+    pub token: Option<String>,
 }
 
 fn settings_path() -> Option<PathBuf> {
@@ -69,6 +74,7 @@ impl GlobalArgs {
             api_url: self.api_url.clone().or(file.api_url).unwrap_or_else(|| "http://127.0.0.1:8080".into()),
             namespace: self.namespace.clone().or(file.namespace).unwrap_or_else(|| "default".into()),
             output: self.output.or(file.output).unwrap_or(Format::Table),
+            token: self.token.clone().or(file.token).filter(|t| !t.is_empty()),
         })
     }
 }

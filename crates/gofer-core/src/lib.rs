@@ -12,6 +12,7 @@ pub mod mask;
 pub mod objects;
 pub mod orchestrator;
 pub mod secrets;
+pub mod tokens;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -526,7 +527,7 @@ impl Gofer {
 
     /// Who holds a token: an extension (`extension:<id>`), else the anonymous development-mode user.
     pub async fn initiator_of(&self, secret: &str) -> Initiator {
-        let hash = extensions::container::token_hash(secret);
+        let hash = tokens::token_hash(secret);
         match self.storage.get_token_by_hash(&hash).await {
             Ok(token) if !token.disabled => match token.user.strip_prefix("extension:") {
                 Some(id) => Initiator { kind: "extension".into(), name: id.into() },

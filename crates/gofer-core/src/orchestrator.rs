@@ -19,6 +19,7 @@ use gofer_api::models::{
     Attempt, EventKind, Run, RunState, RunStatus, StatusReason, StatusReasonKind, TaskExecution, TaskState, TaskStatus,
     Variable, VariableSource,
 };
+use gofer_api::permissions::Token;
 use gofer_scheduler::{ContainerSpec, RegistryAuth, Scheduler, labels};
 use gofer_storage::Storage;
 use tokio::task::JoinSet;
@@ -32,6 +33,7 @@ use crate::logs::{LogKey, LogStore, LogWriter};
 use crate::mask::Masker;
 use crate::objects::{ObjectScope, Objects};
 use crate::secrets::{Reference, Secrets, Unavailable};
+use crate::tokens;
 
 /// How long to wait for a container's output stream to end after the container exited.
 const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -593,9 +595,11 @@ impl Inner {
         }
         if let Some(objects) = self.objects.get()
             && let Some(cutoff) = self.retention_cutoff(run, objects.limits().run_objects_runs).await
-            && let Err(e) = objects.expire_runs(&run.namespace_id, &run.pipeline_id, cutoff).await
         {
-            tracing::warn!(error = %error_chain(&e), "could not remove expired run objects");
+            match objects.expire_runs(&run.namespace_id, &run.pipeline_id, cutoff).await {
+                Ok(_) => self.revoke_run_tokens(run, cutoff).await,
+                Err(e) => tracing::warn!(error = %error_chain(&e), "could not remove expired run objects"),
+            }
         }
     }
 
@@ -754,7 +758,7 @@ impl Inner {
         let (id, mut output): (String, BoxStream<'static, gofer_scheduler::Result<bytes::Bytes>>) = match resumed {
             Some(id) => {
                 // The values are read again to mask them; one that is gone meanwhile cannot be masked.
-                if let Ok((_, resolved)) = self.resolve_variables(execution).await {
+                if let Ok((_, resolved)) = self.resolve_variables(execution, false).await {
                     masker = resolved;
                 }
                 let output = self.scheduler.output_since_start(&id).await?;
@@ -769,7 +773,7 @@ impl Inner {
                 }
                 execution.state = TaskState::Processing;
                 self.save_task(execution).await;
-                let (env, resolved) = match self.resolve_variables(execution).await {
+                let (env, resolved) = match self.resolve_variables(execution, true).await {
                     Ok(resolved) => resolved,
                     Err(problem) => {
                         let why = reason(StatusReasonKind::FailedPrecondition, &problem);
@@ -882,7 +886,12 @@ impl Inner {
     /// The container's environment with references to stored values replaced by the values, right before the
     /// container starts, and a masker for the secret values among them. A reference that cannot be resolved is the
     /// task's failed precondition; the message names the variable and the key, never a value.
-    async fn resolve_variables(&self, execution: &TaskExecution) -> Result<(Vec<(String, String)>, Masker), String> {
+    /// With `starting`, a task that asked for it gets `GOFER_TOKEN`, a new token for this attempt (masked too).
+    async fn resolve_variables(
+        &self,
+        execution: &TaskExecution,
+        starting: bool,
+    ) -> Result<(Vec<(String, String)>, Masker), String> {
         let (ns, pipeline) = (&execution.namespace_id, &execution.pipeline_id);
         let mut env = Vec::with_capacity(execution.variables.len());
         let mut secret_values = Vec::new();
@@ -939,7 +948,47 @@ impl Inner {
                 Err(e) => return Err(format!("variable {name}: could not read the secret: {}", error_chain(&e))),
             }
         }
+        if starting && execution.task.inject_api_token {
+            let token = self.run_token(execution).await?;
+            secret_values.push(token.clone().into_bytes());
+            env.retain(|(name, _)| name != "GOFER_TOKEN");
+            env.push(("GOFER_TOKEN".into(), token));
+        }
         Ok((env, Masker::new(secret_values)))
+    }
+
+    /// Deletes the task tokens of the pipeline's runs up to `cutoff`: they go with the objects they were for.
+    async fn revoke_run_tokens(&self, run: &Run, cutoff: u64) {
+        let prefix = tokens::run_token_prefix(&run.namespace_id, &run.pipeline_id);
+        let holders = match self.storage.token_users(&prefix).await {
+            Ok(holders) => holders,
+            Err(e) => return tracing::warn!(error = %e, "could not list run tokens"),
+        };
+        for user in holders {
+            let expired =
+                user.strip_prefix(&prefix).and_then(|id| id.parse::<u64>().ok()).is_some_and(|id| id <= cutoff);
+            if expired && let Err(e) = self.storage.delete_tokens_of_user(&user).await {
+                tracing::warn!(error = %e, "could not revoke a run's tokens");
+            }
+        }
+    }
+
+    /// A token for one task attempt of a run: its secret goes only into the container; storage keeps the hash.
+    /// All tokens of a run are deleted when the run's objects expire.
+    async fn run_token(&self, execution: &TaskExecution) -> Result<String, String> {
+        let secret = tokens::new_secret()?;
+        let user = tokens::run_token_user(&execution.namespace_id, &execution.pipeline_id, execution.run_id);
+        let token = Token {
+            id: format!("{user}/{}/{}", execution.task_id, execution.attempt),
+            hash: tokens::token_hash(&secret),
+            user,
+            roles: vec![tokens::RUN_TOKEN_ROLE.into()],
+            created: epoch_millis(),
+            expires: 0,
+            disabled: false,
+        };
+        self.storage.put_token(&token).await.map_err(|e| format!("could not make the task's GOFER_TOKEN: {e}"))?;
+        Ok(secret)
     }
 
     /// An object's bytes as a variable's value (UTF-8 text, small enough for an environment variable).

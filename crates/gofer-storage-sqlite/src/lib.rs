@@ -1263,6 +1263,29 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn token_users(&self, prefix: &str) -> Result<Vec<String>> {
+        self.read(move |conn| {
+            query_all(
+                conn,
+                "list token holders",
+                "SELECT DISTINCT user FROM tokens WHERE substr(user, 1, length(?1)) = ?1 ORDER BY user",
+                [prefix],
+                |row| row.get(0),
+            )
+        })
+        .await
+    }
+
+    async fn delete_tokens_of_user(&self, user: &str) -> Result<u64> {
+        let user = user.to_string();
+        self.write("delete tokens", move |tx| {
+            let deleted =
+                tx.execute("DELETE FROM tokens WHERE user = ?1", [&user]).map_err(|e| backend("delete tokens", e))?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
     async fn get_role(&self, role_id: &str) -> Result<Role> {
         self.read(move |conn| {
             conn.query_row(

@@ -323,6 +323,22 @@ async fn extensions_tokens_and_roles(store: &dyn Storage) {
     store.put_token(&renewed).await.unwrap();
     assert!(matches!(store.get_token_by_hash("h1").await, Err(Error::NotFound { .. })));
     assert_eq!(store.get_token_by_hash("h2").await.unwrap(), renewed);
+    let run_token = |id: &str, hash: &str| Token {
+        id: id.into(),
+        hash: hash.into(),
+        user: "run:ns-a/p2/1".into(),
+        roles: vec!["run".into()],
+        created: 9150,
+        expires: 0,
+        disabled: false,
+    };
+    store.put_token(&run_token("run:ns-a/p2/1/a/1", "r1")).await.unwrap();
+    store.put_token(&run_token("run:ns-a/p2/1/b/1", "r2")).await.unwrap();
+    assert_eq!(store.token_users("run:ns-a/p2/").await.unwrap(), ["run:ns-a/p2/1"]);
+    assert!(store.token_users("run:ns-a/p2_").await.unwrap().is_empty(), "a prefix, not a pattern");
+    assert_eq!(store.delete_tokens_of_user("run:ns-a/p2/1").await.unwrap(), 2);
+    assert!(matches!(store.get_token_by_hash("r1").await, Err(Error::NotFound { .. })));
+    assert_eq!(store.get_token_by_hash("h2").await.unwrap(), renewed, "other holders keep theirs");
 
     let sub = Subscription {
         namespace_id: "ns-a".into(),

@@ -264,6 +264,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Stores a token, replacing one with the same id.
     async fn put_token(&self, token: &Token) -> Result<()>;
     async fn get_token_by_hash(&self, hash: &str) -> Result<Token>;
+    /// The distinct holders of tokens whose name starts with `prefix`.
+    async fn token_users(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Deletes every token held by `user`; returns how many.
+    async fn delete_tokens_of_user(&self, user: &str) -> Result<u64>;
     async fn get_role(&self, role_id: &str) -> Result<Role>;
 
     /// Stores a secret, replacing the value (and patterns) of one with the same scope and key but keeping its

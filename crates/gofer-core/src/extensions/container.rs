@@ -21,11 +21,12 @@ use gofer_storage::{Storage, SubscriptionKey};
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::{Extension, ExternalEvent, ExternalResponse, Status, Trigger};
 use crate::events::Events;
+use crate::tokens::new_secret;
+pub use crate::tokens::token_hash;
 
 /// How Gofer runs container extensions.
 #[derive(Debug, Clone)]
@@ -103,18 +104,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct ContainerExtension {
     inner: Arc<Inner>,
-}
-
-/// A random secret for an extension's token, as hex.
-fn new_secret() -> Result<String, String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| format!("could not make a secret: {e}"))?;
-    Ok(hex::encode(bytes))
-}
-
-/// The stored form of a token's secret.
-pub fn token_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// The token an extension's container carries.

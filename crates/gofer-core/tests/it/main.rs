@@ -16,6 +16,7 @@ use gofer_api::models::{Initiator, Run};
 use gofer_core::Gofer;
 use gofer_core::events::Events;
 use gofer_core::logs::LogStore;
+use gofer_core::objects::{ObjectLimits, Objects};
 use gofer_core::orchestrator::{Options, Orchestrator};
 use gofer_storage::Storage;
 
@@ -24,6 +25,7 @@ use crate::scripted::Scripted;
 struct Harness {
     gofer: Gofer,
     storage: Arc<dyn Storage>,
+    scheduler: Arc<Scripted>,
     _dir: tempfile::TempDir,
 }
 
@@ -42,17 +44,22 @@ async fn harness() -> Harness {
         log_retention_runs: 0,
         keep_containers_for: Duration::ZERO,
     };
+    let scheduler = Arc::new(Scripted::default());
     let orchestrator = Orchestrator::new(
         options,
         storage.clone(),
-        Arc::new(Scripted::default()),
+        scheduler.clone(),
         LogStore::new(dir.path().join("logs")),
         events.clone(),
     );
     let extensions = gofer_core::extensions::Extensions::new(storage.clone(), Vec::new());
-    let gofer = Gofer::new(storage.clone(), orchestrator, events, extensions);
+    std::fs::create_dir_all(dir.path().join("objects")).unwrap();
+    let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path().join("objects")).unwrap();
+    let limits = ObjectLimits { max_object_bytes: 1 << 20, pipeline_objects: 10, run_objects_runs: 1 };
+    let gofer = Gofer::new(storage.clone(), orchestrator, events, extensions)
+        .with_objects(Objects::new(Arc::new(store), limits));
     gofer.ensure_default_namespace().await.unwrap();
-    Harness { gofer, storage, _dir: dir }
+    Harness { gofer, storage, scheduler, _dir: dir }
 }
 
 fn task(id: &str, command: &[&str]) -> Task {
@@ -245,4 +252,31 @@ async fn a_pipeline_limit_of_one_runs_one_at_a_time_in_order() {
             (pair[1].started, pair[1].ended)
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_tokens_are_injected_stored_hashed_and_revoked_with_the_run_objects() {
+    let h = harness().await;
+    h.deploy(
+        Pipeline::new("tokens", "")
+            .tasks(vec![task("with", &["exit", "0"]).inject_api_token(true), task("without", &["exit", "0"])]),
+    )
+    .await;
+    let first = h.start("tokens").await;
+    h.wait_complete("tokens", first.run_id).await;
+    let envs = h.scheduler.envs.lock().unwrap().clone();
+    let token =
+        envs.iter().find_map(|env| env.get("GOFER_TOKEN").cloned()).expect("GOFER_TOKEN for the task that asked");
+    assert_eq!(envs.iter().filter(|env| env.contains_key("GOFER_TOKEN")).count(), 1, "only that task");
+    assert_eq!(token.len(), 64);
+    let stored = h.storage.get_token_by_hash(&gofer_core::tokens::token_hash(&token)).await.unwrap();
+    assert_eq!(stored.user, "run:default/tokens/1");
+    assert_ne!(stored.hash, token, "only the hash is kept");
+
+    // Run objects are kept for the last run only: the second run's end expires the first run's objects and tokens.
+    let second = h.start("tokens").await;
+    h.wait_complete("tokens", second.run_id).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let holders = h.storage.token_users("run:default/tokens/").await.unwrap();
+    assert_eq!(holders, ["run:default/tokens/2"], "run 1's token was revoked");
 }

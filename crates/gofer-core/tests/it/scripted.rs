@@ -25,11 +25,14 @@ enum Play {
 pub struct Scripted {
     containers: Mutex<HashMap<String, (Play, CancellationToken)>>,
     next: AtomicU64,
+    /// The environment of every container started, in order.
+    pub envs: Mutex<Vec<BTreeMap<String, String>>>,
 }
 
 #[async_trait]
 impl Scheduler for Scripted {
     async fn start(&self, spec: ContainerSpec) -> Result<Started> {
+        self.envs.lock().unwrap().push(spec.env.iter().cloned().collect());
         let command = spec.command.clone().unwrap_or_default();
         let arg = |i: usize| command.get(i).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
         let attempt: i64 =

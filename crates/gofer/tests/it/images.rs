@@ -9,6 +9,7 @@ use crate::harness::repo_root;
 
 pub const HEARTBEAT: &str = "gofer-test/heartbeat:latest";
 pub const SLEEPER: &str = "gofer-test/sleeper:latest";
+pub const GOFER_CLI: &str = "gofer-test/gofer-cli:latest";
 
 fn run(command: &mut Command) -> Vec<u8> {
     let out = command.output().unwrap();
@@ -64,14 +65,32 @@ pub fn heartbeat() -> &'static str {
     HEARTBEAT
 }
 
+/// The static busybox as /bin/busybox, with /bin/sh.
+fn busybox_into(root: &Path) {
+    let busybox = String::from_utf8(run(Command::new("sh").args(["-c", "command -v busybox"]))).unwrap();
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy(busybox.trim(), root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+}
+
+/// busybox with this build's `gofer` binary at /bin/gofer: a task that uses the CLI.
+pub fn gofer_cli() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = tempfile::tempdir().unwrap();
+        busybox_into(root.path());
+        copy_with_libraries(Path::new(crate::harness::BIN), root.path(), "bin/gofer");
+        import(root.path(), r#"CMD ["/bin/sh"]"#, GOFER_CLI);
+    });
+    GOFER_CLI
+}
+
 /// busybox that sleeps: runs, but never answers `/api/health`.
 pub fn sleeper() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let root = tempfile::tempdir().unwrap();
-        let busybox = String::from_utf8(run(Command::new("sh").args(["-c", "command -v busybox"]))).unwrap();
-        std::fs::create_dir_all(root.path().join("bin")).unwrap();
-        std::fs::copy(busybox.trim(), root.path().join("bin/busybox")).unwrap();
+        busybox_into(root.path());
         import(root.path(), r#"CMD ["/bin/busybox", "sleep", "3600"]"#, SLEEPER);
     });
     SLEEPER

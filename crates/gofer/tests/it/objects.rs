@@ -90,6 +90,28 @@ fn objects_round_trip_byte_exact_and_a_parent_hands_a_run_object_to_its_child() 
 }
 
 #[test]
+fn a_task_uses_the_gofer_cli_with_its_injected_token_to_leave_a_run_object_for_its_child() {
+    let gofer = Server::start();
+    let parent = "echo \"token: $GOFER_TOKEN\"; printf 'the report' | /bin/gofer --api-url \"$GOFER_API_BASE_URL\" \
+                  run object put \"$GOFER_PIPELINE_ID\" \"$GOFER_RUN_ID\" report -";
+    gofer.register(json!({
+        "id": "cli-handoff",
+        "tasks": [
+            { "id": "parent", "image": crate::images::gofer_cli(), "command": ["/bin/sh", "-c", parent],
+              "inject_api_token": true },
+            { "id": "child", "image": "busybox:latest", "command": ["sh", "-c", "echo \"child got: $REPORT\""],
+              "variables": { "REPORT": "run_object{{report}}" }, "depends_on": { "parent": "Success" } }
+        ]
+    }));
+    let run = gofer.start_run("cli-handoff", &[]);
+    let done = gofer.wait_run("cli-handoff", run);
+    let parent_log = String::from_utf8(gofer.logs("cli-handoff", run, "parent")).unwrap();
+    assert_eq!(done["status"], "successful", "{done:#}\n{parent_log}");
+    assert!(parent_log.starts_with("token: ***\n"), "the token is masked: {parent_log}");
+    assert_eq!(gofer.logs("cli-handoff", run, "child"), b"child got: the report\n");
+}
+
+#[test]
 fn bad_object_input_is_refused_and_deleting_the_pipeline_deletes_the_bytes() {
     let gofer = Server::start_with(&[("GOFER_OBJECTS__MAX_OBJECT_BYTES", "1000")]);
     gofer.register(script_pipeline("p", "true"));
