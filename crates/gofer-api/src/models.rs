@@ -391,6 +391,9 @@ pub enum EventKind {
         namespace_id: String,
         pipeline_id: String,
     },
+    NamespaceDeleted {
+        namespace_id: String,
+    },
     RunQueued {
         namespace_id: String,
         pipeline_id: String,

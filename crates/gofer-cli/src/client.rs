@@ -261,6 +261,10 @@ impl Client {
         self.json(Method::POST, format!("{}/api/namespaces", self.base), Some(request)).await
     }
 
+    pub async fn delete_namespace(&self, id: &str) -> Result<()> {
+        self.send(Method::DELETE, format!("{}/api/namespaces/{}", self.base, segment(id)), None::<&()>).await.map(drop)
+    }
+
     pub async fn list_pipelines(&self) -> Result<ListPipelinesResponse> {
         let url = format!("{}/api/namespaces/{}/pipelines?limit=1000", self.base, segment(&self.namespace));
         self.json(Method::GET, url, None::<&()>).await

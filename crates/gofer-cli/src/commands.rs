@@ -342,6 +342,11 @@ async fn namespace(client: &Client, format: Format, command: NamespaceCommand) -
             eprintln!("created namespace '{}'; use it with --namespace {}", created.id, created.id);
             created
         }
+        NamespaceCommand::Delete { id } => {
+            client.delete_namespace(&id).await?;
+            eprintln!("Namespace '{id}' deleted, with everything in it.");
+            return Ok(());
+        }
     };
     match format {
         Format::Json => output::json(&shown),

@@ -210,6 +210,8 @@ pub enum NamespaceCommand {
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// Delete a namespace with all its pipelines, runs, secrets, logs and objects.
+    Delete { id: String },
 }
 
 #[derive(Debug, Subcommand)]

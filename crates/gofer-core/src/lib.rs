@@ -302,34 +302,87 @@ impl Gofer {
         Ok(self.storage.get_pipeline(namespace_id, pipeline_id).await?)
     }
 
-    /// Deletes a pipeline and its history. Refused while runs are in flight, so no container is left unowned.
-    pub async fn delete_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<()> {
-        self.storage.get_namespace(namespace_id).await?;
-        self.storage.get_pipeline(namespace_id, pipeline_id).await?;
+    /// Refuses while runs of `pipeline_id` (every pipeline of the namespace when `None`) are in flight, so no
+    /// container is left unowned.
+    async fn refuse_unfinished(&self, namespace_id: &str, pipeline_id: Option<&str>) -> Result<()> {
         let active = self
             .storage
             .list_unfinished_runs()
             .await?
             .into_iter()
-            .filter(|r| r.namespace_id == namespace_id && r.pipeline_id == pipeline_id)
+            .filter(|r| r.namespace_id == namespace_id && pipeline_id.is_none_or(|p| r.pipeline_id == p))
             .count();
-        if active > 0 {
-            return Err(Error::conflict(format!(
-                "pipeline '{pipeline_id}' has {active} unfinished run(s); cancel them (gofer run cancel) and try again"
-            )));
+        if active == 0 {
+            return Ok(());
         }
+        let what = match pipeline_id {
+            Some(p) => format!("pipeline '{p}'"),
+            None => format!("namespace '{namespace_id}'"),
+        };
+        Err(Error::conflict(format!(
+            "{what} has {active} unfinished run(s); cancel them (gofer run cancel) and try again"
+        )))
+    }
+
+    /// Stops the triggers of a pipeline's subscriptions (before the pipeline goes).
+    async fn stop_subscriptions(&self, namespace_id: &str, pipeline_id: &str) -> Result<()> {
         for subscription in self.storage.list_subscriptions(namespace_id, pipeline_id).await? {
             if let Ok(extension) = self.extensions.get(&subscription.extension_id) {
                 extension.unsubscribe(&SubscriptionKey::of(&subscription)).await;
             }
         }
-        self.storage.delete_pipeline(namespace_id, pipeline_id).await?;
+        Ok(())
+    }
+
+    /// Deletes the logs and objects of a pipeline (`Some`) or of a whole namespace, after their rows went.
+    async fn delete_files(&self, namespace_id: &str, pipeline_id: Option<&str>) -> Result<()> {
+        let logs = self.orchestrator.logs().remove_all(namespace_id, pipeline_id).await;
+        logs.map_err(|e| Error::internal("delete logs", e))?;
         if let Some(objects) = &self.objects {
-            objects.delete_pipeline(namespace_id, pipeline_id).await?;
+            match pipeline_id {
+                Some(pipeline_id) => objects.delete_pipeline(namespace_id, pipeline_id).await?,
+                None => objects.delete_namespace(namespace_id).await?,
+            }
         }
+        Ok(())
+    }
+
+    /// Deletes a pipeline with its history, secrets, logs and objects. Refused while runs are in flight.
+    pub async fn delete_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<()> {
+        self.storage.get_namespace(namespace_id).await?;
+        self.storage.get_pipeline(namespace_id, pipeline_id).await?;
+        self.refuse_unfinished(namespace_id, Some(pipeline_id)).await?;
+        self.stop_subscriptions(namespace_id, pipeline_id).await?;
+        self.storage.delete_pipeline(namespace_id, pipeline_id).await?;
+        self.delete_files(namespace_id, Some(pipeline_id)).await?;
         self.events
             .publish(EventKind::PipelineDeleted { namespace_id: namespace_id.into(), pipeline_id: pipeline_id.into() })
             .await;
+        Ok(())
+    }
+
+    /// Deletes a namespace with all its pipelines (and their secrets, logs and objects). The default namespace
+    /// stays; refused while runs in the namespace are in flight.
+    pub async fn delete_namespace(&self, namespace_id: &str) -> Result<()> {
+        if namespace_id == DEFAULT_NAMESPACE {
+            return Err(Error::invalid("the default namespace cannot be deleted"));
+        }
+        self.storage.get_namespace(namespace_id).await?;
+        self.refuse_unfinished(namespace_id, None).await?;
+        let mut offset = 0;
+        loop {
+            let pipelines = self.storage.list_pipelines(namespace_id, Page::new(MAX_PAGE_LIMIT, offset)).await?;
+            for pipeline in &pipelines {
+                self.stop_subscriptions(namespace_id, &pipeline.pipeline_id).await?;
+            }
+            if (pipelines.len() as u64) < MAX_PAGE_LIMIT {
+                break;
+            }
+            offset += MAX_PAGE_LIMIT;
+        }
+        self.storage.delete_namespace(namespace_id).await?;
+        self.delete_files(namespace_id, None).await?;
+        self.events.publish(EventKind::NamespaceDeleted { namespace_id: namespace_id.into() }).await;
         Ok(())
     }
 

@@ -57,6 +57,18 @@ impl LogStore {
         self.run_dir(&key.namespace_id, &key.pipeline_id, key.run_id).join(file)
     }
 
+    /// Deletes every log of a pipeline (`Some`) or of a whole namespace (`None`).
+    pub async fn remove_all(&self, namespace_id: &str, pipeline_id: Option<&str>) -> io::Result<()> {
+        let dir = match pipeline_id {
+            Some(pipeline_id) => self.root.join(namespace_id).join(pipeline_id),
+            None => self.root.join(namespace_id),
+        };
+        match tokio::fs::remove_dir_all(dir).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Deletes every log of a run.
     pub async fn remove_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> io::Result<()> {
         match tokio::fs::remove_dir_all(self.run_dir(namespace_id, pipeline_id, run_id)).await {

@@ -241,6 +241,12 @@ impl Objects {
         self.delete_prefix(Path::from_iter(["runs", namespace_id, pipeline_id])).await
     }
 
+    /// Deletes the objects of every pipeline and run of a namespace (when the namespace is deleted).
+    pub async fn delete_namespace(&self, namespace_id: &str) -> Result<()> {
+        self.delete_prefix(Path::from_iter(["pipelines", namespace_id])).await?;
+        self.delete_prefix(Path::from_iter(["runs", namespace_id])).await
+    }
+
     /// Deletes an extension's objects (when it is uninstalled).
     pub async fn delete_extension(&self, extension_id: &str) -> Result<()> {
         self.delete_prefix(Path::from_iter(["extensions", extension_id])).await

@@ -733,6 +733,20 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn delete_namespace(&self, namespace_id: &str) -> Result<()> {
+        let ns = namespace_id.to_string();
+        self.write("delete a namespace", move |tx| {
+            let changed = tx
+                .execute("DELETE FROM namespaces WHERE id = ?1", [&ns])
+                .map_err(|e| backend("delete a namespace", e))?;
+            if changed == 0 {
+                return Err(not_found(format!("namespace '{ns}'")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn insert_run(&self, new: NewRun) -> Result<Run> {
         self.write("start a run", move |tx| {
             const CONTEXT: &str = "start a run";

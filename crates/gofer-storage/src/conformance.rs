@@ -429,4 +429,22 @@ async fn delete_cascades(store: &dyn Storage) {
     // A re-created pipeline starts its run ids from 1 again.
     store.register_config("ns-a", &doc("p1", "img"), "h", 4000).await.unwrap();
     assert_eq!(store.insert_run(new_run("ns-a", "p1", 4001)).await.unwrap().run_id, 1);
+
+    // A namespace goes with everything in it.
+    let p1 = SecretScope::Pipeline { namespace_id: "ns-a".into(), pipeline_id: "p1".into() };
+    let secret = SealedSecret {
+        scope: p1.clone(),
+        key: "K".into(),
+        sealed: vec![1],
+        namespaces: Vec::new(),
+        created: 4002,
+        modified: 4002,
+    };
+    store.put_secret(&secret).await.unwrap();
+    store.delete_namespace("ns-a").await.unwrap();
+    assert!(matches!(store.get_namespace("ns-a").await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.get_pipeline("ns-a", "p2").await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.get_run("ns-a", "p1", 1).await, Err(Error::NotFound { .. })));
+    assert!(store.list_secrets(&p1).await.unwrap().is_empty());
+    assert!(matches!(store.delete_namespace("ns-a").await, Err(Error::NotFound { .. })));
 }

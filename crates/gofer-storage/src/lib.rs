@@ -198,6 +198,8 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<()>;
     /// Deletes the pipeline with its configs, runs and task executions.
     async fn delete_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<()>;
+    /// Deletes a namespace with everything in it (pipelines and all that is theirs).
+    async fn delete_namespace(&self, namespace_id: &str) -> Result<()>;
 
     /// Stores a new pending run with the next run id of its pipeline.
     async fn insert_run(&self, run: NewRun) -> Result<Run>;

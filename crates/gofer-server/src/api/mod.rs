@@ -201,6 +201,7 @@ fn build() -> Routes {
         .add(Method::GET, "/api/namespaces", needs(Namespaces, Read), get(namespaces::list))
         .add(Method::POST, "/api/namespaces", needs(Namespaces, Write), post(namespaces::create))
         .add(Method::GET, "/api/namespaces/{namespace_id}", needs(Namespaces, Read), get(namespaces::get))
+        .add(Method::DELETE, "/api/namespaces/{namespace_id}", needs(Namespaces, Delete), delete(namespaces::delete))
         .add(Method::GET, "/api/namespaces/{namespace_id}/pipelines", needs(Pipelines, Read), get(pipelines::list))
         .add(
             Method::GET,
@@ -352,6 +353,7 @@ pub fn route_table() -> Vec<RouteInfo> {
         namespaces::list,
         namespaces::create,
         namespaces::get,
+        namespaces::delete,
         pipelines::list,
         pipelines::get,
         pipelines::update,

@@ -45,3 +45,18 @@ pub async fn create(
 pub async fn get(State(state): State<AppState>, ApiPath(namespace_id): ApiPath<String>) -> ApiResult<Json<Namespace>> {
     Ok(Json(state.gofer.get_namespace(&namespace_id).await?))
 }
+
+/// Deletes a namespace with all its pipelines, their runs, secrets, logs and objects. The default namespace cannot
+/// be deleted; refused while runs in it are in flight.
+#[utoipa::path(
+    delete, path = "/api/namespaces/{namespace_id}", tag = "Namespaces",
+    params(("namespace_id" = String, Path)),
+    responses(
+        (status = 204), (status = 400, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, body = ApiError, description = "Runs in the namespace are in flight")
+    )
+)]
+pub async fn delete(State(state): State<AppState>, ApiPath(namespace_id): ApiPath<String>) -> ApiResult<StatusCode> {
+    state.gofer.delete_namespace(&namespace_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -259,3 +259,37 @@ fn objects_work_the_same_on_an_s3_compatible_server() {
     assert!(listing.contains("pipelines/default/p/objects/kept"), "{listing}");
     assert!(!gofer.data_path().join("objects").exists());
 }
+
+#[test]
+fn deleting_a_namespace_deletes_its_pipelines_secrets_objects_and_logs() {
+    let gofer = Server::start();
+    gofer.cli_ok(&["namespace", "create", "doomed"]);
+    fn ns<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        [args, &["--namespace", "doomed"]].concat()
+    }
+    let config = script_pipeline("p", "echo ran");
+    let base = "/api/namespaces/doomed/pipelines/p";
+    assert_eq!(api(&gofer, "POST", &format!("{base}/configs"), Some(&json!({ "config": config }))).0, 201);
+    assert_eq!(api(&gofer, "POST", &format!("{base}/configs/1/deploy"), None).0, 200);
+    gofer.cli_ok(&ns(&["secret", "pipeline", "put", "p", "K", "doomed-secret-value"]));
+    let put = gofer.cli_with_stdin(&ns(&["pipeline", "object", "put", "p", "obj", "-"]), b"doomed object");
+    assert!(put.status.success(), "{put:?}");
+    let run = gofer.cli_json(&ns(&["run", "start", "p"]))["run_id"].as_u64().unwrap();
+    wait_for("the run", Duration::from_secs(60), || {
+        (gofer.cli_json(&ns(&["run", "get", "p", &run.to_string()]))["state"] == "complete").then_some(())
+    });
+    let data = gofer.data_path();
+    assert_eq!(files_under(&data.join("objects/pipelines/doomed")), 1);
+    assert!(files_under(&data.join("logs/doomed")) >= 1);
+
+    let (status, body) = api(&gofer, "DELETE", "/api/namespaces/default", None);
+    assert_eq!(status, 400, "{body}");
+    gofer.cli_ok(&["namespace", "delete", "doomed"]);
+    assert_eq!(api(&gofer, "GET", "/api/namespaces/doomed", None).0, 404);
+    assert_eq!(files_under(&data.join("objects/pipelines/doomed")), 0, "object bytes are gone");
+    assert_eq!(files_under(&data.join("logs/doomed")), 0, "logs are gone");
+    // Re-created, it starts empty: no secret came back.
+    gofer.cli_ok(&["namespace", "create", "doomed"]);
+    assert_eq!(api(&gofer, "POST", &format!("{base}/configs"), Some(&json!({ "config": config }))).0, 201);
+    assert!(gofer.cli_json(&ns(&["secret", "pipeline", "list", "p"])).as_array().unwrap().is_empty());
+}
