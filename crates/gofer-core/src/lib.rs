@@ -3,6 +3,7 @@
 //! This crate knows storage only through the `gofer_storage::Storage` trait and containers only through the
 //! `gofer_scheduler::Scheduler` trait. It never sees SQL, HTTP or a container engine's API.
 
+pub mod auth;
 pub mod dag;
 pub mod error;
 pub mod events;

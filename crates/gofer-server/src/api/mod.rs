@@ -295,9 +295,52 @@ fn build() -> Routes {
         )
 }
 
-/// The API router.
+/// The API router. Every matched route goes through the token check first.
 pub fn router(state: AppState) -> Router {
-    build().router.fallback(system::not_found).with_state(state)
+    let check = axum::middleware::from_fn_with_state(state.clone(), check_token);
+    build().router.route_layer(check).fallback(system::not_found).with_state(state)
+}
+
+/// The access each route requires, by method and route pattern.
+fn access_of(method: &Method, pattern: &str) -> Access {
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<(Method, &'static str), Access>> =
+        std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| route_table().into_iter().map(|r| ((r.method, r.path), r.access)).collect());
+    // HEAD is served by GET routes.
+    let method = if method == Method::HEAD { &Method::GET } else { method };
+    table.get(&(method.clone(), pattern)).copied().unwrap_or(Access::Public)
+}
+
+/// Checks a presented bearer token against the route's access (requests without one are let in: development
+/// mode). 401 for a token that is unknown, disabled or expired; 403 for one that may not do this.
+async fn check_token(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    matched: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let secret = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let access = matched.map_or(Access::Public, |m| access_of(request.method(), m.as_str()));
+    let path = request.uri().path().to_string();
+    match state.gofer.authorize(secret, request.method().as_str(), &path, access).await {
+        gofer_core::auth::Verdict::Allowed => next.run(request).await,
+        gofer_core::auth::Verdict::Unauthenticated(message) => ApiFailure::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            gofer_api::error::ErrorCode::PermissionDenied,
+            message,
+        )
+        .into_response(),
+        gofer_core::auth::Verdict::Forbidden(message) => {
+            ApiFailure::new(axum::http::StatusCode::FORBIDDEN, gofer_api::error::ErrorCode::PermissionDenied, message)
+                .into_response()
+        }
+    }
 }
 
 /// Every route with the access it requires.

@@ -92,8 +92,10 @@ fn objects_round_trip_byte_exact_and_a_parent_hands_a_run_object_to_its_child() 
 #[test]
 fn a_task_uses_the_gofer_cli_with_its_injected_token_to_leave_a_run_object_for_its_child() {
     let gofer = Server::start();
-    let parent = "echo \"token: $GOFER_TOKEN\"; printf 'the report' | /bin/gofer --api-url \"$GOFER_API_BASE_URL\" \
-                  run object put \"$GOFER_PIPELINE_ID\" \"$GOFER_RUN_ID\" report -";
+    let parent = "echo \"token: $GOFER_TOKEN\"; export GOFER_API_URL=\"$GOFER_API_BASE_URL\"; \
+                  printf 'the report' | /bin/gofer run object put \"$GOFER_PIPELINE_ID\" \"$GOFER_RUN_ID\" report - \
+                  && /bin/gofer pipeline get \"$GOFER_PIPELINE_ID\" >/dev/null && echo 'may read its pipeline' \
+                  && ! /bin/gofer secret pipeline list \"$GOFER_PIPELINE_ID\" 2>/dev/null && echo 'may not read secrets'";
     gofer.register(json!({
         "id": "cli-handoff",
         "tasks": [
@@ -108,6 +110,13 @@ fn a_task_uses_the_gofer_cli_with_its_injected_token_to_leave_a_run_object_for_i
     let parent_log = String::from_utf8(gofer.logs("cli-handoff", run, "parent")).unwrap();
     assert_eq!(done["status"], "successful", "{done:#}\n{parent_log}");
     assert!(parent_log.starts_with("token: ***\n"), "the token is masked: {parent_log}");
+    assert!(parent_log.ends_with("may read its pipeline\nmay not read secrets\n"), "{parent_log}");
+
+    // A token that is presented is checked, in development mode too.
+    let url = format!("{}/api/namespaces/default/pipelines", gofer.url);
+    let (status, body) = http_raw("GET", &url, &[("Authorization", "Bearer not-a-token")], b"").unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("unknown or was revoked"), "{body}");
     assert_eq!(gofer.logs("cli-handoff", run, "child"), b"child got: the report\n");
 }
 
