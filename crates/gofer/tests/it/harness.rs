@@ -46,8 +46,11 @@ fn spawn(port: u16, external_port: u16, data_dir: &Path, log: &Path, env: &[(Str
         .unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Two distinct free ports (both listeners are held while the second is picked, so they differ).
+fn free_ports() -> (u16, u16) {
+    let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let second = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (first.local_addr().unwrap().port(), second.local_addr().unwrap().port())
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
@@ -70,7 +73,7 @@ impl Server {
     /// Starts a server with extra environment (e.g. `GOFER_RUNS__GLOBAL_LIMIT`).
     pub fn start_with(env: &[(&str, &str)]) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
-        let (port, external_port) = (free_port(), free_port());
+        let (port, external_port) = free_ports();
         let log = data_dir.path().join("server.log");
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let child = spawn(port, external_port, data_dir.path(), &log, &env);
