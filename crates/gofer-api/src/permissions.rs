@@ -17,6 +17,8 @@ pub enum Resource {
     Subscriptions,
     Secrets,
     Objects,
+    Tokens,
+    Roles,
     System,
 }
 
@@ -59,14 +61,103 @@ pub enum Access {
     Requires(Permission),
 }
 
-/// A named set of permissions that tokens carry.
+/// Whether a pattern (`*` any run of characters, `?` one character) matches the whole of `id`.
+pub fn pattern_matches(pattern: &str, id: &str) -> bool {
+    fn matches(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => matches(&p[1..], s) || (!s.is_empty() && matches(p, &s[1..])),
+            (Some(b'?'), Some(_)) => matches(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => matches(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    matches(pattern.as_bytes(), id.as_bytes())
+}
+
+fn any() -> Vec<String> {
+    vec!["*".to_string()]
+}
+
+/// What a role grants: `actions` on `resources` (all resources when empty), within the namespaces and pipelines
+/// whose ids match the patterns (whole ids, `*` and `?` wildcards).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Grant {
+    #[serde(default)]
+    pub resources: Vec<Resource>,
+    pub actions: Vec<Action>,
+    #[serde(default = "any")]
+    pub namespaces: Vec<String>,
+    #[serde(default = "any")]
+    pub pipelines: Vec<String>,
+}
+
+impl Grant {
+    fn on(resources: &[Resource], actions: &[Action]) -> Self {
+        Self { resources: resources.to_vec(), actions: actions.to_vec(), namespaces: any(), pipelines: any() }
+    }
+
+    /// Whether this grant covers `needed` for a request about `namespace` and `pipeline` (when the route names
+    /// them; a route about no namespace needs a grant for all namespaces, and likewise for pipelines).
+    pub fn allows(&self, needed: Permission, namespace: Option<&str>, pipeline: Option<&str>) -> bool {
+        let scoped = |patterns: &[String], id: Option<&str>| match id {
+            Some(id) => patterns.iter().any(|p| pattern_matches(p, id)),
+            None => patterns.iter().any(|p| p == "*"),
+        };
+        (self.resources.is_empty() || self.resources.contains(&needed.resource))
+            && self.actions.contains(&needed.action)
+            && scoped(&self.namespaces, namespace)
+            && scoped(&self.pipelines, pipeline)
+    }
+}
+
+/// A named set of grants that tokens carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Role {
     pub id: String,
     pub description: String,
-    pub permissions: Vec<Permission>,
-    /// Made by Gofer itself (an extension's role); removed with what it was made for.
+    #[serde(alias = "permissions")]
+    pub grants: Vec<Grant>,
+    /// Made by Gofer itself (the built-in roles, an extension's role); not edited through the API.
     pub system_role: bool,
+}
+
+impl Role {
+    pub fn allows(&self, needed: Permission, namespace: Option<&str>, pipeline: Option<&str>) -> bool {
+        self.grants.iter().any(|g| g.allows(needed, namespace, pipeline))
+    }
+}
+
+/// The roles every Gofer has: `admin` (everything), `user` (work with pipelines, runs, secrets and objects;
+/// read the rest) and `read_only` (read everything but secret values).
+pub fn system_roles() -> Vec<Role> {
+    use Action::*;
+    use Resource::*;
+    let everything = [Read, Write, Delete];
+    vec![
+        Role {
+            id: "admin".into(),
+            description: "Everything, everywhere.".into(),
+            grants: vec![Grant::on(&[], &everything)],
+            system_role: true,
+        },
+        Role {
+            id: "user".into(),
+            description:
+                "Deploys and runs pipelines, manages their secrets, objects and subscriptions; reads the rest.".into(),
+            grants: vec![
+                Grant::on(&[], &[Read]),
+                Grant::on(&[Pipelines, Configs, Runs, TaskExecutions, Subscriptions, Secrets, Objects], &everything),
+            ],
+            system_role: true,
+        },
+        Role {
+            id: "read_only".into(),
+            description: "Reads everything; changes nothing.".into(),
+            grants: vec![Grant::on(&[], &[Read])],
+            system_role: true,
+        },
+    ]
 }
 
 /// An API token. Only the SHA-256 of its secret is kept.
@@ -89,25 +180,54 @@ pub struct Token {
 pub fn extension_role(extension_id: &str) -> Role {
     use Action::*;
     use Resource::*;
-    let permissions = [
-        (Namespaces, Read),
-        (Pipelines, Read),
-        (Configs, Read),
-        (Runs, Read),
-        (Runs, Write),
-        (TaskExecutions, Read),
-        (Events, Read),
-        (Extensions, Read),
-        (Subscriptions, Read),
-        (System, Read),
-    ]
-    .into_iter()
-    .map(|(resource, action)| Permission::new(resource, action))
-    .collect();
+    let grants = vec![
+        Grant::on(
+            &[Namespaces, Pipelines, Configs, Runs, TaskExecutions, Events, Extensions, Subscriptions, System],
+            &[Read],
+        ),
+        Grant::on(&[Runs], &[Write]),
+        Grant {
+            resources: vec![Objects],
+            actions: vec![Read, Write, Delete],
+            // Its own object store only: extension routes name no namespace or pipeline, so scope by extension id
+            // happens in the auth check.
+            namespaces: any(),
+            pipelines: any(),
+        },
+    ];
     Role {
         id: format!("extension_{extension_id}"),
         description: format!("What extension '{extension_id}' may do: start runs and read pipelines and runs."),
-        permissions,
+        grants,
         system_role: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_are_scoped_by_anchored_patterns() {
+        let grant = Grant {
+            resources: vec![Resource::Runs],
+            actions: vec![Action::Read, Action::Write],
+            namespaces: vec!["team-*".into()],
+            pipelines: vec!["backup?".into()],
+        };
+        let run_write = Permission::new(Resource::Runs, Action::Write);
+        assert!(grant.allows(run_write, Some("team-a"), Some("backup1")));
+        assert!(!grant.allows(run_write, Some("my-team-a"), Some("backup1")), "anchored");
+        assert!(!grant.allows(run_write, Some("team-a"), Some("backup12")));
+        assert!(!grant.allows(Permission::new(Resource::Runs, Action::Delete), Some("team-a"), Some("backup1")));
+        assert!(!grant.allows(Permission::new(Resource::Secrets, Action::Read), Some("team-a"), Some("backup1")));
+        assert!(!grant.allows(run_write, None, None), "a route about every namespace needs a grant for all");
+        let roles = system_roles();
+        let read_only = roles.iter().find(|r| r.id == "read_only").unwrap();
+        assert!(read_only.allows(Permission::new(Resource::Pipelines, Action::Read), Some("x"), Some("y")));
+        assert!(!read_only.allows(Permission::new(Resource::Pipelines, Action::Write), Some("x"), Some("y")));
+        let user = roles.iter().find(|r| r.id == "user").unwrap();
+        assert!(user.allows(Permission::new(Resource::Secrets, Action::Write), Some("x"), Some("y")));
+        assert!(!user.allows(Permission::new(Resource::System, Action::Write), None, None));
     }
 }

@@ -140,6 +140,41 @@ pub struct ListObjectsResponse {
     pub objects: Vec<crate::models::ObjectInfo>,
 }
 
+/// Body of `POST /api/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreateTokenRequest {
+    /// Who holds it (a person, a team, a robot).
+    pub user: String,
+    /// Role ids: `admin`, `user`, `read_only`, or custom roles.
+    pub roles: Vec<String>,
+    /// Seconds until it expires; none: never.
+    #[serde(default)]
+    pub expires_in_seconds: Option<u64>,
+}
+
+/// A new token: the secret is shown here once and never again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    pub token: crate::permissions::Token,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListTokensResponse {
+    pub tokens: Vec<crate::permissions::Token>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListRolesResponse {
+    pub roles: Vec<crate::permissions::Role>,
+}
+
+/// Body of `PATCH /api/tokens/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UpdateTokenRequest {
+    pub disabled: bool,
+}
+
 /// Query of the extension log endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -10,12 +10,16 @@ use gofer_api::models::{
     Event, Extension, Namespace, ObjectInfo, Pipeline, PipelineConfig, PipelineState, Run, Secret, Subscription,
     SystemSettings, TaskExecution,
 };
+use gofer_api::permissions::{Role, Token};
 use gofer_api::requests::{
     CreateNamespaceRequest, ExtensionDebugResponse, InstallExtensionRequest, ListExtensionsResponse,
     ListNamespacesResponse, ListObjectsResponse, ListPipelinesResponse, ListRunsResponse, ListSecretsResponse,
     ListSubscriptionsResponse, ListTaskExecutionsResponse, PutSecretRequest, RegisterConfigRequest,
     RegisterConfigResponse, SetEnabledRequest, StartRunRequest, SubscribeRequest, UpdatePipelineRequest,
     UpdateSystemRequest,
+};
+use gofer_api::requests::{
+    CreateTokenRequest, CreatedToken, ListRolesResponse, ListTokensResponse, UpdateTokenRequest,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -259,6 +263,55 @@ impl Client {
 
     pub async fn create_namespace(&self, request: &CreateNamespaceRequest) -> Result<Namespace> {
         self.json(Method::POST, format!("{}/api/namespaces", self.base), Some(request)).await
+    }
+
+    pub async fn bootstrap_token(&self) -> Result<CreatedToken> {
+        self.json(Method::POST, format!("{}/api/tokens/bootstrap", self.base), None::<&()>).await
+    }
+
+    pub async fn create_token(&self, request: &CreateTokenRequest) -> Result<CreatedToken> {
+        self.json(Method::POST, format!("{}/api/tokens", self.base), Some(request)).await
+    }
+
+    pub async fn list_tokens(&self) -> Result<ListTokensResponse> {
+        self.json(Method::GET, format!("{}/api/tokens", self.base), None::<&()>).await
+    }
+
+    pub async fn get_token(&self, id: &str) -> Result<Token> {
+        self.json(Method::GET, format!("{}/api/tokens/{}", self.base, segment(id)), None::<&()>).await
+    }
+
+    pub async fn set_token_disabled(&self, id: &str, disabled: bool) -> Result<Token> {
+        let url = format!("{}/api/tokens/{}", self.base, segment(id));
+        self.json(Method::PATCH, url, Some(&UpdateTokenRequest { disabled })).await
+    }
+
+    pub async fn delete_token(&self, id: &str) -> Result<()> {
+        self.send(Method::DELETE, format!("{}/api/tokens/{}", self.base, segment(id)), None::<&()>).await.map(drop)
+    }
+
+    pub async fn list_roles(&self) -> Result<ListRolesResponse> {
+        self.json(Method::GET, format!("{}/api/roles", self.base), None::<&()>).await
+    }
+
+    pub async fn get_role(&self, id: &str) -> Result<Role> {
+        self.json(Method::GET, format!("{}/api/roles/{}", self.base, segment(id)), None::<&()>).await
+    }
+
+    pub async fn create_role(&self, role: &Role) -> Result<Role> {
+        self.json(Method::POST, format!("{}/api/roles", self.base), Some(role)).await
+    }
+
+    pub async fn delete_role(&self, id: &str) -> Result<()> {
+        self.send(Method::DELETE, format!("{}/api/roles/{}", self.base, segment(id)), None::<&()>).await.map(drop)
+    }
+
+    pub async fn whoami(&self) -> Result<Token> {
+        self.json(Method::GET, format!("{}/api/tokens/whoami", self.base), None::<&()>).await
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub async fn delete_namespace(&self, id: &str) -> Result<()> {

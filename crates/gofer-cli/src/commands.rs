@@ -10,14 +10,15 @@ use futures::StreamExt;
 use gofer_api::config;
 use gofer_api::config::RegistryAuth;
 use gofer_api::models::{PipelineState, Run, TaskExecution, TaskState};
-use gofer_api::requests::{InstallExtensionRequest, PutSecretRequest};
+use gofer_api::permissions::{Grant, Role, Token};
+use gofer_api::requests::{CreateTokenRequest, InstallExtensionRequest, PutSecretRequest};
 
 use crate::client::{Client, ObjectTarget};
 use crate::output::{self, Format, ago, took};
 use crate::{
     Command, DeployArgs, EventCommand, ExtensionCommand, GlobalArgs, GlobalSecretCommand, NamespaceCommand,
-    PipelineCommand, PipelineObjectCommand, PipelineSecretCommand, RunCommand, RunObjectCommand, SecretCommand,
-    SystemCommand, TaskCommand,
+    PipelineCommand, PipelineObjectCommand, PipelineSecretCommand, RoleCommand, RunCommand, RunObjectCommand,
+    SecretCommand, SystemCommand, TaskCommand, TokenCommand,
 };
 
 /// Runs a client command.
@@ -32,6 +33,9 @@ pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Task(command) => task(&client, format, command).await,
         Command::System(command) => system(&client, format, command).await,
         Command::Secret(command) => secret(&client, format, command).await,
+        Command::Token(command) => token(&client, format, command).await,
+        Command::Context => context(&client, &settings, format).await,
+        Command::Role(command) => role(&client, format, command).await,
         Command::Namespace(command) => namespace(&client, format, command).await,
         Command::Extension(command) => extension(&client, format, command).await,
         Command::Event(EventCommand::List { after, follow }) => {
@@ -143,6 +147,190 @@ async fn extension(client: &Client, format: Format, command: ExtensionCommand) -
             output::fields(&fields)
         }
     }
+}
+
+fn token_fields(token: &Token) -> Vec<(&'static str, String)> {
+    vec![
+        ("token", token.id.clone()),
+        ("user", token.user.clone()),
+        ("roles", token.roles.join(", ")),
+        ("created", ago(token.created)),
+        ("expires", if token.expires == 0 { "never".into() } else { ago(token.expires) }),
+        ("state", if token.disabled { "disabled" } else { "enabled" }.into()),
+    ]
+}
+
+async fn token(client: &Client, format: Format, command: TokenCommand) -> anyhow::Result<()> {
+    let shown = match command {
+        TokenCommand::Bootstrap | TokenCommand::Create { .. } => {
+            let created = match command {
+                TokenCommand::Create { user, roles, expires_in } => {
+                    let request = CreateTokenRequest { user, roles, expires_in_seconds: expires_in };
+                    client.create_token(&request).await?
+                }
+                _ => client.bootstrap_token().await?,
+            };
+            eprintln!("Keep the secret now: Gofer keeps only its hash and cannot show it again.");
+            return match format {
+                Format::Json => output::json(&created),
+                Format::Table => {
+                    let mut fields = token_fields(&created.token);
+                    fields.push(("secret", created.secret));
+                    output::fields(&fields)
+                }
+            };
+        }
+        TokenCommand::List => {
+            let list = client.list_tokens().await?;
+            if format == Format::Json {
+                return output::json(&list.tokens);
+            }
+            let rows: Vec<Vec<String>> = list
+                .tokens
+                .iter()
+                .map(|t| {
+                    let state = if t.disabled { "disabled" } else { "enabled" };
+                    vec![t.id.clone(), t.user.clone(), t.roles.join(","), state.into(), ago(t.created)]
+                })
+                .collect();
+            return output::table(&["ID", "USER", "ROLES", "STATE", "CREATED"], &rows);
+        }
+        TokenCommand::Get { id } => client.get_token(&id).await?,
+        TokenCommand::Enable { id } => client.set_token_disabled(&id, false).await?,
+        TokenCommand::Disable { id } => client.set_token_disabled(&id, true).await?,
+        TokenCommand::Delete { id } => {
+            client.delete_token(&id).await?;
+            eprintln!("Token '{id}' deleted.");
+            return Ok(());
+        }
+        TokenCommand::Whoami => client.whoami().await?,
+    };
+    match format {
+        Format::Json => output::json(&shown),
+        Format::Table => output::fields(&token_fields(&shown)),
+    }
+}
+
+/// One grant from the role flags: names as the API spells them.
+fn grant_from_flags(
+    resources: Vec<String>,
+    actions: Vec<String>,
+    namespaces: Vec<String>,
+    pipelines: Vec<String>,
+) -> anyhow::Result<Grant> {
+    let or_any = |v: Vec<String>| if v.is_empty() { vec!["*".to_string()] } else { v };
+    let grant = serde_json::json!({
+        "resources": resources,
+        "actions": actions,
+        "namespaces": or_any(namespaces),
+        "pipelines": or_any(pipelines),
+    });
+    serde_json::from_value(grant).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}: resources are namespaces, pipelines, configs, runs, task_executions, events, extensions, \
+                         subscriptions, secrets, objects, tokens, roles, system; actions are read, write, delete"
+        )
+    })
+}
+
+async fn role(client: &Client, format: Format, command: RoleCommand) -> anyhow::Result<()> {
+    let shown = match command {
+        RoleCommand::List => {
+            let list = client.list_roles().await?;
+            if format == Format::Json {
+                return output::json(&list.roles);
+            }
+            let rows: Vec<Vec<String>> = list
+                .roles
+                .iter()
+                .map(|r| {
+                    vec![r.id.clone(), if r.system_role { "built in" } else { "custom" }.into(), r.description.clone()]
+                })
+                .collect();
+            return output::table(&["ID", "KIND", "DESCRIPTION"], &rows);
+        }
+        RoleCommand::Get { id } => client.get_role(&id).await?,
+        RoleCommand::Create { id, description, resources, actions, namespaces, pipelines, grants_file } => {
+            let grants: Vec<Grant> = match grants_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("could not read {}: {e}", path.display()))?;
+                    serde_json::from_str(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: not a list of grants: {e}", path.display()))?
+                }
+                None => vec![grant_from_flags(resources, actions, namespaces, pipelines)?],
+            };
+            client.create_role(&Role { id, description, grants, system_role: false }).await?
+        }
+        RoleCommand::Delete { id } => {
+            client.delete_role(&id).await?;
+            eprintln!("Role '{id}' deleted.");
+            return Ok(());
+        }
+    };
+    match format {
+        Format::Json => output::json(&shown),
+        Format::Table => {
+            let mut fields = vec![("role", shown.id.clone()), ("about", shown.description.clone())];
+            for grant in &shown.grants {
+                let resources = if grant.resources.is_empty() {
+                    "everything".to_string()
+                } else {
+                    grant
+                        .resources
+                        .iter()
+                        .map(|r| serde_json::to_value(r).unwrap_or_default().as_str().unwrap_or_default().to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let actions: Vec<String> = grant
+                    .actions
+                    .iter()
+                    .map(|a| serde_json::to_value(a).unwrap_or_default().as_str().unwrap_or_default().to_string())
+                    .collect();
+                fields.push((
+                    "grant",
+                    format!(
+                        "{} on {resources} in namespaces {} pipelines {}",
+                        actions.join(","),
+                        grant.namespaces.join(","),
+                        grant.pipelines.join(",")
+                    ),
+                ));
+            }
+            output::fields(&fields)
+        }
+    }
+}
+
+/// Which server, namespace and token this client uses.
+async fn context(client: &Client, settings: &crate::Settings, format: Format) -> anyhow::Result<()> {
+    let who = match &settings.token {
+        Some(_) => Some(client.whoami().await?),
+        None => None,
+    };
+    let system = client.get_system().await.ok();
+    if format == Format::Json {
+        return output::json(&serde_json::json!({
+            "api_url": client.base(),
+            "namespace": settings.namespace,
+            "token": who,
+            "maintenance": system.map(|s| s.maintenance),
+        }));
+    }
+    let mut fields = vec![("server", client.base().to_string()), ("namespace", settings.namespace.clone())];
+    match who {
+        Some(token) => {
+            fields.push(("user", token.user));
+            fields.push(("roles", token.roles.join(", ")));
+            fields.push(("token", token.id));
+        }
+        None => fields.push(("token", "none (only development mode lets requests without one in)".into())),
+    }
+    if let Some(system) = system {
+        fields.push(("maintenance", if system.maintenance { "on" } else { "off" }.into()));
+    }
+    output::fields(&fields)
 }
 
 /// A request body streamed from a file, or from stdin for `-` or `@-`.

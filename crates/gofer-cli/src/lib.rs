@@ -103,6 +103,14 @@ pub enum Command {
     /// List, inspect and create namespaces.
     #[command(subcommand)]
     Namespace(NamespaceCommand),
+    /// API tokens: bootstrap the first, create, list, disable, delete, whoami.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Roles: the built-in ones and custom roles made of scoped grants.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Which server, namespace and token this client uses, and who the token belongs to.
+    Context,
     /// Server-wide settings: maintenance mode.
     #[command(subcommand)]
     System(SystemCommand),
@@ -194,6 +202,67 @@ pub enum GlobalSecretCommand {
     List,
     /// Delete a global secret.
     Delete { key: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make the first admin token of a Gofer (works once); its secret is printed once.
+    Bootstrap,
+    /// Make a token; its secret is printed once.
+    Create {
+        /// Who holds it.
+        #[arg(long)]
+        user: String,
+        /// A role (admin, user, read_only or a custom one); repeatable.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Seconds until it expires.
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
+    /// List tokens.
+    List,
+    /// Show a token.
+    Get { id: String },
+    /// Let a disabled token in again.
+    Enable { id: String },
+    /// Refuse a token from now on (401).
+    Disable { id: String },
+    /// Delete a token.
+    Delete { id: String },
+    /// Show the token this client uses.
+    Whoami,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// List roles.
+    List,
+    /// Show a role and its grants.
+    Get { id: String },
+    /// Make a role with one grant (or several, from a JSON file of grants with --grants-file).
+    Create {
+        id: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// A resource it grants (pipelines, runs, secrets, ...); repeatable; none: all resources.
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+        /// read, write or delete; repeatable.
+        #[arg(long = "action")]
+        actions: Vec<String>,
+        /// A namespace pattern (whole ids, * and ? wildcards); repeatable; default *.
+        #[arg(long = "namespace-pattern")]
+        namespaces: Vec<String>,
+        /// A pipeline pattern; repeatable; default *.
+        #[arg(long = "pipeline-pattern")]
+        pipelines: Vec<String>,
+        /// A JSON file holding a list of grants, instead of the flags above.
+        #[arg(long)]
+        grants_file: Option<PathBuf>,
+    },
+    /// Delete a custom role.
+    Delete { id: String },
 }
 
 #[derive(Debug, Subcommand)]

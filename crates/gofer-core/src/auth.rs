@@ -5,7 +5,7 @@
 //! own run's objects.
 
 use gofer_api::epoch_millis;
-use gofer_api::permissions::{Access, Token};
+use gofer_api::permissions::{Access, Role, Token, system_roles};
 
 use crate::Gofer;
 use crate::tokens::{self, RUN_TOKEN_ROLE};
@@ -36,23 +36,79 @@ fn run_token_allows(scope: &str, method: &str, path: &str) -> bool {
     method == "GET" && reads_pipeline && !path.contains("/objects")
 }
 
+/// What a request asks for, as the auth check needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The bearer secret, if the request carries one.
+    pub secret: Option<&'a str>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub access: Access,
+    /// The namespace, pipeline and extension the route names, if any.
+    pub namespace: Option<&'a str>,
+    pub pipeline: Option<&'a str>,
+    pub extension: Option<&'a str>,
+}
+
 impl Gofer {
-    /// Checks the token a request presents (if any) against what the route requires.
-    pub async fn authorize(&self, secret: Option<&str>, method: &str, path: &str, access: Access) -> Verdict {
-        let Some(secret) = secret else { return Verdict::Allowed };
-        let token: Token = match self.storage.get_token_by_hash(&tokens::token_hash(secret)).await {
-            Ok(token) => token,
-            Err(gofer_storage::Error::NotFound { .. }) => {
-                return Verdict::Unauthenticated("the token is unknown or was revoked".into());
+    /// The roles a token holds (built-in ones from code, the rest from storage); unknown ids are skipped.
+    async fn roles_of(&self, token: &Token) -> std::result::Result<Vec<Role>, String> {
+        let builtin = system_roles();
+        let mut roles = Vec::with_capacity(token.roles.len());
+        for id in &token.roles {
+            if let Some(role) = builtin.iter().find(|r| &r.id == id) {
+                roles.push(role.clone());
+                continue;
             }
-            Err(e) => return Verdict::Unauthenticated(format!("the token could not be checked: {e}")),
+            match self.storage.get_role(id).await {
+                Ok(role) => roles.push(role),
+                Err(gofer_storage::Error::NotFound { .. }) => {}
+                Err(e) => return Err(format!("the token's roles could not be read: {e}")),
+            }
+        }
+        Ok(roles)
+    }
+
+    /// The token behind a secret, if it is valid now.
+    pub async fn token_for_secret(&self, secret: &str) -> std::result::Result<Token, String> {
+        let token = match self.storage.get_token_by_hash(&tokens::token_hash(secret)).await {
+            Ok(token) => token,
+            Err(gofer_storage::Error::NotFound { .. }) => return Err("the token is unknown or was revoked".into()),
+            Err(e) => return Err(format!("the token could not be checked: {e}")),
         };
         if token.disabled {
-            return Verdict::Unauthenticated("the token is disabled".into());
+            return Err("the token is disabled".into());
         }
         if token.expires != 0 && token.expires < epoch_millis() {
-            return Verdict::Unauthenticated("the token has expired".into());
+            return Err("the token has expired".into());
         }
+        Ok(token)
+    }
+
+    /// Checks a request's token (if any) against what the route requires. With `required` (production mode) a
+    /// request without a token gets only the public routes. Returns the caller's token when there is one.
+    pub async fn authorize(&self, request: Request<'_>, required: bool) -> (Verdict, Option<Token>) {
+        let Some(secret) = request.secret else {
+            return match (required, request.access) {
+                (true, Access::Requires(needed)) => (
+                    Verdict::Unauthenticated(format!(
+                        "this route needs a token granting {needed}; pass one with --token or GOFER_TOKEN"
+                    )),
+                    None,
+                ),
+                _ => (Verdict::Allowed, None),
+            };
+        };
+        let token = match self.token_for_secret(secret).await {
+            Ok(token) => token,
+            Err(message) => return (Verdict::Unauthenticated(message), None),
+        };
+        let verdict = self.judge(&token, request).await;
+        (verdict, Some(token))
+    }
+
+    async fn judge(&self, token: &Token, request: Request<'_>) -> Verdict {
+        let Request { method, path, access, namespace, pipeline, extension, .. } = request;
         if let Some(scope) = token.user.strip_prefix("run:") {
             if token.roles.iter().any(|r| r == RUN_TOKEN_ROLE) && run_token_allows(scope, method, path) {
                 return Verdict::Allowed;
@@ -62,15 +118,88 @@ impl Gofer {
                  (/api/namespaces/{scope}/objects); {method} {path} is neither"
             ));
         }
-        let Access::Requires(needed) = access else { return Verdict::Allowed };
-        for role in &token.roles {
-            match self.storage.get_role(role).await {
-                Ok(role) if role.permissions.contains(&needed) => return Verdict::Allowed,
-                Ok(_) | Err(gofer_storage::Error::NotFound { .. }) => {}
-                Err(e) => return Verdict::Unauthenticated(format!("the token's roles could not be read: {e}")),
-            }
+        if let (Some(own), Some(other)) = (token.user.strip_prefix("extension:"), extension)
+            && own != other
+            && path.contains("/objects")
+        {
+            return Verdict::Forbidden(format!("extension '{own}' may not reach the objects of extension '{other}'"));
         }
-        Verdict::Forbidden(format!("the token of {} does not grant {needed}", token.user))
+        let Access::Requires(needed) = access else { return Verdict::Allowed };
+        match self.roles_of(token).await {
+            Ok(roles) if roles.iter().any(|role| role.allows(needed, namespace, pipeline)) => Verdict::Allowed,
+            Ok(_) => {
+                let scope = match (namespace, pipeline) {
+                    (Some(ns), Some(p)) => format!(" on pipeline {ns}/{p}"),
+                    (Some(ns), None) => format!(" in namespace {ns}"),
+                    _ => String::new(),
+                };
+                Verdict::Forbidden(format!("the token of {} does not grant {needed}{scope}", token.user))
+            }
+            Err(message) => Verdict::Unauthenticated(message),
+        }
+    }
+}
+
+/// Checks a grant's patterns: namespace and pipeline ids with `*` and `?` wildcards.
+fn check_patterns(what: &str, patterns: &[String]) -> crate::Result<()> {
+    if patterns.is_empty() {
+        return Err(crate::Error::invalid(format!("a grant needs at least one {what} pattern; use * for all")));
+    }
+    for pattern in patterns {
+        let plain = pattern.replace(['*', '?'], "x");
+        if gofer_api::config::validate_identifier(what, &plain).is_err() {
+            return Err(crate::Error::invalid(format!(
+                "{what} pattern '{pattern}' is not valid: use ids with * and ? wildcards, e.g. team-* (a pattern \
+                 matches whole ids)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Gofer {
+    /// Every role: the built-in ones, then the stored ones.
+    pub async fn list_roles(&self) -> crate::Result<Vec<Role>> {
+        let mut roles = system_roles();
+        roles.extend(self.storage.list_roles().await?);
+        Ok(roles)
+    }
+
+    pub async fn get_role(&self, id: &str) -> crate::Result<Role> {
+        match system_roles().into_iter().find(|r| r.id == id) {
+            Some(role) => Ok(role),
+            None => Ok(self.storage.get_role(id).await?),
+        }
+    }
+
+    /// Stores a custom role after checking its id, grants and patterns.
+    pub async fn create_role(&self, role: Role) -> crate::Result<Role> {
+        gofer_api::config::validate_identifier("role id", &role.id)
+            .map_err(|e| crate::Error::invalid(e.to_string()))?;
+        if system_roles().iter().any(|r| r.id == role.id) || role.id.starts_with("extension_") {
+            return Err(crate::Error::conflict(format!("role '{}' is Gofer's own; choose another id", role.id)));
+        }
+        if role.grants.is_empty() {
+            return Err(crate::Error::invalid("a role needs at least one grant"));
+        }
+        for grant in &role.grants {
+            if grant.actions.is_empty() {
+                return Err(crate::Error::invalid("a grant needs at least one action: read, write or delete"));
+            }
+            check_patterns("namespace", &grant.namespaces)?;
+            check_patterns("pipeline", &grant.pipelines)?;
+        }
+        let role = Role { system_role: false, ..role };
+        self.storage.insert_role(&role).await?;
+        Ok(role)
+    }
+
+    /// Deletes a custom role; tokens that hold it lose what it granted.
+    pub async fn delete_role(&self, id: &str) -> crate::Result<()> {
+        if system_roles().iter().any(|r| r.id == id) || id.starts_with("extension_") {
+            return Err(crate::Error::invalid(format!("role '{id}' is Gofer's own and cannot be deleted")));
+        }
+        Ok(self.storage.delete_role(id).await?)
     }
 }
 

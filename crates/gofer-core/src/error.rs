@@ -11,6 +11,9 @@ pub enum Error {
     Conflict { message: String },
     #[error("{message}")]
     Unavailable { message: String },
+    /// The caller's token does not allow this.
+    #[error("{message}")]
+    Forbidden { message: String },
     /// A value beyond a configured size limit.
     #[error("{message}")]
     TooLarge { message: String },

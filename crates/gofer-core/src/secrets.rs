@@ -13,6 +13,7 @@ use base64::Engine;
 use gofer_api::config::validate_identifier;
 use gofer_api::epoch_millis;
 use gofer_api::models::Secret;
+pub use gofer_api::permissions::pattern_matches;
 use gofer_storage::{SealedSecret, SecretScope, Storage};
 
 use crate::error::{Error, Result};
@@ -91,20 +92,6 @@ fn context(scope: &SecretScope, key: &str) -> String {
         SecretScope::Pipeline { namespace_id, pipeline_id } => format!("pipeline/{namespace_id}/{pipeline_id}/{key}"),
         SecretScope::Global => format!("global/{key}"),
     }
-}
-
-/// Whether a namespace pattern (`*` any run of characters, `?` one character) matches the whole id.
-pub fn pattern_matches(pattern: &str, id: &str) -> bool {
-    fn matches(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => matches(&p[1..], s) || (!s.is_empty() && matches(p, &s[1..])),
-            (Some(b'?'), Some(_)) => matches(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => matches(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    matches(pattern.as_bytes(), id.as_bytes())
 }
 
 fn check_pattern(pattern: &str) -> Result<()> {

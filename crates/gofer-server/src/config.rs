@@ -11,12 +11,14 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
 
 /// The top-level sections; only environment variables naming one of them are read.
-const SECTIONS: &[&str] = &["server", "runs", "extensions", "external_events", "secrets", "objects", "events", "log"];
+const SECTIONS: &[&str] =
+    &["server", "development", "runs", "extensions", "external_events", "secrets", "objects", "events", "log"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
+    pub development: DevelopmentConfig,
     pub runs: RunsConfig,
     pub extensions: ExtensionsConfig,
     pub external_events: ExternalEventsConfig,
@@ -32,9 +34,16 @@ pub struct ServerConfig {
     pub bind_address: SocketAddr,
     /// Empty means the per-user data dir.
     pub data_dir: PathBuf,
-    pub dev_mode: bool,
     /// Empty means `http://172.17.0.1:<port>`.
     pub task_api_url: String,
+}
+
+/// Development mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevelopmentConfig {
+    /// Let requests without a token in (a token that is presented is still checked). False: production mode.
+    pub bypass_auth: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,9 +153,9 @@ impl Default for Config {
             server: ServerConfig {
                 bind_address: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 data_dir: PathBuf::new(),
-                dev_mode: true,
                 task_api_url: String::new(),
             },
+            development: DevelopmentConfig { bypass_auth: true },
             runs: RunsConfig {
                 stop_grace_seconds: 10,
                 global_limit: 200,

@@ -173,7 +173,7 @@ fn secret_key(config: &Config, data_dir: &Path, create: bool) -> anyhow::Result<
         let path = config.secrets.key_file.clone();
         return Ok((read_key_file(&path)?, KeySource::File(path)));
     }
-    if !config.server.dev_mode {
+    if !config.development.bypass_auth {
         anyhow::bail!(
             "no secret key: outside development mode set secrets.key_file (or GOFER_SECRETS__KEY) to a key made with \
              `openssl rand -base64 32`"
@@ -252,17 +252,16 @@ fn object_store(config: &Config, data_dir: &Path) -> anyhow::Result<gofer_core::
 /// Starts the server and serves until SIGINT or SIGTERM.
 pub async fn start(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
-    if !config.server.dev_mode {
-        anyhow::bail!(
-            "production mode (server.dev_mode = false) needs authentication, which this version of Gofer does not \
-             have yet; start in development mode and keep the API on a trusted address"
+    if config.development.bypass_auth {
+        tracing::warn!(
+            "DEVELOPMENT MODE: requests without a token are let in, so anyone who can reach {} controls this Gofer. \
+             For production set development.bypass_auth = false (GOFER_DEVELOPMENT__BYPASS_AUTH=false) and make the \
+             first token with `gofer token bootstrap`.",
+            config.server.bind_address
         );
+    } else {
+        tracing::info!("production mode: every API route needs a token (start with `gofer token bootstrap`)");
     }
-    tracing::warn!(
-        "DEVELOPMENT MODE: authentication is off and anyone who can reach {} controls this Gofer. Production mode \
-         (server.dev_mode = false) arrives with authentication.",
-        config.server.bind_address
-    );
 
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir).with_context(|| {
@@ -354,7 +353,7 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let app = api::router(api::AppState { gofer: gofer.clone(), dev_mode: config.server.dev_mode });
+    let app = api::router(api::AppState { gofer: gofer.clone(), dev_mode: config.development.bypass_auth });
     tracing::info!(
         address = %config.server.bind_address,
         data_dir = %data_dir.display(),

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_extension_registrations_tokens_roles.sql"),
     include_str!("../migrations/0005_declared_subscriptions.sql"),
     include_str!("../migrations/0006_secrets.sql"),
+    include_str!("../migrations/0007_role_grants.sql"),
 ];
 const READERS: usize = 3;
 /// Page cache per connection, in KiB: enough for the hot indexes, small enough to keep the server lean.
@@ -328,6 +329,12 @@ fn registration_row(row: &Row<'_>) -> rusqlite::Result<ExtensionRegistration> {
         registry_auth: opt_json_col(row, 3)?,
         created: row.get(4)?,
     })
+}
+
+const ROLE_COLUMNS: &str = "id, description, permissions, system_role";
+
+fn role_row(row: &Row<'_>) -> rusqlite::Result<Role> {
+    Ok(Role { id: row.get(0)?, description: row.get(1)?, grants: json_col(row, 2)?, system_role: row.get(3)? })
 }
 
 const TOKEN_COLUMNS: &str = "id, hash, user, roles, created, expires, disabled";
@@ -1220,7 +1227,7 @@ impl Storage for SqliteStorage {
                 "INSERT INTO roles (id, description, permissions, system_role) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (id) DO UPDATE SET description = excluded.description, \
                  permissions = excluded.permissions, system_role = excluded.system_role",
-                params![role.id, role.description, to_json(&role.permissions)?, role.system_role],
+                params![role.id, role.description, to_json(&role.grants)?, role.system_role],
             )
             .map_err(|e| backend("store a role", e))?;
             upsert_token(tx, &token)
@@ -1277,6 +1284,44 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn get_token(&self, id: &str) -> Result<Token> {
+        self.read(move |conn| {
+            conn.query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"), [id], token_row)
+                .map_err(sql_error("get a token", || format!("token '{id}'")))
+        })
+        .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<Token>> {
+        self.read(|conn| {
+            query_all(conn, "list tokens", &format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY id"), [], token_row)
+        })
+        .await
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.write("delete a token", move |tx| {
+            let deleted =
+                tx.execute("DELETE FROM tokens WHERE id = ?1", [&id]).map_err(|e| backend("delete a token", e))?;
+            if deleted == 0 {
+                return Err(not_found(format!("token '{id}'")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_bootstrap_token(&self, token: &Token) -> Result<()> {
+        let token = token.clone();
+        self.write("store the bootstrap token", move |tx| {
+            tx.execute("INSERT INTO system (key, value) VALUES ('bootstrapped', ?1)", [&token.id])
+                .map_err(sql_error("store the bootstrap token", || "the bootstrap token".to_string()))?;
+            upsert_token(tx, &token)
+        })
+        .await
+    }
+
     async fn token_users(&self, prefix: &str) -> Result<Vec<String>> {
         self.read(move |conn| {
             query_all(
@@ -1302,19 +1347,41 @@ impl Storage for SqliteStorage {
 
     async fn get_role(&self, role_id: &str) -> Result<Role> {
         self.read(move |conn| {
-            conn.query_row(
-                "SELECT id, description, permissions, system_role FROM roles WHERE id = ?1",
-                [role_id],
-                |row| {
-                    Ok(Role {
-                        id: row.get(0)?,
-                        description: row.get(1)?,
-                        permissions: json_col(row, 2)?,
-                        system_role: row.get(3)?,
-                    })
-                },
+            conn.query_row(&format!("SELECT {ROLE_COLUMNS} FROM roles WHERE id = ?1"), [role_id], role_row)
+                .map_err(sql_error("get a role", || format!("role '{role_id}'")))
+        })
+        .await
+    }
+
+    async fn insert_role(&self, role: &Role) -> Result<()> {
+        let role = role.clone();
+        self.write("store a role", move |tx| {
+            tx.execute(
+                &format!("INSERT INTO roles ({ROLE_COLUMNS}) VALUES (?1, ?2, ?3, ?4)"),
+                params![role.id, role.description, to_json(&role.grants)?, role.system_role],
             )
-            .map_err(sql_error("get a role", || format!("role '{role_id}'")))
+            .map_err(sql_error("store a role", || format!("role '{}'", role.id)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_roles(&self) -> Result<Vec<Role>> {
+        self.read(|conn| {
+            query_all(conn, "list roles", &format!("SELECT {ROLE_COLUMNS} FROM roles ORDER BY id"), [], role_row)
+        })
+        .await
+    }
+
+    async fn delete_role(&self, role_id: &str) -> Result<()> {
+        let id = role_id.to_string();
+        self.write("delete a role", move |tx| {
+            let deleted =
+                tx.execute("DELETE FROM roles WHERE id = ?1", [&id]).map_err(|e| backend("delete a role", e))?;
+            if deleted == 0 {
+                return Err(not_found(format!("role '{id}'")));
+            }
+            Ok(())
         })
         .await
     }

@@ -317,6 +317,12 @@ async fn extensions_tokens_and_roles(store: &dyn Storage) {
     );
     assert_eq!(store.list_extensions().await.unwrap(), vec![registration.clone()]);
     assert_eq!(store.get_role("extension_hello").await.unwrap(), role);
+    let custom = gofer_api::permissions::Role { id: "team-a".into(), system_role: false, ..role.clone() };
+    store.insert_role(&custom).await.unwrap();
+    assert!(matches!(store.insert_role(&custom).await, Err(Error::Exists { .. })));
+    assert_eq!(store.list_roles().await.unwrap().len(), 2);
+    store.delete_role("team-a").await.unwrap();
+    assert!(matches!(store.delete_role("team-a").await, Err(Error::NotFound { .. })));
     assert_eq!(store.get_token_by_hash("h1").await.unwrap(), token);
     // A new start replaces the token: the old secret stops working.
     let renewed = Token { hash: "h2".into(), created: 9100, ..token.clone() };
@@ -335,6 +341,17 @@ async fn extensions_tokens_and_roles(store: &dyn Storage) {
     store.put_token(&run_token("run:ns-a/p2/1/a/1", "r1")).await.unwrap();
     store.put_token(&run_token("run:ns-a/p2/1/b/1", "r2")).await.unwrap();
     assert_eq!(store.token_users("run:ns-a/p2/").await.unwrap(), ["run:ns-a/p2/1"]);
+    assert_eq!(store.get_token("run:ns-a/p2/1/a/1").await.unwrap().hash, "r1");
+    assert!(matches!(store.get_token("nope").await, Err(Error::NotFound { .. })));
+    let boot = Token { id: "t-boot".into(), hash: "hb".into(), user: "bootstrap".into(), ..run_token("x", "y") };
+    store.insert_bootstrap_token(&boot).await.unwrap();
+    store.delete_token("t-boot").await.unwrap();
+    assert!(matches!(store.delete_token("t-boot").await, Err(Error::NotFound { .. })));
+    assert!(
+        matches!(store.insert_bootstrap_token(&boot).await, Err(Error::Exists { .. })),
+        "bootstrap works once, even after its token is gone"
+    );
+    assert_eq!(store.list_tokens().await.unwrap().len(), 3);
     assert!(store.token_users("run:ns-a/p2_").await.unwrap().is_empty(), "a prefix, not a pattern");
     assert_eq!(store.delete_tokens_of_user("run:ns-a/p2/1").await.unwrap(), 2);
     assert!(matches!(store.get_token_by_hash("r1").await, Err(Error::NotFound { .. })));

@@ -266,11 +266,22 @@ pub trait Storage: Send + Sync + 'static {
     /// Stores a token, replacing one with the same id.
     async fn put_token(&self, token: &Token) -> Result<()>;
     async fn get_token_by_hash(&self, hash: &str) -> Result<Token>;
+    async fn get_token(&self, id: &str) -> Result<Token>;
+    /// Every token, by id.
+    async fn list_tokens(&self) -> Result<Vec<Token>>;
+    async fn delete_token(&self, id: &str) -> Result<()>;
+    /// Stores the bootstrap token, once ever: `Exists` after the first time, even if that token was deleted.
+    async fn insert_bootstrap_token(&self, token: &Token) -> Result<()>;
     /// The distinct holders of tokens whose name starts with `prefix`.
     async fn token_users(&self, prefix: &str) -> Result<Vec<String>>;
     /// Deletes every token held by `user`; returns how many.
     async fn delete_tokens_of_user(&self, user: &str) -> Result<u64>;
     async fn get_role(&self, role_id: &str) -> Result<Role>;
+    /// Stores a new role; `Exists` if the id is taken.
+    async fn insert_role(&self, role: &Role) -> Result<()>;
+    /// Every stored role, by id.
+    async fn list_roles(&self) -> Result<Vec<Role>>;
+    async fn delete_role(&self, role_id: &str) -> Result<()>;
 
     /// Stores a secret, replacing the value (and patterns) of one with the same scope and key but keeping its
     /// `created`. `NotFound` if its pipeline does not exist.

@@ -37,6 +37,7 @@ impl From<gofer_core::Error> for ApiFailure {
             E::InvalidArgument { .. } => Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidArgument, e.to_string()),
             E::Conflict { .. } => Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string()),
             E::Unavailable { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, e.to_string()),
+            E::Forbidden { .. } => Self::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, e.to_string()),
             E::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge, e.to_string()),
             E::Internal { .. } => {
                 let chain = gofer_core::orchestrator::error_chain(&e);

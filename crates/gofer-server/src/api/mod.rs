@@ -7,10 +7,12 @@ pub(crate) mod extract;
 mod namespaces;
 mod objects;
 mod pipelines;
+mod roles;
 mod runs;
 mod secrets;
 mod system;
 mod tasks;
+mod tokens;
 
 use axum::http::Method;
 use axum::routing::MethodRouter;
@@ -63,6 +65,17 @@ fn build() -> Routes {
         .add(Method::GET, "/api/health", Access::Public, get(system::health))
         .add(Method::GET, "/api/openapi.json", Access::Public, get(system::openapi))
         .add(Method::GET, "/api/schemas/pipeline-config.json", Access::Public, get(system::pipeline_config_schema))
+        .add(Method::POST, "/api/tokens/bootstrap", Access::Public, post(tokens::bootstrap))
+        .add(Method::GET, "/api/tokens/whoami", Access::Public, get(tokens::whoami))
+        .add(Method::GET, "/api/tokens", needs(Tokens, Read), get(tokens::list))
+        .add(Method::POST, "/api/tokens", needs(Tokens, Write), post(tokens::create))
+        .add(Method::GET, "/api/tokens/{token_id}", needs(Tokens, Read), get(tokens::get))
+        .add(Method::PATCH, "/api/tokens/{token_id}", needs(Tokens, Write), patch(tokens::update))
+        .add(Method::DELETE, "/api/tokens/{token_id}", needs(Tokens, Delete), delete(tokens::delete))
+        .add(Method::GET, "/api/roles", needs(Roles, Read), get(roles::list))
+        .add(Method::POST, "/api/roles", needs(Roles, Write), post(roles::create))
+        .add(Method::GET, "/api/roles/{role_id}", needs(Roles, Read), get(roles::get))
+        .add(Method::DELETE, "/api/roles/{role_id}", needs(Roles, Delete), delete(roles::delete))
         .add(Method::GET, "/api/system", needs(System, Read), get(system::get_system))
         .add(Method::PATCH, "/api/system", needs(System, Write), patch(system::update_system))
         .add(Method::GET, "/api/events", needs(Events, Read), get(events::list))
@@ -311,35 +324,58 @@ fn access_of(method: &Method, pattern: &str) -> Access {
     table.get(&(method.clone(), pattern)).copied().unwrap_or(Access::Public)
 }
 
-/// Checks a presented bearer token against the route's access (requests without one are let in: development
-/// mode). 401 for a token that is unknown, disabled or expired; 403 for one that may not do this.
+/// Who made the request: their token, when they presented a valid one. Handlers that need the caller
+/// (whoami, making tokens) read it from the request's extensions.
+#[derive(Debug, Clone, Default)]
+pub struct Caller(pub Option<gofer_api::permissions::Token>);
+
+/// Checks the request's bearer token against the route's access: 401 for a missing (production mode), unknown,
+/// disabled or expired token, 403 for one that does not grant the route (for the namespace and pipeline it names).
 async fn check_token(
     axum::extract::State(state): axum::extract::State<AppState>,
     matched: Option<axum::extract::MatchedPath>,
-    request: axum::extract::Request,
+    params: axum::extract::RawPathParams,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let secret = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let header = request.headers().get(axum::http::header::AUTHORIZATION);
+    let secret = match header.map(|v| v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim)) {
+        None => None,
+        Some(Some(secret)) if !secret.is_empty() => Some(secret.to_string()),
+        Some(_) => {
+            return ApiFailure::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                gofer_api::error::ErrorCode::PermissionDenied,
+                "the Authorization header must be `Bearer <token>`",
+            )
+            .into_response();
+        }
+    };
+    let param = |name: &str| params.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string());
+    let (namespace, pipeline, extension) = (param("namespace_id"), param("pipeline_id"), param("extension_id"));
     let access = matched.map_or(Access::Public, |m| access_of(request.method(), m.as_str()));
     let path = request.uri().path().to_string();
-    match state.gofer.authorize(secret, request.method().as_str(), &path, access).await {
-        gofer_core::auth::Verdict::Allowed => next.run(request).await,
-        gofer_core::auth::Verdict::Unauthenticated(message) => ApiFailure::new(
-            axum::http::StatusCode::UNAUTHORIZED,
-            gofer_api::error::ErrorCode::PermissionDenied,
-            message,
-        )
-        .into_response(),
-        gofer_core::auth::Verdict::Forbidden(message) => {
-            ApiFailure::new(axum::http::StatusCode::FORBIDDEN, gofer_api::error::ErrorCode::PermissionDenied, message)
-                .into_response()
+    let auth = gofer_core::auth::Request {
+        secret: secret.as_deref(),
+        method: request.method().as_str(),
+        path: &path,
+        access,
+        namespace: namespace.as_deref(),
+        pipeline: pipeline.as_deref(),
+        extension: extension.as_deref(),
+    };
+    let (verdict, token) = state.gofer.authorize(auth, !state.dev_mode).await;
+    let denied = |status, message| {
+        ApiFailure::new(status, gofer_api::error::ErrorCode::PermissionDenied, message).into_response()
+    };
+    match verdict {
+        gofer_core::auth::Verdict::Allowed => {
+            request.extensions_mut().insert(Caller(token));
+            next.run(request).await
         }
+        gofer_core::auth::Verdict::Unauthenticated(message) => denied(axum::http::StatusCode::UNAUTHORIZED, message),
+        gofer_core::auth::Verdict::Forbidden(message) => denied(axum::http::StatusCode::FORBIDDEN, message),
     }
 }
 
@@ -359,6 +395,17 @@ pub fn route_table() -> Vec<RouteInfo> {
         system::openapi,
         system::pipeline_config_schema,
         system::get_system,
+        roles::list,
+        roles::create,
+        roles::get,
+        roles::delete,
+        tokens::bootstrap,
+        tokens::whoami,
+        tokens::list,
+        tokens::create,
+        tokens::get,
+        tokens::update,
+        tokens::delete,
         system::update_system,
         events::list,
         extensions::list,
@@ -424,6 +471,7 @@ pub fn route_table() -> Vec<RouteInfo> {
         (name = "Secrets", description = "Pipeline and global secrets, sealed at rest, handed to tasks by reference"),
         (name = "Pipelines", description = "Pipelines and their config versions"),
         (name = "Runs", description = "Executions of a pipeline"),
+        (name = "Tokens", description = "API tokens: bootstrap, create, disable, delete, whoami"),
         (name = "Tasks", description = "Task executions of a run and their logs"),
     )
 )]
