@@ -164,6 +164,15 @@ pub struct ListTokensResponse {
     pub tokens: Vec<crate::permissions::Token>,
 }
 
+/// Body of `PATCH /api/namespaces/{namespace_id}`: the fields to change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UpdateNamespaceRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ListRolesResponse {
     pub roles: Vec<crate::permissions::Role>,

@@ -314,6 +314,14 @@ impl Client {
         &self.base
     }
 
+    pub async fn update_namespace(
+        &self,
+        id: &str,
+        request: &gofer_api::requests::UpdateNamespaceRequest,
+    ) -> Result<Namespace> {
+        self.json(Method::PATCH, format!("{}/api/namespaces/{}", self.base, segment(id)), Some(request)).await
+    }
+
     pub async fn delete_namespace(&self, id: &str) -> Result<()> {
         self.send(Method::DELETE, format!("{}/api/namespaces/{}", self.base, segment(id)), None::<&()>).await.map(drop)
     }

@@ -530,6 +530,9 @@ async fn namespace(client: &Client, format: Format, command: NamespaceCommand) -
             eprintln!("created namespace '{}'; use it with --namespace {}", created.id, created.id);
             created
         }
+        NamespaceCommand::Update { id, name, description } => {
+            client.update_namespace(&id, &gofer_api::requests::UpdateNamespaceRequest { name, description }).await?
+        }
         NamespaceCommand::Delete { id } => {
             client.delete_namespace(&id).await?;
             eprintln!("Namespace '{id}' deleted, with everything in it.");

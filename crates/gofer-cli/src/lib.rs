@@ -279,6 +279,14 @@ pub enum NamespaceCommand {
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// Change a namespace's name or description.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
     /// Delete a namespace with all its pipelines, runs, secrets, logs and objects.
     Delete { id: String },
 }

@@ -272,6 +272,28 @@ impl Gofer {
         Ok(namespace)
     }
 
+    /// Changes a namespace's name or description.
+    pub async fn update_namespace(
+        &self,
+        id: &str,
+        name: Option<String>,
+        description: Option<String>,
+    ) -> Result<Namespace> {
+        let mut namespace = self.storage.get_namespace(id).await?;
+        if let Some(name) = name {
+            if name.trim().is_empty() {
+                return Err(Error::invalid("a namespace's name cannot be empty"));
+            }
+            namespace.name = name;
+        }
+        if let Some(description) = description {
+            namespace.description = description;
+        }
+        namespace.modified = epoch_millis();
+        self.storage.update_namespace(&namespace).await?;
+        Ok(namespace)
+    }
+
     // --- pipelines and configs ---
 
     pub async fn list_pipelines(&self, namespace_id: &str, query: PageQuery) -> Result<(Vec<Pipeline>, Option<u64>)> {

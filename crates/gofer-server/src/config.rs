@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Empty means `http://172.17.0.1:<port>`.
     pub task_api_url: String,
+    /// Seconds a request may take until its answer starts (object uploads excepted).
+    pub request_timeout_seconds: u64,
 }
 
 /// Development mode.
@@ -154,6 +156,7 @@ impl Default for Config {
                 bind_address: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 data_dir: PathBuf::new(),
                 task_api_url: String::new(),
+                request_timeout_seconds: 60,
             },
             development: DevelopmentConfig { bypass_auth: true },
             runs: RunsConfig {
@@ -256,6 +259,7 @@ impl Config {
             ("runs.pipeline_limit", self.runs.pipeline_limit),
             ("runs.max_timeout_seconds", self.runs.max_timeout_seconds),
             ("events.retention_days", self.events.retention_days),
+            ("server.request_timeout_seconds", self.server.request_timeout_seconds),
             ("extensions.start_timeout_seconds", self.extensions.start_timeout_seconds),
             ("extensions.health_interval_seconds", self.extensions.health_interval_seconds),
             ("external_events.max_body_bytes", self.external_events.max_body_bytes),

@@ -353,12 +353,14 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let app = api::router(api::AppState { gofer: gofer.clone(), dev_mode: config.development.bypass_auth });
+    let timeout = Duration::from_secs(config.server.request_timeout_seconds);
+    let app = api::router(api::AppState::new(gofer.clone(), config.development.bypass_auth, timeout));
     tracing::info!(
         address = %config.server.bind_address,
         data_dir = %data_dir.display(),
         "Gofer is ready"
     );
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("the HTTP server failed")?;
     if let Some(external) = external {
         external.abort();

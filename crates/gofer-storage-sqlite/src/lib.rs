@@ -740,6 +740,23 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn update_namespace(&self, namespace: &Namespace) -> Result<()> {
+        let ns = namespace.clone();
+        self.write("update a namespace", move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE namespaces SET name = ?2, description = ?3, modified = ?4 WHERE id = ?1",
+                    params![ns.id, ns.name, ns.description, ns.modified],
+                )
+                .map_err(|e| backend("update a namespace", e))?;
+            if changed == 0 {
+                return Err(not_found(format!("namespace '{}'", ns.id)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn delete_namespace(&self, namespace_id: &str) -> Result<()> {
         let ns = namespace_id.to_string();
         self.write("delete a namespace", move |tx| {

@@ -63,6 +63,13 @@ async fn namespaces(store: &dyn Storage) {
     assert_eq!(ids, ["ns-c", "ns-b"], "namespaces are listed newest first and paged");
     let ids: Vec<String> = store.list_namespaces(Page::new(2, 2)).await.unwrap().into_iter().map(|n| n.id).collect();
     assert_eq!(ids, ["ns-a"]);
+    let mut renamed = store.get_namespace("ns-a").await.unwrap();
+    renamed.name = "Renamed".into();
+    renamed.modified += 1;
+    store.update_namespace(&renamed).await.unwrap();
+    assert_eq!(store.get_namespace("ns-a").await.unwrap(), renamed);
+    let ghost = Namespace { id: "ghost".into(), ..renamed };
+    assert!(matches!(store.update_namespace(&ghost).await, Err(Error::NotFound { .. })));
 }
 
 async fn configs_and_pipelines(store: &dyn Storage) {

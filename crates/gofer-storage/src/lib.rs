@@ -164,6 +164,8 @@ impl EventFilter {
 pub trait Storage: Send + Sync + 'static {
     async fn create_namespace(&self, namespace: &Namespace) -> Result<()>;
     async fn get_namespace(&self, id: &str) -> Result<Namespace>;
+    /// Writes a namespace's name, description and `modified`; `NotFound` if it does not exist.
+    async fn update_namespace(&self, namespace: &Namespace) -> Result<()>;
     async fn list_namespaces(&self, page: Page) -> Result<Vec<Namespace>>;
 
     /// Stores `config` as version latest+1 of its pipeline, creating the pipeline (active) when it is new. When the

@@ -14,6 +14,8 @@ mod system;
 mod tasks;
 mod tokens;
 
+use std::sync::Arc;
+
 use axum::http::Method;
 use axum::routing::MethodRouter;
 use axum::{Extension, Router};
@@ -28,6 +30,45 @@ pub use extract::ApiFailure;
 pub struct AppState {
     pub gofer: Gofer,
     pub dev_mode: bool,
+    /// Failed token checks per client address, to slow down guessing.
+    pub failures: Arc<AuthFailures>,
+    /// How long a request may take until its answer starts (streams then go on as long as they need).
+    pub request_timeout: std::time::Duration,
+}
+
+impl AppState {
+    pub fn new(gofer: Gofer, dev_mode: bool, request_timeout: std::time::Duration) -> Self {
+        Self { gofer, dev_mode, failures: Arc::default(), request_timeout }
+    }
+}
+
+/// Failed token checks per client address within a window; past the limit that address is refused for the rest
+/// of the window (429).
+#[derive(Debug, Default)]
+pub struct AuthFailures {
+    seen: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
+}
+
+impl AuthFailures {
+    const LIMIT: u32 = 20;
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn blocked(&self, ip: std::net::IpAddr) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(&ip).is_some_and(|(count, since)| *count >= Self::LIMIT && since.elapsed() < Self::WINDOW)
+    }
+
+    fn record(&self, ip: std::net::IpAddr) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 10_000 {
+            seen.retain(|_, (_, since)| since.elapsed() < Self::WINDOW);
+        }
+        let entry = seen.entry(ip).or_insert((0, std::time::Instant::now()));
+        if entry.1.elapsed() >= Self::WINDOW {
+            *entry = (0, std::time::Instant::now());
+        }
+        entry.0 += 1;
+    }
 }
 
 /// One row of the route table.
@@ -214,6 +255,7 @@ fn build() -> Routes {
         .add(Method::GET, "/api/namespaces", needs(Namespaces, Read), get(namespaces::list))
         .add(Method::POST, "/api/namespaces", needs(Namespaces, Write), post(namespaces::create))
         .add(Method::GET, "/api/namespaces/{namespace_id}", needs(Namespaces, Read), get(namespaces::get))
+        .add(Method::PATCH, "/api/namespaces/{namespace_id}", needs(Namespaces, Write), patch(namespaces::update))
         .add(Method::DELETE, "/api/namespaces/{namespace_id}", needs(Namespaces, Delete), delete(namespaces::delete))
         .add(Method::GET, "/api/namespaces/{namespace_id}/pipelines", needs(Pipelines, Read), get(pipelines::list))
         .add(
@@ -339,6 +381,8 @@ async fn check_token(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let client = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+    let ip = client.map(|c| c.0.ip());
     let header = request.headers().get(axum::http::header::AUTHORIZATION);
     let secret = match header.map(|v| v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim)) {
         None => None,
@@ -352,6 +396,17 @@ async fn check_token(
             .into_response();
         }
     };
+    // Requests that carry a token are how tokens get guessed: an address with too many failures waits.
+    if let (Some(ip), Some(_)) = (ip, secret.as_ref())
+        && state.failures.blocked(ip)
+    {
+        return ApiFailure::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            gofer_api::error::ErrorCode::PermissionDenied,
+            format!("too many failed token checks from {ip}; wait a minute"),
+        )
+        .into_response();
+    }
     let param = |name: &str| params.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string());
     let (namespace, pipeline, extension) = (param("namespace_id"), param("pipeline_id"), param("extension_id"));
     let access = matched.map_or(Access::Public, |m| access_of(request.method(), m.as_str()));
@@ -366,15 +421,37 @@ async fn check_token(
         extension: extension.as_deref(),
     };
     let (verdict, token) = state.gofer.authorize(auth, !state.dev_mode).await;
-    let denied = |status, message| {
-        ApiFailure::new(status, gofer_api::error::ErrorCode::PermissionDenied, message).into_response()
-    };
+    let denied_with = |status, code, message: String| ApiFailure::new(status, code, message).into_response();
+    let denied = |status, message| denied_with(status, gofer_api::error::ErrorCode::PermissionDenied, message);
     match verdict {
         gofer_core::auth::Verdict::Allowed => {
             request.extensions_mut().insert(Caller(token));
-            next.run(request).await
+            // Uploads take as long as their bytes need, and starting an extension container as long as its own
+            // timeout says (cutting either off half-way would leave half a thing); every other request must start
+            // its answer in time.
+            let unbounded = (request.method() == Method::PUT && path.contains("/objects/"))
+                || (request.method() != Method::GET && path.starts_with("/api/extensions"));
+            if unbounded {
+                return next.run(request).await;
+            }
+            match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => denied_with(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    gofer_api::error::ErrorCode::Unavailable,
+                    format!(
+                        "the request took longer than {}s (server.request_timeout_seconds)",
+                        state.request_timeout.as_secs()
+                    ),
+                ),
+            }
         }
-        gofer_core::auth::Verdict::Unauthenticated(message) => denied(axum::http::StatusCode::UNAUTHORIZED, message),
+        gofer_core::auth::Verdict::Unauthenticated(message) => {
+            if let (Some(ip), Some(_)) = (ip, secret.as_ref()) {
+                state.failures.record(ip);
+            }
+            denied(axum::http::StatusCode::UNAUTHORIZED, message)
+        }
         gofer_core::auth::Verdict::Forbidden(message) => denied(axum::http::StatusCode::FORBIDDEN, message),
     }
 }
@@ -443,6 +520,7 @@ pub fn route_table() -> Vec<RouteInfo> {
         namespaces::list,
         namespaces::create,
         namespaces::get,
+        namespaces::update,
         namespaces::delete,
         pipelines::list,
         pipelines::get,

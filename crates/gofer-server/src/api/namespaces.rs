@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use gofer_api::error::ApiError;
 use gofer_api::models::Namespace;
-use gofer_api::requests::{CreateNamespaceRequest, ListNamespacesResponse, PageQuery};
+use gofer_api::requests::{CreateNamespaceRequest, ListNamespacesResponse, PageQuery, UpdateNamespaceRequest};
 
 use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
@@ -59,4 +59,18 @@ pub async fn get(State(state): State<AppState>, ApiPath(namespace_id): ApiPath<S
 pub async fn delete(State(state): State<AppState>, ApiPath(namespace_id): ApiPath<String>) -> ApiResult<StatusCode> {
     state.gofer.delete_namespace(&namespace_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes a namespace's name or description.
+#[utoipa::path(
+    patch, path = "/api/namespaces/{namespace_id}", tag = "Namespaces",
+    params(("namespace_id" = String, Path)), request_body = UpdateNamespaceRequest,
+    responses((status = 200, body = Namespace), (status = 400, body = ApiError), (status = 404, body = ApiError))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    ApiPath(namespace_id): ApiPath<String>,
+    ApiJson(request): ApiJson<UpdateNamespaceRequest>,
+) -> ApiResult<Json<Namespace>> {
+    Ok(Json(state.gofer.update_namespace(&namespace_id, request.name, request.description).await?))
 }

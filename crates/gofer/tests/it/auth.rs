@@ -55,6 +55,8 @@ fn production_mode_needs_tokens_and_holds_them_to_their_roles() {
     assert!(context.contains("bootstrap") && context.contains(&gofer.url), "{context}");
 
     gofer.cli_ok(&["namespace", "create", "team-a", "--token", &admin]);
+    let updated = gofer.cli_json(&["namespace", "update", "team-a", "--name", "Team A", "--token", &admin]);
+    assert_eq!(updated["name"], "Team A");
     let (_, reader) = create_token(&gofer, &admin, "auditor", &["read_only"], None);
     assert_eq!(call(&gofer, "GET", "/api/namespaces/default/pipelines", Some(&reader), None).0, 200);
     let config = json!({ "config": crate::harness::script_pipeline("p", "true") });
@@ -227,4 +229,17 @@ fn a_token_scoped_to_one_namespace_cannot_reach_another() {
         assert!(body.to_string().contains(expected), "{body}");
     }
     assert_eq!(call(&gofer, "GET", "/api/roles/bad", Some(&admin), None).0, 404);
+}
+
+#[test]
+fn guessing_tokens_is_slowed_down_per_client_address() {
+    let gofer = production();
+    let admin = bootstrap(&gofer);
+    let statuses: Vec<u16> =
+        (0..25).map(|i| call(&gofer, "GET", "/api/namespaces", Some(&format!("guess-{i}")), None).0).collect();
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
+    let (status, body) = call(&gofer, "GET", "/api/namespaces", Some(&admin), None);
+    assert_eq!(status, 429, "the address waits, whatever token it brings: {body}");
+    assert_eq!(call(&gofer, "GET", "/api/health", None, None).0, 200, "requests without a token are not guesses");
 }
