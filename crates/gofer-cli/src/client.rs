@@ -38,19 +38,29 @@ pub enum Error {
     },
     /// The token cannot be sent in a header.
     BadToken,
+    /// The CA certificate is not PEM.
+    BadCaCert,
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Api { error, .. } => f.write_str(&error.message),
-            Self::Transport { url, source } if source.is_connect() => write!(
-                f,
-                "cannot reach Gofer at {url}: is `gofer service start` running there? Set the address with --api-url \
-                 or GOFER_API_URL"
-            ),
+            Self::Transport { url, source } if source.is_connect() => {
+                // The innermost cause says what went wrong (refused, certificate not trusted, ...).
+                let mut cause: &dyn std::error::Error = source;
+                while let Some(next) = cause.source() {
+                    cause = next;
+                }
+                write!(
+                    f,
+                    "cannot reach Gofer at {url} ({cause}): is `gofer service start` running there? Set the address \
+                     with --api-url or GOFER_API_URL; for https with a private certificate, trust it with --ca-cert"
+                )
+            }
             Self::Transport { url, source } => write!(f, "request to {url} failed: {source}"),
             Self::BadToken => f.write_str("the API token (--token or GOFER_TOKEN) contains characters a header cannot"),
+            Self::BadCaCert => f.write_str("the CA certificate (--ca-cert or GOFER_CA_CERT) is not a PEM certificate"),
         }
     }
 }
@@ -61,7 +71,7 @@ impl Error {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             Self::Api { status, .. } => Some(*status),
-            Self::Transport { .. } | Self::BadToken => None,
+            Self::Transport { .. } | Self::BadToken | Self::BadCaCert => None,
         }
     }
 }
@@ -90,8 +100,9 @@ fn segment(s: &str) -> String {
 }
 
 impl Client {
-    /// A client of the API at `api_url`; with a token, every request carries it as a bearer token.
-    pub fn new(api_url: &str, namespace: &str, token: Option<&str>) -> Result<Self> {
+    /// A client of the API at `api_url`; with a token, every request carries it as a bearer token; with a CA
+    /// certificate (PEM), an https:// server signed by it is trusted.
+    pub fn new(api_url: &str, namespace: &str, token: Option<&str>, ca_cert: Option<&[u8]>) -> Result<Self> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = token {
             let mut value =
@@ -99,7 +110,11 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder().default_headers(headers).build().map_err(|_| Error::BadToken)?;
+        let mut builder = reqwest::Client::builder().default_headers(headers);
+        if let Some(pem) = ca_cert {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(|_| Error::BadCaCert)?);
+        }
+        let http = builder.build().map_err(|_| Error::BadCaCert)?;
         Ok(Self { http, base: api_url.trim_end_matches('/').to_string(), namespace: namespace.into() })
     }
 

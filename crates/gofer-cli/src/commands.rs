@@ -24,7 +24,14 @@ use crate::{
 /// Runs a client command.
 pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
     let settings = global.resolve()?;
-    let client = Client::new(&settings.api_url, &settings.namespace, settings.token.as_deref())?;
+    let ca_cert = match &settings.ca_cert {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("could not read the CA certificate {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let client = Client::new(&settings.api_url, &settings.namespace, settings.token.as_deref(), ca_cert.as_deref())?;
     let format = settings.output;
     match command {
         Command::Up(args) => deploy(&client, format, &args).await,

@@ -31,6 +31,9 @@ pub struct GlobalArgs {
     /// API token, sent as a bearer token (tasks with inject_api_token get one in GOFER_TOKEN)
     #[arg(long, global = true, env = "GOFER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A PEM certificate to trust for an https:// API URL (a private CA, or the server's own self-signed one)
+    #[arg(long, global = true, env = "GOFER_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The client settings file, `~/.config/gofer/config.toml`.
@@ -41,6 +44,7 @@ struct FileSettings {
     namespace: Option<String>,
     output: Option<Format>,
     token: Option<String>,
+    ca_cert: Option<PathBuf>,
 }
 
 /// Resolved client settings.
@@ -50,6 +54,7 @@ pub struct Settings {
     pub namespace: String,
     pub output: Format,
     pub token: Option<String>,
+    pub ca_cert: Option<PathBuf>,
 }
 
 fn settings_path() -> Option<PathBuf> {
@@ -75,6 +80,7 @@ impl GlobalArgs {
             namespace: self.namespace.clone().or(file.namespace).unwrap_or_else(|| "default".into()),
             output: self.output.or(file.output).unwrap_or(Format::Table),
             token: self.token.clone().or(file.token).filter(|t| !t.is_empty()),
+            ca_cert: self.ca_cert.clone().or(file.ca_cert),
         })
     }
 }

@@ -38,6 +38,9 @@ pub struct ServerConfig {
     pub task_api_url: String,
     /// Seconds a request may take until its answer starts (object uploads excepted).
     pub request_timeout_seconds: u64,
+    /// PEM certificate chain and private key: with both, the API speaks HTTPS only.
+    pub tls_cert_path: PathBuf,
+    pub tls_key_path: PathBuf,
 }
 
 /// Development mode.
@@ -88,6 +91,9 @@ pub struct ExternalEventsConfig {
     pub bind_address: SocketAddr,
     /// Larger bodies are refused with 413.
     pub max_body_bytes: u64,
+    /// PEM certificate chain and private key: with both, the listener speaks HTTPS only.
+    pub tls_cert_path: PathBuf,
+    pub tls_key_path: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +163,8 @@ impl Default for Config {
                 data_dir: PathBuf::new(),
                 task_api_url: String::new(),
                 request_timeout_seconds: 60,
+                tls_cert_path: PathBuf::new(),
+                tls_key_path: PathBuf::new(),
             },
             development: DevelopmentConfig { bypass_auth: true },
             runs: RunsConfig {
@@ -178,6 +186,8 @@ impl Default for Config {
                 enabled: true,
                 bind_address: SocketAddr::from(([127, 0, 0, 1], 8081)),
                 max_body_bytes: 25 * 1024 * 1024,
+                tls_cert_path: PathBuf::new(),
+                tls_key_path: PathBuf::new(),
             },
             secrets: SecretsConfig { key: String::new(), key_file: PathBuf::new(), max_value_bytes: 64 * 1024 },
             objects: ObjectsConfig {
@@ -273,6 +283,18 @@ impl Config {
             }
         }
         self.min_interval()?;
+        for (field, cert, key) in [
+            ("server.tls_cert_path and server.tls_key_path", &self.server.tls_cert_path, &self.server.tls_key_path),
+            (
+                "external_events.tls_cert_path and external_events.tls_key_path",
+                &self.external_events.tls_cert_path,
+                &self.external_events.tls_key_path,
+            ),
+        ] {
+            if cert.as_os_str().is_empty() != key.as_os_str().is_empty() {
+                return Err(Error::OutOfRange { field, problem: "must be given together".into() });
+            }
+        }
         match self.objects.store.as_str() {
             "filesystem" => {}
             "s3" if self.objects.s3.bucket.is_empty() => {
@@ -328,7 +350,8 @@ impl Config {
     /// The API address task containers are told about.
     pub fn task_api_url(&self) -> String {
         if self.server.task_api_url.is_empty() {
-            format!("http://172.17.0.1:{}", self.server.bind_address.port())
+            let scheme = if self.server.tls_cert_path.as_os_str().is_empty() { "http" } else { "https" };
+            format!("{scheme}://172.17.0.1:{}", self.server.bind_address.port())
         } else {
             self.server.task_api_url.clone()
         }

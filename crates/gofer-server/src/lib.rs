@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod external;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -213,6 +214,14 @@ async fn rotate_secret_key(config: Config, new_key_file: &Path) -> anyhow::Resul
     Ok(())
 }
 
+/// The TLS acceptor for a certificate and key, when both are configured.
+fn tls_of(cert: &Path, key: &Path) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    if cert.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(tls::acceptor(cert, key)?))
+}
+
 /// The object store the configuration names.
 fn object_store(config: &Config, data_dir: &Path) -> anyhow::Result<gofer_core::objects::Objects> {
     let settings = &config.objects;
@@ -348,8 +357,14 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         })?;
         let max_body = usize::try_from(config.external_events.max_body_bytes).unwrap_or(usize::MAX);
         let app = external::router(gofer.clone(), max_body);
-        tracing::info!(%address, "listening for external events (webhooks) at POST /api/external/<extension>");
-        Some(tokio::spawn(async move { axum::serve(listener, app).await }))
+        let tls = tls_of(&config.external_events.tls_cert_path, &config.external_events.tls_key_path)?;
+        tracing::info!(%address, tls = tls.is_some(), "listening for external events at POST /api/external/<extension>");
+        Some(tokio::spawn(async move {
+            match tls {
+                Some(acceptor) => tls::serve(listener, app, acceptor, std::future::pending()).await,
+                None => axum::serve(listener, app).await.context("the external-events listener failed"),
+            }
+        }))
     } else {
         None
     };
@@ -360,8 +375,14 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         data_dir = %data_dir.display(),
         "Gofer is ready"
     );
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("the HTTP server failed")?;
+    match tls_of(&config.server.tls_cert_path, &config.server.tls_key_path)? {
+        Some(acceptor) => tls::serve(listener, app, acceptor, shutdown_signal()).await?,
+        None => {
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+            served.context("the HTTP server failed")?;
+        }
+    }
     if let Some(external) = external {
         external.abort();
     }

@@ -72,3 +72,72 @@ fn service_config_prints_the_effective_configuration() {
     assert!(text.contains("bind_address = \"0.0.0.0:9999\""), "{text}");
     assert!(text.contains("stop_grace_seconds = 42"), "{text}");
 }
+
+/// A server process killed on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_api_and_the_external_listener_speak_tls_with_the_operators_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    // A private CA and a server certificate it signed, as an operator would have.
+    let (ca, cert, key) = (dir.path().join("ca.pem"), dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let script = "set -e; cd \"$0\"; \
+        openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=gofer-test-ca -keyout ca.key -out ca.pem; \
+        openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout key.pem -out server.csr; \
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext.cnf; \
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext.cnf -out cert.pem";
+    let made = Command::new("sh").args(["-c", script]).arg(dir.path()).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let port = |l: std::net::TcpListener| l.local_addr().unwrap().port();
+    let (a, b) =
+        (std::net::TcpListener::bind("127.0.0.1:0").unwrap(), std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let (api_port, external_port) = (port(a), port(b));
+    let _server = Killed(
+        Command::new(BIN)
+            .args(["service", "start", "--bind-address", &format!("127.0.0.1:{api_port}")])
+            .args(["--external-bind-address", &format!("127.0.0.1:{external_port}"), "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("GOFER_SERVER__TLS_CERT_PATH", &cert)
+            .env("GOFER_SERVER__TLS_KEY_PATH", &key)
+            .env("GOFER_EXTERNAL_EVENTS__TLS_CERT_PATH", &cert)
+            .env("GOFER_EXTERNAL_EVENTS__TLS_KEY_PATH", &key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("https://127.0.0.1:{api_port}");
+    let cli = |args: &[&str], trust: bool| {
+        let mut command = Command::new(BIN);
+        command.args(args).env("GOFER_API_URL", &url).env("NO_COLOR", "1");
+        if trust {
+            command.arg("--ca-cert").arg(&ca);
+        }
+        command.output().unwrap()
+    };
+    let listed = wait_for("the HTTPS API to answer", Duration::from_secs(30), || {
+        let out = cli(&["namespace", "list", "--output", "json"], true);
+        out.status.success().then_some(out)
+    });
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("\"default\""));
+    let untrusted = cli(&["namespace", "list"], false);
+    assert!(!untrusted.status.success(), "a certificate nobody vouches for is refused");
+    let plain = crate::harness::http("GET", &format!("http://127.0.0.1:{api_port}/api/health"), None);
+    assert!(!matches!(plain, Ok((200, _))), "plain HTTP is not served: {plain:?}");
+
+    let webhook = Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(&ca)
+        .args(["-X", "POST", "-d", "{}", &format!("https://127.0.0.1:{external_port}/api/external/nope")])
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&webhook.stdout);
+    assert!(answer.contains("extension 'nope'"), "the external listener answers over TLS: {answer}");
+}
