@@ -126,6 +126,13 @@ impl Role {
     pub fn allows(&self, needed: Permission, namespace: Option<&str>, pipeline: Option<&str>) -> bool {
         self.grants.iter().any(|g| g.allows(needed, namespace, pipeline))
     }
+
+    /// Whether some grant gives `needed` in at least one namespace (for lists that show only what is allowed).
+    pub fn allows_somewhere(&self, needed: Permission) -> bool {
+        self.grants.iter().any(|g| {
+            (g.resources.is_empty() || g.resources.contains(&needed.resource)) && g.actions.contains(&needed.action)
+        })
+    }
 }
 
 /// The roles every Gofer has: `admin` (everything), `user` (work with pipelines, runs, secrets and objects;
@@ -174,6 +181,9 @@ pub struct Token {
     /// Epoch milliseconds after which it is refused; 0 never.
     pub expires: u64,
     pub disabled: bool,
+    /// Free-form notes: what it is for, who asked for it.
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// The role every container extension gets: start runs anywhere and read what it needs to, nothing more.

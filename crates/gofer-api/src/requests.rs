@@ -150,6 +150,9 @@ pub struct CreateTokenRequest {
     /// Seconds until it expires; none: never.
     #[serde(default)]
     pub expires_in_seconds: Option<u64>,
+    /// Free-form notes kept with it.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// A new token: the secret is shown here once and never again.

@@ -171,8 +171,9 @@ async fn token(client: &Client, format: Format, command: TokenCommand) -> anyhow
     let shown = match command {
         TokenCommand::Bootstrap | TokenCommand::Create { .. } => {
             let created = match command {
-                TokenCommand::Create { user, roles, expires_in } => {
-                    let request = CreateTokenRequest { user, roles, expires_in_seconds: expires_in };
+                TokenCommand::Create { user, roles, expires_in, metadata } => {
+                    let metadata = metadata.into_iter().collect();
+                    let request = CreateTokenRequest { user, roles, expires_in_seconds: expires_in, metadata };
                     client.create_token(&request).await?
                 }
                 _ => client.bootstrap_token().await?,

@@ -225,6 +225,9 @@ pub enum TokenCommand {
         /// Seconds until it expires.
         #[arg(long)]
         expires_in: Option<u64>,
+        /// A note kept with it, KEY=VALUE; repeatable.
+        #[arg(long = "metadata", value_parser = parse_key_value)]
+        metadata: Vec<(String, String)>,
     },
     /// List tokens.
     List,

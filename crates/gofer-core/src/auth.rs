@@ -125,8 +125,12 @@ impl Gofer {
             return Verdict::Forbidden(format!("extension '{own}' may not reach the objects of extension '{other}'"));
         }
         let Access::Requires(needed) = access else { return Verdict::Allowed };
+        // The namespace list shows each token only the namespaces it may read, so a token that may read some
+        // namespaces may ask for it.
+        let filtered_list = method == "GET" && path == "/api/namespaces";
         match self.roles_of(token).await {
             Ok(roles) if roles.iter().any(|role| role.allows(needed, namespace, pipeline)) => Verdict::Allowed,
+            Ok(roles) if filtered_list && roles.iter().any(|role| role.allows_somewhere(needed)) => Verdict::Allowed,
             Ok(_) => {
                 let scope = match (namespace, pipeline) {
                     (Some(ns), Some(p)) => format!(" on pipeline {ns}/{p}"),
@@ -158,6 +162,23 @@ fn check_patterns(what: &str, patterns: &[String]) -> crate::Result<()> {
 }
 
 impl Gofer {
+    /// Whether `caller` may read namespace `namespace_id` (every caller may when there is no token: development
+    /// mode).
+    pub async fn may_read_namespace(&self, caller: Option<&Token>, namespace_id: &str) -> bool {
+        let Some(token) = caller else { return true };
+        let needed = gofer_api::permissions::Permission::new(
+            gofer_api::permissions::Resource::Namespaces,
+            gofer_api::permissions::Action::Read,
+        );
+        if token.user.starts_with("run:") {
+            return token.user.strip_prefix("run:").is_some_and(|scope| scope.split('/').next() == Some(namespace_id));
+        }
+        match self.roles_of(token).await {
+            Ok(roles) => roles.iter().any(|role| role.allows(needed, Some(namespace_id), None)),
+            Err(_) => false,
+        }
+    }
+
     /// Every role: the built-in ones, then the stored ones.
     pub async fn list_roles(&self) -> crate::Result<Vec<Role>> {
         let mut roles = system_roles();

@@ -986,6 +986,7 @@ impl Inner {
             created: epoch_millis(),
             expires: 0,
             disabled: false,
+            metadata: Default::default(),
         };
         self.storage.put_token(&token).await.map_err(|e| format!("could not make the task's GOFER_TOKEN: {e}"))?;
         Ok(secret)

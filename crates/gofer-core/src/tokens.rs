@@ -50,6 +50,7 @@ impl Gofer {
         user: &str,
         roles: Vec<String>,
         expires_in_seconds: Option<u64>,
+        metadata: std::collections::BTreeMap<String, String>,
         bootstrap: bool,
     ) -> Result<CreatedToken> {
         let secret = new_secret().map_err(|e| Error::internal("make a token", std::io::Error::other(e)))?;
@@ -62,6 +63,7 @@ impl Gofer {
             created: now,
             expires: expires_in_seconds.map_or(0, |s| now.saturating_add(s.saturating_mul(1000))),
             disabled: false,
+            metadata,
         };
         if bootstrap {
             self.storage.insert_bootstrap_token(&token).await.map_err(|e| match e {
@@ -78,7 +80,7 @@ impl Gofer {
 
     /// The first admin token of a Gofer: works once.
     pub async fn bootstrap_token(&self) -> Result<CreatedToken> {
-        self.mint("bootstrap", vec!["admin".into()], None, true).await
+        self.mint("bootstrap", vec!["admin".into()], None, Default::default(), true).await
     }
 
     /// Makes a token for `request.user` with `request.roles`. Nobody hands out more power than they hold: a caller
@@ -111,7 +113,7 @@ impl Gofer {
                 message: format!("you may not grant role '{extra}', which your own token does not hold"),
             });
         }
-        self.mint(user, request.roles, request.expires_in_seconds, false).await
+        self.mint(user, request.roles, request.expires_in_seconds, request.metadata, false).await
     }
 
     pub async fn list_tokens(&self) -> Result<Vec<Token>> {

@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_declared_subscriptions.sql"),
     include_str!("../migrations/0006_secrets.sql"),
     include_str!("../migrations/0007_role_grants.sql"),
+    include_str!("../migrations/0008_token_metadata.sql"),
 ];
 const READERS: usize = 3;
 /// Page cache per connection, in KiB: enough for the hot indexes, small enough to keep the server lean.
@@ -337,7 +338,7 @@ fn role_row(row: &Row<'_>) -> rusqlite::Result<Role> {
     Ok(Role { id: row.get(0)?, description: row.get(1)?, grants: json_col(row, 2)?, system_role: row.get(3)? })
 }
 
-const TOKEN_COLUMNS: &str = "id, hash, user, roles, created, expires, disabled";
+const TOKEN_COLUMNS: &str = "id, hash, user, roles, created, expires, disabled, metadata";
 
 fn token_row(row: &Row<'_>) -> rusqlite::Result<Token> {
     Ok(Token {
@@ -348,17 +349,27 @@ fn token_row(row: &Row<'_>) -> rusqlite::Result<Token> {
         created: row.get(4)?,
         expires: row.get(5)?,
         disabled: row.get(6)?,
+        metadata: json_col(row, 7)?,
     })
 }
 
 fn upsert_token(tx: &rusqlite::Transaction<'_>, token: &Token) -> Result<()> {
     tx.execute(
         &format!(
-            "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET \
-             hash = excluded.hash, user = excluded.user, roles = excluded.roles, created = excluded.created, \
-             expires = excluded.expires, disabled = excluded.disabled"
+            "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO UPDATE \
+             SET hash = excluded.hash, user = excluded.user, roles = excluded.roles, created = excluded.created, \
+             expires = excluded.expires, disabled = excluded.disabled, metadata = excluded.metadata"
         ),
-        params![token.id, token.hash, token.user, to_json(&token.roles)?, token.created, token.expires, token.disabled],
+        params![
+            token.id,
+            token.hash,
+            token.user,
+            to_json(&token.roles)?,
+            token.created,
+            token.expires,
+            token.disabled,
+            to_json(&token.metadata)?
+        ],
     )
     .map_err(|e| backend("store a token", e))?;
     Ok(())

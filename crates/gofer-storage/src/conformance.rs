@@ -316,6 +316,7 @@ async fn extensions_tokens_and_roles(store: &dyn Storage) {
         created: 9000,
         expires: 0,
         disabled: false,
+        metadata: Default::default(),
     };
     store.insert_extension(&registration, &role, &token).await.unwrap();
     assert!(
@@ -344,6 +345,7 @@ async fn extensions_tokens_and_roles(store: &dyn Storage) {
         created: 9150,
         expires: 0,
         disabled: false,
+        metadata: Default::default(),
     };
     store.put_token(&run_token("run:ns-a/p2/1/a/1", "r1")).await.unwrap();
     store.put_token(&run_token("run:ns-a/p2/1/b/1", "r2")).await.unwrap();

@@ -117,6 +117,7 @@ fn token_for(extension_id: &str, secret: &str) -> Token {
         created: epoch_millis(),
         expires: 0,
         disabled: false,
+        metadata: Default::default(),
     }
 }
 

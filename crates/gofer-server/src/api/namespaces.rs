@@ -1,14 +1,14 @@
 //! Namespace routes.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use gofer_api::error::ApiError;
 use gofer_api::models::Namespace;
 use gofer_api::requests::{CreateNamespaceRequest, ListNamespacesResponse, PageQuery, UpdateNamespaceRequest};
 
-use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
+use super::{AppState, Caller};
 
 /// Lists namespaces, newest first.
 #[utoipa::path(
@@ -17,9 +17,17 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
 )]
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ListNamespacesResponse>> {
-    let (namespaces, next_offset) = state.gofer.list_namespaces(query).await?;
+    let (all, next_offset) = state.gofer.list_namespaces(query).await?;
+    // Only the namespaces the caller may read (a page can come out shorter than its limit).
+    let mut namespaces = Vec::with_capacity(all.len());
+    for namespace in all {
+        if state.gofer.may_read_namespace(caller.0.as_ref(), &namespace.id).await {
+            namespaces.push(namespace);
+        }
+    }
     Ok(Json(ListNamespacesResponse { namespaces, next_offset }))
 }
 

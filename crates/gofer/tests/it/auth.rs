@@ -51,6 +51,20 @@ fn production_mode_needs_tokens_and_holds_them_to_their_roles() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("bootstrapped already"), "works once: {again:?}");
     let me = gofer.cli_json(&["token", "whoami", "--token", &admin]);
     assert_eq!(me["roles"], json!(["admin"]));
+    let robot = gofer.cli_json(&[
+        "token",
+        "create",
+        "--user",
+        "ci",
+        "--role",
+        "user",
+        "--metadata",
+        "team=ops",
+        "--token",
+        &admin,
+    ]);
+    assert_eq!(robot["token"]["metadata"], json!({ "team": "ops" }));
+    assert!(robot["token"].get("hash").is_none(), "the hash is never shown");
     let context = gofer.cli_ok(&["context", "--token", &admin]);
     assert!(context.contains("bootstrap") && context.contains(&gofer.url), "{context}");
 
@@ -172,6 +186,8 @@ fn a_token_scoped_to_one_namespace_cannot_reach_another() {
         "configs",
         "--resource",
         "runs",
+        "--resource",
+        "namespaces",
         "--action",
         "read",
         "--action",
@@ -199,7 +215,6 @@ fn a_token_scoped_to_one_namespace_cannot_reach_another() {
         ("GET", "/api/namespaces/team-b/pipelines"),
         ("GET", "/api/namespaces/team-b/pipelines/team-b-p"),
         ("POST", "/api/namespaces/team-b/pipelines/team-b-p/runs"),
-        ("GET", "/api/namespaces"),
         ("GET", "/api/namespaces/team-a/pipelines/team-a-p/secrets"),
     ] {
         let body = (method == "POST").then(|| json!({}));
@@ -208,6 +223,13 @@ fn a_token_scoped_to_one_namespace_cannot_reach_another() {
         assert!(!answer.to_string().contains("team-b-p\","), "never the data: {answer}");
     }
     assert_eq!(call(&gofer, "GET", "/api/namespaces/team-a/pipelines", Some(&dev), None).0, 200);
+    // Lists show only what the token may see.
+    let (status, listed) = call(&gofer, "GET", "/api/namespaces", Some(&dev), None);
+    assert_eq!(status, 200, "{listed}");
+    let ids: Vec<&str> = listed["namespaces"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["team-a"]);
+    let (_, everything) = call(&gofer, "GET", "/api/namespaces", Some(&admin), None);
+    assert_eq!(everything["namespaces"].as_array().unwrap().len(), 3);
 
     // Bad roles are refused and nothing is stored.
     for (role, expected) in [
