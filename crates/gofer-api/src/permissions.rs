@@ -127,10 +127,13 @@ impl Role {
         self.grants.iter().any(|g| g.allows(needed, namespace, pipeline))
     }
 
-    /// Whether some grant gives `needed` in at least one namespace (for lists that show only what is allowed).
-    pub fn allows_somewhere(&self, needed: Permission) -> bool {
+    /// Whether some grant gives `needed` in at least one namespace (`namespace` None) or for at least one pipeline
+    /// of `namespace`: enough to ask for a list that then shows only what is allowed.
+    pub fn allows_somewhere(&self, needed: Permission, namespace: Option<&str>) -> bool {
         self.grants.iter().any(|g| {
-            (g.resources.is_empty() || g.resources.contains(&needed.resource)) && g.actions.contains(&needed.action)
+            (g.resources.is_empty() || g.resources.contains(&needed.resource))
+                && g.actions.contains(&needed.action)
+                && namespace.is_none_or(|ns| g.namespaces.iter().any(|p| pattern_matches(p, ns)))
         })
     }
 }

@@ -16,6 +16,8 @@ pub enum Verdict {
     Allowed,
     /// 401: no valid token.
     Unauthenticated(String),
+    /// 401: a token nobody issued (or one revoked): what guessing looks like.
+    Unknown(String),
     /// 403: a valid token that may not do this.
     Forbidden(String),
 }
@@ -34,6 +36,17 @@ fn run_token_allows(scope: &str, method: &str, path: &str) -> bool {
     let reads_pipeline = path == pipeline_path
         || ["/configs", "/runs"].iter().any(|sub| path.starts_with(&format!("{pipeline_path}{sub}")));
     method == "GET" && reads_pipeline && !path.contains("/objects")
+}
+
+/// Whether a known token may be used now.
+fn usable(token: &Token) -> std::result::Result<(), String> {
+    if token.disabled {
+        return Err("the token is disabled".into());
+    }
+    if token.expires != 0 && token.expires < epoch_millis() {
+        return Err("the token has expired".into());
+    }
+    Ok(())
 }
 
 /// What a request asks for, as the auth check needs it.
@@ -69,22 +82,6 @@ impl Gofer {
         Ok(roles)
     }
 
-    /// The token behind a secret, if it is valid now.
-    pub async fn token_for_secret(&self, secret: &str) -> std::result::Result<Token, String> {
-        let token = match self.storage.get_token_by_hash(&tokens::token_hash(secret)).await {
-            Ok(token) => token,
-            Err(gofer_storage::Error::NotFound { .. }) => return Err("the token is unknown or was revoked".into()),
-            Err(e) => return Err(format!("the token could not be checked: {e}")),
-        };
-        if token.disabled {
-            return Err("the token is disabled".into());
-        }
-        if token.expires != 0 && token.expires < epoch_millis() {
-            return Err("the token has expired".into());
-        }
-        Ok(token)
-    }
-
     /// Checks a request's token (if any) against what the route requires. With `required` (production mode) a
     /// request without a token gets only the public routes. Returns the caller's token when there is one.
     pub async fn authorize(&self, request: Request<'_>, required: bool) -> (Verdict, Option<Token>) {
@@ -99,10 +96,16 @@ impl Gofer {
                 _ => (Verdict::Allowed, None),
             };
         };
-        let token = match self.token_for_secret(secret).await {
+        let token = match self.storage.get_token_by_hash(&tokens::token_hash(secret)).await {
             Ok(token) => token,
-            Err(message) => return (Verdict::Unauthenticated(message), None),
+            Err(gofer_storage::Error::NotFound { .. }) => {
+                return (Verdict::Unknown("the token is unknown or was revoked".into()), None);
+            }
+            Err(e) => return (Verdict::Unauthenticated(format!("the token could not be checked: {e}")), None),
         };
+        if let Err(message) = usable(&token) {
+            return (Verdict::Unauthenticated(message), None);
+        }
         let verdict = self.judge(&token, request).await;
         (verdict, Some(token))
     }
@@ -125,12 +128,16 @@ impl Gofer {
             return Verdict::Forbidden(format!("extension '{own}' may not reach the objects of extension '{other}'"));
         }
         let Access::Requires(needed) = access else { return Verdict::Allowed };
-        // The namespace list shows each token only the namespaces it may read, so a token that may read some
-        // namespaces may ask for it.
-        let filtered_list = method == "GET" && path == "/api/namespaces";
+        // The namespace and pipeline lists show each token only what it may read, so a token that may read some
+        // of what they list may ask for them.
+        let filtered_list = method == "GET"
+            && (path == "/api/namespaces"
+                || (namespace.is_some() && pipeline.is_none() && path.ends_with("/pipelines")));
         match self.roles_of(token).await {
             Ok(roles) if roles.iter().any(|role| role.allows(needed, namespace, pipeline)) => Verdict::Allowed,
-            Ok(roles) if filtered_list && roles.iter().any(|role| role.allows_somewhere(needed)) => Verdict::Allowed,
+            Ok(roles) if filtered_list && roles.iter().any(|role| role.allows_somewhere(needed, namespace)) => {
+                Verdict::Allowed
+            }
             Ok(_) => {
                 let scope = match (namespace, pipeline) {
                     (Some(ns), Some(p)) => format!(" on pipeline {ns}/{p}"),
@@ -162,19 +169,21 @@ fn check_patterns(what: &str, patterns: &[String]) -> crate::Result<()> {
 }
 
 impl Gofer {
-    /// Whether `caller` may read namespace `namespace_id` (every caller may when there is no token: development
-    /// mode).
-    pub async fn may_read_namespace(&self, caller: Option<&Token>, namespace_id: &str) -> bool {
+    /// Whether `caller` may read namespace `namespace_id`, or with `pipeline_id` that pipeline (every caller may
+    /// when there is no token: development mode).
+    pub async fn may_read(&self, caller: Option<&Token>, namespace_id: &str, pipeline_id: Option<&str>) -> bool {
         let Some(token) = caller else { return true };
-        let needed = gofer_api::permissions::Permission::new(
-            gofer_api::permissions::Resource::Namespaces,
-            gofer_api::permissions::Action::Read,
-        );
-        if token.user.starts_with("run:") {
-            return token.user.strip_prefix("run:").is_some_and(|scope| scope.split('/').next() == Some(namespace_id));
+        let resource = match pipeline_id {
+            Some(_) => gofer_api::permissions::Resource::Pipelines,
+            None => gofer_api::permissions::Resource::Namespaces,
+        };
+        let needed = gofer_api::permissions::Permission::new(resource, gofer_api::permissions::Action::Read);
+        if let Some(scope) = token.user.strip_prefix("run:") {
+            let mut parts = scope.split('/');
+            return parts.next() == Some(namespace_id) && pipeline_id.is_none_or(|p| parts.next() == Some(p));
         }
         match self.roles_of(token).await {
-            Ok(roles) => roles.iter().any(|role| role.allows(needed, Some(namespace_id), None)),
+            Ok(roles) => roles.iter().any(|role| role.allows(needed, Some(namespace_id), pipeline_id)),
             Err(_) => false,
         }
     }

@@ -42,7 +42,7 @@ impl AppState {
     }
 }
 
-/// Failed token checks per client address within a window; past the limit that address is refused for the rest
+/// Checks with unknown tokens (guesses) per client address within a window; past the limit that address is refused for the rest
 /// of the window (429).
 #[derive(Debug, Default)]
 pub struct AuthFailures {
@@ -446,12 +446,13 @@ async fn check_token(
                 ),
             }
         }
-        gofer_core::auth::Verdict::Unauthenticated(message) => {
-            if let (Some(ip), Some(_)) = (ip, secret.as_ref()) {
+        gofer_core::auth::Verdict::Unknown(message) => {
+            if let Some(ip) = ip {
                 state.failures.record(ip);
             }
             denied(axum::http::StatusCode::UNAUTHORIZED, message)
         }
+        gofer_core::auth::Verdict::Unauthenticated(message) => denied(axum::http::StatusCode::UNAUTHORIZED, message),
         gofer_core::auth::Verdict::Forbidden(message) => denied(axum::http::StatusCode::FORBIDDEN, message),
     }
 }

@@ -24,7 +24,7 @@ pub async fn list(
     // Only the namespaces the caller may read (a page can come out shorter than its limit).
     let mut namespaces = Vec::with_capacity(all.len());
     for namespace in all {
-        if state.gofer.may_read_namespace(caller.0.as_ref(), &namespace.id).await {
+        if state.gofer.may_read(caller.0.as_ref(), &namespace.id, None).await {
             namespaces.push(namespace);
         }
     }

@@ -1,8 +1,8 @@
 //! Pipeline and config-version routes.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use gofer_api::error::ApiError;
 use gofer_api::models::{Pipeline, PipelineConfig};
 use gofer_api::requests::{
@@ -10,8 +10,8 @@ use gofer_api::requests::{
     UpdatePipelineRequest,
 };
 
-use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
+use super::{AppState, Caller};
 
 /// Lists the pipelines of a namespace, newest first.
 #[utoipa::path(
@@ -21,10 +21,18 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
 )]
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(namespace_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ListPipelinesResponse>> {
-    let (pipelines, next_offset) = state.gofer.list_pipelines(&namespace_id, query).await?;
+    let (all, next_offset) = state.gofer.list_pipelines(&namespace_id, query).await?;
+    // Only the pipelines the caller may read (a page can come out shorter than its limit).
+    let mut pipelines = Vec::with_capacity(all.len());
+    for pipeline in all {
+        if state.gofer.may_read(caller.0.as_ref(), &namespace_id, Some(&pipeline.pipeline_id)).await {
+            pipelines.push(pipeline);
+        }
+    }
     Ok(Json(ListPipelinesResponse { pipelines, next_offset }))
 }
 

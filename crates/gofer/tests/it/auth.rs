@@ -135,6 +135,16 @@ fn every_operation_of_the_api_refuses_missing_and_insufficient_tokens() {
     let gofer = production();
     let admin = bootstrap(&gofer);
     let (_, reader) = create_token(&gofer, &admin, "auditor", &["read_only"], None);
+    // Everything, but only in namespace team-a; the walk aims at namespace `default`.
+    let grant = json!([{ "actions": ["read", "write", "delete"], "namespaces": ["team-a"] }]);
+    let role = json!({ "id": "team-a-all", "description": "", "grants": grant, "system_role": false });
+    assert_eq!(call(&gofer, "POST", "/api/roles", Some(&admin), Some(&role)).0, 201);
+    let (_, other_team) = create_token(&gofer, &admin, "team-a", &["team-a-all"], None);
+    let (disabled_id, disabled) = create_token(&gofer, &admin, "off", &["admin"], None);
+    gofer.cli_ok(&["token", "disable", &disabled_id, "--token", &admin]);
+    let (_, expired) = create_token(&gofer, &admin, "old", &["admin"], Some(1));
+    std::thread::sleep(Duration::from_millis(1100));
+
     let (status, doc) = call(&gofer, "GET", "/api/openapi.json", None, None);
     assert_eq!(status, 200);
     let (mut checked, mut public) = (0, 0);
@@ -149,16 +159,25 @@ fn every_operation_of_the_api_refuses_missing_and_insufficient_tokens() {
                 continue;
             }
             let body = (method != "GET" && method != "DELETE").then(|| json!({}));
-            let (status, answer) = call(&gofer, &method, &url, None, body.as_ref());
-            assert_eq!(status, 401, "{method} {url} without a token: {answer}");
-            let (status, answer) = call(&gofer, &method, &url, Some(&reader), body.as_ref());
+            let body = body.as_ref();
+            for (who, token) in
+                [("no token", None), ("a disabled token", Some(&disabled)), ("an expired token", Some(&expired))]
+            {
+                let (status, answer) = call(&gofer, &method, &url, token.map(String::as_str), body);
+                assert_eq!(status, 401, "{method} {url} with {who}: {answer}");
+            }
+            let (status, answer) = call(&gofer, &method, &url, Some(&reader), body);
             if access.ends_with(":read") {
-                assert!(
-                    status != 401 && status != 403,
-                    "{method} {url} ({access}) with a read-only token: {status} {answer}"
-                );
+                assert!(status != 401 && status != 403, "{method} {url} ({access}) read-only: {status} {answer}");
             } else {
                 assert_eq!(status, 403, "{method} {url} ({access}) with a read-only token: {answer}");
+            }
+            if path.contains("{namespace_id}") {
+                let (status, answer) = call(&gofer, &method, &url, Some(&other_team), body);
+                assert!(
+                    status == 403 || status == 404,
+                    "{method} {url} with another namespace's token: {status} {answer}"
+                );
             }
             checked += 1;
         }
@@ -230,6 +249,24 @@ fn a_token_scoped_to_one_namespace_cannot_reach_another() {
     assert_eq!(ids, ["team-a"]);
     let (_, everything) = call(&gofer, "GET", "/api/namespaces", Some(&admin), None);
     assert_eq!(everything["namespaces"].as_array().unwrap().len(), 3);
+
+    // A role scoped to some pipelines sees only those in the pipeline list.
+    for p in ["backup-db", "deploy-web"] {
+        let config = json!({ "config": crate::harness::script_pipeline(p, "true") });
+        let path = format!("/api/namespaces/team-a/pipelines/{p}/configs");
+        assert_eq!(call(&gofer, "POST", &path, Some(&admin), Some(&config)).0, 201);
+    }
+    let backups = json!({ "id": "backups", "description": "", "system_role": false,
+        "grants": [{ "resources": ["pipelines"], "actions": ["read"], "namespaces": ["team-a"], "pipelines": ["backup-*"] }] });
+    assert_eq!(call(&gofer, "POST", "/api/roles", Some(&admin), Some(&backups)).0, 201);
+    let (_, backup_reader) = create_token(&gofer, &admin, "bob", &["backups"], None);
+    let (status, listed) = call(&gofer, "GET", "/api/namespaces/team-a/pipelines", Some(&backup_reader), None);
+    assert_eq!(status, 200, "{listed}");
+    let ids: Vec<&str> =
+        listed["pipelines"].as_array().unwrap().iter().map(|p| p["pipeline_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["backup-db"]);
+    assert_eq!(call(&gofer, "GET", "/api/namespaces/team-a/pipelines/deploy-web", Some(&backup_reader), None).0, 403);
+    assert_eq!(call(&gofer, "GET", "/api/namespaces/team-b/pipelines", Some(&backup_reader), None).0, 403);
 
     // Bad roles are refused and nothing is stored.
     for (role, expected) in [
