@@ -120,6 +120,18 @@ impl SqliteStorage {
 }
 
 impl SqliteStorage {
+    /// Runs a `DELETE ... WHERE id = ?1`; NotFound naming `what` when no row matched.
+    async fn delete_by_id(&self, context: &'static str, sql: &'static str, id: &str, what: String) -> Result<()> {
+        let id = id.to_string();
+        self.write(context, move |tx| {
+            if tx.execute(sql, [&id]).map_err(|e| backend(context, e))? == 0 {
+                return Err(not_found(what));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs one statement on the subscription named by `key` (bound as ?1..?4, `value` as ?5 when given);
     /// NotFound when no row matched.
     async fn change_subscription(
@@ -769,17 +781,8 @@ impl Storage for SqliteStorage {
     }
 
     async fn delete_namespace(&self, namespace_id: &str) -> Result<()> {
-        let ns = namespace_id.to_string();
-        self.write("delete a namespace", move |tx| {
-            let changed = tx
-                .execute("DELETE FROM namespaces WHERE id = ?1", [&ns])
-                .map_err(|e| backend("delete a namespace", e))?;
-            if changed == 0 {
-                return Err(not_found(format!("namespace '{ns}'")));
-            }
-            Ok(())
-        })
-        .await
+        let what = format!("namespace '{namespace_id}'");
+        self.delete_by_id("delete a namespace", "DELETE FROM namespaces WHERE id = ?1", namespace_id, what).await
     }
 
     async fn insert_run(&self, new: NewRun) -> Result<Run> {
@@ -1328,16 +1331,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn delete_token(&self, id: &str) -> Result<()> {
-        let id = id.to_string();
-        self.write("delete a token", move |tx| {
-            let deleted =
-                tx.execute("DELETE FROM tokens WHERE id = ?1", [&id]).map_err(|e| backend("delete a token", e))?;
-            if deleted == 0 {
-                return Err(not_found(format!("token '{id}'")));
-            }
-            Ok(())
-        })
-        .await
+        self.delete_by_id("delete a token", "DELETE FROM tokens WHERE id = ?1", id, format!("token '{id}'")).await
     }
 
     async fn insert_bootstrap_token(&self, token: &Token) -> Result<()> {
@@ -1402,17 +1396,10 @@ impl Storage for SqliteStorage {
     }
 
     async fn delete_role(&self, role_id: &str) -> Result<()> {
-        let id = role_id.to_string();
-        self.write("delete a role", move |tx| {
-            let deleted =
-                tx.execute("DELETE FROM roles WHERE id = ?1", [&id]).map_err(|e| backend("delete a role", e))?;
-            if deleted == 0 {
-                return Err(not_found(format!("role '{id}'")));
-            }
-            Ok(())
-        })
-        .await
+        self.delete_by_id("delete a role", "DELETE FROM roles WHERE id = ?1", role_id, format!("role '{role_id}'"))
+            .await
     }
+
     async fn put_secret(&self, secret: &SealedSecret) -> Result<()> {
         let secret = secret.clone();
         self.write("store a secret", move |tx| {
