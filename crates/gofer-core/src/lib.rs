@@ -787,9 +787,11 @@ impl Gofer {
             (true, false, ExtensionKind::Container) => extension.shutdown().await,
             (false, true, ExtensionKind::Container) => {
                 if let Err(problem) = extension.resume().await {
-                    // Stays enabled: the operator asked for it; the problem shows on the extension.
+                    // Stays enabled (the operator asked for it) and keeps being retried; the problem shows on it.
                     return Err(Error::Unavailable {
-                        message: format!("extension '{id}' is enabled but did not start: {problem}"),
+                        message: format!(
+                            "extension '{id}' is enabled but did not start ({problem}); Gofer keeps trying"
+                        ),
                     });
                 }
             }

@@ -555,7 +555,6 @@ impl Inner {
         Ok(())
     }
 
-    /// Removes the logs of runs older than the retention allows; runs still in flight keep theirs.
     /// The highest run id of `run`'s pipeline whose logs or objects may go when the last `keep` runs are kept:
     /// never a run still in flight, nor anything after one. None when nothing may go.
     async fn retention_cutoff(&self, run: &Run, keep: u64) -> Option<u64> {

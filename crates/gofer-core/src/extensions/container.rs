@@ -585,12 +585,27 @@ impl Extension for ContainerExtension {
         Ok(answer.info)
     }
 
+    /// Starts the extension now; if it does not come up, the supervisor keeps trying with back-off (it is
+    /// enabled after all) and the problem is returned.
     async fn resume(&self) -> Result<(), String> {
-        let token = self.inner.launch().await?;
-        self.inner.host.storage.put_token(&token).await.map_err(|e| format!("could not store its token: {e}"))?;
-        self.inner.restore().await;
-        self.supervise(true).await;
-        Ok(())
+        let launched = match self.inner.launch().await {
+            Ok(token) => {
+                self.inner.host.storage.put_token(&token).await.map_err(|e| format!("could not store its token: {e}"))
+            }
+            Err(problem) => Err(problem),
+        };
+        match launched {
+            Ok(()) => {
+                self.inner.restore().await;
+                self.supervise(true).await;
+                Ok(())
+            }
+            Err(problem) => {
+                self.inner.set_state(ExtensionState::Restarting, Some(problem.clone())).await;
+                self.supervise(false).await;
+                Err(problem)
+            }
+        }
     }
 
     async fn shutdown(&self) {
