@@ -75,6 +75,19 @@ pub fn pattern_matches(pattern: &str, id: &str) -> bool {
     matches(pattern.as_bytes(), id.as_bytes())
 }
 
+/// Checks a pattern over ids (`what`: "namespace", "pipeline"): id characters with `*` and `?` wildcards. The
+/// message says what is wrong and how to write one.
+pub fn validate_pattern(what: &str, pattern: &str) -> Result<(), String> {
+    let plain = pattern.replace(['*', '?'], "x");
+    if pattern.is_empty() || crate::config::validate_identifier(what, &plain).is_err() {
+        return Err(format!(
+            "{what} pattern '{pattern}' is not valid: use {what} ids with * and ? wildcards, e.g. team-* (a pattern \
+             matches whole ids)"
+        ));
+    }
+    Ok(())
+}
+
 fn any() -> Vec<String> {
     vec!["*".to_string()]
 }

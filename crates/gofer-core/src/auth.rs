@@ -151,19 +151,13 @@ impl Gofer {
     }
 }
 
-/// Checks a grant's patterns: namespace and pipeline ids with `*` and `?` wildcards.
+/// Checks a grant's patterns; a grant needs at least one of each.
 fn check_patterns(what: &str, patterns: &[String]) -> crate::Result<()> {
     if patterns.is_empty() {
         return Err(crate::Error::invalid(format!("a grant needs at least one {what} pattern; use * for all")));
     }
     for pattern in patterns {
-        let plain = pattern.replace(['*', '?'], "x");
-        if gofer_api::config::validate_identifier(what, &plain).is_err() {
-            return Err(crate::Error::invalid(format!(
-                "{what} pattern '{pattern}' is not valid: use ids with * and ? wildcards, e.g. team-* (a pattern \
-                 matches whole ids)"
-            )));
-        }
+        gofer_api::permissions::validate_pattern(what, pattern).map_err(crate::Error::invalid)?;
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ use gofer_api::config::validate_identifier;
 use gofer_api::epoch_millis;
 use gofer_api::models::Secret;
 pub use gofer_api::permissions::pattern_matches;
+use gofer_api::permissions::validate_pattern;
 use gofer_storage::{SealedSecret, SecretScope, Storage};
 
 use crate::error::{Error, Result};
@@ -92,17 +93,6 @@ fn context(scope: &SecretScope, key: &str) -> String {
         SecretScope::Pipeline { namespace_id, pipeline_id } => format!("pipeline/{namespace_id}/{pipeline_id}/{key}"),
         SecretScope::Global => format!("global/{key}"),
     }
-}
-
-fn check_pattern(pattern: &str) -> Result<()> {
-    let plain = pattern.replace(['*', '?'], "x");
-    if pattern.is_empty() || validate_identifier("namespace pattern", &plain).is_err() {
-        return Err(Error::invalid(format!(
-            "namespace pattern '{pattern}' is not valid: use namespace ids with * and ? wildcards, e.g. team-* \
-             (a pattern matches the whole id)"
-        )));
-    }
-    Ok(())
 }
 
 fn metadata(secret: &SealedSecret, value: Option<String>) -> Secret {
@@ -227,7 +217,7 @@ impl Secrets {
                     )));
                 }
                 for pattern in &namespaces {
-                    check_pattern(pattern)?;
+                    validate_pattern("namespace", pattern).map_err(Error::invalid)?;
                 }
             }
             SecretScope::Pipeline { .. } if !namespaces.is_empty() => {
@@ -340,8 +330,8 @@ mod tests {
         assert!(pattern_matches("*", "anything"));
         assert!(pattern_matches("env-?", "env-1"));
         assert!(!pattern_matches("env-?", "env-12"));
-        assert!(check_pattern("team-*").is_ok());
-        assert!(check_pattern("team/.*").is_err());
-        assert!(check_pattern("").is_err());
+        assert!(validate_pattern("namespace", "team-*").is_ok());
+        assert!(validate_pattern("namespace", "team/.*").is_err());
+        assert!(validate_pattern("namespace", "").is_err());
     }
 }
