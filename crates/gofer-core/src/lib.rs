@@ -601,15 +601,15 @@ impl Gofer {
 
     // --- runs ---
 
-    /// Who holds a token: an extension (`extension:<id>`), else the anonymous development-mode user.
-    pub async fn initiator_of(&self, secret: &str) -> Initiator {
-        let hash = tokens::token_hash(secret);
-        match self.storage.get_token_by_hash(&hash).await {
-            Ok(token) if !token.disabled => match token.user.strip_prefix("extension:") {
+    /// Who starts a run: the holder of the caller's token (an extension for `extension:<id>`), else the
+    /// development-mode user.
+    pub fn initiator_of(caller: Option<&gofer_api::permissions::Token>) -> Initiator {
+        match caller {
+            Some(token) => match token.user.strip_prefix("extension:") {
                 Some(id) => Initiator { kind: "extension".into(), name: id.into() },
-                None => Initiator { kind: "user".into(), name: token.user },
+                None => Initiator { kind: "user".into(), name: token.user.clone() },
             },
-            _ => Initiator { kind: "user".into(), name: "anonymous".into() },
+            None => Initiator { kind: "user".into(), name: "anonymous".into() },
         }
     }
 

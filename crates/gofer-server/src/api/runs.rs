@@ -1,14 +1,14 @@
 //! Run routes.
 
-use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
 use gofer_api::error::ApiError;
-use gofer_api::models::{Initiator, Run};
+use gofer_api::models::Run;
 use gofer_api::requests::{ListRunsResponse, PageQuery, StartRunRequest};
 
-use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
+use super::{AppState, Caller};
 
 /// Lists a pipeline's runs, newest first.
 #[utoipa::path(
@@ -39,17 +39,11 @@ pub async fn list(
 pub async fn start(
     State(state): State<AppState>,
     ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     ApiJson(request): ApiJson<StartRunRequest>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
-    // Until auth arrives, a known token only names who started the run (an extension); anyone else is the
-    // development-mode user.
-    let bearer =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let initiator = match bearer {
-        Some(secret) => state.gofer.initiator_of(secret).await,
-        None => Initiator { kind: "user".into(), name: "anonymous".into() },
-    };
+    // The token check already found the caller's token (if any).
+    let initiator = gofer_core::Gofer::initiator_of(caller.0.as_ref());
     let run = state.gofer.start_run(&namespace_id, &pipeline_id, request.variables, initiator).await?;
     Ok((StatusCode::CREATED, Json(run)))
 }
