@@ -42,13 +42,12 @@ fn parse_every(settings: &BTreeMap<String, String>) -> Result<Duration, String> 
     Ok(duration)
 }
 
-impl Heartbeat {
-    fn variables(&self, beat: u64) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("HEARTBEAT_BEAT".to_string(), beat.to_string()),
-            ("HEARTBEAT_GREETING".to_string(), self.greeting.clone()),
-        ])
-    }
+/// The variables of a run the heartbeat starts (beat 0: one asked for from outside).
+fn variables(beat: u64, greeting: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("HEARTBEAT_BEAT".to_string(), beat.to_string()),
+        ("HEARTBEAT_GREETING".to_string(), greeting.to_string()),
+    ])
 }
 
 #[gofer_extension::async_trait]
@@ -77,11 +76,7 @@ impl Extension for Heartbeat {
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             for beat in 1.. {
                 ticks.tick().await;
-                let variables = BTreeMap::from([
-                    ("HEARTBEAT_BEAT".to_string(), beat.to_string()),
-                    ("HEARTBEAT_GREETING".to_string(), greeting.clone()),
-                ]);
-                match gofer.start_run(&key, variables).await {
+                match gofer.start_run(&key, variables(beat, &greeting)).await {
                     Ok(run) => tracing::info!(subscription = %key, run, beat, "started a run"),
                     Err(message) => tracing::warn!(subscription = %key, %message, "could not start a run"),
                 }
@@ -107,7 +102,7 @@ impl Extension for Heartbeat {
         let keys: Vec<SubscriptionKey> = self.beats.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
         let mut started = Vec::new();
         for key in keys {
-            match self.gofer.start_run(&key, self.variables(0)).await {
+            match self.gofer.start_run(&key, variables(0, &self.greeting)).await {
                 Ok(run) => started.push(format!("{key} run {run}")),
                 Err(message) => return Err((502, message)),
             }

@@ -177,25 +177,33 @@ fn variables(event: &str, delivery: &str, payload: &Value) -> BTreeMap<String, S
             }
         }
         "pull_request" => {
-            set("REF", text(payload, "/pull_request/head/ref"));
-            set("HEAD_SHA", text(payload, "/pull_request/head/sha"));
-            set("AUTHOR", text(payload, "/pull_request/user/login"));
-            set("PULLREQUEST_NUMBER", text(payload, "/pull_request/number"));
-            set("PULLREQUEST_HEAD_REF", text(payload, "/pull_request/head/ref"));
-            set("PULLREQUEST_BRANCH", text(payload, "/pull_request/head/ref"));
-            set("PULLREQUEST_HEAD_SHA", text(payload, "/pull_request/head/sha"));
-            set("PULLREQUEST_BASE_REF", text(payload, "/pull_request/base/ref"));
-            set("PULLREQUEST_AUTHOR_USERNAME", text(payload, "/pull_request/user/login"));
-            set("PULLREQUEST_TITLE", text(payload, "/pull_request/title"));
+            for (name, pointer) in [
+                ("REF", "/pull_request/head/ref"),
+                ("HEAD_SHA", "/pull_request/head/sha"),
+                ("AUTHOR", "/pull_request/user/login"),
+                ("PULLREQUEST_NUMBER", "/pull_request/number"),
+                ("PULLREQUEST_HEAD_REF", "/pull_request/head/ref"),
+                ("PULLREQUEST_BRANCH", "/pull_request/head/ref"),
+                ("PULLREQUEST_HEAD_SHA", "/pull_request/head/sha"),
+                ("PULLREQUEST_BASE_REF", "/pull_request/base/ref"),
+                ("PULLREQUEST_AUTHOR_USERNAME", "/pull_request/user/login"),
+                ("PULLREQUEST_TITLE", "/pull_request/title"),
+            ] {
+                set(name, text(payload, pointer));
+            }
         }
         "release" => {
             set("REF", text(payload, "/release/tag_name").map(|tag| format!("refs/tags/{tag}")));
-            set("AUTHOR", text(payload, "/release/author/login"));
-            set("RELEASE_TAG_NAME", text(payload, "/release/tag_name"));
-            set("RELEASE_TARGET_COMMITISH", text(payload, "/release/target_commitish"));
-            set("RELEASE_AUTHOR_LOGIN", text(payload, "/release/author/login"));
-            set("RELEASE_CREATED_AT", text(payload, "/release/created_at"));
-            set("RELEASE_PUBLISHED_AT", text(payload, "/release/published_at"));
+            for (name, pointer) in [
+                ("AUTHOR", "/release/author/login"),
+                ("RELEASE_TAG_NAME", "/release/tag_name"),
+                ("RELEASE_TARGET_COMMITISH", "/release/target_commitish"),
+                ("RELEASE_AUTHOR_LOGIN", "/release/author/login"),
+                ("RELEASE_CREATED_AT", "/release/created_at"),
+                ("RELEASE_PUBLISHED_AT", "/release/published_at"),
+            ] {
+                set(name, text(payload, pointer));
+            }
         }
         _ => {}
     }
