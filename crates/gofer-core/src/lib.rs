@@ -526,11 +526,11 @@ impl Gofer {
             if let Some(old) = old {
                 self.drop_subscription(old).await?;
             }
-            if let Err(message) = self.put_subscription(&new).await {
+            if let Err(e) = self.put_subscription(&new).await {
                 // The refused subscription is not stored; put back the one it replaced and what came before.
                 done.push(Reconciled { old: old.cloned(), new: None });
                 self.undo_reconcile(done).await;
-                return Err(refused(d, format!("the extension refused it: {message}")));
+                return Err(refused(d, e.to_string()));
             }
             done.push(Reconciled { old: old.cloned(), new: Some(new) });
         }
@@ -545,14 +545,17 @@ impl Gofer {
 
     /// Stores a subscription and, when it and its extension are enabled, hands it to the extension; a refusal
     /// removes the row again.
-    async fn put_subscription(&self, subscription: &Subscription) -> std::result::Result<(), String> {
-        self.storage.insert_subscription(subscription).await.map_err(|e| e.to_string())?;
-        let extension = self.extensions.get(&subscription.extension_id).map_err(|e| e.to_string())?;
-        let active =
-            subscription.enabled && self.extensions.is_enabled(&subscription.extension_id).await.unwrap_or(false);
+    async fn put_subscription(&self, subscription: &Subscription) -> Result<()> {
+        let extension = self.extensions.get(&subscription.extension_id)?;
+        self.storage.insert_subscription(subscription).await?;
+        let active = subscription.enabled && self.extensions.is_enabled(&subscription.extension_id).await?;
         if active && let Err(message) = extension.subscribe(subscription.clone(), Arc::new(self.clone())).await {
-            let _ = self.storage.delete_subscription(&SubscriptionKey::of(subscription)).await;
-            return Err(message);
+            // Leave nothing half-made: the extension did not take it, so it is not stored either.
+            self.storage.delete_subscription(&SubscriptionKey::of(subscription)).await?;
+            return Err(Error::invalid(format!(
+                "extension '{}' refused the subscription: {message}",
+                subscription.extension_id
+            )));
         }
         Ok(())
     }
@@ -575,9 +578,9 @@ impl Gofer {
                 tracing::warn!(key = %SubscriptionKey::of(new), error = %e, "could not undo a subscription");
             }
             if let Some(old) = &change.old
-                && let Err(message) = self.put_subscription(old).await
+                && let Err(e) = self.put_subscription(old).await
             {
-                tracing::warn!(key = %SubscriptionKey::of(old), %message, "could not restore a subscription");
+                tracing::warn!(key = %SubscriptionKey::of(old), error = %e, "could not restore a subscription");
             }
         }
     }
@@ -950,15 +953,7 @@ impl Gofer {
             last_fired: 0,
             declared: false,
         };
-        self.storage.insert_subscription(&subscription).await?;
-        if let Err(message) = extension.subscribe(subscription.clone(), Arc::new(self.clone())).await {
-            // Leave nothing half-made: the extension did not take it, so it is not stored either.
-            self.storage.delete_subscription(&SubscriptionKey::of(&subscription)).await?;
-            return Err(Error::invalid(format!(
-                "extension '{}' refused the subscription: {message}",
-                subscription.extension_id
-            )));
-        }
+        self.put_subscription(&subscription).await?;
         Ok(subscription)
     }
 
