@@ -81,7 +81,7 @@ mod tests {
     use super::*;
 
     fn task(deps: &[(&str, RequiredParentStatus)]) -> Task {
-        Task::new("child", "img").depends_on_many(deps.iter().map(|(k, v)| (k.to_string(), *v)))
+        Task::new("child", "img").depends_on_many(deps.iter().map(|(k, v)| (k.to_string(), *v)).collect())
     }
 
     fn finished(entries: &[(&str, TaskStatus)]) -> HashMap<String, TaskStatus> {

@@ -4,7 +4,7 @@
 //! same types are what the server deserializes and validates again, so a config can never be valid on one side
 //! and invalid on the other.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::time::Duration;
 
@@ -29,9 +29,55 @@ pub enum RequiredParentStatus {
     Failure,
 }
 
+impl RequiredParentStatus {
+    /// Every status, in the order they are declared.
+    pub const ALL: [Self; 4] = [Self::Unknown, Self::Any, Self::Success, Self::Failure];
+
+    /// The name used in configs and by `Display`/`FromStr`: `Unknown`, `Any`, `Success` or `Failure`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "Unknown",
+            Self::Any => "Any",
+            Self::Success => "Success",
+            Self::Failure => "Failure",
+        }
+    }
+}
+
+/// Prints the status as configs spell it (`Success`), like the earlier SDK did.
+impl std::fmt::Display for RequiredParentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name given is not a [`RequiredParentStatus`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseStatusError {
+    pub value: String,
+}
+
+impl std::fmt::Display for ParseStatusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "'{}' is not a required parent status; use Any, Success or Failure", self.value)
+    }
+}
+
+impl std::error::Error for ParseStatusError {}
+
+/// Parses the names `Display` prints (`Any`, `Success`, `Failure`, `Unknown`), exactly as the earlier SDK did.
+impl std::str::FromStr for RequiredParentStatus {
+    type Err = ParseStatusError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| ParseStatusError { value: s.into() })
+    }
+}
+
 /// Credentials for pulling a task's image from a private registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = config::RegistryAuth))]
+#[serde(deny_unknown_fields)]
 pub struct RegistryAuth {
     pub user: String,
     pub pass: String,
@@ -120,6 +166,7 @@ pub fn validate_identifier(what: &str, value: &str) -> Result<(), ConfigError> {
 #[must_use = "complete the pipeline config with the .finish() method"]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = config::Pipeline))]
+#[serde(deny_unknown_fields)]
 pub struct Pipeline {
     /// Unique identifier within a namespace.
     pub id: String,
@@ -148,6 +195,7 @@ pub struct Pipeline {
 /// subscriptions made through the API or CLI are left alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = config::Subscription))]
+#[serde(deny_unknown_fields)]
 pub struct Subscription {
     pub extension: String,
     /// Names it among the pipeline's subscriptions to the same extension.
@@ -264,6 +312,7 @@ impl Pipeline {
 /// One unit of work: a container image plus how to run it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = config::Task))]
+#[serde(deny_unknown_fields)]
 pub struct Task {
     /// Unique identifier within the pipeline.
     pub id: String,
@@ -361,50 +410,44 @@ impl Task {
         self
     }
 
-    /// Adds several dependencies at once; see [`Task::depends_on`].
-    pub fn depends_on_many<I, K>(mut self, depends_on: I) -> Self
-    where
-        I: IntoIterator<Item = (K, RequiredParentStatus)>,
-        K: Into<String>,
-    {
-        self.depends_on.extend(depends_on.into_iter().map(|(k, v)| (k.into(), v)));
+    /// Adds several dependencies at once; see [`Task::depends_on`]. Takes the map the earlier SDK took, so
+    /// `HashMap::from([("build".into(), RequiredParentStatus::Success)])` infers its key type.
+    pub fn depends_on_many(mut self, depends_on: HashMap<String, RequiredParentStatus>) -> Self {
+        self.depends_on.extend(depends_on);
         self
     }
 
     /// Adds environment variables; keys are upper-cased, as in the earlier Gofer SDK. Later calls add to earlier
-    /// ones.
-    pub fn variables<I, K, V>(mut self, variables: I) -> Self
+    /// ones. Takes any list or map of pairs: `vec![("KEY", "value")]`, `HashMap::from([...])`, owned `String`s.
+    pub fn variables<K, V, I>(mut self, variables: I) -> Self
     where
-        I: IntoIterator<Item = (K, V)>,
-        K: AsRef<str>,
+        K: Into<String>,
         V: Into<String>,
+        I: IntoIterator<Item = (K, V)>,
     {
-        self.variables.extend(variables.into_iter().map(|(k, v)| (k.as_ref().to_uppercase(), v.into())));
+        self.variables.extend(variables.into_iter().map(|(k, v)| (k.into().to_uppercase(), v.into())));
         self
     }
 
-    pub fn entrypoint<I, S>(mut self, entrypoint: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.entrypoint = Some(entrypoint.into_iter().map(Into::into).collect());
+    /// Replaces the image's entrypoint. Takes `Vec<String>` as the earlier SDK did, so `vec!["sh".into()]` and
+    /// `.collect()` infer their types; for string literals write `vec!["sh".to_string()]` or use
+    /// [`Task::script`].
+    pub fn entrypoint(mut self, entrypoint: Vec<String>) -> Self {
+        self.entrypoint = Some(entrypoint);
         self
     }
 
-    pub fn command<I, S>(mut self, command: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.command = Some(command.into_iter().map(Into::into).collect());
+    /// Replaces the image's command (its arguments, after the entrypoint). Takes `Vec<String>` as the earlier SDK
+    /// did: `.command(vec!["echo".into(), "hello".into()])`.
+    pub fn command(mut self, command: Vec<String>) -> Self {
+        self.command = Some(command);
         self
     }
 
     /// Runs a shell script: the command becomes `sh -c <script>` (every image with a shell has `sh`, not every
-    /// image has `bash`).
-    pub fn script(mut self, script: &str) -> Self {
-        self.command = Some(vec!["sh".to_string(), "-c".to_string(), script.trim().to_string()]);
+    /// image has `bash`). Takes `&str`, `String` or `&String`, e.g. `.script(format!("echo {greeting}"))`.
+    pub fn script(mut self, script: impl AsRef<str>) -> Self {
+        self.command = Some(vec!["sh".to_string(), "-c".to_string(), script.as_ref().trim().to_string()]);
         self
     }
 
@@ -561,7 +604,10 @@ mod tests {
             task("root"),
             task("left").depends_on("root", RequiredParentStatus::Success),
             task("right").depends_on("root", RequiredParentStatus::Failure),
-            task("join").depends_on_many([("left", RequiredParentStatus::Any), ("right", RequiredParentStatus::Any)]),
+            task("join").depends_on_many(HashMap::from([
+                ("left".into(), RequiredParentStatus::Any),
+                ("right".into(), RequiredParentStatus::Any),
+            ])),
         ])
         .unwrap();
     }
@@ -585,9 +631,9 @@ mod tests {
         let t = Task::new("t", "img")
             .description("d")
             .variables(vec![("lower", "1")])
-            .variables(std::collections::HashMap::from([("Second".to_string(), "2".to_string())]))
+            .variables(HashMap::from([("Second".to_string(), "2".to_string())]))
             .entrypoint(vec!["/bin/sh".to_string()])
-            .command(vec!["-c", "true"])
+            .command(vec!["-c".into(), "true".into()])
             .inject_api_token(true)
             .always_pull_newest_image(true)
             .registry_auth("u", "p");
@@ -614,6 +660,25 @@ mod tests {
         assert!(err.to_string().contains("invalid pipeline timeout"), "{err}");
         let json = serde_json::to_string(&task("plain")).unwrap();
         assert!(!json.contains("retries") && !json.contains("timeout"), "defaults stay out of the JSON: {json}");
+    }
+
+    #[test]
+    fn statuses_print_and_parse_as_configs_spell_them() {
+        for status in RequiredParentStatus::ALL {
+            assert_eq!(status.to_string().parse::<RequiredParentStatus>(), Ok(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.to_string());
+        }
+        let err = "success".parse::<RequiredParentStatus>().unwrap_err();
+        assert_eq!(err.to_string(), "'success' is not a required parent status; use Any, Success or Failure");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let misspelled = r#"{"id":"p","tasks":[{"id":"b","image":"i"},{"id":"a","image":"i","dependson":{"b":"Any"}}]}"#;
+        let err = serde_json::from_str::<Pipeline>(misspelled).unwrap_err().to_string();
+        assert!(err.contains("unknown field `dependson`"), "{err}");
+        let err = serde_json::from_str::<Pipeline>(r#"{"id":"p","paralelism":2,"tasks":[]}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `paralelism`"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!
 //! Pipeline::new("hello", "Hello pipeline")
 //!     .tasks(vec![
-//!         Task::new("greet", "busybox:latest").command(vec!["echo", "hello"]),
+//!         Task::new("greet", "busybox:latest").command(vec!["echo".into(), "hello".into()]),
 //!         Task::new("after", "busybox:latest")
 //!             .depends_on("greet", RequiredParentStatus::Success)
 //!             .script("echo greeted"),

@@ -63,7 +63,7 @@ async fn harness() -> Harness {
 }
 
 fn task(id: &str, command: &[&str]) -> Task {
-    Task::new(id, "scripted").command(command.to_vec())
+    Task::new(id, "scripted").command(command.iter().map(|s| s.to_string()).collect())
 }
 
 impl Harness {
