@@ -20,7 +20,7 @@ use gofer_api::models::{
     Variable, VariableSource,
 };
 use gofer_api::permissions::Token;
-use gofer_scheduler::{ContainerSpec, RegistryAuth, Scheduler, labels};
+use gofer_scheduler::{ContainerInfo, ContainerSpec, ContainerState, RegistryAuth, Scheduler, labels};
 use gofer_storage::Storage;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -431,6 +431,8 @@ impl Inner {
         for task in &config.tasks {
             match existing.remove(&task.id) {
                 Some(execution) if execution.is_complete() => {
+                    // A crash between storing the outcome and removing the container leaves it behind.
+                    self.release_container(execution.container_id.clone(), &task.id);
                     finished.insert(task.id.clone(), execution.status);
                     outcomes.insert(task.id.clone(), (execution.status, execution.status_reason));
                 }
@@ -755,13 +757,27 @@ impl Inner {
         let resumed = if resume { self.find_container(execution).await? } else { None };
         let mut masker = Masker::default();
         let (id, mut output): (String, BoxStream<'static, gofer_scheduler::Result<bytes::Bytes>>) = match resumed {
-            Some(id) => {
+            Some(info) => {
                 // The values are read again to mask them; one that is gone meanwhile cannot be masked.
                 if let Ok((_, resolved)) = self.resolve_variables(execution, false).await {
                     masker = resolved;
                 }
-                let output = self.scheduler.output_since_start(&id).await?;
-                (id, output)
+                execution.container_id = Some(info.id.clone());
+                execution.image_digest = execution.image_digest.take().or(info.image_digest);
+                let output = if info.state == ContainerState::Created {
+                    // Created before the crash but never started: nothing of the task ran, so it starts now (the
+                    // engine would answer a wait on it at once with exit code 0, as if it had succeeded).
+                    tracing::info!(task = %task_id, container = %info.id, "starting a container created before a restart");
+                    self.scheduler.start(&info.id).await?.output
+                } else {
+                    self.scheduler.output_since_start(&info.id).await?
+                };
+                if execution.started == 0 {
+                    execution.started = epoch_millis();
+                }
+                execution.state = TaskState::Running;
+                self.save_task(execution).await;
+                (info.id, output)
             }
             None => {
                 if token.is_cancelled() {
@@ -780,7 +796,10 @@ impl Inner {
                     }
                 };
                 masker = resolved;
-                let started = self.scheduler.start(self.container_spec(execution, env)).await?;
+                // Created and started in two calls: a crash in between leaves a container that recovery finds by
+                // its labels and starts, instead of one it could mistake for finished.
+                let container_id = self.scheduler.create(&self.container_spec(execution, env)).await?;
+                let started = self.scheduler.start(&container_id).await?;
                 execution.state = TaskState::Running;
                 execution.started = epoch_millis();
                 execution.container_id = Some(started.container_id.clone());
@@ -1005,27 +1024,20 @@ impl Inner {
         }
     }
 
-    /// The container a previous process started for this attempt, if the engine still has it.
-    async fn find_container(&self, execution: &mut TaskExecution) -> Result<Option<String>, gofer_scheduler::Error> {
+    /// The container a previous process made for this attempt, if the engine still has it (by the id recorded,
+    /// else by the attempt's labels: a crash right after creating it leaves no id behind). A recorded container that
+    /// is gone is an error: the task cannot be finished from it.
+    async fn find_container(&self, execution: &TaskExecution) -> Result<Option<ContainerInfo>, gofer_scheduler::Error> {
         if let Some(id) = &execution.container_id {
             match self.scheduler.inspect(id).await {
-                Ok(info) => return Ok(Some(info.id)),
+                Ok(info) => return Ok(Some(info)),
                 Err(gofer_scheduler::Error::NoSuchContainer { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
         let found = self.scheduler.find(&self.container_labels(execution)).await?;
         match found.into_iter().next() {
-            Some(info) => {
-                if execution.started == 0 {
-                    execution.started = epoch_millis();
-                }
-                execution.state = TaskState::Running;
-                execution.container_id = Some(info.id.clone());
-                execution.image_digest = execution.image_digest.take().or(info.image_digest);
-                self.save_task(execution).await;
-                Ok(Some(info.id))
-            }
+            Some(info) => Ok(Some(info)),
             None if execution.container_id.is_some() => Err(gofer_scheduler::Error::NoSuchContainer {
                 container: execution.container_id.clone().unwrap_or_default(),
                 message: "the container disappeared while Gofer was not running".into(),
@@ -1075,7 +1087,7 @@ impl Inner {
             if active.contains(&key) {
                 continue;
             }
-            if container.running {
+            if container.is_running() {
                 self.stop(&label(labels::TASK), &container.id).await;
             }
             if let Err(e) = self.scheduler.remove(&container.id).await {

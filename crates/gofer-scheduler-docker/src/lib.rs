@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig, PortBinding};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
     LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
@@ -18,7 +18,7 @@ use bollard::query_parameters::{
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use gofer_scheduler::{ContainerInfo, ContainerSpec, Error, Result, Scheduler, Started};
+use gofer_scheduler::{ContainerInfo, ContainerSpec, ContainerState, Error, Result, Scheduler, Started};
 
 /// The Docker backend. Cheap to clone.
 #[derive(Clone)]
@@ -63,7 +63,7 @@ impl DockerScheduler {
 
     /// Creates the container, pulling its image first when asked to, or when the engine does not have it (learned
     /// from the create call itself, so the common case costs no extra round trip).
-    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
         if spec.always_pull {
             self.pull(spec).await?;
         }
@@ -157,25 +157,28 @@ fn output_bytes(
 
 #[async_trait]
 impl Scheduler for DockerScheduler {
-    async fn start(&self, spec: ContainerSpec) -> Result<Started> {
-        let id = self.create(&spec).await?;
+    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+        self.create_container(spec).await
+    }
+
+    async fn start(&self, container_id: &str) -> Result<Started> {
         // Attach before starting: the output arrives raw and complete, with no newline framing by a log driver.
         let attach = AttachContainerOptions { stream: true, stdout: true, stderr: true, ..Default::default() };
-        let attached = match self.docker.attach_container(&id, Some(attach)).await {
+        let attached = match self.docker.attach_container(container_id, Some(attach)).await {
             Ok(attached) => attached,
             Err(e) => {
-                let _ = self.remove(&id).await;
-                return Err(engine_error(format!("attach to container {}", spec.name))(e));
+                let _ = self.remove(container_id).await;
+                return Err(container_error(container_id, "attach to")(e));
             }
         };
-        if let Err(e) = self.docker.start_container(&id, None).await {
+        if let Err(e) = self.docker.start_container(container_id, None).await {
             // Leave nothing half-made behind: a created-but-never-started container is ours to remove.
-            let _ = self.remove(&id).await;
-            return Err(engine_error(format!("start container {}", spec.name))(e));
+            let _ = self.remove(container_id).await;
+            return Err(container_error(container_id, "start")(e));
         }
-        let output = output_bytes(attached.output, id.clone());
+        let output = output_bytes(attached.output, container_id.to_string());
         // The image digest comes from `inspect`, off the start path.
-        Ok(Started { container_id: id, image_digest: None, output })
+        Ok(Started { container_id: container_id.to_string(), image_digest: None, output })
     }
 
     async fn wait(&self, container_id: &str) -> Result<i64> {
@@ -196,7 +199,7 @@ impl Scheduler for DockerScheduler {
     async fn output_since_start(&self, container_id: &str) -> Result<BoxStream<'static, Result<Bytes>>> {
         let info = self.inspect(container_id).await?;
         let id = container_id.to_string();
-        let raw = if info.running {
+        let raw = if info.is_running() {
             // Replays what the engine logged so far, then streams live output straight from the container.
             let options =
                 AttachContainerOptions { logs: true, stream: true, stdout: true, stderr: true, ..Default::default() };
@@ -226,6 +229,17 @@ impl Scheduler for DockerScheduler {
             .map_err(container_error(container_id, "inspect"))?;
         let state = details.state.unwrap_or_default();
         let running = state.running.unwrap_or(false) || state.restarting.unwrap_or(false);
+        let life = match state.status {
+            _ if running => ContainerState::Running,
+            Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
+            Some(
+                ContainerStateStatusEnum::RUNNING
+                | ContainerStateStatusEnum::PAUSED
+                | ContainerStateStatusEnum::RESTARTING
+                | ContainerStateStatusEnum::STOPPING,
+            ) => ContainerState::Running,
+            _ => ContainerState::Exited,
+        };
         let endpoint = details
             .network_settings
             .and_then(|n| n.ports)
@@ -235,8 +249,8 @@ impl Scheduler for DockerScheduler {
         Ok(ContainerInfo {
             id: details.id.unwrap_or_else(|| container_id.to_string()),
             name: details.name.unwrap_or_default().trim_start_matches('/').to_string(),
-            running,
-            exit_code: if running { None } else { state.exit_code },
+            state: life,
+            exit_code: if life == ContainerState::Exited { state.exit_code } else { None },
             image_digest: details.image,
             labels: details.config.and_then(|c| c.labels).unwrap_or_default().into_iter().collect(),
             endpoint,

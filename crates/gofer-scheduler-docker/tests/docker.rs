@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use gofer_scheduler::{ContainerSpec, Error, Scheduler, labels};
+use gofer_scheduler::{ContainerSpec, ContainerState, Error, Scheduler, labels};
 use gofer_scheduler_docker::DockerScheduler;
 
 fn spec_labels() -> BTreeMap<String, String> {
@@ -42,7 +42,7 @@ async fn runs_a_container_with_env_and_returns_exit_code_and_exact_output() {
     let docker = DockerScheduler::connect().await.expect("a running Docker engine");
     let spec = spec("exit", &["sh", "-c", "printf \"$GREETING\"; printf ' err' >&2; exit 7"]);
     let name = spec.name.clone();
-    let started = docker.start(spec).await.expect("start");
+    let started = docker.run(&spec).await.expect("start");
     assert_eq!(inspect_label(&name, labels::MANAGED).await, "true");
     let info = docker.inspect(&started.container_id).await.expect("inspect");
     assert!(info.image_digest.as_deref().unwrap_or_default().starts_with("sha256:"), "{info:?}");
@@ -52,7 +52,7 @@ async fn runs_a_container_with_env_and_returns_exit_code_and_exact_output() {
     let output: Vec<u8> = started.output.map(|c| c.expect("chunk").to_vec()).concat().await;
     assert_eq!(docker.wait(&started.container_id).await.expect("wait"), 7);
     let info = docker.inspect(&started.container_id).await.expect("inspect after exit");
-    assert_eq!((info.running, info.exit_code), (false, Some(7)));
+    assert_eq!((info.state, info.exit_code), (ContainerState::Exited, Some(7)));
     let replay: Vec<u8> = docker
         .output_since_start(&started.container_id)
         .await
@@ -70,7 +70,7 @@ async fn runs_a_container_with_env_and_returns_exit_code_and_exact_output() {
 #[tokio::test]
 async fn stop_ends_a_long_running_container_within_the_grace_period() {
     let docker = DockerScheduler::connect().await.expect("a running Docker engine");
-    let started = docker.start(spec("stop", &["sleep", "300"])).await.expect("start");
+    let started = docker.run(&spec("stop", &["sleep", "300"])).await.expect("start");
     let begun = Instant::now();
     docker.stop(&started.container_id, Duration::from_secs(1)).await.expect("stop");
     let code = docker.wait(&started.container_id).await.expect("wait");
@@ -84,7 +84,7 @@ async fn a_missing_image_is_an_image_error_with_the_engines_message() {
     let docker = DockerScheduler::connect().await.expect("a running Docker engine");
     let mut spec = spec("missing", &["true"]);
     spec.image = "gofer-test/no-such-image:never".into();
-    match docker.start(spec).await {
+    match docker.run(&spec).await {
         Err(Error::Image { image, message }) => {
             assert_eq!(image, "gofer-test/no-such-image:never");
             assert!(!message.is_empty());
@@ -116,7 +116,7 @@ async fn an_exposed_port_is_reachable_on_loopback_and_logs_can_be_read() {
         ],
     );
     spec.expose_port = Some(8082);
-    let started = docker.start(spec).await.expect("start");
+    let started = docker.run(&spec).await.expect("start");
     let info = docker.inspect(&started.container_id).await.expect("inspect");
     let endpoint = info.endpoint.expect("an endpoint for the exposed port");
     assert!(endpoint.starts_with("127.0.0.1:"), "published on loopback only: {endpoint}");
@@ -145,4 +145,23 @@ async fn an_exposed_port_is_reachable_on_loopback_and_logs_can_be_read() {
     assert!(String::from_utf8_lossy(&logs).starts_with("listening\n"), "{logs:?}");
     docker.remove(&started.container_id).await.expect("remove");
     assert!(docker.inspect(&started.container_id).await.is_err());
+}
+
+/// What recovery relies on: a container that was created but never started says so, and starting it later runs it
+/// with its output attached from the first byte. (The engine's wait call answers 0 at once for a created container,
+/// which is why a created container must never be taken as finished.)
+#[tokio::test]
+async fn a_created_container_is_told_apart_and_can_be_started_later() {
+    let docker = DockerScheduler::connect().await.expect("a running Docker engine");
+    let id = docker.create(&spec("created", &["sh", "-c", "echo ran; exit 4"])).await.expect("create");
+    let info = docker.inspect(&id).await.expect("inspect");
+    assert_eq!((info.state, info.exit_code), (ContainerState::Created, None));
+    let found = docker.find(&spec_labels()).await.expect("find");
+    assert!(found.iter().any(|c| c.id == id && c.state == ContainerState::Created), "{found:?}");
+    let started = docker.start(&id).await.expect("start the created container");
+    let output: Vec<u8> = started.output.map(|c| c.expect("chunk").to_vec()).concat().await;
+    assert_eq!(docker.wait(&id).await.expect("wait"), 4);
+    assert_eq!(output, b"ran\n");
+    assert_eq!(docker.inspect(&id).await.expect("inspect").state, ContainerState::Exited);
+    docker.remove(&id).await.expect("remove");
 }

@@ -25,18 +25,35 @@ pub mod labels {
     pub const EXTENSION: &str = "dev.gofer.extension";
 }
 
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Created but never started: nothing of the task has run yet.
+    Created,
+    /// Started and not yet exited (also paused or restarting).
+    Running,
+    /// Started and ended (or dead); its exit code is known.
+    Exited,
+}
+
 /// A container Gofer created, as the engine sees it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerInfo {
     pub id: String,
     pub name: String,
-    pub running: bool,
+    pub state: ContainerState,
     /// The exit code, once it exited.
     pub exit_code: Option<i64>,
     pub image_digest: Option<String>,
     pub labels: BTreeMap<String, String>,
     /// Where Gofer reaches the container's exposed port (`host:port`), if the spec exposed one and it runs.
     pub endpoint: Option<String>,
+}
+
+impl ContainerInfo {
+    pub fn is_running(&self) -> bool {
+        self.state == ContainerState::Running
+    }
 }
 
 /// Credentials for a private registry.
@@ -99,11 +116,22 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A container engine.
+///
+/// Creating and starting are two calls so that a crash between them can be told apart afterwards: a container
+/// found in state [`ContainerState::Created`] never ran, and is started (or given up), never taken as finished.
 #[async_trait]
 pub trait Scheduler: Send + Sync + 'static {
-    /// Pulls the image if needed, creates the container, attaches to its output and starts it.
-    async fn start(&self, spec: ContainerSpec) -> Result<Started>;
-    /// Waits until the container exits and returns its exit code. Returns at once if it already exited.
+    /// Pulls the image if needed (or always, when the spec asks) and creates the container; returns its id.
+    async fn create(&self, spec: &ContainerSpec) -> Result<String>;
+    /// Attaches to a created container's output and starts it. A container that fails to start is removed.
+    async fn start(&self, container_id: &str) -> Result<Started>;
+    /// Creates and starts a container.
+    async fn run(&self, spec: &ContainerSpec) -> Result<Started> {
+        let id = self.create(spec).await?;
+        self.start(&id).await
+    }
+    /// Waits until the container exits and returns its exit code. Returns at once if it already exited. Only for
+    /// containers that were started: the engine answers at once for a created one, as if it had exited.
     async fn wait(&self, container_id: &str) -> Result<i64>;
     /// The container's whole output from its start, for containers whose live output this process did not attach
     /// to (after a restart): what the engine kept, then live output until the container exits.

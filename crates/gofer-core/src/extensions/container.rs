@@ -230,7 +230,7 @@ impl Inner {
         self.set_state(ExtensionState::Starting, None).await;
         self.remove_containers().await;
         let secret = new_secret()?;
-        let started = self.host.scheduler.start(self.spec(&secret)).await.map_err(|e| e.to_string())?;
+        let started = self.host.scheduler.run(&self.spec(&secret)).await.map_err(|e| e.to_string())?;
         let container_id = started.container_id.clone();
         let tail: Arc<Mutex<VecDeque<u8>>> = Arc::default();
         tokio::spawn(keep_tail(started.output, tail.clone()));
@@ -276,7 +276,7 @@ impl Inner {
         let mut pause = Duration::from_millis(20);
         loop {
             let info = self.host.scheduler.inspect(container_id).await.map_err(|e| e.to_string())?;
-            if !info.running {
+            if !info.is_running() {
                 let code = info.exit_code.map(|c| format!(" with code {c}")).unwrap_or_default();
                 return Err(format!("the container exited{code} before answering GET /api/health"));
             }

@@ -20,19 +20,26 @@ use gofer_core::objects::{ObjectLimits, Objects};
 use gofer_core::orchestrator::{Options, Orchestrator};
 use gofer_storage::Storage;
 
-use crate::scripted::Scripted;
+use crate::scripted::{Scripted, Step};
 
 struct Harness {
     gofer: Gofer,
     storage: Arc<dyn Storage>,
     scheduler: Arc<Scripted>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
+    let mut h = harness_on(dir.path(), Arc::new(Scripted::default())).await;
+    h._dir = Some(dir);
+    h
+}
+
+/// A Gofer on the data in `dir` and the containers of `scheduler`, as a server process would build it.
+async fn harness_on(dir: &std::path::Path, scheduler: Arc<Scripted>) -> Harness {
     let storage: Arc<dyn Storage> =
-        Arc::new(gofer_storage_sqlite::SqliteStorage::open(&dir.path().join("gofer.db")).unwrap());
+        Arc::new(gofer_storage_sqlite::SqliteStorage::open(&dir.join("gofer.db")).unwrap());
     let events = Events::new(storage.clone());
     let options = Options {
         installation_id: "test".into(),
@@ -44,22 +51,16 @@ async fn harness() -> Harness {
         log_retention_runs: 0,
         keep_containers_for: Duration::ZERO,
     };
-    let scheduler = Arc::new(Scripted::default());
-    let orchestrator = Orchestrator::new(
-        options,
-        storage.clone(),
-        scheduler.clone(),
-        LogStore::new(dir.path().join("logs")),
-        events.clone(),
-    );
+    let orchestrator =
+        Orchestrator::new(options, storage.clone(), scheduler.clone(), LogStore::new(dir.join("logs")), events.clone());
     let extensions = gofer_core::extensions::Extensions::new(storage.clone(), Vec::new());
-    std::fs::create_dir_all(dir.path().join("objects")).unwrap();
-    let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path().join("objects")).unwrap();
+    std::fs::create_dir_all(dir.join("objects")).unwrap();
+    let store = object_store::local::LocalFileSystem::new_with_prefix(dir.join("objects")).unwrap();
     let limits = ObjectLimits { max_object_bytes: 1 << 20, pipeline_objects: 10, run_objects_runs: 1 };
     let gofer = Gofer::new(storage.clone(), orchestrator, events, extensions)
         .with_objects(Objects::new(Arc::new(store), limits));
     gofer.ensure_default_namespace().await.unwrap();
-    Harness { gofer, storage, scheduler, _dir: dir }
+    Harness { gofer, storage, scheduler, _dir: None }
 }
 
 fn task(id: &str, command: &[&str]) -> Task {
@@ -279,4 +280,60 @@ async fn run_tokens_are_injected_stored_hashed_and_revoked_with_the_run_objects(
     tokio::time::sleep(Duration::from_millis(50)).await;
     let holders = h.storage.token_users("run:default/tokens/").await.unwrap();
     assert_eq!(holders, ["run:default/tokens/2"], "run 1's token was revoked");
+}
+
+/// A task's log, as the API gives it.
+async fn log_text(h: &Harness, pipeline: &str, run: u64, task: &str) -> String {
+    use futures::StreamExt;
+    let stream = h.gofer.task_logs("default", pipeline, run, task, None, false).await.unwrap();
+    let chunks: Vec<bytes::Bytes> = stream.map(|c| c.unwrap()).collect().await;
+    String::from_utf8(chunks.concat()).unwrap()
+}
+
+/// Gofer dies (the runtime that ran it is dropped mid-call, like kill -9) at each step of a task attempt; a new
+/// Gofer on the same data and engine finishes the run. Whatever the step, the task ran exactly once, in its own
+/// container, with its real exit code and its output, and a container that never started is never taken as
+/// finished (the engine answers a wait on a created container with 0 at once).
+#[test]
+fn a_crash_at_any_step_of_an_attempt_is_recovered_and_nothing_runs_twice() {
+    let runtime =
+        || tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    for step in [Step::Created, Step::Attached, Step::Started, Step::Exited, Step::Recorded] {
+        let dir = tempfile::tempdir().unwrap();
+        let scheduler = Arc::new(Scripted::default());
+        let first = runtime();
+        first.block_on(async {
+            let h = harness_on(dir.path(), scheduler.clone()).await;
+            h.deploy(Pipeline::new("crash", "").tasks(vec![
+                task("first", &["exit", "3"]),
+                task("handler", &["exit", "0"]).depends_on("first", RequiredParentStatus::Failure),
+            ]))
+            .await;
+            scheduler.crash_at(step);
+            h.start("crash").await;
+            scheduler.crashed().await;
+        });
+        drop(first);
+
+        let (snapshot, log) = runtime().block_on(async {
+            let h = harness_on(dir.path(), scheduler.clone()).await;
+            h.gofer.orchestrator().recover().await.unwrap();
+            let snapshot = h.snapshot("crash", 1).await;
+            let log = log_text(&h, "crash", 1, "first").await;
+            h.gofer.orchestrator().wait_idle().await;
+            (snapshot, log)
+        });
+        assert_eq!(
+            snapshot,
+            "run 1: complete failed (abnormal_exit)\n\
+             first: complete failed exit=3 attempt=1 (abnormal_exit)\n\
+             handler: complete successful exit=0 attempt=1\n",
+            "crash at {step:?}"
+        );
+        assert_eq!(log, "exit 3\n", "crash at {step:?}: the output, once");
+        let created = scheduler.created.load(std::sync::atomic::Ordering::Relaxed);
+        let started = scheduler.started.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!((created, started), (2, 2), "crash at {step:?}: one container per task, each started once");
+        assert_eq!(scheduler.container_count(), 0, "crash at {step:?}: every container removed");
+    }
 }

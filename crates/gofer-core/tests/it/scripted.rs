@@ -1,37 +1,137 @@
 //! A scheduler that plays containers from a script in their command, for deterministic orchestrator tests:
 //! `exit N`, `start-fails`, `hang` (until stopped: exit 143), `succeed-on-attempt N` (exit 1 before attempt N),
 //! `sleep-then-exit SECS` (on tokio's clock, exit 0).
+//!
+//! Containers live through the states an engine gives them (created, running, exited), and survive the
+//! orchestrator that made them, so a test can "crash" Gofer at a named step ([`Step`]: the scheduler call never
+//! returns, the test drops the runtime) and start a new one on the same engine and storage.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use gofer_scheduler::{ContainerInfo, ContainerSpec, Error, Result, Scheduler, Started};
+use gofer_scheduler::{ContainerInfo, ContainerSpec, ContainerState, Error, Result, Scheduler, Started};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 enum Play {
     Exit(i64),
     Hang,
     Sleep(u64),
+    StartFails,
+}
+
+/// A step of a task attempt at which Gofer can crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The container was created; Gofer never learned its id.
+    Created,
+    /// Gofer attached to the created container but did not start it.
+    Attached,
+    /// The container started; Gofer never learned it did.
+    Started,
+    /// The container exited; Gofer never learned how.
+    Exited,
+    /// Gofer stored the outcome but did not remove the container.
+    Recorded,
+}
+
+#[derive(Clone)]
+struct Container {
+    play: Play,
+    state: ContainerState,
+    exit_code: Option<i64>,
+    output: Bytes,
+    labels: BTreeMap<String, String>,
+    stopped: CancellationToken,
 }
 
 #[derive(Default)]
 pub struct Scripted {
-    containers: Mutex<HashMap<String, (Play, CancellationToken)>>,
+    containers: Mutex<HashMap<String, Container>>,
     next: AtomicU64,
-    /// The environment of every container started, in order.
+    /// The environment of every container created, in order.
     pub envs: Mutex<Vec<BTreeMap<String, String>>>,
+    /// How many containers were created and started.
+    pub created: AtomicUsize,
+    pub started: AtomicUsize,
+    crash_at: Mutex<Option<Step>>,
+    crashed: CancellationToken,
+}
+
+impl Scripted {
+    /// The next time an attempt reaches `step`, the scheduler call hangs for ever, as if Gofer had died there.
+    pub fn crash_at(&self, step: Step) {
+        *self.crash_at.lock().unwrap() = Some(step);
+    }
+
+    /// Resolves once the crash point was reached.
+    pub async fn crashed(&self) {
+        self.crashed.cancelled().await;
+    }
+
+    /// Hangs for ever when `step` is the crash point (once).
+    async fn maybe_crash(&self, step: Step) {
+        let now = {
+            let mut crash_at = self.crash_at.lock().unwrap();
+            let now = *crash_at == Some(step);
+            if now {
+                *crash_at = None;
+            }
+            now
+        };
+        if now {
+            self.crashed.cancel();
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn container(&self, container_id: &str) -> Result<Container> {
+        self.containers.lock().unwrap().get(container_id).cloned().ok_or_else(|| Error::NoSuchContainer {
+            container: container_id.into(),
+            message: "no such container".into(),
+        })
+    }
+
+    fn set_state(&self, container_id: &str, state: ContainerState, exit_code: Option<i64>) {
+        if let Some(c) = self.containers.lock().unwrap().get_mut(container_id) {
+            c.state = state;
+            c.exit_code = exit_code;
+        }
+    }
+
+    /// Containers left, of any state.
+    pub fn container_count(&self) -> usize {
+        self.containers.lock().unwrap().len()
+    }
+
+    fn info(id: &str, c: &Container) -> ContainerInfo {
+        ContainerInfo {
+            id: id.into(),
+            name: id.into(),
+            state: c.state,
+            exit_code: c.exit_code,
+            image_digest: Some("sha256:scripted".into()),
+            labels: c.labels.clone(),
+            endpoint: None,
+        }
+    }
+
+    async fn exit(&self, container_id: &str, code: i64) -> Result<i64> {
+        self.set_state(container_id, ContainerState::Exited, Some(code));
+        self.maybe_crash(Step::Exited).await;
+        Ok(code)
+    }
 }
 
 #[async_trait]
 impl Scheduler for Scripted {
-    async fn start(&self, spec: ContainerSpec) -> Result<Started> {
+    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
         self.envs.lock().unwrap().push(spec.env.iter().cloned().collect());
         let command = spec.command.clone().unwrap_or_default();
         let arg = |i: usize| command.get(i).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
@@ -42,70 +142,102 @@ impl Scheduler for Scripted {
             Some("hang") => Play::Hang,
             Some("succeed-on-attempt") => Play::Exit(if attempt >= arg(1) { 0 } else { 1 }),
             Some("sleep-then-exit") => Play::Sleep(arg(1) as u64),
-            Some("start-fails") => {
-                return Err(Error::Engine { action: "start the container".into(), message: "scripted failure".into() });
-            }
+            Some("start-fails") => Play::StartFails,
             other => panic!("unscripted command {other:?}"),
         };
         let id = format!("c{}", self.next.fetch_add(1, Ordering::Relaxed));
-        self.containers.lock().unwrap().insert(id.clone(), (play, CancellationToken::new()));
-        let output = futures::stream::iter([Ok(Bytes::from(format!("{}\n", command.join(" "))))]).boxed();
-        Ok(Started { container_id: id, image_digest: Some("sha256:scripted".into()), output })
+        let container = Container {
+            play,
+            state: ContainerState::Created,
+            exit_code: None,
+            output: Bytes::from(format!("{}\n", command.join(" "))),
+            labels: spec.labels.clone(),
+            stopped: CancellationToken::new(),
+        };
+        self.containers.lock().unwrap().insert(id.clone(), container);
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.maybe_crash(Step::Created).await;
+        Ok(id)
+    }
+
+    async fn start(&self, container_id: &str) -> Result<Started> {
+        let container = self.container(container_id)?;
+        self.maybe_crash(Step::Attached).await;
+        if let Play::StartFails = container.play {
+            self.containers.lock().unwrap().remove(container_id);
+            return Err(Error::Engine { action: "start the container".into(), message: "scripted failure".into() });
+        }
+        self.set_state(container_id, ContainerState::Running, None);
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.maybe_crash(Step::Started).await;
+        let output = futures::stream::iter([Ok(container.output)]).boxed();
+        Ok(Started { container_id: container_id.into(), image_digest: Some("sha256:scripted".into()), output })
     }
 
     async fn wait(&self, container_id: &str) -> Result<i64> {
-        let (play, stopped) =
-            self.containers.lock().unwrap().get(container_id).cloned().ok_or_else(|| Error::NoSuchContainer {
-                container: container_id.into(),
-                message: "not scripted".into(),
-            })?;
-        match play {
-            Play::Exit(code) => Ok(code),
+        let container = self.container(container_id)?;
+        match (container.state, container.exit_code) {
+            (ContainerState::Exited, Some(code)) => return Ok(code),
+            // What the Docker engine does: a created container "is not running", so the wait answers at once.
+            (ContainerState::Created, _) => return Ok(0),
+            _ => {}
+        }
+        match container.play {
+            Play::Exit(code) => self.exit(container_id, code).await,
             Play::Hang => {
-                stopped.cancelled().await;
-                Ok(143)
+                container.stopped.cancelled().await;
+                self.exit(container_id, 143).await
             }
             Play::Sleep(secs) => {
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(secs)) => Ok(0),
-                    () = stopped.cancelled() => Ok(143),
+                    () = tokio::time::sleep(Duration::from_secs(secs)) => self.exit(container_id, 0).await,
+                    () = container.stopped.cancelled() => self.exit(container_id, 143).await,
                 }
             }
+            Play::StartFails => Err(Error::NoSuchContainer { container: container_id.into(), message: "".into() }),
         }
     }
 
-    async fn output_since_start(&self, _container_id: &str) -> Result<BoxStream<'static, Result<Bytes>>> {
-        Ok(futures::stream::empty().boxed())
+    async fn output_since_start(&self, container_id: &str) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let container = self.container(container_id)?;
+        let output = match container.state {
+            ContainerState::Created => Bytes::new(),
+            _ => container.output,
+        };
+        Ok(futures::stream::iter([Ok(output)]).boxed())
     }
 
-    async fn logs(&self, _container_id: &str, _follow: bool) -> Result<BoxStream<'static, Result<Bytes>>> {
-        Ok(futures::stream::empty().boxed())
+    async fn logs(&self, container_id: &str, follow: bool) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let _ = follow;
+        self.output_since_start(container_id).await
     }
 
     async fn inspect(&self, container_id: &str) -> Result<ContainerInfo> {
-        Ok(ContainerInfo {
-            id: container_id.into(),
-            name: container_id.into(),
-            running: false,
-            exit_code: None,
-            image_digest: Some("sha256:scripted".into()),
-            labels: BTreeMap::new(),
-            endpoint: None,
-        })
+        Ok(Self::info(container_id, &self.container(container_id)?))
     }
 
-    async fn find(&self, _labels: &BTreeMap<String, String>) -> Result<Vec<ContainerInfo>> {
-        Ok(Vec::new())
+    async fn find(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ContainerInfo>> {
+        let containers = self.containers.lock().unwrap();
+        let mut found: Vec<ContainerInfo> = containers
+            .iter()
+            .filter(|(_, c)| labels.iter().all(|(k, v)| c.labels.get(k) == Some(v)))
+            .map(|(id, c)| Self::info(id, c))
+            .collect();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
     }
 
     async fn stop(&self, container_id: &str, _grace: Duration) -> Result<()> {
-        if let Some((_, stopped)) = self.containers.lock().unwrap().get(container_id) {
-            stopped.cancel();
+        if let Ok(container) = self.container(container_id) {
+            container.stopped.cancel();
         }
         Ok(())
     }
 
     async fn remove(&self, container_id: &str) -> Result<()> {
+        if self.containers.lock().unwrap().contains_key(container_id) {
+            self.maybe_crash(Step::Recorded).await;
+        }
         self.containers.lock().unwrap().remove(container_id);
         Ok(())
     }
