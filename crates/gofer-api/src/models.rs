@@ -107,6 +107,9 @@ pub enum StatusReasonKind {
     Timeout,
     /// The server lost track of it (for example after a crash).
     Orphaned,
+    /// Its output could not be stored (a full disk, for example), so it was stopped: a task whose log is lost
+    /// cannot be trusted to have done what it printed.
+    LogWriteFailed,
 }
 
 /// A status reason with a human-readable description.

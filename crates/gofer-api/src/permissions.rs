@@ -29,6 +29,9 @@ pub enum Action {
     Read,
     Write,
     Delete,
+    /// Read a secret's value through the API (`include_secret=true`). Reading secrets' metadata is `read`; tasks
+    /// get values by reference and need neither. Only `admin` holds it among the built-in roles.
+    Reveal,
 }
 
 /// The permission a route requires.
@@ -46,9 +49,39 @@ impl Permission {
 
 impl std::fmt::Display for Permission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let resource = serde_json::to_value(self.resource).map_err(|_| std::fmt::Error)?;
-        let action = serde_json::to_value(self.action).map_err(|_| std::fmt::Error)?;
-        write!(f, "{}:{}", resource.as_str().unwrap_or_default(), action.as_str().unwrap_or_default())
+        write!(f, "{}:{}", self.resource.as_str(), self.action.as_str())
+    }
+}
+
+impl Resource {
+    /// The name configs and the API use (`task_executions`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Namespaces => "namespaces",
+            Self::Pipelines => "pipelines",
+            Self::Configs => "configs",
+            Self::Runs => "runs",
+            Self::TaskExecutions => "task_executions",
+            Self::Events => "events",
+            Self::Extensions => "extensions",
+            Self::Subscriptions => "subscriptions",
+            Self::Secrets => "secrets",
+            Self::Objects => "objects",
+            Self::Tokens => "tokens",
+            Self::Roles => "roles",
+            Self::System => "system",
+        }
+    }
+}
+
+impl Action {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Delete => "delete",
+            Self::Reveal => "reveal",
+        }
     }
 }
 
@@ -75,6 +108,25 @@ pub fn pattern_matches(pattern: &str, id: &str) -> bool {
     matches(pattern.as_bytes(), id.as_bytes())
 }
 
+/// Whether every id `inner` matches is also matched by `outer` (both patterns with `*` and `?`). Conservative:
+/// it may answer no for some pairs where the answer is yes (then ask an admin), never yes where it is no.
+pub fn pattern_within(inner: &str, outer: &str) -> bool {
+    fn within(i: &[u8], o: &[u8]) -> bool {
+        match (i.first(), o.first()) {
+            (None, None) => true,
+            // The outer `*` takes none, or one more symbol of the inner pattern (whatever it stands for).
+            (_, Some(b'*')) => within(i, &o[1..]) || (!i.is_empty() && within(&i[1..], o)),
+            // An inner `*` stands for strings of any length: only an outer `*` covers it.
+            (Some(b'*'), _) => false,
+            (Some(_), Some(b'?')) => within(&i[1..], &o[1..]),
+            (Some(b'?'), Some(_)) => false,
+            (Some(a), Some(b)) if a == b => within(&i[1..], &o[1..]),
+            _ => false,
+        }
+    }
+    within(inner.as_bytes(), outer.as_bytes())
+}
+
 /// Checks a pattern over ids (`what`: "namespace", "pipeline"): id characters with `*` and `?` wildcards. The
 /// message says what is wrong and how to write one.
 pub fn validate_pattern(what: &str, pattern: &str) -> Result<(), String> {
@@ -95,6 +147,7 @@ fn any() -> Vec<String> {
 /// What a role grants: `actions` on `resources` (all resources when empty), within the namespaces and pipelines
 /// whose ids match the patterns (whole ids, `*` and `?` wildcards).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Grant {
     #[serde(default)]
     pub resources: Vec<Resource>,
@@ -124,14 +177,59 @@ impl Grant {
     }
 }
 
+impl Grant {
+    /// Whether everything this grant gives is also given by some of `held`: each resource and action, in each
+    /// namespace and pipeline pattern, is covered by one held grant. A grant of all resources is covered only by
+    /// grants of all resources, so it never widens as new resources appear.
+    pub fn covered_by(&self, held: &[Grant]) -> bool {
+        let resources: Vec<Option<Resource>> =
+            if self.resources.is_empty() { vec![None] } else { self.resources.iter().copied().map(Some).collect() };
+        resources.iter().all(|resource| {
+            self.actions.iter().all(|action| {
+                self.namespaces.iter().all(|namespace| {
+                    self.pipelines.iter().all(|pipeline| {
+                        held.iter().any(|h| {
+                            let resource_held =
+                                h.resources.is_empty() || resource.is_some_and(|r| h.resources.contains(&r));
+                            resource_held
+                                && h.actions.contains(action)
+                                && h.namespaces.iter().any(|p| pattern_within(namespace, p))
+                                && h.pipelines.iter().any(|p| pattern_within(pipeline, p))
+                        })
+                    })
+                })
+            })
+        })
+    }
+
+    /// The grant in words, for messages: `write on runs in namespaces team-* and pipelines *`.
+    pub fn describe(&self) -> String {
+        let actions: Vec<&str> = self.actions.iter().map(|a| a.as_str()).collect();
+        let resources = if self.resources.is_empty() {
+            "all resources".to_string()
+        } else {
+            self.resources.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+        };
+        format!(
+            "{} on {resources} in namespaces {} and pipelines {}",
+            actions.join(", "),
+            self.namespaces.join(", "),
+            self.pipelines.join(", ")
+        )
+    }
+}
+
 /// A named set of grants that tokens carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Role {
     pub id: String,
+    #[serde(default)]
     pub description: String,
     #[serde(alias = "permissions")]
     pub grants: Vec<Grant>,
     /// Made by Gofer itself (the built-in roles, an extension's role); not edited through the API.
+    #[serde(default)]
     pub system_role: bool,
 }
 
@@ -152,7 +250,7 @@ impl Role {
 }
 
 /// The roles every Gofer has: `admin` (everything), `user` (work with pipelines, runs, secrets and objects;
-/// read the rest) and `read_only` (read everything but secret values).
+/// read the rest) and `read_only` (read everything). Only `admin` may read secret values (`reveal`).
 pub fn system_roles() -> Vec<Role> {
     use Action::*;
     use Resource::*;
@@ -160,8 +258,8 @@ pub fn system_roles() -> Vec<Role> {
     vec![
         Role {
             id: "admin".into(),
-            description: "Everything, everywhere.".into(),
-            grants: vec![Grant::on(&[], &everything)],
+            description: "Everything, everywhere, including reading secret values.".into(),
+            grants: vec![Grant::on(&[], &[Read, Write, Delete, Reveal])],
             system_role: true,
         },
         Role {
@@ -255,5 +353,67 @@ mod tests {
         let user = roles.iter().find(|r| r.id == "user").unwrap();
         assert!(user.allows(Permission::new(Resource::Secrets, Action::Write), Some("x"), Some("y")));
         assert!(!user.allows(Permission::new(Resource::System, Action::Write), None, None));
+        let reveal = Permission::new(Resource::Secrets, Action::Reveal);
+        assert!(!user.allows(reveal, Some("x"), Some("y")), "users read secret metadata, not values");
+        assert!(!read_only.allows(reveal, Some("x"), Some("y")));
+        assert!(roles.iter().find(|r| r.id == "admin").unwrap().allows(reveal, Some("x"), Some("y")));
+    }
+
+    #[test]
+    fn serde_names_and_display_names_agree() {
+        use Resource::*;
+        for r in [Namespaces, Pipelines, Configs, Runs, TaskExecutions, Events, Extensions, Subscriptions, Secrets] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+        for r in [Objects, Tokens, Roles, System] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+        for a in [Action::Read, Action::Write, Action::Delete, Action::Reveal] {
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
+        }
+    }
+
+    #[test]
+    fn pattern_containment_is_never_too_generous() {
+        let yes = [("team-a", "team-*"), ("team-*", "team-*"), ("team-a*", "team-*"), ("x", "*"), ("*", "*")];
+        for (inner, outer) in yes {
+            assert!(pattern_within(inner, outer), "{inner} within {outer}");
+        }
+        let no = [("team-*", "team-?"), ("*", "team-*"), ("team-?", "team-a"), ("team-ab", "team-?"), ("a*", "a?")];
+        for (inner, outer) in no {
+            assert!(!pattern_within(inner, outer), "{inner} not within {outer}");
+        }
+        // Checked against every id of a small alphabet: containment must hold for each id the inner one matches.
+        let ids = ["", "a", "b", "ab", "ba", "aa", "abc", "team-a", "team-ab"];
+        let patterns = ["*", "a*", "*a", "a?", "?", "??", "a", "team-*", "team-?", "*b*"];
+        for inner in patterns {
+            for outer in patterns {
+                if pattern_within(inner, outer) {
+                    for id in ids.iter().filter(|id| pattern_matches(inner, id)) {
+                        assert!(pattern_matches(outer, id), "{inner} within {outer}, yet {id} escapes");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_grant_is_covered_only_by_grants_at_least_as_wide() {
+        let grant = |resources: &[Resource], actions: &[Action], namespaces: &[&str]| Grant {
+            resources: resources.to_vec(),
+            actions: actions.to_vec(),
+            namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+            pipelines: vec!["*".into()],
+        };
+        let held = [grant(&[Resource::Runs], &[Action::Read, Action::Write], &["team-*"])];
+        assert!(grant(&[Resource::Runs], &[Action::Read], &["team-a"]).covered_by(&held));
+        assert!(!grant(&[Resource::Runs], &[Action::Delete], &["team-a"]).covered_by(&held));
+        assert!(!grant(&[Resource::Runs], &[Action::Read], &["*"]).covered_by(&held));
+        assert!(!grant(&[Resource::Secrets], &[Action::Read], &["team-a"]).covered_by(&held));
+        assert!(!grant(&[], &[Action::Read], &["team-a"]).covered_by(&held), "all resources needs all resources");
+        let split =
+            [grant(&[Resource::Runs], &[Action::Read], &["a"]), grant(&[Resource::Runs], &[Action::Read], &["b"])];
+        assert!(grant(&[Resource::Runs], &[Action::Read], &["a", "b"]).covered_by(&split));
+        assert!(grant(&[Resource::Runs], &[Action::Read], &["a"]).covered_by(&system_roles()[0].grants));
     }
 }

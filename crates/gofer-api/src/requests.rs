@@ -181,6 +181,17 @@ pub struct ListRolesResponse {
     pub roles: Vec<crate::permissions::Role>,
 }
 
+/// Body of `PATCH /api/roles/{role_id}`: the fields to change.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRoleRequest {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Replaces every grant of the role.
+    #[serde(default)]
+    pub grants: Option<Vec<crate::permissions::Grant>>,
+}
+
 /// Body of `PATCH /api/tokens/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UpdateTokenRequest {

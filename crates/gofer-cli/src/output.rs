@@ -21,10 +21,25 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The widest a table cell is shown; longer text ends in `…` (the whole of it is in `--output json`).
+const MAX_CELL: usize = 60;
+
+/// A value as one table cell: on one line, control characters (which could move the cursor or recolour the
+/// terminal) shown as spaces, and cut at [`MAX_CELL`] characters.
+fn cell(text: &str) -> String {
+    let mut shown: String = text.chars().take(MAX_CELL + 1).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if shown.chars().count() > MAX_CELL {
+        shown = shown.chars().take(MAX_CELL - 1).collect();
+        shown.push('…');
+    }
+    shown
+}
+
 /// Prints rows under a header, columns padded to their widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
+    let rows: Vec<Vec<String>> = rows.iter().map(|row| row.iter().map(|c| cell(c)).collect()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             if let Some(w) = widths.get_mut(i) {
                 *w = (*w).max(cell.chars().count());
@@ -35,27 +50,30 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     let line = |cells: Vec<&str>| -> String {
         let mut text = String::new();
         for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                text.push_str(cell);
-            } else {
-                text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            text.push_str(cell);
+            if i + 1 < cells.len() {
+                let width = widths.get(i).copied().unwrap_or(0);
+                text.extend(std::iter::repeat_n(' ', width.saturating_sub(cell.chars().count()) + 2));
             }
         }
         text.trim_end().to_string()
     };
     writeln!(out, "{}", line(header.to_vec()))?;
-    for row in rows {
+    for row in &rows {
         writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
     }
     Ok(())
 }
 
-/// Prints `key: value` lines.
+/// Prints `key: value` lines. Values keep their line breaks; other control characters are shown as spaces.
 pub fn fields(pairs: &[(&str, String)]) -> anyhow::Result<()> {
-    let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let width = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0) + 1;
     let mut out = std::io::stdout().lock();
     for (key, value) in pairs {
-        writeln!(out, "{:<width$}  {value}", format!("{key}:"), width = width + 1)?;
+        let value: String = value.chars().map(|c| if c.is_control() && c != '\n' { ' ' } else { c }).collect();
+        let label = format!("{key}:");
+        let pad = width.saturating_sub(label.chars().count()) + 2;
+        writeln!(out, "{label}{}{value}", " ".repeat(pad))?;
     }
     Ok(())
 }
@@ -93,6 +111,16 @@ pub fn took(start: u64, end: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cells_are_one_short_line_whatever_the_input() {
+        assert_eq!(cell("plain"), "plain");
+        assert_eq!(cell("two\nlines\x1b[31m"), "two lines [31m");
+        let long = cell(&"x".repeat(1_000_000));
+        assert_eq!(long.chars().count(), MAX_CELL);
+        assert!(long.ends_with('…'));
+        table(&["A", "B"], &[vec!["y".repeat(70_000), "z".into()]]).unwrap();
+    }
 
     #[test]
     fn durations_read_naturally() {

@@ -5,7 +5,7 @@
 //! own run's objects.
 
 use gofer_api::epoch_millis;
-use gofer_api::permissions::{Access, Role, Token, system_roles};
+use gofer_api::permissions::{Access, Grant, Permission, Role, Token, system_roles};
 
 use crate::Gofer;
 use crate::tokens::{self, RUN_TOKEN_ROLE};
@@ -112,6 +112,8 @@ impl Gofer {
 
     async fn judge(&self, token: &Token, request: Request<'_>) -> Verdict {
         let Request { method, path, access, namespace, pipeline, extension, .. } = request;
+        // A public route (whoami, health) is open to every valid token, a run's token included.
+        let Access::Requires(needed) = access else { return Verdict::Allowed };
         if let Some(scope) = token.user.strip_prefix("run:") {
             if token.roles.iter().any(|r| r == RUN_TOKEN_ROLE) && run_token_allows(scope, method, path) {
                 return Verdict::Allowed;
@@ -127,7 +129,6 @@ impl Gofer {
         {
             return Verdict::Forbidden(format!("extension '{own}' may not reach the objects of extension '{other}'"));
         }
-        let Access::Requires(needed) = access else { return Verdict::Allowed };
         // The namespace and pipeline lists show each token only what it may read, so a token that may read some
         // of what they list may ask for them.
         let filtered_list = method == "GET"
@@ -196,34 +197,121 @@ impl Gofer {
         }
     }
 
-    /// Stores a custom role after checking its id, grants and patterns.
-    pub async fn create_role(&self, role: Role) -> crate::Result<Role> {
+    /// What `caller` may hand on: None when unrestricted (no token, i.e. development mode, or an admin token),
+    /// else the grants of the roles it holds.
+    async fn grantable(&self, caller: Option<&Token>) -> crate::Result<Option<Vec<Grant>>> {
+        let Some(token) = caller else { return Ok(None) };
+        if token.roles.iter().any(|r| r == "admin") && !token.user.starts_with("run:") {
+            return Ok(None);
+        }
+        let roles = self.roles_of(token).await.map_err(crate::Error::invalid)?;
+        Ok(Some(roles.into_iter().flat_map(|r| r.grants).collect()))
+    }
+
+    /// Refuses grants the caller does not hold itself: nobody makes a role wider than their own token.
+    async fn check_grants_held(&self, caller: Option<&Token>, grants: &[Grant]) -> crate::Result<()> {
+        let Some(held) = self.grantable(caller).await? else { return Ok(()) };
+        if let Some(wider) = grants.iter().find(|g| !g.covered_by(&held)) {
+            return Err(crate::Error::Forbidden {
+                message: format!(
+                    "you may not grant {}: your own token does not hold all of it (ask an admin)",
+                    wider.describe()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a role's grants: actions and patterns present and valid.
+    fn check_grants(grants: &[Grant]) -> crate::Result<()> {
+        if grants.is_empty() {
+            return Err(crate::Error::invalid("a role needs at least one grant"));
+        }
+        for grant in grants {
+            if grant.actions.is_empty() {
+                return Err(crate::Error::invalid("a grant needs at least one action: read, write, delete or reveal"));
+            }
+            check_patterns("namespace", &grant.namespaces)?;
+            check_patterns("pipeline", &grant.pipelines)?;
+        }
+        Ok(())
+    }
+
+    fn check_custom(id: &str, doing: &str) -> crate::Result<()> {
+        if system_roles().iter().any(|r| r.id == id) || id.starts_with("extension_") {
+            return Err(crate::Error::invalid(format!("role '{id}' is Gofer's own and cannot be {doing}")));
+        }
+        Ok(())
+    }
+
+    /// Stores a custom role after checking its id, grants and patterns. A caller that is not an admin may only
+    /// grant what its own token holds.
+    pub async fn create_role(&self, caller: Option<&Token>, role: Role) -> crate::Result<Role> {
         gofer_api::config::validate_identifier("role id", &role.id)
             .map_err(|e| crate::Error::invalid(e.to_string()))?;
         if system_roles().iter().any(|r| r.id == role.id) || role.id.starts_with("extension_") {
             return Err(crate::Error::conflict(format!("role '{}' is Gofer's own; choose another id", role.id)));
         }
-        if role.grants.is_empty() {
-            return Err(crate::Error::invalid("a role needs at least one grant"));
-        }
-        for grant in &role.grants {
-            if grant.actions.is_empty() {
-                return Err(crate::Error::invalid("a grant needs at least one action: read, write or delete"));
-            }
-            check_patterns("namespace", &grant.namespaces)?;
-            check_patterns("pipeline", &grant.pipelines)?;
-        }
+        crate::text::check("role description", &role.description, crate::text::MAX_DESCRIPTION)?;
+        Self::check_grants(&role.grants)?;
+        self.check_grants_held(caller, &role.grants).await?;
         let role = Role { system_role: false, ..role };
         self.storage.insert_role(&role).await?;
         Ok(role)
     }
 
-    /// Deletes a custom role; tokens that hold it lose what it granted.
-    pub async fn delete_role(&self, id: &str) -> crate::Result<()> {
-        if system_roles().iter().any(|r| r.id == id) || id.starts_with("extension_") {
-            return Err(crate::Error::invalid(format!("role '{id}' is Gofer's own and cannot be deleted")));
+    /// Changes a custom role's description or grants; the new grants must be held by the caller, as when creating
+    /// one. Tokens holding the role get the new grants with their next request.
+    pub async fn update_role(
+        &self,
+        caller: Option<&Token>,
+        id: &str,
+        description: Option<String>,
+        grants: Option<Vec<Grant>>,
+    ) -> crate::Result<Role> {
+        Self::check_custom(id, "changed")?;
+        let mut role = self.storage.get_role(id).await?;
+        if let Some(description) = description {
+            crate::text::check("role description", &description, crate::text::MAX_DESCRIPTION)?;
+            role.description = description;
         }
+        if let Some(grants) = grants {
+            Self::check_grants(&grants)?;
+            self.check_grants_held(caller, &grants).await?;
+            role.grants = grants;
+        }
+        self.storage.update_role(&role).await?;
+        Ok(role)
+    }
+
+    /// Deletes a custom role and takes it from every token that holds it, so a role made later with the same id
+    /// gives those tokens nothing.
+    pub async fn delete_role(&self, id: &str) -> crate::Result<()> {
+        Self::check_custom(id, "deleted")?;
         Ok(self.storage.delete_role(id).await?)
+    }
+
+    /// Refuses with 403 unless `caller` holds `needed` for the namespace and pipeline (no token: development mode,
+    /// everything is allowed). For checks a route's own permission cannot express, like reading secret values.
+    pub async fn require(
+        &self,
+        caller: Option<&Token>,
+        needed: Permission,
+        namespace: Option<&str>,
+        pipeline: Option<&str>,
+    ) -> crate::Result<()> {
+        let Some(token) = caller else { return Ok(()) };
+        let allowed = !token.user.starts_with("run:")
+            && self
+                .roles_of(token)
+                .await
+                .map_err(crate::Error::invalid)?
+                .iter()
+                .any(|role| role.allows(needed, namespace, pipeline));
+        if allowed {
+            return Ok(());
+        }
+        Err(crate::Error::Forbidden { message: format!("the token of {} does not grant {needed}", token.user) })
     }
 }
 

@@ -46,6 +46,12 @@ impl From<gofer_storage::Error> for Error {
         match e {
             gofer_storage::Error::NotFound { what } => Self::NotFound { what },
             gofer_storage::Error::Exists { what } => Self::Conflict { message: format!("{what} already exists") },
+            gofer_storage::Error::Unavailable { context, source } => Self::Unavailable {
+                message: format!(
+                    "could not {context}: {source}; the database cannot take it now (if the disk of the data dir is \
+                     full, free space there), try again"
+                ),
+            },
             gofer_storage::Error::Backend { context, source } => Self::Internal { context, source },
         }
     }

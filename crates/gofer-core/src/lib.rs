@@ -13,6 +13,7 @@ pub mod mask;
 pub mod objects;
 pub mod orchestrator;
 pub mod secrets;
+pub mod text;
 pub mod tokens;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use gofer_api::models::{
     SystemSettings, TaskExecution, Variable, VariableSource,
 };
 use gofer_api::models::{Extension, ExtensionKind, ExtensionRegistration, ObjectInfo, Secret, Subscription};
+use gofer_api::permissions::{Action, Permission, Resource, Token};
 use gofer_api::requests::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageQuery};
 use gofer_api::requests::{InstallExtensionRequest, PutSecretRequest, SubscribeRequest};
 use gofer_storage::{EventFilter, NewRun, Page, Registered, SecretScope, Storage, SubscriptionKey};
@@ -39,6 +41,9 @@ use crate::logs::LogKey;
 use crate::objects::{ObjectScope, Objects};
 use crate::orchestrator::{Orchestrator, RunKey};
 use crate::secrets::Secrets;
+
+/// What reading a secret's value through the API needs (metadata needs only `secrets:read`).
+const REVEAL_SECRETS: Permission = Permission::new(Resource::Secrets, Action::Reveal);
 
 /// The services behind the API. Cheap to clone; every handler calls exactly one method.
 #[derive(Clone)]
@@ -79,6 +84,17 @@ pub fn paged<T>(mut items: Vec<T>, query: PageQuery) -> (Vec<T>, Option<u64>) {
     } else {
         (items, None)
     }
+}
+
+/// The largest id (run id, version, event id) Gofer stores: ids are signed 64-bit in every database.
+pub const MAX_ID: u64 = i64::MAX as u64;
+
+/// Refuses a number no stored id can reach, naming the parameter.
+pub fn check_id(what: &str, value: u64) -> Result<()> {
+    if value > MAX_ID {
+        return Err(Error::invalid(format!("{what} {value} is too large; ids go up to {MAX_ID}")));
+    }
+    Ok(())
 }
 
 fn identifier(what: &str, value: &str) -> Result<()> {
@@ -184,14 +200,19 @@ impl Gofer {
         self.secrets()?.put(scope, key, &request.value, request.namespaces).await
     }
 
+    /// A pipeline secret's metadata; with `include_value` also its value, which needs `secrets:reveal`.
     pub async fn get_pipeline_secret(
         &self,
+        caller: Option<&Token>,
         namespace_id: &str,
         pipeline_id: &str,
         key: &str,
         include_value: bool,
     ) -> Result<Secret> {
         let scope = self.pipeline_scope(namespace_id, pipeline_id).await?;
+        if include_value {
+            self.require(caller, REVEAL_SECRETS, Some(namespace_id), Some(pipeline_id)).await?;
+        }
         self.secrets()?.get(&scope, key, include_value).await
     }
 
@@ -209,7 +230,11 @@ impl Gofer {
         self.secrets()?.put(SecretScope::Global, key, &request.value, request.namespaces).await
     }
 
-    pub async fn get_global_secret(&self, key: &str, include_value: bool) -> Result<Secret> {
+    /// A global secret's metadata; with `include_value` also its value, which needs `secrets:reveal`.
+    pub async fn get_global_secret(&self, caller: Option<&Token>, key: &str, include_value: bool) -> Result<Secret> {
+        if include_value {
+            self.require(caller, REVEAL_SECRETS, None, None).await?;
+        }
         self.secrets()?.get(&SecretScope::Global, key, include_value).await
     }
 
@@ -260,6 +285,8 @@ impl Gofer {
 
     pub async fn create_namespace(&self, id: &str, name: &str, description: &str) -> Result<Namespace> {
         identifier("namespace id", id)?;
+        text::check("namespace name", name, text::MAX_NAME)?;
+        text::check("namespace description", description, text::MAX_DESCRIPTION)?;
         let now = epoch_millis();
         let namespace = Namespace {
             id: id.into(),
@@ -284,9 +311,11 @@ impl Gofer {
             if name.trim().is_empty() {
                 return Err(Error::invalid("a namespace's name cannot be empty"));
             }
+            text::check("namespace name", &name, text::MAX_NAME)?;
             namespace.name = name;
         }
         if let Some(description) = description {
+            text::check("namespace description", &description, text::MAX_DESCRIPTION)?;
             namespace.description = description;
         }
         namespace.modified = epoch_millis();
@@ -425,8 +454,16 @@ impl Gofer {
         }
         config.validate().map_err(|e| Error::invalid(e.to_string()))?;
         self.check_timeouts(&config)?;
+        self.check_declared_subscriptions(&config.subscriptions).await?;
+        let mut config = config;
+        let sealed = self.seal_registry_passwords(namespace_id, &mut config).await?;
         let hash = config_hash(&config)?;
         let registered = self.storage.register_config(namespace_id, &config, &hash, epoch_millis()).await?;
+        // Stored after the config, which creates the pipeline they belong to; again for an unchanged config, so a
+        // registration that failed half-way is completed by registering it again.
+        for secret in &sealed {
+            self.secrets()?.store_sealed(secret).await?;
+        }
         if registered.created {
             self.events
                 .publish(EventKind::ConfigRegistered {
@@ -437,6 +474,65 @@ impl Gofer {
                 .await;
         }
         Ok(registered)
+    }
+
+    /// Replaces each task's literal registry password with the marker of its sealed copy (returned, to be stored):
+    /// no password is kept in a config in plain text, nor returned by the config routes. References to secrets stay
+    /// as they are; a marker already in the config must name a password sealed for this pipeline.
+    async fn seal_registry_passwords(
+        &self,
+        namespace_id: &str,
+        config: &mut config::Pipeline,
+    ) -> Result<Vec<gofer_storage::SealedSecret>> {
+        let mut sealed = Vec::new();
+        for task in &mut config.tasks {
+            let Some(auth) = task.registry_auth.as_mut() else { continue };
+            if secrets::Reference::parse(&auth.pass).is_some() {
+                continue;
+            }
+            let secrets = self.secrets.as_ref().ok_or_else(|| Error::Unavailable {
+                message: format!(
+                    "task '{}' has a registry password, but this Gofer has no secret store to seal it in; name a \
+                     secret instead (pipeline_secret{{{{KEY}}}})",
+                    task.id
+                ),
+            })?;
+            if secrets::sealed_registry_key(&auth.pass).is_some() {
+                if !secrets.has_registry_password(namespace_id, &config.id, &auth.pass).await? {
+                    return Err(Error::invalid(format!(
+                        "task '{}': registry_auth.pass '{}' names no password sealed for this pipeline; give the \
+                         password itself or a secret (pipeline_secret{{{{KEY}}}})",
+                        task.id, auth.pass
+                    )));
+                }
+                continue;
+            }
+            let (marker, secret) =
+                secrets.seal_registry_password(namespace_id, &config.id, &task.id, &auth.pass).await?;
+            auth.pass = marker;
+            sealed.push(secret);
+        }
+        Ok(sealed)
+    }
+
+    /// Checks the subscriptions a config declares before anything is stored: the extension exists, is enabled and
+    /// takes the settings. (Deploying subscribes; an extension may still refuse then, and the deploy changes
+    /// nothing.)
+    async fn check_declared_subscriptions(&self, declared: &[config::Subscription]) -> Result<()> {
+        for d in declared {
+            let refused = |message: String| {
+                Error::invalid(format!(
+                    "the config declares subscription '{}' to extension '{}': {message}",
+                    d.label, d.extension
+                ))
+            };
+            let extension = self.extensions.get(&d.extension).map_err(|e| refused(e.to_string()))?;
+            if !self.extensions.is_enabled(&d.extension).await? {
+                return Err(refused(format!("the extension is disabled (gofer extension enable {})", d.extension)));
+            }
+            extension.validate(&d.settings).map_err(|message| refused(format!("settings refused: {message}")))?;
+        }
+        Ok(())
     }
 
     /// Refuses timeouts beyond the server's maximum, naming the field.
@@ -498,13 +594,7 @@ impl Gofer {
                 d.label, d.extension
             ))
         };
-        for d in declared {
-            let extension = self.extensions.get(&d.extension).map_err(|e| refused(d, e.to_string()))?;
-            if !self.extensions.is_enabled(&d.extension).await? {
-                return Err(refused(d, format!("the extension is disabled (gofer extension enable {})", d.extension)));
-            }
-            extension.validate(&d.settings).map_err(|message| refused(d, format!("settings refused: {message}")))?;
-        }
+        self.check_declared_subscriptions(declared).await?;
         let current = self.storage.list_subscriptions(namespace_id, pipeline_id).await?;
         let mut done = Vec::new();
         for d in declared {
@@ -740,6 +830,10 @@ impl Gofer {
         }
         if filter.pipeline_id.is_some() && filter.namespace_id.is_none() {
             return Err(Error::invalid("filtering events by pipeline needs the namespace too"));
+        }
+        check_id("after", filter.after)?;
+        if let Some(run_id) = filter.run_id {
+            check_id("run", run_id)?;
         }
         Ok(self.events.stream(filter, follow))
     }

@@ -86,7 +86,7 @@ impl LogStore {
         let file = File::create(&path).await?;
         let (progress, rx) = watch::channel(Progress::default());
         self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), rx);
-        Ok(LogWriter { file: Some(file), progress, key, store: self.clone() })
+        Ok(LogWriter { file: Some(file), problem: None, progress, key, store: self.clone() })
     }
 
     /// Reads a log from the start. With `follow`, the stream stays open while the log is being written and ends
@@ -104,6 +104,19 @@ impl LogStore {
                 Err(e) => Some((Err(e), tail.finished())),
             }
         }))
+    }
+
+    /// Creates the log like [`LogStore::create`], or when that fails (a full disk), a writer that refuses every
+    /// write with that error, so the task fails naming the cause instead of running without a log.
+    pub async fn create_or_broken(&self, key: LogKey) -> LogWriter {
+        match self.create(key.clone()).await {
+            Ok(writer) => writer,
+            Err(e) => {
+                let (progress, _) = watch::channel(Progress { written: 0, done: true });
+                let problem = Some((e.kind(), e.to_string()));
+                LogWriter { file: None, problem, progress, key, store: self.clone() }
+            }
+        }
     }
 
     fn forget(&self, key: &LogKey) {
@@ -154,6 +167,8 @@ impl Tail {
 /// Appends to one task execution's log. Finishing (or dropping) it ends every follower's stream.
 pub struct LogWriter {
     file: Option<File>,
+    /// Set once a write failed (or the file could not be made): every later write fails the same way.
+    problem: Option<(io::ErrorKind, String)>,
     progress: watch::Sender<Progress>,
     key: LogKey,
     store: LogStore,
@@ -161,14 +176,28 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        if let Some(problem) = self.problem() {
+            return Err(problem);
+        }
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        file.write_all(chunk).await?;
-        // Followers read from the file, so they must see the bytes there before they are told.
-        file.flush().await?;
+        let written = match file.write_all(chunk).await {
+            // Followers read from the file, so they must see the bytes there before they are told.
+            Ok(()) => file.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            self.problem = Some((e.kind(), e.to_string()));
+            return Err(e);
+        }
         self.progress.send_modify(|p| p.written += chunk.len() as u64);
         Ok(())
+    }
+
+    /// Why this log cannot be written, if it cannot.
+    pub fn problem(&self) -> Option<io::Error> {
+        self.problem.as_ref().map(|(kind, message)| io::Error::new(*kind, message.clone()))
     }
 
     /// Flushes the file and ends the followers' streams.

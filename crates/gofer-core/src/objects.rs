@@ -15,8 +15,6 @@ use object_store::{ObjectStore, WriteMultipart};
 
 use crate::error::{Error, Result};
 
-/// The longest object key.
-const MAX_KEY_LEN: usize = 128;
 /// Upload parts in flight at once (each up to the store's part size, 5 MiB by default).
 const PARTS_IN_FLIGHT: usize = 2;
 
@@ -57,21 +55,7 @@ impl ObjectScope {
 
 /// Checks an object key: letters, digits, `.`, `-` and `_`, not only dots (no way out of the scope's folder).
 pub fn check_key(key: &str) -> Result<()> {
-    let problem = if key.is_empty() {
-        Some("it is empty".to_string())
-    } else if key.len() > MAX_KEY_LEN {
-        Some(format!("it is longer than {MAX_KEY_LEN} characters"))
-    } else if key.chars().all(|c| c == '.') {
-        Some("it is only dots".to_string())
-    } else {
-        key.chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
-            .map(|c| format!("it contains {c:?}; use letters, digits, '.', '-' and '_'"))
-    };
-    match problem {
-        Some(problem) => Err(Error::invalid(format!("invalid object key '{key}': {problem}"))),
-        None => Ok(()),
-    }
+    gofer_api::config::validate_object_key(key).map_err(Error::invalid)
 }
 
 /// Limits on objects.

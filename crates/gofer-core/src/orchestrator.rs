@@ -32,9 +32,14 @@ use crate::events::Events;
 use crate::logs::{LogKey, LogStore, LogWriter};
 use crate::mask::Masker;
 use crate::objects::{ObjectScope, Objects};
-use crate::secrets::{Reference, Secrets, Unavailable};
+use crate::secrets::{self, Reference, Secrets, Unavailable};
 use crate::tokens;
 
+/// The first wait before storing a run's progress again, doubling up to the most.
+const PERSIST_FIRST_DELAY: Duration = Duration::from_millis(100);
+const PERSIST_MAX_DELAY: Duration = Duration::from_secs(30);
+/// How long removing a finished container is retried while the engine cannot be reached.
+const REMOVE_RETRY_FOR: Duration = Duration::from_secs(3600);
 /// How long to wait for a container's output stream to end after the container exited.
 const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest object a variable can carry (Linux refuses longer environment strings).
@@ -326,6 +331,14 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// A task's stored values, read right before its container starts.
+struct Resolved {
+    env: Vec<(String, String)>,
+    /// Replaces the secret values among them in the task's output.
+    masker: Masker,
+    registry_auth: Option<RegistryAuth>,
+}
+
 /// How one attempt of a task ended.
 struct Outcome {
     status: TaskStatus,
@@ -401,7 +414,7 @@ impl Inner {
         if !resume {
             run.state = RunState::Running;
             run.started = epoch_millis();
-            self.storage.update_run(&run).await?;
+            self.persist("record that a run started", || self.storage.update_run(&run)).await?;
             self.events
                 .publish(EventKind::RunStarted {
                     namespace_id: run.namespace_id.clone(),
@@ -438,7 +451,7 @@ impl Inner {
                 }
                 Some(execution) if execution.state != TaskState::Waiting => {
                     // It was started before the restart: find its container and carry on from there.
-                    let writer = self.create_log(&execution).await?;
+                    let writer = self.create_log(&execution).await;
                     let token = control.task_token(&task.id);
                     let (inner, control, id) = (self.clone(), control.clone(), task.id.clone());
                     running.spawn(async move {
@@ -447,14 +460,14 @@ impl Inner {
                     });
                 }
                 Some(execution) => {
-                    let writer = self.create_log(&execution).await?;
+                    let writer = self.create_log(&execution).await;
                     pending.insert(task.id.clone(), (task.clone(), execution, writer));
                 }
                 None => {
                     let execution = self.new_execution(&run, task);
-                    self.storage.insert_task_execution(&execution).await?;
+                    self.persist("store a task execution", || self.storage.insert_task_execution(&execution)).await?;
                     self.publish_task(&execution).await;
-                    let writer = self.create_log(&execution).await?;
+                    let writer = self.create_log(&execution).await;
                     pending.insert(task.id.clone(), (task.clone(), execution, writer));
                 }
             }
@@ -542,7 +555,7 @@ impl Inner {
         run.status = status;
         run.status_reason = status_reason.clone();
         run.ended = epoch_millis();
-        self.storage.update_run(&run).await?;
+        self.persist("record a run's outcome", || self.storage.update_run(&run)).await?;
         self.events
             .publish(EventKind::RunCompleted {
                 namespace_id: run.namespace_id.clone(),
@@ -553,6 +566,11 @@ impl Inner {
             })
             .await;
         tracing::info!(pipeline = %run.pipeline_id, run = run.run_id, status = %run.status, "run complete");
+        // The tokens handed to the run's tasks end with it.
+        let holder = tokens::run_token_user(&run.namespace_id, &run.pipeline_id, run.run_id);
+        if let Err(e) = self.storage.delete_tokens_of_user(&holder).await {
+            tracing::warn!(run = run.run_id, error = %e, "could not revoke the tokens of a finished run");
+        }
         self.expire_logs(&run).await;
         Ok(())
     }
@@ -634,11 +652,50 @@ impl Inner {
         }
     }
 
-    async fn create_log(&self, execution: &TaskExecution) -> Result<LogWriter> {
-        self.logs
-            .create(log_key(execution))
-            .await
-            .map_err(|e| Error::internal(format!("create the log of task '{}'", execution.task_id), e))
+    /// The log of an attempt; one that cannot be made (a full disk) fails the attempt before its container starts.
+    async fn create_log(&self, execution: &TaskExecution) -> LogWriter {
+        let writer = self.logs.create_or_broken(log_key(execution)).await;
+        if let Some(problem) = writer.problem() {
+            tracing::error!(task = %execution.task_id, error = %problem, "could not create a task log");
+        }
+        writer
+    }
+
+    /// Stores a change a run's outcome depends on, retrying with back-off while storage cannot take it (a full
+    /// disk, a busy database): a run is never left `running` because one write failed, and its containers are
+    /// removed only once their outcome is stored. Errors storage will not get over (a missing row) end the retry.
+    async fn persist<'a, T, F, Fut>(&'a self, what: &str, mut write: F) -> Result<T>
+    where
+        F: FnMut() -> Fut + 'a,
+        Fut: std::future::Future<Output = gofer_storage::Result<T>> + 'a,
+    {
+        let mut delay = PERSIST_FIRST_DELAY;
+        let mut failures = 0u32;
+        loop {
+            match write().await {
+                Ok(value) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "could {what} again after storage recovered");
+                    }
+                    return Ok(value);
+                }
+                Err(e @ (gofer_storage::Error::NotFound { .. } | gofer_storage::Error::Exists { .. })) => {
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || delay == PERSIST_MAX_DELAY {
+                        tracing::error!(
+                            error = %error_chain(&e),
+                            retry_in_ms = delay.as_millis() as u64,
+                            "could not {what}; retrying until storage takes it"
+                        );
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(PERSIST_MAX_DELAY);
+                }
+            }
+        }
     }
 
     fn container_labels(&self, execution: &TaskExecution) -> BTreeMap<String, String> {
@@ -654,7 +711,12 @@ impl Inner {
     }
 
     /// The container for an attempt; `env` is the task's variables with references already resolved.
-    fn container_spec(&self, execution: &TaskExecution, env: Vec<(String, String)>) -> ContainerSpec {
+    fn container_spec(
+        &self,
+        execution: &TaskExecution,
+        env: Vec<(String, String)>,
+        registry_auth: Option<RegistryAuth>,
+    ) -> ContainerSpec {
         let task = &execution.task;
         ContainerSpec {
             name: format!(
@@ -668,10 +730,7 @@ impl Inner {
             ),
             image: task.image.clone(),
             always_pull: task.always_pull_newest_image,
-            registry_auth: task
-                .registry_auth
-                .as_ref()
-                .map(|a| RegistryAuth { user: a.user.clone(), pass: a.pass.clone() }),
+            registry_auth,
             env: env.into_iter().chain([("GOFER_TASK_ATTEMPT".to_string(), execution.attempt.to_string())]).collect(),
             entrypoint: task.entrypoint.clone(),
             command: task.command.clone(),
@@ -729,15 +788,7 @@ impl Inner {
             execution.exit_code = None;
             execution.container_id = None;
             execution.status_reason = None;
-            writer = match self.create_log(&execution).await {
-                Ok(writer) => writer,
-                Err(e) => {
-                    let why = reason(StatusReasonKind::SchedulerError, &error_chain(&e));
-                    self.complete(&mut execution, TaskStatus::Failed, Some(why.clone()), None).await;
-                    self.release_container(finished_container, &execution.task_id);
-                    return (TaskStatus::Failed, Some(why));
-                }
-            };
+            writer = self.create_log(&execution).await;
             self.save_task(&execution).await;
             self.release_container(finished_container, &execution.task_id);
         }
@@ -759,8 +810,8 @@ impl Inner {
         let (id, mut output): (String, BoxStream<'static, gofer_scheduler::Result<bytes::Bytes>>) = match resumed {
             Some(info) => {
                 // The values are read again to mask them; one that is gone meanwhile cannot be masked.
-                if let Ok((_, resolved)) = self.resolve_variables(execution, false).await {
-                    masker = resolved;
+                if let Ok(resolved) = self.resolve_variables(execution, false).await {
+                    masker = resolved.masker;
                 }
                 execution.container_id = Some(info.id.clone());
                 execution.image_digest = execution.image_digest.take().or(info.image_digest);
@@ -786,19 +837,27 @@ impl Inner {
                         StatusReason { description: format!("{} before this task started", why.description), ..why };
                     return Ok(Outcome { status: TaskStatus::Cancelled, reason: Some(why), exit_code: None });
                 }
+                if let Some(problem) = writer.problem() {
+                    let why = reason(
+                        StatusReasonKind::LogWriteFailed,
+                        &format!("its log could not be created ({problem}); the container was not started"),
+                    );
+                    return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
+                }
                 execution.state = TaskState::Processing;
                 self.save_task(execution).await;
-                let (env, resolved) = match self.resolve_variables(execution, true).await {
+                let resolved = match self.resolve_variables(execution, true).await {
                     Ok(resolved) => resolved,
                     Err(problem) => {
                         let why = reason(StatusReasonKind::FailedPrecondition, &problem);
                         return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
                     }
                 };
-                masker = resolved;
+                masker = resolved.masker;
+                let spec = self.container_spec(execution, resolved.env, resolved.registry_auth);
                 // Created and started in two calls: a crash in between leaves a container that recovery finds by
                 // its labels and starts, instead of one it could mistake for finished.
-                let container_id = self.scheduler.create(&self.container_spec(execution, env)).await?;
+                let container_id = self.scheduler.create(&spec).await?;
                 let started = self.scheduler.start(&container_id).await?;
                 execution.state = TaskState::Running;
                 execution.started = epoch_millis();
@@ -813,6 +872,8 @@ impl Inner {
         let deadline = deadline_from(execution.started, timeout);
         let mut stopping: Option<StatusReason> = None;
         let mut timed_out = false;
+        // Output that cannot be stored ends the task: its log would not show what it did.
+        let mut log_failure: Option<StatusReason> = None;
         let mut exit: Option<gofer_scheduler::Result<i64>> = None;
         let mut output_open = true;
         let wait = self.scheduler.wait(&id);
@@ -821,13 +882,31 @@ impl Inner {
         let mut digest_known = execution.image_digest.is_some();
         let digest = async { self.scheduler.inspect(&id).await.ok().and_then(|info| info.image_digest) };
         tokio::pin!(digest);
+        // Stopping goes on beside the copying: the engine reports a container's exit only once its output was
+        // read, so waiting for the stop without reading would hold both up until the kill.
+        let mut stop_call: Option<futures::future::BoxFuture<'_, ()>> = None;
+        let stop = || -> Option<futures::future::BoxFuture<'_, ()>> { Some(Box::pin(self.stop(&task_id, &id))) };
         // Copy output while waiting for the exit; after the exit, drain what is still in flight.
         while exit.is_none() || output_open {
             tokio::select! {
+                () = async { if let Some(call) = stop_call.as_mut() { call.await } }, if stop_call.is_some() => {
+                    stop_call = None;
+                }
                 chunk = output.next(), if output_open => match chunk {
                     Some(Ok(bytes)) => {
-                        if let Err(e) = writer.write(&masker.feed(&bytes)).await {
-                            tracing::warn!(task = %task_id, error = %e, "could not write a task log");
+                        if let Err(e) = writer.write(&masker.feed(&bytes)).await
+                            && log_failure.is_none()
+                        {
+                            tracing::error!(task = %task_id, error = %e, "could not write a task log; stopping the task");
+                            let why = reason(
+                                StatusReasonKind::LogWriteFailed,
+                                &format!("its output could not be stored ({e}); the container was stopped"),
+                            );
+                            log_failure = Some(why.clone());
+                            if stopping.is_none() && exit.is_none() {
+                                stopping = Some(why);
+                                stop_call = stop();
+                            }
                         }
                     }
                     Some(Err(e)) => {
@@ -843,7 +922,7 @@ impl Inner {
                 }
                 () = token.cancelled(), if stopping.is_none() && exit.is_none() => {
                     stopping = Some(control.task_reason(&task_id));
-                    self.stop(&task_id, &id).await;
+                    stop_call = stop();
                 }
                 () = sleep_until_deadline(deadline), if !timed_out && stopping.is_none() && exit.is_none() => {
                     timed_out = true;
@@ -851,7 +930,7 @@ impl Inner {
                         StatusReasonKind::Timeout,
                         &format!("the task took longer than its {}s timeout", timeout.as_secs()),
                     ));
-                    self.stop(&task_id, &id).await;
+                    stop_call = stop();
                 }
                 () = tokio::time::sleep(LOG_DRAIN_TIMEOUT), if exit.is_some() => {
                     tracing::warn!(task = %task_id, "output stream did not end after the container exited");
@@ -859,8 +938,14 @@ impl Inner {
                 }
             }
         }
-        if let Err(e) = writer.write(&masker.finish()).await {
-            tracing::warn!(task = %task_id, error = %e, "could not write a task log");
+        if let Err(e) = writer.write(&masker.finish()).await
+            && log_failure.is_none()
+        {
+            tracing::error!(task = %task_id, error = %e, "could not write the end of a task log");
+            log_failure = Some(reason(
+                StatusReasonKind::LogWriteFailed,
+                &format!("the end of its output could not be stored ({e})"),
+            ));
         }
         if !digest_known {
             execution.image_digest = digest.await;
@@ -877,6 +962,9 @@ impl Inner {
             None => -1,
         };
         execution.exit_code = Some(code);
+        if let Some(why) = log_failure {
+            return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) });
+        }
         if code != 0
             && stopping.is_none()
             && let Err(e) = self.scheduler.inspect(&id).await
@@ -905,11 +993,7 @@ impl Inner {
     /// container starts, and a masker for the secret values among them. A reference that cannot be resolved is the
     /// task's failed precondition; the message names the variable and the key, never a value.
     /// With `starting`, a task that asked for it gets `GOFER_TOKEN`, a new token for this attempt (masked too).
-    async fn resolve_variables(
-        &self,
-        execution: &TaskExecution,
-        starting: bool,
-    ) -> Result<(Vec<(String, String)>, Masker), String> {
+    async fn resolve_variables(&self, execution: &TaskExecution, starting: bool) -> Result<Resolved, String> {
         let (ns, pipeline) = (&execution.namespace_id, &execution.pipeline_id);
         let mut env = Vec::with_capacity(execution.variables.len());
         let mut secret_values = Vec::new();
@@ -931,48 +1015,78 @@ impl Inner {
                 env.push((name.clone(), self.object_variable(name, &scope, key).await?));
                 continue;
             }
-            let Some(secrets) = self.secrets.get() else {
-                return Err(format!("variable {name} refers to a secret, but this Gofer has no secret store"));
-            };
-            let found = match reference {
-                Reference::PipelineSecret(key) => secrets.for_pipeline(ns, pipeline, key).await.map(|found| {
-                    found.map_err(|_| {
-                        format!(
-                            "variable {name}: pipeline secret '{key}' does not exist; add it with `gofer secret \
-                             pipeline put {pipeline} {key} <value>`"
-                        )
-                    })
-                }),
-                Reference::GlobalSecret(key) => secrets.for_namespace(ns, key).await.map(|found| {
-                    found.map_err(|why| match why {
-                        Unavailable::Missing => format!(
-                            "variable {name}: global secret '{key}' does not exist; add it with `gofer secret \
-                             global put {key} <value> --namespaces <patterns>`"
-                        ),
-                        Unavailable::NotAllowed => format!(
-                            "variable {name}: global secret '{key}' may not be used in namespace '{ns}' (none of \
-                             its namespace patterns matches)"
-                        ),
-                    })
-                }),
-                Reference::PipelineObject(_) | Reference::RunObject(_) => continue,
-            };
-            match found {
-                Ok(Ok(value)) => {
-                    secret_values.push(value.clone().into_bytes());
-                    env.push((name.clone(), value));
-                }
-                Ok(Err(problem)) => return Err(problem),
-                Err(e) => return Err(format!("variable {name}: could not read the secret: {}", error_chain(&e))),
-            }
+            let value = self.secret_value(execution, &format!("variable {name}"), reference).await?;
+            secret_values.push(value.clone().into_bytes());
+            env.push((name.clone(), value));
         }
+        let registry_auth = match &execution.task.registry_auth {
+            None => None,
+            Some(auth) => {
+                let what = "registry_auth.pass";
+                let pass = match (secrets::sealed_registry_key(&auth.pass), Reference::parse(&auth.pass)) {
+                    (Some(key), _) => match self.secrets()?.for_pipeline(ns, pipeline, &key).await {
+                        Ok(Ok(pass)) => pass,
+                        Ok(Err(_)) => return Err(format!("{what}: the sealed password of this config is gone")),
+                        Err(e) => return Err(format!("{what}: could not read the password: {}", error_chain(&e))),
+                    },
+                    (None, Some(reference)) => self.secret_value(execution, what, reference).await?,
+                    (None, None) => auth.pass.clone(),
+                };
+                Some(RegistryAuth { user: auth.user.clone(), pass })
+            }
+        };
         if starting && execution.task.inject_api_token {
             let token = self.run_token(execution).await?;
             secret_values.push(token.clone().into_bytes());
             env.retain(|(name, _)| name != "GOFER_TOKEN");
             env.push(("GOFER_TOKEN".into(), token));
         }
-        Ok((env, Masker::new(secret_values)))
+        Ok(Resolved { env, masker: Masker::new(secret_values), registry_auth })
+    }
+
+    fn secrets(&self) -> Result<&Secrets, String> {
+        self.secrets.get().ok_or_else(|| "it refers to a secret, but this Gofer has no secret store".to_string())
+    }
+
+    /// The value of a secret `reference` in `what` (a variable, the registry password) of a task; the message says
+    /// what is missing or forbidden and how to fix it.
+    async fn secret_value(
+        &self,
+        execution: &TaskExecution,
+        what: &str,
+        reference: Reference<'_>,
+    ) -> Result<String, String> {
+        let (ns, pipeline) = (&execution.namespace_id, &execution.pipeline_id);
+        let secrets = self.secrets().map_err(|problem| format!("{what}: {problem}"))?;
+        let found = match reference {
+            Reference::PipelineSecret(key) => secrets.for_pipeline(ns, pipeline, key).await.map(|found| {
+                found.map_err(|_| {
+                    format!(
+                        "{what}: pipeline secret '{key}' does not exist; add it with `gofer secret pipeline put \
+                         {pipeline} {key} <value>`"
+                    )
+                })
+            }),
+            Reference::GlobalSecret(key) => secrets.for_namespace(ns, key).await.map(|found| {
+                found.map_err(|why| match why {
+                    Unavailable::Missing => format!(
+                        "{what}: global secret '{key}' does not exist; add it with `gofer secret global put {key} \
+                         <value> --namespaces <patterns>`"
+                    ),
+                    Unavailable::NotAllowed => format!(
+                        "{what}: global secret '{key}' may not be used in namespace '{ns}' (none of its namespace \
+                         patterns matches)"
+                    ),
+                })
+            }),
+            Reference::PipelineObject(key) | Reference::RunObject(key) => {
+                return Err(format!("{what}: object '{key}' is not a secret"));
+            }
+        };
+        match found {
+            Ok(found) => found,
+            Err(e) => Err(format!("{what}: could not read the secret: {}", error_chain(&e))),
+        }
     }
 
     /// Deletes the task tokens of the pipeline's runs up to `cutoff`: they go with the objects they were for.
@@ -1002,7 +1116,8 @@ impl Inner {
             user,
             roles: vec![tokens::RUN_TOKEN_ROLE.into()],
             created: epoch_millis(),
-            expires: 0,
+            // Revoked when the run ends; in any case no run outlives the longest timeout, nor does its token.
+            expires: epoch_millis().saturating_add(self.options.max_timeout.as_millis() as u64),
             disabled: false,
             metadata: Default::default(),
         };
@@ -1052,7 +1167,9 @@ impl Inner {
         }
     }
 
-    /// Removes a finished container now, or after the configured while for debugging.
+    /// Removes a finished container now, or after the configured while for debugging. While the engine cannot be
+    /// reached (it restarts), removal is tried again with back-off, for up to an hour; what is still left then is
+    /// removed at the next start.
     fn release_container(self: &Arc<Self>, container_id: Option<String>, task_id: &str) {
         let Some(id) = container_id else { return };
         let (scheduler, keep, task) = (self.scheduler.clone(), self.options.keep_containers_for, task_id.to_string());
@@ -1060,8 +1177,21 @@ impl Inner {
             if !keep.is_zero() {
                 tokio::time::sleep(keep).await;
             }
-            if let Err(e) = scheduler.remove(&id).await {
-                tracing::warn!(task = %task, container = %id, error = %e, "could not remove a finished container");
+            let mut delay = Duration::from_secs(1);
+            let mut waited = Duration::ZERO;
+            loop {
+                match scheduler.remove(&id).await {
+                    Ok(()) | Err(gofer_scheduler::Error::NoSuchContainer { .. }) => return,
+                    Err(e) if waited >= REMOVE_RETRY_FOR => {
+                        return tracing::warn!(task = %task, container = %id, error = %e, "could not remove a finished container; it goes at the next start");
+                    }
+                    Err(e) => {
+                        tracing::debug!(task = %task, container = %id, error = %e, "could not remove a finished container yet");
+                        tokio::time::sleep(delay).await;
+                        waited += delay;
+                        delay = (delay * 2).min(Duration::from_secs(60));
+                    }
+                }
             }
         });
     }
@@ -1098,7 +1228,8 @@ impl Inner {
 
     /// Stores a task execution's progress and publishes it; a storage failure is logged, the task goes on.
     async fn save_task(&self, execution: &TaskExecution) {
-        if let Err(e) = self.storage.update_task_execution(execution).await {
+        let stored = self.persist("record task progress", || self.storage.update_task_execution(execution)).await;
+        if let Err(e) = stored {
             tracing::error!(task = %execution.task_id, error = %e, "could not record task progress");
         }
         self.publish_task(execution).await;

@@ -16,6 +16,8 @@ use gofer_api::models::Secret;
 pub use gofer_api::permissions::pattern_matches;
 use gofer_api::permissions::validate_pattern;
 use gofer_storage::{SealedSecret, SecretScope, Storage};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -105,29 +107,7 @@ fn metadata(secret: &SealedSecret, value: Option<String>) -> Secret {
     }
 }
 
-/// A variable's value that names a stored value instead of being one: `pipeline_secret{{KEY}}` and friends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reference<'a> {
-    PipelineSecret(&'a str),
-    GlobalSecret(&'a str),
-    PipelineObject(&'a str),
-    RunObject(&'a str),
-}
-
-impl Reference<'_> {
-    /// The whole value must be the reference (as the SDK's helpers write it).
-    pub fn parse(value: &str) -> Option<Reference<'_>> {
-        let (kind, rest) = value.split_once("{{")?;
-        let key = rest.strip_suffix("}}")?;
-        match kind {
-            "pipeline_secret" => Some(Reference::PipelineSecret(key)),
-            "global_secret" => Some(Reference::GlobalSecret(key)),
-            "pipeline_object" => Some(Reference::PipelineObject(key)),
-            "run_object" => Some(Reference::RunObject(key)),
-            _ => None,
-        }
-    }
-}
+pub use gofer_api::config::Reference;
 
 /// Why a task cannot have a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +122,27 @@ pub enum Unavailable {
 pub struct Secrets {
     storage: Arc<dyn Storage>,
     cipher: Cipher,
+    /// Keys the fingerprints of registry passwords, so equal passwords are recognised without storing a guessable
+    /// hash of them.
+    fingerprint_key: Arc<[u8; 32]>,
     max_value_bytes: usize,
+}
+
+/// Where a registry password of a pipeline config is sealed: a pipeline secret under a key no user key can take
+/// (user keys are identifiers, without `:`), never listed.
+const REGISTRY_PREFIX: &str = "registry:";
+
+/// What a config's `registry_auth.pass` holds once its password is sealed: `sealed{{<task>:<fingerprint>}}`.
+const SEALED_KIND: &str = "sealed";
+
+/// The sealed-password marker of a registry password, if `pass` is one: its secret key.
+pub fn sealed_registry_key(pass: &str) -> Option<String> {
+    let inner = pass.trim().strip_prefix(SEALED_KIND)?.strip_prefix("{{")?.strip_suffix("}}")?;
+    let (task, fingerprint) = inner.split_once(':')?;
+    let valid = validate_identifier("task id", task).is_ok()
+        && fingerprint.len() == 32
+        && fingerprint.chars().all(|c| c.is_ascii_hexdigit());
+    valid.then(|| format!("{REGISTRY_PREFIX}{task}:{fingerprint}"))
 }
 
 impl Secrets {
@@ -162,7 +162,45 @@ impl Secrets {
             }
             None => storage.set_secret_key_check(&cipher.seal("key-check", KEY_CHECK)?).await?,
         }
-        Ok(Self { storage, cipher, max_value_bytes })
+        let fingerprint_key =
+            Arc::new(Sha256::new().chain_update(b"gofer fingerprint v1").chain_update(key.0).finalize().into());
+        Ok(Self { storage, cipher, fingerprint_key, max_value_bytes })
+    }
+
+    /// Seals a registry password of a pipeline's task as an unlisted pipeline secret and returns what the stored
+    /// config holds instead: `sealed{{<task>:<fingerprint>}}`. The same password for the same task gives the same
+    /// marker, so registering an unchanged config stays a no-op.
+    pub async fn seal_registry_password(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        task_id: &str,
+        password: &str,
+    ) -> Result<(String, SealedSecret)> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.fingerprint_key.as_slice())
+            .map_err(|e| Error::internal("fingerprint a password", std::io::Error::other(e.to_string())))?;
+        mac.update(format!("{namespace_id}/{pipeline_id}/{task_id}\0{password}").as_bytes());
+        let fingerprint = hex::encode(&mac.finalize().into_bytes()[..16]);
+        let key = format!("{REGISTRY_PREFIX}{task_id}:{fingerprint}");
+        let scope = SecretScope::Pipeline { namespace_id: namespace_id.into(), pipeline_id: pipeline_id.into() };
+        let now = epoch_millis();
+        let sealed = self.cipher.seal(&context(&scope, &key), password.as_bytes())?;
+        let secret = SealedSecret { scope, key, sealed, namespaces: Vec::new(), created: now, modified: now };
+        Ok((format!("{SEALED_KIND}{{{{{task_id}:{fingerprint}}}}}"), secret))
+    }
+
+    /// Stores what [`Secrets::seal_registry_password`] sealed (once the pipeline exists).
+    pub async fn store_sealed(&self, secret: &SealedSecret) -> Result<()> {
+        Ok(self.storage.put_secret(secret).await?)
+    }
+
+    /// Whether a sealed registry password exists for `marker` in the pipeline.
+    pub async fn has_registry_password(&self, namespace_id: &str, pipeline_id: &str, marker: &str) -> Result<bool> {
+        let Some(key) = sealed_registry_key(marker) else { return Ok(false) };
+        match self.for_pipeline(namespace_id, pipeline_id, &key).await? {
+            Ok(_) => Ok(true),
+            Err(_) => Ok(false),
+        }
     }
 
     /// Re-seals every secret with `new` in one transaction; returns how many there were. `old` must be the key
@@ -235,16 +273,20 @@ impl Secrets {
 
     /// A secret's metadata; with `include_value`, its value too.
     pub async fn get(&self, scope: &SecretScope, key: &str, include_value: bool) -> Result<Secret> {
+        validate_identifier("secret key", key).map_err(|e| Error::invalid(e.to_string()))?;
         let secret = self.storage.get_secret(scope, key).await?;
         let value = if include_value { Some(self.open_value(&secret)?) } else { None };
         Ok(metadata(&secret, value))
     }
 
+    /// The secrets people stored (sealed registry passwords of configs are not listed).
     pub async fn list(&self, scope: &SecretScope) -> Result<Vec<Secret>> {
-        Ok(self.storage.list_secrets(scope).await?.iter().map(|s| metadata(s, None)).collect())
+        let all = self.storage.list_secrets(scope).await?;
+        Ok(all.iter().filter(|s| !s.key.starts_with(REGISTRY_PREFIX)).map(|s| metadata(s, None)).collect())
     }
 
     pub async fn delete(&self, scope: &SecretScope, key: &str) -> Result<()> {
+        validate_identifier("secret key", key).map_err(|e| Error::invalid(e.to_string()))?;
         Ok(self.storage.delete_secret(scope, key).await?)
     }
 
@@ -298,17 +340,6 @@ mod tests {
         let mut tampered = a.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert_eq!(cipher.open("pipeline/ns/p/A", &tampered), None, "authenticated");
-    }
-
-    #[test]
-    fn references_are_whole_values() {
-        assert_eq!(Reference::parse("pipeline_secret{{DB}}"), Some(Reference::PipelineSecret("DB")));
-        assert_eq!(Reference::parse("global_secret{{slack}}"), Some(Reference::GlobalSecret("slack")));
-        assert_eq!(Reference::parse("run_object{{report}}"), Some(Reference::RunObject("report")));
-        assert_eq!(Reference::parse("pipeline_object{{cache}}"), Some(Reference::PipelineObject("cache")));
-        for plain in ["hello", "pipeline_secret{{DB}} and more", "x pipeline_secret{{DB}}", "other{{DB}}", "{{DB}}"] {
-            assert_eq!(Reference::parse(plain), None, "{plain}");
-        }
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub fn run_token_prefix(namespace_id: &str, pipeline_id: &str) -> String {
 /// auth layer, which reads the scope from the token's holder).
 pub const RUN_TOKEN_ROLE: &str = "run_task";
 
+/// The longest a token may be made to last: a hundred years.
+pub const MAX_EXPIRY_SECONDS: u64 = 100 * 365 * 24 * 3600;
+
 /// A short random id for a token.
 fn new_id() -> Result<String> {
     let mut bytes = [0u8; 8];
@@ -95,6 +98,20 @@ impl Gofer {
         }
         if request.roles.is_empty() {
             return Err(Error::invalid("a token needs at least one role, e.g. --role read_only"));
+        }
+        crate::text::check("token user", user, crate::text::MAX_NAME)?;
+        if let Some(seconds) = request.expires_in_seconds.filter(|s| *s == 0 || *s > MAX_EXPIRY_SECONDS) {
+            return Err(Error::invalid(format!(
+                "expires_in_seconds {seconds} is out of range: give 1 to {MAX_EXPIRY_SECONDS} (100 years), or leave it \
+                 out for a token that does not expire"
+            )));
+        }
+        if request.metadata.len() > 32 {
+            return Err(Error::invalid("a token takes at most 32 metadata entries"));
+        }
+        for (key, value) in &request.metadata {
+            crate::text::check("token metadata key", key, crate::text::MAX_NAME)?;
+            crate::text::check(&format!("token metadata '{key}'"), value, crate::text::MAX_NAME)?;
         }
         let builtin = system_roles();
         for role in &request.roles {

@@ -15,6 +15,27 @@ use crate::dag;
 /// The longest identifier (pipeline id, task id, namespace id) Gofer accepts.
 pub const MAX_IDENTIFIER_LEN: usize = 64;
 
+/// The longest name (of a pipeline, namespace, role, ...) Gofer accepts, in characters.
+pub const MAX_NAME_LEN: usize = 256;
+/// The longest description Gofer accepts, in characters.
+pub const MAX_DESCRIPTION_LEN: usize = 8192;
+
+/// Checks free text a person gives (a name, a description): at most `max` characters, and no control characters
+/// but line breaks and tabs (which only descriptions may hold). Bounded so that one config cannot make every list
+/// of pipelines unreadable.
+pub fn validate_text(what: &str, value: &str, max: usize) -> Result<(), ConfigError> {
+    let invalid = |reason: String| ConfigError::InvalidText { what: what.to_string(), reason };
+    let length = value.chars().count();
+    if length > max {
+        return Err(invalid(format!("it is {length} characters long; the most is {max}")));
+    }
+    let multiline = max > MAX_NAME_LEN;
+    if let Some(c) = value.chars().find(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t'))) {
+        return Err(invalid(format!("it contains the control character {:?}", c)));
+    }
+    Ok(())
+}
+
 /// When a child task may run, judged by how its parent ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = config::RequiredParentStatus))]
@@ -98,6 +119,8 @@ pub enum ConfigError {
     InvalidTask { task_id: String, field: String, reason: String },
     /// A pipeline field has a value Gofer cannot run.
     InvalidPipeline { field: String, reason: String },
+    /// A name or description is too long or holds control characters.
+    InvalidText { what: String, reason: String },
     /// The config could not be written out.
     Output { reason: String },
 }
@@ -121,6 +144,7 @@ impl std::fmt::Display for ConfigError {
             Self::InvalidPipeline { field, reason } => {
                 write!(f, "invalid pipeline {field}: {reason}")
             }
+            Self::InvalidText { what, reason } => write!(f, "invalid {what}: {reason}"),
             Self::Output { reason } => {
                 write!(f, "could not write the pipeline config to stdout: {reason}")
             }
@@ -258,6 +282,10 @@ impl Pipeline {
     /// dependencies and cycles.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_identifier("pipeline id", &self.id)?;
+        validate_text("pipeline name", &self.name, MAX_NAME_LEN)?;
+        if let Some(description) = &self.description {
+            validate_text("pipeline description", description, MAX_DESCRIPTION_LEN)?;
+        }
         if self.parallelism < 0 {
             return Err(ConfigError::InvalidPipeline {
                 field: "parallelism".into(),
@@ -465,6 +493,9 @@ impl Task {
 
     fn validate(&self) -> Result<(), ConfigError> {
         validate_identifier("task id", &self.id)?;
+        if let Some(description) = &self.description {
+            validate_text(&format!("description of task '{}'", self.id), description, MAX_DESCRIPTION_LEN)?;
+        }
         let invalid = |field: &str, reason: String| ConfigError::InvalidTask {
             task_id: self.id.clone(),
             field: field.to_string(),
@@ -476,12 +507,25 @@ impl Task {
         if self.image.chars().any(char::is_whitespace) {
             return Err(invalid("image", format!("'{}' contains whitespace", self.image)));
         }
-        for key in self.variables.keys() {
+        for (key, value) in &self.variables {
             if key.is_empty() {
                 return Err(invalid("variables", "a variable has an empty name".into()));
             }
             if key.contains('=') || key.contains('\0') {
                 return Err(invalid("variables", format!("variable name '{key}' contains '=' or a NUL byte")));
+            }
+            if value.contains('\0') {
+                return Err(invalid("variables", format!("the value of {key} contains a NUL byte")));
+            }
+            Reference::check(value).map_err(|problem| invalid("variables", format!("{key}: {problem}")))?;
+        }
+        if let Some(auth) = &self.registry_auth {
+            if auth.user.is_empty() {
+                return Err(invalid("registry_auth", "the user is empty".into()));
+            }
+            Reference::check(&auth.pass).map_err(|problem| invalid("registry_auth", problem))?;
+            if matches!(Reference::parse(&auth.pass), Some(Reference::PipelineObject(_) | Reference::RunObject(_))) {
+                return Err(invalid("registry_auth", "the password may name a secret, not an object".into()));
             }
         }
         for (field, list) in [("entrypoint", &self.entrypoint), ("command", &self.command)] {
@@ -499,6 +543,86 @@ impl Task {
             return Err(ConfigError::Cycle { path: vec![self.id.clone(), self.id.clone()] });
         }
         Ok(())
+    }
+}
+
+/// A variable's value that names a stored value instead of being one: `pipeline_secret{{KEY}}` and friends. The
+/// reference must be the whole value (surrounding spaces aside); the kind is matched without regard to case and
+/// spaces inside the braces are ignored, as the earlier Gofer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference<'a> {
+    PipelineSecret(&'a str),
+    GlobalSecret(&'a str),
+    PipelineObject(&'a str),
+    RunObject(&'a str),
+}
+
+const REFERENCE_KINDS: [&str; 4] = ["pipeline_secret", "global_secret", "pipeline_object", "run_object"];
+
+/// The longest object key.
+pub const MAX_OBJECT_KEY_LEN: usize = 128;
+
+impl<'a> Reference<'a> {
+    /// The reference a value is, if it is one.
+    pub fn parse(value: &'a str) -> Option<Self> {
+        let (kind, rest) = value.trim().split_once("{{")?;
+        let key = rest.strip_suffix("}}")?.trim();
+        match kind.to_ascii_lowercase().as_str() {
+            "pipeline_secret" => Some(Self::PipelineSecret(key)),
+            "global_secret" => Some(Self::GlobalSecret(key)),
+            "pipeline_object" => Some(Self::PipelineObject(key)),
+            "run_object" => Some(Self::RunObject(key)),
+            _ => None,
+        }
+    }
+
+    /// The key the reference names.
+    pub fn key(self) -> &'a str {
+        match self {
+            Self::PipelineSecret(key) | Self::GlobalSecret(key) | Self::PipelineObject(key) | Self::RunObject(key) => {
+                key
+            }
+        }
+    }
+
+    /// Checks a value: a reference must be well formed and name a valid key; any other value is plain text. A value
+    /// that starts like a reference but is not one (`pipeline_secret{{KEY` or text after the braces) is refused,
+    /// since it would otherwise reach the container as text.
+    pub fn check(value: &str) -> Result<(), String> {
+        if let Some(reference) = Reference::parse(value) {
+            return match reference {
+                Reference::PipelineSecret(key) | Reference::GlobalSecret(key) => {
+                    validate_identifier("secret key", key).map_err(|e| e.to_string())
+                }
+                Reference::PipelineObject(key) | Reference::RunObject(key) => validate_object_key(key),
+            };
+        }
+        let lowered = value.trim_start().to_ascii_lowercase();
+        match REFERENCE_KINDS.iter().find(|kind| lowered.starts_with(&format!("{kind}{{{{"))) {
+            Some(kind) => Err(format!(
+                "'{value}' starts like a {kind} reference but is not one: write {kind}{{{{KEY}}}} as the whole value"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Checks an object key: 1 to 128 of letters, digits, `.`, `-` and `_`, and not only dots.
+pub fn validate_object_key(key: &str) -> Result<(), String> {
+    let problem = if key.is_empty() {
+        Some("it is empty".to_string())
+    } else if key.len() > MAX_OBJECT_KEY_LEN {
+        Some(format!("it is longer than {MAX_OBJECT_KEY_LEN} characters"))
+    } else if key.chars().all(|c| c == '.') {
+        Some("it is only dots".to_string())
+    } else {
+        key.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+            .map(|c| format!("it contains {c:?}; use letters, digits, '.', '-' and '_'"))
+    };
+    match problem {
+        Some(problem) => Err(format!("invalid object key '{key}': {problem}")),
+        None => Ok(()),
     }
 }
 
@@ -622,6 +746,13 @@ mod tests {
         assert!(err.to_string().contains("parallelism"), "{err}");
         let err = Pipeline::new("p", "").validate().unwrap_err();
         assert!(err.to_string().contains("at least one task"), "{err}");
+        let err = Pipeline::new("p", &"n".repeat(MAX_NAME_LEN + 1)).tasks(vec![task("a")]).validate().unwrap_err();
+        assert!(err.to_string().starts_with("invalid pipeline name: it is 257 characters long"), "{err}");
+        let err = Pipeline::new("p", "two\nlines").tasks(vec![task("a")]).validate().unwrap_err();
+        assert!(err.to_string().contains("control character"), "{err}");
+        Pipeline::new("p", "P").description("two\nlines\tand a tab").tasks(vec![task("a")]).validate().unwrap();
+        let err = validate(vec![task("a").description(&"d".repeat(MAX_DESCRIPTION_LEN + 1))]).unwrap_err();
+        assert!(err.to_string().starts_with("invalid description of task 'a'"), "{err}");
         let err = Pipeline::new("bad id", "").tasks(vec![task("a")]).validate().unwrap_err();
         assert!(err.to_string().starts_with("invalid pipeline id 'bad id'"), "{err}");
     }
@@ -673,8 +804,32 @@ mod tests {
     }
 
     #[test]
+    fn references_are_whole_values_with_valid_keys() {
+        assert_eq!(Reference::parse("pipeline_secret{{DB}}"), Some(Reference::PipelineSecret("DB")));
+        assert_eq!(Reference::parse(" Global_Secret{{ slack }} "), Some(Reference::GlobalSecret("slack")));
+        assert_eq!(Reference::parse("run_object{{report.txt}}"), Some(Reference::RunObject("report.txt")));
+        assert_eq!(Reference::parse("pipeline_object{{cache}}"), Some(Reference::PipelineObject("cache")));
+        for plain in ["hello", "x pipeline_secret{{DB}}", "other{{DB}}", "{{DB}}", ""] {
+            assert_eq!(Reference::parse(plain), None, "{plain}");
+            assert_eq!(Reference::check(plain), Ok(()), "{plain}");
+        }
+        let bad = validate(vec![task("a").variables([("P", "pipeline_secret{{bad key!}}")])]).unwrap_err();
+        assert!(bad.to_string().contains("P: invalid secret key 'bad key!'"), "{bad}");
+        let bad = validate(vec![task("a").variables([("P", "run_object{{../x}}")])]).unwrap_err();
+        assert!(bad.to_string().contains("invalid object key '../x'"), "{bad}");
+        for half in ["pipeline_secret{{DB", "pipeline_secret{{DB}} and more", "RUN_OBJECT{{"] {
+            let bad = validate(vec![task("a").variables([("P", half)])]).unwrap_err();
+            assert!(bad.to_string().contains("starts like a"), "{half}: {bad}");
+        }
+        let bad = validate(vec![task("a").registry_auth("u", "pipeline_object{{x}}")]).unwrap_err();
+        assert!(bad.to_string().contains("may name a secret, not an object"), "{bad}");
+        validate(vec![task("a").registry_auth("u", &pipeline_secret("registry"))]).unwrap();
+    }
+
+    #[test]
     fn unknown_fields_are_refused_by_name() {
-        let misspelled = r#"{"id":"p","tasks":[{"id":"b","image":"i"},{"id":"a","image":"i","dependson":{"b":"Any"}}]}"#;
+        let misspelled =
+            r#"{"id":"p","tasks":[{"id":"b","image":"i"},{"id":"a","image":"i","dependson":{"b":"Any"}}]}"#;
         let err = serde_json::from_str::<Pipeline>(misspelled).unwrap_err().to_string();
         assert!(err.contains("unknown field `dependson`"), "{err}");
         let err = serde_json::from_str::<Pipeline>(r#"{"id":"p","paralelism":2,"tasks":[]}"#).unwrap_err();

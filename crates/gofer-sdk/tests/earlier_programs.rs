@@ -12,7 +12,7 @@ use gofer_sdk::config::{Pipeline, RequiredParentStatus};
 macro_rules! fixtures {
     ($($name:ident),* $(,)?) => {
         $(
-            #[allow(clippy::all, unused_imports)]
+            #[allow(clippy::all, clippy::unwrap_used, unused_imports)]
             mod $name {
                 include!(concat!("earlier/", stringify!($name), ".rs"));
                 pub fn run() -> std::process::ExitCode {
@@ -50,8 +50,8 @@ fn printed_config(name: &str) -> Result<Pipeline, String> {
     if !success {
         return Err(format!("fixture {name} failed:\n{stderr}"));
     }
-    let config: Pipeline =
-        serde_json::from_str(stdout.trim()).map_err(|e| format!("fixture {name} printed no config ({e}):\n{stdout}"))?;
+    let config: Pipeline = serde_json::from_str(stdout.trim())
+        .map_err(|e| format!("fixture {name} printed no config ({e}):\n{stdout}"))?;
     config.validate().map_err(|e| format!("fixture {name} printed an invalid config: {e}"))?;
     Ok(config)
 }
@@ -79,10 +79,7 @@ fn check_all() -> Result<(), String> {
     let after = task(&dag, "after-everything")?;
     check(after.depends_on.len() == 2, "two dependencies from depends_on_many")?;
     check(after.depends_on.values().all(|s| *s == RequiredParentStatus::Any), "Any edges")?;
-    check(
-        task(&dag, "on-failure")?.depends_on.get("fails") == Some(&RequiredParentStatus::Failure),
-        "a Failure edge",
-    )?;
+    check(task(&dag, "on-failure")?.depends_on.get("fails") == Some(&RequiredParentStatus::Failure), "a Failure edge")?;
 
     let secrets = printed_config("secrets")?;
     let t = task(&secrets, "simple-task")?;

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub task_api_url: String,
     /// Seconds a request may take until its answer starts (object uploads excepted).
     pub request_timeout_seconds: u64,
+    /// Seconds requests in flight get to finish once the server is told to stop; followed streams end at once.
+    pub shutdown_grace_seconds: u64,
     /// PEM certificate chain and private key: with both, the API speaks HTTPS only.
     pub tls_cert_path: PathBuf,
     pub tls_key_path: PathBuf,
@@ -163,6 +165,7 @@ impl Default for Config {
                 data_dir: PathBuf::new(),
                 task_api_url: String::new(),
                 request_timeout_seconds: 60,
+                shutdown_grace_seconds: 10,
                 tls_cert_path: PathBuf::new(),
                 tls_key_path: PathBuf::new(),
             },
@@ -270,6 +273,7 @@ impl Config {
             ("runs.max_timeout_seconds", self.runs.max_timeout_seconds),
             ("events.retention_days", self.events.retention_days),
             ("server.request_timeout_seconds", self.server.request_timeout_seconds),
+            ("server.shutdown_grace_seconds", self.server.shutdown_grace_seconds),
             ("extensions.start_timeout_seconds", self.extensions.start_timeout_seconds),
             ("extensions.health_interval_seconds", self.extensions.health_interval_seconds),
             ("external_events.max_body_bytes", self.external_events.max_body_bytes),

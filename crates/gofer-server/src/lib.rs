@@ -369,24 +369,52 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         None
     };
     let timeout = Duration::from_secs(config.server.request_timeout_seconds);
-    let app = api::router(api::AppState::new(gofer.clone(), config.development.bypass_auth, timeout));
+    let state = api::AppState::new(gofer.clone(), config.development.bypass_auth, timeout);
+    let shutdown = state.shutdown.clone();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        }
+    });
+    let app = api::router(state);
     tracing::info!(
         address = %config.server.bind_address,
         data_dir = %data_dir.display(),
         "Gofer is ready"
     );
-    match tls_of(&config.server.tls_cert_path, &config.server.tls_key_path)? {
-        Some(acceptor) => tls::serve(listener, app, acceptor, shutdown_signal()).await?,
-        None => {
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
-            served.context("the HTTP server failed")?;
+    let tls = tls_of(&config.server.tls_cert_path, &config.server.tls_key_path)?;
+    let serve = async {
+        match tls {
+            Some(acceptor) => tls::serve(listener, app, acceptor, shutdown.clone().cancelled_owned()).await,
+            None => {
+                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                let served =
+                    axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+                served.context("the HTTP server failed")
+            }
         }
+    };
+    tokio::pin!(serve);
+    // Stopping: no new connections; followed streams end at once; other requests in flight get the grace time.
+    let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    tokio::select! {
+        served = &mut serve => served?,
+        () = shutdown.cancelled() => match tokio::time::timeout(grace, &mut serve).await {
+            Ok(served) => served?,
+            Err(_) => tracing::warn!(
+                seconds = grace.as_secs(),
+                "requests still in flight after the shutdown grace time (server.shutdown_grace_seconds); closing them"
+            ),
+        },
     }
     if let Some(external) = external {
         external.abort();
     }
-    gofer.shutdown_extensions().await;
+    if tokio::time::timeout(grace, gofer.shutdown_extensions()).await.is_err() {
+        tracing::warn!("extensions did not stop within the shutdown grace time; leaving them");
+    }
     orchestrator.shutdown();
     stop_pruning.cancel();
     tracing::info!("Gofer stopped; unfinished runs are resolved at the next start");

@@ -96,3 +96,29 @@ fn the_config_schema_describes_tasks_and_edges() {
     assert!(schema["$defs"]["config.Task"]["properties"]["depends_on"].is_object(), "{schema:#}");
     assert!(text.contains("Failure"), "the edge conditions are listed");
 }
+
+/// Clients learn from the document which errors to expect: every operation that takes input declares 400, every
+/// operation that needs a token declares 401 and 403, and every operation has a `default` error response.
+#[test]
+fn every_operation_declares_the_errors_it_can_give() {
+    let doc = serde_json::to_value(api::openapi()).unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            let takes_input = op.get("parameters").and_then(|p| p.as_array()).is_some_and(|p| !p.is_empty())
+                || op.get("requestBody").is_some();
+            if takes_input {
+                assert!(responses.contains_key("400"), "{method} {path} takes input but declares no 400");
+            }
+            if op["x-gofer-access"] != "public" {
+                for code in ["401", "403"] {
+                    assert!(responses.contains_key(code), "{method} {path} needs a token but declares no {code}");
+                }
+            }
+            assert!(responses.contains_key("default"), "{method} {path} has no default error response");
+            checked += 1;
+        }
+    }
+    assert!(checked > 60, "only {checked} operations");
+}

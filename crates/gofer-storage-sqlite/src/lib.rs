@@ -167,8 +167,27 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A failure of the database: `Unavailable` when it may pass (a full disk, a busy or read-only file, an I/O
+/// error), else `Backend`.
 fn backend(context: &str, source: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::Backend { context: context.to_string(), source: Box::new(source) }
+    let source: Box<dyn std::error::Error + Send + Sync> = Box::new(source);
+    let passing = matches!(
+        source.downcast_ref::<rusqlite::Error>(),
+        Some(rusqlite::Error::SqliteFailure(failure, _)) if matches!(
+            failure.code,
+            rusqlite::ErrorCode::DiskFull
+                | rusqlite::ErrorCode::SystemIoFailure
+                | rusqlite::ErrorCode::DatabaseBusy
+                | rusqlite::ErrorCode::DatabaseLocked
+                | rusqlite::ErrorCode::ReadOnly
+                | rusqlite::ErrorCode::CannotOpen
+        )
+    );
+    if passing {
+        Error::Unavailable { context: context.to_string(), source }
+    } else {
+        Error::Backend { context: context.to_string(), source }
+    }
 }
 
 fn not_found(what: String) -> Error {
@@ -1395,9 +1414,39 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn update_role(&self, role: &Role) -> Result<()> {
+        let role = role.clone();
+        self.write("change a role", move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE roles SET description = ?2, permissions = ?3 WHERE id = ?1",
+                    params![role.id, role.description, to_json(&role.grants)?],
+                )
+                .map_err(|e| backend("change a role", e))?;
+            if changed == 0 {
+                return Err(not_found(format!("role '{}'", role.id)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn delete_role(&self, role_id: &str) -> Result<()> {
-        self.delete_by_id("delete a role", "DELETE FROM roles WHERE id = ?1", role_id, format!("role '{role_id}'"))
-            .await
+        let role_id = role_id.to_string();
+        self.write("delete a role", move |tx| {
+            if tx.execute("DELETE FROM roles WHERE id = ?1", [&role_id]).map_err(|e| backend("delete a role", e))? == 0 {
+                return Err(not_found(format!("role '{role_id}'")));
+            }
+            // Tokens lose the role for good: a role made later with the same id must not widen them.
+            tx.execute(
+                "UPDATE tokens SET roles = (SELECT json_group_array(value) FROM json_each(tokens.roles) WHERE value != ?1) \
+                 WHERE EXISTS (SELECT 1 FROM json_each(tokens.roles) WHERE value = ?1)",
+                [&role_id],
+            )
+            .map_err(|e| backend("take a deleted role from tokens", e))?;
+            Ok(())
+        })
+        .await
     }
 
     async fn put_secret(&self, secret: &SealedSecret) -> Result<()> {

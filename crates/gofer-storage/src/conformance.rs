@@ -329,8 +329,23 @@ async fn extensions_tokens_and_roles(store: &dyn Storage) {
     store.insert_role(&custom).await.unwrap();
     assert!(matches!(store.insert_role(&custom).await, Err(Error::Exists { .. })));
     assert_eq!(store.list_roles().await.unwrap().len(), 2);
+    let changed = gofer_api::permissions::Role { description: "changed".into(), grants: vec![], ..custom.clone() };
+    store.update_role(&changed).await.unwrap();
+    assert_eq!(store.get_role("team-a").await.unwrap(), changed);
+    let ghost = gofer_api::permissions::Role { id: "ghost".into(), ..custom.clone() };
+    assert!(matches!(store.update_role(&ghost).await, Err(Error::NotFound { .. })));
+    let holder = Token {
+        id: "t-holder".into(),
+        hash: "hh".into(),
+        user: "alice".into(),
+        roles: vec!["read_only".into(), "team-a".into()],
+        ..token.clone()
+    };
+    store.put_token(&holder).await.unwrap();
     store.delete_role("team-a").await.unwrap();
     assert!(matches!(store.delete_role("team-a").await, Err(Error::NotFound { .. })));
+    assert_eq!(store.get_token("t-holder").await.unwrap().roles, ["read_only"], "a deleted role leaves its tokens");
+    store.delete_token("t-holder").await.unwrap();
     assert_eq!(store.get_token_by_hash("h1").await.unwrap(), token);
     // A new start replaces the token: the old secret stops working.
     let renewed = Token { hash: "h2".into(), created: 9100, ..token.clone() };

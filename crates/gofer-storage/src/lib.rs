@@ -20,6 +20,13 @@ pub enum Error {
     NotFound { what: String },
     #[error("{what} already exists")]
     Exists { what: String },
+    /// The store cannot take this now (its disk is full, it is busy or unreachable); the same call may work later.
+    #[error("storage is unavailable while trying to {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("storage failed while trying to {context}")]
     Backend {
         context: String,
@@ -283,6 +290,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn insert_role(&self, role: &Role) -> Result<()>;
     /// Every stored role, by id.
     async fn list_roles(&self) -> Result<Vec<Role>>;
+    /// Replaces a stored role's description and grants; `NotFound` if there is none.
+    async fn update_role(&self, role: &Role) -> Result<()>;
+    /// Deletes a role and, in the same transaction, takes it from every token that holds it.
     async fn delete_role(&self, role_id: &str) -> Result<()>;
 
     /// Stores a secret, replacing the value (and patterns) of one with the same scope and key but keeping its

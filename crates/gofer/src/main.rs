@@ -37,6 +37,8 @@ fn main() -> std::process::ExitCode {
             Command::Client(command) => gofer_cli::run(&cli.global, command).await,
         }
     });
+    // Blocking work still going (a log write, a database write) gets a moment; nothing holds the exit up longer.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

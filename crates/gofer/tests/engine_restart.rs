@@ -38,6 +38,10 @@ fn a_docker_engine_restart_fails_the_running_task_and_gofer_keeps_working() {
     assert_eq!(task["status_reason"]["reason"], "scheduler_error", "{task:#}");
     assert_eq!(http("GET", &format!("{}/api/health", gofer.url), None).unwrap().0, 200);
     assert_eq!(gofer.logs("engine", run, "main"), b"started\n");
+    // The failed task's container is removed once the engine is back, without waiting for Gofer's next start.
+    wait_for("the failed task's container to be removed", Duration::from_secs(120), || {
+        harness::containers_of_run(&gofer, "engine", run).is_empty().then_some(())
+    });
 
     gofer.register(script_pipeline("after", "echo fine"));
     let later = gofer.start_run("after", &[]);

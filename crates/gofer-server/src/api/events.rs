@@ -1,6 +1,5 @@
 //! The event stream.
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -37,5 +36,5 @@ pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<Event
         }
         Err(e) => Err(std::io::Error::other(e.to_string())),
     });
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], state.until_shutdown(lines)).into_response())
 }

@@ -1,7 +1,6 @@
 //! Extension and subscription routes.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -62,7 +61,7 @@ pub async fn logs(
     ApiQuery(query): ApiQuery<FollowQuery>,
 ) -> ApiResult<Response> {
     let stream = state.gofer.extension_logs(&id, query.follow).await?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(stream)).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], state.until_shutdown(stream)).into_response())
 }
 
 /// The extension's own view of itself (its `GET /api/debug`; for built-ins, their subscriptions and next ticks).

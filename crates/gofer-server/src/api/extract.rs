@@ -2,7 +2,7 @@
 //! becomes a JSON `ApiError` with a stable code.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -54,26 +54,41 @@ fn bad_request(what: &str, detail: String) -> ApiFailure {
     ApiFailure::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidArgument, format!("invalid {what}: {detail}"))
 }
 
-/// `Json` whose rejections are `ApiError`s.
+/// `Json` whose rejections are `ApiError`s. Every request body of this API is a JSON object: anything else (an
+/// array, which serde would otherwise read field by field into a struct, a string, a number) is refused.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiFailure;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(bad_request(
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+            .is_some_and(|essence| essence == "application/json" || essence.ends_with("+json"));
+        if !is_json {
+            return Err(bad_request(
                 "request",
                 "the body must be JSON with the header `Content-Type: application/json`".into(),
-            )),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiFailure::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::TooLarge,
-                "the request body is larger than this server takes",
-            )),
-            Err(e) => Err(bad_request("request body", e.body_text())),
+            ));
         }
+        let body = match axum::body::Bytes::from_request(req, state).await {
+            Ok(body) => body,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiFailure::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::TooLarge,
+                    "the request body is larger than this server takes",
+                ));
+            }
+            Err(e) => return Err(bad_request("request body", e.body_text())),
+        };
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(bad_request("request body", "it must be a JSON object ({...})".into()));
+        }
+        serde_json::from_slice(&body).map(Self).map_err(|e| bad_request("request body", e.to_string()))
     }
 }
 

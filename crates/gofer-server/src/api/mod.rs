@@ -34,40 +34,75 @@ pub struct AppState {
     pub failures: Arc<AuthFailures>,
     /// How long a request may take until its answer starts (streams then go on as long as they need).
     pub request_timeout: std::time::Duration,
+    /// Cancelled when the server stops: followed streams (events, logs) end, so no client holds the stop up.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
     pub fn new(gofer: Gofer, dev_mode: bool, request_timeout: std::time::Duration) -> Self {
-        Self { gofer, dev_mode, failures: Arc::default(), request_timeout }
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        Self { gofer, dev_mode, failures: Arc::default(), request_timeout, shutdown }
+    }
+
+    /// A streamed response body that ends when the server stops.
+    pub fn until_shutdown<S, E>(&self, stream: S) -> axum::body::Body
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+        E: Into<axum::BoxError> + 'static,
+    {
+        use futures::StreamExt;
+        axum::body::Body::from_stream(stream.take_until(self.shutdown.clone().cancelled_owned()))
     }
 }
 
-/// Checks with unknown tokens (guesses) per client address within a window; past the limit that address is refused for the rest
-/// of the window (429).
+/// Checks with unknown tokens (guesses) per client address and per presented token, within a window. Past the
+/// limit, unknown tokens from that address (or that same unknown token from anywhere) get 429 for the rest of the
+/// window; a valid token is always let through, so clients behind a shared proxy address are not locked out.
 #[derive(Debug, Default)]
 pub struct AuthFailures {
-    seen: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
+    seen: std::sync::Mutex<std::collections::HashMap<FailureKey, (u32, std::time::Instant)>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum FailureKey {
+    Address(std::net::IpAddr),
+    /// The hash of a presented token nobody issued.
+    Token(String),
 }
 
 impl AuthFailures {
     const LIMIT: u32 = 20;
     const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
-    fn blocked(&self, ip: std::net::IpAddr) -> bool {
+    fn blocked(&self, key: &FailureKey) -> bool {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.get(&ip).is_some_and(|(count, since)| *count >= Self::LIMIT && since.elapsed() < Self::WINDOW)
+        seen.get(key).is_some_and(|(count, since)| *count >= Self::LIMIT && since.elapsed() < Self::WINDOW)
     }
 
-    fn record(&self, ip: std::net::IpAddr) {
+    fn record(&self, key: FailureKey) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() > 10_000 {
             seen.retain(|_, (_, since)| since.elapsed() < Self::WINDOW);
         }
-        let entry = seen.entry(ip).or_insert((0, std::time::Instant::now()));
+        let entry = seen.entry(key).or_insert((0, std::time::Instant::now()));
         if entry.1.elapsed() >= Self::WINDOW {
             *entry = (0, std::time::Instant::now());
         }
         entry.0 += 1;
+    }
+
+    /// Records a failed check; true when the address or the token was over the limit already.
+    fn failed(&self, ip: Option<std::net::IpAddr>, secret: &str) -> bool {
+        let keys: Vec<FailureKey> = ip
+            .map(FailureKey::Address)
+            .into_iter()
+            .chain([FailureKey::Token(gofer_core::tokens::token_hash(secret))])
+            .collect();
+        let blocked = keys.iter().any(|key| self.blocked(key));
+        for key in keys {
+            self.record(key);
+        }
+        blocked
     }
 }
 
@@ -116,6 +151,7 @@ fn build() -> Routes {
         .add(Method::GET, "/api/roles", needs(Roles, Read), get(roles::list))
         .add(Method::POST, "/api/roles", needs(Roles, Write), post(roles::create))
         .add(Method::GET, "/api/roles/{role_id}", needs(Roles, Read), get(roles::get))
+        .add(Method::PATCH, "/api/roles/{role_id}", needs(Roles, Write), patch(roles::update))
         .add(Method::DELETE, "/api/roles/{role_id}", needs(Roles, Delete), delete(roles::delete))
         .add(Method::GET, "/api/system", needs(System, Read), get(system::get_system))
         .add(Method::PATCH, "/api/system", needs(System, Write), patch(system::update_system))
@@ -396,16 +432,14 @@ async fn check_token(
             .into_response();
         }
     };
-    // Requests that carry a token are how tokens get guessed: an address with too many failures waits.
-    if let (Some(ip), Some(_)) = (ip, secret.as_ref())
-        && state.failures.blocked(ip)
-    {
-        return ApiFailure::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            gofer_api::error::ErrorCode::PermissionDenied,
-            format!("too many failed token checks from {ip}; wait a minute"),
-        )
-        .into_response();
+    // Numbers a path can hold but no stored id can reach are refused here, for every route alike.
+    for (name, value) in params.iter() {
+        if matches!(name, "run_id" | "version")
+            && let Ok(number) = value.parse::<u64>()
+            && let Err(e) = gofer_core::check_id(name, number)
+        {
+            return ApiFailure::from(e).into_response();
+        }
     }
     let param = |name: &str| params.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string());
     let (namespace, pipeline, extension) = (param("namespace_id"), param("pipeline_id"), param("extension_id"));
@@ -447,8 +481,12 @@ async fn check_token(
             }
         }
         gofer_core::auth::Verdict::Unknown(message) => {
-            if let Some(ip) = ip {
-                state.failures.record(ip);
+            // Unknown tokens are how tokens get guessed: past the limit the answer is 429, not 401.
+            if secret.as_deref().is_some_and(|secret| state.failures.failed(ip, secret)) {
+                return denied(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "too many failed token checks from this address or with this token; wait a minute".into(),
+                );
             }
             denied(axum::http::StatusCode::UNAUTHORIZED, message)
         }
@@ -476,6 +514,7 @@ pub fn route_table() -> Vec<RouteInfo> {
         roles::list,
         roles::create,
         roles::get,
+        roles::update,
         roles::delete,
         tokens::bootstrap,
         tokens::whoami,
@@ -583,8 +622,34 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             Some(existing) => existing.merge(extensions),
             None => operation.extensions = Some(extensions),
         }
+        declare_error_responses(operation, route.access);
     }
     doc
+}
+
+/// Adds the errors every route of its kind can answer, so the document lists what clients really get: 400 for
+/// a route that takes parameters or a body (the extractors refuse malformed ones), 401 and 403 for a route that
+/// needs a token, and a `default` for the rest (413, 429, 500, 503 and the like; always an `ApiError`).
+fn declare_error_responses(operation: &mut utoipa::openapi::path::Operation, access: Access) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ApiError"))).build())
+            .build()
+    };
+    let takes_input = operation.parameters.as_ref().is_some_and(|p| !p.is_empty()) || operation.request_body.is_some();
+    let mut add = |code: &str, description: &str| {
+        operation.responses.responses.entry(code.to_string()).or_insert_with(|| error(description).into());
+    };
+    if takes_input {
+        add("400", "A parameter or the body is malformed or invalid; the message names which");
+    }
+    if let Access::Requires(permission) = access {
+        add("401", "No token (production mode), or an unknown, disabled or expired one");
+        add("403", &format!("The token does not grant {permission} here"));
+    }
+    add("default", "Any other error (413 too large, 429 too many failed token checks, 503 unavailable, 500)");
 }
 
 /// The OpenAPI document as the pretty JSON that is checked into `docs/openapi.json`.
@@ -624,4 +689,20 @@ pub fn pipeline_config_schema_json() -> String {
     let mut json = serde_json::to_string_pretty(&pipeline_config_schema()).unwrap_or_default();
     json.push('\n');
     json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_checks_are_counted_per_address_and_per_token() {
+        let failures = AuthFailures::default();
+        let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let blocked: Vec<bool> = (0..=AuthFailures::LIMIT).map(|_| failures.failed(Some(a), "same-guess")).collect();
+        assert!(!blocked[..20].iter().any(|b| *b) && blocked[20], "{blocked:?}");
+        assert!(failures.failed(Some(b), "same-guess"), "the same unknown token from elsewhere is blocked too");
+        assert!(!failures.failed(Some(b), "another-guess"), "another address with another token is not");
+        assert!(failures.failed(Some(a), "another-guess"), "the first address is");
+    }
 }

@@ -1,14 +1,14 @@
 //! Secret routes. Values go in; they come out only with `include_secret=true`.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use gofer_api::error::ApiError;
 use gofer_api::models::Secret;
 use gofer_api::requests::{ListSecretsResponse, PutSecretRequest, SecretQuery};
 
-use super::AppState;
 use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
+use super::{AppState, Caller};
 
 /// Lists a pipeline's secrets (keys and dates, never values).
 #[utoipa::path(
@@ -42,18 +42,25 @@ pub async fn put_pipeline(
     Ok(Json(state.gofer.put_pipeline_secret(&namespace_id, &pipeline_id, &key, request).await?))
 }
 
-/// A pipeline secret's metadata; its value only with `include_secret=true`.
+/// A pipeline secret's metadata; its value only with `include_secret=true`, which needs `secrets:reveal`
+/// (among the built-in roles only `admin` holds it).
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/secrets/{key}", tag = "Secrets",
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("key" = String, Path), SecretQuery),
-    responses((status = 200, body = Secret), (status = 404, body = ApiError))
+    responses(
+        (status = 200, body = Secret), (status = 400, body = ApiError),
+        (status = 403, body = ApiError, description = "The value was asked for without secrets:reveal"),
+        (status = 404, body = ApiError)
+    )
 )]
 pub async fn get_pipeline(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath((namespace_id, pipeline_id, key)): ApiPath<(String, String, String)>,
     ApiQuery(query): ApiQuery<SecretQuery>,
 ) -> ApiResult<Json<Secret>> {
-    Ok(Json(state.gofer.get_pipeline_secret(&namespace_id, &pipeline_id, &key, query.include_secret).await?))
+    let caller = caller.0.as_ref();
+    Ok(Json(state.gofer.get_pipeline_secret(caller, &namespace_id, &pipeline_id, &key, query.include_secret).await?))
 }
 
 /// Deletes a pipeline secret.
@@ -93,17 +100,22 @@ pub async fn put_global(
     Ok(Json(state.gofer.put_global_secret(&key, request).await?))
 }
 
-/// A global secret's metadata; its value only with `include_secret=true`.
+/// A global secret's metadata; its value only with `include_secret=true`, which needs `secrets:reveal`.
 #[utoipa::path(
     get, path = "/api/secrets/{key}", tag = "Secrets", params(("key" = String, Path), SecretQuery),
-    responses((status = 200, body = Secret), (status = 404, body = ApiError))
+    responses(
+        (status = 200, body = Secret), (status = 400, body = ApiError),
+        (status = 403, body = ApiError, description = "The value was asked for without secrets:reveal"),
+        (status = 404, body = ApiError)
+    )
 )]
 pub async fn get_global(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(key): ApiPath<String>,
     ApiQuery(query): ApiQuery<SecretQuery>,
 ) -> ApiResult<Json<Secret>> {
-    Ok(Json(state.gofer.get_global_secret(&key, query.include_secret).await?))
+    Ok(Json(state.gofer.get_global_secret(caller.0.as_ref(), &key, query.include_secret).await?))
 }
 
 /// Deletes a global secret.

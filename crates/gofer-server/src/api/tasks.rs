@@ -1,7 +1,6 @@
 //! Task execution routes and logs.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -78,5 +77,5 @@ pub async fn logs(
 ) -> ApiResult<Response> {
     let stream =
         state.gofer.task_logs(&namespace_id, &pipeline_id, run_id, &task_id, query.attempt, query.follow).await?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(stream)).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], state.until_shutdown(stream)).into_response())
 }

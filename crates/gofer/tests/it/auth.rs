@@ -291,14 +291,110 @@ fn a_token_scoped_to_one_namespace_cannot_reach_another() {
 }
 
 #[test]
-fn guessing_tokens_is_slowed_down_per_client_address() {
+fn guessing_tokens_is_slowed_down_but_valid_tokens_get_through() {
     let gofer = production();
     let admin = bootstrap(&gofer);
     let statuses: Vec<u16> =
         (0..25).map(|i| call(&gofer, "GET", "/api/namespaces", Some(&format!("guess-{i}")), None).0).collect();
     assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
     assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Clients behind one proxy share an address: the guesser there must not lock out the others.
     let (status, body) = call(&gofer, "GET", "/api/namespaces", Some(&admin), None);
-    assert_eq!(status, 429, "the address waits, whatever token it brings: {body}");
+    assert_eq!(status, 200, "a valid token is let through from a blocked address: {body}");
     assert_eq!(call(&gofer, "GET", "/api/health", None, None).0, 200, "requests without a token are not guesses");
+}
+
+/// The sequences by which a token could reach beyond its holder: deleting and re-making a role it holds with more
+/// grants, making a role wider than itself, widening a role by changing it, and a deleted role's id coming back.
+#[test]
+fn no_sequence_of_role_changes_gives_a_token_more_than_its_holder_has() {
+    let gofer = production();
+    let admin = bootstrap(&gofer);
+    let role = |id: &str, grants: Value| json!({ "id": id, "grants": grants });
+    let roles_admin = json!([{ "resources": ["roles"], "actions": ["read", "write", "delete"] }]);
+    let runner = json!([{ "resources": ["runs"], "actions": ["read"], "namespaces": ["default"] }]);
+    let everything = json!([{ "actions": ["read", "write", "delete", "reveal"] }]);
+    assert_eq!(call(&gofer, "POST", "/api/roles", Some(&admin), Some(&role("role-admin", roles_admin))).0, 201);
+    assert_eq!(call(&gofer, "POST", "/api/roles", Some(&admin), Some(&role("runner", runner.clone()))).0, 201);
+    let (_, mallory) = create_token(&gofer, &admin, "mallory", &["role-admin", "runner"], None);
+
+    // Delete a role it holds, then make it again with every grant: refused, and the token holds nothing more.
+    assert_eq!(call(&gofer, "DELETE", "/api/roles/runner", Some(&mallory), None).0, 204);
+    let (status, body) = call(&gofer, "POST", "/api/roles", Some(&mallory), Some(&role("runner", everything.clone())));
+    assert_eq!(status, 403, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("your own token does not hold"), "{body}");
+    let (status, me) = call(&gofer, "GET", "/api/tokens/whoami", Some(&mallory), None);
+    assert_eq!((status, me["roles"].clone()), (200, json!(["role-admin"])), "the deleted role left the token");
+    // Not even the grant it held before: that went with the role.
+    assert_eq!(call(&gofer, "POST", "/api/roles", Some(&mallory), Some(&role("runner", runner.clone()))).0, 403);
+    assert_eq!(call(&gofer, "GET", "/api/namespaces/default/pipelines/p/runs", Some(&mallory), None).0, 403);
+
+    // A role within what it holds is fine; widening it afterwards is not, narrowing is.
+    let reader = json!([{ "resources": ["roles"], "actions": ["read"] }]);
+    assert_eq!(call(&gofer, "POST", "/api/roles", Some(&mallory), Some(&role("role-reader", reader))).0, 201);
+    let widen = json!({ "grants": everything });
+    let (status, body) = call(&gofer, "PATCH", "/api/roles/role-reader", Some(&mallory), Some(&widen));
+    assert_eq!(status, 403, "{body}");
+    let scoped = json!([{ "resources": ["roles"], "actions": ["read"], "namespaces": ["team-*"] }]);
+    let (status, body) =
+        call(&gofer, "PATCH", "/api/roles/role-reader", Some(&mallory), Some(&json!({ "grants": scoped })));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["grants"][0]["namespaces"], json!(["team-*"]));
+
+    // A role deleted and made again by an admin does not come back to the tokens that held it.
+    assert_eq!(
+        call(&gofer, "POST", "/api/roles", Some(&admin), Some(&role("ops", json!([{ "actions": ["read"] }])))).0,
+        201
+    );
+    let (_, ops) = create_token(&gofer, &admin, "ops", &["ops"], None);
+    assert_eq!(call(&gofer, "GET", "/api/namespaces", Some(&ops), None).0, 200);
+    assert_eq!(call(&gofer, "DELETE", "/api/roles/ops", Some(&admin), None).0, 204);
+    assert_eq!(call(&gofer, "POST", "/api/roles", Some(&admin), Some(&role("ops", everything))).0, 201);
+    let (status, me) = call(&gofer, "GET", "/api/tokens/whoami", Some(&ops), None);
+    assert_eq!((status, me["roles"].clone()), (200, json!([])));
+    assert_eq!(call(&gofer, "GET", "/api/namespaces", Some(&ops), None).0, 403, "it holds nothing now");
+
+    // A misspelt grant field is refused, not read as "everywhere".
+    let typo = json!({ "id": "typo", "grants": [{ "actions": ["read"], "namespace": ["team-a"] }] });
+    let (status, body) = call(&gofer, "POST", "/api/roles", Some(&admin), Some(&typo));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("unknown field `namespace`"), "{body}");
+}
+
+/// Secret values are for admins (and tasks, by reference): `read_only` and `user` tokens see metadata only.
+#[test]
+fn secret_values_are_not_for_readers() {
+    let gofer = production();
+    let admin = bootstrap(&gofer);
+    let config = json!({ "config": crate::harness::script_pipeline("p", "true") });
+    assert_eq!(call(&gofer, "POST", "/api/namespaces/default/pipelines/p/configs", Some(&admin), Some(&config)).0, 201);
+    let value = json!({ "value": "hunter2" });
+    let pipeline_secret = "/api/namespaces/default/pipelines/p/secrets/db";
+    assert_eq!(call(&gofer, "PUT", pipeline_secret, Some(&admin), Some(&value)).0, 200);
+    let global = json!({ "value": "hunter3", "namespaces": ["*"] });
+    assert_eq!(call(&gofer, "PUT", "/api/secrets/shared", Some(&admin), Some(&global)).0, 200);
+    let (_, reader) = create_token(&gofer, &admin, "auditor", &["read_only"], None);
+    let (_, user) = create_token(&gofer, &admin, "dev", &["user"], None);
+    for path in [pipeline_secret, "/api/secrets/shared"] {
+        for (who, token) in [("read_only", &reader), ("user", &user)] {
+            let (status, body) = call(&gofer, "GET", path, Some(token), None);
+            assert_eq!(status, 200, "{who} reads the metadata of {path}: {body}");
+            assert!(body.get("value").is_none(), "{body}");
+            let (status, body) = call(&gofer, "GET", &format!("{path}?include_secret=true"), Some(token), None);
+            assert_eq!(status, 403, "{who} may not read the value of {path}: {body}");
+            assert!(body["message"].as_str().unwrap().contains("secrets:reveal"), "{body}");
+            assert!(!body.to_string().contains("hunter"), "{body}");
+        }
+        let (status, body) = call(&gofer, "GET", &format!("{path}?include_secret=true"), Some(&admin), None);
+        assert_eq!(status, 200, "{body}");
+        assert!(body["value"].as_str().unwrap().starts_with("hunter"), "{body}");
+    }
+    // A custom role can be given `reveal` for one pipeline's secrets.
+    let revealer = json!({ "id": "revealer", "grants": [{ "resources": ["secrets"], "actions": ["read", "reveal"],
+        "namespaces": ["default"], "pipelines": ["p"] }] });
+    assert_eq!(call(&gofer, "POST", "/api/roles", Some(&admin), Some(&revealer)).0, 201);
+    let (_, holder) = create_token(&gofer, &admin, "holder", &["revealer"], None);
+    let url = format!("{pipeline_secret}?include_secret=true");
+    assert_eq!(call(&gofer, "GET", &url, Some(&holder), None).1["value"], "hunter2");
+    assert_eq!(call(&gofer, "GET", "/api/secrets/shared?include_secret=true", Some(&holder), None).0, 403);
 }

@@ -151,3 +151,84 @@ fn a_pipeline_program_that_does_not_validate_fails_deploy() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no Cargo.toml"));
 }
+
+/// Input that no stored value can hold, or that would harm other users of the API, gets a 4xx naming it: numbers
+/// past the largest id, out-of-range expiries, unbounded names, bodies that are not objects, misspelt config
+/// fields, malformed references. Nothing of a refused request is stored, and the server keeps serving.
+#[test]
+fn input_that_cannot_be_stored_or_would_harm_others_is_refused_with_400() {
+    let gofer = Server::start();
+    gofer.register(script_pipeline("known", "true"));
+    let run = gofer.start_run("known", &[]);
+    gofer.wait_run("known", run);
+    let base = format!("{}/api/namespaces/default/pipelines/known", gofer.url);
+    let huge = "9223372036854775808"; // i64::MAX + 1
+    let max = "18446744073709551615"; // u64::MAX
+    for (method, path) in [
+        ("GET", format!("{base}/runs/{huge}")),
+        ("GET", format!("{base}/runs/{max}")),
+        ("GET", format!("{base}/runs/{huge}/tasks")),
+        ("POST", format!("{base}/runs/{huge}/cancel")),
+        ("GET", format!("{base}/runs/{max}/tasks/main/logs")),
+        ("GET", format!("{base}/configs/{huge}")),
+        ("POST", format!("{base}/configs/{max}/deploy")),
+        ("GET", format!("{base}/runs/{huge}/objects")),
+        ("GET", format!("{}/api/events?after={huge}", gofer.url)),
+        ("GET", format!("{}/api/events?namespace=default&pipeline=known&run={max}", gofer.url)),
+    ] {
+        let (status, body) = http(method, &path, None).unwrap();
+        assert_eq!(status, 400, "{method} {path}: {body}");
+        assert!(body.contains("too large"), "{method} {path}: {body}");
+    }
+    let (status, body) = http("GET", &format!("{base}/runs?offset={max}"), None).unwrap();
+    assert_eq!(status, 200, "an offset past the end is an empty page: {body}");
+
+    let token = |seconds: u64| json!({ "user": "ci", "roles": ["read_only"], "expires_in_seconds": seconds });
+    for seconds in [u64::MAX, u64::MAX / 1000, 0] {
+        let (status, body) = http("POST", &format!("{}/api/tokens", gofer.url), Some(&token(seconds))).unwrap();
+        assert_eq!(status, 400, "expires_in_seconds {seconds}: {body}");
+        assert!(body.contains("expires_in_seconds"), "{body}");
+    }
+
+    // Names are bounded, so that one config cannot make the pipeline list unreadable for everyone.
+    let long_name =
+        json!({ "id": "long", "name": "n".repeat(1_000_000), "tasks": [{ "id": "a", "image": "busybox" }] });
+    let (status, body) = post_config(&gofer, "long", long_name);
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("invalid pipeline name"), "{body}");
+    let wide = json!({ "id": "wide", "name": "w".repeat(256), "description": "d\n".repeat(4000),
+        "tasks": [{ "id": "a", "image": "busybox" }] });
+    assert_eq!(post_config(&gofer, "wide", wide).0, 201);
+    let listed = gofer.cli_ok(&["pipeline", "list"]);
+    assert!(listed.lines().all(|l| l.chars().count() < 400), "table cells are cut: {listed}");
+    gofer.cli_ok(&["pipeline", "get", "wide"]);
+
+    // Bodies are JSON objects; a misspelt config field is named, never ignored.
+    let url = format!("{}/api/namespaces", gofer.url);
+    let (status, body) =
+        crate::harness::http_raw("POST", &url, &[("Content-Type", "application/json")], b"[]").unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("JSON object"), "{body}");
+    let misspelt = json!({ "id": "typo", "tasks": [
+        { "id": "b", "image": "busybox" },
+        { "id": "a", "image": "busybox", "dependson": { "b": "Success" } }
+    ] });
+    let (status, body) = post_config(&gofer, "typo", misspelt);
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("unknown field `dependson`"), "{body}");
+
+    // References are checked when the config is registered, not when the run needs them.
+    for (value, expected) in [
+        ("pipeline_secret{{bad key!}}", "invalid secret key 'bad key!'"),
+        ("run_object{{../../etc}}", "invalid object key"),
+        ("global_secret{{half", "starts like a global_secret reference"),
+    ] {
+        let config = json!({ "id": "refs", "tasks": [{ "id": "a", "image": "busybox", "variables": { "V": value } }] });
+        let (status, body) = post_config(&gofer, "refs", config);
+        assert_eq!(status, 400, "{value}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(expected), "{value}: {body}");
+    }
+    let (status, _) = http("GET", &format!("{}/api/namespaces/default/pipelines/refs", gofer.url), None).unwrap();
+    assert_eq!(status, 404, "nothing was stored for the refused configs");
+    assert_eq!(http("GET", &format!("{}/api/health", gofer.url), None).unwrap().0, 200);
+}

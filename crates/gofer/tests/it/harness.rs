@@ -72,7 +72,11 @@ impl Server {
 
     /// Starts a server with extra environment (e.g. `GOFER_RUNS__GLOBAL_LIMIT`).
     pub fn start_with(env: &[(&str, &str)]) -> Server {
-        let data_dir = tempfile::tempdir().unwrap();
+        Self::start_at(tempfile::tempdir().unwrap(), env)
+    }
+
+    /// Starts a server on a data dir the test prepared (e.g. a small tmpfs).
+    pub fn start_at(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         let (port, external_port) = free_ports();
         let log = data_dir.path().join("server.log");
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -246,9 +250,26 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Kills the server and removes every container it left (task and extension containers of runs in flight):
+    /// tests clean up what they start.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        remove_containers_of(self.data_path());
+    }
+}
+
+/// Removes the containers of the Gofer installation whose data dir is `data_dir`.
+pub fn remove_containers_of(data_dir: &Path) {
+    let Ok(installation) = std::fs::read_to_string(data_dir.join("installation_id")) else { return };
+    let listed = Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter"])
+        .arg(format!("label=dev.gofer.installation={}", installation.trim()))
+        .output();
+    let Ok(listed) = listed else { return };
+    let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout).lines().map(str::to_string).collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).stdout(Stdio::null()).status();
     }
 }
 

@@ -15,4 +15,5 @@ mod pipelines;
 mod runs;
 mod secrets;
 mod server;
+mod storage_trouble;
 mod triggers;

@@ -95,7 +95,10 @@ fn a_task_uses_the_gofer_cli_with_its_injected_token_to_leave_a_run_object_for_i
     let parent = "echo \"token: $GOFER_TOKEN\"; export GOFER_API_URL=\"$GOFER_API_BASE_URL\"; \
                   printf 'the report' | /bin/gofer run object put \"$GOFER_PIPELINE_ID\" \"$GOFER_RUN_ID\" report - \
                   && /bin/gofer pipeline get \"$GOFER_PIPELINE_ID\" >/dev/null && echo 'may read its pipeline' \
-                  && ! /bin/gofer secret pipeline list \"$GOFER_PIPELINE_ID\" 2>/dev/null && echo 'may not read secrets'";
+                  && ! /bin/gofer secret pipeline list \"$GOFER_PIPELINE_ID\" 2>/dev/null && echo 'may not read secrets' \
+                  && /bin/gofer token whoami >/dev/null && echo 'knows who it is' \
+                  && printf \"$GOFER_TOKEN\" | /bin/gofer run object put \"$GOFER_PIPELINE_ID\" \"$GOFER_RUN_ID\" token - \
+                  >/dev/null";
     gofer.register(json!({
         "id": "cli-handoff",
         "tasks": [
@@ -110,7 +113,13 @@ fn a_task_uses_the_gofer_cli_with_its_injected_token_to_leave_a_run_object_for_i
     let parent_log = String::from_utf8(gofer.logs("cli-handoff", run, "parent")).unwrap();
     assert_eq!(done["status"], "successful", "{done:#}\n{parent_log}");
     assert!(parent_log.starts_with("token: ***\n"), "the token is masked: {parent_log}");
-    assert!(parent_log.ends_with("may read its pipeline\nmay not read secrets\n"), "{parent_log}");
+    assert!(parent_log.ends_with("may read its pipeline\nmay not read secrets\nknows who it is\n"), "{parent_log}");
+    // The token ended with the run (the task left it in a run object, for this check only).
+    let token = gofer.cli_ok(&["run", "object", "get", "cli-handoff", &run.to_string(), "token"]);
+    assert_eq!(token.len(), 64, "{token}");
+    let url = format!("{}/api/tokens/whoami", gofer.url);
+    let (status, body) = http_raw("GET", &url, &[("Authorization", &format!("Bearer {token}"))], b"").unwrap();
+    assert_eq!(status, 401, "a finished run's token is refused: {body}");
 
     // A token that is presented is checked, in development mode too.
     let url = format!("{}/api/namespaces/default/pipelines", gofer.url);

@@ -183,3 +183,57 @@ fn a_wrong_key_is_refused_at_startup_and_rotation_re_seals_everything() {
     let shown = gofer.cli_json(&["secret", "global", "get", "G", "--include-secret"]);
     assert_eq!(shown["value"], "global-value");
 }
+
+/// A registry password written into a config is sealed like a secret: the config routes show a marker, the data
+/// dir never holds the password, registering the same config again is a no-op, and a password that names a
+/// secret is resolved (or the task fails naming it) when the container is made.
+#[test]
+fn registry_passwords_in_configs_are_sealed_and_never_returned() {
+    let gofer = Server::start();
+    let password = "s3cr3t-r3g1stry-pa55";
+    let mut config = script_pipeline("private", "echo pulled");
+    config["tasks"][0]["registry_auth"] = json!({ "user": "robot", "pass": password });
+    let (status, registered) =
+        api(&gofer, "POST", "/api/namespaces/default/pipelines/private/configs", Some(&json!({ "config": config })));
+    assert_eq!(status, 201, "{registered}");
+    let pass = registered["config"]["config"]["tasks"][0]["registry_auth"]["pass"].as_str().unwrap().to_string();
+    assert!(pass.starts_with("sealed{{main:"), "{pass}");
+    let (status, again) =
+        api(&gofer, "POST", "/api/namespaces/default/pipelines/private/configs", Some(&json!({ "config": config })));
+    assert_eq!((status, again["created"].clone()), (200, json!(false)), "unchanged: {again}");
+    let (_, shown) = api(&gofer, "GET", "/api/namespaces/default/pipelines/private/configs/1", None);
+    assert!(!shown.to_string().contains(password), "{shown}");
+    // What the API showed can be registered again: the marker names the sealed password.
+    config["tasks"][0]["registry_auth"]["pass"] = json!(pass);
+    let (status, body) =
+        api(&gofer, "POST", "/api/namespaces/default/pipelines/private/configs", Some(&json!({ "config": config })));
+    assert_eq!(status, 200, "the same config: {body}");
+    let listed = gofer.cli_json(&["secret", "pipeline", "list", "private"]);
+    assert!(listed.as_array().unwrap().is_empty(), "sealed passwords are not user secrets: {listed}");
+
+    let (status, body) = api(&gofer, "POST", "/api/namespaces/default/pipelines/private/configs/1/deploy", None);
+    assert_eq!(status, 200, "{body}");
+    let run = gofer.start_run("private", &[]);
+    assert_eq!(gofer.wait_run("private", run)["status"], "successful");
+    let task = gofer.cli_json(&["task", "get", "private", &run.to_string(), "main"]);
+    assert!(!task.to_string().contains(password), "{task}");
+    let leaks = files_containing(gofer.data_path(), password.as_bytes());
+    assert!(leaks.is_empty(), "the password is in plain text in {leaks:?}");
+
+    // A marker from another pipeline (or made up) is refused; a secret reference is resolved at start.
+    let mut other = script_pipeline("other", "true");
+    other["tasks"][0]["registry_auth"] = json!({ "user": "robot", "pass": pass });
+    let (status, body) =
+        api(&gofer, "POST", "/api/namespaces/default/pipelines/other/configs", Some(&json!({ "config": other })));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("names no password sealed for this pipeline"), "{body}");
+    let mut referring = script_pipeline("referring", "true");
+    referring["tasks"][0]["registry_auth"] = json!({ "user": "robot", "pass": "pipeline_secret{{REGISTRY}}" });
+    gofer.register(referring);
+    let run = gofer.start_run("referring", &[]);
+    assert_eq!(gofer.wait_run("referring", run)["status"], "failed");
+    let task = &gofer.tasks("referring", run)["main"];
+    assert_eq!(task["status_reason"]["reason"], "failed_precondition", "{task:#}");
+    let why = task["status_reason"]["description"].as_str().unwrap();
+    assert!(why.contains("registry_auth.pass: pipeline secret 'REGISTRY' does not exist"), "{why}");
+}

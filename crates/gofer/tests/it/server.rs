@@ -141,3 +141,45 @@ fn the_api_and_the_external_listener_speak_tls_with_the_operators_certificate() 
     let answer = String::from_utf8_lossy(&webhook.stdout);
     assert!(answer.contains("extension 'nope'"), "the external listener answers over TLS: {answer}");
 }
+
+/// SIGTERM while clients follow the event stream and a task's log: the followed streams end, the process exits
+/// within the configured grace time with status 0, and the task container it leaves running is re-attached at the
+/// next start (created once, its whole output kept, its real exit code).
+#[test]
+fn sigterm_with_followers_stops_within_the_grace_time_and_running_tasks_are_picked_up() {
+    let mut gofer = Server::start_with(&[("GOFER_SERVER__SHUTDOWN_GRACE_SECONDS", "2")]);
+    gofer.register(script_pipeline("long", "echo before; sleep 6; echo after; exit 3"));
+    let run = gofer.start_run("long", &[]);
+    gofer.wait_task_state("long", run, "main", "running");
+    let follower = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("GOFER_API_URL", &gofer.url)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut events = follower(&["event", "list", "--follow"]);
+    let mut logs = follower(&["task", "logs", "long", &run.to_string(), "main", "--follow"]);
+    std::thread::sleep(Duration::from_millis(500)); // both are connected and waiting
+
+    let stopping = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &gofer.pid().to_string()]).status().unwrap().success());
+    let exit = wait_for("the server to exit", Duration::from_secs(10), || gofer.child.try_wait().unwrap());
+    assert!(exit.success(), "exit status {exit}: {}", gofer.log());
+    assert!(stopping.elapsed() < Duration::from_secs(6), "took {:?}", stopping.elapsed());
+    for (what, client) in [("event follower", &mut events), ("log follower", &mut logs)] {
+        wait_for(&format!("the {what} to end"), Duration::from_secs(10), || client.try_wait().unwrap());
+    }
+    let containers = crate::harness::containers_of_run(&gofer, "long", run);
+    assert_eq!(containers.len(), 1, "the task container is left running");
+
+    gofer.restart();
+    let done = gofer.wait_run("long", run);
+    let task = &gofer.tasks("long", run)["main"];
+    assert_eq!((done["status"].clone(), task["exit_code"].clone()), ("failed".into(), 3.into()), "{task:#}");
+    assert_eq!(gofer.logs("long", run, "main"), b"before\nafter\n");
+    let recorded = task["container_id"].as_str().unwrap();
+    assert!(recorded.starts_with(&containers[0]), "the same container was re-attached: {recorded} {containers:?}");
+}

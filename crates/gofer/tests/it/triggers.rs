@@ -214,28 +214,27 @@ fn subscriptions_declared_in_code_are_reconciled_on_deploy() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(run_count(&gofer, "coded"), settled, "the 1s timer was replaced by the 1h one");
 
-    // A deploy the extension refuses changes nothing: the live version and the subscriptions stay.
+    // A config whose subscriptions an extension refuses is refused when it is registered: nothing is stored, the
+    // live version and the subscriptions stay.
     let base = format!("{}/api/namespaces/default/pipelines/coded", gofer.url);
     let bad = json!({ "config": declaring("coded", every("10ms")) });
     let (status, body) = crate::harness::http("POST", &format!("{base}/configs"), Some(&bad)).unwrap();
-    assert_eq!(status, 201, "registering is fine: {body}");
-    let (status, body) = crate::harness::http("POST", &format!("{base}/configs/3/deploy"), None).unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("subscription 'tick' to extension 'interval'") && body.contains("shorter"), "{body}");
-    let pipeline = gofer.cli_json(&["pipeline", "get", "coded"]);
-    assert_eq!(pipeline["live_version"], 2, "{pipeline:#}");
-    assert_eq!(subscriptions(&gofer, "coded")[1], ("interval".into(), "tick".into(), "1h".into(), true));
     let ghost = json!({ "config": declaring("coded", json!([{ "extension": "nope", "label": "x" }])) });
-    http_ok(&format!("{base}/configs"), &ghost);
-    let (status, body) = crate::harness::http("POST", &format!("{base}/configs/4/deploy"), None).unwrap();
+    let (status, body) = crate::harness::http("POST", &format!("{base}/configs"), Some(&ghost)).unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("extension 'nope'"), "{body}");
+    let pipeline = gofer.cli_json(&["pipeline", "get", "coded"]);
+    assert_eq!((pipeline["live_version"].clone(), pipeline["latest_version"].clone()), (json!(2), json!(2)));
+    assert_eq!(subscriptions(&gofer, "coded")[1], ("interval".into(), "tick".into(), "1h".into(), true));
+    // A new pipeline whose first config is refused leaves no pipeline behind.
+    let fresh = json!({ "config": declaring("fresh", every("10ms")) });
+    let url = format!("{}/api/namespaces/default/pipelines/fresh/configs", gofer.url);
+    assert_eq!(crate::harness::http("POST", &url, Some(&fresh)).unwrap().0, 400);
+    let gone = crate::harness::http("GET", &format!("{}/api/namespaces/default/pipelines/fresh", gofer.url), None);
+    assert_eq!(gone.unwrap().0, 404);
 
     gofer.register(declaring("coded", json!([])));
     assert_eq!(subscriptions(&gofer, "coded"), [("cron".into(), "manual".into(), "0 3 * * *".into(), false)]);
-}
-
-fn http_ok(url: &str, body: &serde_json::Value) {
-    let (status, text) = crate::harness::http("POST", url, Some(body)).unwrap();
-    assert!(status == 200 || status == 201, "{status}: {text}");
 }
