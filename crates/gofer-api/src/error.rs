@@ -19,7 +19,8 @@ pub enum ErrorCode {
     TooLarge,
     /// The server cannot do this now, for example because the pipeline is disabled (503).
     Unavailable,
-    /// Something failed inside the server; the message says what (500).
+    /// Something failed inside the server (500). Nothing internal is in the message; the server's log has the
+    /// details under the error's `request_id`.
     Internal,
 }
 
@@ -28,4 +29,7 @@ pub enum ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// For internal errors: the id under which the server logged what happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }

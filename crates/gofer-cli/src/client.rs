@@ -145,6 +145,7 @@ impl Client {
         let error = serde_json::from_str::<ApiError>(&text).unwrap_or(ApiError {
             code: gofer_api::error::ErrorCode::Internal,
             message: format!("server answered {status}: {}", text.trim()),
+            request_id: None,
         });
         Err(Error::Api { status, error })
     }
@@ -469,6 +470,7 @@ fn ndjson<T: DeserializeOwned>(
                     error: ApiError {
                         code: gofer_api::error::ErrorCode::Internal,
                         message: format!("the server sent an event this client cannot read: {e}"),
+                        request_id: None,
                     },
                 });
                 return Some((item, (bytes, buffer, url)));

@@ -19,7 +19,7 @@ pub struct ApiFailure {
 
 impl ApiFailure {
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { status, body: ApiError { code, message: message.into() } }
+        Self { status, body: ApiError { code, message: message.into(), request_id: None } }
     }
 }
 
@@ -40,15 +40,31 @@ impl From<gofer_core::Error> for ApiFailure {
             E::Forbidden { .. } => Self::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, e.to_string()),
             E::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge, e.to_string()),
             E::Internal { .. } => {
+                // The client learns that something broke and where to look; the chain (paths, engine and
+                // database messages) stays in the server's log.
+                let request_id = new_request_id();
                 let chain = gofer_core::orchestrator::error_chain(&e);
-                tracing::error!(error = %chain, "request failed");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, chain)
+                tracing::error!(%request_id, error = %chain, "request failed");
+                let message = format!("internal error; the server's log has the details under request id {request_id}");
+                let mut failure = Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, message);
+                failure.body.request_id = Some(request_id);
+                failure
             }
         }
     }
 }
 
 pub type ApiResult<T> = Result<T, ApiFailure>;
+
+/// A short random id naming one failed request in the server's log.
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        bytes = (nanos as u64).to_be_bytes();
+    }
+    hex::encode(bytes)
+}
 
 fn bad_request(what: &str, detail: String) -> ApiFailure {
     ApiFailure::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidArgument, format!("invalid {what}: {detail}"))

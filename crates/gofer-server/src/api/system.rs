@@ -39,6 +39,7 @@ pub async fn not_found(uri: Uri) -> ApiFailure {
         body: ApiError {
             code: ErrorCode::NotFound,
             message: format!("no API route {}; see /api/openapi.json for the routes", uri.path()),
+            request_id: None,
         },
     }
 }

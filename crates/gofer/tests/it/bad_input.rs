@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, http, script_pipeline};
+use crate::harness::{Server, http, script_pipeline, wait_for};
 
 fn post_config(gofer: &Server, id: &str, config: Value) -> (u16, Value) {
     let url = format!("{}/api/namespaces/default/pipelines/{id}/configs", gofer.url);
@@ -231,4 +231,30 @@ fn input_that_cannot_be_stored_or_would_harm_others_is_refused_with_400() {
     let (status, _) = http("GET", &format!("{}/api/namespaces/default/pipelines/refs", gofer.url), None).unwrap();
     assert_eq!(status, 404, "nothing was stored for the refused configs");
     assert_eq!(http("GET", &format!("{}/api/health", gofer.url), None).unwrap().0, 200);
+}
+
+/// A failure inside the server answers 500 with a request id and nothing internal; the server's log has the chain
+/// under that id.
+#[test]
+fn an_internal_error_names_a_request_id_and_keeps_the_details_in_the_servers_log() {
+    let gofer = Server::start();
+    gofer.register(script_pipeline("broken-log", "echo hi"));
+    let run = gofer.start_run("broken-log", &[]);
+    gofer.wait_run("broken-log", run);
+    // Make the stored log unopenable the way a damaged data dir would: a link that points at itself.
+    let log = gofer.data_path().join(format!("logs/default/broken-log/{run}/main.log"));
+    std::fs::remove_file(&log).unwrap();
+    std::os::unix::fs::symlink(&log, &log).unwrap();
+    let url = format!("{}/api/namespaces/default/pipelines/broken-log/runs/{run}/tasks/main/logs", gofer.url);
+    let (status, body) = http("GET", &url, None).unwrap();
+    assert_eq!(status, 500, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["code"], "internal");
+    let request_id = body["request_id"].as_str().unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains(request_id), "{message}");
+    assert!(!message.contains(gofer.data_path().to_str().unwrap()) && !message.contains("main.log"), "{message}");
+    wait_for("the server to log the request id", std::time::Duration::from_secs(5), || {
+        gofer.log().lines().any(|l| l.contains(request_id) && l.contains("logs")).then_some(())
+    });
 }
