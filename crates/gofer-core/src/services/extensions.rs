@@ -1,0 +1,163 @@
+//! Extensions: listing, switching, installing and uninstalling container extensions, their logs and debug
+//! views, and external events.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use gofer_api::epoch_millis;
+use gofer_api::models::EventKind;
+use gofer_api::models::{Extension, ExtensionKind, ExtensionRegistration, Subscription};
+use gofer_api::requests::InstallExtensionRequest;
+
+use crate::error::{Error, Result};
+use crate::extensions::{self, Extension as _, ExternalEvent, ExternalResponse};
+use crate::{Gofer, identifier};
+
+impl Gofer {
+    pub async fn list_extensions(&self) -> Result<Vec<Extension>> {
+        self.extensions.list().await
+    }
+
+    pub async fn get_extension(&self, id: &str) -> Result<Extension> {
+        let extension = self.extensions.get(id)?;
+        self.extensions.describe(extension.as_ref()).await
+    }
+
+    /// Enables or disables an extension; a disabled extension's subscriptions stop triggering (and are kept). A
+    /// disabled container extension's container is stopped; enabling starts it again.
+    pub async fn set_extension_enabled(&self, id: &str, enabled: bool) -> Result<Extension> {
+        let extension = self.extensions.get(id)?;
+        let was = self.extensions.is_enabled(id).await?;
+        self.storage.set_extension_enabled(id, enabled, epoch_millis()).await?;
+        match (was, enabled, extension.kind()) {
+            (true, false, ExtensionKind::Builtin) => self.extensions.stop_all(id).await?,
+            (false, true, ExtensionKind::Builtin) => self.extensions.restore(Some(id), Arc::new(self.clone())).await?,
+            (true, false, ExtensionKind::Container) => extension.shutdown().await,
+            (false, true, ExtensionKind::Container) => {
+                if let Err(problem) = extension.resume().await {
+                    // Stays enabled (the operator asked for it) and keeps being retried; the problem shows on it.
+                    return Err(Error::Unavailable {
+                        message: format!(
+                            "extension '{id}' is enabled but did not start ({problem}); Gofer keeps trying"
+                        ),
+                    });
+                }
+            }
+            _ => {}
+        }
+        self.extensions.describe(extension.as_ref()).await
+    }
+
+    /// Installs a container extension: starts it, waits until it answers, and only then stores it. An image that
+    /// is missing or never answers leaves nothing behind.
+    pub async fn install_extension(&self, request: InstallExtensionRequest) -> Result<Extension> {
+        identifier("extension id", &request.id)?;
+        if request.image.trim().is_empty() {
+            return Err(Error::invalid("the image is empty; name an image that speaks the extension protocol"));
+        }
+        let Some(host) = self.extensions.container_host() else {
+            return Err(Error::Unavailable { message: "this Gofer cannot run container extensions".into() });
+        };
+        let _installing = self.installing.lock().await;
+        if extensions::BUILTIN_IDS.contains(&request.id.as_str()) {
+            return Err(Error::conflict(format!("'{}' is the id of a built-in extension; choose another", request.id)));
+        }
+        if self.extensions.contains(&request.id) {
+            return Err(Error::conflict(format!(
+                "extension '{}' is already installed; uninstall it first (gofer extension uninstall {})",
+                request.id, request.id
+            )));
+        }
+        let registration = ExtensionRegistration {
+            id: request.id.clone(),
+            image: request.image.clone(),
+            settings: request.settings,
+            registry_auth: request.registry_auth,
+            created: epoch_millis(),
+        };
+        let extension = host.extension(registration.clone());
+        let token = extension
+            .launch()
+            .await
+            .map_err(|problem| Error::invalid(format!("extension '{}' was not installed: {problem}", request.id)))?;
+        let role = gofer_api::permissions::extension_role(&request.id);
+        if let Err(e) = self.storage.insert_extension(&registration, &role, &token).await {
+            extension.shutdown().await;
+            return Err(e.into());
+        }
+        extension.supervise(true).await;
+        self.extensions.insert_container(extension.clone());
+        self.events.publish(EventKind::ExtensionInstalled { extension_id: request.id, image: request.image }).await;
+        self.extensions.describe(&extension).await
+    }
+
+    /// Uninstalls a container extension: stops its container and deletes it with its subscriptions and token.
+    pub async fn uninstall_extension(&self, id: &str) -> Result<()> {
+        let extension = self.extensions.get(id)?;
+        if extension.kind() == ExtensionKind::Builtin {
+            return Err(Error::invalid(format!(
+                "'{id}' is built in and cannot be uninstalled; disable it instead (gofer extension disable {id})"
+            )));
+        }
+        let _installing = self.installing.lock().await;
+        self.storage.delete_extension(id).await?;
+        self.extensions.remove(id);
+        extension.shutdown().await;
+        if let Some(objects) = &self.objects {
+            objects.delete_extension(id).await?;
+        }
+        self.events.publish(EventKind::ExtensionUninstalled { extension_id: id.into() }).await;
+        Ok(())
+    }
+
+    /// A container extension's output; with `follow`, live until its container exits.
+    pub async fn extension_logs(
+        &self,
+        id: &str,
+        follow: bool,
+    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + use<>> {
+        self.extensions.get(id)?;
+        let Some(container) = self.extensions.container(id) else {
+            return Err(Error::invalid(format!("'{id}' is built in; it writes to the Gofer server's own log")));
+        };
+        let stream = container.logs(follow).await.map_err(|message| Error::Unavailable { message })?;
+        Ok(stream.map(|chunk| chunk.map_err(std::io::Error::other)))
+    }
+
+    /// Starts triggering every stored subscription of the enabled extensions (at startup).
+    pub async fn restore_subscriptions(&self) -> Result<()> {
+        self.extensions.start_containers().await?;
+        self.extensions.restore(None, Arc::new(self.clone())).await
+    }
+
+    pub async fn shutdown_extensions(&self) {
+        self.extensions.shutdown().await;
+    }
+
+    /// Hands a request from the external-events listener to the extension it names.
+    pub async fn external_event(&self, extension_id: &str, event: ExternalEvent) -> Result<ExternalResponse> {
+        let extension = self.extensions.get(extension_id)?;
+        if !self.extensions.is_enabled(extension_id).await? {
+            return Err(Error::conflict(format!(
+                "extension '{extension_id}' is disabled and takes no external events; enable it with `gofer \
+                 extension enable {extension_id}`"
+            )));
+        }
+        Ok(extension.external_event(event, Arc::new(self.clone())).await)
+    }
+
+    /// Every subscription to an extension.
+    pub async fn list_extension_subscriptions(&self, extension_id: &str) -> Result<Vec<Subscription>> {
+        self.extensions.get(extension_id)?;
+        Ok(self.storage.list_extension_subscriptions(extension_id).await?)
+    }
+
+    /// The extension's own view of itself.
+    pub async fn debug_extension(&self, extension_id: &str) -> Result<String> {
+        let extension = self.extensions.get(extension_id)?;
+        extension.debug().await.map_err(|message| Error::Unavailable {
+            message: format!("extension '{extension_id}' did not answer its debug call: {message}"),
+        })
+    }
+}

@@ -1,0 +1,10 @@
+//! The services behind every API route, one module per resource; each adds methods to [`crate::Gofer`].
+
+mod extensions;
+mod namespaces;
+mod objects;
+mod pipelines;
+mod runs;
+mod secrets;
+mod subscriptions;
+mod system;

@@ -1,0 +1,221 @@
+//! Runs and their task executions: starting (into the queue), reading, cancelling, logs; and the `Trigger` the
+//! extensions fire.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures::Stream;
+use gofer_api::epoch_millis;
+use gofer_api::models::{Initiator, PipelineState, Run, TaskExecution, Variable, VariableSource};
+use gofer_api::requests::PageQuery;
+use gofer_storage::{NewRun, SubscriptionKey};
+
+use crate::error::{Error, Result};
+use crate::extensions::Trigger;
+use crate::logs::LogKey;
+use crate::orchestrator::RunKey;
+use crate::{Gofer, page, paged};
+
+impl Gofer {
+    /// Who starts a run: the holder of the caller's token (an extension for `extension:<id>`), else the
+    /// development-mode user.
+    pub fn initiator_of(caller: Option<&gofer_api::permissions::Token>) -> Initiator {
+        match caller {
+            Some(token) => match token.user.strip_prefix("extension:") {
+                Some(id) => Initiator { kind: "extension".into(), name: id.into() },
+                None => Initiator { kind: "user".into(), name: token.user.clone() },
+            },
+            None => Initiator { kind: "user".into(), name: "anonymous".into() },
+        }
+    }
+
+    /// Stores a pending run of the pipeline's live version and starts it in the background.
+    pub async fn start_run(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        variables: BTreeMap<String, String>,
+        initiator: Initiator,
+    ) -> Result<Run> {
+        self.start_run_with(namespace_id, pipeline_id, variables, VariableSource::RunOptions, initiator).await
+    }
+
+    pub(crate) async fn start_run_with(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        variables: BTreeMap<String, String>,
+        source: VariableSource,
+        initiator: Initiator,
+    ) -> Result<Run> {
+        self.storage.get_namespace(namespace_id).await?;
+        let pipeline = self.storage.get_pipeline(namespace_id, pipeline_id).await?;
+        if self.storage.get_system().await?.maintenance {
+            return Err(Error::Unavailable {
+                message:
+                    "Gofer is in maintenance mode and refuses new runs; end it with `gofer system maintenance off`"
+                        .into(),
+            });
+        }
+        if pipeline.state == PipelineState::Disabled {
+            return Err(Error::Unavailable {
+                message: format!(
+                    "pipeline '{pipeline_id}' is disabled and takes no new runs; enable it with `gofer pipeline \
+                     enable {pipeline_id}`"
+                ),
+            });
+        }
+        let Some(version) = pipeline.live_version else {
+            return Err(Error::conflict(format!(
+                "pipeline '{pipeline_id}' has no deployed config version; deploy one with `gofer pipeline deploy`"
+            )));
+        };
+        for key in variables.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(Error::invalid(format!(
+                    "run variable name '{key}' is not valid: it must be non-empty and contain no '=' or NUL"
+                )));
+            }
+        }
+        let variables = variables.into_iter().map(|(key, value)| Variable { key, value, source }).collect();
+        let run = self
+            .storage
+            .insert_run(NewRun {
+                namespace_id: namespace_id.into(),
+                pipeline_id: pipeline_id.into(),
+                version,
+                created: epoch_millis(),
+                initiator,
+                variables,
+            })
+            .await?;
+        self.orchestrator.enqueue(run.clone()).await?;
+        Ok(run)
+    }
+
+    pub async fn list_runs(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        query: PageQuery,
+    ) -> Result<(Vec<Run>, Option<u64>)> {
+        let items = self.storage.list_runs(namespace_id, pipeline_id, page(query)?).await?;
+        Ok(paged(items, query))
+    }
+
+    pub async fn get_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run> {
+        Ok(self.storage.get_run(namespace_id, pipeline_id, run_id).await?)
+    }
+
+    pub async fn cancel_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run> {
+        let key = RunKey { namespace_id: namespace_id.into(), pipeline_id: pipeline_id.into(), run_id };
+        self.storage.get_run(namespace_id, pipeline_id, run_id).await?;
+        self.orchestrator.cancel(&key, None).await?;
+        Ok(self.storage.get_run(namespace_id, pipeline_id, run_id).await?)
+    }
+
+    /// Cancels one task of a run; the rest of the run goes on as the DAG says.
+    pub async fn cancel_task(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        run_id: u64,
+        task_id: &str,
+    ) -> Result<TaskExecution> {
+        let key = RunKey { namespace_id: namespace_id.into(), pipeline_id: pipeline_id.into(), run_id };
+        self.storage.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?;
+        self.orchestrator.cancel(&key, Some(task_id)).await?;
+        Ok(self.storage.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?)
+    }
+
+    pub async fn list_task_executions(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        run_id: u64,
+    ) -> Result<Vec<TaskExecution>> {
+        self.storage.get_run(namespace_id, pipeline_id, run_id).await?;
+        Ok(self.storage.list_task_executions(namespace_id, pipeline_id, run_id).await?)
+    }
+
+    pub async fn get_task_execution(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        run_id: u64,
+        task_id: &str,
+    ) -> Result<TaskExecution> {
+        self.storage.get_run(namespace_id, pipeline_id, run_id).await?;
+        Ok(self.storage.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?)
+    }
+
+    /// A task's log from the start; with `follow`, live until the task ends.
+    pub async fn task_logs(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        run_id: u64,
+        task_id: &str,
+        attempt: Option<u32>,
+        follow: bool,
+    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + use<>> {
+        let execution = self.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?;
+        if execution.logs_expired {
+            return Err(Error::NotFound {
+                what: format!("logs of task '{task_id}' in run {run_id} (removed by log retention)"),
+            });
+        }
+        let attempt = attempt.unwrap_or(execution.attempt);
+        if attempt == 0 || attempt > execution.attempt {
+            return Err(Error::NotFound {
+                what: format!("attempt {attempt} of task '{task_id}' in run {run_id} (it has {})", execution.attempt),
+            });
+        }
+        let key = LogKey {
+            namespace_id: execution.namespace_id,
+            pipeline_id: execution.pipeline_id,
+            run_id,
+            task_id: execution.task_id,
+            attempt,
+        };
+        self.orchestrator.logs().read(&key, follow).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::NotFound { what: format!("logs of task '{task_id}' in run {run_id}") }
+            }
+            _ => Error::internal(format!("read the logs of task '{task_id}'"), e),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Trigger for Gofer {
+    async fn fire(
+        &self,
+        key: &SubscriptionKey,
+        at: u64,
+        extra: BTreeMap<String, String>,
+    ) -> std::result::Result<u64, String> {
+        // Record the tick first: a crash right after may lose this run, but never starts it twice.
+        if let Err(e) = self.storage.record_subscription_fired(key, at).await {
+            tracing::warn!(%key, error = %e, "could not record a subscription's tick; not starting a run");
+            return Err(format!("could not record the tick: {e}"));
+        }
+        let mut variables = extra;
+        variables.insert("GOFER_EXTENSION_ID".into(), key.extension_id.clone());
+        variables.insert("GOFER_EXTENSION_SUBSCRIPTION".into(), key.label.clone());
+        let initiator = Initiator { kind: "extension".into(), name: key.extension_id.clone() };
+        match self
+            .start_run_with(&key.namespace_id, &key.pipeline_id, variables, VariableSource::Extension, initiator)
+            .await
+        {
+            Ok(run) => {
+                tracing::info!(%key, run = run.run_id, "subscription started a run");
+                Ok(run.run_id)
+            }
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "subscription could not start a run");
+                Err(e.to_string())
+            }
+        }
+    }
+}

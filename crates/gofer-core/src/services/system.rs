@@ -1,0 +1,41 @@
+//! Server-wide switches and the event log.
+
+use futures::Stream;
+use gofer_api::models::{Event, EventKind, SystemSettings};
+use gofer_storage::EventFilter;
+
+use crate::error::{Error, Result};
+use crate::{Gofer, check_id};
+
+impl Gofer {
+    pub async fn get_system(&self) -> Result<SystemSettings> {
+        Ok(self.storage.get_system().await?)
+    }
+
+    /// Turns maintenance mode on (new runs are refused) or off.
+    pub async fn set_maintenance(&self, maintenance: bool) -> Result<SystemSettings> {
+        let settings = SystemSettings { maintenance };
+        self.storage.set_system(&settings).await?;
+        self.events.publish(EventKind::MaintenanceChanged { maintenance }).await;
+        Ok(settings)
+    }
+
+    /// Stored events after `filter.after`, oldest first; with `follow`, then live ones.
+    pub fn events(
+        &self,
+        filter: EventFilter,
+        follow: bool,
+    ) -> Result<impl Stream<Item = gofer_storage::Result<Event>> + use<>> {
+        if filter.run_id.is_some() && filter.pipeline_id.is_none() {
+            return Err(Error::invalid("filtering events by run needs the pipeline (and namespace) too"));
+        }
+        if filter.pipeline_id.is_some() && filter.namespace_id.is_none() {
+            return Err(Error::invalid("filtering events by pipeline needs the namespace too"));
+        }
+        check_id("after", filter.after)?;
+        if let Some(run_id) = filter.run_id {
+            check_id("run", run_id)?;
+        }
+        Ok(self.events.stream(filter, follow))
+    }
+}
