@@ -64,7 +64,7 @@ pub fn paged<T>(mut items: Vec<T>, query: PageQuery) -> (Vec<T>, Option<u64>) {
     let offset = query.offset.unwrap_or(0);
     if items.len() > limit {
         items.truncate(limit);
-        (items, Some(offset + limit as u64))
+        (items, Some(offset.saturating_add(limit as u64)))
     } else {
         (items, None)
     }

@@ -1,0 +1,301 @@
+//! One task to its end: each attempt starts (or, after a restart, finds) its container, copies its output into
+//! the attempt's log while awaiting its exit, and stops it on cancellation, timeout or a log that cannot be written.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use gofer_api::epoch_millis;
+use gofer_api::models::{Attempt, StatusReason, StatusReasonKind, TaskExecution, TaskState, TaskStatus};
+use gofer_scheduler::ContainerState;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::logs::{LogKey, LogWriter};
+use crate::mask::Masker;
+
+use super::queue::RunControl;
+use super::run::{deadline_from, sleep_until_deadline};
+use super::{Inner, reason};
+
+/// How long to wait for a container's output stream to end after the container exited.
+const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How one attempt of a task ended.
+pub(super) struct Outcome {
+    pub(super) status: TaskStatus,
+    pub(super) reason: Option<StatusReason>,
+    pub(super) exit_code: Option<i64>,
+}
+
+impl Inner {
+    /// The log of an attempt; one that cannot be made (a full disk) fails the attempt before its container starts.
+    pub(super) async fn create_log(&self, execution: &TaskExecution) -> LogWriter {
+        let writer = self.logs.create_or_broken(log_key(execution)).await;
+        if let Some(problem) = writer.problem() {
+            tracing::error!(task = %execution.task_id, error = %problem, "could not create a task log");
+        }
+        writer
+    }
+
+    /// Runs a task to its end, retrying failed attempts as configured, and records the outcome. Never fails:
+    /// every problem becomes the task's status and reason. With `resume`, the first attempt is the one a previous
+    /// server process started.
+    pub(super) async fn execute(
+        self: Arc<Self>,
+        mut execution: TaskExecution,
+        mut writer: LogWriter,
+        token: CancellationToken,
+        control: Arc<RunControl>,
+        mut resume: bool,
+    ) -> (TaskStatus, Option<StatusReason>) {
+        loop {
+            let outcome = match self.attempt(&mut execution, &mut writer, &token, &control, resume).await {
+                Ok(outcome) => outcome,
+                Err(e) => Outcome {
+                    status: TaskStatus::Failed,
+                    reason: Some(reason(StatusReasonKind::SchedulerError, &e.to_string())),
+                    exit_code: None,
+                },
+            };
+            resume = false;
+            if let Err(e) = writer.finish().await {
+                tracing::warn!(task = %execution.task_id, error = %e, "could not flush a task log");
+            }
+            let retry = outcome.status == TaskStatus::Failed
+                && execution.attempt <= execution.task.retries
+                && !token.is_cancelled();
+            // The container goes only after its outcome is stored: a crash in between must find it again.
+            let finished_container = execution.container_id.clone();
+            if !retry {
+                self.complete(&mut execution, outcome.status, outcome.reason.clone(), outcome.exit_code).await;
+                self.release_container(finished_container, &execution.task_id);
+                return (outcome.status, outcome.reason);
+            }
+            execution.attempts.push(Attempt {
+                attempt: execution.attempt,
+                started: execution.started,
+                ended: epoch_millis(),
+                status: outcome.status,
+                status_reason: outcome.reason,
+                exit_code: outcome.exit_code,
+                image_digest: execution.image_digest.take(),
+            });
+            execution.attempt += 1;
+            execution.state = TaskState::Processing;
+            execution.started = 0;
+            execution.exit_code = None;
+            execution.container_id = None;
+            execution.status_reason = None;
+            writer = self.create_log(&execution).await;
+            self.save_task(&execution).await;
+            self.release_container(finished_container, &execution.task_id);
+        }
+    }
+
+    /// Runs one attempt: starts the container (or, resuming, finds the one already started), copies its output
+    /// into the log while awaiting its exit, and stops it on cancellation or timeout.
+    pub(super) async fn attempt(
+        &self,
+        execution: &mut TaskExecution,
+        writer: &mut LogWriter,
+        token: &CancellationToken,
+        control: &RunControl,
+        resume: bool,
+    ) -> Result<Outcome, gofer_scheduler::Error> {
+        let task_id = execution.task_id.clone();
+        let resumed = if resume { self.find_container(execution).await? } else { None };
+        let mut masker = Masker::default();
+        let (id, mut output): (String, BoxStream<'static, gofer_scheduler::Result<bytes::Bytes>>) = match resumed {
+            Some(info) => {
+                // The values are read again to mask them; one that is gone meanwhile cannot be masked.
+                if let Ok(resolved) = self.resolve_variables(execution, false).await {
+                    masker = resolved.masker;
+                }
+                execution.container_id = Some(info.id.clone());
+                execution.image_digest = execution.image_digest.take().or(info.image_digest);
+                let output = if info.state == ContainerState::Created {
+                    // Created before the crash but never started: nothing of the task ran, so it starts now (the
+                    // engine would answer a wait on it at once with exit code 0, as if it had succeeded).
+                    tracing::info!(task = %task_id, container = %info.id, "starting a container created before a restart");
+                    self.scheduler.start(&info.id).await?.output
+                } else {
+                    self.scheduler.output_since_start(&info.id).await?
+                };
+                if execution.started == 0 {
+                    execution.started = epoch_millis();
+                }
+                execution.state = TaskState::Running;
+                self.save_task(execution).await;
+                (info.id, output)
+            }
+            None => {
+                if token.is_cancelled() {
+                    let why = control.task_reason(&task_id);
+                    let why =
+                        StatusReason { description: format!("{} before this task started", why.description), ..why };
+                    return Ok(Outcome { status: TaskStatus::Cancelled, reason: Some(why), exit_code: None });
+                }
+                if let Some(problem) = writer.problem() {
+                    let why = reason(
+                        StatusReasonKind::LogWriteFailed,
+                        &format!("its log could not be created ({problem}); the container was not started"),
+                    );
+                    return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
+                }
+                execution.state = TaskState::Processing;
+                self.save_task(execution).await;
+                let resolved = match self.resolve_variables(execution, true).await {
+                    Ok(resolved) => resolved,
+                    Err(problem) => {
+                        let why = reason(StatusReasonKind::FailedPrecondition, &problem);
+                        return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
+                    }
+                };
+                masker = resolved.masker;
+                let spec = self.container_spec(execution, resolved.env, resolved.registry_auth);
+                // Created and started in two calls: a crash in between leaves a container that recovery finds by
+                // its labels and starts, instead of one it could mistake for finished.
+                let container_id = self.scheduler.create(&spec).await?;
+                let started = self.scheduler.start(&container_id).await?;
+                execution.state = TaskState::Running;
+                execution.started = epoch_millis();
+                execution.container_id = Some(started.container_id.clone());
+                execution.image_digest = started.image_digest;
+                self.save_task(execution).await;
+                (started.container_id, started.output)
+            }
+        };
+
+        let timeout = self.effective_timeout(execution.task.timeout_seconds);
+        let deadline = deadline_from(execution.started, timeout);
+        let mut stopping: Option<StatusReason> = None;
+        let mut timed_out = false;
+        // Output that cannot be stored ends the task: its log would not show what it did.
+        let mut log_failure: Option<StatusReason> = None;
+        let mut exit: Option<gofer_scheduler::Result<i64>> = None;
+        let mut output_open = true;
+        let wait = self.scheduler.wait(&id);
+        tokio::pin!(wait);
+        // The image digest is looked up while the container runs, off the start path.
+        let mut digest_known = execution.image_digest.is_some();
+        let digest = async { self.scheduler.inspect(&id).await.ok().and_then(|info| info.image_digest) };
+        tokio::pin!(digest);
+        // Stopping goes on beside the copying: the engine reports a container's exit only once its output was
+        // read, so waiting for the stop without reading would hold both up until the kill.
+        let mut stop_call: Option<futures::future::BoxFuture<'_, ()>> = None;
+        let stop = || -> Option<futures::future::BoxFuture<'_, ()>> { Some(Box::pin(self.stop(&task_id, &id))) };
+        // Copy output while waiting for the exit; after the exit, drain what is still in flight.
+        while exit.is_none() || output_open {
+            tokio::select! {
+                () = async { if let Some(call) = stop_call.as_mut() { call.await } }, if stop_call.is_some() => {
+                    stop_call = None;
+                }
+                chunk = output.next(), if output_open => match chunk {
+                    Some(Ok(bytes)) => {
+                        if let Err(e) = writer.write(&masker.feed(&bytes)).await
+                            && log_failure.is_none()
+                        {
+                            tracing::error!(task = %task_id, error = %e, "could not write a task log; stopping the task");
+                            let why = reason(
+                                StatusReasonKind::LogWriteFailed,
+                                &format!("its output could not be stored ({e}); the container was stopped"),
+                            );
+                            log_failure = Some(why.clone());
+                            if stopping.is_none() && exit.is_none() {
+                                stopping = Some(why);
+                                stop_call = stop();
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(task = %task_id, error = %e, "task output stream failed");
+                        output_open = false;
+                    }
+                    None => output_open = false,
+                },
+                code = &mut wait, if exit.is_none() => exit = Some(code),
+                found = &mut digest, if !digest_known => {
+                    digest_known = true;
+                    execution.image_digest = found;
+                }
+                () = token.cancelled(), if stopping.is_none() && exit.is_none() => {
+                    stopping = Some(control.task_reason(&task_id));
+                    stop_call = stop();
+                }
+                () = sleep_until_deadline(deadline), if !timed_out && stopping.is_none() && exit.is_none() => {
+                    timed_out = true;
+                    stopping = Some(reason(
+                        StatusReasonKind::Timeout,
+                        &format!("the task took longer than its {}s timeout", timeout.as_secs()),
+                    ));
+                    stop_call = stop();
+                }
+                () = tokio::time::sleep(LOG_DRAIN_TIMEOUT), if exit.is_some() => {
+                    tracing::warn!(task = %task_id, "output stream did not end after the container exited");
+                    output_open = false;
+                }
+            }
+        }
+        if let Err(e) = writer.write(&masker.finish()).await
+            && log_failure.is_none()
+        {
+            tracing::error!(task = %task_id, error = %e, "could not write the end of a task log");
+            log_failure = Some(reason(
+                StatusReasonKind::LogWriteFailed,
+                &format!("the end of its output could not be stored ({e})"),
+            ));
+        }
+        if !digest_known {
+            execution.image_digest = digest.await;
+        }
+        let code = match exit {
+            Some(Ok(code)) => code,
+            Some(Err(e)) => {
+                let why = reason(
+                    StatusReasonKind::SchedulerError,
+                    &format!("lost track of the container while it ran (the engine may have restarted): {e}"),
+                );
+                return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
+            }
+            None => -1,
+        };
+        execution.exit_code = Some(code);
+        if let Some(why) = log_failure {
+            return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) });
+        }
+        if code != 0
+            && stopping.is_none()
+            && let Err(e) = self.scheduler.inspect(&id).await
+        {
+            // The engine answered the wait but cannot be reached now: it is shutting down and stopped the
+            // container itself. That is the engine's doing, not the task's.
+            let why = reason(
+                StatusReasonKind::SchedulerError,
+                &format!("the container engine stopped the container (exit code {code}) and went away: {e}"),
+            );
+            return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) });
+        }
+        if let Some(why) = stopping {
+            let status = if timed_out { TaskStatus::Failed } else { TaskStatus::Cancelled };
+            return Ok(Outcome { status, reason: Some(why), exit_code: Some(code) });
+        }
+        if code == 0 {
+            Ok(Outcome { status: TaskStatus::Successful, reason: None, exit_code: Some(code) })
+        } else {
+            let why = reason(StatusReasonKind::AbnormalExit, &format!("the container exited with code {code}"));
+            Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) })
+        }
+    }
+}
+
+pub(super) fn log_key(execution: &TaskExecution) -> LogKey {
+    LogKey {
+        namespace_id: execution.namespace_id.clone(),
+        pipeline_id: execution.pipeline_id.clone(),
+        run_id: execution.run_id,
+        task_id: execution.task_id.clone(),
+        attempt: execution.attempt,
+    }
+}

@@ -1,0 +1,266 @@
+//! The orchestrator: queues runs within their limits, drives each run's DAG on the scheduler, records every state
+//! change in storage and the event log, and stores task logs. It is a library: it needs storage, a scheduler and
+//! a log directory, never the HTTP server.
+//!
+//! One tokio task drives each run. It starts every task whose parents have finished the way it needs, skips the
+//! ones whose conditions can no longer be met, and learns of each container's exit from the scheduler's wait call,
+//! so a DAG edge costs no more than a channel message. After a restart, runs in flight are resumed: containers
+//! still running are re-attached, containers that ended meanwhile give their real exit code and output.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gofer_api::models::{EventKind, Run, RunState, RunStatus, StatusReason, StatusReasonKind};
+use gofer_scheduler::Scheduler;
+use gofer_storage::Storage;
+use tokio_util::task::TaskTracker;
+
+use crate::error::{Error, Result};
+use crate::events::Events;
+use crate::logs::LogStore;
+use crate::objects::Objects;
+use crate::secrets::Secrets;
+
+mod attempt;
+mod containers;
+mod environment;
+mod queue;
+mod records;
+mod retention;
+mod run;
+
+pub use environment::task_variables;
+use queue::{Queued, RunControl, Slots};
+
+/// Settings of the orchestrator.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Identifies this installation in container names and labels, so two Gofers can share one engine.
+    pub installation_id: String,
+    /// Handed to every task as `GOFER_API_BASE_URL`.
+    pub api_base_url: String,
+    /// How long a cancelled or timed-out container gets to stop before it is killed.
+    pub stop_grace: Duration,
+    /// Runs active at once across the server.
+    pub global_limit: usize,
+    /// Runs active at once per pipeline, for pipelines that set no parallelism of their own.
+    pub pipeline_limit: usize,
+    /// The longest any run or task attempt may take; configs asking for more are refused.
+    pub max_timeout: Duration,
+    /// Keep the logs of this many most recent runs per pipeline; 0 keeps all.
+    pub log_retention_runs: u64,
+    /// Keep finished containers this long for debugging before removing them; zero removes at once.
+    pub keep_containers_for: Duration,
+}
+
+/// Identifies a run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RunKey {
+    pub namespace_id: String,
+    pub pipeline_id: String,
+    pub run_id: u64,
+}
+
+impl RunKey {
+    pub fn of(run: &Run) -> Self {
+        Self { namespace_id: run.namespace_id.clone(), pipeline_id: run.pipeline_id.clone(), run_id: run.run_id }
+    }
+}
+
+fn reason(kind: StatusReasonKind, description: &str) -> StatusReason {
+    StatusReason { reason: kind, description: description.to_string() }
+}
+
+/// A handle to the orchestrator. Cheap to clone.
+#[derive(Clone)]
+pub struct Orchestrator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: Arc<dyn Storage>,
+    scheduler: Arc<dyn Scheduler>,
+    logs: LogStore,
+    events: Events,
+    options: Options,
+    slots: Mutex<Slots>,
+    tracker: TaskTracker,
+    /// Where `pipeline_secret{{...}}` and `global_secret{{...}}` are read from.
+    secrets: std::sync::OnceLock<Secrets>,
+    /// Where `pipeline_object{{...}}` and `run_object{{...}}` are read from; run objects expire with retention.
+    objects: std::sync::OnceLock<Objects>,
+}
+
+impl Orchestrator {
+    pub fn new(
+        options: Options,
+        storage: Arc<dyn Storage>,
+        scheduler: Arc<dyn Scheduler>,
+        logs: LogStore,
+        events: Events,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                storage,
+                scheduler,
+                logs,
+                events,
+                options,
+                slots: Mutex::default(),
+                tracker: TaskTracker::new(),
+                secrets: std::sync::OnceLock::new(),
+                objects: std::sync::OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Lets tasks read objects, and expires run objects.
+    pub fn set_objects(&self, objects: Objects) {
+        let _ = self.inner.objects.set(objects);
+    }
+
+    /// Lets tasks read secrets. Without a secret store, a task that references one fails its precondition.
+    pub fn set_secrets(&self, secrets: Secrets) {
+        let _ = self.inner.secrets.set(secrets);
+    }
+
+    pub fn logs(&self) -> &LogStore {
+        &self.inner.logs
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// Queues a stored, pending run; it starts as soon as its pipeline's and the server's limits allow, in order.
+    pub async fn enqueue(&self, run: Run) -> Result<()> {
+        let config = self.inner.storage.get_config(&run.namespace_id, &run.pipeline_id, run.version).await?.config;
+        let key = RunKey::of(&run);
+        let control = RunControl::new();
+        {
+            let mut slots = self.inner.slots();
+            slots.controls.insert(key.clone(), control.clone());
+            slots.queue.push_back(Queued { run, config, control });
+        }
+        self.inner
+            .events
+            .publish(EventKind::RunQueued {
+                namespace_id: key.namespace_id,
+                pipeline_id: key.pipeline_id,
+                run_id: key.run_id,
+            })
+            .await;
+        self.inner.admit();
+        Ok(())
+    }
+
+    /// Asks a run, or one task of it, to stop: what has not started is cancelled, running containers are stopped
+    /// (then killed after the grace period). A queued run is cancelled at once.
+    pub async fn cancel(&self, key: &RunKey, task_id: Option<&str>) -> Result<()> {
+        let why = reason(StatusReasonKind::UserCancelled, "a user cancelled it");
+        let (control, queued) = {
+            let mut slots = self.inner.slots();
+            let control = slots.controls.get(key).cloned();
+            let position = slots.queue.iter().position(|q| RunKey::of(&q.run) == *key);
+            let queued = match (task_id, position) {
+                (None, Some(i)) => {
+                    slots.controls.remove(key);
+                    slots.queue.remove(i)
+                }
+                _ => None,
+            };
+            (control, queued)
+        };
+        let Some(control) = control else {
+            let run = self.inner.storage.get_run(&key.namespace_id, &key.pipeline_id, key.run_id).await?;
+            return Err(Error::conflict(format!(
+                "run {} of pipeline '{}' is already finished ({})",
+                run.run_id, run.pipeline_id, run.status
+            )));
+        };
+        self.inner
+            .events
+            .publish(EventKind::RunCancelRequested {
+                namespace_id: key.namespace_id.clone(),
+                pipeline_id: key.pipeline_id.clone(),
+                run_id: key.run_id,
+                task_id: task_id.map(str::to_string),
+            })
+            .await;
+        if let Some(queued) = queued {
+            return self.inner.finish_run(queued.run, RunStatus::Cancelled, Some(why)).await;
+        }
+        match task_id {
+            Some(task) => {
+                let execution = self
+                    .inner
+                    .storage
+                    .get_task_execution(&key.namespace_id, &key.pipeline_id, key.run_id, task)
+                    .await?;
+                if execution.is_complete() {
+                    return Err(Error::conflict(format!(
+                        "task '{task}' of run {} is already finished ({})",
+                        key.run_id, execution.status
+                    )));
+                }
+                control.cancel_task(task, why);
+            }
+            None => control.cancel(why),
+        }
+        Ok(())
+    }
+
+    /// Picks up what a previous server process left: runs in flight are resumed (their containers re-attached or
+    /// their real exit read), queued runs are queued again in order, and finished containers left behind are
+    /// removed.
+    pub async fn recover(&self) -> Result<()> {
+        let unfinished = self.inner.storage.list_unfinished_runs().await?;
+        for run in unfinished {
+            if run.state == RunState::Pending {
+                self.enqueue(run).await?;
+                continue;
+            }
+            let config = self.inner.storage.get_config(&run.namespace_id, &run.pipeline_id, run.version).await?.config;
+            tracing::info!(pipeline = %run.pipeline_id, run = run.run_id, "resuming a run left in flight");
+            let control = RunControl::new();
+            {
+                let mut slots = self.inner.slots();
+                slots.controls.insert(RunKey::of(&run), control.clone());
+                *slots.running.entry((run.namespace_id.clone(), run.pipeline_id.clone())).or_default() += 1;
+                slots.total += 1;
+            }
+            self.inner.spawn_driver(Queued { run, config, control }, true);
+        }
+        self.inner.sweep_leftover_containers().await;
+        Ok(())
+    }
+
+    /// Stops accepting work. Containers are left running: the next start resumes the runs they belong to.
+    pub fn shutdown(&self) {
+        self.inner.tracker.close();
+    }
+
+    /// Waits until every run driver has finished (for tests and orderly shutdown).
+    pub async fn wait_idle(&self) {
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+}
+
+/// Formats an error with its sources, for logs.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl Inner {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,95 @@
+//! Recording progress: every state change of a task is stored (retried while storage cannot take it) and
+//! published as an event.
+
+use std::time::Duration;
+
+use gofer_api::epoch_millis;
+use gofer_api::models::{EventKind, StatusReason, TaskExecution, TaskState, TaskStatus};
+
+use crate::error::Result;
+
+use super::{Inner, error_chain};
+
+/// The first wait before storing a run's progress again, doubling up to the most.
+const PERSIST_FIRST_DELAY: Duration = Duration::from_millis(100);
+
+const PERSIST_MAX_DELAY: Duration = Duration::from_secs(30);
+
+impl Inner {
+    /// Stores a change a run's outcome depends on, retrying with back-off while storage cannot take it (a full
+    /// disk, a busy database): a run is never left `running` because one write failed, and its containers are
+    /// removed only once their outcome is stored. Errors storage will not get over (a missing row) end the retry.
+    pub(super) async fn persist<'a, T, F, Fut>(&'a self, what: &str, mut write: F) -> Result<T>
+    where
+        F: FnMut() -> Fut + 'a,
+        Fut: std::future::Future<Output = gofer_storage::Result<T>> + 'a,
+    {
+        let mut delay = PERSIST_FIRST_DELAY;
+        let mut failures = 0u32;
+        loop {
+            match write().await {
+                Ok(value) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "could {what} again after storage recovered");
+                    }
+                    return Ok(value);
+                }
+                Err(e @ (gofer_storage::Error::NotFound { .. } | gofer_storage::Error::Exists { .. })) => {
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || delay == PERSIST_MAX_DELAY {
+                        tracing::error!(
+                            error = %error_chain(&e),
+                            retry_in_ms = delay.as_millis() as u64,
+                            "could not {what}; retrying until storage takes it"
+                        );
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(PERSIST_MAX_DELAY);
+                }
+            }
+        }
+    }
+
+    /// Stores a task execution's progress and publishes it; a storage failure is logged, the task goes on.
+    pub(super) async fn save_task(&self, execution: &TaskExecution) {
+        let stored = self.persist("record task progress", || self.storage.update_task_execution(execution)).await;
+        if let Err(e) = stored {
+            tracing::error!(task = %execution.task_id, error = %e, "could not record task progress");
+        }
+        self.publish_task(execution).await;
+    }
+
+    pub(super) async fn publish_task(&self, execution: &TaskExecution) {
+        self.events
+            .publish(EventKind::TaskChanged {
+                namespace_id: execution.namespace_id.clone(),
+                pipeline_id: execution.pipeline_id.clone(),
+                run_id: execution.run_id,
+                task_id: execution.task_id.clone(),
+                attempt: execution.attempt,
+                state: execution.state,
+                status: execution.status,
+                status_reason: execution.status_reason.clone(),
+                exit_code: execution.exit_code,
+            })
+            .await;
+    }
+
+    pub(super) async fn complete(
+        &self,
+        execution: &mut TaskExecution,
+        status: TaskStatus,
+        status_reason: Option<StatusReason>,
+        exit_code: Option<i64>,
+    ) {
+        execution.state = TaskState::Complete;
+        execution.status = status;
+        execution.status_reason = status_reason;
+        execution.exit_code = exit_code;
+        execution.ended = epoch_millis();
+        self.save_task(execution).await;
+    }
+}

@@ -1,0 +1,257 @@
+//! One run's driver: it starts each task whose parents ended as it needs, skips those that can no longer run,
+//! and records the run's outcome.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gofer_api::config::Task;
+use gofer_api::epoch_millis;
+use gofer_api::models::{
+    EventKind, Run, RunState, RunStatus, StatusReason, StatusReasonKind, TaskExecution, TaskState, TaskStatus,
+};
+use tokio::task::JoinSet;
+
+use crate::dag::{self, Decision};
+use crate::error::{Error, Result};
+use crate::logs::LogWriter;
+use crate::tokens;
+
+use super::environment::task_variables;
+use super::queue::Queued;
+use super::{Inner, reason};
+
+impl Inner {
+    pub(super) async fn drive(self: Arc<Self>, queued: Queued, resume: bool) -> Result<()> {
+        let Queued { mut run, config, control } = queued;
+        if !resume {
+            run.state = RunState::Running;
+            run.started = epoch_millis();
+            self.persist("record that a run started", || self.storage.update_run(&run)).await?;
+            self.events
+                .publish(EventKind::RunStarted {
+                    namespace_id: run.namespace_id.clone(),
+                    pipeline_id: run.pipeline_id.clone(),
+                    run_id: run.run_id,
+                })
+                .await;
+        }
+        let run_timeout = self.effective_timeout(config.timeout_seconds);
+        let deadline = deadline_from(run.started, run_timeout);
+
+        let mut existing: HashMap<String, TaskExecution> = if resume {
+            self.storage
+                .list_task_executions(&run.namespace_id, &run.pipeline_id, run.run_id)
+                .await?
+                .into_iter()
+                .map(|t| (t.task_id.clone(), t))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+
+        let mut pending: BTreeMap<String, (Task, TaskExecution, LogWriter)> = BTreeMap::new();
+        let mut finished: HashMap<String, TaskStatus> = HashMap::new();
+        let mut outcomes: HashMap<String, (TaskStatus, Option<StatusReason>)> = HashMap::new();
+        let mut running: JoinSet<(String, TaskStatus, Option<StatusReason>)> = JoinSet::new();
+        for task in &config.tasks {
+            match existing.remove(&task.id) {
+                Some(execution) if execution.is_complete() => {
+                    // A crash between storing the outcome and removing the container leaves it behind.
+                    self.release_container(execution.container_id.clone(), &task.id);
+                    finished.insert(task.id.clone(), execution.status);
+                    outcomes.insert(task.id.clone(), (execution.status, execution.status_reason));
+                }
+                Some(execution) if execution.state != TaskState::Waiting => {
+                    // It was started before the restart: find its container and carry on from there.
+                    let writer = self.create_log(&execution).await;
+                    let token = control.task_token(&task.id);
+                    let (inner, control, id) = (self.clone(), control.clone(), task.id.clone());
+                    running.spawn(async move {
+                        let (status, reason) = inner.execute(execution, writer, token, control, true).await;
+                        (id, status, reason)
+                    });
+                }
+                Some(execution) => {
+                    let writer = self.create_log(&execution).await;
+                    pending.insert(task.id.clone(), (task.clone(), execution, writer));
+                }
+                None => {
+                    let execution = self.new_execution(&run, task);
+                    self.persist("store a task execution", || self.storage.insert_task_execution(&execution)).await?;
+                    self.publish_task(&execution).await;
+                    let writer = self.create_log(&execution).await;
+                    pending.insert(task.id.clone(), (task.clone(), execution, writer));
+                }
+            }
+        }
+
+        let mut timed_out = false;
+        loop {
+            // Tasks cancelled before they started, one by one or with the whole run.
+            let cancelled: Vec<String> = pending
+                .keys()
+                .filter(|id| control.cancel.is_cancelled() || control.task_token(id).is_cancelled())
+                .cloned()
+                .collect();
+            for id in cancelled {
+                if let Some((_, mut execution, writer)) = pending.remove(&id) {
+                    let why = control.task_reason(&id);
+                    let why =
+                        StatusReason { description: format!("{} before this task started", why.description), ..why };
+                    self.complete(&mut execution, TaskStatus::Cancelled, Some(why.clone()), None).await;
+                    drop(writer);
+                    finished.insert(id.clone(), TaskStatus::Cancelled);
+                    outcomes.insert(id, (TaskStatus::Cancelled, Some(why)));
+                }
+            }
+            // Start or skip everything that became decidable; skipping can make more tasks decidable.
+            let mut progressed = true;
+            while progressed {
+                progressed = false;
+                let ids: Vec<String> = pending.keys().cloned().collect();
+                for id in ids {
+                    let decision = dag::decide(&pending[&id].0, &finished);
+                    match decision {
+                        Decision::Wait => {}
+                        Decision::Run => {
+                            let Some((_, execution, writer)) = pending.remove(&id) else { continue };
+                            let token = control.task_token(&id);
+                            let (inner, control) = (self.clone(), control.clone());
+                            running.spawn(async move {
+                                let (status, reason) = inner.execute(execution, writer, token, control, false).await;
+                                (id, status, reason)
+                            });
+                        }
+                        Decision::Skip { description } => {
+                            let Some((_, mut execution, writer)) = pending.remove(&id) else { continue };
+                            let why = reason(StatusReasonKind::FailedPrecondition, &description);
+                            self.complete(&mut execution, TaskStatus::Skipped, Some(why.clone()), None).await;
+                            drop(writer);
+                            finished.insert(id.clone(), TaskStatus::Skipped);
+                            outcomes.insert(id, (TaskStatus::Skipped, Some(why)));
+                            progressed = true;
+                        }
+                    }
+                }
+            }
+            if running.is_empty() && pending.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some(joined) = running.join_next() => {
+                    let (id, status, why) = joined.map_err(|e| Error::internal("finish a task", e))?;
+                    finished.insert(id.clone(), status);
+                    outcomes.insert(id, (status, why));
+                }
+                () = control.cancel.cancelled(), if !pending.is_empty() => {}
+                () = sleep_until_deadline(deadline), if !timed_out => {
+                    timed_out = true;
+                    let limit = run_timeout.as_secs();
+                    control.cancel(reason(StatusReasonKind::Timeout, &format!("the run took longer than its {limit}s timeout")));
+                }
+                else => break,
+            }
+        }
+
+        let (status, mut status_reason) = dag::run_outcome(&outcomes);
+        if status == RunStatus::Cancelled
+            && let Some(why) = control.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        {
+            status_reason = Some(why);
+        }
+        self.finish_run(run, status, status_reason).await
+    }
+
+    pub(super) async fn finish_run(
+        &self,
+        mut run: Run,
+        status: RunStatus,
+        status_reason: Option<StatusReason>,
+    ) -> Result<()> {
+        run.state = RunState::Complete;
+        run.status = status;
+        run.status_reason = status_reason.clone();
+        run.ended = epoch_millis();
+        self.persist("record a run's outcome", || self.storage.update_run(&run)).await?;
+        self.events
+            .publish(EventKind::RunCompleted {
+                namespace_id: run.namespace_id.clone(),
+                pipeline_id: run.pipeline_id.clone(),
+                run_id: run.run_id,
+                status,
+                status_reason,
+            })
+            .await;
+        tracing::info!(pipeline = %run.pipeline_id, run = run.run_id, status = %run.status, "run complete");
+        // The tokens handed to the run's tasks end with it.
+        let holder = tokens::run_token_user(&run.namespace_id, &run.pipeline_id, run.run_id);
+        if let Err(e) = self.storage.delete_tokens_of_user(&holder).await {
+            tracing::warn!(run = run.run_id, error = %e, "could not revoke the tokens of a finished run");
+        }
+        self.expire_logs(&run).await;
+        Ok(())
+    }
+
+    pub(super) fn effective_timeout(&self, requested: Option<u64>) -> Duration {
+        match requested {
+            Some(secs) => Duration::from_secs(secs).min(self.options.max_timeout),
+            None => self.options.max_timeout,
+        }
+    }
+
+    pub(super) fn new_execution(&self, run: &Run, task: &Task) -> TaskExecution {
+        TaskExecution {
+            namespace_id: run.namespace_id.clone(),
+            pipeline_id: run.pipeline_id.clone(),
+            run_id: run.run_id,
+            task_id: task.id.clone(),
+            created: epoch_millis(),
+            started: 0,
+            ended: 0,
+            state: TaskState::Waiting,
+            status: TaskStatus::Unknown,
+            status_reason: None,
+            exit_code: None,
+            image_digest: None,
+            container_id: None,
+            variables: task_variables(run, task, &self.options.api_base_url),
+            task: task.clone(),
+            attempt: 1,
+            attempts: Vec::new(),
+            logs_expired: false,
+        }
+    }
+}
+
+/// The tokio instant matching `started_ms + timeout` (epoch milliseconds), or now + timeout when not started.
+pub(super) fn deadline_from(started_ms: u64, timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    if started_ms == 0 {
+        return now + timeout;
+    }
+    let elapsed = Duration::from_millis(epoch_millis().saturating_sub(started_ms));
+    now + timeout.saturating_sub(elapsed)
+}
+
+pub(super) async fn sleep_until_deadline(deadline: tokio::time::Instant) {
+    tokio::time::sleep_until(deadline).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use gofer_api::epoch_millis;
+
+    use super::deadline_from;
+
+    #[test]
+    fn deadlines_count_from_the_recorded_start() {
+        let now = tokio::time::Instant::now();
+        let fresh = deadline_from(0, Duration::from_secs(10));
+        assert!(fresh >= now + Duration::from_secs(9));
+        let long_ago = deadline_from(epoch_millis() - 60_000, Duration::from_secs(10));
+        assert!(long_ago <= tokio::time::Instant::now(), "a run started a minute ago with 10 s is already late");
+    }
+}
