@@ -738,8 +738,8 @@ async fn load(http: &reqwest::Client, url: &str, connections: usize, duration: D
 /// Fills a data dir with one pipeline and `runs` completed runs, straight through the storage crate.
 async fn seed(data_dir: &Path, runs: u64) -> Result<()> {
     use gofer_api::models::{Initiator, Namespace, RunState, RunStatus, Variable, VariableSource};
-    use gofer_storage::Storage;
-    let store = gofer_storage_sqlite::SqliteStorage::open(&data_dir.join("gofer.db"))?;
+    let store: std::sync::Arc<dyn gofer_storage::Storage> =
+        std::sync::Arc::new(gofer_storage_sqlite::SqliteStorage::open(&data_dir.join("gofer.db"))?);
     let now = gofer_api::epoch_millis();
     let namespace = Namespace {
         id: "default".into(),

@@ -20,10 +20,10 @@ async fn reopening_keeps_data_and_does_not_rerun_migrations() {
     };
     {
         let store = gofer_storage_sqlite::SqliteStorage::open(&path).expect("open");
-        gofer_storage::Storage::create_namespace(&store, &ns).await.expect("create");
+        gofer_storage::NamespaceStore::create_namespace(&store, &ns).await.expect("create");
     }
     let store = gofer_storage_sqlite::SqliteStorage::open(&path).expect("reopen");
-    assert_eq!(gofer_storage::Storage::get_namespace(&store, "keep").await.expect("get"), ns);
+    assert_eq!(gofer_storage::NamespaceStore::get_namespace(&store, "keep").await.expect("get"), ns);
 }
 
 #[test]

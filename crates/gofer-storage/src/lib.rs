@@ -166,15 +166,57 @@ impl EventFilter {
     }
 }
 
-/// Everything Gofer stores. Every call is one transaction.
+/// Everything Gofer stores, as one trait object: the aggregate stores below, each implemented by every backend (in
+/// one module per aggregate). Every call is one transaction.
+pub trait Storage:
+    NamespaceStore
+    + PipelineStore
+    + RunStore
+    + SystemStore
+    + EventStore
+    + ExtensionStore
+    + SubscriptionStore
+    + TokenStore
+    + RoleStore
+    + SecretStore
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Storage for T where
+    T: NamespaceStore
+        + PipelineStore
+        + RunStore
+        + SystemStore
+        + EventStore
+        + ExtensionStore
+        + SubscriptionStore
+        + TokenStore
+        + RoleStore
+        + SecretStore
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Namespaces.
 #[async_trait]
-pub trait Storage: Send + Sync + 'static {
+pub trait NamespaceStore: Send + Sync {
     async fn create_namespace(&self, namespace: &Namespace) -> Result<()>;
     async fn get_namespace(&self, id: &str) -> Result<Namespace>;
     /// Writes a namespace's name, description and `modified`; `NotFound` if it does not exist.
     async fn update_namespace(&self, namespace: &Namespace) -> Result<()>;
     async fn list_namespaces(&self, page: Page) -> Result<Vec<Namespace>>;
+    /// Deletes a namespace with everything in it (pipelines and all that is theirs).
+    async fn delete_namespace(&self, namespace_id: &str) -> Result<()>;
+}
 
+/// Pipelines and their config versions.
+#[async_trait]
+pub trait PipelineStore: Send + Sync {
     /// Stores `config` as version latest+1 of its pipeline, creating the pipeline (active) when it is new. When the
     /// latest version has the same hash nothing is stored and the latest version is returned.
     async fn register_config(
@@ -195,7 +237,6 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<PipelineConfig>;
     async fn get_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig>;
     async fn list_configs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<PipelineConfig>>;
-
     async fn get_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<Pipeline>;
     async fn list_pipelines(&self, namespace_id: &str, page: Page) -> Result<Vec<Pipeline>>;
     async fn set_pipeline_state(
@@ -207,9 +248,11 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<()>;
     /// Deletes the pipeline with its configs, runs and task executions.
     async fn delete_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<()>;
-    /// Deletes a namespace with everything in it (pipelines and all that is theirs).
-    async fn delete_namespace(&self, namespace_id: &str) -> Result<()>;
+}
 
+/// Runs and their task executions.
+#[async_trait]
+pub trait RunStore: Send + Sync {
     /// Stores a new pending run with the next run id of its pipeline.
     async fn insert_run(&self, run: NewRun) -> Result<Run>;
     async fn get_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run>;
@@ -218,7 +261,6 @@ pub trait Storage: Send + Sync + 'static {
     async fn update_run(&self, run: &Run) -> Result<()>;
     /// Runs that are not complete, oldest first, across all pipelines.
     async fn list_unfinished_runs(&self) -> Result<Vec<Run>>;
-
     async fn insert_task_execution(&self, execution: &TaskExecution) -> Result<()>;
     /// Writes the mutable fields of a task execution.
     async fn update_task_execution(&self, execution: &TaskExecution) -> Result<()>;
@@ -239,21 +281,43 @@ pub trait Storage: Send + Sync + 'static {
     /// Marks the logs of every task execution of runs up to `up_to_run_id` as expired; returns the run ids that
     /// had logs not yet expired.
     async fn expire_logs(&self, namespace_id: &str, pipeline_id: &str, up_to_run_id: u64) -> Result<Vec<u64>>;
+}
 
+/// Server-wide settings.
+#[async_trait]
+pub trait SystemStore: Send + Sync {
     async fn get_system(&self) -> Result<SystemSettings>;
     async fn set_system(&self, settings: &SystemSettings) -> Result<()>;
+}
 
+/// The event log.
+#[async_trait]
+pub trait EventStore: Send + Sync {
     /// Appends an event; ids grow by one per event.
     async fn insert_event(&self, emitted: u64, kind: &EventKind) -> Result<Event>;
     /// Events passing `filter`, oldest first, at most `limit`.
     async fn list_events(&self, filter: &EventFilter, limit: u64) -> Result<Vec<Event>>;
     /// Deletes events emitted before `emitted`; returns how many.
     async fn delete_events_before(&self, emitted: u64) -> Result<u64>;
+}
 
+/// Extensions: switches and container extension registrations.
+#[async_trait]
+pub trait ExtensionStore: Send + Sync {
     /// Whether an extension is enabled; `None` if it was never switched (enabled by default).
     async fn get_extension_enabled(&self, extension_id: &str) -> Result<Option<bool>>;
     async fn set_extension_enabled(&self, extension_id: &str, enabled: bool, now: u64) -> Result<()>;
+    /// Stores a container extension with its role and token, in one transaction; `Exists` if the id is taken.
+    async fn insert_extension(&self, registration: &ExtensionRegistration, role: &Role, token: &Token) -> Result<()>;
+    async fn list_extensions(&self) -> Result<Vec<ExtensionRegistration>>;
+    /// Deletes a container extension with its subscriptions, switch, role and tokens (those whose user is
+    /// `extension:<id>`), in one transaction; `NotFound` if it is not installed.
+    async fn delete_extension(&self, extension_id: &str) -> Result<()>;
+}
 
+/// Subscriptions of pipelines to extensions.
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync {
     async fn insert_subscription(&self, subscription: &Subscription) -> Result<()>;
     async fn get_subscription(&self, key: &SubscriptionKey) -> Result<Subscription>;
     /// A pipeline's subscriptions, by extension and label.
@@ -264,14 +328,11 @@ pub trait Storage: Send + Sync + 'static {
     /// Records that the subscription started a run at `at`.
     async fn record_subscription_fired(&self, key: &SubscriptionKey, at: u64) -> Result<()>;
     async fn delete_subscription(&self, key: &SubscriptionKey) -> Result<()>;
+}
 
-    /// Stores a container extension with its role and token, in one transaction; `Exists` if the id is taken.
-    async fn insert_extension(&self, registration: &ExtensionRegistration, role: &Role, token: &Token) -> Result<()>;
-    async fn list_extensions(&self) -> Result<Vec<ExtensionRegistration>>;
-    /// Deletes a container extension with its subscriptions, switch, role and tokens (those whose user is
-    /// `extension:<id>`), in one transaction; `NotFound` if it is not installed.
-    async fn delete_extension(&self, extension_id: &str) -> Result<()>;
-
+/// API tokens (only their hashes).
+#[async_trait]
+pub trait TokenStore: Send + Sync {
     /// Stores a token, replacing one with the same id.
     async fn put_token(&self, token: &Token) -> Result<()>;
     async fn get_token_by_hash(&self, hash: &str) -> Result<Token>;
@@ -285,6 +346,11 @@ pub trait Storage: Send + Sync + 'static {
     async fn token_users(&self, prefix: &str) -> Result<Vec<String>>;
     /// Deletes every token held by `user`; returns how many.
     async fn delete_tokens_of_user(&self, user: &str) -> Result<u64>;
+}
+
+/// Custom and extension roles.
+#[async_trait]
+pub trait RoleStore: Send + Sync {
     async fn get_role(&self, role_id: &str) -> Result<Role>;
     /// Stores a new role; `Exists` if the id is taken.
     async fn insert_role(&self, role: &Role) -> Result<()>;
@@ -294,7 +360,11 @@ pub trait Storage: Send + Sync + 'static {
     async fn update_role(&self, role: &Role) -> Result<()>;
     /// Deletes a role and, in the same transaction, takes it from every token that holds it.
     async fn delete_role(&self, role_id: &str) -> Result<()>;
+}
 
+/// Sealed secrets and the key check.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
     /// Stores a secret, replacing the value (and patterns) of one with the same scope and key but keeping its
     /// `created`. `NotFound` if its pipeline does not exist.
     async fn put_secret(&self, secret: &SealedSecret) -> Result<()>;

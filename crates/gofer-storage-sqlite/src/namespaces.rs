@@ -1,0 +1,72 @@
+//! Namespaces.
+
+use async_trait::async_trait;
+use gofer_api::models::Namespace;
+use gofer_storage::{NamespaceStore, Page, Result};
+use rusqlite::params;
+
+use crate::codec::{Record, all, limit_offset, one};
+use crate::{SqliteStorage, backend, not_found, sql_error};
+
+#[async_trait]
+impl NamespaceStore for SqliteStorage {
+    async fn create_namespace(&self, namespace: &Namespace) -> Result<()> {
+        let ns = namespace.clone();
+        self.write("create a namespace", move |tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO namespaces ({columns}) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    columns = Namespace::COLUMNS
+                ),
+                params![ns.id, ns.name, ns.description, ns.created, ns.modified],
+            )
+            .map_err(sql_error("create a namespace", || format!("namespace '{}'", ns.id)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_namespace(&self, id: &str) -> Result<Namespace> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            one::<Namespace>(conn, "WHERE id = ?1", [&id])
+                .map_err(sql_error("get a namespace", || format!("namespace '{id}'")))
+        })
+        .await
+    }
+
+    async fn update_namespace(&self, namespace: &Namespace) -> Result<()> {
+        let ns = namespace.clone();
+        self.write("update a namespace", move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE namespaces SET name = ?2, description = ?3, modified = ?4 WHERE id = ?1",
+                    params![ns.id, ns.name, ns.description, ns.modified],
+                )
+                .map_err(|e| backend("update a namespace", e))?;
+            if changed == 0 {
+                return Err(not_found(format!("namespace '{}'", ns.id)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_namespaces(&self, page: Page) -> Result<Vec<Namespace>> {
+        self.read(move |conn| {
+            let (limit, offset) = limit_offset(page);
+            all::<Namespace>(
+                conn,
+                "list namespaces",
+                "ORDER BY created DESC, id DESC LIMIT ?1 OFFSET ?2",
+                params![limit, offset],
+            )
+        })
+        .await
+    }
+
+    async fn delete_namespace(&self, namespace_id: &str) -> Result<()> {
+        let what = format!("namespace '{namespace_id}'");
+        self.delete_by_id("delete a namespace", "DELETE FROM namespaces WHERE id = ?1", namespace_id, what).await
+    }
+}

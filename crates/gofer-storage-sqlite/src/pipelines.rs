@@ -1,0 +1,238 @@
+//! Pipelines and their config versions.
+
+use async_trait::async_trait;
+use gofer_api::config;
+use gofer_api::models::{ConfigState, Pipeline, PipelineConfig, PipelineState};
+use gofer_storage::{Page, PipelineStore, Registered, Result};
+use rusqlite::{OptionalExtension, params};
+
+use crate::codec::{Record, all, enum_text, limit_offset, one, pipeline_exists, to_json};
+use crate::{SqliteStorage, backend, not_found, sql_error};
+
+#[async_trait]
+impl PipelineStore for SqliteStorage {
+    async fn register_config(
+        &self,
+        namespace_id: &str,
+        config: &config::Pipeline,
+        hash: &str,
+        now: u64,
+    ) -> Result<Registered> {
+        let (ns, config, hash) = (namespace_id.to_string(), config.clone(), hash.to_string());
+        self.write("register a pipeline config", move |tx| {
+            const CONTEXT: &str = "register a pipeline config";
+            let pipeline_id = config.id.clone();
+            tx.query_row("SELECT 1 FROM namespaces WHERE id = ?1", [&ns], |_| Ok(()))
+                .map_err(sql_error(CONTEXT, || format!("namespace '{ns}'")))?;
+            let latest: Option<u64> = tx
+                .query_row(
+                    "SELECT latest_version FROM pipelines WHERE namespace_id = ?1 AND pipeline_id = ?2",
+                    params![ns, pipeline_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| backend(CONTEXT, e))?;
+            let version = match latest {
+                Some(latest) => {
+                    let existing = one::<PipelineConfig>(
+                        tx,
+                        "WHERE namespace_id = ?1 AND pipeline_id = ?2 AND version = ?3",
+                        params![ns, pipeline_id, latest],
+                    )
+                    .map_err(|e| backend(CONTEXT, e))?;
+                    if existing.hash == hash {
+                        return Ok(Registered { config: existing, created: false });
+                    }
+                    tx.execute(
+                        "UPDATE pipelines SET latest_version = ?3, modified = ?4 \
+                         WHERE namespace_id = ?1 AND pipeline_id = ?2",
+                        params![ns, pipeline_id, latest + 1, now],
+                    )
+                    .map_err(|e| backend(CONTEXT, e))?;
+                    latest + 1
+                }
+                None => {
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO pipelines ({columns}) VALUES (?1, ?2, ?3, ?4, ?5, NULL, 1, ?6, ?6)",
+                            columns = Pipeline::COLUMNS
+                        ),
+                        params![
+                            ns,
+                            pipeline_id,
+                            config.name,
+                            config.description,
+                            enum_text(&PipelineState::Active)?,
+                            now
+                        ],
+                    )
+                    .map_err(|e| backend(CONTEXT, e))?;
+                    1
+                }
+            };
+            let stored = PipelineConfig {
+                namespace_id: ns.clone(),
+                pipeline_id,
+                version,
+                state: ConfigState::Unreleased,
+                hash,
+                registered: now,
+                config,
+            };
+            tx.execute(
+                &format!(
+                    "INSERT INTO pipeline_configs ({columns}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    columns = PipelineConfig::COLUMNS
+                ),
+                params![
+                    stored.namespace_id,
+                    stored.pipeline_id,
+                    stored.version,
+                    enum_text(&stored.state)?,
+                    stored.hash,
+                    stored.registered,
+                    to_json(&stored.config)?
+                ],
+            )
+            .map_err(|e| backend(CONTEXT, e))?;
+            Ok(Registered { config: stored, created: true })
+        })
+        .await
+    }
+
+    async fn deploy_config(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        version: u64,
+        now: u64,
+    ) -> Result<PipelineConfig> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.write("deploy a pipeline config", move |tx| {
+            const CONTEXT: &str = "deploy a pipeline config";
+            let mut config = one::<PipelineConfig>(
+                tx,
+                "WHERE namespace_id = ?1 AND pipeline_id = ?2 AND version = ?3",
+                params![ns, pipeline, version],
+            )
+            .map_err(sql_error(CONTEXT, || {
+                format!("config version {version} of pipeline '{pipeline}' in namespace '{ns}'")
+            }))?;
+            tx.execute(
+                "UPDATE pipeline_configs SET state = ?4 \
+                 WHERE namespace_id = ?1 AND pipeline_id = ?2 AND state = ?3 AND version != ?5",
+                params![ns, pipeline, enum_text(&ConfigState::Live)?, enum_text(&ConfigState::Deprecated)?, version],
+            )
+            .map_err(|e| backend(CONTEXT, e))?;
+            tx.execute(
+                "UPDATE pipeline_configs SET state = ?4 WHERE namespace_id = ?1 AND pipeline_id = ?2 AND version = ?3",
+                params![ns, pipeline, version, enum_text(&ConfigState::Live)?],
+            )
+            .map_err(|e| backend(CONTEXT, e))?;
+            tx.execute(
+                "UPDATE pipelines SET live_version = ?3, name = ?4, description = ?5, modified = ?6 \
+                 WHERE namespace_id = ?1 AND pipeline_id = ?2",
+                params![ns, pipeline, version, config.config.name, config.config.description, now],
+            )
+            .map_err(|e| backend(CONTEXT, e))?;
+            config.state = ConfigState::Live;
+            Ok(config)
+        })
+        .await
+    }
+
+    async fn get_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.read(move |conn| {
+            one::<PipelineConfig>(
+                conn,
+                "\
+                     WHERE namespace_id = ?1 AND pipeline_id = ?2 AND version = ?3",
+                params![ns, pipeline, version],
+            )
+            .map_err(sql_error("get a pipeline config", || {
+                format!("config version {version} of pipeline '{pipeline}' in namespace '{ns}'")
+            }))
+        })
+        .await
+    }
+
+    async fn list_configs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<PipelineConfig>> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.read(move |conn| {
+            const CONTEXT: &str = "list pipeline configs";
+            pipeline_exists(conn, &ns, &pipeline)?;
+            let (limit, offset) = limit_offset(page);
+            all::<PipelineConfig>(
+                conn,
+                CONTEXT,
+                "WHERE namespace_id = ?1 AND pipeline_id = ?2 \
+                     ORDER BY version DESC LIMIT ?3 OFFSET ?4",
+                params![ns, pipeline, limit, offset],
+            )
+        })
+        .await
+    }
+
+    async fn get_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<Pipeline> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.read(move |conn| {
+            one::<Pipeline>(conn, "WHERE namespace_id = ?1 AND pipeline_id = ?2", params![ns, pipeline])
+                .map_err(sql_error("get a pipeline", || format!("pipeline '{pipeline}' in namespace '{ns}'")))
+        })
+        .await
+    }
+
+    async fn list_pipelines(&self, namespace_id: &str, page: Page) -> Result<Vec<Pipeline>> {
+        let ns = namespace_id.to_string();
+        self.read(move |conn| {
+            const CONTEXT: &str = "list pipelines";
+            let (limit, offset) = limit_offset(page);
+            all::<Pipeline>(
+                conn,
+                CONTEXT,
+                "WHERE namespace_id = ?1 \
+                     ORDER BY created DESC, pipeline_id DESC LIMIT ?2 OFFSET ?3",
+                params![ns, limit, offset],
+            )
+        })
+        .await
+    }
+
+    async fn set_pipeline_state(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        state: PipelineState,
+        now: u64,
+    ) -> Result<()> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.write("set a pipeline's state", move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE pipelines SET state = ?3, modified = ?4 WHERE namespace_id = ?1 AND pipeline_id = ?2",
+                    params![ns, pipeline, enum_text(&state)?, now],
+                )
+                .map_err(|e| backend("set a pipeline's state", e))?;
+            if changed == 0 {
+                return Err(not_found(format!("pipeline '{pipeline}' in namespace '{ns}'")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<()> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.write("delete a pipeline", move |tx| {
+            let changed = tx
+                .execute("DELETE FROM pipelines WHERE namespace_id = ?1 AND pipeline_id = ?2", params![ns, pipeline])
+                .map_err(|e| backend("delete a pipeline", e))?;
+            if changed == 0 {
+                return Err(not_found(format!("pipeline '{pipeline}' in namespace '{ns}'")));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
