@@ -7,6 +7,7 @@
 pub mod client;
 mod commands;
 pub mod output;
+mod views;
 
 use std::path::PathBuf;
 

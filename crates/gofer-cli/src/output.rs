@@ -13,8 +13,56 @@ pub enum Format {
     Json,
 }
 
+/// What people see of a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum View {
+    /// `key: value` lines.
+    Fields(Vec<(&'static str, String)>),
+    /// Rows under a header, columns aligned.
+    Table { header: Vec<&'static str>, rows: Vec<Vec<String>> },
+    /// Text as it is.
+    Text(String),
+    /// Several views, a blank line between them.
+    Stacked(Vec<View>),
+}
+
+impl View {
+    pub fn table(header: &[&'static str], rows: Vec<Vec<String>>) -> Self {
+        Self::Table { header: header.to_vec(), rows }
+    }
+}
+
+/// Prints a value the way `--output` asks: its view for people, the value itself as JSON for scripts.
+pub fn print<T: crate::views::Show + ?Sized>(format: Format, value: &T) -> anyhow::Result<()> {
+    match format {
+        Format::Json => json(value),
+        Format::Table => render(&value.view()),
+    }
+}
+
+/// Prints a view for people.
+pub fn render(view: &View) -> anyhow::Result<()> {
+    match view {
+        View::Fields(pairs) => fields(pairs),
+        View::Table { header, rows } => table(header, rows),
+        View::Text(text) => {
+            println!("{}", text.trim_end());
+            Ok(())
+        }
+        View::Stacked(views) => {
+            for (i, view) in views.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                render(view)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Prints a value as pretty JSON.
-pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
@@ -36,7 +84,7 @@ fn cell(text: &str) -> String {
 }
 
 /// Prints rows under a header, columns padded to their widest cell.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = rows.iter().map(|row| row.iter().map(|c| cell(c)).collect()).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
@@ -66,7 +114,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
 }
 
 /// Prints `key: value` lines. Values keep their line breaks; other control characters are shown as spaces.
-pub fn fields(pairs: &[(&str, String)]) -> anyhow::Result<()> {
+fn fields(pairs: &[(&str, String)]) -> anyhow::Result<()> {
     let width = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0) + 1;
     let mut out = std::io::stdout().lock();
     for (key, value) in pairs {

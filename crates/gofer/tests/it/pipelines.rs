@@ -153,6 +153,10 @@ fn run_get_follow_shows_task_states_and_logs_until_the_run_completes() {
     assert!(stdout.contains("main | first\nmain | second\n"), "{stdout}");
     assert!(stdout.contains("status:    successful"), "{stdout}");
     assert!(stderr.contains("[main] successful (exit 0)"), "{stderr}");
+    // Following a run that already ended shows the same, and ends.
+    let again = gofer.cli(&["run", "get", "follow", &run.to_string(), "--follow"]);
+    assert!(again.status.success());
+    assert!(String::from_utf8(again.stdout).unwrap().contains("main | first\nmain | second\n"));
 }
 
 #[test]

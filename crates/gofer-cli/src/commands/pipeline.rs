@@ -1,0 +1,146 @@
+//! `gofer pipeline` and `gofer up`: build a pipeline program and deploy what it prints; list, show, switch and
+//! delete pipelines; their subscriptions and objects.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use gofer_api::config;
+use gofer_api::models::PipelineState;
+use gofer_api::requests::SubscribeRequest;
+
+use crate::client::Client;
+use crate::output::{self, Format};
+use crate::{DeployArgs, PipelineCommand};
+
+/// Builds and runs the pipeline program, returning the config it printed.
+async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!(
+            "{} has no Cargo.toml; `deploy` expects a Cargo project whose program builds the pipeline and calls \
+             .finish()",
+            dir.display()
+        );
+    }
+    eprintln!("building and running the pipeline program in {} ...", dir.display());
+    let out = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["run", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .context("could not run cargo; is the Rust toolchain installed and on PATH?")?
+        .wait_with_output()
+        .await
+        .context("the pipeline program did not finish")?;
+    if !out.status.success() {
+        bail!("the pipeline program failed ({}); see its output above", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_default();
+    if json.is_empty() {
+        bail!("the pipeline program printed no config on stdout; does it end with `.finish()`?");
+    }
+    serde_json::from_str(json).context("the pipeline program printed something that is not a pipeline config")
+}
+
+fn describe_changes(old: &config::Pipeline, new: &config::Pipeline) -> Vec<String> {
+    let old_tasks: HashMap<&str, &config::Task> = old.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let new_ids: HashSet<&str> = new.tasks.iter().map(|t| t.id.as_str()).collect();
+    let mut changes = Vec::new();
+    for task in &new.tasks {
+        match old_tasks.get(task.id.as_str()) {
+            None => changes.push(format!("+ task {} ({})", task.id, task.image)),
+            Some(before) if *before != task => changes.push(format!("~ task {}", task.id)),
+            Some(_) => {}
+        }
+    }
+    for task in &old.tasks {
+        if !new_ids.contains(task.id.as_str()) {
+            changes.push(format!("- task {}", task.id));
+        }
+    }
+    if old.name != new.name || old.description != new.description || old.parallelism != new.parallelism {
+        changes.push("~ pipeline settings".into());
+    }
+    changes
+}
+
+pub(super) async fn deploy(client: &Client, format: Format, args: &DeployArgs) -> anyhow::Result<()> {
+    let config = build_config(&args.dir).await?;
+    let pipeline_id = config.id.clone();
+    let live = match client.get_pipeline(&pipeline_id).await {
+        Ok(p) => match p.live_version {
+            Some(v) => Some(client.get_config(&pipeline_id, v).await?),
+            None => None,
+        },
+        Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let registered = client.register_config(config.clone()).await?;
+    let version = registered.config.version;
+    if registered.created {
+        eprintln!("registered pipeline '{pipeline_id}' version {version}");
+    } else {
+        eprintln!("pipeline '{pipeline_id}' is unchanged: identical to version {version}");
+    }
+    match &live {
+        Some(live) if live.version != version => {
+            let changes = describe_changes(&live.config, &config);
+            eprintln!("changes against live version {}:", live.version);
+            for change in &changes {
+                eprintln!("  {change}");
+            }
+        }
+        None => eprintln!("first version of '{pipeline_id}': {} task(s)", config.tasks.len()),
+        Some(_) => {}
+    }
+    let result = if args.no_deploy {
+        eprintln!("not deployed (--no-deploy); deploy later through the API");
+        registered.config
+    } else if live.as_ref().is_some_and(|l| l.version == version) {
+        eprintln!("version {version} is already live");
+        registered.config
+    } else {
+        let deployed = client.deploy_config(&pipeline_id, version).await?;
+        eprintln!("version {version} is live; start a run with `gofer run start {pipeline_id}`");
+        deployed
+    };
+    output::print(format, &result)
+}
+
+pub(super) async fn command(client: &Client, format: Format, command: PipelineCommand) -> anyhow::Result<()> {
+    let shown = match command {
+        PipelineCommand::List => return output::print(format, &client.list_pipelines().await?.pipelines),
+        PipelineCommand::Get { pipeline } => client.get_pipeline(&pipeline).await?,
+        PipelineCommand::Enable { pipeline } => client.set_pipeline_state(&pipeline, PipelineState::Active).await?,
+        PipelineCommand::Disable { pipeline } => client.set_pipeline_state(&pipeline, PipelineState::Disabled).await?,
+        PipelineCommand::Delete { pipeline } => {
+            client.delete_pipeline(&pipeline).await?;
+            eprintln!("deleted pipeline '{pipeline}'");
+            return Ok(());
+        }
+        PipelineCommand::Deploy(args) => return deploy(client, format, &args).await,
+        PipelineCommand::Subscribe { pipeline, extension, label, settings } => {
+            let request = SubscribeRequest { extension_id: extension, label, settings: settings.into_iter().collect() };
+            let subscription = client.subscribe(&pipeline, &request).await?;
+            eprintln!(
+                "subscribed '{pipeline}' to extension '{}' as '{}'",
+                subscription.extension_id, subscription.label
+            );
+            return output::print(format, &subscription);
+        }
+        PipelineCommand::Unsubscribe { pipeline, extension, label } => {
+            client.unsubscribe(&pipeline, &extension, &label).await?;
+            eprintln!("unsubscribed '{pipeline}' from extension '{extension}' ('{label}')");
+            return Ok(());
+        }
+        PipelineCommand::Object(command) => return super::object::pipeline(client, format, command).await,
+        PipelineCommand::Subscriptions { pipeline } => {
+            return output::print(format, &client.list_subscriptions(&pipeline).await?.subscriptions);
+        }
+    };
+    output::print(format, &shown)
+}
