@@ -55,8 +55,9 @@ impl Events {
         })
     }
 
-    /// Deletes events older than `retention`, now and then every `interval`, until `shutdown`.
-    pub async fn prune(self, retention: Duration, interval: Duration, shutdown: tokio_util::sync::CancellationToken) {
+    /// Deletes events older than `retention`, now and then every `interval`, for as long as it runs (in a
+    /// [`crate::background::Background`] scope, which stops it).
+    pub async fn prune(self, retention: Duration, interval: Duration) {
         loop {
             let cutoff = epoch_millis().saturating_sub(retention.as_millis() as u64);
             match self.storage.delete_events_before(cutoff).await {
@@ -64,10 +65,7 @@ impl Events {
                 Ok(n) => tracing::info!(deleted = n, "pruned old events"),
                 Err(e) => tracing::warn!(error = %e, "could not prune old events"),
             }
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                () = shutdown.cancelled() => return,
-            }
+            tokio::time::sleep(interval).await;
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `gofer_scheduler::Scheduler` trait. It never sees SQL, HTTP or a container engine's API.
 
 pub mod auth;
+pub mod background;
 pub mod dag;
 pub mod error;
 pub mod events;
@@ -12,6 +13,7 @@ pub mod logs;
 pub mod mask;
 pub mod objects;
 pub mod orchestrator;
+pub mod runtime;
 pub mod secrets;
 mod services;
 pub mod text;
@@ -44,8 +46,18 @@ pub struct Gofer {
     extensions: Extensions,
     /// Installs and uninstalls one at a time (an extension's container name is its id).
     installing: Arc<tokio::sync::Mutex<()>>,
-    secrets: Option<Secrets>,
-    objects: Option<Objects>,
+    secrets: Secrets,
+    objects: Objects,
+}
+
+/// What the services are made of.
+pub struct Parts {
+    pub storage: Arc<dyn Storage>,
+    pub orchestrator: Orchestrator,
+    pub events: Events,
+    pub extensions: Extensions,
+    pub secrets: Secrets,
+    pub objects: Objects,
 }
 
 /// A page as asked for, and whether another page follows.
@@ -93,22 +105,10 @@ pub fn config_hash(config: &config::Pipeline) -> Result<String> {
 }
 
 impl Gofer {
-    pub fn new(storage: Arc<dyn Storage>, orchestrator: Orchestrator, events: Events, extensions: Extensions) -> Self {
-        Self { storage, orchestrator, events, extensions, installing: Arc::default(), secrets: None, objects: None }
-    }
-
-    /// Serves secrets through the API and hands them to tasks.
-    pub fn with_secrets(mut self, secrets: Secrets) -> Self {
-        self.orchestrator.set_secrets(secrets.clone());
-        self.secrets = Some(secrets);
-        self
-    }
-
-    /// Serves objects through the API and hands them to tasks.
-    pub fn with_objects(mut self, objects: Objects) -> Self {
-        self.orchestrator.set_objects(objects.clone());
-        self.objects = Some(objects);
-        self
+    /// The services over their parts (see [`runtime::Runtime::build`], which makes them all, once).
+    pub fn new(parts: Parts) -> Self {
+        let Parts { storage, orchestrator, events, extensions, secrets, objects } = parts;
+        Self { storage, orchestrator, events, extensions, installing: Arc::default(), secrets, objects }
     }
 
     pub fn orchestrator(&self) -> &Orchestrator {

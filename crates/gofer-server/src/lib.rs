@@ -1,26 +1,24 @@
-//! The Gofer server: configuration, the HTTP API and the `gofer service` commands that start it.
+//! The Gofer server: the HTTP API over a built runtime, and the `gofer service` commands.
 //!
-//! This crate wires storage, scheduler and core together and exposes them over HTTP. It holds no business
-//! logic: handlers call `gofer_core::Gofer`.
+//! `gofer service start` builds the runtime (`gofer_runtime::build`), starts it, and serves it on its listeners
+//! until SIGTERM or SIGINT ([`serve`]); then stops it. This crate holds no business logic: handlers call
+//! `gofer_core::Gofer`.
 
 pub mod api;
-pub mod config;
 pub mod external;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use gofer_core::Gofer;
-use gofer_core::events::Events;
-use gofer_core::logs::LogStore;
-use gofer_core::orchestrator::{self, Orchestrator};
-use gofer_core::secrets::SecretKey;
+use gofer_core::runtime::Runtime;
+use gofer_runtime::{Config, KeySource, Overrides, read_key_file, secret_key, write_key_file};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Overrides};
+pub use gofer_runtime::config;
 
 /// `gofer service ...`: run and inspect the server.
 #[derive(Debug, Subcommand)]
@@ -112,93 +110,12 @@ fn init_logging(config: &Config) {
         .try_init();
 }
 
-/// A random id for this data dir, created once and kept, so two Gofers can share one container engine.
-fn installation_id(data_dir: &Path) -> anyhow::Result<String> {
-    use std::hash::{BuildHasher, Hasher};
-    let path = data_dir.join("installation_id");
-    match std::fs::read_to_string(&path) {
-        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
-    }
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher
-        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    hasher.write_u32(std::process::id());
-    let id = format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff);
-    std::fs::write(&path, &id).with_context(|| format!("could not write {}", path.display()))?;
-    Ok(id)
-}
-
-/// Where the secret key came from.
-#[derive(Debug, PartialEq, Eq)]
-enum KeySource {
-    Config,
-    File(PathBuf),
-    /// Made by Gofer in the data dir (development mode).
-    DataDir(PathBuf),
-}
-
-fn read_key_file(path: &Path) -> anyhow::Result<SecretKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("could not read the secret key file {}", path.display()))?;
-    SecretKey::from_base64(&text).map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))
-}
-
-/// Writes a key file readable by its owner only, replacing any other atomically.
-fn write_key_file(path: &Path, key: &SecretKey) -> anyhow::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let temporary = path.with_extension("key.new");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options.open(&temporary).with_context(|| format!("could not write {}", temporary.display()))?;
-    file.write_all(format!("{}\n", key.to_base64()).as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path).with_context(|| format!("could not write {}", path.display()))?;
-    Ok(())
-}
-
-/// The secret key: `secrets.key`, else `secrets.key_file`, else (development mode) the one Gofer keeps in the data
-/// dir, made on the first start when `create` is set.
-fn secret_key(config: &Config, data_dir: &Path, create: bool) -> anyhow::Result<(SecretKey, KeySource)> {
-    if !config.secrets.key.is_empty() {
-        let key = SecretKey::from_base64(&config.secrets.key).map_err(|p| anyhow::anyhow!("secrets.key: {p}"))?;
-        return Ok((key, KeySource::Config));
-    }
-    if !config.secrets.key_file.as_os_str().is_empty() {
-        let path = config.secrets.key_file.clone();
-        return Ok((read_key_file(&path)?, KeySource::File(path)));
-    }
-    if !config.development.bypass_auth {
-        anyhow::bail!(
-            "no secret key: outside development mode set secrets.key_file (or GOFER_SECRETS__KEY) to a key made with \
-             `openssl rand -base64 32`"
-        );
-    }
-    let path = data_dir.join("secret.key");
-    if path.exists() {
-        return Ok((read_key_file(&path)?, KeySource::DataDir(path)));
-    }
-    if !create {
-        anyhow::bail!("no secret key is configured and {} does not exist", path.display());
-    }
-    let key = SecretKey::generate()?;
-    write_key_file(&path, &key)?;
-    Ok((key, KeySource::DataDir(path)))
-}
-
 async fn rotate_secret_key(config: Config, new_key_file: &Path) -> anyhow::Result<()> {
     init_logging(&config);
     let data_dir = config.data_dir();
     let (old, source) = secret_key(&config, &data_dir, false)?;
     let new = read_key_file(new_key_file)?;
-    let storage: Arc<dyn gofer_storage::Storage> =
-        Arc::new(gofer_storage_sqlite::SqliteStorage::open(&data_dir.join("gofer.db"))?);
+    let storage = gofer_runtime::open_storage(&config)?;
     let count = gofer_core::secrets::Secrets::rotate(storage, &old, &new).await?;
     eprintln!("Re-sealed {count} secret(s) with the new key.");
     match source {
@@ -222,40 +139,37 @@ fn tls_of(cert: &Path, key: &Path) -> anyhow::Result<Option<tokio_rustls::TlsAcc
     Ok(Some(tls::acceptor(cert, key)?))
 }
 
-/// The object store the configuration names.
-fn object_store(config: &Config, data_dir: &Path) -> anyhow::Result<gofer_core::objects::Objects> {
-    let settings = &config.objects;
-    let store: Arc<dyn object_store::ObjectStore> = match settings.store.as_str() {
-        "s3" => {
-            let s3 = &settings.s3;
-            let mut builder = object_store::aws::AmazonS3Builder::from_env()
-                .with_bucket_name(&s3.bucket)
-                .with_region(&s3.region)
-                .with_allow_http(s3.allow_http);
-            if !s3.endpoint.is_empty() {
-                // S3-compatible servers address buckets by path, not by host name.
-                builder = builder.with_endpoint(&s3.endpoint).with_virtual_hosted_style_request(false);
-            }
-            if !s3.access_key_id.is_empty() {
-                builder = builder.with_access_key_id(&s3.access_key_id).with_secret_access_key(&s3.secret_access_key);
-            }
-            Arc::new(builder.build().context("invalid [objects.s3] settings")?)
-        }
-        _ => {
-            let path =
-                if settings.path.as_os_str().is_empty() { data_dir.join("objects") } else { settings.path.clone() };
-            std::fs::create_dir_all(&path).with_context(|| format!("could not create {}", path.display()))?;
-            let store = object_store::local::LocalFileSystem::new_with_prefix(&path)
-                .with_context(|| format!("could not use {} for objects", path.display()))?;
-            Arc::new(store)
-        }
-    };
-    let limits = gofer_core::objects::ObjectLimits {
-        max_object_bytes: settings.max_object_bytes,
-        pipeline_objects: usize::try_from(settings.pipeline_objects).unwrap_or(usize::MAX),
-        run_objects_runs: settings.run_objects_runs,
-    };
-    Ok(gofer_core::objects::Objects::new(store, limits))
+/// The listeners a server serves on, bound before anything else starts (an address in use fails start-up).
+pub struct Listeners {
+    pub api: TcpListener,
+    pub api_tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The external-events listener, unless turned off.
+    pub external: Option<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
+}
+
+impl Listeners {
+    /// Binds the addresses the configuration names and loads their certificates.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let address = config.server.bind_address;
+        let api = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("could not listen on {address}; choose another address with --bind-address"))?;
+        let api_tls = tls_of(&config.server.tls_cert_path, &config.server.tls_key_path)?;
+        let external = if config.external_events.enabled {
+            let address = config.external_events.bind_address;
+            let listener = TcpListener::bind(address).await.with_context(|| {
+                format!(
+                    "could not listen for external events on {address}; choose another address with \
+                     --external-bind-address (or external_events.enabled = false)"
+                )
+            })?;
+            let tls = tls_of(&config.external_events.tls_cert_path, &config.external_events.tls_key_path)?;
+            Some((listener, tls))
+        } else {
+            None
+        };
+        Ok(Self { api, api_tls, external })
+    }
 }
 
 /// Starts the server and serves until SIGINT or SIGTERM.
@@ -271,154 +185,93 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     } else {
         tracing::info!("production mode: every API route needs a token (start with `gofer token bootstrap`)");
     }
-
-    let data_dir = config.data_dir();
-    std::fs::create_dir_all(&data_dir).with_context(|| {
-        format!("could not create the data dir {}; choose another with --data-dir", data_dir.display())
-    })?;
-    let installation_id = installation_id(&data_dir)?;
-    let storage = gofer_storage_sqlite::SqliteStorage::open(&data_dir.join("gofer.db"))?;
-    let scheduler: Arc<dyn gofer_scheduler::Scheduler> =
-        Arc::new(gofer_scheduler_docker::DockerScheduler::connect().await?);
-
-    let storage: Arc<dyn gofer_storage::Storage> = Arc::new(storage);
-    let events = Events::new(storage.clone());
-    let orchestrator = Orchestrator::new(
-        orchestrator::Options {
-            installation_id: installation_id.clone(),
-            api_base_url: config.task_api_url(),
-            stop_grace: Duration::from_secs(config.runs.stop_grace_seconds),
-            global_limit: usize::try_from(config.runs.global_limit).unwrap_or(usize::MAX),
-            pipeline_limit: usize::try_from(config.runs.pipeline_limit).unwrap_or(usize::MAX),
-            max_timeout: Duration::from_secs(config.runs.max_timeout_seconds),
-            log_retention_runs: config.runs.log_retention_runs,
-            keep_containers_for: Duration::from_secs(config.runs.keep_containers_seconds),
-        },
-        storage.clone(),
-        scheduler.clone(),
-        LogStore::new(data_dir.join("logs")),
-        events.clone(),
-    );
-    let mut builtin: Vec<Arc<dyn gofer_core::extensions::Extension>> = vec![
-        Arc::new(gofer_core::extensions::Interval::new(config.min_interval()?)),
-        Arc::new(gofer_core::extensions::Cron::default()),
-    ];
-    if !config.extensions.github.webhook_secret.is_empty() {
-        builtin.push(Arc::new(gofer_core::extensions::github::GitHub::new(&config.extensions.github.webhook_secret)));
-    }
-    let containers = gofer_core::extensions::container::ContainerHost {
-        options: Arc::new(gofer_core::extensions::container::ContainerOptions {
-            installation_id,
-            gofer_host: config.task_api_url(),
-            log_level: config.log.level.clone(),
-            start_timeout: Duration::from_secs(config.extensions.start_timeout_seconds),
-            health_interval: Duration::from_secs(config.extensions.health_interval_seconds),
-            stop_grace: Duration::from_secs(config.extensions.stop_grace_seconds),
-        }),
-        scheduler,
-        storage: storage.clone(),
-        events: events.clone(),
-    };
-    let extensions = gofer_core::extensions::Extensions::new(storage.clone(), builtin).with_containers(containers);
-    let (key, source) = secret_key(&config, &data_dir, true)?;
-    if let KeySource::DataDir(path) = &source {
-        tracing::warn!(
-            path = %path.display(),
-            "DEVELOPMENT MODE: secrets are sealed with a key Gofer made and keeps in the data dir; whoever can read \
-             the data dir can read the secrets. Set secrets.key_file for production."
-        );
-    }
-    let max_secret = usize::try_from(config.secrets.max_value_bytes).unwrap_or(usize::MAX);
-    let secrets = gofer_core::secrets::Secrets::open(storage.clone(), &key, max_secret).await?;
-    let objects = object_store(&config, &data_dir)?;
-    let gofer = Gofer::new(storage, orchestrator.clone(), events.clone(), extensions)
-        .with_secrets(secrets)
-        .with_objects(objects);
-    gofer.ensure_default_namespace().await?;
-    gofer.orchestrator().recover().await?;
-    gofer.restore_subscriptions().await?;
-    let stop_pruning = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(events.prune(
-        Duration::from_secs(config.events.retention_days * 86_400),
-        Duration::from_secs(3600),
-        stop_pruning.clone(),
-    ));
-
-    let listener = tokio::net::TcpListener::bind(config.server.bind_address).await.with_context(|| {
-        format!("could not listen on {}; choose another address with --bind-address", config.server.bind_address)
-    })?;
-    let external = if config.external_events.enabled {
-        let address = config.external_events.bind_address;
-        let listener = tokio::net::TcpListener::bind(address).await.with_context(|| {
-            format!(
-                "could not listen for external events on {address}; choose another address with \
-                 --external-bind-address (or external_events.enabled = false)"
-            )
-        })?;
-        let max_body = usize::try_from(config.external_events.max_body_bytes).unwrap_or(usize::MAX);
-        let app = external::router(gofer.clone(), max_body);
-        let tls = tls_of(&config.external_events.tls_cert_path, &config.external_events.tls_key_path)?;
-        tracing::info!(%address, tls = tls.is_some(), "listening for external events at POST /api/external/<extension>");
-        Some(tokio::spawn(async move {
-            match tls {
-                Some(acceptor) => tls::serve(listener, app, acceptor, std::future::pending()).await,
-                None => axum::serve(listener, app).await.context("the external-events listener failed"),
-            }
-        }))
-    } else {
-        None
-    };
-    let timeout = Duration::from_secs(config.server.request_timeout_seconds);
-    let state = api::AppState::new(gofer.clone(), config.development.bypass_auth, timeout);
-    let shutdown = state.shutdown.clone();
-    tokio::spawn({
+    let listeners = Listeners::bind(&config).await?;
+    let runtime = gofer_runtime::build(&config).await?;
+    runtime.start().await?;
+    let shutdown = CancellationToken::new();
+    runtime.background().spawn({
         let shutdown = shutdown.clone();
         async move {
             shutdown_signal().await;
             shutdown.cancel();
         }
     });
-    let app = api::router(state);
     tracing::info!(
         address = %config.server.bind_address,
-        data_dir = %data_dir.display(),
+        data_dir = %config.data_dir().display(),
         "Gofer is ready"
     );
-    let tls = tls_of(&config.server.tls_cert_path, &config.server.tls_key_path)?;
-    let serve = async {
-        match tls {
-            Some(acceptor) => tls::serve(listener, app, acceptor, shutdown.clone().cancelled_owned()).await,
+    let served = serve(&runtime, listeners, &config, shutdown).await;
+    runtime.shutdown(Duration::from_secs(config.server.shutdown_grace_seconds)).await;
+    served?;
+    tracing::info!("Gofer stopped; unfinished runs are resolved at the next start");
+    Ok(())
+}
+
+/// Serves a built runtime on its listeners until `shutdown`: then no new connections are taken, followed streams
+/// (events, logs) end at once, and requests still in flight get `server.shutdown_grace_seconds`.
+pub async fn serve(
+    runtime: &Runtime,
+    listeners: Listeners,
+    config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let gofer = runtime.gofer().clone();
+    if let Some((listener, tls)) = listeners.external {
+        let address = listener.local_addr().ok();
+        let max_body = usize::try_from(config.external_events.max_body_bytes).unwrap_or(usize::MAX);
+        let app = external::router(gofer.clone(), max_body);
+        tracing::info!(
+            ?address,
+            tls = tls.is_some(),
+            "listening for external events at POST /api/external/<extension>"
+        );
+        let stop = shutdown.clone();
+        let connections = runtime.background();
+        runtime.background().spawn(async move {
+            let served = match tls {
+                Some(acceptor) => tls::serve(listener, app, acceptor, stop.cancelled_owned(), &connections).await,
+                None => axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+                    .context("the external-events listener failed"),
+            };
+            if let Err(e) = served {
+                tracing::error!(error = %format!("{e:#}"), "the external-events listener stopped");
+            }
+        });
+    }
+    let timeout = Duration::from_secs(config.server.request_timeout_seconds);
+    let app = api::router(api::AppState::new(gofer, config.development.bypass_auth, timeout, shutdown.clone()));
+    let serving = async {
+        match listeners.api_tls {
+            Some(acceptor) => {
+                let connections = runtime.background();
+                tls::serve(listeners.api, app, acceptor, shutdown.clone().cancelled_owned(), &connections).await
+            }
             None => {
                 let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
                 let served =
-                    axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+                    axum::serve(listeners.api, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
                 served.context("the HTTP server failed")
             }
         }
     };
-    tokio::pin!(serve);
-    // Stopping: no new connections; followed streams end at once; other requests in flight get the grace time.
+    tokio::pin!(serving);
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     tokio::select! {
-        served = &mut serve => served?,
-        () = shutdown.cancelled() => match tokio::time::timeout(grace, &mut serve).await {
-            Ok(served) => served?,
-            Err(_) => tracing::warn!(
-                seconds = grace.as_secs(),
-                "requests still in flight after the shutdown grace time (server.shutdown_grace_seconds); closing them"
-            ),
+        served = &mut serving => served,
+        () = shutdown.cancelled() => match tokio::time::timeout(grace, &mut serving).await {
+            Ok(served) => served,
+            Err(_) => {
+                tracing::warn!(
+                    seconds = grace.as_secs(),
+                    "requests still in flight after the shutdown grace time (server.shutdown_grace_seconds); closing them"
+                );
+                Ok(())
+            }
         },
     }
-    if let Some(external) = external {
-        external.abort();
-    }
-    if tokio::time::timeout(grace, gofer.shutdown_extensions()).await.is_err() {
-        tracing::warn!("extensions did not stop within the shutdown grace time; leaving them");
-    }
-    orchestrator.shutdown();
-    stop_pruning.cancel();
-    tracing::info!("Gofer stopped; unfinished runs are resolved at the next start");
-    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -1,5 +1,6 @@
 //! TLS for the API and the external-events listener, with the operator's certificate and key (rustls, ring).
 
+use gofer_core::background::Background;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -34,13 +35,15 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serves `app` over TLS until `stop` resolves. Each connection's address rides on its requests as `ConnectInfo`,
-/// as with plain HTTP. A handshake that fails ends only that connection.
+/// Serves `app` over TLS until `stop` resolves; each connection is served in `background` (and ends with it). Each
+/// connection's address rides on its requests as `ConnectInfo`, as with plain HTTP. A handshake that fails ends
+/// only that connection.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     acceptor: TlsAcceptor,
     stop: impl std::future::Future<Output = ()>,
+    background: &Background,
 ) -> anyhow::Result<()> {
     tokio::pin!(stop);
     loop {
@@ -56,7 +59,7 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let app = app.clone().layer(axum::Extension(ConnectInfo::<SocketAddr>(address)));
-        tokio::spawn(async move {
+        background.spawn(async move {
             let tls = match acceptor.accept(tcp).await {
                 Ok(tls) => tls,
                 Err(e) => return tracing::debug!(%address, error = %e, "TLS handshake failed"),

@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use super::{Extension, ExternalEvent, ExternalResponse, Status, Trigger};
+use crate::background::Background;
 use crate::events::Events;
 use crate::tokens::new_secret;
 pub use crate::tokens::token_hash;
@@ -51,6 +52,8 @@ pub struct ContainerHost {
     pub scheduler: Arc<dyn Scheduler>,
     pub storage: Arc<dyn Storage>,
     pub events: Events,
+    /// Where supervisors and output readers run.
+    pub background: Background,
 }
 
 impl ContainerHost {
@@ -233,7 +236,7 @@ impl Inner {
         let started = self.host.scheduler.run(&self.spec(&secret)).await.map_err(|e| e.to_string())?;
         let container_id = started.container_id.clone();
         let tail: Arc<Mutex<VecDeque<u8>>> = Arc::default();
-        tokio::spawn(keep_tail(started.output, tail.clone()));
+        self.host.background.spawn(keep_tail(started.output, tail.clone()));
         {
             let mut runtime = self.runtime();
             runtime.container_id = Some(container_id.clone());
@@ -496,7 +499,7 @@ impl ContainerExtension {
             return;
         }
         let stop = CancellationToken::new();
-        let task = tokio::spawn(self.inner.clone().supervise(stop.clone(), running));
+        let task = self.inner.host.background.spawn(self.inner.clone().supervise(stop.clone(), running));
         *supervisor = Some((stop, task));
     }
 

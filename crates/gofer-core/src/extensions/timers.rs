@@ -14,6 +14,7 @@ use gofer_storage::SubscriptionKey;
 use tokio_util::sync::CancellationToken;
 
 use super::{Extension, Trigger, format_duration, only_known, param, parse_duration};
+use crate::background::Background;
 
 /// The next tick after a time (epoch milliseconds), if there is one.
 pub type NextTick = Box<dyn Fn(u64) -> Option<u64> + Send + Sync>;
@@ -35,9 +36,10 @@ impl Timer {
 }
 
 /// The ticking subscriptions of a time-based extension.
-#[derive(Default)]
 struct Timers {
     running: Mutex<HashMap<SubscriptionKey, Timer>>,
+    /// Where the timer tasks run.
+    background: Background,
 }
 
 impl Timers {
@@ -52,7 +54,7 @@ impl Timers {
         let last_fired = subscription.last_fired;
         let next_at = Arc::new(AtomicU64::new(0));
         let shown = next_at.clone();
-        let task = tokio::spawn(async move {
+        let task = self.background.spawn(async move {
             let key = timer_key;
             let mut next = next_tick(if last_fired == 0 { epoch_millis() } else { last_fired });
             while let Some(at) = next {
@@ -129,20 +131,21 @@ pub type Cron = Timed<CronExpressions>;
 impl<S: Schedule> Timed<S> {
     pub const ID: &'static str = S::ID;
 
-    pub fn with(schedule: S) -> Self {
-        Self { schedule, timers: Timers::default() }
+    /// The extension, its timers running in `background`.
+    pub fn with(schedule: S, background: Background) -> Self {
+        Self { schedule, timers: Timers { running: Mutex::default(), background } }
     }
 }
 
 impl Interval {
-    pub fn new(min_interval: Duration) -> Self {
-        Self::with(Every { min_interval })
+    pub fn new(min_interval: Duration, background: Background) -> Self {
+        Self::with(Every { min_interval }, background)
     }
 }
 
-impl Default for Cron {
-    fn default() -> Self {
-        Self::with(CronExpressions)
+impl Cron {
+    pub fn new(background: Background) -> Self {
+        Self::with(CronExpressions, background)
     }
 }
 
@@ -336,7 +339,7 @@ mod tests {
 
     #[test]
     fn interval_settings_are_checked_against_the_minimum() {
-        let interval = Interval::new(Duration::from_secs(60));
+        let interval = Interval::new(Duration::from_secs(60), crate::background::Background::root());
         let settings = |every: &str| BTreeMap::from([("every".to_string(), every.to_string())]);
         interval.validate(&settings("5m")).unwrap();
         let err = interval.validate(&settings("10s")).unwrap_err();

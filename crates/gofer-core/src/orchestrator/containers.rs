@@ -94,7 +94,7 @@ impl Inner {
     pub(super) fn release_container(self: &Arc<Self>, container_id: Option<String>, task_id: &str) {
         let Some(id) = container_id else { return };
         let (scheduler, keep, task) = (self.scheduler.clone(), self.options.keep_containers_for, task_id.to_string());
-        self.tracker.spawn(async move {
+        self.background.spawn(async move {
             if !keep.is_zero() {
                 tokio::time::sleep(keep).await;
             }

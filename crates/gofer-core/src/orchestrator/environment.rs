@@ -12,7 +12,7 @@ use gofer_scheduler::RegistryAuth;
 use crate::error::Result;
 use crate::mask::Masker;
 use crate::objects::ObjectScope;
-use crate::secrets::{self, Reference, Secrets, Unavailable};
+use crate::secrets::{self, Reference, Unavailable};
 use crate::tokens;
 
 use super::{Inner, error_chain};
@@ -68,7 +68,7 @@ impl Inner {
             Some(auth) => {
                 let what = "registry_auth.pass";
                 let pass = match (secrets::sealed_registry_key(&auth.pass), Reference::parse(&auth.pass)) {
-                    (Some(key), _) => match self.secrets()?.for_pipeline(ns, pipeline, &key).await {
+                    (Some(key), _) => match self.secrets.for_pipeline(ns, pipeline, &key).await {
                         Ok(Ok(pass)) => pass,
                         Ok(Err(_)) => return Err(format!("{what}: the sealed password of this config is gone")),
                         Err(e) => return Err(format!("{what}: could not read the password: {}", error_chain(&e))),
@@ -88,10 +88,6 @@ impl Inner {
         Ok(Resolved { env, masker: Masker::new(secret_values), registry_auth })
     }
 
-    pub(super) fn secrets(&self) -> Result<&Secrets, String> {
-        self.secrets.get().ok_or_else(|| "it refers to a secret, but this Gofer has no secret store".to_string())
-    }
-
     /// The value of a secret `reference` in `what` (a variable, the registry password) of a task; the message says
     /// what is missing or forbidden and how to fix it.
     pub(super) async fn secret_value(
@@ -101,7 +97,7 @@ impl Inner {
         reference: Reference<'_>,
     ) -> Result<String, String> {
         let (ns, pipeline) = (&execution.namespace_id, &execution.pipeline_id);
-        let secrets = self.secrets().map_err(|problem| format!("{what}: {problem}"))?;
+        let secrets = &self.secrets;
         let found = match reference {
             Reference::PipelineSecret(key) => secrets.for_pipeline(ns, pipeline, key).await.map(|found| {
                 found.map_err(|_| {
@@ -155,10 +151,7 @@ impl Inner {
 
     /// An object's bytes as a variable's value (UTF-8 text, small enough for an environment variable).
     pub(super) async fn object_variable(&self, name: &str, scope: &ObjectScope, key: &str) -> Result<String, String> {
-        let Some(objects) = self.objects.get() else {
-            return Err(format!("variable {name} refers to object '{key}', but this Gofer has no object store"));
-        };
-        match objects.read_small(scope, key, MAX_OBJECT_VARIABLE).await {
+        match self.objects.read_small(scope, key, MAX_OBJECT_VARIABLE).await {
             Ok(Some(bytes)) => String::from_utf8(bytes.to_vec()).map_err(|_| {
                 format!("variable {name}: object '{key}' of {scope} is not UTF-8 text, which a variable must be")
             }),

@@ -13,8 +13,8 @@ use std::time::Duration;
 use gofer_api::models::{EventKind, Run, RunState, RunStatus, StatusReason, StatusReasonKind};
 use gofer_scheduler::Scheduler;
 use gofer_storage::Storage;
-use tokio_util::task::TaskTracker;
 
+use crate::background::Background;
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::logs::LogStore;
@@ -84,21 +84,29 @@ struct Inner {
     events: Events,
     options: Options,
     slots: Mutex<Slots>,
-    tracker: TaskTracker,
+    /// Run drivers and container removals run here.
+    background: Background,
     /// Where `pipeline_secret{{...}}` and `global_secret{{...}}` are read from.
-    secrets: std::sync::OnceLock<Secrets>,
+    secrets: Secrets,
     /// Where `pipeline_object{{...}}` and `run_object{{...}}` are read from; run objects expire with retention.
-    objects: std::sync::OnceLock<Objects>,
+    objects: Objects,
+}
+
+/// What the orchestrator works with.
+pub struct Parts {
+    pub storage: Arc<dyn Storage>,
+    pub scheduler: Arc<dyn Scheduler>,
+    pub logs: LogStore,
+    pub events: Events,
+    pub secrets: Secrets,
+    pub objects: Objects,
 }
 
 impl Orchestrator {
-    pub fn new(
-        options: Options,
-        storage: Arc<dyn Storage>,
-        scheduler: Arc<dyn Scheduler>,
-        logs: LogStore,
-        events: Events,
-    ) -> Self {
+    /// An orchestrator whose run drivers and container removals run in `background`: cancelling it stops them
+    /// where they are (containers keep running), as a crash would; the next start picks the runs up.
+    pub fn new(options: Options, parts: Parts, background: Background) -> Self {
+        let Parts { storage, scheduler, logs, events, secrets, objects } = parts;
         Self {
             inner: Arc::new(Inner {
                 storage,
@@ -107,21 +115,11 @@ impl Orchestrator {
                 events,
                 options,
                 slots: Mutex::default(),
-                tracker: TaskTracker::new(),
-                secrets: std::sync::OnceLock::new(),
-                objects: std::sync::OnceLock::new(),
+                background,
+                secrets,
+                objects,
             }),
         }
-    }
-
-    /// Lets tasks read objects, and expires run objects.
-    pub fn set_objects(&self, objects: Objects) {
-        let _ = self.inner.objects.set(objects);
-    }
-
-    /// Lets tasks read secrets. Without a secret store, a task that references one fails its precondition.
-    pub fn set_secrets(&self, secrets: Secrets) {
-        let _ = self.inner.secrets.set(secrets);
     }
 
     pub fn logs(&self) -> &LogStore {
@@ -233,17 +231,6 @@ impl Orchestrator {
         }
         self.inner.sweep_leftover_containers().await;
         Ok(())
-    }
-
-    /// Stops accepting work. Containers are left running: the next start resumes the runs they belong to.
-    pub fn shutdown(&self) {
-        self.inner.tracker.close();
-    }
-
-    /// Waits until every run driver has finished (for tests and orderly shutdown).
-    pub async fn wait_idle(&self) {
-        self.inner.tracker.close();
-        self.inner.tracker.wait().await;
     }
 }
 

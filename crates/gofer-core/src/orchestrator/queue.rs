@@ -106,7 +106,7 @@ impl Inner {
 
     pub(super) fn spawn_driver(self: &Arc<Self>, queued: Queued, resume: bool) {
         let inner = self.clone();
-        self.tracker.spawn(async move {
+        self.background.spawn(async move {
             let key = RunKey::of(&queued.run);
             if let Err(e) = inner.clone().drive(queued, resume).await {
                 tracing::error!(run = ?key, error = %error_chain(&e), "run could not be driven to completion");

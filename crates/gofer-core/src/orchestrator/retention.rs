@@ -45,10 +45,8 @@ impl Inner {
                 Err(e) => tracing::warn!(error = %e, "could not apply log retention"),
             }
         }
-        if let Some(objects) = self.objects.get()
-            && let Some(cutoff) = self.retention_cutoff(run, objects.limits().run_objects_runs).await
-        {
-            match objects.expire_runs(&run.namespace_id, &run.pipeline_id, cutoff).await {
+        if let Some(cutoff) = self.retention_cutoff(run, self.objects.limits().run_objects_runs).await {
+            match self.objects.expire_runs(&run.namespace_id, &run.pipeline_id, cutoff).await {
                 Ok(_) => self.revoke_run_tokens(run, cutoff).await,
                 Err(e) => tracing::warn!(error = %error_chain(&e), "could not remove expired run objects"),
             }

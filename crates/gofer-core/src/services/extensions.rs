@@ -104,9 +104,7 @@ impl Gofer {
         self.storage.delete_extension(id).await?;
         self.extensions.remove(id);
         extension.shutdown().await;
-        if let Some(objects) = &self.objects {
-            objects.delete_extension(id).await?;
-        }
+        self.objects.delete_extension(id).await?;
         self.events.publish(EventKind::ExtensionUninstalled { extension_id: id.into() }).await;
         Ok(())
     }

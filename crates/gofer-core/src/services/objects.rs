@@ -5,7 +5,7 @@ use futures::Stream;
 use gofer_api::models::ObjectInfo;
 
 use crate::Gofer;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::objects::{ObjectScope, Objects};
 
 impl Gofer {
@@ -23,7 +23,7 @@ impl Gofer {
                 self.extensions.get(extension_id)?;
             }
         }
-        self.objects.as_ref().ok_or_else(|| Error::Unavailable { message: "this Gofer has no object store".into() })
+        Ok(&self.objects)
     }
 
     /// Stores an object from a byte stream (replacing one with the same key).
@@ -52,7 +52,7 @@ impl Gofer {
     }
 
     /// The largest object an upload may carry.
-    pub fn max_object_bytes(&self) -> Option<u64> {
-        self.objects.as_ref().map(|o| o.limits().max_object_bytes)
+    pub fn max_object_bytes(&self) -> u64 {
+        self.objects.limits().max_object_bytes
     }
 }

@@ -77,11 +77,9 @@ impl Gofer {
     pub(crate) async fn delete_files(&self, namespace_id: &str, pipeline_id: Option<&str>) -> Result<()> {
         let logs = self.orchestrator.logs().remove_all(namespace_id, pipeline_id).await;
         logs.map_err(|e| Error::internal("delete logs", e))?;
-        if let Some(objects) = &self.objects {
-            match pipeline_id {
-                Some(pipeline_id) => objects.delete_pipeline(namespace_id, pipeline_id).await?,
-                None => objects.delete_namespace(namespace_id).await?,
-            }
+        match pipeline_id {
+            Some(pipeline_id) => self.objects.delete_pipeline(namespace_id, pipeline_id).await?,
+            None => self.objects.delete_namespace(namespace_id).await?,
         }
         Ok(())
     }
@@ -124,7 +122,7 @@ impl Gofer {
         // Stored after the config, which creates the pipeline they belong to; again for an unchanged config, so a
         // registration that failed half-way is completed by registering it again.
         for secret in &sealed {
-            self.secrets()?.store_sealed(secret).await?;
+            self.secrets.store_sealed(secret).await?;
         }
         if registered.created {
             self.events
@@ -152,13 +150,7 @@ impl Gofer {
             if secrets::Reference::parse(&auth.pass).is_some() {
                 continue;
             }
-            let secrets = self.secrets.as_ref().ok_or_else(|| Error::Unavailable {
-                message: format!(
-                    "task '{}' has a registry password, but this Gofer has no secret store to seal it in; name a \
-                     secret instead (pipeline_secret{{{{KEY}}}})",
-                    task.id
-                ),
-            })?;
+            let secrets = &self.secrets;
             if secrets::sealed_registry_key(&auth.pass).is_some() {
                 if !secrets.has_registry_password(namespace_id, &config.id, &auth.pass).await? {
                     return Err(Error::invalid(format!(

@@ -5,15 +5,10 @@ use gofer_api::permissions::Token;
 use gofer_api::requests::PutSecretRequest;
 use gofer_storage::SecretScope;
 
-use crate::error::{Error, Result};
-use crate::secrets::Secrets;
+use crate::error::Result;
 use crate::{Gofer, REVEAL_SECRETS};
 
 impl Gofer {
-    pub(crate) fn secrets(&self) -> Result<&Secrets> {
-        self.secrets.as_ref().ok_or_else(|| Error::Unavailable { message: "this Gofer has no secret store".into() })
-    }
-
     /// Where a pipeline's secrets live, once the namespace and pipeline are known to exist.
     pub(crate) async fn pipeline_scope(&self, namespace_id: &str, pipeline_id: &str) -> Result<SecretScope> {
         self.storage.get_namespace(namespace_id).await?;
@@ -29,7 +24,7 @@ impl Gofer {
         request: PutSecretRequest,
     ) -> Result<Secret> {
         let scope = self.pipeline_scope(namespace_id, pipeline_id).await?;
-        self.secrets()?.put(scope, key, &request.value, request.namespaces).await
+        self.secrets.put(scope, key, &request.value, request.namespaces).await
     }
 
     /// A pipeline secret's metadata; with `include_value` also its value, which needs `secrets:reveal`.
@@ -45,21 +40,21 @@ impl Gofer {
         if include_value {
             self.require(caller, REVEAL_SECRETS, Some(namespace_id), Some(pipeline_id)).await?;
         }
-        self.secrets()?.get(&scope, key, include_value).await
+        self.secrets.get(&scope, key, include_value).await
     }
 
     pub async fn list_pipeline_secrets(&self, namespace_id: &str, pipeline_id: &str) -> Result<Vec<Secret>> {
         let scope = self.pipeline_scope(namespace_id, pipeline_id).await?;
-        self.secrets()?.list(&scope).await
+        self.secrets.list(&scope).await
     }
 
     pub async fn delete_pipeline_secret(&self, namespace_id: &str, pipeline_id: &str, key: &str) -> Result<()> {
         let scope = self.pipeline_scope(namespace_id, pipeline_id).await?;
-        self.secrets()?.delete(&scope, key).await
+        self.secrets.delete(&scope, key).await
     }
 
     pub async fn put_global_secret(&self, key: &str, request: PutSecretRequest) -> Result<Secret> {
-        self.secrets()?.put(SecretScope::Global, key, &request.value, request.namespaces).await
+        self.secrets.put(SecretScope::Global, key, &request.value, request.namespaces).await
     }
 
     /// A global secret's metadata; with `include_value` also its value, which needs `secrets:reveal`.
@@ -67,14 +62,14 @@ impl Gofer {
         if include_value {
             self.require(caller, REVEAL_SECRETS, None, None).await?;
         }
-        self.secrets()?.get(&SecretScope::Global, key, include_value).await
+        self.secrets.get(&SecretScope::Global, key, include_value).await
     }
 
     pub async fn list_global_secrets(&self) -> Result<Vec<Secret>> {
-        self.secrets()?.list(&SecretScope::Global).await
+        self.secrets.list(&SecretScope::Global).await
     }
 
     pub async fn delete_global_secret(&self, key: &str) -> Result<()> {
-        self.secrets()?.delete(&SecretScope::Global, key).await
+        self.secrets.delete(&SecretScope::Global, key).await
     }
 }

@@ -14,10 +14,9 @@ use std::time::Duration;
 use gofer_api::config::{Pipeline, RequiredParentStatus, Task};
 use gofer_api::models::{Initiator, Run};
 use gofer_core::Gofer;
-use gofer_core::events::Events;
-use gofer_core::logs::LogStore;
-use gofer_core::objects::{ObjectLimits, Objects};
-use gofer_core::orchestrator::{Options, Orchestrator};
+use gofer_core::objects::ObjectLimits;
+use gofer_core::runtime::{Backends, Options, Runtime};
+use gofer_core::secrets::SecretKey;
 use gofer_storage::Storage;
 
 use crate::scripted::{Scripted, Step};
@@ -26,6 +25,8 @@ struct Harness {
     gofer: Gofer,
     storage: Arc<dyn Storage>,
     scheduler: Arc<Scripted>,
+    /// Kept so its background work lives as long as the test.
+    _runtime: Runtime,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -36,30 +37,49 @@ async fn harness() -> Harness {
     h
 }
 
-/// A Gofer on the data in `dir` and the containers of `scheduler`, as a server process would build it.
+/// A Gofer on the data in `dir` and the containers of `scheduler`, built by the same composition root as the
+/// server's (only the backends differ).
 async fn harness_on(dir: &std::path::Path, scheduler: Arc<Scripted>) -> Harness {
     let storage: Arc<dyn Storage> = Arc::new(gofer_storage_sqlite::SqliteStorage::open(&dir.join("gofer.db")).unwrap());
-    let events = Events::new(storage.clone());
-    let options = Options {
-        installation_id: "test".into(),
-        api_base_url: "http://gofer".into(),
-        stop_grace: Duration::from_secs(5),
-        global_limit: 10,
-        pipeline_limit: 10,
-        max_timeout: Duration::from_secs(3600),
-        log_retention_runs: 0,
-        keep_containers_for: Duration::ZERO,
-    };
-    let orchestrator =
-        Orchestrator::new(options, storage.clone(), scheduler.clone(), LogStore::new(dir.join("logs")), events.clone());
-    let extensions = gofer_core::extensions::Extensions::new(storage.clone(), Vec::new());
     std::fs::create_dir_all(dir.join("objects")).unwrap();
     let store = object_store::local::LocalFileSystem::new_with_prefix(dir.join("objects")).unwrap();
-    let limits = ObjectLimits { max_object_bytes: 1 << 20, pipeline_objects: 10, run_objects_runs: 1 };
-    let gofer = Gofer::new(storage.clone(), orchestrator, events, extensions)
-        .with_objects(Objects::new(Arc::new(store), limits));
-    gofer.ensure_default_namespace().await.unwrap();
-    Harness { gofer, storage, scheduler, _dir: None }
+    let key_file = dir.join("secret.key");
+    let secret_key = match std::fs::read_to_string(&key_file) {
+        Ok(text) => SecretKey::from_base64(&text).unwrap(),
+        Err(_) => {
+            let key = SecretKey::generate().unwrap();
+            std::fs::write(&key_file, key.to_base64()).unwrap();
+            key
+        }
+    };
+    let backends = Backends {
+        storage: storage.clone(),
+        scheduler: scheduler.clone(),
+        object_store: Arc::new(store),
+        secret_key,
+        log_dir: dir.join("logs"),
+    };
+    let options = Options {
+        orchestrator: gofer_core::orchestrator::Options {
+            installation_id: "test".into(),
+            api_base_url: "http://gofer".into(),
+            stop_grace: Duration::from_secs(5),
+            global_limit: 10,
+            pipeline_limit: 10,
+            max_timeout: Duration::from_secs(3600),
+            log_retention_runs: 0,
+            keep_containers_for: Duration::ZERO,
+        },
+        objects: ObjectLimits { max_object_bytes: 1 << 20, pipeline_objects: 10, run_objects_runs: 1 },
+        max_secret_bytes: 1 << 16,
+        event_retention: Duration::from_secs(86_400),
+        min_interval: Duration::from_secs(1),
+        github_webhook_secret: None,
+        container_extensions: None,
+    };
+    let runtime = Runtime::build(backends, options).await.unwrap();
+    runtime.gofer().ensure_default_namespace().await.unwrap();
+    Harness { gofer: runtime.gofer().clone(), storage, scheduler, _runtime: runtime, _dir: None }
 }
 
 fn task(id: &str, command: &[&str]) -> Task {
@@ -324,7 +344,10 @@ fn a_crash_at_any_step_of_an_attempt_is_recovered_and_nothing_runs_twice() {
             h.gofer.orchestrator().recover().await.unwrap();
             let snapshot = h.snapshot("crash", 1).await;
             let log = log_text(&h, "crash", 1, "first").await;
-            h.gofer.orchestrator().wait_idle().await;
+            // Containers go once their outcome is stored, off the path that completes the run.
+            while scheduler.container_count() > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             (snapshot, log)
         });
         assert_eq!(

@@ -39,8 +39,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(gofer: Gofer, dev_mode: bool, request_timeout: std::time::Duration) -> Self {
-        let shutdown = tokio_util::sync::CancellationToken::new();
+    pub fn new(
+        gofer: Gofer,
+        dev_mode: bool,
+        request_timeout: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Self {
         Self { gofer, dev_mode, failures: Arc::default(), request_timeout, shutdown }
     }
 

@@ -39,9 +39,8 @@ async fn put(
 ) -> ApiResult<Json<ObjectInfo>> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if let (Some(declared), Some(max)) = (declared, state.gofer.max_object_bytes())
-        && declared > max
-    {
+    let max = state.gofer.max_object_bytes();
+    if let Some(declared) = declared.filter(|declared| *declared > max) {
         return Err(ApiFailure::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::TooLarge,

@@ -1,0 +1,153 @@
+//! The composition root: one builder makes every part of a Gofer once, fully wired, from the backends its caller
+//! chose (the server from its configuration, a test from a scripted engine), and one place starts and stops the
+//! background work, in the reverse order of building.
+//!
+//! Building starts nothing. [`Runtime::start`] resumes what a previous process left and starts the background
+//! components; [`Runtime::shutdown`] stops them: extensions first (no new triggers), then run drivers (their
+//! containers keep running, for the next start to re-attach), then the event pruner, and waits for every task.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gofer_scheduler::Scheduler;
+use gofer_storage::Storage;
+use object_store::ObjectStore;
+
+use crate::background::Background;
+use crate::error::Result;
+use crate::events::Events;
+use crate::extensions::container::{ContainerHost, ContainerOptions};
+use crate::extensions::{self, Extension, Extensions};
+use crate::logs::LogStore;
+use crate::objects::{ObjectLimits, Objects};
+use crate::orchestrator::{self, Orchestrator};
+use crate::secrets::{SecretKey, Secrets};
+use crate::{Gofer, Parts};
+
+/// What a Gofer stores and runs on.
+pub struct Backends {
+    pub storage: Arc<dyn Storage>,
+    pub scheduler: Arc<dyn Scheduler>,
+    pub object_store: Arc<dyn ObjectStore>,
+    /// Seals secrets; the store refuses a key other than the one its secrets were sealed with.
+    pub secret_key: SecretKey,
+    /// Where task logs are kept.
+    pub log_dir: PathBuf,
+}
+
+/// How the parts behave.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub orchestrator: orchestrator::Options,
+    pub objects: ObjectLimits,
+    pub max_secret_bytes: usize,
+    /// Events older than this are deleted, now and then.
+    pub event_retention: Duration,
+    /// The shortest `every` the interval extension takes.
+    pub min_interval: Duration,
+    /// With a webhook secret, the GitHub extension is installed.
+    pub github_webhook_secret: Option<String>,
+    /// With these, container extensions can be installed.
+    pub container_extensions: Option<ContainerOptions>,
+}
+
+/// How often old events are looked for.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// A built Gofer: its services, and the background work they need.
+pub struct Runtime {
+    gofer: Gofer,
+    events: Events,
+    event_retention: Duration,
+    /// The root of all background work; listeners run in child scopes of it.
+    root: Background,
+    /// One scope per component, in the order they were built.
+    scopes: Scopes,
+}
+
+struct Scopes {
+    events: Background,
+    orchestrator: Background,
+    extensions: Background,
+}
+
+impl Runtime {
+    /// Makes every part once: events, logs, secrets (the key is checked against the store), objects, the
+    /// orchestrator, the extensions, and the services over them. Nothing runs yet.
+    pub async fn build(backends: Backends, options: Options) -> Result<Self> {
+        let Backends { storage, scheduler, object_store, secret_key, log_dir } = backends;
+        let root = Background::root();
+        let scopes = Scopes { events: root.child(), orchestrator: root.child(), extensions: root.child() };
+        let events = Events::new(storage.clone());
+        let secrets = Secrets::open(storage.clone(), &secret_key, options.max_secret_bytes).await?;
+        let objects = Objects::new(object_store, options.objects.clone());
+        let orchestrator = Orchestrator::new(
+            options.orchestrator.clone(),
+            orchestrator::Parts {
+                storage: storage.clone(),
+                scheduler: scheduler.clone(),
+                logs: LogStore::new(log_dir),
+                events: events.clone(),
+                secrets: secrets.clone(),
+                objects: objects.clone(),
+            },
+            scopes.orchestrator.clone(),
+        );
+        let mut builtin: Vec<Arc<dyn Extension>> = vec![
+            Arc::new(extensions::Interval::new(options.min_interval, scopes.extensions.clone())),
+            Arc::new(extensions::Cron::new(scopes.extensions.clone())),
+        ];
+        if let Some(secret) = &options.github_webhook_secret {
+            builtin.push(Arc::new(extensions::github::GitHub::new(secret)));
+        }
+        let mut extensions = Extensions::new(storage.clone(), builtin);
+        if let Some(container_options) = options.container_extensions.clone() {
+            extensions = extensions.with_containers(ContainerHost {
+                options: Arc::new(container_options),
+                scheduler,
+                storage: storage.clone(),
+                events: events.clone(),
+                background: scopes.extensions.clone(),
+            });
+        }
+        let gofer = Gofer::new(Parts { storage, orchestrator, events: events.clone(), extensions, secrets, objects });
+        Ok(Self { gofer, events, event_retention: options.event_retention, root, scopes })
+    }
+
+    /// The services every API route calls.
+    pub fn gofer(&self) -> &Gofer {
+        &self.gofer
+    }
+
+    /// A scope for more background work (listeners); it stops with the runtime.
+    pub fn background(&self) -> Background {
+        self.root.child()
+    }
+
+    /// Picks up what the previous process left (runs in flight and queued, container extensions, subscriptions)
+    /// and starts the event pruner.
+    pub async fn start(&self) -> Result<()> {
+        self.gofer.ensure_default_namespace().await?;
+        self.gofer.orchestrator().recover().await?;
+        self.gofer.restore_subscriptions().await?;
+        self.scopes.events.spawn(self.events.clone().prune(self.event_retention, PRUNE_EVERY));
+        Ok(())
+    }
+
+    /// Stops everything in the reverse order of building: extensions (stopped properly: their containers and
+    /// timers), run drivers (containers keep running), the event pruner, and whatever else runs in the root scope;
+    /// then waits, at most `grace`, for the tasks to end.
+    pub async fn shutdown(self, grace: Duration) {
+        if tokio::time::timeout(grace, self.gofer.shutdown_extensions()).await.is_err() {
+            tracing::warn!("extensions did not stop within the shutdown grace time; leaving them");
+        }
+        self.scopes.extensions.cancel();
+        self.scopes.orchestrator.cancel();
+        self.scopes.events.cancel();
+        self.root.cancel();
+        if tokio::time::timeout(grace, self.root.wait()).await.is_err() {
+            tracing::warn!("background tasks did not end within the shutdown grace time");
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Gofer's composition root: the server configuration (defaults < file < `GOFER_*` environment < flags) and the
+//! backends it names — SQLite in the data dir, the Docker engine, the object store, the secret key — built into
+//! one [`gofer_core::runtime::Runtime`]. `gofer service start` uses it; so will a local run without a server.
+
+pub mod config;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use gofer_core::extensions::container::ContainerOptions;
+use gofer_core::objects::ObjectLimits;
+use gofer_core::orchestrator;
+use gofer_core::runtime::{Backends, Options, Runtime};
+use gofer_core::secrets::SecretKey;
+
+pub use crate::config::{Config, Overrides};
+
+/// A random id for this data dir, created once and kept, so two Gofers can share one container engine.
+pub fn installation_id(data_dir: &Path) -> anyhow::Result<String> {
+    use std::hash::{BuildHasher, Hasher};
+    let path = data_dir.join("installation_id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
+    }
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher
+        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.write_u32(std::process::id());
+    let id = format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff);
+    std::fs::write(&path, &id).with_context(|| format!("could not write {}", path.display()))?;
+    Ok(id)
+}
+
+/// Where the secret key came from.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeySource {
+    Config,
+    File(PathBuf),
+    /// Made by Gofer in the data dir (development mode).
+    DataDir(PathBuf),
+}
+
+pub fn read_key_file(path: &Path) -> anyhow::Result<SecretKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read the secret key file {}", path.display()))?;
+    SecretKey::from_base64(&text).map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))
+}
+
+/// Writes a key file readable by its owner only, replacing any other atomically.
+pub fn write_key_file(path: &Path, key: &SecretKey) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("key.new");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(&temporary).with_context(|| format!("could not write {}", temporary.display()))?;
+    file.write_all(format!("{}\n", key.to_base64()).as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path).with_context(|| format!("could not write {}", path.display()))?;
+    Ok(())
+}
+
+/// The secret key: `secrets.key`, else `secrets.key_file`, else (development mode) the one Gofer keeps in the data
+/// dir, made on the first start when `create` is set.
+pub fn secret_key(config: &Config, data_dir: &Path, create: bool) -> anyhow::Result<(SecretKey, KeySource)> {
+    if !config.secrets.key.is_empty() {
+        let key = SecretKey::from_base64(&config.secrets.key).map_err(|p| anyhow::anyhow!("secrets.key: {p}"))?;
+        return Ok((key, KeySource::Config));
+    }
+    if !config.secrets.key_file.as_os_str().is_empty() {
+        let path = config.secrets.key_file.clone();
+        return Ok((read_key_file(&path)?, KeySource::File(path)));
+    }
+    if !config.development.bypass_auth {
+        anyhow::bail!(
+            "no secret key: outside development mode set secrets.key_file (or GOFER_SECRETS__KEY) to a key made with \
+             `openssl rand -base64 32`"
+        );
+    }
+    let path = data_dir.join("secret.key");
+    if path.exists() {
+        return Ok((read_key_file(&path)?, KeySource::DataDir(path)));
+    }
+    if !create {
+        anyhow::bail!("no secret key is configured and {} does not exist", path.display());
+    }
+    let key = SecretKey::generate()?;
+    write_key_file(&path, &key)?;
+    Ok((key, KeySource::DataDir(path)))
+}
+
+/// The object store the configuration names.
+fn object_store(config: &Config, data_dir: &Path) -> anyhow::Result<Arc<dyn object_store::ObjectStore>> {
+    let settings = &config.objects;
+    let store: Arc<dyn object_store::ObjectStore> = match settings.store.as_str() {
+        "s3" => {
+            let s3 = &settings.s3;
+            let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(&s3.bucket)
+                .with_region(&s3.region)
+                .with_allow_http(s3.allow_http);
+            if !s3.endpoint.is_empty() {
+                // S3-compatible servers address buckets by path, not by host name.
+                builder = builder.with_endpoint(&s3.endpoint).with_virtual_hosted_style_request(false);
+            }
+            if !s3.access_key_id.is_empty() {
+                builder = builder.with_access_key_id(&s3.access_key_id).with_secret_access_key(&s3.secret_access_key);
+            }
+            Arc::new(builder.build().context("invalid [objects.s3] settings")?)
+        }
+        _ => {
+            let path =
+                if settings.path.as_os_str().is_empty() { data_dir.join("objects") } else { settings.path.clone() };
+            std::fs::create_dir_all(&path).with_context(|| format!("could not create {}", path.display()))?;
+            let store = object_store::local::LocalFileSystem::new_with_prefix(&path)
+                .with_context(|| format!("could not use {} for objects", path.display()))?;
+            Arc::new(store)
+        }
+    };
+    Ok(store)
+}
+
+/// The parts' options, as the configuration gives them.
+pub fn options(config: &Config, installation_id: &str) -> anyhow::Result<Options> {
+    let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    Ok(Options {
+        orchestrator: orchestrator::Options {
+            installation_id: installation_id.to_string(),
+            api_base_url: config.task_api_url(),
+            stop_grace: Duration::from_secs(config.runs.stop_grace_seconds),
+            global_limit: count(config.runs.global_limit),
+            pipeline_limit: count(config.runs.pipeline_limit),
+            max_timeout: Duration::from_secs(config.runs.max_timeout_seconds),
+            log_retention_runs: config.runs.log_retention_runs,
+            keep_containers_for: Duration::from_secs(config.runs.keep_containers_seconds),
+        },
+        objects: ObjectLimits {
+            max_object_bytes: config.objects.max_object_bytes,
+            pipeline_objects: count(config.objects.pipeline_objects),
+            run_objects_runs: config.objects.run_objects_runs,
+        },
+        max_secret_bytes: count(config.secrets.max_value_bytes),
+        event_retention: Duration::from_secs(config.events.retention_days.saturating_mul(86_400)),
+        min_interval: config.min_interval()?,
+        github_webhook_secret: Some(config.extensions.github.webhook_secret.clone()).filter(|s| !s.is_empty()),
+        container_extensions: Some(ContainerOptions {
+            installation_id: installation_id.to_string(),
+            gofer_host: config.task_api_url(),
+            log_level: config.log.level.clone(),
+            start_timeout: Duration::from_secs(config.extensions.start_timeout_seconds),
+            health_interval: Duration::from_secs(config.extensions.health_interval_seconds),
+            stop_grace: Duration::from_secs(config.extensions.stop_grace_seconds),
+        }),
+    })
+}
+
+/// Builds the runtime the configuration describes: the data dir and its installation id, the SQLite database, the
+/// Docker engine (which must answer), the object store and the secret key (made in the data dir in development
+/// mode, when none is configured). Nothing runs until [`Runtime::start`].
+pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(&data_dir).with_context(|| {
+        format!("could not create the data dir {}; choose another with --data-dir", data_dir.display())
+    })?;
+    let installation_id = installation_id(&data_dir)?;
+    let storage: Arc<dyn gofer_storage::Storage> =
+        Arc::new(gofer_storage_sqlite::SqliteStorage::open(&data_dir.join("gofer.db"))?);
+    let scheduler: Arc<dyn gofer_scheduler::Scheduler> =
+        Arc::new(gofer_scheduler_docker::DockerScheduler::connect().await?);
+    let (secret_key, source) = secret_key(config, &data_dir, true)?;
+    if let KeySource::DataDir(path) = &source {
+        tracing::warn!(
+            path = %path.display(),
+            "DEVELOPMENT MODE: secrets are sealed with a key Gofer made and keeps in the data dir; whoever can read \
+             the data dir can read the secrets. Set secrets.key_file for production."
+        );
+    }
+    let backends = Backends {
+        storage,
+        scheduler,
+        object_store: object_store(config, &data_dir)?,
+        secret_key,
+        log_dir: data_dir.join("logs"),
+    };
+    Ok(Runtime::build(backends, options(config, &installation_id)?).await?)
+}
+
+/// The data dir's database, for maintenance commands that run without a server (key rotation).
+pub fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn gofer_storage::Storage>> {
+    let path = config.data_dir().join("gofer.db");
+    Ok(Arc::new(gofer_storage_sqlite::SqliteStorage::open(&path)?))
+}
