@@ -27,6 +27,18 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An error with its sources, `: `-separated, for logs and for messages that must carry the cause.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidArgument { message: message.into() }
@@ -53,6 +65,17 @@ impl From<gofer_storage::Error> for Error {
                 ),
             },
             gofer_storage::Error::Backend { context, source } => Self::Internal { context, source },
+        }
+    }
+}
+
+impl From<crate::extensions::Error> for Error {
+    fn from(e: crate::extensions::Error) -> Self {
+        use crate::extensions::Error as E;
+        match e {
+            E::Settings(message) | E::Refused { message, .. } => Self::InvalidArgument { message },
+            E::Storage(e) => e.into(),
+            other => Self::Unavailable { message: error_chain(&other) },
         }
     }
 }

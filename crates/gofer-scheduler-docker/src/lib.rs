@@ -31,13 +31,8 @@ impl DockerScheduler {
     /// checks that the engine answers.
     pub async fn connect() -> Result<Self> {
         let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
-        let unreachable = |e: bollard::errors::Error| Error::Unreachable {
-            endpoint: endpoint.clone(),
-            message: format!(
-                "{e}. Start the Docker engine (for example `dockerd &` or `systemctl start docker`), or set \
-                 DOCKER_HOST to where it listens"
-            ),
-        };
+        let unreachable =
+            |e: bollard::errors::Error| Error::Unreachable { endpoint: endpoint.clone(), source: Box::new(e) };
         let docker = Docker::connect_with_local_defaults().map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
@@ -55,7 +50,7 @@ impl DockerScheduler {
         let mut pull = self.docker.create_image(Some(options), None, credentials);
         while let Some(progress) = pull.next().await {
             if let Err(e) = progress {
-                return Err(Error::Image { image: spec.image.clone(), message: engine_message(&e) });
+                return Err(Error::Image { image: spec.image.clone(), source: Box::new(e) });
             }
         }
         Ok(())
@@ -113,26 +108,18 @@ fn status_of(e: &bollard::errors::Error) -> Option<u16> {
     }
 }
 
-/// The engine's own message where it gave one, else the client error.
-fn engine_message(e: &bollard::errors::Error) -> String {
-    match e {
-        bollard::errors::Error::DockerResponseServerError { message, .. } => message.trim().to_string(),
-        other => other.to_string(),
-    }
-}
-
 fn engine_error(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Error {
     let action = action.into();
-    move |e| Error::Engine { action, message: engine_message(&e) }
+    move |e| Error::Engine { action, source: Box::new(e) }
 }
 
 fn container_error(container: &str, action: &str) -> impl FnOnce(bollard::errors::Error) -> Error {
     let (container, action) = (container.to_string(), action.to_string());
     move |e| {
         if status_of(&e) == Some(404) {
-            Error::NoSuchContainer { container, message: engine_message(&e) }
+            Error::NoSuchContainer { container, source: Box::new(e) }
         } else {
-            Error::Engine { action: format!("{action} container {container}"), message: engine_message(&e) }
+            Error::Engine { action: format!("{action} container {container}"), source: Box::new(e) }
         }
     }
 }
@@ -191,7 +178,7 @@ impl Scheduler for DockerScheduler {
             Some(Err(e)) => Err(container_error(container_id, "wait for")(e)),
             None => Err(Error::Engine {
                 action: format!("wait for container {container_id}"),
-                message: "the engine closed the wait call without an exit status".to_string(),
+                source: Error::cause("the engine closed the wait call without an exit status"),
             }),
         }
     }

@@ -85,9 +85,9 @@ async fn a_missing_image_is_an_image_error_with_the_engines_message() {
     let mut spec = spec("missing", &["true"]);
     spec.image = "gofer-test/no-such-image:never".into();
     match docker.run(&spec).await {
-        Err(Error::Image { image, message }) => {
+        Err(Error::Image { image, source }) => {
             assert_eq!(image, "gofer-test/no-such-image:never");
-            assert!(!message.is_empty());
+            assert!(!source.to_string().is_empty(), "the engine's own error is kept as the source");
         }
         other => panic!("expected an image error, got {other:?}"),
     }

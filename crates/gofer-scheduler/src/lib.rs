@@ -100,17 +100,47 @@ impl std::fmt::Debug for Started {
     }
 }
 
-/// What can go wrong talking to a container engine. Messages carry the engine's own words.
+/// The engine's own error, kept as the source of an [`Error`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// What can go wrong talking to a container engine. The engine's own error is the source: print the whole chain
+/// to show its words.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("image '{image}' is not available: {message}")]
-    Image { image: String, message: String },
-    #[error("no container '{container}': {message}")]
-    NoSuchContainer { container: String, message: String },
-    #[error("the container engine failed to {action}: {message}")]
-    Engine { action: String, message: String },
-    #[error("cannot reach the container engine at {endpoint}: {message}")]
-    Unreachable { endpoint: String, message: String },
+    #[error("image '{image}' is not available")]
+    Image {
+        image: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("no container '{container}'")]
+    NoSuchContainer {
+        container: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("the container engine failed to {action}")]
+    Engine {
+        action: String,
+        #[source]
+        source: Cause,
+    },
+    #[error(
+        "cannot reach the container engine at {endpoint}; start it (for example `dockerd &` or `systemctl start \
+         docker`) or set DOCKER_HOST to where it listens"
+    )]
+    Unreachable {
+        endpoint: String,
+        #[source]
+        source: Cause,
+    },
+}
+
+impl Error {
+    /// A cause that is only words (no error value of the engine's to keep).
+    pub fn cause(message: impl Into<String>) -> Cause {
+        Box::new(std::io::Error::other(message.into()))
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -23,9 +23,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use super::{Extension, ExternalEvent, ExternalResponse, Status, Trigger};
+use super::{Error, Extension, ExternalEvent, ExternalResponse, Status, Trigger};
 use crate::background::Background;
 use crate::events::Events;
+use crate::orchestrator::error_chain;
 use crate::tokens::new_secret;
 pub use crate::tokens::token_hash;
 
@@ -125,8 +126,8 @@ fn token_for(extension_id: &str, secret: &str) -> Token {
 }
 
 /// What an extension answered when it refused a call: its message, else its body.
-fn refusal(status: u16, body: &[u8]) -> String {
-    match serde_json::from_slice::<protocol::ErrorResponse>(body) {
+fn refusal(status: u16, body: &[u8]) -> Error {
+    let message = match serde_json::from_slice::<protocol::ErrorResponse>(body) {
         Ok(error) if !error.message.is_empty() => error.message,
         _ => {
             let text = String::from_utf8_lossy(body);
@@ -137,7 +138,13 @@ fn refusal(status: u16, body: &[u8]) -> String {
                 format!("it answered {status}: {}", text.chars().take(500).collect::<String>())
             }
         }
-    }
+    };
+    Error::Refused { status, message }
+}
+
+/// The extension did not start: why, in words, with the engine's error when there is one.
+fn not_started(reason: impl Into<String>, source: Option<gofer_scheduler::Error>) -> Error {
+    Error::NotStarted { reason: reason.into(), source }
 }
 
 impl Inner {
@@ -229,11 +236,16 @@ impl Inner {
 
     /// Starts the container and waits until it answers `/api/health`, then reads `/api/info`. Returns the token
     /// it carries. On failure nothing is left running, and the message says why, with the container's last output.
-    async fn launch(&self) -> Result<Token, String> {
+    async fn launch(&self) -> Result<Token, Error> {
         self.set_state(ExtensionState::Starting, None).await;
         self.remove_containers().await;
-        let secret = new_secret()?;
-        let started = self.host.scheduler.run(&self.spec(&secret)).await.map_err(|e| e.to_string())?;
+        let secret = new_secret().map_err(|reason| not_started(reason, None))?;
+        let started = self
+            .host
+            .scheduler
+            .run(&self.spec(&secret))
+            .await
+            .map_err(|e| not_started("its container could not be started", Some(e)))?;
         let container_id = started.container_id.clone();
         let tail: Arc<Mutex<VecDeque<u8>>> = Arc::default();
         self.host.background.spawn(keep_tail(started.output, tail.clone()));
@@ -244,20 +256,20 @@ impl Inner {
             runtime.secret = secret.clone();
             runtime.tail = tail;
         }
-        match self.await_health(&container_id).await {
-            Ok(()) => {}
-            Err(problem) => {
-                let problem = format!("{problem}{}", self.tail());
-                self.discard(&container_id).await;
-                return Err(problem);
-            }
+        if let Err(problem) = self.await_health(&container_id).await {
+            let problem = match problem {
+                Error::NotStarted { reason, source } => not_started(format!("{reason}{}", self.tail()), source),
+                other => other,
+            };
+            self.discard(&container_id).await;
+            return Err(problem);
         }
         match self.call::<(), protocol::InfoResponse>(Method::GET, "/api/info", None).await {
             Ok(info) => self.runtime().documentation = info.documentation,
             Err(problem) => {
-                let problem = format!("GET /api/info failed: {problem}{}", self.tail());
+                let problem = format!("GET /api/info failed: {}{}", error_chain(&problem), self.tail());
                 self.discard(&container_id).await;
-                return Err(problem);
+                return Err(not_started(problem, None));
             }
         }
         self.set_state(ExtensionState::Running, None).await;
@@ -273,15 +285,20 @@ impl Inner {
     }
 
     /// Waits for the container's port and its `/api/health` to answer, within the start timeout.
-    async fn await_health(&self, container_id: &str) -> Result<(), String> {
+    async fn await_health(&self, container_id: &str) -> Result<(), Error> {
         let timeout = self.host.options.start_timeout;
         let deadline = Instant::now() + timeout;
         let mut pause = Duration::from_millis(20);
         loop {
-            let info = self.host.scheduler.inspect(container_id).await.map_err(|e| e.to_string())?;
+            let info = self
+                .host
+                .scheduler
+                .inspect(container_id)
+                .await
+                .map_err(|e| not_started("its container could not be inspected", Some(e)))?;
             if !info.is_running() {
                 let code = info.exit_code.map(|c| format!(" with code {c}")).unwrap_or_default();
-                return Err(format!("the container exited{code} before answering GET /api/health"));
+                return Err(not_started(format!("the container exited{code} before answering GET /api/health"), None));
             }
             if let Some(endpoint) = info.endpoint {
                 let base = format!("http://{endpoint}");
@@ -291,11 +308,14 @@ impl Inner {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "it did not answer GET /api/health on port {} within {}s (extensions.start_timeout_seconds); \
+                return Err(not_started(
+                    format!(
+                        "it did not answer GET /api/health on port {} within {}s (extensions.start_timeout_seconds); \
                      is the image an extension that listens on GOFER_EXTENSION_SYSTEM_BIND_ADDRESS?",
-                    protocol::DEFAULT_PORT,
-                    timeout.as_secs()
+                        protocol::DEFAULT_PORT,
+                        timeout.as_secs()
+                    ),
+                    None,
                 ));
             }
             tokio::time::sleep(pause).await;
@@ -309,23 +329,23 @@ impl Inner {
     }
 
     /// Calls the running extension with its bearer secret; a non-2xx answer is an error with its message.
-    async fn call_raw<B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> Result<Bytes, String> {
+    async fn call_raw<B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> Result<Bytes, Error> {
         let (base, secret, state) = {
             let runtime = self.runtime();
             (runtime.base_url.clone(), runtime.secret.clone(), runtime.state)
         };
         let Some(base) = base else {
             let state = state.map(|s| s.to_string()).unwrap_or_else(|| "stopped".into());
-            return Err(format!("extension '{}' is not running (it is {state})", self.id()));
+            return Err(Error::NotRunning { extension: self.id().into(), state });
         };
         let mut request = self.http.request(method, format!("{base}{path}")).bearer_auth(secret).timeout(CALL_TIMEOUT);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| format!("could not reach extension '{}': {e}", self.id()))?;
+        let unreachable = |source| Error::Unreachable { extension: self.id().into(), source };
+        let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
-        let bytes =
-            response.bytes().await.map_err(|e| format!("extension '{}' broke off its answer: {e}", self.id()))?;
+        let bytes = response.bytes().await.map_err(unreachable)?;
         if status.is_success() { Ok(bytes) } else { Err(refusal(status.as_u16(), &bytes)) }
     }
 
@@ -334,15 +354,19 @@ impl Inner {
         method: Method,
         path: &str,
         body: Option<&B>,
-    ) -> Result<T, String> {
+    ) -> Result<T, Error> {
         let bytes = self.call_raw(method, path, body).await?;
         if bytes.is_empty() {
             return Ok(T::default());
         }
-        serde_json::from_slice(&bytes).map_err(|e| format!("answered {path} with something unexpected: {e}"))
+        serde_json::from_slice(&bytes).map_err(|source| Error::Protocol {
+            extension: self.id().into(),
+            path: path.into(),
+            source,
+        })
     }
 
-    async fn subscribe(&self, subscription: &Subscription) -> Result<(), String> {
+    async fn subscribe(&self, subscription: &Subscription) -> Result<(), Error> {
         let request = protocol::SubscribeRequest {
             namespace_id: subscription.namespace_id.clone(),
             pipeline_id: subscription.pipeline_id.clone(),
@@ -362,9 +386,9 @@ impl Inner {
             }
         };
         for subscription in subscriptions.iter().filter(|s| s.enabled) {
-            if let Err(message) = self.subscribe(subscription).await {
+            if let Err(e) = self.subscribe(subscription).await {
                 let key = SubscriptionKey::of(subscription);
-                tracing::warn!(%key, %message, "the extension refused a subscription it is restored with");
+                tracing::warn!(%key, error = %error_chain(&e), "the extension refused a subscription it is restored with");
             }
         }
     }
@@ -419,6 +443,7 @@ impl Inner {
                         self.restore().await;
                     }
                     Err(problem) => {
+                        let problem = error_chain(&problem);
                         tracing::warn!(extension = self.id(), %problem, retry_in = ?backoff, "extension did not start");
                         self.set_state(ExtensionState::Restarting, Some(problem)).await;
                         tokio::select! {
@@ -457,7 +482,7 @@ impl Inner {
         if self.runtime().base_url.is_some() {
             let shutdown = self.call_raw::<()>(Method::POST, "/api/shutdown", None);
             if let Ok(Err(problem)) = tokio::time::timeout(Duration::from_secs(2), shutdown).await {
-                tracing::debug!(extension = self.id(), %problem, "extension did not take the shutdown call");
+                tracing::debug!(extension = self.id(), error = %error_chain(&problem), "extension did not take the shutdown call");
             }
         }
         let container_id = self.runtime().container_id.take();
@@ -487,7 +512,7 @@ impl ContainerExtension {
 
     /// Starts the container and waits for it to be healthy (install). Returns the token to store with it; on
     /// failure nothing is left running.
-    pub async fn launch(&self) -> Result<Token, String> {
+    pub async fn launch(&self) -> Result<Token, Error> {
         self.inner.launch().await
     }
 
@@ -504,11 +529,17 @@ impl ContainerExtension {
     }
 
     /// The container's output as the engine kept it; with `follow`, live until it exits.
-    pub async fn logs(&self, follow: bool) -> Result<BoxStream<'static, gofer_scheduler::Result<Bytes>>, String> {
+    pub async fn logs(&self, follow: bool) -> Result<BoxStream<'static, gofer_scheduler::Result<Bytes>>, Error> {
         let Some(container_id) = self.inner.runtime().container_id.clone() else {
-            return Err(format!("extension '{}' has no container right now; it is not running", self.inner.id()));
+            let state = self.inner.runtime().state.map(|s| s.to_string()).unwrap_or_else(|| "stopped".into());
+            return Err(Error::NotRunning { extension: self.inner.id().into(), state });
         };
-        self.inner.host.scheduler.logs(&container_id, follow).await.map_err(|e| e.to_string())
+        self.inner
+            .host
+            .scheduler
+            .logs(&container_id, follow)
+            .await
+            .map_err(|e| not_started("its container's output could not be read", Some(e)))
     }
 }
 
@@ -536,7 +567,7 @@ impl Extension for ContainerExtension {
         }
     }
 
-    async fn subscribe(&self, subscription: Subscription, _trigger: Arc<dyn Trigger>) -> Result<(), String> {
+    async fn subscribe(&self, subscription: Subscription, _trigger: Arc<dyn Trigger>) -> Result<(), Error> {
         self.inner.subscribe(&subscription).await
     }
 
@@ -546,8 +577,8 @@ impl Extension for ContainerExtension {
             pipeline_id: key.pipeline_id.clone(),
             pipeline_subscription_id: key.label.clone(),
         };
-        if let Err(message) = self.inner.call_raw(Method::DELETE, "/api/subscribe", Some(&request)).await {
-            tracing::warn!(%key, %message, "the extension did not take an unsubscribe");
+        if let Err(e) = self.inner.call_raw(Method::DELETE, "/api/subscribe", Some(&request)).await {
+            tracing::warn!(%key, error = %error_chain(&e), "the extension did not take an unsubscribe");
         }
     }
 
@@ -583,18 +614,16 @@ impl Extension for ContainerExtension {
         }
     }
 
-    async fn debug(&self) -> Result<String, String> {
+    async fn debug(&self) -> Result<String, Error> {
         let answer: protocol::DebugResponse = self.inner.call::<(), _>(Method::GET, "/api/debug", None).await?;
         Ok(answer.info)
     }
 
     /// Starts the extension now; if it does not come up, the supervisor keeps trying with back-off (it is
     /// enabled after all) and the problem is returned.
-    async fn resume(&self) -> Result<(), String> {
+    async fn resume(&self) -> Result<(), Error> {
         let launched = match self.inner.launch().await {
-            Ok(token) => {
-                self.inner.host.storage.put_token(&token).await.map_err(|e| format!("could not store its token: {e}"))
-            }
+            Ok(token) => self.inner.host.storage.put_token(&token).await.map_err(Error::from),
             Err(problem) => Err(problem),
         };
         match launched {
@@ -604,7 +633,7 @@ impl Extension for ContainerExtension {
                 Ok(())
             }
             Err(problem) => {
-                self.inner.set_state(ExtensionState::Restarting, Some(problem.clone())).await;
+                self.inner.set_state(ExtensionState::Restarting, Some(error_chain(&problem))).await;
                 self.supervise(false).await;
                 Err(problem)
             }

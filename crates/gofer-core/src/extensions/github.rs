@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use super::{Extension, ExternalEvent, ExternalResponse, Trigger, only_known, param};
+use super::{Error, Extension, ExternalEvent, ExternalResponse, Trigger, only_known, param};
 
 /// The events the extension handles, with the actions GitHub sends for each (empty: the event has no action).
 const EVENTS: &[(&str, &[&str])] = &[
@@ -243,12 +243,12 @@ impl Extension for GitHub {
         }
     }
 
-    fn validate(&self, settings: &BTreeMap<String, String>) -> Result<(), String> {
-        Filter::parse(settings).map(drop)
+    fn validate(&self, settings: &BTreeMap<String, String>) -> Result<(), Error> {
+        Filter::parse(settings).map(drop).map_err(Error::Settings)
     }
 
-    async fn subscribe(&self, subscription: Subscription, _trigger: Arc<dyn Trigger>) -> Result<(), String> {
-        let filter = Filter::parse(&subscription.settings)?;
+    async fn subscribe(&self, subscription: Subscription, _trigger: Arc<dyn Trigger>) -> Result<(), Error> {
+        let filter = Filter::parse(&subscription.settings).map_err(Error::Settings)?;
         self.subscriptions().insert(SubscriptionKey::of(&subscription), filter);
         Ok(())
     }
@@ -306,7 +306,7 @@ impl Extension for GitHub {
         for key in &matching {
             match trigger.fire(key, epoch_millis(), vars.clone()).await {
                 Ok(run) => started.push(format!("{}/{} run {run}", key.namespace_id, key.pipeline_id)),
-                Err(message) => failed.push(format!("{key}: {message}")),
+                Err(e) => failed.push(format!("{key}: {e}")),
             }
         }
         let mut message = format!("{} run(s) started", started.len());
@@ -319,7 +319,7 @@ impl Extension for GitHub {
         ExternalResponse::new(200, message)
     }
 
-    async fn debug(&self) -> Result<String, String> {
+    async fn debug(&self) -> Result<String, Error> {
         let mut lines: Vec<String> = self
             .subscriptions()
             .iter()

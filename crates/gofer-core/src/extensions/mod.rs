@@ -21,19 +21,53 @@ use gofer_storage::{Storage, SubscriptionKey};
 
 use self::container::{ContainerExtension, ContainerHost};
 pub use self::timers::{Cron, Interval};
-use crate::error::{Error, Result};
+use crate::error::Result;
+
+/// What can go wrong between Gofer and an extension. Callers branch on the variant: settings an extension refuses
+/// are the user's to fix (400), an extension that cannot be reached or did not start is the operator's (503).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The settings are not what the extension takes; the message says what is wrong and how to fix it.
+    #[error("{0}")]
+    Settings(String),
+    /// The extension refused the call, in its own words.
+    #[error("{message}")]
+    Refused { status: u16, message: String },
+    /// The extension is not running now.
+    #[error("extension '{extension}' is not running (it is {state})")]
+    NotRunning { extension: String, state: String },
+    /// The extension could not be reached, or broke off its answer.
+    #[error("could not reach extension '{extension}'")]
+    Unreachable {
+        extension: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The extension answered with something that is not the protocol.
+    #[error("extension '{extension}' answered {path} with something unexpected")]
+    Protocol {
+        extension: String,
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The extension's container did not start, or never answered.
+    #[error("{reason}")]
+    NotStarted {
+        reason: String,
+        #[source]
+        source: Option<gofer_scheduler::Error>,
+    },
+    #[error(transparent)]
+    Storage(#[from] gofer_storage::Error),
+}
 
 /// Starts a run on behalf of a subscription; implemented by the services, handed to extensions.
 #[async_trait]
 pub trait Trigger: Send + Sync {
     /// Records that the subscription fired at `at`, then starts a run of its pipeline with `variables` (on top of
     /// `GOFER_EXTENSION_ID` and `GOFER_EXTENSION_SUBSCRIPTION`). Returns the run's id, or why none started.
-    async fn fire(
-        &self,
-        key: &SubscriptionKey,
-        at: u64,
-        variables: BTreeMap<String, String>,
-    ) -> std::result::Result<u64, String>;
+    async fn fire(&self, key: &SubscriptionKey, at: u64, variables: BTreeMap<String, String>) -> Result<u64>;
 }
 
 /// A request that reached the external-events listener for one extension.
@@ -84,13 +118,12 @@ pub trait Extension: Send + Sync {
     }
     /// Checks a subscription's settings without subscribing, where the extension can do so locally; the message
     /// says what is wrong and how to fix it. Extensions that can only tell by subscribing accept here.
-    fn validate(&self, _settings: &BTreeMap<String, String>) -> std::result::Result<(), String> {
+    fn validate(&self, _settings: &BTreeMap<String, String>) -> std::result::Result<(), Error> {
         Ok(())
     }
     /// Starts triggering for a subscription (also called to restore subscriptions). Refusing the settings
     /// returns the extension's message.
-    async fn subscribe(&self, subscription: Subscription, trigger: Arc<dyn Trigger>)
-    -> std::result::Result<(), String>;
+    async fn subscribe(&self, subscription: Subscription, trigger: Arc<dyn Trigger>) -> std::result::Result<(), Error>;
     /// Stops triggering for a subscription; once it returns, the subscription starts no more runs. Unknown
     /// subscriptions are ignored.
     async fn unsubscribe(&self, key: &SubscriptionKey);
@@ -99,9 +132,9 @@ pub trait Extension: Send + Sync {
         ExternalResponse::new(404, format!("extension '{}' takes no external events", self.id()))
     }
     /// The extension's view of itself, for people debugging it.
-    async fn debug(&self) -> std::result::Result<String, String>;
+    async fn debug(&self) -> std::result::Result<String, Error>;
     /// Starts the extension again after it was stopped (enabling a disabled extension). Built-ins need nothing.
-    async fn resume(&self) -> std::result::Result<(), String> {
+    async fn resume(&self) -> std::result::Result<(), Error> {
         Ok(())
     }
     /// Stops everything: no more triggers until `resume`.
@@ -240,7 +273,7 @@ impl Extensions {
 
     pub fn get(&self, id: &str) -> Result<Arc<dyn Extension>> {
         let installed = self.installed.read().unwrap_or_else(|p| p.into_inner());
-        installed.get(id).cloned().ok_or_else(|| Error::NotFound {
+        installed.get(id).cloned().ok_or_else(|| crate::Error::NotFound {
             what: format!("extension '{id}' (installed: {})", installed.keys().cloned().collect::<Vec<_>>().join(", ")),
         })
     }

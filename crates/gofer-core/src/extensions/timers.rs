@@ -13,7 +13,7 @@ use gofer_api::protocol::Documentation;
 use gofer_storage::SubscriptionKey;
 use tokio_util::sync::CancellationToken;
 
-use super::{Extension, Trigger, format_duration, only_known, param, parse_duration};
+use super::{Error, Extension, Trigger, format_duration, only_known, param, parse_duration};
 use crate::background::Background;
 
 /// The next tick after a time (epoch milliseconds), if there is one.
@@ -65,8 +65,8 @@ impl Timers {
                     () = cancelled.cancelled() => return,
                 }
                 let fired = epoch_millis();
-                if let Err(message) = trigger.fire(&key, fired, BTreeMap::new()).await {
-                    tracing::warn!(%key, %message, "a tick started no run");
+                if let Err(e) = trigger.fire(&key, fired, BTreeMap::new()).await {
+                    tracing::warn!(%key, error = %e, "a tick started no run");
                 }
                 next = next_tick(fired);
             }
@@ -163,16 +163,12 @@ impl<S: Schedule> Extension for Timed<S> {
         self.schedule.documentation()
     }
 
-    fn validate(&self, settings: &BTreeMap<String, String>) -> std::result::Result<(), String> {
-        self.schedule.next_tick(settings).map(drop)
+    fn validate(&self, settings: &BTreeMap<String, String>) -> std::result::Result<(), Error> {
+        self.schedule.next_tick(settings).map(drop).map_err(Error::Settings)
     }
 
-    async fn subscribe(
-        &self,
-        subscription: Subscription,
-        trigger: Arc<dyn Trigger>,
-    ) -> std::result::Result<(), String> {
-        let next_tick = self.schedule.next_tick(&subscription.settings)?;
+    async fn subscribe(&self, subscription: Subscription, trigger: Arc<dyn Trigger>) -> std::result::Result<(), Error> {
+        let next_tick = self.schedule.next_tick(&subscription.settings).map_err(Error::Settings)?;
         self.timers.start(&subscription, next_tick, trigger).await;
         Ok(())
     }
@@ -181,7 +177,7 @@ impl<S: Schedule> Extension for Timed<S> {
         self.timers.stop(key).await;
     }
 
-    async fn debug(&self) -> std::result::Result<String, String> {
+    async fn debug(&self) -> std::result::Result<String, Error> {
         Ok(self.timers.describe())
     }
 
@@ -342,11 +338,14 @@ mod tests {
         let interval = Interval::new(Duration::from_secs(60), crate::background::Background::root());
         let settings = |every: &str| BTreeMap::from([("every".to_string(), every.to_string())]);
         interval.validate(&settings("5m")).unwrap();
-        let err = interval.validate(&settings("10s")).unwrap_err();
-        assert!(err.contains("shorter than this server's minimum of 1m"), "{err}");
-        assert!(interval.validate(&BTreeMap::new()).unwrap_err().contains("'every' is required"));
+        let refused = |settings: &BTreeMap<String, String>| match interval.validate(settings) {
+            Err(Error::Settings(message)) => message,
+            other => panic!("expected refused settings, got {other:?}"),
+        };
+        assert!(refused(&settings("10s")).contains("shorter than this server's minimum of 1m"));
+        assert!(refused(&BTreeMap::new()).contains("'every' is required"));
         let mut extra = settings("5m");
         extra.insert("cron".into(), "x".into());
-        assert!(interval.validate(&extra).unwrap_err().contains("unknown setting 'cron'"));
+        assert!(refused(&extra).contains("unknown setting 'cron'"));
     }
 }

@@ -17,7 +17,7 @@ use crate::mask::Masker;
 
 use super::queue::RunControl;
 use super::run::{deadline_from, sleep_until_deadline};
-use super::{Inner, reason};
+use super::{Inner, error_chain, reason};
 
 /// How long to wait for a container's output stream to end after the container exited.
 const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,7 +55,7 @@ impl Inner {
                 Ok(outcome) => outcome,
                 Err(e) => Outcome {
                     status: TaskStatus::Failed,
-                    reason: Some(reason(StatusReasonKind::SchedulerError, &e.to_string())),
+                    reason: Some(reason(StatusReasonKind::SchedulerError, &error_chain(&e))),
                     exit_code: None,
                 },
             };
@@ -255,7 +255,10 @@ impl Inner {
             Some(Err(e)) => {
                 let why = reason(
                     StatusReasonKind::SchedulerError,
-                    &format!("lost track of the container while it ran (the engine may have restarted): {e}"),
+                    &format!(
+                        "lost track of the container while it ran (the engine may have restarted): {}",
+                        error_chain(&e)
+                    ),
                 );
                 return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
             }
@@ -273,7 +276,10 @@ impl Inner {
             // container itself. That is the engine's doing, not the task's.
             let why = reason(
                 StatusReasonKind::SchedulerError,
-                &format!("the container engine stopped the container (exit code {code}) and went away: {e}"),
+                &format!(
+                    "the container engine stopped the container (exit code {code}) and went away: {}",
+                    error_chain(&e)
+                ),
             );
             return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) });
         }

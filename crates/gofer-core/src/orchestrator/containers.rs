@@ -76,7 +76,7 @@ impl Inner {
             Some(info) => Ok(Some(info)),
             None if execution.container_id.is_some() => Err(gofer_scheduler::Error::NoSuchContainer {
                 container: execution.container_id.clone().unwrap_or_default(),
-                message: "the container disappeared while Gofer was not running".into(),
+                source: gofer_scheduler::Error::cause("the container disappeared while Gofer was not running"),
             }),
             None => Ok(None),
         }

@@ -30,6 +30,8 @@ mod retention;
 mod run;
 
 pub use environment::task_variables;
+
+pub use crate::error::error_chain;
 use queue::{Queued, RunControl, Slots};
 
 /// Settings of the orchestrator.
@@ -232,18 +234,6 @@ impl Orchestrator {
         self.inner.sweep_leftover_containers().await;
         Ok(())
     }
-}
-
-/// Formats an error with its sources, for logs.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 impl Inner {

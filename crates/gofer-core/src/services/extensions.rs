@@ -10,7 +10,7 @@ use gofer_api::models::EventKind;
 use gofer_api::models::{Extension, ExtensionKind, ExtensionRegistration, Subscription};
 use gofer_api::requests::InstallExtensionRequest;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, error_chain};
 use crate::extensions::{self, Extension as _, ExternalEvent, ExternalResponse};
 use crate::{Gofer, identifier};
 
@@ -35,7 +35,7 @@ impl Gofer {
             (false, true, ExtensionKind::Builtin) => self.extensions.restore(Some(id), Arc::new(self.clone())).await?,
             (true, false, ExtensionKind::Container) => extension.shutdown().await,
             (false, true, ExtensionKind::Container) => {
-                if let Err(problem) = extension.resume().await {
+                if let Err(problem) = extension.resume().await.map_err(|e| error_chain(&e)) {
                     // Stays enabled (the operator asked for it) and keeps being retried; the problem shows on it.
                     return Err(Error::Unavailable {
                         message: format!(
@@ -77,10 +77,9 @@ impl Gofer {
             created: epoch_millis(),
         };
         let extension = host.extension(registration.clone());
-        let token = extension
-            .launch()
-            .await
-            .map_err(|problem| Error::invalid(format!("extension '{}' was not installed: {problem}", request.id)))?;
+        let token = extension.launch().await.map_err(|problem| {
+            Error::invalid(format!("extension '{}' was not installed: {}", request.id, error_chain(&problem)))
+        })?;
         let role = gofer_api::permissions::extension_role(&request.id);
         if let Err(e) = self.storage.insert_extension(&registration, &role, &token).await {
             extension.shutdown().await;
@@ -119,7 +118,7 @@ impl Gofer {
         let Some(container) = self.extensions.container(id) else {
             return Err(Error::invalid(format!("'{id}' is built in; it writes to the Gofer server's own log")));
         };
-        let stream = container.logs(follow).await.map_err(|message| Error::Unavailable { message })?;
+        let stream = container.logs(follow).await.map_err(|e| Error::Unavailable { message: error_chain(&e) })?;
         Ok(stream.map(|chunk| chunk.map_err(std::io::Error::other)))
     }
 
@@ -154,8 +153,8 @@ impl Gofer {
     /// The extension's own view of itself.
     pub async fn debug_extension(&self, extension_id: &str) -> Result<String> {
         let extension = self.extensions.get(extension_id)?;
-        extension.debug().await.map_err(|message| Error::Unavailable {
-            message: format!("extension '{extension_id}' did not answer its debug call: {message}"),
+        extension.debug().await.map_err(|e| Error::Unavailable {
+            message: format!("extension '{extension_id}' did not answer its debug call: {}", error_chain(&e)),
         })
     }
 }

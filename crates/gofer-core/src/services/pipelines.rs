@@ -184,7 +184,7 @@ impl Gofer {
             if !self.extensions.is_enabled(&d.extension).await? {
                 return Err(refused(format!("the extension is disabled (gofer extension enable {})", d.extension)));
             }
-            extension.validate(&d.settings).map_err(|message| refused(format!("settings refused: {message}")))?;
+            extension.validate(&d.settings).map_err(|e| refused(format!("settings refused: {e}")))?;
         }
         Ok(())
     }

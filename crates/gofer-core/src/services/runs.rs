@@ -189,16 +189,11 @@ impl Gofer {
 
 #[async_trait::async_trait]
 impl Trigger for Gofer {
-    async fn fire(
-        &self,
-        key: &SubscriptionKey,
-        at: u64,
-        extra: BTreeMap<String, String>,
-    ) -> std::result::Result<u64, String> {
+    async fn fire(&self, key: &SubscriptionKey, at: u64, extra: BTreeMap<String, String>) -> Result<u64> {
         // Record the tick first: a crash right after may lose this run, but never starts it twice.
         if let Err(e) = self.storage.record_subscription_fired(key, at).await {
             tracing::warn!(%key, error = %e, "could not record a subscription's tick; not starting a run");
-            return Err(format!("could not record the tick: {e}"));
+            return Err(e.into());
         }
         let mut variables = extra;
         variables.insert("GOFER_EXTENSION_ID".into(), key.extension_id.clone());
@@ -214,7 +209,7 @@ impl Trigger for Gofer {
             }
             Err(e) => {
                 tracing::warn!(%key, error = %e, "subscription could not start a run");
-                Err(e.to_string())
+                Err(e)
             }
         }
     }

@@ -9,13 +9,25 @@ use gofer_api::models::Subscription;
 use gofer_api::requests::SubscribeRequest;
 use gofer_storage::SubscriptionKey;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, error_chain};
+use crate::extensions;
 use crate::{Gofer, identifier};
 
 /// One change a deploy made to a pipeline's subscriptions, to undo it if the deploy fails.
 pub(crate) struct Reconciled {
     pub(crate) old: Option<Subscription>,
     pub(crate) new: Option<Subscription>,
+}
+
+/// What an extension's failure means to the caller: settings it refused are the caller's to fix (400); an
+/// extension that cannot be reached, or did not start, is not (503).
+pub(crate) fn extension_failed(extension_id: &str, doing: &str, e: extensions::Error) -> Error {
+    let message = format!("extension '{extension_id}' {doing}: {}", error_chain(&e));
+    match e {
+        extensions::Error::Settings(_) | extensions::Error::Refused { .. } => Error::invalid(message),
+        extensions::Error::Storage(e) => e.into(),
+        _ => Error::Unavailable { message },
+    }
 }
 
 impl Gofer {
@@ -80,13 +92,10 @@ impl Gofer {
         let extension = self.extensions.get(&subscription.extension_id)?;
         self.storage.insert_subscription(subscription).await?;
         let active = subscription.enabled && self.extensions.is_enabled(&subscription.extension_id).await?;
-        if active && let Err(message) = extension.subscribe(subscription.clone(), Arc::new(self.clone())).await {
+        if active && let Err(e) = extension.subscribe(subscription.clone(), Arc::new(self.clone())).await {
             // Leave nothing half-made: the extension did not take it, so it is not stored either.
             self.storage.delete_subscription(&SubscriptionKey::of(subscription)).await?;
-            return Err(Error::invalid(format!(
-                "extension '{}' refused the subscription: {message}",
-                subscription.extension_id
-            )));
+            return Err(extension_failed(&subscription.extension_id, "did not take the subscription", e));
         }
         Ok(())
     }
@@ -140,9 +149,9 @@ impl Gofer {
                 request.extension_id, request.extension_id
             )));
         }
-        extension.validate(&request.settings).map_err(|message| {
-            Error::invalid(format!("extension '{}' refused the settings: {message}", request.extension_id))
-        })?;
+        extension
+            .validate(&request.settings)
+            .map_err(|e| extension_failed(&request.extension_id, "refused the settings", e))?;
         let subscription = Subscription {
             namespace_id: namespace_id.into(),
             pipeline_id: pipeline_id.into(),
@@ -173,12 +182,9 @@ impl Gofer {
         if !enabled {
             extension.unsubscribe(key).await;
         } else if self.extensions.is_enabled(&key.extension_id).await?
-            && let Err(message) = extension.subscribe(subscription.clone(), Arc::new(self.clone())).await
+            && let Err(e) = extension.subscribe(subscription.clone(), Arc::new(self.clone())).await
         {
-            return Err(Error::invalid(format!(
-                "extension '{}' refused the subscription: {message}",
-                key.extension_id
-            )));
+            return Err(extension_failed(&key.extension_id, "did not take the subscription", e));
         }
         Ok(subscription)
     }

@@ -94,7 +94,7 @@ impl Scripted {
     fn container(&self, container_id: &str) -> Result<Container> {
         self.containers.lock().unwrap().get(container_id).cloned().ok_or_else(|| Error::NoSuchContainer {
             container: container_id.into(),
-            message: "no such container".into(),
+            source: Error::cause("no such container"),
         })
     }
 
@@ -165,7 +165,10 @@ impl Scheduler for Scripted {
         self.maybe_crash(Step::Attached).await;
         if let Play::StartFails = container.play {
             self.containers.lock().unwrap().remove(container_id);
-            return Err(Error::Engine { action: "start the container".into(), message: "scripted failure".into() });
+            return Err(Error::Engine {
+                action: "start the container".into(),
+                source: Error::cause("scripted failure"),
+            });
         }
         self.set_state(container_id, ContainerState::Running, None);
         self.started.fetch_add(1, Ordering::Relaxed);
@@ -194,7 +197,9 @@ impl Scheduler for Scripted {
                     () = container.stopped.cancelled() => self.exit(container_id, 143).await,
                 }
             }
-            Play::StartFails => Err(Error::NoSuchContainer { container: container_id.into(), message: "".into() }),
+            Play::StartFails => {
+                Err(Error::NoSuchContainer { container: container_id.into(), source: Error::cause("never started") })
+            }
         }
     }
 
