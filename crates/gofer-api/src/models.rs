@@ -3,7 +3,6 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::config;
 
@@ -11,7 +10,8 @@ use crate::config;
 pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// A partition of pipelines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Namespace {
     pub id: String,
     pub name: String,
@@ -23,7 +23,8 @@ pub struct Namespace {
 }
 
 /// Whether a pipeline takes new runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PipelineState {
     Active,
@@ -31,7 +32,8 @@ pub enum PipelineState {
 }
 
 /// A pipeline: its identity, state and which config version new runs use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Pipeline {
     pub namespace_id: String,
     pub pipeline_id: String,
@@ -48,7 +50,8 @@ pub struct Pipeline {
 }
 
 /// Where a config version stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConfigState {
     /// Registered, never deployed.
@@ -60,7 +63,8 @@ pub enum ConfigState {
 }
 
 /// One immutable, registered version of a pipeline's config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PipelineConfig {
     pub namespace_id: String,
     pub pipeline_id: String,
@@ -73,7 +77,8 @@ pub struct PipelineConfig {
 }
 
 /// Where a run is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
     Pending,
@@ -82,7 +87,8 @@ pub enum RunState {
 }
 
 /// How a run ended; `unknown` until it is complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Unknown,
@@ -92,7 +98,8 @@ pub enum RunStatus {
 }
 
 /// Why a run or task ended the way it did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StatusReasonKind {
     /// A container exited non-zero.
@@ -113,14 +120,16 @@ pub enum StatusReasonKind {
 }
 
 /// A status reason with a human-readable description.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusReason {
     pub reason: StatusReasonKind,
     pub description: String,
 }
 
 /// Where a variable came from; later sources override earlier ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum VariableSource {
     System,
@@ -130,7 +139,8 @@ pub enum VariableSource {
 }
 
 /// One environment variable with its origin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Variable {
     pub key: String,
     pub value: String,
@@ -138,7 +148,8 @@ pub struct Variable {
 }
 
 /// Who or what started a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Initiator {
     /// `user`, `extension` or `system`.
     pub kind: String,
@@ -147,7 +158,8 @@ pub struct Initiator {
 }
 
 /// One execution of a pipeline config version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Run {
     pub namespace_id: String,
     pub pipeline_id: String,
@@ -176,7 +188,8 @@ impl Run {
 }
 
 /// Where a task execution is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Being prepared (variables, image).
@@ -189,7 +202,8 @@ pub enum TaskState {
 }
 
 /// How a task execution ended; `unknown` until it is complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     Unknown,
@@ -201,7 +215,8 @@ pub enum TaskStatus {
 }
 
 /// One task of one run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskExecution {
     pub namespace_id: String,
     pub pipeline_id: String,
@@ -234,7 +249,8 @@ pub struct TaskExecution {
 }
 
 /// One earlier attempt of a task that was retried.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attempt {
     pub attempt: u32,
     pub started: u64,
@@ -246,7 +262,8 @@ pub struct Attempt {
 }
 
 /// A pipeline's subscription to an extension: the extension starts runs of the pipeline as its settings say.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Subscription {
     pub namespace_id: String,
     pub pipeline_id: String,
@@ -265,7 +282,8 @@ pub struct Subscription {
 }
 
 /// How an extension is run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ExtensionKind {
     /// Compiled into Gofer and run in-process.
@@ -275,7 +293,8 @@ pub enum ExtensionKind {
 }
 
 /// One setting an extension understands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExtensionParameter {
     pub key: String,
     pub required: bool,
@@ -283,7 +302,8 @@ pub struct ExtensionParameter {
 }
 
 /// A stored object's key, size and last change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
@@ -291,7 +311,8 @@ pub struct ObjectInfo {
 }
 
 /// A secret's metadata, and its value only when asked for with `include_secret=true`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Secret {
     pub key: String,
     /// Global secrets: the namespace patterns (`*` and `?` wildcards, matching whole ids) that may use it.
@@ -304,7 +325,8 @@ pub struct Secret {
 }
 
 /// A container extension as installed: what Gofer needs to start it again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExtensionRegistration {
     pub id: String,
     pub image: String,
@@ -316,7 +338,8 @@ pub struct ExtensionRegistration {
 }
 
 /// Where an extension is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ExtensionState {
     /// Its container is starting and Gofer waits for it to answer `/api/health`.
@@ -330,7 +353,8 @@ pub enum ExtensionState {
 }
 
 /// An installed extension.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Extension {
     pub id: String,
     pub kind: ExtensionKind,
@@ -356,14 +380,16 @@ pub struct Extension {
 }
 
 /// Server-wide switches.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SystemSettings {
     /// When set, new runs are refused (runs in flight and queued runs go on).
     pub maintenance: bool,
 }
 
 /// Something that happened, in order; `id` grows by one per event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     pub id: u64,
     /// Epoch milliseconds.
@@ -372,7 +398,8 @@ pub struct Event {
 }
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     ConfigRegistered {

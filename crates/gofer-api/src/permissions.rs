@@ -1,10 +1,10 @@
 //! What each API route needs: a resource and an action. Every route declares one; enforcement arrives with auth.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// The kinds of things a permission can be about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Resource {
     Namespaces,
@@ -23,7 +23,8 @@ pub enum Resource {
 }
 
 /// What is done to the resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Read,
@@ -35,7 +36,8 @@ pub enum Action {
 }
 
 /// The permission a route requires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Permission {
     pub resource: Resource,
     pub action: Action,
@@ -146,7 +148,8 @@ fn any() -> Vec<String> {
 
 /// What a role grants: `actions` on `resources` (all resources when empty), within the namespaces and pipelines
 /// whose ids match the patterns (whole ids, `*` and `?` wildcards).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
     #[serde(default)]
@@ -220,7 +223,8 @@ impl Grant {
 }
 
 /// A named set of grants that tokens carry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Role {
     pub id: String,
@@ -282,7 +286,8 @@ pub fn system_roles() -> Vec<Role> {
 }
 
 /// An API token. Only the SHA-256 of its secret is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Token {
     pub id: String,
     /// Hex SHA-256 of the secret; never shown.

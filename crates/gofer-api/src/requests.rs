@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
 use crate::config;
 use crate::models::{Extension, Namespace, Pipeline, PipelineConfig, PipelineState, Run, Subscription, TaskExecution};
@@ -14,8 +13,9 @@ pub const DEFAULT_PAGE_LIMIT: u64 = 50;
 pub const MAX_PAGE_LIMIT: u64 = 1000;
 
 /// Paging of list endpoints; results come newest first.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct PageQuery {
     /// How many items to return (1–1000, default 50).
     pub limit: Option<u64>,
@@ -24,7 +24,8 @@ pub struct PageQuery {
 }
 
 /// Body of `GET /api/health`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
     pub version: String,
@@ -32,7 +33,8 @@ pub struct Health {
 }
 
 /// Body of `POST /api/namespaces`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateNamespaceRequest {
     pub id: String,
     #[serde(default)]
@@ -41,34 +43,39 @@ pub struct CreateNamespaceRequest {
     pub description: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListNamespacesResponse {
     pub namespaces: Vec<Namespace>,
     /// Offset of the next page, if there is one.
     pub next_offset: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListPipelinesResponse {
     pub pipelines: Vec<Pipeline>,
     pub next_offset: Option<u64>,
 }
 
 /// Body of `PATCH /api/namespaces/{namespace_id}/pipelines/{pipeline_id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdatePipelineRequest {
     pub state: PipelineState,
 }
 
 /// Body of `POST /api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterConfigRequest {
     /// The JSON a pipeline program printed with `.finish()`.
     pub config: config::Pipeline,
 }
 
 /// What registering a config did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterConfigResponse {
     /// The registered version, or the existing latest one when the config was identical to it.
     pub config: PipelineConfig,
@@ -76,34 +83,39 @@ pub struct RegisterConfigResponse {
     pub created: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListConfigsResponse {
     pub configs: Vec<PipelineConfig>,
     pub next_offset: Option<u64>,
 }
 
 /// Body of `POST /api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StartRunRequest {
     /// Variables for every task of the run; they override the config's variables.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListRunsResponse {
     pub runs: Vec<Run>,
     pub next_offset: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListTaskExecutionsResponse {
     pub task_executions: Vec<TaskExecution>,
 }
 
 /// Query of the log endpoint.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct LogsQuery {
     /// Keep the response open and stream new output until the task completes.
     #[serde(default)]
@@ -113,7 +125,8 @@ pub struct LogsQuery {
 }
 
 /// Body of the PUT routes that store a secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PutSecretRequest {
     pub value: String,
     /// Global secrets only: the namespace patterns that may use it (`*` and `?` wildcards; whole ids).
@@ -122,26 +135,30 @@ pub struct PutSecretRequest {
 }
 
 /// Query of the secret GET routes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct SecretQuery {
     /// Include the value in the answer.
     #[serde(default)]
     pub include_secret: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListSecretsResponse {
     pub secrets: Vec<crate::models::Secret>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListObjectsResponse {
     pub objects: Vec<crate::models::ObjectInfo>,
 }
 
 /// Body of `POST /api/tokens`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateTokenRequest {
     /// Who holds it (a person, a team, a robot).
     pub user: String,
@@ -156,19 +173,22 @@ pub struct CreateTokenRequest {
 }
 
 /// A new token: the secret is shown here once and never again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedToken {
     pub token: crate::permissions::Token,
     pub secret: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListTokensResponse {
     pub tokens: Vec<crate::permissions::Token>,
 }
 
 /// Body of `PATCH /api/namespaces/{namespace_id}`: the fields to change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateNamespaceRequest {
     #[serde(default)]
     pub name: Option<String>,
@@ -176,13 +196,15 @@ pub struct UpdateNamespaceRequest {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListRolesResponse {
     pub roles: Vec<crate::permissions::Role>,
 }
 
 /// Body of `PATCH /api/roles/{role_id}`: the fields to change.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRoleRequest {
     #[serde(default)]
@@ -193,14 +215,16 @@ pub struct UpdateRoleRequest {
 }
 
 /// Body of `PATCH /api/tokens/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateTokenRequest {
     pub disabled: bool,
 }
 
 /// Query of the extension log endpoint.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct FollowQuery {
     /// Keep the response open and stream new output until the container exits.
     #[serde(default)]
@@ -208,7 +232,8 @@ pub struct FollowQuery {
 }
 
 /// Body of `POST /api/extensions`: install a container extension.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstallExtensionRequest {
     pub id: String,
     /// An image that speaks the extension protocol.
@@ -221,14 +246,16 @@ pub struct InstallExtensionRequest {
 }
 
 /// What `GET /api/extensions/{extension_id}/debug` answers: the extension's own view of itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExtensionDebugResponse {
     pub info: String,
 }
 
 /// Query of the events stream.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct EventsQuery {
     /// Only events with an id greater than this (history starts after it); 0 for all kept history.
     pub after: Option<u64>,
@@ -244,14 +271,16 @@ pub struct EventsQuery {
 }
 
 /// Body of `PATCH /api/system`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateSystemRequest {
     /// Refuse new runs (true) or take them again (false).
     pub maintenance: bool,
 }
 
 /// Body of `POST /api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubscribeRequest {
     pub extension_id: String,
     pub label: String,
@@ -260,17 +289,20 @@ pub struct SubscribeRequest {
 }
 
 /// Body of the PATCH routes that turn an extension or a subscription on or off.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetEnabledRequest {
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListSubscriptionsResponse {
     pub subscriptions: Vec<Subscription>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListExtensionsResponse {
     pub extensions: Vec<Extension>,
 }
