@@ -1,11 +1,12 @@
-//! Checking the tokens requests present. Development mode lets requests without a token in (the full auth layer,
-//! with production mode, users and roles, comes later); but a token that is presented is always checked: an
-//! unknown, disabled or expired one is refused, and a token only does what it was made for. Extension tokens hold
-//! their extension's role; run tokens (`inject_api_token`) may read their own pipeline and read and write their
-//! own run's objects.
+//! Checking the tokens requests present, in terms of permissions and scopes (never URLs). Development mode lets
+//! requests without a token in; a token that is presented is always checked: an unknown, disabled or expired one
+//! is refused, and a token only does what it was made for. People's tokens hold roles of scoped grants; extension
+//! tokens hold their extension's role and reach only their own objects; run tokens (`inject_api_token`) may read
+//! their own pipeline and read and write their own run's objects.
 
 use gofer_api::epoch_millis;
-use gofer_api::permissions::{Access, Grant, Permission, Role, Token, system_roles};
+use gofer_api::permissions::{Access, Action, Grant, Permission, Resource, Role, Token, system_roles};
+use gofer_storage::Visible;
 
 use crate::Gofer;
 use crate::tokens::{self, RUN_TOKEN_ROLE};
@@ -22,20 +23,62 @@ pub enum Verdict {
     Forbidden(String),
 }
 
-/// Whether a run token (holder `run:<ns>/<pipeline>/<run>`) may make this request.
-fn run_token_allows(scope: &str, method: &str, path: &str) -> bool {
-    let mut parts = scope.splitn(3, '/');
-    let (Some(ns), Some(pipeline), Some(run)) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    let pipeline_path = format!("/api/namespaces/{ns}/pipelines/{pipeline}");
-    let own_objects = format!("{pipeline_path}/runs/{run}/objects");
-    if path == own_objects || path.starts_with(&format!("{own_objects}/")) {
-        return true;
+/// What a request is about: the namespace, pipeline, run and extension its route names, if any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scope<'a> {
+    pub namespace: Option<&'a str>,
+    pub pipeline: Option<&'a str>,
+    pub run: Option<u64>,
+    pub extension: Option<&'a str>,
+}
+
+impl Scope<'_> {
+    /// A list that shows each token only what it may read: the namespaces (no namespace named), or the pipelines of
+    /// one namespace. A token that may read some of it may ask for it.
+    fn is_filtered_list(&self, needed: Permission) -> bool {
+        needed.action == Action::Read
+            && self.pipeline.is_none()
+            && self.run.is_none()
+            && self.extension.is_none()
+            && match needed.resource {
+                Resource::Namespaces => self.namespace.is_none(),
+                Resource::Pipelines => self.namespace.is_some(),
+                _ => false,
+            }
     }
-    let reads_pipeline = path == pipeline_path
-        || ["/configs", "/runs"].iter().any(|sub| path.starts_with(&format!("{pipeline_path}{sub}")));
-    method == "GET" && reads_pipeline && !path.contains("/objects")
+}
+
+/// The run a run token belongs to, from its holder `run:<namespace>/<pipeline>/<run>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RunScope {
+    namespace: String,
+    pipeline: String,
+    run: u64,
+}
+
+impl RunScope {
+    fn of(token: &Token) -> Option<Self> {
+        if !token.roles.iter().any(|r| r == RUN_TOKEN_ROLE) {
+            return None;
+        }
+        let mut parts = token.user.strip_prefix("run:")?.splitn(3, '/');
+        let (namespace, pipeline, run) = (parts.next()?, parts.next()?, parts.next()?.parse().ok()?);
+        Some(Self { namespace: namespace.into(), pipeline: pipeline.into(), run })
+    }
+
+    /// What a run's token may do: read its pipeline (configs, runs, task executions and logs) and read, write and
+    /// delete the objects of its own run.
+    fn allows(&self, needed: Permission, scope: &Scope<'_>) -> bool {
+        let own_pipeline =
+            scope.namespace == Some(self.namespace.as_str()) && scope.pipeline == Some(self.pipeline.as_str());
+        match needed.resource {
+            Resource::Objects => own_pipeline && scope.run == Some(self.run) && needed.action != Action::Reveal,
+            Resource::Pipelines | Resource::Configs | Resource::Runs | Resource::TaskExecutions => {
+                own_pipeline && needed.action == Action::Read
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Whether a known token may be used now.
@@ -54,13 +97,9 @@ fn usable(token: &Token) -> std::result::Result<(), String> {
 pub struct Request<'a> {
     /// The bearer secret, if the request carries one.
     pub secret: Option<&'a str>,
-    pub method: &'a str,
-    pub path: &'a str,
+    /// What the route requires.
     pub access: Access,
-    /// The namespace, pipeline and extension the route names, if any.
-    pub namespace: Option<&'a str>,
-    pub pipeline: Option<&'a str>,
-    pub extension: Option<&'a str>,
+    pub scope: Scope<'a>,
 }
 
 impl Gofer {
@@ -106,37 +145,35 @@ impl Gofer {
         if let Err(message) = usable(&token) {
             return (Verdict::Unauthenticated(message), None);
         }
-        let verdict = self.judge(&token, request).await;
+        let verdict = self.judge(&token, request.access, &request.scope).await;
         (verdict, Some(token))
     }
 
-    async fn judge(&self, token: &Token, request: Request<'_>) -> Verdict {
-        let Request { method, path, access, namespace, pipeline, extension, .. } = request;
+    async fn judge(&self, token: &Token, access: Access, scope: &Scope<'_>) -> Verdict {
         // A public route (whoami, health) is open to every valid token, a run's token included.
         let Access::Requires(needed) = access else { return Verdict::Allowed };
-        if let Some(scope) = token.user.strip_prefix("run:") {
-            if token.roles.iter().any(|r| r == RUN_TOKEN_ROLE) && run_token_allows(scope, method, path) {
-                return Verdict::Allowed;
-            }
-            return Verdict::Forbidden(format!(
-                "a run's token may only read its pipeline and read and write its own run's objects \
-                 (/api/namespaces/{scope}/objects); {method} {path} is neither"
-            ));
+        if token.user.starts_with("run:") {
+            return match RunScope::of(token) {
+                Some(run) if run.allows(needed, scope) => Verdict::Allowed,
+                _ => Verdict::Forbidden(format!(
+                    "a run's token may only read its pipeline and read and write its own run's objects; {needed} \
+                     here is neither"
+                )),
+            };
         }
-        if let (Some(own), Some(other)) = (token.user.strip_prefix("extension:"), extension)
-            && own != other
-            && path.contains("/objects")
+        if let Some(own) = token.user.strip_prefix("extension:")
+            && needed.resource == Resource::Objects
+            && scope.extension != Some(own)
         {
-            return Verdict::Forbidden(format!("extension '{own}' may not reach the objects of extension '{other}'"));
+            return Verdict::Forbidden(format!("extension '{own}' may reach only its own objects"));
         }
-        // The namespace and pipeline lists show each token only what it may read, so a token that may read some
-        // of what they list may ask for them.
-        let filtered_list = method == "GET"
-            && (path == "/api/namespaces"
-                || (namespace.is_some() && pipeline.is_none() && path.ends_with("/pipelines")));
+        let (namespace, pipeline) = (scope.namespace, scope.pipeline);
         match self.roles_of(token).await {
             Ok(roles) if roles.iter().any(|role| role.allows(needed, namespace, pipeline)) => Verdict::Allowed,
-            Ok(roles) if filtered_list && roles.iter().any(|role| role.allows_somewhere(needed, namespace)) => {
+            Ok(roles)
+                if scope.is_filtered_list(needed)
+                    && roles.iter().any(|role| role.allows_somewhere(needed, namespace)) =>
+            {
                 Verdict::Allowed
             }
             Ok(_) => {
@@ -150,6 +187,50 @@ impl Gofer {
             Err(message) => Verdict::Unauthenticated(message),
         }
     }
+
+    /// The namespaces `caller` may see in a list (every one without a token: development mode).
+    pub(crate) async fn visible_namespaces(&self, caller: Option<&Token>) -> crate::Result<Visible> {
+        let Some(token) = caller else { return Ok(Visible::All) };
+        if let Some(run) = RunScope::of(token) {
+            return Ok(Visible::Matching(vec![run.namespace]));
+        }
+        let needed = Permission::new(Resource::Namespaces, Action::Read);
+        let grants = self.grants_for(token, needed).await?;
+        Ok(visible(grants.iter().flat_map(|g| g.namespaces.iter())))
+    }
+
+    /// The pipelines of `namespace` that `caller` may see in a list.
+    pub(crate) async fn visible_pipelines(&self, caller: Option<&Token>, namespace: &str) -> crate::Result<Visible> {
+        let Some(token) = caller else { return Ok(Visible::All) };
+        if let Some(run) = RunScope::of(token) {
+            let own = if run.namespace == namespace { vec![run.pipeline] } else { Vec::new() };
+            return Ok(Visible::Matching(own));
+        }
+        let needed = Permission::new(Resource::Pipelines, Action::Read);
+        let grants = self.grants_for(token, needed).await?;
+        let in_namespace = grants
+            .iter()
+            .filter(|g| g.namespaces.iter().any(|p| gofer_api::permissions::pattern_matches(p, namespace)));
+        Ok(visible(in_namespace.flat_map(|g| g.pipelines.iter())))
+    }
+
+    /// The caller's grants that give `needed` somewhere.
+    async fn grants_for(&self, token: &Token, needed: Permission) -> crate::Result<Vec<Grant>> {
+        let roles = self.roles_of(token).await.map_err(|message| crate::Error::Unavailable { message })?;
+        Ok(roles
+            .into_iter()
+            .flat_map(|r| r.grants)
+            .filter(|g| {
+                (g.resources.is_empty() || g.resources.contains(&needed.resource)) && g.actions.contains(&needed.action)
+            })
+            .collect())
+    }
+}
+
+/// The ids matching any of `patterns`; `*` among them shows all.
+fn visible<'a>(patterns: impl Iterator<Item = &'a String>) -> Visible {
+    let patterns: Vec<String> = patterns.cloned().collect();
+    if patterns.iter().any(|p| p == "*") { Visible::All } else { Visible::Matching(patterns) }
 }
 
 /// Checks a grant's patterns; a grant needs at least one of each.
@@ -164,25 +245,6 @@ fn check_patterns(what: &str, patterns: &[String]) -> crate::Result<()> {
 }
 
 impl Gofer {
-    /// Whether `caller` may read namespace `namespace_id`, or with `pipeline_id` that pipeline (every caller may
-    /// when there is no token: development mode).
-    pub async fn may_read(&self, caller: Option<&Token>, namespace_id: &str, pipeline_id: Option<&str>) -> bool {
-        let Some(token) = caller else { return true };
-        let resource = match pipeline_id {
-            Some(_) => gofer_api::permissions::Resource::Pipelines,
-            None => gofer_api::permissions::Resource::Namespaces,
-        };
-        let needed = gofer_api::permissions::Permission::new(resource, gofer_api::permissions::Action::Read);
-        if let Some(scope) = token.user.strip_prefix("run:") {
-            let mut parts = scope.split('/');
-            return parts.next() == Some(namespace_id) && pipeline_id.is_none_or(|p| parts.next() == Some(p));
-        }
-        match self.roles_of(token).await {
-            Ok(roles) => roles.iter().any(|role| role.allows(needed, Some(namespace_id), pipeline_id)),
-            Err(_) => false,
-        }
-    }
-
     /// Every role: the built-in ones, then the stored ones.
     pub async fn list_roles(&self) -> crate::Result<Vec<Role>> {
         let mut roles = system_roles();
@@ -319,33 +381,66 @@ impl Gofer {
 mod tests {
     use super::*;
 
+    fn run_token(user: &str) -> Token {
+        Token {
+            id: "t".into(),
+            hash: String::new(),
+            user: user.into(),
+            roles: vec![RUN_TOKEN_ROLE.into()],
+            created: 0,
+            expires: 0,
+            disabled: false,
+            metadata: Default::default(),
+        }
+    }
+
     #[test]
     fn run_tokens_reach_their_pipeline_and_their_run_objects_only() {
-        let scope = "team/backup/7";
+        let run = RunScope::of(&run_token("run:team/backup/7")).unwrap();
+        let scope = |ns: &str, pipeline: Option<&str>, run: Option<u64>| Scope {
+            namespace: Some(Box::leak(ns.to_string().into_boxed_str())),
+            pipeline: pipeline.map(|p| &*Box::leak(p.to_string().into_boxed_str())),
+            run,
+            extension: None,
+        };
+        let needs = |r: Resource, a: Action| Permission::new(r, a);
         let allowed = [
-            ("GET", "/api/namespaces/team/pipelines/backup"),
-            ("GET", "/api/namespaces/team/pipelines/backup/runs/7"),
-            ("GET", "/api/namespaces/team/pipelines/backup/configs/2"),
-            ("GET", "/api/namespaces/team/pipelines/backup/runs/7/objects"),
-            ("PUT", "/api/namespaces/team/pipelines/backup/runs/7/objects/report"),
-            ("DELETE", "/api/namespaces/team/pipelines/backup/runs/7/objects/report"),
+            (needs(Resource::Pipelines, Action::Read), scope("team", Some("backup"), None)),
+            (needs(Resource::Runs, Action::Read), scope("team", Some("backup"), Some(7))),
+            (needs(Resource::Configs, Action::Read), scope("team", Some("backup"), None)),
+            (needs(Resource::TaskExecutions, Action::Read), scope("team", Some("backup"), Some(7))),
+            (needs(Resource::Objects, Action::Read), scope("team", Some("backup"), Some(7))),
+            (needs(Resource::Objects, Action::Write), scope("team", Some("backup"), Some(7))),
+            (needs(Resource::Objects, Action::Delete), scope("team", Some("backup"), Some(7))),
         ];
-        for (method, path) in allowed {
-            assert!(run_token_allows(scope, method, path), "{method} {path}");
+        for (needed, scope) in allowed {
+            assert!(run.allows(needed, &scope), "{needed} {scope:?}");
         }
         let refused = [
-            ("PUT", "/api/namespaces/team/pipelines/backup/runs/6/objects/report"),
-            ("GET", "/api/namespaces/team/pipelines/backup/runs/6/objects/report"),
-            ("GET", "/api/namespaces/team/pipelines/backup/runs/70/objects"),
-            ("GET", "/api/namespaces/team/pipelines/backup/objects/cache"),
-            ("GET", "/api/namespaces/team/pipelines/backup/secrets"),
-            ("GET", "/api/namespaces/team/pipelines/backupx"),
-            ("POST", "/api/namespaces/team/pipelines/backup/runs"),
-            ("GET", "/api/namespaces/other/pipelines/backup"),
-            ("GET", "/api/secrets"),
+            (needs(Resource::Objects, Action::Write), scope("team", Some("backup"), Some(6))),
+            (needs(Resource::Objects, Action::Read), scope("team", Some("backup"), None)),
+            (needs(Resource::Secrets, Action::Read), scope("team", Some("backup"), None)),
+            (needs(Resource::Pipelines, Action::Read), scope("team", Some("backupx"), None)),
+            (needs(Resource::Runs, Action::Write), scope("team", Some("backup"), None)),
+            (needs(Resource::Pipelines, Action::Read), scope("other", Some("backup"), None)),
+            (needs(Resource::Secrets, Action::Read), Scope::default()),
         ];
-        for (method, path) in refused {
-            assert!(!run_token_allows(scope, method, path), "{method} {path}");
+        for (needed, scope) in refused {
+            assert!(!run.allows(needed, &scope), "{needed} {scope:?}");
         }
+        assert_eq!(RunScope::of(&run_token("run:team/backup/x")), None, "a holder that names no run");
+        assert_eq!(RunScope::of(&Token { roles: vec![], ..run_token("run:team/backup/7") }), None, "no run role");
+    }
+
+    #[test]
+    fn only_list_routes_are_filtered_lists() {
+        let read = |r| Permission::new(r, Action::Read);
+        assert!(Scope::default().is_filtered_list(read(Resource::Namespaces)));
+        let ns = Scope { namespace: Some("team"), ..Scope::default() };
+        assert!(ns.is_filtered_list(read(Resource::Pipelines)));
+        assert!(!ns.is_filtered_list(read(Resource::Namespaces)), "a namespace is not a list");
+        assert!(!ns.is_filtered_list(Permission::new(Resource::Pipelines, Action::Write)));
+        let pipeline = Scope { pipeline: Some("p"), ..ns };
+        assert!(!pipeline.is_filtered_list(read(Resource::Pipelines)));
     }
 }

@@ -294,6 +294,19 @@ pub(crate) fn one<T: Record>(conn: &Connection, rest: &str, params: impl rusqlit
     conn.prepare_cached(&select::<T>(rest))?.query_row(params, T::from_row)
 }
 
+/// A condition on `column` (with a leading `AND`) that keeps the rows `visible` shows, and its values; the
+/// placeholders are numbered from `first`. Patterns become GLOBs: ids hold no GLOB characters but `*` and `?`.
+pub(crate) fn visible_clause(column: &str, visible: &gofer_storage::Visible, first: usize) -> (String, Vec<String>) {
+    match visible {
+        gofer_storage::Visible::All => (String::new(), Vec::new()),
+        gofer_storage::Visible::Matching(patterns) if patterns.is_empty() => (" AND 0".to_string(), Vec::new()),
+        gofer_storage::Visible::Matching(patterns) => {
+            let globs: Vec<String> = (0..patterns.len()).map(|i| format!("{column} GLOB ?{}", first + i)).collect();
+            (format!(" AND ({})", globs.join(" OR ")), patterns.clone())
+        }
+    }
+}
+
 /// Runs a query of plain values (not records) and collects every row.
 pub(crate) fn query_values<T, P: rusqlite::Params>(
     conn: &Connection,

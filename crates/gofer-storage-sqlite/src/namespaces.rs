@@ -2,10 +2,10 @@
 
 use async_trait::async_trait;
 use gofer_api::models::Namespace;
-use gofer_storage::{NamespaceStore, Page, Result};
+use gofer_storage::{NamespaceStore, Page, Result, Visible};
 use rusqlite::params;
 
-use crate::codec::{Record, all, limit_offset, one};
+use crate::codec::{Record, all, limit_offset, one, visible_clause};
 use crate::{SqliteStorage, backend, not_found, sql_error};
 
 #[async_trait]
@@ -52,14 +52,18 @@ impl NamespaceStore for SqliteStorage {
         .await
     }
 
-    async fn list_namespaces(&self, page: Page) -> Result<Vec<Namespace>> {
+    async fn list_namespaces(&self, page: Page, visible: &Visible) -> Result<Vec<Namespace>> {
+        let visible = visible.clone();
         self.read(move |conn| {
             let (limit, offset) = limit_offset(page);
+            let (only, patterns) = visible_clause("id", &visible, 3);
+            let mut values: Vec<rusqlite::types::Value> = vec![limit.into(), offset.into()];
+            values.extend(patterns.into_iter().map(rusqlite::types::Value::from));
             all::<Namespace>(
                 conn,
                 "list namespaces",
-                "ORDER BY created DESC, id DESC LIMIT ?1 OFFSET ?2",
-                params![limit, offset],
+                &format!("WHERE 1{only} ORDER BY created DESC, id DESC LIMIT ?1 OFFSET ?2"),
+                rusqlite::params_from_iter(values),
             )
         })
         .await

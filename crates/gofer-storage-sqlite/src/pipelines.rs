@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 use gofer_api::config;
 use gofer_api::models::{ConfigState, Pipeline, PipelineConfig, PipelineState};
-use gofer_storage::{Page, PipelineStore, Registered, Result};
+use gofer_storage::{Page, PipelineStore, Registered, Result, Visible};
 use rusqlite::{OptionalExtension, params};
 
-use crate::codec::{Record, all, enum_text, limit_offset, one, pipeline_exists, to_json};
+use crate::codec::{Record, all, enum_text, limit_offset, one, pipeline_exists, to_json, visible_clause};
 use crate::{SqliteStorage, backend, not_found, sql_error};
 
 #[async_trait]
@@ -183,17 +183,19 @@ impl PipelineStore for SqliteStorage {
         .await
     }
 
-    async fn list_pipelines(&self, namespace_id: &str, page: Page) -> Result<Vec<Pipeline>> {
-        let ns = namespace_id.to_string();
+    async fn list_pipelines(&self, namespace_id: &str, page: Page, visible: &Visible) -> Result<Vec<Pipeline>> {
+        let (ns, visible) = (namespace_id.to_string(), visible.clone());
         self.read(move |conn| {
             const CONTEXT: &str = "list pipelines";
             let (limit, offset) = limit_offset(page);
+            let (only, patterns) = visible_clause("pipeline_id", &visible, 4);
+            let mut values: Vec<rusqlite::types::Value> = vec![ns.into(), limit.into(), offset.into()];
+            values.extend(patterns.into_iter().map(rusqlite::types::Value::from));
             all::<Pipeline>(
                 conn,
                 CONTEXT,
-                "WHERE namespace_id = ?1 \
-                     ORDER BY created DESC, pipeline_id DESC LIMIT ?2 OFFSET ?3",
-                params![ns, limit, offset],
+                &format!("WHERE namespace_id = ?1{only} ORDER BY created DESC, pipeline_id DESC LIMIT ?2 OFFSET ?3"),
+                rusqlite::params_from_iter(values),
             )
         })
         .await

@@ -12,7 +12,7 @@ use gofer_api::models::{
 use gofer_api::models::ExtensionRegistration;
 use gofer_api::permissions::{Token, extension_role};
 
-use crate::{Error, EventFilter, NewRun, Page, Storage, SubscriptionKey};
+use crate::{Error, EventFilter, NewRun, Page, Storage, SubscriptionKey, Visible};
 use crate::{SealedSecret, SecretScope};
 
 /// Runs every check against `store`, which must be freshly created and empty.
@@ -59,10 +59,18 @@ async fn namespaces(store: &dyn Storage) {
     );
     assert_eq!(store.get_namespace("ns-b").await.unwrap(), namespace("ns-b", 101));
     assert!(matches!(store.get_namespace("nope").await, Err(Error::NotFound { .. })));
-    let ids: Vec<String> = store.list_namespaces(Page::new(2, 0)).await.unwrap().into_iter().map(|n| n.id).collect();
-    assert_eq!(ids, ["ns-c", "ns-b"], "namespaces are listed newest first and paged");
-    let ids: Vec<String> = store.list_namespaces(Page::new(2, 2)).await.unwrap().into_iter().map(|n| n.id).collect();
-    assert_eq!(ids, ["ns-a"]);
+    let list = |page: Page, visible: Visible| async move {
+        store.list_namespaces(page, &visible).await.unwrap().into_iter().map(|n| n.id).collect::<Vec<String>>()
+    };
+    assert_eq!(list(Page::new(2, 0), Visible::All).await, ["ns-c", "ns-b"], "newest first, paged");
+    assert_eq!(list(Page::new(2, 2), Visible::All).await, ["ns-a"]);
+    let some = Visible::Matching(vec!["ns-?".into(), "nope*".into()]);
+    assert_eq!(list(Page::new(10, 0), some).await, ["ns-c", "ns-b", "ns-a"], "patterns match whole ids");
+    let two = Visible::Matching(vec!["ns-a".into(), "*-c".into()]);
+    assert_eq!(list(Page::new(1, 0), two.clone()).await, ["ns-c"], "filtered in the query: pages are full");
+    assert_eq!(list(Page::new(1, 1), two).await, ["ns-a"]);
+    assert!(list(Page::new(10, 0), Visible::Matching(vec!["ns".into()])).await.is_empty(), "anchored");
+    assert!(list(Page::new(10, 0), Visible::Matching(vec![])).await.is_empty(), "no pattern shows nothing");
     let mut renamed = store.get_namespace("ns-a").await.unwrap();
     renamed.name = "Renamed".into();
     renamed.modified += 1;
@@ -110,9 +118,12 @@ async fn configs_and_pipelines(store: &dyn Storage) {
     assert_eq!(versions, [2, 1], "configs are listed newest first");
 
     store.register_config("ns-a", &doc("p2", "img"), "h", 1006).await.unwrap();
-    let ids: Vec<String> =
-        store.list_pipelines("ns-a", Page::ALL).await.unwrap().into_iter().map(|p| p.pipeline_id).collect();
-    assert_eq!(ids, ["p2", "p1"], "pipelines are listed newest first");
+    let pipelines = |visible: Visible| async move {
+        let listed = store.list_pipelines("ns-a", Page::ALL, &visible).await.unwrap();
+        listed.into_iter().map(|p| p.pipeline_id).collect::<Vec<String>>()
+    };
+    assert_eq!(pipelines(Visible::All).await, ["p2", "p1"], "pipelines are listed newest first");
+    assert_eq!(pipelines(Visible::Matching(vec!["p1".into()])).await, ["p1"]);
 
     store.set_pipeline_state("ns-a", "p1", PipelineState::Disabled, 1007).await.unwrap();
     assert_eq!(store.get_pipeline("ns-a", "p1").await.unwrap().state, PipelineState::Disabled);

@@ -37,6 +37,24 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Which items a list may show: all of them, or those whose id matches one of the patterns (`*` any run of
+/// characters, `?` one; whole ids). Lists filter in the query, so pages come back full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visible {
+    All,
+    Matching(Vec<String>),
+}
+
+impl Visible {
+    /// Whether an id is visible (for backends that filter outside their query).
+    pub fn shows(&self, id: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Matching(patterns) => patterns.iter().any(|p| gofer_api::permissions::pattern_matches(p, id)),
+        }
+    }
+}
+
 /// A page of a list, newest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
@@ -209,7 +227,8 @@ pub trait NamespaceStore: Send + Sync {
     async fn get_namespace(&self, id: &str) -> Result<Namespace>;
     /// Writes a namespace's name, description and `modified`; `NotFound` if it does not exist.
     async fn update_namespace(&self, namespace: &Namespace) -> Result<()>;
-    async fn list_namespaces(&self, page: Page) -> Result<Vec<Namespace>>;
+    /// The namespaces `visible` shows, newest first.
+    async fn list_namespaces(&self, page: Page, visible: &Visible) -> Result<Vec<Namespace>>;
     /// Deletes a namespace with everything in it (pipelines and all that is theirs).
     async fn delete_namespace(&self, namespace_id: &str) -> Result<()>;
 }
@@ -238,7 +257,8 @@ pub trait PipelineStore: Send + Sync {
     async fn get_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig>;
     async fn list_configs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<PipelineConfig>>;
     async fn get_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<Pipeline>;
-    async fn list_pipelines(&self, namespace_id: &str, page: Page) -> Result<Vec<Pipeline>>;
+    /// The pipelines of a namespace that `visible` shows (by pipeline id), newest first.
+    async fn list_pipelines(&self, namespace_id: &str, page: Page, visible: &Visible) -> Result<Vec<Pipeline>>;
     async fn set_pipeline_state(
         &self,
         namespace_id: &str,

@@ -29,7 +29,10 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("gofer-scheduler", &["bollard", "axum", "rusqlite"]),
     ("gofer-core", &["rusqlite", "axum", "hyper", "bollard", "gofer-storage-sqlite", "gofer-scheduler-docker"]),
     ("gofer-runtime", &["axum", "hyper"]),
-    ("gofer-cli", &["gofer-core", "gofer-runtime", "gofer-server", "gofer-storage", "axum", "rusqlite", "bollard", "utoipa"]),
+    (
+        "gofer-cli",
+        &["gofer-core", "gofer-runtime", "gofer-server", "gofer-storage", "axum", "rusqlite", "bollard", "utoipa"],
+    ),
     ("gofer-extension-sdk", &["gofer-core", "gofer-server", "gofer-storage", "gofer-sdk"]),
 ];
 

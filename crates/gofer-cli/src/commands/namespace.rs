@@ -1,5 +1,4 @@
 //! `gofer namespace`: list, show, create, rename and delete namespaces.
-
 use gofer_api::requests::{CreateNamespaceRequest, UpdateNamespaceRequest};
 
 use crate::NamespaceCommand;

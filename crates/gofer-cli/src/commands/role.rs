@@ -1,5 +1,4 @@
 //! `gofer role`: the built-in roles and custom ones made of scoped grants.
-
 use gofer_api::permissions::{Grant, Role};
 
 use crate::RoleCommand;

@@ -1,5 +1,4 @@
 //! `gofer secret`: pipeline and global secrets; values in from the command line or stdin, out only on request.
-
 use gofer_api::requests::PutSecretRequest;
 
 use crate::client::Client;

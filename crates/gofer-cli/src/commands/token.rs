@@ -1,5 +1,4 @@
 //! `gofer token`: bootstrap, create (the secret is shown once), list, show, switch and delete tokens; whoami.
-
 use gofer_api::requests::CreateTokenRequest;
 
 use crate::TokenCommand;

@@ -1,6 +1,5 @@
 //! What goes when a run ends: logs and run objects beyond the pipeline's retention, and the run tokens that
 //! went with those objects.
-
 use gofer_api::models::Run;
 
 use crate::tokens;

@@ -5,6 +5,9 @@ use gofer_api::models::{DEFAULT_NAMESPACE, EventKind, Namespace};
 use gofer_api::requests::{MAX_PAGE_LIMIT, PageQuery};
 use gofer_storage::Page;
 
+use gofer_api::permissions::Token;
+use gofer_storage::Visible;
+
 use crate::error::{Error, Result};
 use crate::{Gofer, identifier, page, paged, text};
 
@@ -31,8 +34,14 @@ impl Gofer {
         }
     }
 
-    pub async fn list_namespaces(&self, query: PageQuery) -> Result<(Vec<Namespace>, Option<u64>)> {
-        let items = self.storage.list_namespaces(page(query)?).await?;
+    /// The namespaces `caller` may read, newest first (filtered in the query: pages are full).
+    pub async fn list_namespaces(
+        &self,
+        caller: Option<&Token>,
+        query: PageQuery,
+    ) -> Result<(Vec<Namespace>, Option<u64>)> {
+        let visible = self.visible_namespaces(caller).await?;
+        let items = self.storage.list_namespaces(page(query)?, &visible).await?;
         Ok(paged(items, query))
     }
 
@@ -90,7 +99,8 @@ impl Gofer {
         self.refuse_unfinished(namespace_id, None).await?;
         let mut offset = 0;
         loop {
-            let pipelines = self.storage.list_pipelines(namespace_id, Page::new(MAX_PAGE_LIMIT, offset)).await?;
+            let every = Page::new(MAX_PAGE_LIMIT, offset);
+            let pipelines = self.storage.list_pipelines(namespace_id, every, &Visible::All).await?;
             for pipeline in &pipelines {
                 self.stop_subscriptions(namespace_id, &pipeline.pipeline_id).await?;
             }

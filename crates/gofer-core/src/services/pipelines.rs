@@ -1,20 +1,28 @@
 //! Pipelines and their config versions: registering (validated, registry passwords sealed, declared
 //! subscriptions checked first), deploying, enabling and deleting.
 
-use gofer_api::config::{self};
+use gofer_api::config;
 use gofer_api::epoch_millis;
 use gofer_api::models::{EventKind, Pipeline, PipelineConfig, PipelineState};
+use gofer_api::permissions::Token;
 use gofer_api::requests::PageQuery;
 use gofer_storage::{Registered, SubscriptionKey};
 
 use crate::error::{Error, Result};
-use crate::secrets::{self};
+use crate::secrets;
 use crate::{Gofer, config_hash, page, paged};
 
 impl Gofer {
-    pub async fn list_pipelines(&self, namespace_id: &str, query: PageQuery) -> Result<(Vec<Pipeline>, Option<u64>)> {
+    /// The pipelines of a namespace that `caller` may read, newest first (filtered in the query: pages are full).
+    pub async fn list_pipelines(
+        &self,
+        caller: Option<&Token>,
+        namespace_id: &str,
+        query: PageQuery,
+    ) -> Result<(Vec<Pipeline>, Option<u64>)> {
         self.storage.get_namespace(namespace_id).await?;
-        let items = self.storage.list_pipelines(namespace_id, page(query)?).await?;
+        let visible = self.visible_pipelines(caller, namespace_id).await?;
+        let items = self.storage.list_pipelines(namespace_id, page(query)?, &visible).await?;
         Ok(paged(items, query))
     }
 

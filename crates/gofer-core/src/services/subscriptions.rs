@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use gofer_api::config::{self};
+use gofer_api::config;
 use gofer_api::epoch_millis;
 use gofer_api::models::Subscription;
 use gofer_api::requests::SubscribeRequest;

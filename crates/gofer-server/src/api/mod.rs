@@ -447,17 +447,16 @@ async fn check_token(
     }
     let param = |name: &str| params.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string());
     let (namespace, pipeline, extension) = (param("namespace_id"), param("pipeline_id"), param("extension_id"));
+    let run = param("run_id").and_then(|run| run.parse::<u64>().ok());
     let access = matched.map_or(Access::Public, |m| access_of(request.method(), m.as_str()));
     let path = request.uri().path().to_string();
-    let auth = gofer_core::auth::Request {
-        secret: secret.as_deref(),
-        method: request.method().as_str(),
-        path: &path,
-        access,
+    let scope = gofer_core::auth::Scope {
         namespace: namespace.as_deref(),
         pipeline: pipeline.as_deref(),
+        run,
         extension: extension.as_deref(),
     };
+    let auth = gofer_core::auth::Request { secret: secret.as_deref(), access, scope };
     let (verdict, token) = state.gofer.authorize(auth, !state.dev_mode).await;
     let denied_with = |status, code, message: String| ApiFailure::new(status, code, message).into_response();
     let denied = |status, message| denied_with(status, gofer_api::error::ErrorCode::PermissionDenied, message);
