@@ -2,11 +2,11 @@
 
 use async_trait::async_trait;
 use gofer_api::models::Subscription;
-use gofer_storage::{Result, SubscriptionKey, SubscriptionStore};
-use rusqlite::params;
+use gofer_storage::{Recorded, Result, SubscriptionKey, SubscriptionStore};
+use rusqlite::{OptionalExtension, params};
 
 use crate::codec::{Record, all, one, pipeline_exists, to_json};
-use crate::{SqliteStorage, backend, sql_error};
+use crate::{SqliteStorage, backend, not_found, sql_error};
 
 pub(crate) const SUBSCRIPTION_KEY: &str = "namespace_id = ?1 AND pipeline_id = ?2 AND extension_id = ?3 AND label = ?4";
 
@@ -82,10 +82,37 @@ impl SubscriptionStore for SqliteStorage {
         self.change_subscription("switch a subscription", key, sql, Some(i64::from(enabled))).await
     }
 
-    async fn record_subscription_fired(&self, key: &SubscriptionKey, at: u64) -> Result<()> {
-        let sql = format!("UPDATE subscriptions SET last_fired = ?5 WHERE {SUBSCRIPTION_KEY}");
-        let at = i64::try_from(at).map_err(|e| backend("record a subscription's tick", e))?;
-        self.change_subscription("record a subscription's tick", key, sql, Some(at)).await
+    async fn record_subscription_fired(
+        &self,
+        key: &SubscriptionKey,
+        expected: Option<u64>,
+        at: u64,
+    ) -> Result<Recorded> {
+        const CONTEXT: &str = "record a subscription's tick";
+        let key = key.clone();
+        let at = i64::try_from(at).map_err(|e| backend(CONTEXT, e))?;
+        let expected = expected.map(i64::try_from).transpose().map_err(|e| backend(CONTEXT, e))?;
+        self.write(CONTEXT, move |tx| {
+            let keys = params![key.namespace_id, key.pipeline_id, key.extension_id, key.label, at, expected];
+            let sql = format!(
+                "UPDATE subscriptions SET last_fired = ?5 WHERE {SUBSCRIPTION_KEY} AND (?6 IS NULL OR last_fired = ?6)"
+            );
+            if tx.execute(&sql, keys).map_err(|e| backend(CONTEXT, e))? == 1 {
+                return Ok(Recorded::Yes);
+            }
+            let current = format!("SELECT last_fired FROM subscriptions WHERE {SUBSCRIPTION_KEY}");
+            let found: Option<u64> = tx
+                .query_row(&current, params![key.namespace_id, key.pipeline_id, key.extension_id, key.label], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(|e| backend(CONTEXT, e))?;
+            match found {
+                Some(last_fired) => Ok(Recorded::Already { last_fired }),
+                None => Err(not_found(key.to_string())),
+            }
+        })
+        .await
     }
 
     async fn delete_subscription(&self, key: &SubscriptionKey) -> Result<()> {

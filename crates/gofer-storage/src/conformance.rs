@@ -12,7 +12,7 @@ use gofer_api::models::{
 use gofer_api::models::ExtensionRegistration;
 use gofer_api::permissions::{Token, extension_role};
 
-use crate::{Error, EventFilter, NewRun, Page, Storage, SubscriptionKey, Visible};
+use crate::{Error, EventFilter, NewRun, Page, Recorded, Storage, SubscriptionKey, Visible};
 use crate::{SealedSecret, SecretScope};
 
 /// Runs every check against `store`, which must be freshly created and empty.
@@ -297,9 +297,16 @@ async fn subscriptions(store: &dyn Storage) {
     let key = SubscriptionKey::of(&sub);
     assert_eq!(store.get_subscription(&key).await.unwrap(), sub);
     store.set_subscription_enabled(&key, false).await.unwrap();
-    store.record_subscription_fired(&key, 7500).await.unwrap();
+    assert_eq!(store.record_subscription_fired(&key, None, 7500).await.unwrap(), Recorded::Yes, "events always");
     let stored = store.get_subscription(&key).await.unwrap();
     assert_eq!((stored.enabled, stored.last_fired), (false, 7500));
+    // Ticks are compare-and-set: of two firings of the same tick, one records it.
+    assert_eq!(store.record_subscription_fired(&key, Some(7500), 7600).await.unwrap(), Recorded::Yes);
+    let second = store.record_subscription_fired(&key, Some(7500), 7601).await.unwrap();
+    assert_eq!(second, Recorded::Already { last_fired: 7600 }, "the second loses and learns the first's tick");
+    assert_eq!(store.get_subscription(&key).await.unwrap().last_fired, 7600);
+    let ghost_key = SubscriptionKey { label: "ghost".into(), ..key.clone() };
+    assert!(matches!(store.record_subscription_fired(&ghost_key, Some(0), 1).await, Err(Error::NotFound { .. })));
     let other = Subscription { pipeline_id: "p2".into(), label: "b".into(), ..sub.clone() };
     store.insert_subscription(&other).await.unwrap();
     assert_eq!(store.list_subscriptions("ns-a", "p1").await.unwrap().len(), 1);

@@ -37,6 +37,15 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What recording a subscription's firing did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// This call recorded it.
+    Yes,
+    /// Another firing was recorded first; this is the `last_fired` it left.
+    Already { last_fired: u64 },
+}
+
 /// Which items a list may show: all of them, or those whose id matches one of the patterns (`*` any run of
 /// characters, `?` one; whole ids). Lists filter in the query, so pages come back full.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -345,8 +354,15 @@ pub trait SubscriptionStore: Send + Sync {
     /// Every subscription to an extension, across pipelines.
     async fn list_extension_subscriptions(&self, extension_id: &str) -> Result<Vec<Subscription>>;
     async fn set_subscription_enabled(&self, key: &SubscriptionKey, enabled: bool) -> Result<()>;
-    /// Records that the subscription started a run at `at`.
-    async fn record_subscription_fired(&self, key: &SubscriptionKey, at: u64) -> Result<()>;
+    /// Records that the subscription fired at `at`. With `expected`, only if the recorded `last_fired` still is
+    /// that value (compare-and-set: of the servers or processes that fire the same tick, exactly one records it).
+    /// `NotFound` if there is no such subscription.
+    async fn record_subscription_fired(
+        &self,
+        key: &SubscriptionKey,
+        expected: Option<u64>,
+        at: u64,
+    ) -> Result<Recorded>;
     async fn delete_subscription(&self, key: &SubscriptionKey) -> Result<()>;
 }
 

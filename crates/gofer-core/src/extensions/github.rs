@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use super::{Error, Extension, ExternalEvent, ExternalResponse, Trigger, only_known, param};
+use super::{Error, Extension, ExternalEvent, ExternalResponse, Fired, Firing, Trigger, only_known, param};
 
 /// The events the extension handles, with the actions GitHub sends for each (empty: the event has no action).
 const EVENTS: &[(&str, &[&str])] = &[
@@ -304,8 +304,9 @@ impl Extension for GitHub {
         let mut started = Vec::new();
         let mut failed = Vec::new();
         for key in &matching {
-            match trigger.fire(key, epoch_millis(), vars.clone()).await {
-                Ok(run) => started.push(format!("{}/{} run {run}", key.namespace_id, key.pipeline_id)),
+            match trigger.fire(key, Firing::Event { at: epoch_millis() }, vars.clone()).await {
+                Ok(Fired::Run(run)) => started.push(format!("{}/{} run {run}", key.namespace_id, key.pipeline_id)),
+                Ok(Fired::Already { .. }) => {}
                 Err(e) => failed.push(format!("{key}: {e}")),
             }
         }

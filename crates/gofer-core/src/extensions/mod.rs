@@ -62,12 +62,31 @@ pub enum Error {
     Storage(#[from] gofer_storage::Error),
 }
 
+/// When a subscription fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firing {
+    /// A scheduled tick at `at`, the one after the tick recorded at `previous`. It starts a run only if it is the
+    /// first to be recorded (compare-and-set): of the servers or processes firing the same tick, one starts a run.
+    Tick { previous: u64, at: u64 },
+    /// Something that happened at `at` (a webhook): each one starts a run.
+    Event { at: u64 },
+}
+
+/// What firing did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fired {
+    /// It started this run.
+    Run(u64),
+    /// The tick was fired already (by another server, or process); this is the tick recorded last.
+    Already { last_fired: u64 },
+}
+
 /// Starts a run on behalf of a subscription; implemented by the services, handed to extensions.
 #[async_trait]
 pub trait Trigger: Send + Sync {
-    /// Records that the subscription fired at `at`, then starts a run of its pipeline with `variables` (on top of
-    /// `GOFER_EXTENSION_ID` and `GOFER_EXTENSION_SUBSCRIPTION`). Returns the run's id, or why none started.
-    async fn fire(&self, key: &SubscriptionKey, at: u64, variables: BTreeMap<String, String>) -> Result<u64>;
+    /// Records the firing, then starts a run of the pipeline with `variables` (on top of `GOFER_EXTENSION_ID` and
+    /// `GOFER_EXTENSION_SUBSCRIPTION`). An error says why no run started (the firing stays recorded).
+    async fn fire(&self, key: &SubscriptionKey, firing: Firing, variables: BTreeMap<String, String>) -> Result<Fired>;
 }
 
 /// A request that reached the external-events listener for one extension.

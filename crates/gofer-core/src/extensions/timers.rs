@@ -13,7 +13,7 @@ use gofer_api::protocol::Documentation;
 use gofer_storage::SubscriptionKey;
 use tokio_util::sync::CancellationToken;
 
-use super::{Error, Extension, Trigger, format_duration, only_known, param, parse_duration};
+use super::{Error, Extension, Fired, Firing, Trigger, format_duration, only_known, param, parse_duration};
 use crate::background::Background;
 
 /// The next tick after a time (epoch milliseconds), if there is one.
@@ -43,8 +43,9 @@ struct Timers {
 }
 
 impl Timers {
-    /// Ticks for a subscription. The schedule continues from the last tick fired, so a restart neither repeats
-    /// nor skips it; ticks missed while Gofer was down are coalesced into one, now.
+    /// Ticks for a subscription. The schedule continues from the last tick recorded, so a restart neither repeats
+    /// nor skips one; ticks missed while Gofer was down are coalesced into one (the latest), fired at once. Each tick
+    /// is recorded with compare-and-set, so of several servers firing it, one starts the run.
     async fn start(&self, subscription: &Subscription, next_tick: NextTick, trigger: Arc<dyn Trigger>) {
         let key = SubscriptionKey::of(subscription);
         self.stop(&key).await;
@@ -56,7 +57,8 @@ impl Timers {
         let shown = next_at.clone();
         let task = self.background.spawn(async move {
             let key = timer_key;
-            let mut next = next_tick(if last_fired == 0 { epoch_millis() } else { last_fired });
+            let mut last = last_fired;
+            let mut next = if last == 0 { next_tick(epoch_millis()) } else { due(&next_tick, last, epoch_millis()) };
             while let Some(at) = next {
                 shown.store(at, Ordering::Relaxed);
                 let wait = Duration::from_millis(at.saturating_sub(epoch_millis()));
@@ -64,11 +66,15 @@ impl Timers {
                     () = tokio::time::sleep(wait) => {}
                     () = cancelled.cancelled() => return,
                 }
-                let fired = epoch_millis();
-                if let Err(e) = trigger.fire(&key, fired, BTreeMap::new()).await {
-                    tracing::warn!(%key, error = %e, "a tick started no run");
-                }
-                next = next_tick(fired);
+                last = match trigger.fire(&key, Firing::Tick { previous: last, at }, BTreeMap::new()).await {
+                    Ok(Fired::Run(_)) => at,
+                    Ok(Fired::Already { last_fired }) => last_fired,
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "a tick started no run");
+                        at
+                    }
+                };
+                next = due(&next_tick, last, epoch_millis());
             }
             shown.store(0, Ordering::Relaxed);
         });
@@ -106,6 +112,22 @@ impl Timers {
             timer.stop().await;
         }
     }
+}
+
+/// The tick to fire next after the one at `last`: the next one, or when several passed already (Gofer was down),
+/// the latest of those, so that missed ticks become one run. Several servers that recorded the same `last` compute
+/// the same tick.
+fn due(next_tick: &NextTick, last: u64, now: u64) -> Option<u64> {
+    /// Ticks skipped one by one at most, before the schedule starts again from now.
+    const MAX_SKIPPED: u32 = 100_000;
+    let mut tick = next_tick(last)?;
+    for _ in 0..MAX_SKIPPED {
+        match next_tick(tick) {
+            Some(following) if following <= now => tick = following,
+            _ => return Some(tick),
+        }
+    }
+    Some(now)
 }
 
 /// What sets a time-based extension apart: its id, its documentation, and the ticks a subscription's settings
@@ -331,6 +353,16 @@ mod tests {
         assert!(cron("61 * * * *", None).err().unwrap().contains("not a valid cron expression"));
         assert!(cron("0 3 * * *", Some("Mars/Olympus")).err().unwrap().contains("timezone 'Mars/Olympus' is unknown"));
         assert!(CronSchedule::parse(&BTreeMap::new()).err().unwrap().contains("'expression' is required"));
+    }
+
+    #[test]
+    fn the_next_due_tick_skips_missed_ones_to_the_latest() {
+        let every_10: NextTick = Box::new(|after| Some(after + 10));
+        assert_eq!(due(&every_10, 100, 105), Some(110), "the next one, still to come");
+        assert_eq!(due(&every_10, 100, 110), Some(110));
+        assert_eq!(due(&every_10, 100, 135), Some(130), "missed ticks become the latest of them");
+        let never: NextTick = Box::new(|_| None);
+        assert_eq!(due(&never, 100, 135), None);
     }
 
     #[test]

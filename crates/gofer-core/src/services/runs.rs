@@ -8,10 +8,10 @@ use futures::Stream;
 use gofer_api::epoch_millis;
 use gofer_api::models::{Initiator, PipelineState, Run, TaskExecution, Variable, VariableSource};
 use gofer_api::requests::PageQuery;
-use gofer_storage::{NewRun, SubscriptionKey};
+use gofer_storage::{NewRun, Recorded, SubscriptionKey};
 
 use crate::error::{Error, Result};
-use crate::extensions::Trigger;
+use crate::extensions::{Fired, Firing, Trigger};
 use crate::logs::LogKey;
 use crate::orchestrator::RunKey;
 use crate::{Gofer, page, paged};
@@ -189,11 +189,20 @@ impl Gofer {
 
 #[async_trait::async_trait]
 impl Trigger for Gofer {
-    async fn fire(&self, key: &SubscriptionKey, at: u64, extra: BTreeMap<String, String>) -> Result<u64> {
-        // Record the tick first: a crash right after may lose this run, but never starts it twice.
-        if let Err(e) = self.storage.record_subscription_fired(key, at).await {
-            tracing::warn!(%key, error = %e, "could not record a subscription's tick; not starting a run");
-            return Err(e.into());
+    async fn fire(&self, key: &SubscriptionKey, firing: Firing, extra: BTreeMap<String, String>) -> Result<Fired> {
+        let (expected, at) = match firing {
+            Firing::Tick { previous, at } => (Some(previous), at),
+            Firing::Event { at } => (None, at),
+        };
+        // Record the firing first: a crash right after may lose this run, but never starts it twice; and of the
+        // servers firing the same tick, only the one that records it starts a run.
+        match self.storage.record_subscription_fired(key, expected, at).await {
+            Ok(Recorded::Yes) => {}
+            Ok(Recorded::Already { last_fired }) => return Ok(Fired::Already { last_fired }),
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "could not record a subscription's firing; not starting a run");
+                return Err(e.into());
+            }
         }
         let mut variables = extra;
         variables.insert("GOFER_EXTENSION_ID".into(), key.extension_id.clone());
@@ -205,7 +214,7 @@ impl Trigger for Gofer {
         {
             Ok(run) => {
                 tracing::info!(%key, run = run.run_id, "subscription started a run");
-                Ok(run.run_id)
+                Ok(Fired::Run(run.run_id))
             }
             Err(e) => {
                 tracing::warn!(%key, error = %e, "subscription could not start a run");

@@ -364,3 +364,28 @@ fn a_crash_at_any_step_of_an_attempt_is_recovered_and_nothing_runs_twice() {
         assert_eq!(scheduler.container_count(), 0, "crash at {step:?}: every container removed");
     }
 }
+
+/// A tick is recorded with compare-and-set: of two firings of the same tick (two servers, or a process and its
+/// successor), one starts a run and the other learns the tick was taken.
+#[tokio::test(start_paused = true)]
+async fn the_same_tick_fired_twice_starts_one_run() {
+    use gofer_core::extensions::{Fired, Firing, Trigger};
+    let h = harness().await;
+    h.deploy(Pipeline::new("ticked", "").tasks(vec![task("work", &["exit", "0"])])).await;
+    let request = gofer_api::requests::SubscribeRequest {
+        extension_id: "interval".into(),
+        label: "hourly".into(),
+        settings: BTreeMap::from([("every".to_string(), "1h".to_string())]),
+    };
+    let subscription = h.gofer.subscribe("default", "ticked", request).await.unwrap();
+    let key = gofer_storage::SubscriptionKey::of(&subscription);
+    let tick = Firing::Tick { previous: subscription.last_fired, at: 3_600_000 };
+    let first = h.gofer.fire(&key, tick, BTreeMap::new()).await.unwrap();
+    let second = h.gofer.fire(&key, tick, BTreeMap::new()).await.unwrap();
+    assert_eq!(first, Fired::Run(1));
+    assert_eq!(second, Fired::Already { last_fired: 3_600_000 });
+    let runs = h.gofer.list_runs("default", "ticked", Default::default()).await.unwrap().0;
+    assert_eq!(runs.len(), 1, "one run for the tick");
+    let event = Firing::Event { at: 3_600_001 };
+    assert_eq!(h.gofer.fire(&key, event, BTreeMap::new()).await.unwrap(), Fired::Run(2), "events always start one");
+}
