@@ -217,6 +217,25 @@ impl Record for Token {
     }
 }
 
+/// A cancel request as its table holds it.
+pub(crate) struct CancelRow(pub gofer_storage::CancelRequest);
+
+impl Record for CancelRow {
+    const TABLE: &str = "cancel_requests";
+    const COLUMNS: &str = "namespace_id, pipeline_id, run_id, task_id, reason, requested";
+
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self(gofer_storage::CancelRequest {
+            namespace_id: row.get(0)?,
+            pipeline_id: row.get(1)?,
+            run_id: row.get(2)?,
+            task_id: row.get(3)?,
+            reason: json_col(row, 4)?,
+            requested: row.get(5)?,
+        }))
+    }
+}
+
 /// A pipeline secret as its table holds it.
 pub(crate) struct PipelineSecret(pub SealedSecret);
 

@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_secrets.sql"),
     include_str!("../migrations/0007_role_grants.sql"),
     include_str!("../migrations/0008_token_metadata.sql"),
+    include_str!("../migrations/0009_cancel_requests.sql"),
 ];
 const READERS: usize = 3;
 /// Page cache per connection, in KiB: enough for the hot indexes, small enough to keep the server lean.

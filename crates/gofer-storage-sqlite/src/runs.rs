@@ -2,10 +2,10 @@
 
 use async_trait::async_trait;
 use gofer_api::models::{Run, RunState, RunStatus, TaskExecution};
-use gofer_storage::{NewRun, Page, Result, RunStore};
+use gofer_storage::{CancelRequest, NewRun, Page, Result, RunStore};
 use rusqlite::params;
 
-use crate::codec::{Record, all, enum_text, limit_offset, one, pipeline_exists, query_values, to_json};
+use crate::codec::{CancelRow, Record, all, enum_text, limit_offset, one, pipeline_exists, query_values, to_json};
 use crate::{SqliteStorage, backend, not_found, sql_error};
 
 #[async_trait]
@@ -248,6 +248,47 @@ impl RunStore for SqliteStorage {
                      WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3 ORDER BY task_id",
                 params![ns, pipeline, run_id],
             )
+        })
+        .await
+    }
+
+    async fn request_cancel(&self, request: &CancelRequest) -> Result<()> {
+        const CONTEXT: &str = "store a cancel request";
+        let request = request.clone();
+        self.write(CONTEXT, move |tx| {
+            let run = (&request.namespace_id, &request.pipeline_id, request.run_id);
+            tx.query_row(
+                "SELECT 1 FROM runs WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3",
+                params![run.0, run.1, run.2],
+                |_| Ok(()),
+            )
+            .map_err(sql_error(CONTEXT, || format!("run {} of pipeline '{}'", run.2, run.1)))?;
+            tx.execute(
+                "INSERT INTO cancel_requests (namespace_id, pipeline_id, run_id, task_id, reason, requested) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![run.0, run.1, run.2, request.task_id, to_json(&request.reason)?, request.requested],
+            )
+            .map_err(|e| backend(CONTEXT, e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_cancel_requests(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        run_id: u64,
+    ) -> Result<Vec<CancelRequest>> {
+        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        self.read(move |conn| {
+            all::<CancelRow>(
+                conn,
+                "list cancel requests",
+                "WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3 ORDER BY id",
+                params![ns, pipeline, run_id],
+            )
+            .map(|rows| rows.into_iter().map(|r| r.0).collect())
         })
         .await
     }

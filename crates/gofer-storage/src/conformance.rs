@@ -12,7 +12,7 @@ use gofer_api::models::{
 use gofer_api::models::ExtensionRegistration;
 use gofer_api::permissions::{Token, extension_role};
 
-use crate::{Error, EventFilter, NewRun, Page, Recorded, Storage, SubscriptionKey, Visible};
+use crate::{CancelRequest, Error, EventFilter, NewRun, Page, Recorded, Storage, SubscriptionKey, Visible};
 use crate::{SealedSecret, SecretScope};
 
 /// Runs every check against `store`, which must be freshly created and empty.
@@ -167,6 +167,24 @@ async fn runs(store: &dyn Storage) {
         [("p1".into(), 1), ("p1".into(), 3), ("p1".into(), 4), ("p1".into(), 5), ("p2".into(), 1)],
         "unfinished runs exclude complete ones, oldest first"
     );
+
+    // Cancel requests are stored for whichever server drives the run, oldest first.
+    let cancel = |task_id: Option<&str>, requested| CancelRequest {
+        namespace_id: "ns-a".into(),
+        pipeline_id: "p1".into(),
+        run_id: 3,
+        task_id: task_id.map(str::to_string),
+        reason: StatusReason { reason: StatusReasonKind::UserCancelled, description: "asked".into() },
+        requested,
+    };
+    assert!(store.list_cancel_requests("ns-a", "p1", 3).await.unwrap().is_empty());
+    store.request_cancel(&cancel(Some("build"), 2700)).await.unwrap();
+    store.request_cancel(&cancel(None, 2701)).await.unwrap();
+    let stored = store.list_cancel_requests("ns-a", "p1", 3).await.unwrap();
+    assert_eq!(stored, [cancel(Some("build"), 2700), cancel(None, 2701)]);
+    assert!(store.list_cancel_requests("ns-a", "p1", 4).await.unwrap().is_empty(), "per run");
+    let ghost = CancelRequest { run_id: 99, ..cancel(None, 1) };
+    assert!(matches!(store.request_cancel(&ghost).await, Err(Error::NotFound { .. })));
 }
 
 fn execution(task_id: &str) -> TaskExecution {

@@ -37,6 +37,19 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A request to cancel a run, or one task of it: stored, so that whichever server drives the run sees it and a
+/// cancel survives a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRequest {
+    pub namespace_id: String,
+    pub pipeline_id: String,
+    pub run_id: u64,
+    /// One task; the whole run when `None`.
+    pub task_id: Option<String>,
+    pub reason: gofer_api::models::StatusReason,
+    pub requested: u64,
+}
+
 /// What recording a subscription's firing did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -307,6 +320,16 @@ pub trait RunStore: Send + Sync {
         pipeline_id: &str,
         run_id: u64,
     ) -> Result<Vec<TaskExecution>>;
+    /// Stores a request to cancel a run or one of its tasks; `NotFound` if the run does not exist. The requests go
+    /// with their run.
+    async fn request_cancel(&self, request: &CancelRequest) -> Result<()>;
+    /// The cancel requests of a run, oldest first.
+    async fn list_cancel_requests(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        run_id: u64,
+    ) -> Result<Vec<CancelRequest>>;
     /// Marks the logs of every task execution of runs up to `up_to_run_id` as expired; returns the run ids that
     /// had logs not yet expired.
     async fn expire_logs(&self, namespace_id: &str, pipeline_id: &str, up_to_run_id: u64) -> Result<Vec<u64>>;

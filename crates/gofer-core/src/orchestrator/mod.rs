@@ -10,9 +10,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gofer_api::epoch_millis;
 use gofer_api::models::{EventKind, Run, RunState, RunStatus, StatusReason, StatusReasonKind};
 use gofer_scheduler::Scheduler;
-use gofer_storage::Storage;
+use gofer_storage::{CancelRequest, Storage};
 
 use crate::background::Background;
 use crate::error::{Error, Result};
@@ -190,23 +191,27 @@ impl Orchestrator {
         if let Some(queued) = queued {
             return self.inner.finish_run(queued.run, RunStatus::Cancelled, Some(why)).await;
         }
-        match task_id {
-            Some(task) => {
-                let execution = self
-                    .inner
-                    .storage
-                    .get_task_execution(&key.namespace_id, &key.pipeline_id, key.run_id, task)
-                    .await?;
-                if execution.is_complete() {
-                    return Err(Error::conflict(format!(
-                        "task '{task}' of run {} is already finished ({})",
-                        key.run_id, execution.status
-                    )));
-                }
-                control.cancel_task(task, why);
+        if let Some(task) = task_id {
+            let execution =
+                self.inner.storage.get_task_execution(&key.namespace_id, &key.pipeline_id, key.run_id, task).await?;
+            if execution.is_complete() {
+                return Err(Error::conflict(format!(
+                    "task '{task}' of run {} is already finished ({})",
+                    key.run_id, execution.status
+                )));
             }
-            None => control.cancel(why),
         }
+        // Stored before it takes effect: whichever process drives the run next honours it.
+        let request = CancelRequest {
+            namespace_id: key.namespace_id.clone(),
+            pipeline_id: key.pipeline_id.clone(),
+            run_id: key.run_id,
+            task_id: task_id.map(str::to_string),
+            reason: why.clone(),
+            requested: epoch_millis(),
+        };
+        self.inner.storage.request_cancel(&request).await?;
+        control.apply(&request);
         Ok(())
     }
 
@@ -223,6 +228,12 @@ impl Orchestrator {
             let config = self.inner.storage.get_config(&run.namespace_id, &run.pipeline_id, run.version).await?.config;
             tracing::info!(pipeline = %run.pipeline_id, run = run.run_id, "resuming a run left in flight");
             let control = RunControl::new();
+            // Cancels asked for before the restart still hold.
+            for request in
+                self.inner.storage.list_cancel_requests(&run.namespace_id, &run.pipeline_id, run.run_id).await?
+            {
+                control.apply(&request);
+            }
             {
                 let mut slots = self.inner.slots();
                 slots.controls.insert(RunKey::of(&run), control.clone());

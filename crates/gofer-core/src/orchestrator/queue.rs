@@ -46,6 +46,14 @@ impl RunControl {
         entry.0.cancel();
     }
 
+    /// Carries out a (stored) cancel request: the whole run's, or one task's.
+    pub(super) fn apply(&self, request: &gofer_storage::CancelRequest) {
+        match &request.task_id {
+            Some(task) => self.cancel_task(task, request.reason.clone()),
+            None => self.cancel(request.reason.clone()),
+        }
+    }
+
     /// Why a task was cancelled: its own reason, else the run's.
     pub(super) fn task_reason(&self, task_id: &str) -> StatusReason {
         let own = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get(task_id).and_then(|t| t.1.clone());

@@ -389,3 +389,38 @@ async fn the_same_tick_fired_twice_starts_one_run() {
     let event = Firing::Event { at: 3_600_001 };
     assert_eq!(h.gofer.fire(&key, event, BTreeMap::new()).await.unwrap(), Fired::Run(2), "events always start one");
 }
+
+/// A cancel asked for just before a crash still holds after the restart: it is stored, and the new process
+/// honours it (the container it re-attaches to is stopped, the run ends cancelled, not at its timeout).
+#[test]
+fn a_cancel_survives_a_crash() {
+    let runtime = || tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = Arc::new(Scripted::default());
+    runtime().block_on(async {
+        let h = harness_on(dir.path(), scheduler.clone()).await;
+        h.deploy(
+            Pipeline::new("cancelled", "").tasks(vec![task("hang", &["hang"]).timeout(Duration::from_secs(3600))]),
+        )
+        .await;
+        let run = h.start("cancelled").await;
+        while h.gofer.get_task_execution("default", "cancelled", run.run_id, "hang").await.map(|t| t.state).ok()
+            != Some(gofer_api::models::TaskState::Running)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        scheduler.crash_at(Step::Stopping);
+        h.gofer.cancel_run("default", "cancelled", run.run_id).await.unwrap();
+        scheduler.crashed().await;
+    });
+    let snapshot = runtime().block_on(async {
+        let h = harness_on(dir.path(), scheduler.clone()).await;
+        h.gofer.orchestrator().recover().await.unwrap();
+        h.snapshot("cancelled", 1).await
+    });
+    assert_eq!(
+        snapshot,
+        "run 1: complete cancelled (user_cancelled)\n\
+         hang: complete cancelled exit=143 attempt=1 (user_cancelled)\n"
+    );
+}

@@ -39,6 +39,8 @@ pub enum Step {
     Exited,
     /// Gofer stored the outcome but did not remove the container.
     Recorded,
+    /// Gofer was about to stop the container (a cancel), and did not.
+    Stopping,
 }
 
 #[derive(Clone)]
@@ -233,6 +235,7 @@ impl Scheduler for Scripted {
     }
 
     async fn stop(&self, container_id: &str, _grace: Duration) -> Result<()> {
+        self.maybe_crash(Step::Stopping).await;
         if let Ok(container) = self.container(container_id) {
             container.stopped.cancel();
         }
