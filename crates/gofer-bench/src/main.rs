@@ -753,13 +753,15 @@ async fn seed(data_dir: &Path, runs: u64) -> Result<()> {
         "id": "bench-big", "tasks": [{ "id": "t", "image": IMAGE, "command": ["true"] }]
     }))?;
     store.register_config("default", &config, "seed", now).await?;
-    store.deploy_config("default", "bench-big", 1, now).await?;
+    let deployed =
+        EventKind::ConfigDeployed { namespace_id: "default".into(), pipeline_id: "bench-big".into(), version: 1 };
+    store.deploy_config("default", "bench-big", 1, &gofer_storage::NewEvent { emitted: now, kind: deployed }).await?;
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let store = store.clone();
             tokio::spawn(async move {
                 for i in (w..runs).step_by(4) {
-                    let mut run = store
+                    let (mut run, _) = store
                         .insert_run(gofer_storage::NewRun {
                             namespace_id: "default".into(),
                             pipeline_id: "bench-big".into(),
@@ -777,7 +779,14 @@ async fn seed(data_dir: &Path, runs: u64) -> Result<()> {
                     run.status = RunStatus::Successful;
                     run.started = now + i;
                     run.ended = now + i + 300;
-                    store.update_run(&run).await?;
+                    let completed = EventKind::RunCompleted {
+                        namespace_id: run.namespace_id.clone(),
+                        pipeline_id: run.pipeline_id.clone(),
+                        run_id: run.run_id,
+                        status: run.status,
+                        status_reason: None,
+                    };
+                    store.update_run(&run, &gofer_storage::NewEvent { emitted: run.ended, kind: completed }).await?;
                 }
                 Ok::<(), gofer_storage::Error>(())
             })

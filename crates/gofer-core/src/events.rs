@@ -1,41 +1,82 @@
-//! The event log: every state change is stored with a timestamp, then broadcast to live listeners. A stream
-//! replays stored history and continues live without gaps or duplicates.
+//! The event log: every state change is stored with its event, then the event is announced on the bus to live
+//! followers. A stream replays stored history and continues live without gaps or duplicates.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use gofer_api::epoch_millis;
 use gofer_api::models::{Event, EventKind};
-use gofer_storage::{EventFilter, Storage};
-use tokio::sync::{Mutex, broadcast};
+use gofer_storage::{EventBus, EventFilter, Live, NewEvent, Storage};
+use tokio::sync::Mutex;
 
 const PAGE: u64 = 500;
-const LIVE_CAPACITY: usize = 1024;
 
 /// Publishes and streams events. Cheap to clone.
 #[derive(Clone)]
 pub struct Events {
     storage: Arc<dyn Storage>,
-    live: broadcast::Sender<Event>,
-    /// Held across store-then-broadcast so live listeners see ids in order.
+    bus: Arc<dyn EventBus>,
+    /// Held across store-then-announce so live followers see ids in order.
     order: Arc<Mutex<()>>,
 }
 
+/// What a write that stores a change with its event returns: the event (none when nothing changed), and perhaps
+/// what was stored.
+pub trait Told {
+    fn event(&self) -> Option<&Event>;
+}
+
+impl Told for Event {
+    fn event(&self) -> Option<&Event> {
+        Some(self)
+    }
+}
+
+impl<T> Told for (T, Event) {
+    fn event(&self) -> Option<&Event> {
+        Some(&self.1)
+    }
+}
+
+impl Told for gofer_storage::Registered {
+    fn event(&self) -> Option<&Event> {
+        self.event.as_ref()
+    }
+}
+
+/// An event of a change made now.
+pub fn now(kind: EventKind) -> NewEvent {
+    NewEvent { emitted: epoch_millis(), kind }
+}
+
 impl Events {
-    pub fn new(storage: Arc<dyn Storage>) -> Self {
-        let (live, _) = broadcast::channel(LIVE_CAPACITY);
-        Self { storage, live, order: Arc::default() }
+    pub fn new(storage: Arc<dyn Storage>, bus: Arc<dyn EventBus>) -> Self {
+        Self { storage, bus, order: Arc::default() }
     }
 
-    /// Stores and broadcasts an event. A storage failure is logged: losing an event must not fail a run.
-    pub async fn publish(&self, kind: EventKind) {
+    /// Runs `write`, which stores a change together with its event in one transaction, and announces the event.
+    pub async fn record<T, F, Fut>(&self, write: F) -> gofer_storage::Result<T>
+    where
+        T: Told,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = gofer_storage::Result<T>>,
+    {
         let _order = self.order.lock().await;
-        match self.storage.insert_event(epoch_millis(), &kind).await {
-            Ok(event) => {
-                let _ = self.live.send(event);
-            }
-            Err(e) => tracing::error!(error = %e, ?kind, "could not store an event"),
+        let written = write().await?;
+        if let Some(event) = written.event() {
+            self.bus.announce(event.clone());
+        }
+        Ok(written)
+    }
+
+    /// Stores and announces an event of a change that is not stored itself (an extension's container came up or
+    /// went away). A storage failure is logged. Stored changes use [`Events::record`].
+    pub async fn publish(&self, kind: EventKind) {
+        let stored = self.record(|| self.storage.insert_event(epoch_millis(), &kind)).await;
+        if let Err(e) = stored {
+            tracing::error!(error = %e, ?kind, "could not store an event");
         }
     }
 
@@ -45,8 +86,8 @@ impl Events {
         filter: EventFilter,
         follow: bool,
     ) -> impl Stream<Item = gofer_storage::Result<Event>> + use<> {
-        // Subscribe before reading history, so nothing published in between is missed.
-        let live = follow.then(|| self.live.subscribe());
+        // Follow before reading history, so nothing published in between is missed.
+        let live = follow.then(|| self.bus.follow());
         let state =
             StreamState { storage: self.storage.clone(), filter, live, buffer: Vec::new(), history_done: false };
         futures::stream::unfold(state, |mut state| async move {
@@ -73,7 +114,7 @@ impl Events {
 struct StreamState {
     storage: Arc<dyn Storage>,
     filter: EventFilter,
-    live: Option<broadcast::Receiver<Event>>,
+    live: Option<futures::stream::BoxStream<'static, Live>>,
     /// Stored events not yet handed out, newest last.
     buffer: Vec<Event>,
     history_done: bool,
@@ -102,15 +143,14 @@ impl StreamState {
                 }
             }
             let live = self.live.as_mut()?;
-            match live.recv().await {
-                Ok(event) if self.filter.matches(&event) => {
+            match live.next().await? {
+                Live::Event(event) if self.filter.matches(&event) => {
                     self.filter.after = event.id;
                     return Some(Ok(event));
                 }
-                Ok(_) => {}
-                // Fell behind the live channel: catch up from storage.
-                Err(broadcast::error::RecvError::Lagged(_)) => self.history_done = false,
-                Err(broadcast::error::RecvError::Closed) => return None,
+                Live::Event(_) => {}
+                // Fell behind the bus: catch up from storage.
+                Live::Lagged => self.history_done = false,
             }
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gofer_scheduler::Scheduler;
-use gofer_storage::Storage;
+use gofer_storage::{EventBus, Storage};
 use object_store::ObjectStore;
 
 use crate::background::Background;
@@ -28,6 +28,8 @@ use crate::{Gofer, Parts};
 /// What a Gofer stores and runs on.
 pub struct Backends {
     pub storage: Arc<dyn Storage>,
+    /// Carries stored events to live followers.
+    pub bus: Arc<dyn EventBus>,
     pub scheduler: Arc<dyn Scheduler>,
     pub object_store: Arc<dyn ObjectStore>,
     /// Seals secrets; the store refuses a key other than the one its secrets were sealed with.
@@ -76,10 +78,10 @@ impl Runtime {
     /// Makes every part once: events, logs, secrets (the key is checked against the store), objects, the
     /// orchestrator, the extensions, and the services over them. Nothing runs yet.
     pub async fn build(backends: Backends, options: Options) -> Result<Self> {
-        let Backends { storage, scheduler, object_store, secret_key, log_dir } = backends;
+        let Backends { storage, bus, scheduler, object_store, secret_key, log_dir } = backends;
         let root = Background::root();
         let scopes = Scopes { events: root.child(), orchestrator: root.child(), extensions: root.child() };
-        let events = Events::new(storage.clone());
+        let events = Events::new(storage.clone(), bus);
         let secrets = Secrets::open(storage.clone(), &secret_key, options.max_secret_bytes).await?;
         let objects = Objects::new(object_store, options.objects.clone());
         let orchestrator = Orchestrator::new(

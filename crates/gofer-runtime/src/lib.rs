@@ -185,6 +185,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
     }
     let backends = Backends {
         storage,
+        // One server: its events are followed in its own process.
+        bus: Arc::new(gofer_storage::LocalBus::default()),
         scheduler,
         object_store: object_store(config, &data_dir)?,
         secret_key,

@@ -2,30 +2,33 @@
 
 use async_trait::async_trait;
 use gofer_api::models::{Event, EventKind};
-use gofer_storage::{EventFilter, EventStore, Result};
+use gofer_storage::{EventFilter, EventStore, NewEvent, Result};
 use rusqlite::params;
 
 use crate::codec::{all, to_json};
 use crate::{SqliteStorage, backend};
 
+/// Appends an event within the caller's transaction; ids grow by one per event.
+pub(crate) fn append(tx: &rusqlite::Transaction<'_>, event: NewEvent) -> Result<Event> {
+    let NewEvent { emitted, kind } = event;
+    let pipeline = kind.pipeline();
+    let run = kind.run().map(|(_, _, r)| r);
+    let id: u64 = tx
+        .query_row(
+            "INSERT INTO events (emitted, namespace_id, pipeline_id, run_id, kind) \
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            params![emitted, pipeline.map(|p| p.0), pipeline.map(|p| p.1), run, to_json(&kind)?],
+            |r| r.get(0),
+        )
+        .map_err(|e| backend("store an event", e))?;
+    Ok(Event { id, emitted, kind })
+}
+
 #[async_trait]
 impl EventStore for SqliteStorage {
     async fn insert_event(&self, emitted: u64, kind: &EventKind) -> Result<Event> {
-        let kind = kind.clone();
-        self.write("store an event", move |tx| {
-            let pipeline = kind.pipeline();
-            let run = kind.run().map(|(_, _, r)| r);
-            let id: u64 = tx
-                .query_row(
-                    "INSERT INTO events (emitted, namespace_id, pipeline_id, run_id, kind) \
-                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-                    params![emitted, pipeline.map(|p| p.0), pipeline.map(|p| p.1), run, to_json(&kind)?],
-                    |r| r.get(0),
-                )
-                .map_err(|e| backend("store an event", e))?;
-            Ok(Event { id, emitted, kind })
-        })
-        .await
+        let event = NewEvent { emitted, kind: kind.clone() };
+        self.write("store an event", move |tx| append(tx, event)).await
     }
 
     async fn list_events(&self, filter: &EventFilter, limit: u64) -> Result<Vec<Event>> {

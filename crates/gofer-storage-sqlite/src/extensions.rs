@@ -1,12 +1,13 @@
 //! Extension switches and container extension registrations.
 
 use async_trait::async_trait;
-use gofer_api::models::ExtensionRegistration;
+use gofer_api::models::{Event, ExtensionRegistration};
 use gofer_api::permissions::{Role, Token};
-use gofer_storage::{ExtensionStore, Result};
+use gofer_storage::{ExtensionStore, NewEvent, Result};
 use rusqlite::{OptionalExtension, params};
 
 use crate::codec::{all, to_json};
+use crate::events::append;
 use crate::tokens::upsert_token;
 use crate::{SqliteStorage, backend, not_found, sql_error};
 
@@ -35,8 +36,14 @@ impl ExtensionStore for SqliteStorage {
         .await
     }
 
-    async fn insert_extension(&self, registration: &ExtensionRegistration, role: &Role, token: &Token) -> Result<()> {
-        let (registration, role, token) = (registration.clone(), role.clone(), token.clone());
+    async fn insert_extension(
+        &self,
+        registration: &ExtensionRegistration,
+        role: &Role,
+        token: &Token,
+        event: &NewEvent,
+    ) -> Result<Event> {
+        let (registration, role, token, event) = (registration.clone(), role.clone(), token.clone(), event.clone());
         self.write("install an extension", move |tx| {
             tx.execute(
                 "INSERT INTO extension_registrations (id, image, settings, registry_auth, created) \
@@ -57,7 +64,8 @@ impl ExtensionStore for SqliteStorage {
                 params![role.id, role.description, to_json(&role.grants)?, role.system_role],
             )
             .map_err(|e| backend("store a role", e))?;
-            upsert_token(tx, &token)
+            upsert_token(tx, &token)?;
+            append(tx, event)
         })
         .await
     }
@@ -66,8 +74,8 @@ impl ExtensionStore for SqliteStorage {
         self.read(|conn| all::<ExtensionRegistration>(conn, "list installed extensions", "ORDER BY id", [])).await
     }
 
-    async fn delete_extension(&self, extension_id: &str) -> Result<()> {
-        let id = extension_id.to_string();
+    async fn delete_extension(&self, extension_id: &str, event: &NewEvent) -> Result<Event> {
+        let (id, event) = (extension_id.to_string(), event.clone());
         self.write("uninstall an extension", move |tx| {
             let deleted = tx
                 .execute("DELETE FROM extension_registrations WHERE id = ?1", [&id])
@@ -84,7 +92,7 @@ impl ExtensionStore for SqliteStorage {
             for (sql, value) in statements {
                 tx.execute(sql, [value]).map_err(|e| backend("uninstall an extension", e))?;
             }
-            Ok(())
+            append(tx, event)
         })
         .await
     }

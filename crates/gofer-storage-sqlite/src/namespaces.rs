@@ -1,11 +1,12 @@
 //! Namespaces.
 
 use async_trait::async_trait;
-use gofer_api::models::Namespace;
-use gofer_storage::{NamespaceStore, Page, Result, Visible};
+use gofer_api::models::{Event, Namespace};
+use gofer_storage::{NamespaceStore, NewEvent, Page, Result, Visible};
 use rusqlite::params;
 
 use crate::codec::{Record, all, limit_offset, one, visible_clause};
+use crate::events::append;
 use crate::{SqliteStorage, backend, not_found, sql_error};
 
 #[async_trait]
@@ -69,8 +70,18 @@ impl NamespaceStore for SqliteStorage {
         .await
     }
 
-    async fn delete_namespace(&self, namespace_id: &str) -> Result<()> {
-        let what = format!("namespace '{namespace_id}'");
-        self.delete_by_id("delete a namespace", "DELETE FROM namespaces WHERE id = ?1", namespace_id, what).await
+    async fn delete_namespace(&self, namespace_id: &str, event: &NewEvent) -> Result<Event> {
+        let (id, event) = (namespace_id.to_string(), event.clone());
+        self.write("delete a namespace", move |tx| {
+            if tx
+                .execute("DELETE FROM namespaces WHERE id = ?1", [&id])
+                .map_err(|e| backend("delete a namespace", e))?
+                == 0
+            {
+                return Err(not_found(format!("namespace '{id}'")));
+            }
+            append(tx, event)
+        })
+        .await
     }
 }

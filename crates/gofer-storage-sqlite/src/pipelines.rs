@@ -2,11 +2,12 @@
 
 use async_trait::async_trait;
 use gofer_api::config;
-use gofer_api::models::{ConfigState, Pipeline, PipelineConfig, PipelineState};
-use gofer_storage::{Page, PipelineStore, Registered, Result, Visible};
+use gofer_api::models::{ConfigState, Event, EventKind, Pipeline, PipelineConfig, PipelineState};
+use gofer_storage::{NewEvent, Page, PipelineStore, Registered, Result, Visible};
 use rusqlite::{OptionalExtension, params};
 
 use crate::codec::{Record, all, enum_text, limit_offset, one, pipeline_exists, to_json, visible_clause};
+use crate::events::append;
 use crate::{SqliteStorage, backend, not_found, sql_error};
 
 #[async_trait]
@@ -41,7 +42,7 @@ impl PipelineStore for SqliteStorage {
                     )
                     .map_err(|e| backend(CONTEXT, e))?;
                     if existing.hash == hash {
-                        return Ok(Registered { config: existing, created: false });
+                        return Ok(Registered { config: existing, created: false, event: None });
                     }
                     tx.execute(
                         "UPDATE pipelines SET latest_version = ?3, modified = ?4 \
@@ -95,7 +96,13 @@ impl PipelineStore for SqliteStorage {
                 ],
             )
             .map_err(|e| backend(CONTEXT, e))?;
-            Ok(Registered { config: stored, created: true })
+            let registered = EventKind::ConfigRegistered {
+                namespace_id: stored.namespace_id.clone(),
+                pipeline_id: stored.pipeline_id.clone(),
+                version,
+            };
+            let event = append(tx, NewEvent { emitted: now, kind: registered })?;
+            Ok(Registered { config: stored, created: true, event: Some(event) })
         })
         .await
     }
@@ -105,9 +112,10 @@ impl PipelineStore for SqliteStorage {
         namespace_id: &str,
         pipeline_id: &str,
         version: u64,
-        now: u64,
-    ) -> Result<PipelineConfig> {
-        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        event: &NewEvent,
+    ) -> Result<(PipelineConfig, Event)> {
+        let (ns, pipeline, event) = (namespace_id.to_string(), pipeline_id.to_string(), event.clone());
+        let now = event.emitted;
         self.write("deploy a pipeline config", move |tx| {
             const CONTEXT: &str = "deploy a pipeline config";
             let mut config = one::<PipelineConfig>(
@@ -136,7 +144,7 @@ impl PipelineStore for SqliteStorage {
             )
             .map_err(|e| backend(CONTEXT, e))?;
             config.state = ConfigState::Live;
-            Ok(config)
+            Ok((config, append(tx, event)?))
         })
         .await
     }
@@ -206,26 +214,26 @@ impl PipelineStore for SqliteStorage {
         namespace_id: &str,
         pipeline_id: &str,
         state: PipelineState,
-        now: u64,
-    ) -> Result<()> {
-        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        event: &NewEvent,
+    ) -> Result<Event> {
+        let (ns, pipeline, event) = (namespace_id.to_string(), pipeline_id.to_string(), event.clone());
         self.write("set a pipeline's state", move |tx| {
             let changed = tx
                 .execute(
                     "UPDATE pipelines SET state = ?3, modified = ?4 WHERE namespace_id = ?1 AND pipeline_id = ?2",
-                    params![ns, pipeline, enum_text(&state)?, now],
+                    params![ns, pipeline, enum_text(&state)?, event.emitted],
                 )
                 .map_err(|e| backend("set a pipeline's state", e))?;
             if changed == 0 {
                 return Err(not_found(format!("pipeline '{pipeline}' in namespace '{ns}'")));
             }
-            Ok(())
+            append(tx, event)
         })
         .await
     }
 
-    async fn delete_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<()> {
-        let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+    async fn delete_pipeline(&self, namespace_id: &str, pipeline_id: &str, event: &NewEvent) -> Result<Event> {
+        let (ns, pipeline, event) = (namespace_id.to_string(), pipeline_id.to_string(), event.clone());
         self.write("delete a pipeline", move |tx| {
             let changed = tx
                 .execute("DELETE FROM pipelines WHERE namespace_id = ?1 AND pipeline_id = ?2", params![ns, pipeline])
@@ -233,7 +241,7 @@ impl PipelineStore for SqliteStorage {
             if changed == 0 {
                 return Err(not_found(format!("pipeline '{pipeline}' in namespace '{ns}'")));
             }
-            Ok(())
+            append(tx, event)
         })
         .await
     }

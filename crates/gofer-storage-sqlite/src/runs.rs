@@ -1,16 +1,17 @@
 //! Runs and their task executions.
 
 use async_trait::async_trait;
-use gofer_api::models::{Run, RunState, RunStatus, TaskExecution};
-use gofer_storage::{CancelRequest, NewRun, Page, Result, RunStore};
+use gofer_api::models::{Event, EventKind, Run, RunState, RunStatus, TaskExecution};
+use gofer_storage::{CancelRequest, NewEvent, NewRun, Page, Result, RunStore};
 use rusqlite::params;
 
 use crate::codec::{CancelRow, Record, all, enum_text, limit_offset, one, pipeline_exists, query_values, to_json};
+use crate::events::append;
 use crate::{SqliteStorage, backend, not_found, sql_error};
 
 #[async_trait]
 impl RunStore for SqliteStorage {
-    async fn insert_run(&self, new: NewRun) -> Result<Run> {
+    async fn insert_run(&self, new: NewRun) -> Result<(Run, Event)> {
         self.write("start a run", move |tx| {
             const CONTEXT: &str = "start a run";
             let run_id: u64 = tx
@@ -55,7 +56,13 @@ impl RunStore for SqliteStorage {
                 ],
             )
             .map_err(|e| backend(CONTEXT, e))?;
-            Ok(run)
+            let queued = EventKind::RunQueued {
+                namespace_id: run.namespace_id.clone(),
+                pipeline_id: run.pipeline_id.clone(),
+                run_id,
+            };
+            let event = append(tx, NewEvent { emitted: run.created, kind: queued })?;
+            Ok((run, event))
         })
         .await
     }
@@ -94,8 +101,8 @@ impl RunStore for SqliteStorage {
         .await
     }
 
-    async fn update_run(&self, run: &Run) -> Result<()> {
-        let run = run.clone();
+    async fn update_run(&self, run: &Run, event: &NewEvent) -> Result<Event> {
+        let (run, event) = (run.clone(), event.clone());
         self.write("update a run", move |tx| {
             let changed = tx
                 .execute(
@@ -116,7 +123,7 @@ impl RunStore for SqliteStorage {
             if changed == 0 {
                 return Err(not_found(format!("run {} of pipeline '{}'", run.run_id, run.pipeline_id)));
             }
-            Ok(())
+            append(tx, event)
         })
         .await
     }
@@ -135,8 +142,8 @@ impl RunStore for SqliteStorage {
         .await
     }
 
-    async fn insert_task_execution(&self, execution: &TaskExecution) -> Result<()> {
-        let te = execution.clone();
+    async fn insert_task_execution(&self, execution: &TaskExecution, event: &NewEvent) -> Result<Event> {
+        let (te, event) = (execution.clone(), event.clone());
         self.write("store a task execution", move |tx| {
             tx.execute(
                 &format!(
@@ -168,13 +175,13 @@ impl RunStore for SqliteStorage {
             .map_err(sql_error("store a task execution", || {
                 format!("task execution '{}' of run {}", te.task_id, te.run_id)
             }))?;
-            Ok(())
+            append(tx, event)
         })
         .await
     }
 
-    async fn update_task_execution(&self, execution: &TaskExecution) -> Result<()> {
-        let te = execution.clone();
+    async fn update_task_execution(&self, execution: &TaskExecution, event: &NewEvent) -> Result<Event> {
+        let (te, event) = (execution.clone(), event.clone());
         self.write("update a task execution", move |tx| {
             let changed = tx
                 .execute(
@@ -205,7 +212,7 @@ impl RunStore for SqliteStorage {
             if changed == 0 {
                 return Err(not_found(format!("task execution '{}' of run {}", te.task_id, te.run_id)));
             }
-            Ok(())
+            append(tx, event)
         })
         .await
     }
@@ -252,7 +259,7 @@ impl RunStore for SqliteStorage {
         .await
     }
 
-    async fn request_cancel(&self, request: &CancelRequest) -> Result<()> {
+    async fn request_cancel(&self, request: &CancelRequest) -> Result<Event> {
         const CONTEXT: &str = "store a cancel request";
         let request = request.clone();
         self.write(CONTEXT, move |tx| {
@@ -269,7 +276,13 @@ impl RunStore for SqliteStorage {
                 params![run.0, run.1, run.2, request.task_id, to_json(&request.reason)?, request.requested],
             )
             .map_err(|e| backend(CONTEXT, e))?;
-            Ok(())
+            let asked = EventKind::RunCancelRequested {
+                namespace_id: run.0.clone(),
+                pipeline_id: run.1.clone(),
+                run_id: run.2,
+                task_id: request.task_id.clone(),
+            };
+            append(tx, NewEvent { emitted: request.requested, kind: asked })
         })
         .await
     }

@@ -1,11 +1,12 @@
 //! Server-wide settings.
 
 use async_trait::async_trait;
-use gofer_api::models::SystemSettings;
-use gofer_storage::{Result, SystemStore};
+use gofer_api::models::{Event, SystemSettings};
+use gofer_storage::{NewEvent, Result, SystemStore};
 use rusqlite::OptionalExtension;
 
 use crate::codec::to_json;
+use crate::events::append;
 use crate::{SqliteStorage, backend};
 
 #[async_trait]
@@ -24,8 +25,8 @@ impl SystemStore for SqliteStorage {
         .await
     }
 
-    async fn set_system(&self, settings: &SystemSettings) -> Result<()> {
-        let text = to_json(settings)?;
+    async fn set_system(&self, settings: &SystemSettings, event: &NewEvent) -> Result<Event> {
+        let (text, event) = (to_json(settings)?, event.clone());
         self.write("store system settings", move |tx| {
             tx.execute(
                 "INSERT INTO system (key, value) VALUES ('settings', ?1) \
@@ -33,7 +34,7 @@ impl SystemStore for SqliteStorage {
                 [text],
             )
             .map_err(|e| backend("store system settings", e))?;
-            Ok(())
+            append(tx, event)
         })
         .await
     }

@@ -12,7 +12,7 @@ use gofer_api::models::{
 use gofer_api::models::ExtensionRegistration;
 use gofer_api::permissions::{Token, extension_role};
 
-use crate::{CancelRequest, Error, EventFilter, NewRun, Page, Recorded, Storage, SubscriptionKey, Visible};
+use crate::{CancelRequest, Error, EventFilter, NewEvent, NewRun, Page, Recorded, Storage, SubscriptionKey, Visible};
 use crate::{SealedSecret, SecretScope};
 
 /// Runs every check against `store`, which must be freshly created and empty.
@@ -27,6 +27,16 @@ pub async fn run_all(store: &dyn Storage) {
     extensions_tokens_and_roles(store).await;
     secrets(store).await;
     delete_cascades(store).await;
+}
+
+/// An event for a change at `emitted`.
+fn told(emitted: u64, kind: EventKind) -> NewEvent {
+    NewEvent { emitted, kind }
+}
+
+/// How many events are stored: a change that failed must not have appended one.
+async fn event_count(store: &dyn Storage) -> usize {
+    store.list_events(&EventFilter::default(), 100_000).await.unwrap().len()
 }
 
 fn namespace(id: &str, created: u64) -> Namespace {
@@ -83,6 +93,9 @@ async fn namespaces(store: &dyn Storage) {
 async fn configs_and_pipelines(store: &dyn Storage) {
     let first = store.register_config("ns-a", &doc("p1", "img:1"), "h1", 1000).await.unwrap();
     assert!(first.created);
+    let registered = EventKind::ConfigRegistered { namespace_id: "ns-a".into(), pipeline_id: "p1".into(), version: 1 };
+    let event = first.event.clone().expect("a stored version has its event");
+    assert_eq!((event.emitted, event.kind), (1000, registered), "config_registered is stored with the version");
     assert_eq!(first.config.version, 1);
     assert_eq!(first.config.state, ConfigState::Unreleased);
 
@@ -92,23 +105,31 @@ async fn configs_and_pipelines(store: &dyn Storage) {
     assert_eq!(pipeline.latest_version, 1);
 
     let same = store.register_config("ns-a", &doc("p1", "img:1"), "h1", 1001).await.unwrap();
-    assert!(!same.created, "an identical config registers nothing");
+    assert!(!same.created && same.event.is_none(), "an identical config registers nothing, and tells nothing");
     assert_eq!(same.config.version, 1);
 
     let second = store.register_config("ns-a", &doc("p1", "img:2"), "h2", 1002).await.unwrap();
     assert_eq!(second.config.version, 2);
 
-    let live = store.deploy_config("ns-a", "p1", 1, 1003).await.unwrap();
+    let deployed =
+        |version| EventKind::ConfigDeployed { namespace_id: "ns-a".into(), pipeline_id: "p1".into(), version };
+    let (live, event) = store.deploy_config("ns-a", "p1", 1, &told(1003, deployed(1))).await.unwrap();
     assert_eq!(live.state, ConfigState::Live);
+    assert_eq!((event.emitted, event.kind), (1003, deployed(1)));
     assert_eq!(store.get_pipeline("ns-a", "p1").await.unwrap().live_version, Some(1));
-    store.deploy_config("ns-a", "p1", 2, 1004).await.unwrap();
+    store.deploy_config("ns-a", "p1", 2, &told(1004, deployed(2))).await.unwrap();
     assert_eq!(store.get_config("ns-a", "p1", 1).await.unwrap().state, ConfigState::Deprecated);
     assert_eq!(store.get_config("ns-a", "p1", 2).await.unwrap().config, doc("p1", "img:2"));
     let pipeline = store.get_pipeline("ns-a", "p1").await.unwrap();
     assert_eq!((pipeline.live_version, pipeline.latest_version), (Some(2), 2));
     assert_eq!(pipeline.name, "p1 pipeline");
 
-    assert!(matches!(store.deploy_config("ns-a", "p1", 9, 1005).await, Err(Error::NotFound { .. })));
+    let count = event_count(store).await;
+    assert!(matches!(
+        store.deploy_config("ns-a", "p1", 9, &told(1005, deployed(9))).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(event_count(store).await, count, "a refused deploy tells nothing");
     assert!(matches!(store.get_config("ns-a", "p1", 9).await, Err(Error::NotFound { .. })));
     assert!(matches!(store.get_pipeline("ns-a", "nope").await, Err(Error::NotFound { .. })));
     assert!(matches!(store.get_pipeline("ns-b", "p1").await, Err(Error::NotFound { .. })));
@@ -125,22 +146,33 @@ async fn configs_and_pipelines(store: &dyn Storage) {
     assert_eq!(pipelines(Visible::All).await, ["p2", "p1"], "pipelines are listed newest first");
     assert_eq!(pipelines(Visible::Matching(vec!["p1".into()])).await, ["p1"]);
 
-    store.set_pipeline_state("ns-a", "p1", PipelineState::Disabled, 1007).await.unwrap();
-    assert_eq!(store.get_pipeline("ns-a", "p1").await.unwrap().state, PipelineState::Disabled);
-    store.set_pipeline_state("ns-a", "p1", PipelineState::Active, 1008).await.unwrap();
+    let state = |pipeline: &str, state| {
+        told(1007, EventKind::PipelineStateChanged { namespace_id: "ns-a".into(), pipeline_id: pipeline.into(), state })
+    };
+    let event = state("p1", PipelineState::Disabled);
+    let stored = store.set_pipeline_state("ns-a", "p1", PipelineState::Disabled, &event).await.unwrap();
+    assert_eq!(stored.kind, event.kind);
+    let pipeline = store.get_pipeline("ns-a", "p1").await.unwrap();
+    assert_eq!((pipeline.state, pipeline.modified), (PipelineState::Disabled, 1007));
+    store.set_pipeline_state("ns-a", "p1", PipelineState::Active, &state("p1", PipelineState::Active)).await.unwrap();
+    let count = event_count(store).await;
     assert!(matches!(
-        store.set_pipeline_state("ns-a", "nope", PipelineState::Active, 1).await,
+        store.set_pipeline_state("ns-a", "nope", PipelineState::Active, &state("nope", PipelineState::Active)).await,
         Err(Error::NotFound { .. })
     ));
+    assert_eq!(event_count(store).await, count, "a refused change tells nothing");
 }
 
 async fn runs(store: &dyn Storage) {
     for i in 0..5 {
-        let run = store.insert_run(new_run("ns-a", "p1", 2000 + i)).await.unwrap();
+        let (run, queued) = store.insert_run(new_run("ns-a", "p1", 2000 + i)).await.unwrap();
         assert_eq!(run.run_id, i + 1, "run ids count up from 1 per pipeline");
         assert_eq!((run.state, run.status), (RunState::Pending, RunStatus::Unknown));
+        let expected =
+            EventKind::RunQueued { namespace_id: "ns-a".into(), pipeline_id: "p1".into(), run_id: run.run_id };
+        assert_eq!((queued.emitted, queued.kind), (run.created, expected), "the run_queued event is stored with it");
     }
-    let other = store.insert_run(new_run("ns-a", "p2", 2100)).await.unwrap();
+    let (other, _) = store.insert_run(new_run("ns-a", "p2", 2100)).await.unwrap();
     assert_eq!(other.run_id, 1, "each pipeline has its own run ids");
     assert!(matches!(store.insert_run(new_run("ns-a", "ghost", 1)).await, Err(Error::NotFound { .. })));
 
@@ -156,8 +188,31 @@ async fn runs(store: &dyn Storage) {
         Some(StatusReason { reason: StatusReasonKind::AbnormalExit, description: "task a exited 3".into() });
     run.started = 2500;
     run.ended = 2600;
-    store.update_run(&run).await.unwrap();
+    let completed = NewEvent {
+        emitted: 2600,
+        kind: EventKind::RunCompleted {
+            namespace_id: "ns-a".into(),
+            pipeline_id: "p1".into(),
+            run_id: 2,
+            status: run.status,
+            status_reason: run.status_reason.clone(),
+        },
+    };
+    let event = store.update_run(&run, &completed).await.unwrap();
+    assert_eq!((event.emitted, &event.kind), (2600, &completed.kind), "the event is stored with the change");
     assert_eq!(store.get_run("ns-a", "p1", 2).await.unwrap(), run);
+    let ghost_run = gofer_api::models::Run { run_id: 99, ..run.clone() };
+    assert!(matches!(store.update_run(&ghost_run, &completed).await, Err(Error::NotFound { .. })));
+    let of_run = |run_id| EventFilter {
+        namespace_id: Some("ns-a".into()),
+        pipeline_id: Some("p1".into()),
+        run_id: Some(run_id),
+        ..Default::default()
+    };
+    let kinds: Vec<EventKind> = store.list_events(&of_run(2), 100).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds.len(), 2, "queued and completed");
+    assert_eq!(kinds[1], completed.kind);
+    assert!(store.list_events(&of_run(99), 100).await.unwrap().is_empty(), "a change that failed appends no event");
     assert!(matches!(store.get_run("ns-a", "p1", 99).await, Err(Error::NotFound { .. })));
 
     let unfinished: Vec<(String, u64)> =
@@ -178,13 +233,21 @@ async fn runs(store: &dyn Storage) {
         requested,
     };
     assert!(store.list_cancel_requests("ns-a", "p1", 3).await.unwrap().is_empty());
-    store.request_cancel(&cancel(Some("build"), 2700)).await.unwrap();
+    let asked = store.request_cancel(&cancel(Some("build"), 2700)).await.unwrap();
+    let expected = EventKind::RunCancelRequested {
+        namespace_id: "ns-a".into(),
+        pipeline_id: "p1".into(),
+        run_id: 3,
+        task_id: Some("build".into()),
+    };
+    assert_eq!((asked.emitted, asked.kind), (2700, expected), "the run_cancel_requested event is stored with it");
     store.request_cancel(&cancel(None, 2701)).await.unwrap();
     let stored = store.list_cancel_requests("ns-a", "p1", 3).await.unwrap();
     assert_eq!(stored, [cancel(Some("build"), 2700), cancel(None, 2701)]);
     assert!(store.list_cancel_requests("ns-a", "p1", 4).await.unwrap().is_empty(), "per run");
     let ghost = CancelRequest { run_id: 99, ..cancel(None, 1) };
     assert!(matches!(store.request_cancel(&ghost).await, Err(Error::NotFound { .. })));
+    assert!(store.list_events(&of_run(99), 100).await.unwrap().is_empty(), "nor does a refused cancel");
 }
 
 fn execution(task_id: &str) -> TaskExecution {
@@ -214,11 +277,32 @@ fn execution(task_id: &str) -> TaskExecution {
     }
 }
 
+fn changed(te: &TaskExecution) -> NewEvent {
+    NewEvent {
+        emitted: te.created,
+        kind: EventKind::TaskChanged {
+            namespace_id: te.namespace_id.clone(),
+            pipeline_id: te.pipeline_id.clone(),
+            run_id: te.run_id,
+            task_id: te.task_id.clone(),
+            attempt: te.attempt,
+            state: te.state,
+            status: te.status,
+            status_reason: te.status_reason.clone(),
+            exit_code: te.exit_code,
+        },
+    }
+}
+
 async fn task_executions(store: &dyn Storage) {
     for id in ["b", "a"] {
-        store.insert_task_execution(&execution(id)).await.unwrap();
+        let event = store.insert_task_execution(&execution(id), &changed(&execution(id))).await.unwrap();
+        assert_eq!(event.kind, changed(&execution(id)).kind);
     }
-    assert!(matches!(store.insert_task_execution(&execution("a")).await, Err(Error::Exists { .. })));
+    let before = store.list_events(&EventFilter::default(), 100).await.unwrap();
+    let again = store.insert_task_execution(&execution("a"), &changed(&execution("a"))).await;
+    assert!(matches!(again, Err(Error::Exists { .. })));
+    assert_eq!(store.list_events(&EventFilter::default(), 100).await.unwrap(), before, "no event for a failed insert");
     let ids: Vec<String> =
         store.list_task_executions("ns-a", "p1", 1).await.unwrap().into_iter().map(|t| t.task_id).collect();
     assert_eq!(ids, ["a", "b"]);
@@ -242,18 +326,21 @@ async fn task_executions(store: &dyn Storage) {
         exit_code: Some(1),
         image_digest: None,
     }];
-    store.update_task_execution(&a).await.unwrap();
+    let event = store.update_task_execution(&a, &changed(&a)).await.unwrap();
+    assert_eq!(event.kind, changed(&a).kind);
     assert_eq!(store.get_task_execution("ns-a", "p1", 1, "a").await.unwrap(), a);
     assert!(matches!(store.get_task_execution("ns-a", "p1", 1, "zz").await, Err(Error::NotFound { .. })));
     let mut ghost = execution("ghost");
     ghost.run_id = 77;
-    assert!(store.update_task_execution(&ghost).await.is_err(), "updating a missing execution fails");
+    assert!(store.update_task_execution(&ghost, &changed(&ghost)).await.is_err(), "updating a missing execution fails");
+    let events = store.list_events(&EventFilter::default(), 100).await.unwrap();
+    assert_eq!(events.len(), before.len() + 1, "a failed update appends no event");
 }
 
 async fn logs_expiry(store: &dyn Storage) {
     let mut second = execution("a");
     second.run_id = 2;
-    store.insert_task_execution(&second).await.unwrap();
+    store.insert_task_execution(&second, &changed(&second)).await.unwrap();
     assert_eq!(store.expire_logs("ns-a", "p1", 1).await.unwrap(), [1], "runs up to 1 had live logs");
     assert!(store.get_task_execution("ns-a", "p1", 1, "b").await.unwrap().logs_expired);
     assert!(!store.get_task_execution("ns-a", "p1", 2, "a").await.unwrap().logs_expired);
@@ -262,11 +349,17 @@ async fn logs_expiry(store: &dyn Storage) {
 
 async fn system_and_events(store: &dyn Storage) {
     assert_eq!(store.get_system().await.unwrap(), SystemSettings::default());
-    store.set_system(&SystemSettings { maintenance: true }).await.unwrap();
+    let maintenance = |on| told(4000, EventKind::MaintenanceChanged { maintenance: on });
+    let event = store.set_system(&SystemSettings { maintenance: true }, &maintenance(true)).await.unwrap();
+    assert_eq!(event.kind, maintenance(true).kind);
     assert!(store.get_system().await.unwrap().maintenance);
-    store.set_system(&SystemSettings { maintenance: false }).await.unwrap();
+    store.set_system(&SystemSettings { maintenance: false }, &maintenance(false)).await.unwrap();
     assert!(!store.get_system().await.unwrap().maintenance);
 
+    // The events appended with run and task changes above are pruned like any other.
+    let earlier = store.list_events(&EventFilter::default(), 100_000).await.unwrap();
+    assert!(earlier.iter().all(|e| e.emitted < 5000), "the changes above happened before 5000");
+    assert_eq!(store.delete_events_before(5000).await.unwrap(), earlier.len() as u64);
     let queued = |run_id| EventKind::RunQueued { namespace_id: "ns-a".into(), pipeline_id: "p1".into(), run_id };
     let first = store.insert_event(5000, &queued(1)).await.unwrap();
     let second = store.insert_event(5001, &EventKind::MaintenanceChanged { maintenance: true }).await.unwrap();
@@ -354,9 +447,13 @@ async fn extensions_tokens_and_roles(store: &dyn Storage) {
         disabled: false,
         metadata: Default::default(),
     };
-    store.insert_extension(&registration, &role, &token).await.unwrap();
+    let installed =
+        told(9000, EventKind::ExtensionInstalled { extension_id: "hello".into(), image: registration.image.clone() });
+    let event = store.insert_extension(&registration, &role, &token, &installed).await.unwrap();
+    assert_eq!(event.kind, installed.kind);
+    let count = event_count(store).await;
     assert!(
-        matches!(store.insert_extension(&registration, &role, &token).await, Err(Error::Exists { .. })),
+        matches!(store.insert_extension(&registration, &role, &token, &installed).await, Err(Error::Exists { .. })),
         "an id is installed once"
     );
     assert_eq!(store.list_extensions().await.unwrap(), vec![registration.clone()]);
@@ -431,13 +528,17 @@ async fn extensions_tokens_and_roles(store: &dyn Storage) {
     store.insert_subscription(&sub).await.unwrap();
     assert!(store.get_subscription(&SubscriptionKey::of(&sub)).await.unwrap().declared, "declared is kept");
     store.set_extension_enabled("hello", false, 9300).await.unwrap();
-    store.delete_extension("hello").await.unwrap();
+    let uninstalled = told(9400, EventKind::ExtensionUninstalled { extension_id: "hello".into() });
+    assert_eq!(event_count(store).await, count, "a refused install tells nothing");
+    assert_eq!(store.delete_extension("hello", &uninstalled).await.unwrap().kind, uninstalled.kind);
     assert!(store.list_extensions().await.unwrap().is_empty());
     assert!(store.list_extension_subscriptions("hello").await.unwrap().is_empty(), "subscriptions go with it");
     assert_eq!(store.get_extension_enabled("hello").await.unwrap(), None, "so does its switch");
     assert!(matches!(store.get_role("extension_hello").await, Err(Error::NotFound { .. })));
     assert!(matches!(store.get_token_by_hash("h2").await, Err(Error::NotFound { .. })));
-    assert!(matches!(store.delete_extension("hello").await, Err(Error::NotFound { .. })));
+    let count = event_count(store).await;
+    assert!(matches!(store.delete_extension("hello", &uninstalled).await, Err(Error::NotFound { .. })));
+    assert_eq!(event_count(store).await, count);
     assert_eq!(store.list_extension_subscriptions("interval").await.unwrap().len(), 1, "others are untouched");
 }
 
@@ -493,7 +594,11 @@ async fn secrets(store: &dyn Storage) {
 }
 
 async fn delete_cascades(store: &dyn Storage) {
-    store.delete_pipeline("ns-a", "p1").await.unwrap();
+    let deleted = told(9500, EventKind::PipelineDeleted { namespace_id: "ns-a".into(), pipeline_id: "p1".into() });
+    let event = store.delete_pipeline("ns-a", "p1", &deleted).await.unwrap();
+    assert_eq!(event.kind, deleted.kind);
+    let kept = store.list_events(&EventFilter::default(), 100_000).await.unwrap();
+    assert_eq!(kept.last(), Some(&event), "the deletion's event outlives what it deleted");
     assert!(matches!(store.get_pipeline("ns-a", "p1").await, Err(Error::NotFound { .. })));
     assert!(matches!(store.get_run("ns-a", "p1", 1).await, Err(Error::NotFound { .. })));
     assert!(matches!(store.get_config("ns-a", "p1", 1).await, Err(Error::NotFound { .. })));
@@ -501,11 +606,12 @@ async fn delete_cascades(store: &dyn Storage) {
     assert!(store.list_subscriptions("ns-a", "p1").await.unwrap().is_empty(), "subscriptions go with the pipeline");
     let p1 = SecretScope::Pipeline { namespace_id: "ns-a".into(), pipeline_id: "p1".into() };
     assert!(store.list_secrets(&p1).await.unwrap().is_empty(), "so do its secrets");
-    assert!(matches!(store.delete_pipeline("ns-a", "p1").await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.delete_pipeline("ns-a", "p1", &deleted).await, Err(Error::NotFound { .. })));
+    assert_eq!(event_count(store).await, kept.len(), "a refused deletion tells nothing");
     store.get_pipeline("ns-a", "p2").await.unwrap();
     // A re-created pipeline starts its run ids from 1 again.
     store.register_config("ns-a", &doc("p1", "img"), "h", 4000).await.unwrap();
-    assert_eq!(store.insert_run(new_run("ns-a", "p1", 4001)).await.unwrap().run_id, 1);
+    assert_eq!(store.insert_run(new_run("ns-a", "p1", 4001)).await.unwrap().0.run_id, 1);
 
     // A namespace goes with everything in it.
     let p1 = SecretScope::Pipeline { namespace_id: "ns-a".into(), pipeline_id: "p1".into() };
@@ -518,10 +624,58 @@ async fn delete_cascades(store: &dyn Storage) {
         modified: 4002,
     };
     store.put_secret(&secret).await.unwrap();
-    store.delete_namespace("ns-a").await.unwrap();
+    let gone = told(9600, EventKind::NamespaceDeleted { namespace_id: "ns-a".into() });
+    assert_eq!(store.delete_namespace("ns-a", &gone).await.unwrap().kind, gone.kind);
     assert!(matches!(store.get_namespace("ns-a").await, Err(Error::NotFound { .. })));
     assert!(matches!(store.get_pipeline("ns-a", "p2").await, Err(Error::NotFound { .. })));
     assert!(matches!(store.get_run("ns-a", "p1", 1).await, Err(Error::NotFound { .. })));
     assert!(store.list_secrets(&p1).await.unwrap().is_empty());
-    assert!(matches!(store.delete_namespace("ns-a").await, Err(Error::NotFound { .. })));
+    let count = event_count(store).await;
+    assert!(matches!(store.delete_namespace("ns-a", &gone).await, Err(Error::NotFound { .. })));
+    assert_eq!(event_count(store).await, count);
+}
+
+/// Checks an event bus: followers get what is announced after they start following, in order, and one that falls
+/// behind is told it lagged before any gap.
+pub async fn event_bus(bus: &dyn crate::EventBus) {
+    use crate::Live;
+    use futures::StreamExt;
+    use gofer_api::models::Event;
+
+    let event = |id: u64| Event { id, emitted: id, kind: EventKind::MaintenanceChanged { maintenance: id % 2 == 0 } };
+    // A guard against a hang, not a timing expectation.
+    async fn next(follower: &mut futures::stream::BoxStream<'static, Live>) -> Live {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(30), follower.next()).await;
+        next.expect("an announced event reaches its follower").expect("the bus is still there")
+    }
+
+    let mut early = bus.follow();
+    bus.announce(event(1));
+    let mut late = bus.follow();
+    bus.announce(event(2));
+    bus.announce(event(3));
+    for id in 1..=3 {
+        assert_eq!(next(&mut early).await, Live::Event(event(id)), "in the order announced");
+    }
+    for id in 2..=3 {
+        assert_eq!(next(&mut late).await, Live::Event(event(id)), "only what was announced after following");
+    }
+    drop((early, late));
+
+    let mut slow = bus.follow();
+    let last_id = 20_003;
+    for id in 4..=last_id {
+        bus.announce(event(id));
+    }
+    let (mut last, mut lagged) = (3, false);
+    while last < last_id {
+        match next(&mut slow).await {
+            Live::Event(e) => {
+                assert!(e.id > last, "event {} came after {last}", e.id);
+                assert!(e.id == last + 1 || lagged, "events {}..{} were skipped without a lag notice", last + 1, e.id);
+                (last, lagged) = (e.id, false);
+            }
+            Live::Lagged => lagged = true,
+        }
+    }
 }

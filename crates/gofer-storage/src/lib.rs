@@ -1,9 +1,14 @@
-//! The narrow storage boundary of Gofer: one trait, one error type, one conformance suite.
+//! The narrow boundary of Gofer's shared state: the storage traits, the event bus, one error type, one
+//! conformance suite.
 //!
-//! Backends (SQLite now, PostgreSQL later) live in their own crates and must pass [`conformance::run_all`]. The
-//! trait speaks in API models; it knows nothing of HTTP or containers, and its callers never see SQL.
+//! Backends (SQLite now, PostgreSQL later) live in their own crates and must pass [`conformance::run_all`] (and
+//! [`conformance::event_bus`] for their bus). The traits speak in API models; they know nothing of HTTP or
+//! containers, and their callers never see SQL.
 
+pub mod bus;
 pub mod conformance;
+
+pub use bus::{EventBus, Live, LocalBus};
 
 use async_trait::async_trait;
 use gofer_api::config;
@@ -48,6 +53,15 @@ pub struct CancelRequest {
     pub task_id: Option<String>,
     pub reason: gofer_api::models::StatusReason,
     pub requested: u64,
+}
+
+/// An event to append with the state change it tells of: both are stored in one transaction, so the event log
+/// never tells of a change that was not stored, nor misses one that was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Epoch milliseconds.
+    pub emitted: u64,
+    pub kind: EventKind,
 }
 
 /// What recording a subscription's firing did.
@@ -110,6 +124,8 @@ pub struct Registered {
     pub config: PipelineConfig,
     /// False when the config equalled the latest version and nothing was stored.
     pub created: bool,
+    /// The `config_registered` event, when a version was stored.
+    pub event: Option<Event>,
 }
 
 /// Where a secret lives: with one pipeline, or global (usable by the namespaces its patterns match).
@@ -251,15 +267,16 @@ pub trait NamespaceStore: Send + Sync {
     async fn update_namespace(&self, namespace: &Namespace) -> Result<()>;
     /// The namespaces `visible` shows, newest first.
     async fn list_namespaces(&self, page: Page, visible: &Visible) -> Result<Vec<Namespace>>;
-    /// Deletes a namespace with everything in it (pipelines and all that is theirs).
-    async fn delete_namespace(&self, namespace_id: &str) -> Result<()>;
+    /// Deletes a namespace with everything in it (pipelines and all that is theirs) and appends `event`.
+    async fn delete_namespace(&self, namespace_id: &str, event: &NewEvent) -> Result<Event>;
 }
 
 /// Pipelines and their config versions.
 #[async_trait]
 pub trait PipelineStore: Send + Sync {
-    /// Stores `config` as version latest+1 of its pipeline, creating the pipeline (active) when it is new. When the
-    /// latest version has the same hash nothing is stored and the latest version is returned.
+    /// Stores `config` as version latest+1 of its pipeline, creating the pipeline (active) when it is new, and
+    /// appends its `config_registered` event (emitted at `now`). When the latest version has the same hash nothing
+    /// is stored and the latest version is returned.
     async fn register_config(
         &self,
         namespace_id: &str,
@@ -268,44 +285,48 @@ pub trait PipelineStore: Send + Sync {
         now: u64,
     ) -> Result<Registered>;
     /// Makes `version` the live one: the previous live version becomes deprecated, the pipeline's name and
-    /// description follow the new version.
+    /// description follow the new version (`modified` becomes the event's `emitted`); appends `event`.
     async fn deploy_config(
         &self,
         namespace_id: &str,
         pipeline_id: &str,
         version: u64,
-        now: u64,
-    ) -> Result<PipelineConfig>;
+        event: &NewEvent,
+    ) -> Result<(PipelineConfig, Event)>;
     async fn get_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig>;
     async fn list_configs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<PipelineConfig>>;
     async fn get_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<Pipeline>;
     /// The pipelines of a namespace that `visible` shows (by pipeline id), newest first.
     async fn list_pipelines(&self, namespace_id: &str, page: Page, visible: &Visible) -> Result<Vec<Pipeline>>;
+    /// Sets a pipeline's state (`modified` becomes the event's `emitted`) and appends `event`.
     async fn set_pipeline_state(
         &self,
         namespace_id: &str,
         pipeline_id: &str,
         state: PipelineState,
-        now: u64,
-    ) -> Result<()>;
-    /// Deletes the pipeline with its configs, runs and task executions.
-    async fn delete_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<()>;
+        event: &NewEvent,
+    ) -> Result<Event>;
+    /// Deletes the pipeline with its configs, runs and task executions, and appends `event`.
+    async fn delete_pipeline(&self, namespace_id: &str, pipeline_id: &str, event: &NewEvent) -> Result<Event>;
 }
 
 /// Runs and their task executions.
 #[async_trait]
 pub trait RunStore: Send + Sync {
     /// Stores a new pending run with the next run id of its pipeline.
-    async fn insert_run(&self, run: NewRun) -> Result<Run>;
+    /// Stores a pending run with the next run id of its pipeline and appends its `run_queued` event (emitted at the
+    /// run's `created`), in one transaction.
+    async fn insert_run(&self, run: NewRun) -> Result<(Run, Event)>;
     async fn get_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run>;
     async fn list_runs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<Run>>;
-    /// Writes the mutable fields of a run (state, status, reason, times).
-    async fn update_run(&self, run: &Run) -> Result<()>;
+    /// Writes the mutable fields of a run (state, status, reason, times) and appends `event`, in one transaction.
+    async fn update_run(&self, run: &Run, event: &NewEvent) -> Result<Event>;
     /// Runs that are not complete, oldest first, across all pipelines.
     async fn list_unfinished_runs(&self) -> Result<Vec<Run>>;
-    async fn insert_task_execution(&self, execution: &TaskExecution) -> Result<()>;
-    /// Writes the mutable fields of a task execution.
-    async fn update_task_execution(&self, execution: &TaskExecution) -> Result<()>;
+    /// Stores a task execution and appends `event`, in one transaction.
+    async fn insert_task_execution(&self, execution: &TaskExecution, event: &NewEvent) -> Result<Event>;
+    /// Writes the mutable fields of a task execution and appends `event`, in one transaction.
+    async fn update_task_execution(&self, execution: &TaskExecution, event: &NewEvent) -> Result<Event>;
     async fn get_task_execution(
         &self,
         namespace_id: &str,
@@ -320,9 +341,9 @@ pub trait RunStore: Send + Sync {
         pipeline_id: &str,
         run_id: u64,
     ) -> Result<Vec<TaskExecution>>;
-    /// Stores a request to cancel a run or one of its tasks; `NotFound` if the run does not exist. The requests go
-    /// with their run.
-    async fn request_cancel(&self, request: &CancelRequest) -> Result<()>;
+    /// Stores a request to cancel a run or one of its tasks and appends its `run_cancel_requested` event (emitted at
+    /// `requested`), in one transaction; `NotFound` if the run does not exist. The requests go with their run.
+    async fn request_cancel(&self, request: &CancelRequest) -> Result<Event>;
     /// The cancel requests of a run, oldest first.
     async fn list_cancel_requests(
         &self,
@@ -339,7 +360,8 @@ pub trait RunStore: Send + Sync {
 #[async_trait]
 pub trait SystemStore: Send + Sync {
     async fn get_system(&self) -> Result<SystemSettings>;
-    async fn set_system(&self, settings: &SystemSettings) -> Result<()>;
+    /// Stores the settings and appends `event`.
+    async fn set_system(&self, settings: &SystemSettings, event: &NewEvent) -> Result<Event>;
 }
 
 /// The event log.
@@ -360,11 +382,17 @@ pub trait ExtensionStore: Send + Sync {
     async fn get_extension_enabled(&self, extension_id: &str) -> Result<Option<bool>>;
     async fn set_extension_enabled(&self, extension_id: &str, enabled: bool, now: u64) -> Result<()>;
     /// Stores a container extension with its role and token, in one transaction; `Exists` if the id is taken.
-    async fn insert_extension(&self, registration: &ExtensionRegistration, role: &Role, token: &Token) -> Result<()>;
+    async fn insert_extension(
+        &self,
+        registration: &ExtensionRegistration,
+        role: &Role,
+        token: &Token,
+        event: &NewEvent,
+    ) -> Result<Event>;
     async fn list_extensions(&self) -> Result<Vec<ExtensionRegistration>>;
     /// Deletes a container extension with its subscriptions, switch, role and tokens (those whose user is
-    /// `extension:<id>`), in one transaction; `NotFound` if it is not installed.
-    async fn delete_extension(&self, extension_id: &str) -> Result<()>;
+    /// `extension:<id>`), and appends `event`, in one transaction; `NotFound` if it is not installed.
+    async fn delete_extension(&self, extension_id: &str, event: &NewEvent) -> Result<Event>;
 }
 
 /// Subscriptions of pipelines to extensions.

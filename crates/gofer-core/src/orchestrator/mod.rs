@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gofer_api::epoch_millis;
-use gofer_api::models::{EventKind, Run, RunState, RunStatus, StatusReason, StatusReasonKind};
+use gofer_api::models::{Run, RunState, RunStatus, StatusReason, StatusReasonKind};
 use gofer_scheduler::Scheduler;
 use gofer_storage::{CancelRequest, Storage};
 
@@ -143,14 +143,6 @@ impl Orchestrator {
             slots.controls.insert(key.clone(), control.clone());
             slots.queue.push_back(Queued { run, config, control });
         }
-        self.inner
-            .events
-            .publish(EventKind::RunQueued {
-                namespace_id: key.namespace_id,
-                pipeline_id: key.pipeline_id,
-                run_id: key.run_id,
-            })
-            .await;
         self.inner.admit();
         Ok(())
     }
@@ -159,38 +151,13 @@ impl Orchestrator {
     /// (then killed after the grace period). A queued run is cancelled at once.
     pub async fn cancel(&self, key: &RunKey, task_id: Option<&str>) -> Result<()> {
         let why = reason(StatusReasonKind::UserCancelled, "a user cancelled it");
-        let (control, queued) = {
-            let mut slots = self.inner.slots();
-            let control = slots.controls.get(key).cloned();
-            let position = slots.queue.iter().position(|q| RunKey::of(&q.run) == *key);
-            let queued = match (task_id, position) {
-                (None, Some(i)) => {
-                    slots.controls.remove(key);
-                    slots.queue.remove(i)
-                }
-                _ => None,
-            };
-            (control, queued)
-        };
-        let Some(control) = control else {
+        let Some(control) = self.inner.slots().controls.get(key).cloned() else {
             let run = self.inner.storage.get_run(&key.namespace_id, &key.pipeline_id, key.run_id).await?;
             return Err(Error::conflict(format!(
                 "run {} of pipeline '{}' is already finished ({})",
                 run.run_id, run.pipeline_id, run.status
             )));
         };
-        self.inner
-            .events
-            .publish(EventKind::RunCancelRequested {
-                namespace_id: key.namespace_id.clone(),
-                pipeline_id: key.pipeline_id.clone(),
-                run_id: key.run_id,
-                task_id: task_id.map(str::to_string),
-            })
-            .await;
-        if let Some(queued) = queued {
-            return self.inner.finish_run(queued.run, RunStatus::Cancelled, Some(why)).await;
-        }
         if let Some(task) = task_id {
             let execution =
                 self.inner.storage.get_task_execution(&key.namespace_id, &key.pipeline_id, key.run_id, task).await?;
@@ -201,7 +168,7 @@ impl Orchestrator {
                 )));
             }
         }
-        // Stored before it takes effect: whichever process drives the run next honours it.
+        // Stored (with its event) before it takes effect: whichever process drives the run next honours it.
         let request = CancelRequest {
             namespace_id: key.namespace_id.clone(),
             pipeline_id: key.pipeline_id.clone(),
@@ -210,9 +177,24 @@ impl Orchestrator {
             reason: why.clone(),
             requested: epoch_millis(),
         };
-        self.inner.storage.request_cancel(&request).await?;
-        control.apply(&request);
-        Ok(())
+        self.inner.events.record(|| self.inner.storage.request_cancel(&request)).await?;
+        let queued = {
+            let mut slots = self.inner.slots();
+            match slots.queue.iter().position(|q| RunKey::of(&q.run) == *key) {
+                Some(i) if task_id.is_none() => {
+                    slots.controls.remove(key);
+                    slots.queue.remove(i)
+                }
+                _ => None,
+            }
+        };
+        match queued {
+            Some(queued) => self.inner.finish_run(queued.run, RunStatus::Cancelled, Some(why)).await,
+            None => {
+                control.apply(&request);
+                Ok(())
+            }
+        }
     }
 
     /// Picks up what a previous server process left: runs in flight are resumed (their containers re-attached or

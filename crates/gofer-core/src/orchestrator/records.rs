@@ -1,10 +1,11 @@
-//! Recording progress: every state change of a task is stored (retried while storage cannot take it) and
-//! published as an event.
+//! Recording progress: every state change of a run or task is stored with its event in one write (retried while
+//! storage cannot take it), and the event is announced.
 
 use std::time::Duration;
 
 use gofer_api::epoch_millis;
-use gofer_api::models::{EventKind, StatusReason, TaskExecution, TaskState, TaskStatus};
+use gofer_api::models::{EventKind, Run, StatusReason, TaskExecution, TaskState, TaskStatus};
+use gofer_storage::NewEvent;
 
 use crate::error::Result;
 
@@ -53,29 +54,34 @@ impl Inner {
         }
     }
 
-    /// Stores a task execution's progress and publishes it; a storage failure is logged, the task goes on.
+    /// Stores a task execution's progress with its event; a storage failure is logged, the task goes on.
     pub(super) async fn save_task(&self, execution: &TaskExecution) {
-        let stored = self.persist("record task progress", || self.storage.update_task_execution(execution)).await;
+        let event = task_changed(execution);
+        let stored = self
+            .persist("record task progress", || {
+                self.events.record(|| self.storage.update_task_execution(execution, &event))
+            })
+            .await;
         if let Err(e) = stored {
             tracing::error!(task = %execution.task_id, error = %e, "could not record task progress");
         }
-        self.publish_task(execution).await;
     }
 
-    pub(super) async fn publish_task(&self, execution: &TaskExecution) {
-        self.events
-            .publish(EventKind::TaskChanged {
-                namespace_id: execution.namespace_id.clone(),
-                pipeline_id: execution.pipeline_id.clone(),
-                run_id: execution.run_id,
-                task_id: execution.task_id.clone(),
-                attempt: execution.attempt,
-                state: execution.state,
-                status: execution.status,
-                status_reason: execution.status_reason.clone(),
-                exit_code: execution.exit_code,
-            })
-            .await;
+    /// Stores a new task execution with its event.
+    pub(super) async fn insert_task(&self, execution: &TaskExecution) -> Result<()> {
+        let event = task_changed(execution);
+        self.persist("store a task execution", || {
+            self.events.record(|| self.storage.insert_task_execution(execution, &event))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Stores a run's state, times and outcome with `kind`, the event telling of it.
+    pub(super) async fn save_run(&self, what: &str, run: &Run, kind: EventKind) -> Result<()> {
+        let event = NewEvent { emitted: epoch_millis(), kind };
+        self.persist(what, || self.events.record(|| self.storage.update_run(run, &event))).await?;
+        Ok(())
     }
 
     pub(super) async fn complete(
@@ -91,5 +97,22 @@ impl Inner {
         execution.exit_code = exit_code;
         execution.ended = epoch_millis();
         self.save_task(execution).await;
+    }
+}
+
+fn task_changed(execution: &TaskExecution) -> NewEvent {
+    NewEvent {
+        emitted: epoch_millis(),
+        kind: EventKind::TaskChanged {
+            namespace_id: execution.namespace_id.clone(),
+            pipeline_id: execution.pipeline_id.clone(),
+            run_id: execution.run_id,
+            task_id: execution.task_id.clone(),
+            attempt: execution.attempt,
+            state: execution.state,
+            status: execution.status,
+            status_reason: execution.status_reason.clone(),
+            exit_code: execution.exit_code,
+        },
     }
 }

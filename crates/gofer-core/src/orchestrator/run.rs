@@ -27,14 +27,12 @@ impl Inner {
         if !resume {
             run.state = RunState::Running;
             run.started = epoch_millis();
-            self.persist("record that a run started", || self.storage.update_run(&run)).await?;
-            self.events
-                .publish(EventKind::RunStarted {
-                    namespace_id: run.namespace_id.clone(),
-                    pipeline_id: run.pipeline_id.clone(),
-                    run_id: run.run_id,
-                })
-                .await;
+            let started = EventKind::RunStarted {
+                namespace_id: run.namespace_id.clone(),
+                pipeline_id: run.pipeline_id.clone(),
+                run_id: run.run_id,
+            };
+            self.save_run("record that a run started", &run, started).await?;
         }
         let run_timeout = self.effective_timeout(config.timeout_seconds);
         let deadline = deadline_from(run.started, run_timeout);
@@ -78,8 +76,7 @@ impl Inner {
                 }
                 None => {
                     let execution = self.new_execution(&run, task);
-                    self.persist("store a task execution", || self.storage.insert_task_execution(&execution)).await?;
-                    self.publish_task(&execution).await;
+                    self.insert_task(&execution).await?;
                     let writer = self.create_log(&execution).await;
                     pending.insert(task.id.clone(), (task.clone(), execution, writer));
                 }
@@ -173,16 +170,14 @@ impl Inner {
         run.status = status;
         run.status_reason = status_reason.clone();
         run.ended = epoch_millis();
-        self.persist("record a run's outcome", || self.storage.update_run(&run)).await?;
-        self.events
-            .publish(EventKind::RunCompleted {
-                namespace_id: run.namespace_id.clone(),
-                pipeline_id: run.pipeline_id.clone(),
-                run_id: run.run_id,
-                status,
-                status_reason,
-            })
-            .await;
+        let completed = EventKind::RunCompleted {
+            namespace_id: run.namespace_id.clone(),
+            pipeline_id: run.pipeline_id.clone(),
+            run_id: run.run_id,
+            status,
+            status_reason,
+        };
+        self.save_run("record a run's outcome", &run, completed).await?;
         tracing::info!(pipeline = %run.pipeline_id, run = run.run_id, status = %run.status, "run complete");
         // The tokens handed to the run's tasks end with it.
         let holder = tokens::run_token_user(&run.namespace_id, &run.pipeline_id, run.run_id);

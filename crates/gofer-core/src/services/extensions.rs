@@ -11,6 +11,7 @@ use gofer_api::models::{Extension, ExtensionKind, ExtensionRegistration, Subscri
 use gofer_api::requests::InstallExtensionRequest;
 
 use crate::error::{Error, Result, error_chain};
+use crate::events;
 use crate::extensions::{self, Extension as _, ExternalEvent, ExternalResponse};
 use crate::{Gofer, identifier};
 
@@ -81,13 +82,16 @@ impl Gofer {
             Error::invalid(format!("extension '{}' was not installed: {}", request.id, error_chain(&problem)))
         })?;
         let role = gofer_api::permissions::extension_role(&request.id);
-        if let Err(e) = self.storage.insert_extension(&registration, &role, &token).await {
+        let installed =
+            events::now(EventKind::ExtensionInstalled { extension_id: request.id.clone(), image: request.image });
+        let stored =
+            self.events.record(|| self.storage.insert_extension(&registration, &role, &token, &installed)).await;
+        if let Err(e) = stored {
             extension.shutdown().await;
             return Err(e.into());
         }
         extension.supervise(true).await;
         self.extensions.insert_container(extension.clone());
-        self.events.publish(EventKind::ExtensionInstalled { extension_id: request.id, image: request.image }).await;
         self.extensions.describe(&extension).await
     }
 
@@ -100,11 +104,11 @@ impl Gofer {
             )));
         }
         let _installing = self.installing.lock().await;
-        self.storage.delete_extension(id).await?;
+        let uninstalled = events::now(EventKind::ExtensionUninstalled { extension_id: id.into() });
+        self.events.record(|| self.storage.delete_extension(id, &uninstalled)).await?;
         self.extensions.remove(id);
         extension.shutdown().await;
         self.objects.delete_extension(id).await?;
-        self.events.publish(EventKind::ExtensionUninstalled { extension_id: id.into() }).await;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use gofer_api::permissions::Token;
 use gofer_storage::Visible;
 
 use crate::error::{Error, Result};
+use crate::events;
 use crate::{Gofer, identifier, page, paged, text};
 
 impl Gofer {
@@ -109,9 +110,9 @@ impl Gofer {
             }
             offset += MAX_PAGE_LIMIT;
         }
-        self.storage.delete_namespace(namespace_id).await?;
+        let deleted = events::now(EventKind::NamespaceDeleted { namespace_id: namespace_id.into() });
+        self.events.record(|| self.storage.delete_namespace(namespace_id, &deleted)).await?;
         self.delete_files(namespace_id, None).await?;
-        self.events.publish(EventKind::NamespaceDeleted { namespace_id: namespace_id.into() }).await;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use gofer_api::requests::PageQuery;
 use gofer_storage::{Registered, SubscriptionKey};
 
 use crate::error::{Error, Result};
+use crate::events;
 use crate::secrets;
 use crate::{Gofer, config_hash, page, paged};
 
@@ -38,14 +39,12 @@ impl Gofer {
         state: PipelineState,
     ) -> Result<Pipeline> {
         self.storage.get_namespace(namespace_id).await?;
-        self.storage.set_pipeline_state(namespace_id, pipeline_id, state, epoch_millis()).await?;
-        self.events
-            .publish(EventKind::PipelineStateChanged {
-                namespace_id: namespace_id.into(),
-                pipeline_id: pipeline_id.into(),
-                state,
-            })
-            .await;
+        let changed = events::now(EventKind::PipelineStateChanged {
+            namespace_id: namespace_id.into(),
+            pipeline_id: pipeline_id.into(),
+            state,
+        });
+        self.events.record(|| self.storage.set_pipeline_state(namespace_id, pipeline_id, state, &changed)).await?;
         Ok(self.storage.get_pipeline(namespace_id, pipeline_id).await?)
     }
 
@@ -98,11 +97,12 @@ impl Gofer {
         self.storage.get_pipeline(namespace_id, pipeline_id).await?;
         self.refuse_unfinished(namespace_id, Some(pipeline_id)).await?;
         self.stop_subscriptions(namespace_id, pipeline_id).await?;
-        self.storage.delete_pipeline(namespace_id, pipeline_id).await?;
+        let deleted = events::now(EventKind::PipelineDeleted {
+            namespace_id: namespace_id.into(),
+            pipeline_id: pipeline_id.into(),
+        });
+        self.events.record(|| self.storage.delete_pipeline(namespace_id, pipeline_id, &deleted)).await?;
         self.delete_files(namespace_id, Some(pipeline_id)).await?;
-        self.events
-            .publish(EventKind::PipelineDeleted { namespace_id: namespace_id.into(), pipeline_id: pipeline_id.into() })
-            .await;
         Ok(())
     }
 
@@ -126,20 +126,12 @@ impl Gofer {
         let mut config = config;
         let sealed = self.seal_registry_passwords(namespace_id, &mut config).await?;
         let hash = config_hash(&config)?;
-        let registered = self.storage.register_config(namespace_id, &config, &hash, epoch_millis()).await?;
+        let registered =
+            self.events.record(|| self.storage.register_config(namespace_id, &config, &hash, epoch_millis())).await?;
         // Stored after the config, which creates the pipeline they belong to; again for an unchanged config, so a
         // registration that failed half-way is completed by registering it again.
         for secret in &sealed {
             self.secrets.store_sealed(secret).await?;
-        }
-        if registered.created {
-            self.events
-                .publish(EventKind::ConfigRegistered {
-                    namespace_id: namespace_id.into(),
-                    pipeline_id: pipeline_id.into(),
-                    version: registered.config.version,
-                })
-                .await;
         }
         Ok(registered)
     }
@@ -223,20 +215,20 @@ impl Gofer {
         self.storage.get_pipeline(namespace_id, pipeline_id).await?;
         let target = self.storage.get_config(namespace_id, pipeline_id, version).await?;
         let undo = self.reconcile_subscriptions(namespace_id, pipeline_id, &target.config.subscriptions).await?;
-        let deployed = match self.storage.deploy_config(namespace_id, pipeline_id, version, epoch_millis()).await {
+        let told = events::now(EventKind::ConfigDeployed {
+            namespace_id: namespace_id.into(),
+            pipeline_id: pipeline_id.into(),
+            version,
+        });
+        let deployed =
+            self.events.record(|| self.storage.deploy_config(namespace_id, pipeline_id, version, &told)).await;
+        let (deployed, _) = match deployed {
             Ok(deployed) => deployed,
             Err(e) => {
                 self.undo_reconcile(undo).await;
                 return Err(e.into());
             }
         };
-        self.events
-            .publish(EventKind::ConfigDeployed {
-                namespace_id: namespace_id.into(),
-                pipeline_id: pipeline_id.into(),
-                version,
-            })
-            .await;
         Ok(deployed)
     }
 

@@ -78,17 +78,15 @@ impl Gofer {
             }
         }
         let variables = variables.into_iter().map(|(key, value)| Variable { key, value, source }).collect();
-        let run = self
-            .storage
-            .insert_run(NewRun {
-                namespace_id: namespace_id.into(),
-                pipeline_id: pipeline_id.into(),
-                version,
-                created: epoch_millis(),
-                initiator,
-                variables,
-            })
-            .await?;
+        let new = NewRun {
+            namespace_id: namespace_id.into(),
+            pipeline_id: pipeline_id.into(),
+            version,
+            created: epoch_millis(),
+            initiator,
+            variables,
+        };
+        let (run, _) = self.events.record(|| self.storage.insert_run(new)).await?;
         self.orchestrator.enqueue(run.clone()).await?;
         Ok(run)
     }

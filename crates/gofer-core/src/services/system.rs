@@ -5,6 +5,7 @@ use gofer_api::models::{Event, EventKind, SystemSettings};
 use gofer_storage::EventFilter;
 
 use crate::error::{Error, Result};
+use crate::events;
 use crate::{Gofer, check_id};
 
 impl Gofer {
@@ -15,8 +16,8 @@ impl Gofer {
     /// Turns maintenance mode on (new runs are refused) or off.
     pub async fn set_maintenance(&self, maintenance: bool) -> Result<SystemSettings> {
         let settings = SystemSettings { maintenance };
-        self.storage.set_system(&settings).await?;
-        self.events.publish(EventKind::MaintenanceChanged { maintenance }).await;
+        let changed = events::now(EventKind::MaintenanceChanged { maintenance });
+        self.events.record(|| self.storage.set_system(&settings, &changed)).await?;
         Ok(settings)
     }
 

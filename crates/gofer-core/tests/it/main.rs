@@ -54,6 +54,7 @@ async fn harness_on(dir: &std::path::Path, scheduler: Arc<Scripted>) -> Harness 
     };
     let backends = Backends {
         storage: storage.clone(),
+        bus: Arc::new(gofer_storage::LocalBus::default()),
         scheduler: scheduler.clone(),
         object_store: Arc::new(store),
         secret_key,
