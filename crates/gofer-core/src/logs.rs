@@ -1,197 +1,38 @@
-//! Task logs on disk: one file per task execution holding the container's stdout and stderr byte for byte, with
-//! live followers woken on every write. No marker is written into the file; readers learn the end from the writer.
+//! The orchestrator's side of task logs: a writer over a [`LogStore`] sink that remembers the first failure, so a
+//! log that cannot be written (a full disk) fails its task naming the cause instead of the task running without a
+//! log.
 
-use std::collections::HashMap;
 use std::io;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use futures::Stream;
-use tokio::fs::File;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
+use gofer_storage::{LogKey, LogSink, LogStore};
 
-const READ_CHUNK: usize = 64 * 1024;
-
-/// Names one task execution's log.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct LogKey {
-    pub namespace_id: String,
-    pub pipeline_id: String,
-    pub run_id: u64,
-    pub task_id: String,
-    /// The attempt, from 1.
-    pub attempt: u32,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Progress {
-    written: u64,
-    done: bool,
-}
-
-/// Where logs live, and which of them are still being written. Cheap to clone.
-#[derive(Clone)]
-pub struct LogStore {
-    root: PathBuf,
-    live: Arc<Mutex<HashMap<LogKey, watch::Receiver<Progress>>>>,
-}
-
-impl LogStore {
-    pub fn new(root: PathBuf) -> Self {
-        Self { root, live: Arc::default() }
-    }
-
-    fn run_dir(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> PathBuf {
-        self.root.join(namespace_id).join(pipeline_id).join(run_id.to_string())
-    }
-
-    /// The file of a task execution's log: `<task>.log` for the first attempt, `<task>.attempt-<n>.log` after.
-    /// Ids are validated identifiers, so they are safe path components.
-    pub fn path(&self, key: &LogKey) -> PathBuf {
-        let file = match key.attempt {
-            0 | 1 => format!("{}.log", key.task_id),
-            n => format!("{}.attempt-{n}.log", key.task_id),
-        };
-        self.run_dir(&key.namespace_id, &key.pipeline_id, key.run_id).join(file)
-    }
-
-    /// Deletes every log of a pipeline (`Some`) or of a whole namespace (`None`).
-    pub async fn remove_all(&self, namespace_id: &str, pipeline_id: Option<&str>) -> io::Result<()> {
-        let dir = match pipeline_id {
-            Some(pipeline_id) => self.root.join(namespace_id).join(pipeline_id),
-            None => self.root.join(namespace_id),
-        };
-        match tokio::fs::remove_dir_all(dir).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-
-    /// Deletes every log of a run.
-    pub async fn remove_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> io::Result<()> {
-        match tokio::fs::remove_dir_all(self.run_dir(namespace_id, pipeline_id, run_id)).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-
-    /// Creates (truncating) the log of a task execution; followers wait on it until the writer finishes.
-    pub async fn create(&self, key: LogKey) -> io::Result<LogWriter> {
-        let path = self.path(&key);
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        let file = File::create(&path).await?;
-        let (progress, rx) = watch::channel(Progress::default());
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), rx);
-        Ok(LogWriter { file: Some(file), problem: None, progress, key, store: self.clone() })
-    }
-
-    /// Reads a log from the start. With `follow`, the stream stays open while the log is being written and ends
-    /// when its writer finishes; without, it ends at the current end of the file.
-    pub async fn read(&self, key: &LogKey, follow: bool) -> io::Result<impl Stream<Item = io::Result<Bytes>> + use<>> {
-        // Subscribe before opening so that nothing written in between is missed.
-        let progress =
-            if follow { self.live.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned() } else { None };
-        let file = File::open(self.path(key)).await?;
-        let tail = Tail { file, progress, offset: 0 };
-        Ok(futures::stream::unfold(tail, |mut tail| async move {
-            match tail.next_chunk().await {
-                Ok(Some(bytes)) => Some((Ok(bytes), tail)),
-                Ok(None) => None,
-                Err(e) => Some((Err(e), tail.finished())),
-            }
-        }))
-    }
-
-    /// Creates the log like [`LogStore::create`], or when that fails (a full disk), a writer that refuses every
-    /// write with that error, so the task fails naming the cause instead of running without a log.
-    pub async fn create_or_broken(&self, key: LogKey) -> LogWriter {
-        match self.create(key.clone()).await {
-            Ok(writer) => writer,
-            Err(e) => {
-                let (progress, _) = watch::channel(Progress { written: 0, done: true });
-                let problem = Some((e.kind(), e.to_string()));
-                LogWriter { file: None, problem, progress, key, store: self.clone() }
-            }
-        }
-    }
-
-    fn forget(&self, key: &LogKey) {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-    }
-}
-
-struct Tail {
-    file: File,
-    progress: Option<watch::Receiver<Progress>>,
-    offset: u64,
-}
-
-impl Tail {
-    async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
-        loop {
-            let mut buf = BytesMut::zeroed(READ_CHUNK);
-            let n = self.file.read(&mut buf).await?;
-            if n > 0 {
-                self.offset += n as u64;
-                buf.truncate(n);
-                return Ok(Some(buf.freeze()));
-            }
-            let Some(progress) = self.progress.as_mut() else {
-                return Ok(None);
-            };
-            let seen = *progress.borrow_and_update();
-            if self.offset < seen.written {
-                continue;
-            }
-            if seen.done {
-                return Ok(None);
-            }
-            if progress.changed().await.is_err() {
-                // The writer is gone: read what it left, then stop.
-                self.progress = None;
-            }
-        }
-    }
-
-    /// After an error the stream ends: a tail that has no file left to read.
-    fn finished(mut self) -> Self {
-        self.progress = None;
-        self
-    }
-}
-
-/// Appends to one task execution's log. Finishing (or dropping) it ends every follower's stream.
+/// Appends to one task attempt's log. Finishing (or dropping) it ends every follower's stream.
 pub struct LogWriter {
-    file: Option<File>,
-    /// Set once a write failed (or the file could not be made): every later write fails the same way.
+    sink: Option<Box<dyn LogSink>>,
+    /// Set once a write failed (or the log could not be made): every later write fails the same way.
     problem: Option<(io::ErrorKind, String)>,
-    progress: watch::Sender<Progress>,
-    key: LogKey,
-    store: LogStore,
 }
 
 impl LogWriter {
+    /// Creates the log, or when that fails, a writer that refuses every write with that error.
+    pub async fn create(store: &dyn LogStore, key: &LogKey) -> Self {
+        match store.create(key).await {
+            Ok(sink) => Self { sink: Some(sink), problem: None },
+            Err(e) => Self { sink: None, problem: Some((e.kind(), e.to_string())) },
+        }
+    }
+
     pub async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
         if let Some(problem) = self.problem() {
             return Err(problem);
         }
-        let Some(file) = self.file.as_mut() else {
+        let Some(sink) = self.sink.as_mut() else {
             return Ok(());
         };
-        let written = match file.write_all(chunk).await {
-            // Followers read from the file, so they must see the bytes there before they are told.
-            Ok(()) => file.flush().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
+        if let Err(e) = sink.write(chunk).await {
             self.problem = Some((e.kind(), e.to_string()));
             return Err(e);
         }
-        self.progress.send_modify(|p| p.written += chunk.len() as u64);
         Ok(())
     }
 
@@ -200,27 +41,12 @@ impl LogWriter {
         self.problem.as_ref().map(|(kind, message)| io::Error::new(*kind, message.clone()))
     }
 
-    /// Flushes the file and ends the followers' streams.
+    /// Flushes the log and ends the followers' streams.
     pub async fn finish(mut self) -> io::Result<()> {
-        let result = match self.file.take() {
-            // Flushed to the OS, not fsynced: a crash of Gofer loses nothing, and a task's end is not held up by
-            // the disk.
-            Some(mut file) => file.flush().await,
+        match self.sink.take() {
+            Some(sink) => sink.finish().await,
             None => Ok(()),
-        };
-        self.close();
-        result
-    }
-
-    fn close(&mut self) {
-        self.progress.send_modify(|p| p.done = true);
-        self.store.forget(&self.key);
-    }
-}
-
-impl Drop for LogWriter {
-    fn drop(&mut self) {
-        self.close();
+        }
     }
 }
 
@@ -228,7 +54,8 @@ impl Drop for LogWriter {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use futures::StreamExt;
+    use async_trait::async_trait;
+    use gofer_storage::{FileLogStore, LogStream};
 
     use super::*;
 
@@ -236,64 +63,68 @@ mod tests {
         LogKey { namespace_id: "ns".into(), pipeline_id: "p".into(), run_id: 7, task_id: "t".into(), attempt: 1 }
     }
 
-    async fn collect(stream: impl Stream<Item = io::Result<Bytes>>) -> Vec<u8> {
-        let chunks: Vec<Bytes> = stream.map(|c| c.unwrap()).collect().await;
-        chunks.concat()
+    /// A store whose logs take `room` bytes, then refuse more like a full disk.
+    struct Full {
+        room: usize,
     }
 
-    #[tokio::test]
-    async fn bytes_are_stored_exactly_and_followers_see_everything_until_the_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LogStore::new(dir.path().to_path_buf());
-        let mut writer = store.create(key()).await.unwrap();
-        writer.write(b"first\n").await.unwrap();
+    struct FullSink {
+        room: usize,
+    }
 
-        let follower = tokio::spawn(collect(store.read(&key(), true).await.unwrap()));
-        let binary: Vec<u8> = (0..=255u8).cycle().take(200_000).collect();
-        for chunk in binary.chunks(7_001) {
-            writer.write(chunk).await.unwrap();
-            tokio::task::yield_now().await;
+    #[async_trait]
+    impl LogStore for Full {
+        async fn create(&self, _: &LogKey) -> io::Result<Box<dyn LogSink>> {
+            if self.room == 0 {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device"));
+            }
+            Ok(Box::new(FullSink { room: self.room }))
         }
+        async fn read(&self, _: &LogKey, _: bool) -> io::Result<LogStream> {
+            Err(io::ErrorKind::NotFound.into())
+        }
+        async fn remove_run(&self, _: &str, _: &str, _: u64) -> io::Result<()> {
+            Ok(())
+        }
+        async fn remove_all(&self, _: &str, _: Option<&str>) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl LogSink for FullSink {
+        async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+            self.room = self.room.checked_sub(chunk.len()).ok_or(io::ErrorKind::StorageFull)?;
+            Ok(())
+        }
+        async fn finish(self: Box<Self>) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_log_that_cannot_be_made_refuses_every_write_naming_why() {
+        let mut writer = LogWriter::create(&Full { room: 0 }, &key()).await;
+        assert_eq!(writer.problem().unwrap().kind(), io::ErrorKind::StorageFull);
+        assert_eq!(writer.write(b"x").await.unwrap_err().kind(), io::ErrorKind::StorageFull);
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_write_every_write_fails_the_same_way() {
+        let mut writer = LogWriter::create(&Full { room: 4 }, &key()).await;
+        writer.write(b"1234").await.unwrap();
+        assert!(writer.problem().is_none());
+        assert_eq!(writer.write(b"5").await.unwrap_err().kind(), io::ErrorKind::StorageFull);
+        assert_eq!(writer.write(b"").await.unwrap_err().kind(), io::ErrorKind::StorageFull, "it stays broken");
+    }
+
+    #[tokio::test]
+    async fn a_writer_writes_through_to_its_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileLogStore::new(dir.path().to_path_buf());
+        let mut writer = LogWriter::create(&store, &key()).await;
+        writer.write(b"hello").await.unwrap();
         writer.finish().await.unwrap();
-
-        let mut expected = b"first\n".to_vec();
-        expected.extend_from_slice(&binary);
-        assert_eq!(follower.await.unwrap(), expected, "the follower saw every byte, in order");
-        assert_eq!(std::fs::read(store.path(&key())).unwrap(), expected, "the file holds the bytes verbatim");
-        assert_eq!(collect(store.read(&key(), true).await.unwrap()).await, expected, "a finished log just ends");
-    }
-
-    #[tokio::test]
-    async fn a_reader_without_follow_stops_at_the_current_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LogStore::new(dir.path().to_path_buf());
-        let mut writer = store.create(key()).await.unwrap();
-        writer.write(b"so far").await.unwrap();
-        assert_eq!(collect(store.read(&key(), false).await.unwrap()).await, b"so far");
-        drop(writer);
-    }
-
-    #[tokio::test]
-    async fn attempts_have_their_own_files_and_runs_are_removed_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LogStore::new(dir.path().to_path_buf());
-        let second = LogKey { attempt: 2, ..key() };
-        assert_ne!(store.path(&key()), store.path(&second));
-        store.create(key()).await.unwrap().finish().await.unwrap();
-        store.create(second.clone()).await.unwrap().finish().await.unwrap();
-        store.remove_run("ns", "p", 7).await.unwrap();
-        assert!(!store.path(&key()).exists() && !store.path(&second).exists());
-        store.remove_run("ns", "p", 7).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn a_dropped_writer_ends_followers() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LogStore::new(dir.path().to_path_buf());
-        let mut writer = store.create(key()).await.unwrap();
-        let follower = tokio::spawn(collect(store.read(&key(), true).await.unwrap()));
-        writer.write(b"partial").await.unwrap();
-        drop(writer);
-        assert_eq!(follower.await.unwrap(), b"partial");
+        assert_eq!(std::fs::read(store.path(&key())).unwrap(), b"hello");
     }
 }

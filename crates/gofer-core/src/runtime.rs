@@ -6,12 +6,11 @@
 //! components; [`Runtime::shutdown`] stops them: extensions first (no new triggers), then run drivers (their
 //! containers keep running, for the next start to re-attach), then the event pruner, and waits for every task.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use gofer_scheduler::Scheduler;
-use gofer_storage::{EventBus, Storage};
+use gofer_storage::{EventBus, LogStore, Storage};
 use object_store::ObjectStore;
 
 use crate::background::Background;
@@ -19,7 +18,6 @@ use crate::error::Result;
 use crate::events::Events;
 use crate::extensions::container::{ContainerHost, ContainerOptions};
 use crate::extensions::{self, Extension, Extensions};
-use crate::logs::LogStore;
 use crate::objects::{ObjectLimits, Objects};
 use crate::orchestrator::{self, Orchestrator};
 use crate::secrets::{SecretKey, Secrets};
@@ -30,12 +28,12 @@ pub struct Backends {
     pub storage: Arc<dyn Storage>,
     /// Carries stored events to live followers.
     pub bus: Arc<dyn EventBus>,
+    /// Keeps task logs.
+    pub logs: Arc<dyn LogStore>,
     pub scheduler: Arc<dyn Scheduler>,
     pub object_store: Arc<dyn ObjectStore>,
     /// Seals secrets; the store refuses a key other than the one its secrets were sealed with.
     pub secret_key: SecretKey,
-    /// Where task logs are kept.
-    pub log_dir: PathBuf,
 }
 
 /// How the parts behave.
@@ -78,7 +76,7 @@ impl Runtime {
     /// Makes every part once: events, logs, secrets (the key is checked against the store), objects, the
     /// orchestrator, the extensions, and the services over them. Nothing runs yet.
     pub async fn build(backends: Backends, options: Options) -> Result<Self> {
-        let Backends { storage, bus, scheduler, object_store, secret_key, log_dir } = backends;
+        let Backends { storage, bus, logs, scheduler, object_store, secret_key } = backends;
         let root = Background::root();
         let scopes = Scopes { events: root.child(), orchestrator: root.child(), extensions: root.child() };
         let events = Events::new(storage.clone(), bus);
@@ -89,7 +87,7 @@ impl Runtime {
             orchestrator::Parts {
                 storage: storage.clone(),
                 scheduler: scheduler.clone(),
-                logs: LogStore::new(log_dir),
+                logs,
                 events: events.clone(),
                 secrets: secrets.clone(),
                 objects: objects.clone(),

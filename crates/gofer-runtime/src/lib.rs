@@ -190,7 +190,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         scheduler,
         object_store: object_store(config, &data_dir)?,
         secret_key,
-        log_dir: data_dir.join("logs"),
+        logs: Arc::new(gofer_storage::FileLogStore::new(data_dir.join("logs"))),
     };
     Ok(Runtime::build(backends, options(config, &installation_id)?).await?)
 }

@@ -642,7 +642,7 @@ pub async fn event_bus(bus: &dyn crate::EventBus) {
     use futures::StreamExt;
     use gofer_api::models::Event;
 
-    let event = |id: u64| Event { id, emitted: id, kind: EventKind::MaintenanceChanged { maintenance: id % 2 == 0 } };
+    let event = |id: u64| Event { id, emitted: id, kind: EventKind::MaintenanceChanged { maintenance: id.is_multiple_of(2) } };
     // A guard against a hang, not a timing expectation.
     async fn next(follower: &mut futures::stream::BoxStream<'static, Live>) -> Live {
         let next = tokio::time::timeout(std::time::Duration::from_secs(30), follower.next()).await;
@@ -678,4 +678,96 @@ pub async fn event_bus(bus: &dyn crate::EventBus) {
             Live::Lagged => lagged = true,
         }
     }
+}
+
+/// Checks a task log store: bytes come back exactly, followers see everything until the writer ends (finished or
+/// dropped), attempts and runs are kept apart, and removal removes.
+pub async fn log_store(store: &dyn crate::LogStore) {
+    use crate::LogKey;
+    use futures::StreamExt;
+
+    let key = |run_id, task: &str, attempt| LogKey {
+        namespace_id: "ns-a".into(),
+        pipeline_id: "p1".into(),
+        run_id,
+        task_id: task.into(),
+        attempt,
+    };
+    // Reads a whole log; a guard against a follower that never ends, not a timing expectation.
+    let read = |key: LogKey, follow: bool| async move {
+        let stream = store.read(&key, follow).await.expect("the log exists");
+        let chunks = tokio::time::timeout(std::time::Duration::from_secs(30), stream.collect::<Vec<_>>())
+            .await
+            .expect("a follower ends when its log's writer does");
+        chunks.into_iter().map(|c| c.expect("a chunk reads")).collect::<Vec<_>>().concat()
+    };
+
+    // Exact bytes, and a follower that joins half-way sees all of them, in order, until the end.
+    let mut sink = store.create(&key(1, "build", 1)).await.unwrap();
+    sink.write(b"first\n").await.unwrap();
+    let follower = read(key(1, "build", 1), true);
+    let binary: Vec<u8> = (0..=255u8).cycle().take(200_000).collect();
+    let writing = async {
+        for chunk in binary.chunks(7_001) {
+            sink.write(chunk).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        sink.finish().await.unwrap();
+    };
+    let (followed, ()) = tokio::join!(follower, writing);
+    let mut expected = b"first\n".to_vec();
+    expected.extend_from_slice(&binary);
+    assert_eq!(followed, expected, "the follower saw every byte, in order");
+    assert_eq!(read(key(1, "build", 1), true).await, expected, "following a finished log just reads it");
+    assert_eq!(read(key(1, "build", 1), false).await, expected);
+
+    // Without follow, a reader stops at what was written so far; a dropped writer ends followers.
+    let mut sink = store.create(&key(1, "test", 1)).await.unwrap();
+    sink.write(b"so far").await.unwrap();
+    assert_eq!(read(key(1, "test", 1), false).await, b"so far");
+    let follower = read(key(1, "test", 1), true);
+    let dropping = async move {
+        sink.write(b", then gone").await.unwrap();
+        drop(sink);
+    };
+    let (followed, ()) = tokio::join!(follower, dropping);
+    assert_eq!(followed, b"so far, then gone", "a dropped writer ends its followers");
+
+    // Attempts have their own logs; making a log again starts it over.
+    let mut second = store.create(&key(1, "build", 2)).await.unwrap();
+    second.write(b"second attempt").await.unwrap();
+    second.finish().await.unwrap();
+    assert_eq!(read(key(1, "build", 2), false).await, b"second attempt");
+    assert_eq!(read(key(1, "build", 1), false).await, expected, "the first attempt's log is kept");
+    let mut again = store.create(&key(1, "test", 1)).await.unwrap();
+    again.write(b"anew").await.unwrap();
+    again.finish().await.unwrap();
+    assert_eq!(read(key(1, "test", 1), false).await, b"anew", "a log made again starts over");
+
+    let missing = |key: LogKey| async move {
+        match store.read(&key, false).await {
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            Ok(_) => false,
+        }
+    };
+    assert!(missing(key(1, "nope", 1)).await, "a log never written is NotFound");
+
+    // Removal: a run's logs, then a pipeline's, then a namespace's.
+    for (run_id, pipeline) in [(2, "p1"), (3, "p1"), (1, "p2")] {
+        let key = LogKey { pipeline_id: pipeline.into(), ..key(run_id, "build", 1) };
+        let mut sink = store.create(&key).await.unwrap();
+        sink.write(b"x").await.unwrap();
+        sink.finish().await.unwrap();
+    }
+    store.remove_run("ns-a", "p1", 1).await.unwrap();
+    assert!(missing(key(1, "build", 1)).await && missing(key(1, "build", 2)).await && missing(key(1, "test", 1)).await);
+    assert_eq!(read(key(2, "build", 1), false).await, b"x", "other runs keep their logs");
+    store.remove_run("ns-a", "p1", 1).await.expect("removing what is gone succeeds");
+    store.remove_all("ns-a", Some("p1")).await.unwrap();
+    assert!(missing(key(2, "build", 1)).await && missing(key(3, "build", 1)).await);
+    let p2 = LogKey { pipeline_id: "p2".into(), ..key(1, "build", 1) };
+    assert_eq!(read(p2.clone(), false).await, b"x", "other pipelines keep their logs");
+    store.remove_all("ns-a", None).await.unwrap();
+    assert!(missing(p2).await);
+    store.remove_all("ns-a", None).await.expect("removing what is gone succeeds");
 }

@@ -12,8 +12,9 @@ use gofer_scheduler::ContainerState;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
-use crate::logs::{LogKey, LogWriter};
+use crate::logs::LogWriter;
 use crate::mask::Masker;
+use gofer_storage::LogKey;
 
 use super::queue::RunControl;
 use super::run::{deadline_from, sleep_until_deadline};
@@ -32,7 +33,7 @@ pub(super) struct Outcome {
 impl Inner {
     /// The log of an attempt; one that cannot be made (a full disk) fails the attempt before its container starts.
     pub(super) async fn create_log(&self, execution: &TaskExecution) -> LogWriter {
-        let writer = self.logs.create_or_broken(log_key(execution)).await;
+        let writer = LogWriter::create(self.logs.as_ref(), &log_key(execution)).await;
         if let Some(problem) = writer.problem() {
             tracing::error!(task = %execution.task_id, error = %problem, "could not create a task log");
         }

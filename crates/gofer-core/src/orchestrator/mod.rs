@@ -13,12 +13,11 @@ use std::time::Duration;
 use gofer_api::epoch_millis;
 use gofer_api::models::{Run, RunState, RunStatus, StatusReason, StatusReasonKind};
 use gofer_scheduler::Scheduler;
-use gofer_storage::{CancelRequest, Storage};
+use gofer_storage::{CancelRequest, LogStore, Storage};
 
 use crate::background::Background;
 use crate::error::{Error, Result};
 use crate::events::Events;
-use crate::logs::LogStore;
 use crate::objects::Objects;
 use crate::secrets::Secrets;
 
@@ -83,7 +82,7 @@ pub struct Orchestrator {
 struct Inner {
     storage: Arc<dyn Storage>,
     scheduler: Arc<dyn Scheduler>,
-    logs: LogStore,
+    logs: Arc<dyn LogStore>,
     events: Events,
     options: Options,
     slots: Mutex<Slots>,
@@ -99,7 +98,7 @@ struct Inner {
 pub struct Parts {
     pub storage: Arc<dyn Storage>,
     pub scheduler: Arc<dyn Scheduler>,
-    pub logs: LogStore,
+    pub logs: Arc<dyn LogStore>,
     pub events: Events,
     pub secrets: Secrets,
     pub objects: Objects,
@@ -125,8 +124,8 @@ impl Orchestrator {
         }
     }
 
-    pub fn logs(&self) -> &LogStore {
-        &self.inner.logs
+    pub fn logs(&self) -> &dyn LogStore {
+        self.inner.logs.as_ref()
     }
 
     pub fn options(&self) -> &Options {

@@ -3,16 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
-use futures::Stream;
 use gofer_api::epoch_millis;
 use gofer_api::models::{Initiator, PipelineState, Run, TaskExecution, Variable, VariableSource};
 use gofer_api::requests::PageQuery;
-use gofer_storage::{NewRun, Recorded, SubscriptionKey};
+use gofer_storage::{LogKey, LogStream, NewRun, Recorded, SubscriptionKey};
 
 use crate::error::{Error, Result};
 use crate::extensions::{Fired, Firing, Trigger};
-use crate::logs::LogKey;
 use crate::orchestrator::RunKey;
 use crate::{Gofer, page, paged};
 
@@ -156,7 +153,7 @@ impl Gofer {
         task_id: &str,
         attempt: Option<u32>,
         follow: bool,
-    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + use<>> {
+    ) -> Result<LogStream> {
         let execution = self.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?;
         if execution.logs_expired {
             return Err(Error::NotFound {

@@ -58,7 +58,7 @@ async fn harness_on(dir: &std::path::Path, scheduler: Arc<Scripted>) -> Harness 
         scheduler: scheduler.clone(),
         object_store: Arc::new(store),
         secret_key,
-        log_dir: dir.join("logs"),
+        logs: Arc::new(gofer_storage::FileLogStore::new(dir.join("logs"))),
     };
     let options = Options {
         orchestrator: gofer_core::orchestrator::Options {
