@@ -4,7 +4,6 @@
 //! tokens hold their extension's role and reach only their own objects; run tokens (`inject_api_token`) may read
 //! their own pipeline and read and write their own run's objects.
 
-use gofer_api::epoch_millis;
 use gofer_api::permissions::{Access, Action, Grant, Permission, Resource, Role, Token, system_roles};
 use gofer_storage::Visible;
 
@@ -81,12 +80,12 @@ impl RunScope {
     }
 }
 
-/// Whether a known token may be used now.
-fn usable(token: &Token) -> std::result::Result<(), String> {
+/// Whether a known token may be used at `now` (epoch milliseconds).
+fn usable(token: &Token, now: u64) -> std::result::Result<(), String> {
     if token.disabled {
         return Err("the token is disabled".into());
     }
-    if token.expires != 0 && token.expires < epoch_millis() {
+    if token.expires != 0 && token.expires < now {
         return Err("the token has expired".into());
     }
     Ok(())
@@ -142,7 +141,7 @@ impl Gofer {
             }
             Err(e) => return (Verdict::Unauthenticated(format!("the token could not be checked: {e}")), None),
         };
-        if let Err(message) = usable(&token) {
+        if let Err(message) = usable(&token, self.clock.now()) {
             return (Verdict::Unauthenticated(message), None);
         }
         let verdict = self.judge(&token, request.access, &request.scope).await;

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod background;
+pub mod clock;
 pub mod dag;
 pub mod error;
 pub mod events;
@@ -48,6 +49,7 @@ pub struct Gofer {
     installing: Arc<tokio::sync::Mutex<()>>,
     secrets: Secrets,
     objects: Objects,
+    clock: Arc<dyn clock::Clock>,
 }
 
 /// What the services are made of.
@@ -58,6 +60,7 @@ pub struct Parts {
     pub extensions: Extensions,
     pub secrets: Secrets,
     pub objects: Objects,
+    pub clock: Arc<dyn clock::Clock>,
 }
 
 /// A page as asked for, and whether another page follows.
@@ -107,8 +110,8 @@ pub fn config_hash(config: &config::Pipeline) -> Result<String> {
 impl Gofer {
     /// The services over their parts (see [`runtime::Runtime::build`], which makes them all, once).
     pub fn new(parts: Parts) -> Self {
-        let Parts { storage, orchestrator, events, extensions, secrets, objects } = parts;
-        Self { storage, orchestrator, events, extensions, installing: Arc::default(), secrets, objects }
+        let Parts { storage, orchestrator, events, extensions, secrets, objects, clock } = parts;
+        Self { storage, orchestrator, events, extensions, installing: Arc::default(), secrets, objects, clock }
     }
 
     pub fn orchestrator(&self) -> &Orchestrator {

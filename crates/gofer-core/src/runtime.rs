@@ -14,6 +14,7 @@ use gofer_storage::{EventBus, LogStore, Storage};
 use object_store::ObjectStore;
 
 use crate::background::Background;
+use crate::clock::Clock;
 use crate::error::Result;
 use crate::events::Events;
 use crate::extensions::container::{ContainerHost, ContainerOptions};
@@ -30,6 +31,8 @@ pub struct Backends {
     pub bus: Arc<dyn EventBus>,
     /// Keeps task logs.
     pub logs: Arc<dyn LogStore>,
+    /// What token expiry and subscription ticks read the time from.
+    pub clock: Arc<dyn Clock>,
     pub scheduler: Arc<dyn Scheduler>,
     pub object_store: Arc<dyn ObjectStore>,
     /// Seals secrets; the store refuses a key other than the one its secrets were sealed with.
@@ -76,7 +79,7 @@ impl Runtime {
     /// Makes every part once: events, logs, secrets (the key is checked against the store), objects, the
     /// orchestrator, the extensions, and the services over them. Nothing runs yet.
     pub async fn build(backends: Backends, options: Options) -> Result<Self> {
-        let Backends { storage, bus, logs, scheduler, object_store, secret_key } = backends;
+        let Backends { storage, bus, logs, clock, scheduler, object_store, secret_key } = backends;
         let root = Background::root();
         let scopes = Scopes { events: root.child(), orchestrator: root.child(), extensions: root.child() };
         let events = Events::new(storage.clone(), bus);
@@ -95,8 +98,8 @@ impl Runtime {
             scopes.orchestrator.clone(),
         );
         let mut builtin: Vec<Arc<dyn Extension>> = vec![
-            Arc::new(extensions::Interval::new(options.min_interval, scopes.extensions.clone())),
-            Arc::new(extensions::Cron::new(scopes.extensions.clone())),
+            Arc::new(extensions::Interval::new(options.min_interval, scopes.extensions.clone(), clock.clone())),
+            Arc::new(extensions::Cron::new(scopes.extensions.clone(), clock.clone())),
         ];
         if let Some(secret) = &options.github_webhook_secret {
             builtin.push(Arc::new(extensions::github::GitHub::new(secret)));
@@ -111,7 +114,8 @@ impl Runtime {
                 background: scopes.extensions.clone(),
             });
         }
-        let gofer = Gofer::new(Parts { storage, orchestrator, events: events.clone(), extensions, secrets, objects });
+        let parts = Parts { storage, orchestrator, events: events.clone(), extensions, secrets, objects, clock };
+        let gofer = Gofer::new(parts);
         Ok(Self { gofer, events, event_retention: options.event_retention, root, scopes })
     }
 

@@ -1,7 +1,6 @@
 //! API tokens: a random secret handed out once, and only its SHA-256 kept. Gofer makes some for its own use
 //! (extensions, run tasks); people make the rest through the API (bootstrap once, then create).
 
-use gofer_api::epoch_millis;
 use gofer_api::permissions::{Token, system_roles};
 use gofer_api::requests::{CreateTokenRequest, CreatedToken};
 use sha2::{Digest, Sha256};
@@ -57,7 +56,7 @@ impl Gofer {
         bootstrap: bool,
     ) -> Result<CreatedToken> {
         let secret = new_secret().map_err(|e| Error::internal("make a token", std::io::Error::other(e)))?;
-        let now = epoch_millis();
+        let now = self.clock.now();
         let token = Token {
             id: new_id()?,
             hash: token_hash(&secret),

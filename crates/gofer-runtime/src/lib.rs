@@ -191,6 +191,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         object_store: object_store(config, &data_dir)?,
         secret_key,
         logs: Arc::new(gofer_storage::FileLogStore::new(data_dir.join("logs"))),
+        clock: Arc::new(gofer_core::clock::SystemClock),
     };
     Ok(Runtime::build(backends, options(config, &installation_id)?).await?)
 }

@@ -642,7 +642,8 @@ pub async fn event_bus(bus: &dyn crate::EventBus) {
     use futures::StreamExt;
     use gofer_api::models::Event;
 
-    let event = |id: u64| Event { id, emitted: id, kind: EventKind::MaintenanceChanged { maintenance: id.is_multiple_of(2) } };
+    let event =
+        |id: u64| Event { id, emitted: id, kind: EventKind::MaintenanceChanged { maintenance: id.is_multiple_of(2) } };
     // A guard against a hang, not a timing expectation.
     async fn next(follower: &mut futures::stream::BoxStream<'static, Live>) -> Live {
         let next = tokio::time::timeout(std::time::Duration::from_secs(30), follower.next()).await;

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gofer_api::epoch_millis;
 use gofer_api::models::{ExtensionKind, Subscription};
 use gofer_api::protocol::Documentation;
 use gofer_storage::SubscriptionKey;
@@ -15,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Error, Extension, Fired, Firing, Trigger, format_duration, only_known, param, parse_duration};
 use crate::background::Background;
+use crate::clock::Clock;
 
 /// The next tick after a time (epoch milliseconds), if there is one.
 pub type NextTick = Box<dyn Fn(u64) -> Option<u64> + Send + Sync>;
@@ -40,6 +40,7 @@ struct Timers {
     running: Mutex<HashMap<SubscriptionKey, Timer>>,
     /// Where the timer tasks run.
     background: Background,
+    clock: Arc<dyn Clock>,
 }
 
 impl Timers {
@@ -52,20 +53,23 @@ impl Timers {
         let stop = CancellationToken::new();
         let cancelled = stop.clone();
         let timer_key = key.clone();
-        let last_fired = subscription.last_fired;
-        let next_at = Arc::new(AtomicU64::new(0));
+        let mut last = subscription.last_fired;
+        // The schedule starts when the subscription does, not when its task first runs.
+        let now = self.clock.now();
+        let mut next = if last == 0 { next_tick(now) } else { due(&next_tick, last, now) };
+        let next_at = Arc::new(AtomicU64::new(next.unwrap_or(0)));
         let shown = next_at.clone();
+        let clock = self.clock.clone();
         let task = self.background.spawn(async move {
             let key = timer_key;
-            let mut last = last_fired;
-            let mut next = if last == 0 { next_tick(epoch_millis()) } else { due(&next_tick, last, epoch_millis()) };
             while let Some(at) = next {
                 shown.store(at, Ordering::Relaxed);
-                let wait = Duration::from_millis(at.saturating_sub(epoch_millis()));
                 tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
+                    () = clock.sleep_until(at) => {}
                     () = cancelled.cancelled() => return,
                 }
+                // Woken late (a suspended machine, a busy one): the ticks passed meanwhile become one, the latest.
+                let at = due(&next_tick, last, clock.now()).unwrap_or(at);
                 last = match trigger.fire(&key, Firing::Tick { previous: last, at }, BTreeMap::new()).await {
                     Ok(Fired::Run(_)) => at,
                     Ok(Fired::Already { last_fired }) => last_fired,
@@ -74,7 +78,7 @@ impl Timers {
                         at
                     }
                 };
-                next = due(&next_tick, last, epoch_millis());
+                next = due(&next_tick, last, clock.now());
             }
             shown.store(0, Ordering::Relaxed);
         });
@@ -97,7 +101,7 @@ impl Timers {
                 0 => format!("{key}: no further tick"),
                 at => format!(
                     "{key}: next tick in {}",
-                    format_duration(Duration::from_millis(at.saturating_sub(epoch_millis())))
+                    format_duration(Duration::from_millis(at.saturating_sub(self.clock.now())))
                 ),
             })
             .collect();
@@ -153,21 +157,21 @@ pub type Cron = Timed<CronExpressions>;
 impl<S: Schedule> Timed<S> {
     pub const ID: &'static str = S::ID;
 
-    /// The extension, its timers running in `background`.
-    pub fn with(schedule: S, background: Background) -> Self {
-        Self { schedule, timers: Timers { running: Mutex::default(), background } }
+    /// The extension, its timers running in `background` on `clock`.
+    pub fn with(schedule: S, background: Background, clock: Arc<dyn Clock>) -> Self {
+        Self { schedule, timers: Timers { running: Mutex::default(), background, clock } }
     }
 }
 
 impl Interval {
-    pub fn new(min_interval: Duration, background: Background) -> Self {
-        Self::with(Every { min_interval }, background)
+    pub fn new(min_interval: Duration, background: Background, clock: Arc<dyn Clock>) -> Self {
+        Self::with(Every { min_interval }, background, clock)
     }
 }
 
 impl Cron {
-    pub fn new(background: Background) -> Self {
-        Self::with(CronExpressions, background)
+    pub fn new(background: Background, clock: Arc<dyn Clock>) -> Self {
+        Self::with(CronExpressions, background, clock)
     }
 }
 
@@ -367,7 +371,11 @@ mod tests {
 
     #[test]
     fn interval_settings_are_checked_against_the_minimum() {
-        let interval = Interval::new(Duration::from_secs(60), crate::background::Background::root());
+        let interval = Interval::new(
+            Duration::from_secs(60),
+            crate::background::Background::root(),
+            Arc::new(crate::clock::SystemClock),
+        );
         let settings = |every: &str| BTreeMap::from([("every".to_string(), every.to_string())]);
         interval.validate(&settings("5m")).unwrap();
         let refused = |settings: &BTreeMap<String, String>| match interval.validate(settings) {

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod scripted;
+mod time;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use gofer_api::config::{Pipeline, RequiredParentStatus, Task};
 use gofer_api::models::{Initiator, Run};
 use gofer_core::Gofer;
+use gofer_core::clock::ManualClock;
 use gofer_core::objects::ObjectLimits;
 use gofer_core::runtime::{Backends, Options, Runtime};
 use gofer_core::secrets::SecretKey;
@@ -25,6 +27,8 @@ struct Harness {
     gofer: Gofer,
     storage: Arc<dyn Storage>,
     scheduler: Arc<Scripted>,
+    /// The wall clock token expiry and subscription ticks read; tests move it instead of sleeping.
+    clock: ManualClock,
     /// Kept so its background work lives as long as the test.
     _runtime: Runtime,
     _dir: Option<tempfile::TempDir>,
@@ -43,6 +47,8 @@ async fn harness_on(dir: &std::path::Path, scheduler: Arc<Scripted>) -> Harness 
     let storage: Arc<dyn Storage> = Arc::new(gofer_storage_sqlite::SqliteStorage::open(&dir.join("gofer.db")).unwrap());
     std::fs::create_dir_all(dir.join("objects")).unwrap();
     let store = object_store::local::LocalFileSystem::new_with_prefix(dir.join("objects")).unwrap();
+    // 2026-01-01T00:00:00Z: whole seconds, so interval ticks fall on round numbers.
+    let clock = ManualClock::new(1_767_225_600_000);
     let key_file = dir.join("secret.key");
     let secret_key = match std::fs::read_to_string(&key_file) {
         Ok(text) => SecretKey::from_base64(&text).unwrap(),
@@ -59,6 +65,7 @@ async fn harness_on(dir: &std::path::Path, scheduler: Arc<Scripted>) -> Harness 
         object_store: Arc::new(store),
         secret_key,
         logs: Arc::new(gofer_storage::FileLogStore::new(dir.join("logs"))),
+        clock: Arc::new(clock.clone()),
     };
     let options = Options {
         orchestrator: gofer_core::orchestrator::Options {
@@ -80,7 +87,7 @@ async fn harness_on(dir: &std::path::Path, scheduler: Arc<Scripted>) -> Harness 
     };
     let runtime = Runtime::build(backends, options).await.unwrap();
     runtime.gofer().ensure_default_namespace().await.unwrap();
-    Harness { gofer: runtime.gofer().clone(), storage, scheduler, _runtime: runtime, _dir: None }
+    Harness { gofer: runtime.gofer().clone(), storage, scheduler, clock, _runtime: runtime, _dir: None }
 }
 
 fn task(id: &str, command: &[&str]) -> Task {

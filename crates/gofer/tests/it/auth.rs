@@ -2,8 +2,6 @@
 //! bootstrap needs a token; tokens are checked (disabled, expired, malformed → 401) and held to their roles (403);
 //! and every operation of the served OpenAPI document is walked to prove it.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::harness::{Server, http_raw};
@@ -96,8 +94,9 @@ fn production_mode_needs_tokens_and_holds_them_to_their_roles() {
     assert_eq!((status, body["message"].as_str().unwrap()), (401, "the token is disabled"));
     gofer.cli_ok(&["token", "enable", &id, "--token", &admin]);
     assert_eq!(call(&gofer, "GET", "/api/namespaces", Some(&doomed), None).0, 200);
-    let (_, short) = create_token(&gofer, &admin, "brief", &["read_only"], Some(1));
-    std::thread::sleep(Duration::from_millis(1100));
+    let (short_id, short) = create_token(&gofer, &admin, "brief", &["read_only"], Some(3600));
+    assert_eq!(call(&gofer, "GET", "/api/namespaces", Some(&short), None).0, 200, "usable until it expires");
+    gofer.expire_token(&short_id);
     let (status, body) = call(&gofer, "GET", "/api/namespaces", Some(&short), None);
     assert_eq!((status, body["message"].as_str().unwrap()), (401, "the token has expired"));
     assert_eq!(call(&gofer, "GET", "/api/namespaces", Some("made-up"), None).0, 401);
@@ -142,8 +141,8 @@ fn every_operation_of_the_api_refuses_missing_and_insufficient_tokens() {
     let (_, other_team) = create_token(&gofer, &admin, "team-a", &["team-a-all"], None);
     let (disabled_id, disabled) = create_token(&gofer, &admin, "off", &["admin"], None);
     gofer.cli_ok(&["token", "disable", &disabled_id, "--token", &admin]);
-    let (_, expired) = create_token(&gofer, &admin, "old", &["admin"], Some(1));
-    std::thread::sleep(Duration::from_millis(1100));
+    let (expired_id, expired) = create_token(&gofer, &admin, "old", &["admin"], Some(3600));
+    gofer.expire_token(&expired_id);
 
     let (status, doc) = call(&gofer, "GET", "/api/openapi.json", None, None);
     assert_eq!(status, 200);

@@ -8,14 +8,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, api, http_raw, script_pipeline, wait_for};
+use crate::harness::{Server, api, http_raw, run_count, script_pipeline, wait_for, wait_periods};
 use crate::images;
 
 const SCRIPT: &str = "echo $GOFER_EXTENSION_ID/$GOFER_EXTENSION_SUBSCRIPTION beat=$HEARTBEAT_BEAT $HEARTBEAT_GREETING";
-
-fn run_count(gofer: &Server, pipeline: &str) -> usize {
-    gofer.cli_json(&["run", "list", pipeline, "--limit", "1000"]).as_array().unwrap().len()
-}
 
 fn wait_runs(gofer: &Server, pipeline: &str, at_least: usize) {
     wait_for(&format!("{at_least} runs of {pipeline}"), Duration::from_secs(30), || {
@@ -84,9 +80,12 @@ fn a_container_extension_is_installed_subscribed_to_and_starts_runs() {
     let (status, body) = http_raw("POST", &url, &[], b"").unwrap();
     assert_eq!(status, 400, "the extension's refusal is passed on: {body}");
 
+    // Another subscription of the same extension keeps beating: it shows the periods passing.
+    gofer.register(script_pipeline("metronome", "true"));
+    gofer.cli_ok(&["pipeline", "subscribe", "metronome", "heartbeat", "beat", "-s", "every=1s"]);
     gofer.cli_ok(&["pipeline", "unsubscribe", "beating", "heartbeat", "pulse"]);
     let settled = run_count(&gofer, "beating");
-    std::thread::sleep(Duration::from_secs(3)); // three beats' worth of silence expected
+    wait_periods(&gofer, "metronome", 3); // three beats' worth of silence expected
     assert_eq!(run_count(&gofer, "beating"), settled, "no runs after unsubscribing");
 
     gofer.cli_ok(&["extension", "uninstall", "heartbeat"]);
@@ -99,7 +98,7 @@ fn a_container_extension_is_installed_subscribed_to_and_starts_runs() {
 
 #[test]
 fn a_dead_extension_is_restarted_with_its_subscriptions_and_so_after_a_gofer_restart() {
-    let mut gofer = Server::start();
+    let mut gofer = Server::start_with(&[("GOFER_EXTENSIONS__INTERVAL__MIN_INTERVAL", "1s")]);
     install_heartbeat(&gofer);
     gofer.register(script_pipeline("steady", SCRIPT));
     gofer.cli_ok(&["pipeline", "subscribe", "steady", "heartbeat", "pulse", "-s", "every=1s"]);
@@ -141,7 +140,10 @@ fn a_dead_extension_is_restarted_with_its_subscriptions_and_so_after_a_gofer_res
     assert_eq!(extension(&gofer, "heartbeat")["state"], "stopped");
     assert!(extension_containers(&gofer, "heartbeat").is_empty());
     let settled = run_count(&gofer, "steady");
-    std::thread::sleep(Duration::from_secs(3));
+    // The interval extension shows the periods passing.
+    gofer.register(script_pipeline("metronome", "true"));
+    gofer.cli_ok(&["pipeline", "subscribe", "metronome", "interval", "beat", "-s", "every=1s"]);
+    wait_periods(&gofer, "metronome", 3);
     assert_eq!(run_count(&gofer, "steady"), settled, "a disabled extension starts no runs");
     gofer.cli_ok(&["extension", "enable", "heartbeat"]);
     wait_runs(&gofer, "steady", settled + 1);

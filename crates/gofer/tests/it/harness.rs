@@ -337,3 +337,50 @@ pub fn script_pipeline(id: &str, script: &str) -> Value {
         "tasks": [{ "id": "main", "image": "busybox:latest", "command": ["sh", "-c", script] }]
     })
 }
+
+/// How many runs a pipeline has had.
+pub fn run_count(gofer: &Server, pipeline: &str) -> usize {
+    gofer.cli_json(&["run", "list", pipeline, "--limit", "1000"]).as_array().unwrap().len()
+}
+
+/// Waits until `control`, a pipeline something triggers every second, has had `periods` more runs: proof that
+/// that many periods passed for the triggers, without sleeping a guessed time.
+pub fn wait_periods(gofer: &Server, control: &str, periods: usize) {
+    let target = run_count(gofer, control) + periods;
+    wait_for(&format!("{periods} more runs of {control}"), Duration::from_secs(30), || {
+        (run_count(gofer, control) >= target).then_some(())
+    });
+}
+
+impl Server {
+    /// Changes one row of the database from outside, as time passing would (an expiry reached, a tick long
+    /// past), instead of waiting for it: the real binary reads the wall clock. `args` bind `?1`, `?2`, ….
+    fn change_one_row(&self, statement: &str, args: &[&str]) {
+        let db = self.data_path().join("gofer.db");
+        let script = "import sqlite3, sys\n\
+                      c = sqlite3.connect(sys.argv[1], timeout=30)\n\
+                      changed = c.execute(sys.argv[2], sys.argv[3:]).rowcount\n\
+                      c.commit()\n\
+                      sys.exit(0 if changed == 1 else 1)\n";
+        let status = std::process::Command::new("python3")
+            .args(["-c", script, db.to_str().unwrap(), statement])
+            .args(args)
+            .status();
+        assert!(status.expect("python3").success(), "one row changed by {statement} {args:?}");
+    }
+
+    /// Makes a token expired: its expiry moves into the past.
+    pub fn expire_token(&self, id: &str) {
+        self.change_one_row("UPDATE tokens SET expires = 1 WHERE id = ?1", &[id]);
+    }
+
+    /// Moves a subscription's last recorded tick to `last_fired` (epoch milliseconds), as if the ticks since had
+    /// been missed while Gofer was down. Only while the server is stopped.
+    pub fn set_last_fired(&self, pipeline: &str, extension: &str, label: &str, last_fired: u64) {
+        self.change_one_row(
+            "UPDATE subscriptions SET last_fired = CAST(?1 AS INTEGER) \
+             WHERE namespace_id = 'default' AND pipeline_id = ?2 AND extension_id = ?3 AND label = ?4",
+            &[&last_fired.to_string(), pipeline, extension, label],
+        );
+    }
+}

@@ -162,7 +162,15 @@ fn sigterm_with_followers_stops_within_the_grace_time_and_running_tasks_are_pick
     };
     let mut events = follower(&["event", "list", "--follow"]);
     let mut logs = follower(&["task", "logs", "long", &run.to_string(), "main", "--follow"]);
-    std::thread::sleep(Duration::from_millis(500)); // both are connected and waiting
+    // Both are connected and streaming once they printed their first line.
+    let mut readers = Vec::new();
+    for client in [&mut events, &mut logs] {
+        let mut reader = std::io::BufReader::new(client.stdout.take().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+        assert!(!first.is_empty(), "a follower printed nothing");
+        readers.push(reader);
+    }
 
     let stopping = std::time::Instant::now();
     assert!(Command::new("kill").args(["-TERM", &gofer.pid().to_string()]).status().unwrap().success());

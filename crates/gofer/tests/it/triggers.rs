@@ -4,12 +4,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{Server, api, script_pipeline, wait_for};
+use crate::harness::{Server, api, run_count, script_pipeline, wait_for, wait_periods};
 
 const FAST: &[(&str, &str)] = &[("GOFER_EXTENSIONS__INTERVAL__MIN_INTERVAL", "1s")];
 
-fn run_count(gofer: &Server, pipeline: &str) -> usize {
-    gofer.cli_json(&["run", "list", pipeline, "--limit", "1000"]).as_array().unwrap().len()
+/// A pipeline the interval extension runs every second, to show that periods passed.
+fn metronome(gofer: &Server) {
+    gofer.register(script_pipeline("metronome", "true"));
+    gofer.cli_ok(&["pipeline", "subscribe", "metronome", "interval", "beat", "-s", "every=1s"]);
 }
 
 #[test]
@@ -17,6 +19,7 @@ fn an_interval_subscription_starts_runs_until_unsubscribed() {
     let gofer = Server::start_with(FAST);
     gofer.register(script_pipeline("ticking", "echo $GOFER_EXTENSION_ID/$GOFER_EXTENSION_SUBSCRIPTION"));
     gofer.cli_ok(&["pipeline", "subscribe", "ticking", "interval", "fast", "-s", "every=1s"]);
+    metronome(&gofer);
     wait_for("two runs started by the interval", Duration::from_secs(20), || {
         (run_count(&gofer, "ticking") >= 2).then_some(())
     });
@@ -29,7 +32,7 @@ fn an_interval_subscription_starts_runs_until_unsubscribed() {
 
     gofer.cli_ok(&["pipeline", "unsubscribe", "ticking", "interval", "fast"]);
     let settled = run_count(&gofer, "ticking");
-    std::thread::sleep(Duration::from_secs(3)); // three periods with no tick expected
+    wait_periods(&gofer, "metronome", 3); // three periods with no tick expected
     assert_eq!(run_count(&gofer, "ticking"), settled, "no runs after unsubscribing");
     let again = gofer.cli(&["pipeline", "unsubscribe", "ticking", "interval", "fast"]);
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("subscription 'fast'"));
@@ -40,13 +43,14 @@ fn disabling_a_subscription_or_the_extension_really_stops_triggers() {
     let gofer = Server::start_with(FAST);
     gofer.register(script_pipeline("switched", "true"));
     gofer.cli_ok(&["pipeline", "subscribe", "switched", "interval", "tick", "-s", "every=1s"]);
+    metronome(&gofer);
     wait_for("a first run", Duration::from_secs(20), || (run_count(&gofer, "switched") >= 1).then_some(()));
 
     let path = "/api/namespaces/default/pipelines/switched/subscriptions/interval/tick";
     let (status, body) = api(&gofer, "PATCH", path, Some(&json!({ "enabled": false })));
     assert_eq!(status, 200, "{body}");
     let settled = run_count(&gofer, "switched");
-    std::thread::sleep(Duration::from_secs(3));
+    wait_periods(&gofer, "metronome", 3);
     assert_eq!(run_count(&gofer, "switched"), settled, "a disabled subscription triggers nothing");
 
     api(&gofer, "PATCH", path, Some(&json!({ "enabled": true })));
@@ -54,9 +58,9 @@ fn disabling_a_subscription_or_the_extension_really_stops_triggers() {
 
     gofer.cli_ok(&["extension", "disable", "interval"]);
     assert_eq!(gofer.cli_json(&["extension", "get", "interval"])["enabled"], false);
-    let settled = run_count(&gofer, "switched");
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(run_count(&gofer, "switched"), settled, "a disabled extension triggers nothing");
+    // Nothing is left to tick (the core's tests show on a clock they move that nothing does).
+    let debug = gofer.cli_ok(&["extension", "debug", "interval"]);
+    assert_eq!(debug.trim(), "no active subscriptions", "a disabled extension triggers nothing");
     let refused = gofer.cli(&["pipeline", "subscribe", "switched", "interval", "other", "-s", "every=1s"]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("gofer extension enable interval"), "{refused:?}");
 
@@ -108,27 +112,28 @@ fn bad_subscriptions_are_refused_and_nothing_is_stored() {
 
 #[test]
 fn subscriptions_resume_after_a_restart_and_missed_ticks_run_once() {
-    let mut gofer = Server::start_with(&[("GOFER_EXTENSIONS__INTERVAL__MIN_INTERVAL", "1s")]);
+    let mut gofer = Server::start_with(FAST);
     gofer.register(script_pipeline("durable", "true"));
-    gofer.cli_ok(&["pipeline", "subscribe", "durable", "interval", "slow", "-s", "every=3s"]);
-    // Right after a tick the next is a full period away: count, then crash, with no tick in between.
-    let before = wait_for("a first tick", Duration::from_secs(20), || {
-        let count = run_count(&gofer, "durable");
-        (count >= 1).then_some(count)
-    });
+    gofer.cli_ok(&["pipeline", "subscribe", "durable", "interval", "slow", "-s", "every=1h"]);
+    metronome(&gofer);
+    wait_periods(&gofer, "metronome", 1);
     gofer.crash();
-    // Down for longer than two periods: those ticks are missed while down.
-    std::thread::sleep(Duration::from_secs(7));
+    // Down since a tick three hours and ten minutes ago: three ticks were missed while down.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let down_since = now - (3 * 3600 + 600) * 1000;
+    gofer.set_last_fired("durable", "interval", "slow", down_since);
     gofer.restart();
-    // The missed ticks are coalesced into one run right away; the next comes a full period later.
+    // The missed ticks are coalesced into one run right away; the next comes a full period after that tick.
     wait_for("the coalesced run after restart", Duration::from_secs(10), || {
-        (run_count(&gofer, "durable") == before + 1).then_some(())
+        (run_count(&gofer, "durable") == 1).then_some(())
     });
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(run_count(&gofer, "durable"), before + 1, "missed ticks start one run, not one per tick");
-    wait_for("the schedule to go on", Duration::from_secs(10), || {
-        (run_count(&gofer, "durable") >= before + 2).then_some(())
-    });
+    wait_periods(&gofer, "metronome", 2);
+    assert_eq!(run_count(&gofer, "durable"), 1, "missed ticks start one run, not one per tick");
+    let listed = gofer.cli_json(&["pipeline", "subscriptions", "durable"]);
+    assert_eq!(listed[0]["last_fired"], down_since + 3 * 3600 * 1000, "the latest missed tick ran: {listed:#}");
+    let debug = gofer.cli_ok(&["extension", "debug", "interval"]);
+    let line = debug.lines().find(|l| l.contains("'durable'")).unwrap_or_else(|| panic!("{debug}"));
+    assert!(line.contains("next tick in"), "the schedule goes on: {line}");
 }
 
 #[test]
@@ -193,6 +198,7 @@ fn subscriptions_declared_in_code_are_reconciled_on_deploy() {
     let gofer = Server::start_with(FAST);
     let every = |d: &str| json!([{ "extension": "interval", "label": "tick", "settings": { "every": d } }]);
     gofer.register(declaring("coded", every("1s")));
+    metronome(&gofer);
     assert_eq!(subscriptions(&gofer, "coded"), [("interval".into(), "tick".into(), "1s".into(), true)]);
     wait_for("runs from the declared subscription", Duration::from_secs(20), || {
         (run_count(&gofer, "coded") >= 2).then_some(())
@@ -211,7 +217,7 @@ fn subscriptions_declared_in_code_are_reconciled_on_deploy() {
         ]
     );
     let settled = run_count(&gofer, "coded");
-    std::thread::sleep(Duration::from_secs(3));
+    wait_periods(&gofer, "metronome", 3);
     assert_eq!(run_count(&gofer, "coded"), settled, "the 1s timer was replaced by the 1h one");
 
     // A config whose subscriptions an extension refuses is refused when it is registered: nothing is stored, the
