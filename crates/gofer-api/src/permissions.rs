@@ -56,6 +56,22 @@ impl std::fmt::Display for Permission {
 }
 
 impl Resource {
+    pub const ALL: [Self; 13] = [
+        Self::Namespaces,
+        Self::Pipelines,
+        Self::Configs,
+        Self::Runs,
+        Self::TaskExecutions,
+        Self::Events,
+        Self::Extensions,
+        Self::Subscriptions,
+        Self::Secrets,
+        Self::Objects,
+        Self::Tokens,
+        Self::Roles,
+        Self::System,
+    ];
+
     /// The name configs and the API use (`task_executions`).
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -77,6 +93,8 @@ impl Resource {
 }
 
 impl Action {
+    pub const ALL: [Self; 4] = [Self::Read, Self::Write, Self::Delete, Self::Reveal];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Read => "read",
@@ -94,6 +112,43 @@ pub enum Access {
     Public,
     /// The caller's token must grant this permission.
     Requires(Permission),
+}
+
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Public => f.write_str("public"),
+            Self::Requires(permission) => permission.fmt(f),
+        }
+    }
+}
+
+/// Text that names no access: not `public`, nor `<resource>:<action>` with a known resource and action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseAccessError(pub String);
+
+impl std::fmt::Display for ParseAccessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "'{}' is not an access: write `public` or `<resource>:<action>`, e.g. `runs:read`", self.0)
+    }
+}
+
+impl std::error::Error for ParseAccessError {}
+
+impl std::str::FromStr for Access {
+    type Err = ParseAccessError;
+
+    /// Reads what [`Access`]'s `Display` writes: `public`, or a permission such as `task_executions:read`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "public" {
+            return Ok(Self::Public);
+        }
+        let refused = || ParseAccessError(text.to_string());
+        let (resource, action) = text.split_once(':').ok_or_else(refused)?;
+        let resource = Resource::ALL.into_iter().find(|r| r.as_str() == resource).ok_or_else(refused)?;
+        let action = Action::ALL.into_iter().find(|a| a.as_str() == action).ok_or_else(refused)?;
+        Ok(Self::Requires(Permission::new(resource, action)))
+    }
 }
 
 /// Whether a pattern (`*` any run of characters, `?` one character) matches the whole of `id`.
@@ -335,6 +390,20 @@ pub fn extension_role(extension_id: &str) -> Role {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_access_reads_back_what_it_writes_and_nothing_else_reads() {
+        let mut all = vec![Access::Public];
+        for resource in Resource::ALL {
+            all.extend(Action::ALL.map(|action| Access::Requires(Permission::new(resource, action))));
+        }
+        for access in all {
+            assert_eq!(access.to_string().parse::<Access>(), Ok(access));
+        }
+        for bad in ["", "Public", "runs", "runs:", ":read", "runs:read:x", "run:read", "runs:READ"] {
+            assert_eq!(bad.parse::<Access>(), Err(ParseAccessError(bad.into())), "{bad}");
+        }
+    }
 
     #[test]
     fn grants_are_scoped_by_anchored_patterns() {

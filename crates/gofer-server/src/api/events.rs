@@ -15,6 +15,7 @@ use super::extract::{ApiQuery, ApiResult};
 /// new events as they happen. Filter by `namespace`, `pipeline` and `run`.
 #[utoipa::path(
     get, path = "/api/events", tag = "Events", params(EventsQuery),
+    extensions(("x-gofer-access" = json!("events:read"))),
     responses(
         (status = 200, content_type = "application/x-ndjson", description = "One `Event` JSON object per line"),
         (status = 400, body = ApiError)

@@ -19,6 +19,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
 /// `/api/info`, and only then stores it. A missing image or one that never answers installs nothing.
 #[utoipa::path(
     post, path = "/api/extensions", tag = "Extensions", request_body = InstallExtensionRequest,
+    extensions(("x-gofer-access" = json!("extensions:write"))),
     responses(
         (status = 201, body = Extension),
         (status = 400, body = ApiError, description = "Bad id, or the extension did not start; nothing was installed"),
@@ -35,6 +36,7 @@ pub async fn install(
 /// Uninstalls a container extension: stops its container, deletes it with its subscriptions and token.
 #[utoipa::path(
     delete, path = "/api/extensions/{extension_id}", tag = "Extensions", params(("extension_id" = String, Path)),
+    extensions(("x-gofer-access" = json!("extensions:delete"))),
     responses(
         (status = 204), (status = 400, body = ApiError, description = "Built-in extensions cannot be uninstalled"),
         (status = 404, body = ApiError)
@@ -48,6 +50,7 @@ pub async fn uninstall(State(state): State<AppState>, ApiPath(id): ApiPath<Strin
 /// A container extension's stdout and stderr; with `follow=true`, live until its container exits.
 #[utoipa::path(
     get, path = "/api/extensions/{extension_id}/logs", tag = "Extensions",
+    extensions(("x-gofer-access" = json!("extensions:read"))),
     params(("extension_id" = String, Path), FollowQuery),
     responses(
         (status = 200, content_type = "application/octet-stream", description = "The log bytes"),
@@ -67,6 +70,7 @@ pub async fn logs(
 /// The extension's own view of itself (its `GET /api/debug`; for built-ins, their subscriptions and next ticks).
 #[utoipa::path(
     get, path = "/api/extensions/{extension_id}/debug", tag = "Extensions", params(("extension_id" = String, Path)),
+    extensions(("x-gofer-access" = json!("extensions:write"))),
     responses(
         (status = 200, body = ExtensionDebugResponse), (status = 404, body = ApiError),
         (status = 503, body = ApiError, description = "The extension did not answer")
@@ -80,7 +84,10 @@ pub async fn debug(
 }
 
 /// Lists the installed extensions.
-#[utoipa::path(get, path = "/api/extensions", tag = "Extensions", responses((status = 200, body = ListExtensionsResponse)))]
+#[utoipa::path(
+    get, path = "/api/extensions", tag = "Extensions", responses((status = 200, body = ListExtensionsResponse)),
+    extensions(("x-gofer-access" = json!("extensions:read")))
+)]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<ListExtensionsResponse>> {
     Ok(Json(ListExtensionsResponse { extensions: state.gofer.list_extensions().await? }))
 }
@@ -88,6 +95,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<ListExtension
 /// Gets an extension, with the settings its subscriptions take.
 #[utoipa::path(
     get, path = "/api/extensions/{extension_id}", tag = "Extensions", params(("extension_id" = String, Path)),
+    extensions(("x-gofer-access" = json!("extensions:read"))),
     responses((status = 200, body = Extension), (status = 404, body = ApiError))
 )]
 pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Extension>> {
@@ -97,6 +105,7 @@ pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) ->
 /// Enables or disables an extension; a disabled extension triggers nothing and keeps its subscriptions.
 #[utoipa::path(
     patch, path = "/api/extensions/{extension_id}", tag = "Extensions", params(("extension_id" = String, Path)),
+    extensions(("x-gofer-access" = json!("extensions:write"))),
     request_body = SetEnabledRequest,
     responses((status = 200, body = Extension), (status = 404, body = ApiError))
 )]
@@ -112,6 +121,7 @@ pub async fn update(
 /// Gofer read this at startup; Gofer also sends them their subscriptions itself).
 #[utoipa::path(
     get, path = "/api/extensions/{extension_id}/subscriptions", tag = "Extensions",
+    extensions(("x-gofer-access" = json!("subscriptions:read"))),
     params(("extension_id" = String, Path)),
     responses((status = 200, body = ListSubscriptionsResponse), (status = 404, body = ApiError))
 )]
@@ -125,6 +135,7 @@ pub async fn list_extension_subscriptions(
 /// Lists a pipeline's subscriptions.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions", tag = "Extensions",
+    extensions(("x-gofer-access" = json!("subscriptions:read"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
     responses((status = 200, body = ListSubscriptionsResponse), (status = 404, body = ApiError))
 )]
@@ -139,6 +150,7 @@ pub async fn list_subscriptions(
 /// Subscribes a pipeline to an extension. The extension checks the settings; refused settings store nothing.
 #[utoipa::path(
     post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions", tag = "Extensions",
+    extensions(("x-gofer-access" = json!("subscriptions:write"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
     request_body = SubscribeRequest,
     responses(
@@ -162,6 +174,7 @@ fn key((namespace_id, pipeline_id, extension_id, label): (String, String, String
 /// Enables or disables one subscription.
 #[utoipa::path(
     patch, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions/{extension_id}/{label}",
+    extensions(("x-gofer-access" = json!("subscriptions:write"))),
     tag = "Extensions",
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("extension_id" = String, Path), ("label" = String, Path)),
     request_body = SetEnabledRequest,
@@ -178,6 +191,7 @@ pub async fn update_subscription(
 /// Unsubscribes: the extension stops triggering the pipeline.
 #[utoipa::path(
     delete, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions/{extension_id}/{label}",
+    extensions(("x-gofer-access" = json!("subscriptions:delete"))),
     tag = "Extensions",
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("extension_id" = String, Path), ("label" = String, Path)),
     responses((status = 204), (status = 404, body = ApiError))

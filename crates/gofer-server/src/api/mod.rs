@@ -1,5 +1,6 @@
-//! The HTTP API: the route table (each route with the access it requires), the OpenAPI document and the
-//! error mapping. Handlers are thin: they parse input, call one `gofer_core::Gofer` method and map the result.
+//! The HTTP API: the routes (each declared once, on its handler, with the access it requires), the OpenAPI
+//! document and the error mapping. Handlers are thin: they parse input, call one `gofer_core::Gofer` method and
+//! map the result.
 
 mod events;
 mod extensions;
@@ -16,12 +17,12 @@ mod tokens;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::http::Method;
-use axum::routing::MethodRouter;
-use axum::{Extension, Router};
 use gofer_api::permissions::{Access, Action, Permission, Resource};
 use gofer_core::Gofer;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use extract::ApiFailure;
 
@@ -114,296 +115,122 @@ impl AuthFailures {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteInfo {
     pub method: Method,
-    pub path: &'static str,
+    pub path: String,
     pub access: Access,
 }
 
-struct Routes {
-    router: Router<AppState>,
-    table: Vec<RouteInfo>,
-}
-
-impl Routes {
-    /// Registers a route together with the access it requires; the access travels with each request as an
-    /// extension, where the auth layer will enforce it.
-    fn add(mut self, method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Self {
-        self.router = self.router.route(path, handler.layer(Extension(access)));
-        self.table.push(RouteInfo { method, path, access });
-        self
-    }
-}
-
-const fn needs(resource: Resource, action: Action) -> Access {
-    Access::Requires(Permission::new(resource, action))
-}
-
-fn build() -> Routes {
+/// Every route, declared once: its handler's `#[utoipa::path]` names the method, the path and the access it
+/// requires (`x-gofer-access`), and `routes!` mounts it from there and adds its OpenAPI entry.
+fn build() -> OpenApiRouter<AppState> {
     use axum::extract::DefaultBodyLimit;
-    use axum::routing::{delete, get, patch, post, put};
-    use {Action::*, Resource::*};
-    Routes { router: Router::new(), table: Vec::new() }
-        .add(Method::GET, "/api/health", Access::Public, get(system::health))
-        .add(Method::GET, "/api/openapi.json", Access::Public, get(system::openapi))
-        .add(Method::GET, "/api/schemas/pipeline-config.json", Access::Public, get(system::pipeline_config_schema))
-        .add(Method::POST, "/api/tokens/bootstrap", Access::Public, post(tokens::bootstrap))
-        .add(Method::GET, "/api/tokens/whoami", Access::Public, get(tokens::whoami))
-        .add(Method::GET, "/api/tokens", needs(Tokens, Read), get(tokens::list))
-        .add(Method::POST, "/api/tokens", needs(Tokens, Write), post(tokens::create))
-        .add(Method::GET, "/api/tokens/{token_id}", needs(Tokens, Read), get(tokens::get))
-        .add(Method::PATCH, "/api/tokens/{token_id}", needs(Tokens, Write), patch(tokens::update))
-        .add(Method::DELETE, "/api/tokens/{token_id}", needs(Tokens, Delete), delete(tokens::delete))
-        .add(Method::GET, "/api/roles", needs(Roles, Read), get(roles::list))
-        .add(Method::POST, "/api/roles", needs(Roles, Write), post(roles::create))
-        .add(Method::GET, "/api/roles/{role_id}", needs(Roles, Read), get(roles::get))
-        .add(Method::PATCH, "/api/roles/{role_id}", needs(Roles, Write), patch(roles::update))
-        .add(Method::DELETE, "/api/roles/{role_id}", needs(Roles, Delete), delete(roles::delete))
-        .add(Method::GET, "/api/system", needs(System, Read), get(system::get_system))
-        .add(Method::PATCH, "/api/system", needs(System, Write), patch(system::update_system))
-        .add(Method::GET, "/api/events", needs(Events, Read), get(events::list))
-        .add(Method::GET, "/api/extensions", needs(Extensions, Read), get(extensions::list))
-        .add(Method::GET, "/api/extensions/{extension_id}", needs(Extensions, Read), get(extensions::get))
-        .add(Method::POST, "/api/extensions", needs(Extensions, Write), post(extensions::install))
-        .add(Method::PATCH, "/api/extensions/{extension_id}", needs(Extensions, Write), patch(extensions::update))
-        .add(Method::DELETE, "/api/extensions/{extension_id}", needs(Extensions, Delete), delete(extensions::uninstall))
-        .add(Method::GET, "/api/extensions/{extension_id}/logs", needs(Extensions, Read), get(extensions::logs))
-        .add(Method::GET, "/api/extensions/{extension_id}/debug", needs(Extensions, Write), get(extensions::debug))
-        .add(
-            Method::GET,
-            "/api/extensions/{extension_id}/subscriptions",
-            needs(Subscriptions, Read),
-            get(extensions::list_extension_subscriptions),
-        )
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions",
-            needs(Subscriptions, Read),
-            get(extensions::list_subscriptions),
-        )
-        .add(
-            Method::POST,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions",
-            needs(Subscriptions, Write),
-            post(extensions::subscribe),
-        )
-        .add(
-            Method::PATCH,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions/{extension_id}/{label}",
-            needs(Subscriptions, Write),
-            patch(extensions::update_subscription),
-        )
-        .add(
-            Method::DELETE,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/subscriptions/{extension_id}/{label}",
-            needs(Subscriptions, Delete),
-            delete(extensions::unsubscribe),
-        )
-        .add(Method::GET, "/api/extensions/{extension_id}/objects", needs(Objects, Read), get(objects::list_extension))
-        .add(
-            Method::PUT,
-            "/api/extensions/{extension_id}/objects/{key}",
-            needs(Objects, Write),
-            put(objects::put_extension).layer(DefaultBodyLimit::disable()),
-        )
-        .add(
-            Method::GET,
-            "/api/extensions/{extension_id}/objects/{key}",
-            needs(Objects, Read),
-            get(objects::get_extension),
-        )
-        .add(
-            Method::DELETE,
-            "/api/extensions/{extension_id}/objects/{key}",
-            needs(Objects, Delete),
-            delete(objects::delete_extension),
-        )
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/objects",
-            needs(Objects, Read),
-            get(objects::list_pipeline),
-        )
-        .add(
-            Method::PUT,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/objects/{key}",
-            needs(Objects, Write),
-            put(objects::put_pipeline).layer(DefaultBodyLimit::disable()),
-        )
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/objects/{key}",
-            needs(Objects, Read),
-            get(objects::get_pipeline),
-        )
-        .add(
-            Method::DELETE,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/objects/{key}",
-            needs(Objects, Delete),
-            delete(objects::delete_pipeline),
-        )
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/objects",
-            needs(Objects, Read),
-            get(objects::list_run),
-        )
-        .add(
-            Method::PUT,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/objects/{key}",
-            needs(Objects, Write),
-            put(objects::put_run).layer(DefaultBodyLimit::disable()),
-        )
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/objects/{key}",
-            needs(Objects, Read),
-            get(objects::get_run),
-        )
-        .add(
-            Method::DELETE,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/objects/{key}",
-            needs(Objects, Delete),
-            delete(objects::delete_run),
-        )
-        .add(Method::GET, "/api/secrets", needs(Secrets, Read), get(secrets::list_global))
-        .add(Method::PUT, "/api/secrets/{key}", needs(Secrets, Write), put(secrets::put_global))
-        .add(Method::GET, "/api/secrets/{key}", needs(Secrets, Read), get(secrets::get_global))
-        .add(Method::DELETE, "/api/secrets/{key}", needs(Secrets, Delete), delete(secrets::delete_global))
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/secrets",
-            needs(Secrets, Read),
-            get(secrets::list_pipeline),
-        )
-        .add(
-            Method::PUT,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/secrets/{key}",
-            needs(Secrets, Write),
-            put(secrets::put_pipeline),
-        )
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/secrets/{key}",
-            needs(Secrets, Read),
-            get(secrets::get_pipeline),
-        )
-        .add(
-            Method::DELETE,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/secrets/{key}",
-            needs(Secrets, Delete),
-            delete(secrets::delete_pipeline),
-        )
-        .add(Method::GET, "/api/namespaces", needs(Namespaces, Read), get(namespaces::list))
-        .add(Method::POST, "/api/namespaces", needs(Namespaces, Write), post(namespaces::create))
-        .add(Method::GET, "/api/namespaces/{namespace_id}", needs(Namespaces, Read), get(namespaces::get))
-        .add(Method::PATCH, "/api/namespaces/{namespace_id}", needs(Namespaces, Write), patch(namespaces::update))
-        .add(Method::DELETE, "/api/namespaces/{namespace_id}", needs(Namespaces, Delete), delete(namespaces::delete))
-        .add(Method::GET, "/api/namespaces/{namespace_id}/pipelines", needs(Pipelines, Read), get(pipelines::list))
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}",
-            needs(Pipelines, Read),
-            get(pipelines::get),
-        )
-        .add(
-            Method::PATCH,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}",
-            needs(Pipelines, Write),
-            patch(pipelines::update),
-        )
-        .add(
-            Method::DELETE,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}",
-            needs(Pipelines, Delete),
-            delete(pipelines::delete),
-        )
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs",
-            needs(Configs, Read),
-            get(pipelines::list_configs),
-        )
-        .add(
-            Method::POST,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs",
-            needs(Configs, Write),
-            post(pipelines::register_config),
-        )
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}",
-            needs(Configs, Read),
-            get(pipelines::get_config),
-        )
-        .add(
-            Method::POST,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}/deploy",
-            needs(Configs, Write),
-            post(pipelines::deploy_config),
-        )
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs",
-            needs(Runs, Read),
-            get(runs::list),
-        )
-        .add(
-            Method::POST,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs",
-            needs(Runs, Write),
-            post(runs::start),
-        )
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}",
-            needs(Runs, Read),
-            get(runs::get),
-        )
-        .add(
-            Method::POST,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/cancel",
-            needs(Runs, Write),
-            post(runs::cancel),
-        )
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks",
-            needs(TaskExecutions, Read),
-            get(tasks::list),
-        )
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}",
-            needs(TaskExecutions, Read),
-            get(tasks::get),
-        )
-        .add(
-            Method::POST,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}/cancel",
-            needs(TaskExecutions, Write),
-            post(tasks::cancel),
-        )
-        .add(
-            Method::GET,
-            "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}/logs",
-            needs(TaskExecutions, Read),
-            get(tasks::logs),
-        )
+    use utoipa_axum::router::UtoipaMethodRouterExt;
+    use utoipa_axum::routes;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::health))
+        .routes(routes!(system::openapi))
+        .routes(routes!(system::pipeline_config_schema))
+        .routes(routes!(tokens::bootstrap))
+        .routes(routes!(tokens::whoami))
+        .routes(routes!(tokens::list))
+        .routes(routes!(tokens::create))
+        .routes(routes!(tokens::get))
+        .routes(routes!(tokens::update))
+        .routes(routes!(tokens::delete))
+        .routes(routes!(roles::list))
+        .routes(routes!(roles::create))
+        .routes(routes!(roles::get))
+        .routes(routes!(roles::update))
+        .routes(routes!(roles::delete))
+        .routes(routes!(system::get_system))
+        .routes(routes!(system::update_system))
+        .routes(routes!(events::list))
+        .routes(routes!(extensions::list))
+        .routes(routes!(extensions::get))
+        .routes(routes!(extensions::install))
+        .routes(routes!(extensions::update))
+        .routes(routes!(extensions::uninstall))
+        .routes(routes!(extensions::logs))
+        .routes(routes!(extensions::debug))
+        .routes(routes!(extensions::list_extension_subscriptions))
+        .routes(routes!(extensions::list_subscriptions))
+        .routes(routes!(extensions::subscribe))
+        .routes(routes!(extensions::update_subscription))
+        .routes(routes!(extensions::unsubscribe))
+        .routes(routes!(objects::list_extension))
+        .routes(routes!(objects::put_extension).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(objects::get_extension))
+        .routes(routes!(objects::delete_extension))
+        .routes(routes!(objects::list_pipeline))
+        .routes(routes!(objects::put_pipeline).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(objects::get_pipeline))
+        .routes(routes!(objects::delete_pipeline))
+        .routes(routes!(objects::list_run))
+        .routes(routes!(objects::put_run).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(objects::get_run))
+        .routes(routes!(objects::delete_run))
+        .routes(routes!(secrets::list_global))
+        .routes(routes!(secrets::put_global))
+        .routes(routes!(secrets::get_global))
+        .routes(routes!(secrets::delete_global))
+        .routes(routes!(secrets::list_pipeline))
+        .routes(routes!(secrets::put_pipeline))
+        .routes(routes!(secrets::get_pipeline))
+        .routes(routes!(secrets::delete_pipeline))
+        .routes(routes!(namespaces::list))
+        .routes(routes!(namespaces::create))
+        .routes(routes!(namespaces::get))
+        .routes(routes!(namespaces::update))
+        .routes(routes!(namespaces::delete))
+        .routes(routes!(pipelines::list))
+        .routes(routes!(pipelines::get))
+        .routes(routes!(pipelines::update))
+        .routes(routes!(pipelines::delete))
+        .routes(routes!(pipelines::list_configs))
+        .routes(routes!(pipelines::register_config))
+        .routes(routes!(pipelines::get_config))
+        .routes(routes!(pipelines::deploy_config))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::start))
+        .routes(routes!(runs::get))
+        .routes(routes!(runs::cancel))
+        .routes(routes!(tasks::list))
+        .routes(routes!(tasks::get))
+        .routes(routes!(tasks::cancel))
+        .routes(routes!(tasks::logs))
 }
 
 /// The API router. Every matched route goes through the token check first.
 pub fn router(state: AppState) -> Router {
     let check = axum::middleware::from_fn_with_state(state.clone(), check_token);
-    build().router.route_layer(check).fallback(system::not_found).with_state(state)
+    let (router, _) = build().split_for_parts();
+    router.route_layer(check).fallback(system::not_found).with_state(state)
 }
 
-/// The access each route requires, by method and route pattern.
-fn access_of(method: &Method, pattern: &str) -> Access {
-    static TABLE: std::sync::OnceLock<std::collections::HashMap<(Method, &'static str), Access>> =
-        std::sync::OnceLock::new();
+/// The access each route requires, by method and route pattern; `None` for a route that declares none, which the
+/// token check refuses (a test holds every route to declaring one).
+fn access_of(method: &Method, pattern: &str) -> Option<Access> {
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<(Method, String), Access>> = std::sync::OnceLock::new();
     let table = TABLE.get_or_init(|| route_table().into_iter().map(|r| ((r.method, r.path), r.access)).collect());
     // HEAD is served by GET routes.
     let method = if method == Method::HEAD { &Method::GET } else { method };
-    table.get(&(method.clone(), pattern)).copied().unwrap_or(Access::Public)
+    table.get(&(method.clone(), pattern.to_string())).copied()
+}
+
+/// The operations of a path item, by method.
+fn operations(item: &utoipa::openapi::PathItem) -> [(Method, Option<&utoipa::openapi::path::Operation>); 5] {
+    [
+        (Method::GET, item.get.as_ref()),
+        (Method::POST, item.post.as_ref()),
+        (Method::PUT, item.put.as_ref()),
+        (Method::PATCH, item.patch.as_ref()),
+        (Method::DELETE, item.delete.as_ref()),
+    ]
+}
+
+/// The access an operation declares in `x-gofer-access`, if it declares a valid one.
+fn declared_access(operation: &utoipa::openapi::path::Operation) -> Option<Access> {
+    let value = operation.extensions.as_ref()?.get("x-gofer-access")?;
+    value.as_str()?.parse().ok()
 }
 
 /// Who made the request: their token, when they presented a valid one. Handlers that need the caller
@@ -448,7 +275,21 @@ async fn check_token(
     let param = |name: &str| params.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string());
     let (namespace, pipeline, extension) = (param("namespace_id"), param("pipeline_id"), param("extension_id"));
     let run = param("run_id").and_then(|run| run.parse::<u64>().ok());
-    let access = matched.map_or(Access::Public, |m| access_of(request.method(), m.as_str()));
+    let access = match matched {
+        None => Access::Public,
+        Some(m) => match access_of(request.method(), m.as_str()) {
+            Some(access) => access,
+            None => {
+                tracing::error!(method = %request.method(), route = m.as_str(), "a route declares no access");
+                return ApiFailure::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    gofer_api::error::ErrorCode::Internal,
+                    "this route declares no access; it is refused to everyone",
+                )
+                .into_response();
+            }
+        },
+    };
     let path = request.uri().path().to_string();
     let scope = gofer_core::auth::Scope {
         namespace: namespace.as_deref(),
@@ -498,9 +339,24 @@ async fn check_token(
     }
 }
 
-/// Every route with the access it requires.
+/// Every route with the access it requires, as its handler declares it; a route without a valid declaration is
+/// left out (and so refused by the token check).
 pub fn route_table() -> Vec<RouteInfo> {
-    build().table
+    let mut table = Vec::new();
+    for (path, item) in &document().paths.paths {
+        for (method, operation) in operations(item) {
+            if let Some(access) = operation.and_then(declared_access) {
+                table.push(RouteInfo { method, path: path.clone(), access });
+            }
+        }
+    }
+    table
+}
+
+/// The document `routes!` assembled from the handlers' annotations, once.
+fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| build().into_openapi())
 }
 
 #[derive(OpenApi)]
@@ -508,79 +364,6 @@ pub fn route_table() -> Vec<RouteInfo> {
     info(
         title = "Gofer",
         description = "Run short-lived jobs in containers. Every error is a JSON `ApiError` with a stable `code`."
-    ),
-    paths(
-        system::health,
-        system::openapi,
-        system::pipeline_config_schema,
-        system::get_system,
-        roles::list,
-        roles::create,
-        roles::get,
-        roles::update,
-        roles::delete,
-        tokens::bootstrap,
-        tokens::whoami,
-        tokens::list,
-        tokens::create,
-        tokens::get,
-        tokens::update,
-        tokens::delete,
-        system::update_system,
-        events::list,
-        extensions::list,
-        extensions::get,
-        extensions::update,
-        extensions::install,
-        extensions::uninstall,
-        extensions::logs,
-        extensions::debug,
-        extensions::list_extension_subscriptions,
-        extensions::list_subscriptions,
-        extensions::subscribe,
-        extensions::update_subscription,
-        extensions::unsubscribe,
-        objects::list_extension,
-        objects::put_extension,
-        objects::get_extension,
-        objects::delete_extension,
-        objects::list_pipeline,
-        objects::put_pipeline,
-        objects::get_pipeline,
-        objects::delete_pipeline,
-        objects::list_run,
-        objects::put_run,
-        objects::get_run,
-        objects::delete_run,
-        secrets::list_global,
-        secrets::put_global,
-        secrets::get_global,
-        secrets::delete_global,
-        secrets::list_pipeline,
-        secrets::put_pipeline,
-        secrets::get_pipeline,
-        secrets::delete_pipeline,
-        namespaces::list,
-        namespaces::create,
-        namespaces::get,
-        namespaces::update,
-        namespaces::delete,
-        pipelines::list,
-        pipelines::get,
-        pipelines::update,
-        pipelines::delete,
-        pipelines::list_configs,
-        pipelines::register_config,
-        pipelines::get_config,
-        pipelines::deploy_config,
-        runs::list,
-        runs::start,
-        runs::get,
-        runs::cancel,
-        tasks::list,
-        tasks::get,
-        tasks::cancel,
-        tasks::logs,
     ),
     components(schemas(gofer_api::error::ErrorCode, gofer_api::permissions::Resource, gofer_api::permissions::Action)),
     tags(
@@ -598,34 +381,18 @@ pub fn route_table() -> Vec<RouteInfo> {
 )]
 struct ApiDoc;
 
-/// The OpenAPI document, with each operation's required access recorded as `x-gofer-access`.
+/// The OpenAPI document: each operation with its required access (`x-gofer-access`) and the errors it can give.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
+    let mut doc = document().clone();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
-    for route in route_table() {
-        let Some(item) = doc.paths.paths.get_mut(route.path) else {
-            continue;
-        };
-        let operation = match route.method {
-            Method::GET => item.get.as_mut(),
-            Method::POST => item.post.as_mut(),
-            Method::PATCH => item.patch.as_mut(),
-            Method::DELETE => item.delete.as_mut(),
-            Method::PUT => item.put.as_mut(),
-            _ => None,
-        };
-        let Some(operation) = operation else { continue };
-        let access = match route.access {
-            Access::Public => "public".to_string(),
-            Access::Requires(permission) => permission.to_string(),
-        };
-        let mut extensions = utoipa::openapi::extensions::Extensions::default();
-        extensions.insert("x-gofer-access".to_string(), serde_json::Value::String(access));
-        match operation.extensions.as_mut() {
-            Some(existing) => existing.merge(extensions),
-            None => operation.extensions = Some(extensions),
+    for item in doc.paths.paths.values_mut() {
+        for operation in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete] {
+            let Some(operation) = operation.as_mut() else { continue };
+            // An operation without a valid access is refused to everyone; it is documented as needing a token.
+            let access = declared_access(operation)
+                .unwrap_or(Access::Requires(Permission::new(Resource::System, Action::Write)));
+            declare_error_responses(operation, access);
         }
-        declare_error_responses(operation, route.access);
     }
     doc
 }

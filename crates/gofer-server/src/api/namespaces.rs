@@ -13,6 +13,7 @@ use super::{AppState, Caller};
 /// Lists the namespaces the caller may read, newest first.
 #[utoipa::path(
     get, path = "/api/namespaces", tag = "Namespaces", params(PageQuery),
+    extensions(("x-gofer-access" = json!("namespaces:read"))),
     responses((status = 200, body = ListNamespacesResponse), (status = 400, body = ApiError))
 )]
 pub async fn list(
@@ -27,6 +28,7 @@ pub async fn list(
 /// Creates a namespace.
 #[utoipa::path(
     post, path = "/api/namespaces", tag = "Namespaces", request_body = CreateNamespaceRequest,
+    extensions(("x-gofer-access" = json!("namespaces:write"))),
     responses((status = 201, body = Namespace), (status = 400, body = ApiError), (status = 409, body = ApiError))
 )]
 pub async fn create(
@@ -40,6 +42,7 @@ pub async fn create(
 /// Gets a namespace.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}", tag = "Namespaces",
+    extensions(("x-gofer-access" = json!("namespaces:read"))),
     params(("namespace_id" = String, Path)),
     responses((status = 200, body = Namespace), (status = 404, body = ApiError))
 )]
@@ -51,6 +54,7 @@ pub async fn get(State(state): State<AppState>, ApiPath(namespace_id): ApiPath<S
 /// be deleted; refused while runs in it are in flight.
 #[utoipa::path(
     delete, path = "/api/namespaces/{namespace_id}", tag = "Namespaces",
+    extensions(("x-gofer-access" = json!("namespaces:delete"))),
     params(("namespace_id" = String, Path)),
     responses(
         (status = 204), (status = 400, body = ApiError), (status = 404, body = ApiError),
@@ -65,6 +69,7 @@ pub async fn delete(State(state): State<AppState>, ApiPath(namespace_id): ApiPat
 /// Changes a namespace's name or description.
 #[utoipa::path(
     patch, path = "/api/namespaces/{namespace_id}", tag = "Namespaces",
+    extensions(("x-gofer-access" = json!("namespaces:write"))),
     params(("namespace_id" = String, Path)), request_body = UpdateNamespaceRequest,
     responses((status = 200, body = Namespace), (status = 400, body = ApiError), (status = 404, body = ApiError))
 )]

@@ -67,6 +67,7 @@ async fn delete(state: &AppState, scope: ObjectScope, key: &str) -> ApiResult<St
 /// Lists a pipeline's objects (kept; past `objects.pipeline_objects` the oldest is evicted).
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/objects", tag = "Objects",
+    extensions(("x-gofer-access" = json!("objects:read"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
     responses((status = 200, body = ListObjectsResponse), (status = 404, body = ApiError))
 )]
@@ -80,6 +81,7 @@ pub async fn list_pipeline(
 /// Stores a pipeline object from the raw request body (streamed); replaces one with the same key.
 #[utoipa::path(
     put, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/objects/{key}", tag = "Objects",
+    extensions(("x-gofer-access" = json!("objects:write"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("key" = String, Path)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
@@ -99,6 +101,7 @@ pub async fn put_pipeline(
 /// A pipeline object's bytes.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/objects/{key}", tag = "Objects",
+    extensions(("x-gofer-access" = json!("objects:read"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("key" = String, Path)),
     responses(
         (status = 200, content_type = "application/octet-stream", description = "The bytes"),
@@ -115,6 +118,7 @@ pub async fn get_pipeline(
 /// Deletes a pipeline object.
 #[utoipa::path(
     delete, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/objects/{key}", tag = "Objects",
+    extensions(("x-gofer-access" = json!("objects:delete"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("key" = String, Path)),
     responses((status = 204), (status = 404, body = ApiError))
 )]
@@ -128,6 +132,7 @@ pub async fn delete_pipeline(
 /// Lists a run's objects (removed once `objects.run_objects_runs` newer runs exist).
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/objects", tag = "Objects",
+    extensions(("x-gofer-access" = json!("objects:read"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path)),
     responses((status = 200, body = ListObjectsResponse), (status = 404, body = ApiError))
 )]
@@ -141,6 +146,7 @@ pub async fn list_run(
 /// Stores a run object from the raw request body (streamed): how a task hands data to the tasks after it.
 #[utoipa::path(
     put, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/objects/{key}", tag = "Objects",
+    extensions(("x-gofer-access" = json!("objects:write"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path), ("key" = String, Path)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
@@ -160,6 +166,7 @@ pub async fn put_run(
 /// A run object's bytes.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/objects/{key}", tag = "Objects",
+    extensions(("x-gofer-access" = json!("objects:read"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path), ("key" = String, Path)),
     responses(
         (status = 200, content_type = "application/octet-stream", description = "The bytes"),
@@ -176,6 +183,7 @@ pub async fn get_run(
 /// Deletes a run object.
 #[utoipa::path(
     delete, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/objects/{key}", tag = "Objects",
+    extensions(("x-gofer-access" = json!("objects:delete"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path), ("key" = String, Path)),
     responses((status = 204), (status = 404, body = ApiError))
 )]
@@ -189,6 +197,7 @@ pub async fn delete_run(
 /// Lists an extension's objects (its private store; removed when it is uninstalled).
 #[utoipa::path(
     get, path = "/api/extensions/{extension_id}/objects", tag = "Objects", params(("extension_id" = String, Path)),
+    extensions(("x-gofer-access" = json!("objects:read"))),
     responses((status = 200, body = ListObjectsResponse), (status = 404, body = ApiError))
 )]
 pub async fn list_extension(
@@ -201,6 +210,7 @@ pub async fn list_extension(
 /// Stores an extension object from the raw request body (streamed).
 #[utoipa::path(
     put, path = "/api/extensions/{extension_id}/objects/{key}", tag = "Objects",
+    extensions(("x-gofer-access" = json!("objects:write"))),
     params(("extension_id" = String, Path), ("key" = String, Path)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
@@ -220,6 +230,7 @@ pub async fn put_extension(
 /// An extension object's bytes.
 #[utoipa::path(
     get, path = "/api/extensions/{extension_id}/objects/{key}", tag = "Objects",
+    extensions(("x-gofer-access" = json!("objects:read"))),
     params(("extension_id" = String, Path), ("key" = String, Path)),
     responses(
         (status = 200, content_type = "application/octet-stream", description = "The bytes"),
@@ -236,6 +247,7 @@ pub async fn get_extension(
 /// Deletes an extension object.
 #[utoipa::path(
     delete, path = "/api/extensions/{extension_id}/objects/{key}", tag = "Objects",
+    extensions(("x-gofer-access" = json!("objects:delete"))),
     params(("extension_id" = String, Path), ("key" = String, Path)),
     responses((status = 204), (status = 404, body = ApiError))
 )]

@@ -16,6 +16,7 @@ use super::{AppState, Caller};
 /// Lists the pipelines of a namespace that the caller may read, newest first.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines", tag = "Pipelines",
+    extensions(("x-gofer-access" = json!("pipelines:read"))),
     params(("namespace_id" = String, Path), PageQuery),
     responses((status = 200, body = ListPipelinesResponse), (status = 404, body = ApiError))
 )]
@@ -32,6 +33,7 @@ pub async fn list(
 /// Gets a pipeline.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}", tag = "Pipelines",
+    extensions(("x-gofer-access" = json!("pipelines:read"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
     responses((status = 200, body = Pipeline), (status = 404, body = ApiError))
 )]
@@ -45,6 +47,7 @@ pub async fn get(
 /// Enables or disables a pipeline; a disabled pipeline takes no new runs.
 #[utoipa::path(
     patch, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}", tag = "Pipelines",
+    extensions(("x-gofer-access" = json!("pipelines:write"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
     request_body = UpdatePipelineRequest,
     responses((status = 200, body = Pipeline), (status = 400, body = ApiError), (status = 404, body = ApiError))
@@ -60,6 +63,7 @@ pub async fn update(
 /// Deletes a pipeline with its config versions, runs and task executions.
 #[utoipa::path(
     delete, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}", tag = "Pipelines",
+    extensions(("x-gofer-access" = json!("pipelines:delete"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
     responses((status = 204), (status = 404, body = ApiError), (status = 409, body = ApiError))
 )]
@@ -74,6 +78,7 @@ pub async fn delete(
 /// Lists a pipeline's config versions, newest first.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs", tag = "Pipelines",
+    extensions(("x-gofer-access" = json!("configs:read"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), PageQuery),
     responses((status = 200, body = ListConfigsResponse), (status = 404, body = ApiError))
 )]
@@ -90,6 +95,7 @@ pub async fn list_configs(
 /// again; an identical config registers nothing and answers 200 with the existing version.
 #[utoipa::path(
     post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs", tag = "Pipelines",
+    extensions(("x-gofer-access" = json!("configs:write"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
     request_body = RegisterConfigRequest,
     responses(
@@ -111,6 +117,7 @@ pub async fn register_config(
 /// Gets one config version.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}", tag = "Pipelines",
+    extensions(("x-gofer-access" = json!("configs:read"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("version" = u64, Path)),
     responses((status = 200, body = PipelineConfig), (status = 404, body = ApiError))
 )]
@@ -124,6 +131,7 @@ pub async fn get_config(
 /// Makes a config version the live one: new runs use it.
 #[utoipa::path(
     post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}/deploy", tag = "Pipelines",
+    extensions(("x-gofer-access" = json!("configs:write"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("version" = u64, Path)),
     responses((status = 200, body = PipelineConfig), (status = 404, body = ApiError))
 )]

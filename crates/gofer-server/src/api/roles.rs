@@ -11,7 +11,10 @@ use super::extract::{ApiJson, ApiPath, ApiResult};
 use super::{AppState, Caller};
 
 /// Lists the roles: `admin`, `user`, `read_only`, extension roles and custom roles.
-#[utoipa::path(get, path = "/api/roles", tag = "Tokens", responses((status = 200, body = ListRolesResponse)))]
+#[utoipa::path(
+    get, path = "/api/roles", tag = "Tokens", responses((status = 200, body = ListRolesResponse)),
+    extensions(("x-gofer-access" = json!("roles:read")))
+)]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<ListRolesResponse>> {
     Ok(Json(ListRolesResponse { roles: state.gofer.list_roles().await? }))
 }
@@ -20,6 +23,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<ListRolesResp
 /// an admin may only grant what its own token holds.
 #[utoipa::path(
     post, path = "/api/roles", tag = "Tokens", request_body = Role,
+    extensions(("x-gofer-access" = json!("roles:write"))),
     responses(
         (status = 201, body = Role), (status = 400, body = ApiError),
         (status = 403, body = ApiError, description = "Grants more than the caller holds"),
@@ -37,6 +41,7 @@ pub async fn create(
 /// Changes a custom role's description or grants. New grants are held to what the caller holds, as when creating.
 #[utoipa::path(
     patch, path = "/api/roles/{role_id}", tag = "Tokens", params(("role_id" = String, Path)),
+    extensions(("x-gofer-access" = json!("roles:write"))),
     request_body = UpdateRoleRequest,
     responses(
         (status = 200, body = Role), (status = 400, body = ApiError),
@@ -57,6 +62,7 @@ pub async fn update(
 /// Gets a role.
 #[utoipa::path(
     get, path = "/api/roles/{role_id}", tag = "Tokens", params(("role_id" = String, Path)),
+    extensions(("x-gofer-access" = json!("roles:read"))),
     responses((status = 200, body = Role), (status = 404, body = ApiError))
 )]
 pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Role>> {
@@ -66,6 +72,7 @@ pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) ->
 /// Deletes a custom role; every token that held it loses it.
 #[utoipa::path(
     delete, path = "/api/roles/{role_id}", tag = "Tokens", params(("role_id" = String, Path)),
+    extensions(("x-gofer-access" = json!("roles:delete"))),
     responses((status = 204), (status = 400, body = ApiError), (status = 404, body = ApiError))
 )]
 pub async fn delete(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {

@@ -13,6 +13,7 @@ use super::{AppState, Caller};
 /// Lists a pipeline's runs, newest first.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs", tag = "Runs",
+    extensions(("x-gofer-access" = json!("runs:read"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), PageQuery),
     responses((status = 200, body = ListRunsResponse), (status = 400, body = ApiError), (status = 404, body = ApiError))
 )]
@@ -28,6 +29,7 @@ pub async fn list(
 /// Starts a run of the pipeline's live config version. Answers at once with the pending run.
 #[utoipa::path(
     post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs", tag = "Runs",
+    extensions(("x-gofer-access" = json!("runs:write"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
     request_body = StartRunRequest,
     responses(
@@ -51,6 +53,7 @@ pub async fn start(
 /// Gets a run.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}", tag = "Runs",
+    extensions(("x-gofer-access" = json!("runs:read"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path)),
     responses((status = 200, body = Run), (status = 404, body = ApiError))
 )]
@@ -65,6 +68,7 @@ pub async fn get(
 /// period).
 #[utoipa::path(
     post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/cancel", tag = "Runs",
+    extensions(("x-gofer-access" = json!("runs:write"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path)),
     responses(
         (status = 202, body = Run, description = "Cancellation started"),

@@ -13,6 +13,7 @@ use super::{AppState, Caller};
 /// Lists a pipeline's secrets (keys and dates, never values).
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/secrets", tag = "Secrets",
+    extensions(("x-gofer-access" = json!("secrets:read"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
     responses((status = 200, body = ListSecretsResponse), (status = 404, body = ApiError))
 )]
@@ -27,6 +28,7 @@ pub async fn list_pipeline(
 /// variable set to `pipeline_secret{{KEY}}`.
 #[utoipa::path(
     put, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/secrets/{key}", tag = "Secrets",
+    extensions(("x-gofer-access" = json!("secrets:write"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("key" = String, Path)),
     request_body = PutSecretRequest,
     responses(
@@ -46,6 +48,7 @@ pub async fn put_pipeline(
 /// (among the built-in roles only `admin` holds it).
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/secrets/{key}", tag = "Secrets",
+    extensions(("x-gofer-access" = json!("secrets:read"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("key" = String, Path), SecretQuery),
     responses(
         (status = 200, body = Secret), (status = 400, body = ApiError),
@@ -66,6 +69,7 @@ pub async fn get_pipeline(
 /// Deletes a pipeline secret.
 #[utoipa::path(
     delete, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/secrets/{key}", tag = "Secrets",
+    extensions(("x-gofer-access" = json!("secrets:delete"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("key" = String, Path)),
     responses((status = 204), (status = 404, body = ApiError))
 )]
@@ -78,7 +82,10 @@ pub async fn delete_pipeline(
 }
 
 /// Lists the global secrets (keys, namespace patterns and dates, never values).
-#[utoipa::path(get, path = "/api/secrets", tag = "Secrets", responses((status = 200, body = ListSecretsResponse)))]
+#[utoipa::path(
+    get, path = "/api/secrets", tag = "Secrets", responses((status = 200, body = ListSecretsResponse)),
+    extensions(("x-gofer-access" = json!("secrets:read")))
+)]
 pub async fn list_global(State(state): State<AppState>) -> ApiResult<Json<ListSecretsResponse>> {
     Ok(Json(ListSecretsResponse { secrets: state.gofer.list_global_secrets().await? }))
 }
@@ -86,6 +93,7 @@ pub async fn list_global(State(state): State<AppState>) -> ApiResult<Json<ListSe
 /// Stores a global secret with the namespace patterns that may use it (`global_secret{{KEY}}` in a task).
 #[utoipa::path(
     put, path = "/api/secrets/{key}", tag = "Secrets", params(("key" = String, Path)),
+    extensions(("x-gofer-access" = json!("secrets:write"))),
     request_body = PutSecretRequest,
     responses(
         (status = 200, body = Secret), (status = 400, body = ApiError),
@@ -103,6 +111,7 @@ pub async fn put_global(
 /// A global secret's metadata; its value only with `include_secret=true`, which needs `secrets:reveal`.
 #[utoipa::path(
     get, path = "/api/secrets/{key}", tag = "Secrets", params(("key" = String, Path), SecretQuery),
+    extensions(("x-gofer-access" = json!("secrets:read"))),
     responses(
         (status = 200, body = Secret), (status = 400, body = ApiError),
         (status = 403, body = ApiError, description = "The value was asked for without secrets:reveal"),
@@ -121,6 +130,7 @@ pub async fn get_global(
 /// Deletes a global secret.
 #[utoipa::path(
     delete, path = "/api/secrets/{key}", tag = "Secrets", params(("key" = String, Path)),
+    extensions(("x-gofer-access" = json!("secrets:delete"))),
     responses((status = 204), (status = 404, body = ApiError))
 )]
 pub async fn delete_global(State(state): State<AppState>, ApiPath(key): ApiPath<String>) -> ApiResult<StatusCode> {

@@ -11,13 +11,19 @@ use super::AppState;
 use super::extract::{ApiFailure, ApiJson, ApiResult};
 
 /// Answers 200 once the server is ready to serve: storage open, container engine reachable.
-#[utoipa::path(get, path = "/api/health", tag = "System", responses((status = 200, body = Health)))]
+#[utoipa::path(
+    get, path = "/api/health", tag = "System", responses((status = 200, body = Health)),
+    extensions(("x-gofer-access" = json!("public")))
+)]
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into(), dev_mode: state.dev_mode })
 }
 
 /// This API's OpenAPI document.
-#[utoipa::path(get, path = "/api/openapi.json", tag = "System", responses((status = 200, description = "OpenAPI 3.1 document")))]
+#[utoipa::path(
+    get, path = "/api/openapi.json", tag = "System", responses((status = 200, description = "OpenAPI 3.1 document")),
+    extensions(("x-gofer-access" = json!("public")))
+)]
 pub async fn openapi() -> Json<serde_json::Value> {
     Json(serde_json::to_value(super::openapi()).unwrap_or_default())
 }
@@ -26,6 +32,7 @@ pub async fn openapi() -> Json<serde_json::Value> {
 #[utoipa::path(
     get,
     path = "/api/schemas/pipeline-config.json",
+    extensions(("x-gofer-access" = json!("public"))),
     tag = "System",
     responses((status = 200, description = "JSON Schema (draft 2020-12) of a pipeline config"))
 )]
@@ -45,7 +52,10 @@ pub async fn not_found(uri: Uri) -> ApiFailure {
 }
 
 /// Server-wide settings.
-#[utoipa::path(get, path = "/api/system", tag = "System", responses((status = 200, body = SystemSettings)))]
+#[utoipa::path(
+    get, path = "/api/system", tag = "System", responses((status = 200, body = SystemSettings)),
+    extensions(("x-gofer-access" = json!("system:read")))
+)]
 pub async fn get_system(State(state): State<AppState>) -> ApiResult<Json<SystemSettings>> {
     Ok(Json(state.gofer.get_system().await?))
 }
@@ -54,6 +64,7 @@ pub async fn get_system(State(state): State<AppState>) -> ApiResult<Json<SystemS
 /// queued runs go on.
 #[utoipa::path(
     patch, path = "/api/system", tag = "System", request_body = UpdateSystemRequest,
+    extensions(("x-gofer-access" = json!("system:write"))),
     responses((status = 200, body = SystemSettings), (status = 400, body = ApiError))
 )]
 pub async fn update_system(

@@ -14,6 +14,7 @@ use super::extract::{ApiPath, ApiQuery, ApiResult};
 /// Lists the task executions of a run, by task id.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks", tag = "Tasks",
+    extensions(("x-gofer-access" = json!("task_executions:read"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path)),
     responses((status = 200, body = ListTaskExecutionsResponse), (status = 404, body = ApiError))
 )]
@@ -28,6 +29,7 @@ pub async fn list(
 /// Gets one task execution.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}", tag = "Tasks",
+    extensions(("x-gofer-access" = json!("task_executions:read"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path), ("task_id" = String, Path)),
     responses((status = 200, body = TaskExecution), (status = 404, body = ApiError))
 )]
@@ -42,6 +44,7 @@ pub async fn get(
 /// DAG says: children needing `Any` still run.
 #[utoipa::path(
     post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}/cancel", tag = "Tasks",
+    extensions(("x-gofer-access" = json!("task_executions:write"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path), ("task_id" = String, Path)),
     responses(
         (status = 202, body = TaskExecution, description = "Cancellation started"),
@@ -61,6 +64,7 @@ pub async fn cancel(
 /// stays open and streams new output until the task completes.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}/logs", tag = "Tasks",
+    extensions(("x-gofer-access" = json!("task_executions:read"))),
     params(
         ("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path), ("task_id" = String, Path),
         LogsQuery

@@ -14,6 +14,7 @@ use super::{AppState, Caller};
 /// Makes the first admin token of a Gofer; works once (409 after). Needs no token.
 #[utoipa::path(
     post, path = "/api/tokens/bootstrap", tag = "Tokens",
+    extensions(("x-gofer-access" = json!("public"))),
     responses((status = 201, body = CreatedToken), (status = 409, body = ApiError, description = "Bootstrapped already"))
 )]
 pub async fn bootstrap(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
@@ -24,6 +25,7 @@ pub async fn bootstrap(State(state): State<AppState>) -> ApiResult<(StatusCode, 
 /// (or any, as an admin).
 #[utoipa::path(
     post, path = "/api/tokens", tag = "Tokens", request_body = CreateTokenRequest,
+    extensions(("x-gofer-access" = json!("tokens:write"))),
     responses(
         (status = 201, body = CreatedToken), (status = 400, body = ApiError),
         (status = 403, body = ApiError, description = "Grants a role the caller does not hold")
@@ -38,7 +40,10 @@ pub async fn create(
 }
 
 /// Lists tokens (never their secrets).
-#[utoipa::path(get, path = "/api/tokens", tag = "Tokens", responses((status = 200, body = ListTokensResponse)))]
+#[utoipa::path(
+    get, path = "/api/tokens", tag = "Tokens", responses((status = 200, body = ListTokensResponse)),
+    extensions(("x-gofer-access" = json!("tokens:read")))
+)]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<ListTokensResponse>> {
     Ok(Json(ListTokensResponse { tokens: state.gofer.list_tokens().await? }))
 }
@@ -46,6 +51,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<ListTokensRes
 /// The caller's own token.
 #[utoipa::path(
     get, path = "/api/tokens/whoami", tag = "Tokens",
+    extensions(("x-gofer-access" = json!("public"))),
     responses((status = 200, body = Token), (status = 401, body = ApiError, description = "No token was given"))
 )]
 pub async fn whoami(Extension(caller): Extension<Caller>) -> ApiResult<Json<Token>> {
@@ -61,6 +67,7 @@ pub async fn whoami(Extension(caller): Extension<Caller>) -> ApiResult<Json<Toke
 /// Gets a token.
 #[utoipa::path(
     get, path = "/api/tokens/{token_id}", tag = "Tokens", params(("token_id" = String, Path)),
+    extensions(("x-gofer-access" = json!("tokens:read"))),
     responses((status = 200, body = Token), (status = 404, body = ApiError))
 )]
 pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Token>> {
@@ -70,6 +77,7 @@ pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) ->
 /// Disables a token (it gets 401 from then on) or enables it again.
 #[utoipa::path(
     patch, path = "/api/tokens/{token_id}", tag = "Tokens", params(("token_id" = String, Path)),
+    extensions(("x-gofer-access" = json!("tokens:write"))),
     request_body = UpdateTokenRequest,
     responses((status = 200, body = Token), (status = 404, body = ApiError))
 )]
@@ -84,6 +92,7 @@ pub async fn update(
 /// Deletes a token.
 #[utoipa::path(
     delete, path = "/api/tokens/{token_id}", tag = "Tokens", params(("token_id" = String, Path)),
+    extensions(("x-gofer-access" = json!("tokens:delete"))),
     responses((status = 204), (status = 404, body = ApiError))
 )]
 pub async fn delete(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
