@@ -209,11 +209,18 @@ pub fn router(state: AppState) -> Router {
 /// The access each route requires, by method and route pattern; `None` for a route that declares none, which the
 /// token check refuses (a test holds every route to declaring one).
 fn access_of(method: &Method, pattern: &str) -> Option<Access> {
-    static TABLE: std::sync::OnceLock<std::collections::HashMap<(Method, String), Access>> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| route_table().into_iter().map(|r| ((r.method, r.path), r.access)).collect());
+    type Table = std::collections::HashMap<String, Vec<(Method, Access)>>;
+    static TABLE: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut table = Table::new();
+        for route in route_table() {
+            table.entry(route.path).or_default().push((route.method, route.access));
+        }
+        table
+    });
     // HEAD is served by GET routes.
     let method = if method == Method::HEAD { &Method::GET } else { method };
-    table.get(&(method.clone(), pattern.to_string())).copied()
+    table.get(pattern)?.iter().find(|(m, _)| m == method).map(|(_, access)| *access)
 }
 
 /// The operations of a path item, by method.
@@ -353,10 +360,10 @@ pub fn route_table() -> Vec<RouteInfo> {
     table
 }
 
-/// The document `routes!` assembled from the handlers' annotations, once.
-fn document() -> &'static utoipa::openapi::OpenApi {
-    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
-    DOC.get_or_init(|| build().into_openapi())
+/// The document `routes!` assembles from the handlers' annotations. Made when asked for and not kept: the server
+/// keeps only the small route table read from it.
+fn document() -> utoipa::openapi::OpenApi {
+    build().into_openapi()
 }
 
 #[derive(OpenApi)]
@@ -383,7 +390,7 @@ struct ApiDoc;
 
 /// The OpenAPI document: each operation with its required access (`x-gofer-access`) and the errors it can give.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = document().clone();
+    let mut doc = document();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     for item in doc.paths.paths.values_mut() {
         for operation in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete] {
