@@ -22,7 +22,6 @@ use axum::http::Method;
 use gofer_api::permissions::{Access, Action, Permission, Resource};
 use gofer_core::Gofer;
 use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
 
 pub use extract::ApiFailure;
 
@@ -119,119 +118,176 @@ pub struct RouteInfo {
     pub access: Access,
 }
 
-/// Every route, declared once: its handler's `#[utoipa::path]` names the method, the path and the access it
-/// requires (`x-gofer-access`), and `routes!` mounts it from there and adds its OpenAPI entry.
-fn build() -> OpenApiRouter<AppState> {
-    use axum::extract::DefaultBodyLimit;
-    use utoipa_axum::router::UtoipaMethodRouterExt;
-    use utoipa_axum::routes;
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(system::health))
-        .routes(routes!(system::openapi))
-        .routes(routes!(system::pipeline_config_schema))
-        .routes(routes!(tokens::bootstrap))
-        .routes(routes!(tokens::whoami))
-        .routes(routes!(tokens::list))
-        .routes(routes!(tokens::create))
-        .routes(routes!(tokens::get))
-        .routes(routes!(tokens::update))
-        .routes(routes!(tokens::delete))
-        .routes(routes!(roles::list))
-        .routes(routes!(roles::create))
-        .routes(routes!(roles::get))
-        .routes(routes!(roles::update))
-        .routes(routes!(roles::delete))
-        .routes(routes!(system::get_system))
-        .routes(routes!(system::update_system))
-        .routes(routes!(events::list))
-        .routes(routes!(extensions::list))
-        .routes(routes!(extensions::get))
-        .routes(routes!(extensions::install))
-        .routes(routes!(extensions::update))
-        .routes(routes!(extensions::uninstall))
-        .routes(routes!(extensions::logs))
-        .routes(routes!(extensions::debug))
-        .routes(routes!(extensions::list_extension_subscriptions))
-        .routes(routes!(extensions::list_subscriptions))
-        .routes(routes!(extensions::subscribe))
-        .routes(routes!(extensions::update_subscription))
-        .routes(routes!(extensions::unsubscribe))
-        .routes(routes!(objects::list_extension))
-        .routes(routes!(objects::put_extension).layer(DefaultBodyLimit::disable()))
-        .routes(routes!(objects::get_extension))
-        .routes(routes!(objects::delete_extension))
-        .routes(routes!(objects::list_pipeline))
-        .routes(routes!(objects::put_pipeline).layer(DefaultBodyLimit::disable()))
-        .routes(routes!(objects::get_pipeline))
-        .routes(routes!(objects::delete_pipeline))
-        .routes(routes!(objects::list_run))
-        .routes(routes!(objects::put_run).layer(DefaultBodyLimit::disable()))
-        .routes(routes!(objects::get_run))
-        .routes(routes!(objects::delete_run))
-        .routes(routes!(secrets::list_global))
-        .routes(routes!(secrets::put_global))
-        .routes(routes!(secrets::get_global))
-        .routes(routes!(secrets::delete_global))
-        .routes(routes!(secrets::list_pipeline))
-        .routes(routes!(secrets::put_pipeline))
-        .routes(routes!(secrets::get_pipeline))
-        .routes(routes!(secrets::delete_pipeline))
-        .routes(routes!(namespaces::list))
-        .routes(routes!(namespaces::create))
-        .routes(routes!(namespaces::get))
-        .routes(routes!(namespaces::update))
-        .routes(routes!(namespaces::delete))
-        .routes(routes!(pipelines::list))
-        .routes(routes!(pipelines::get))
-        .routes(routes!(pipelines::update))
-        .routes(routes!(pipelines::delete))
-        .routes(routes!(pipelines::list_configs))
-        .routes(routes!(pipelines::register_config))
-        .routes(routes!(pipelines::get_config))
-        .routes(routes!(pipelines::deploy_config))
-        .routes(routes!(runs::list))
-        .routes(routes!(runs::start))
-        .routes(routes!(runs::get))
-        .routes(routes!(runs::cancel))
-        .routes(routes!(tasks::list))
-        .routes(routes!(tasks::get))
-        .routes(routes!(tasks::cancel))
-        .routes(routes!(tasks::logs))
+/// Every route, each named once, by its handler: the handler's `#[utoipa::path]` gives the method, the path and
+/// the access it requires (`x-gofer-access`). `$then!` is given the list: [`mount`] makes the router and the route
+/// table from it, [`document`] the OpenAPI document.
+macro_rules! each_route {
+    ($then:ident) => {
+        $then!(
+            system::health,
+            system::openapi,
+            system::pipeline_config_schema,
+            tokens::bootstrap,
+            tokens::whoami,
+            tokens::list,
+            tokens::create,
+            tokens::get,
+            tokens::update,
+            tokens::delete,
+            roles::list,
+            roles::create,
+            roles::get,
+            roles::update,
+            roles::delete,
+            system::get_system,
+            system::update_system,
+            events::list,
+            extensions::list,
+            extensions::get,
+            extensions::install,
+            extensions::update,
+            extensions::uninstall,
+            extensions::logs,
+            extensions::debug,
+            extensions::list_extension_subscriptions,
+            extensions::list_subscriptions,
+            extensions::subscribe,
+            extensions::update_subscription,
+            extensions::unsubscribe,
+            objects::list_extension,
+            objects::put_extension,
+            objects::get_extension,
+            objects::delete_extension,
+            objects::list_pipeline,
+            objects::put_pipeline,
+            objects::get_pipeline,
+            objects::delete_pipeline,
+            objects::list_run,
+            objects::put_run,
+            objects::get_run,
+            objects::delete_run,
+            secrets::list_global,
+            secrets::put_global,
+            secrets::get_global,
+            secrets::delete_global,
+            secrets::list_pipeline,
+            secrets::put_pipeline,
+            secrets::get_pipeline,
+            secrets::delete_pipeline,
+            namespaces::list,
+            namespaces::create,
+            namespaces::get,
+            namespaces::update,
+            namespaces::delete,
+            pipelines::list,
+            pipelines::get,
+            pipelines::update,
+            pipelines::delete,
+            pipelines::list_configs,
+            pipelines::register_config,
+            pipelines::get_config,
+            pipelines::deploy_config,
+            runs::list,
+            runs::start,
+            runs::get,
+            runs::cancel,
+            tasks::list,
+            tasks::get,
+            tasks::cancel,
+            tasks::logs,
+        )
+    };
+}
+
+/// The router and route table of the listed handlers; reads only what each route needs (no schemas).
+macro_rules! mount {
+    ($($module:ident :: $handler:ident),* $(,)?) => {{
+        let mut routes = Routes { router: Router::new(), table: Vec::new() };
+        $( paste::paste! { routes.add::<$module::[<__path_ $handler>], _, _>($module::$handler); } )*
+        routes
+    }};
+}
+
+/// The OpenAPI document of the listed handlers, with the schemas they use.
+macro_rules! document {
+    ($($module:ident :: $handler:ident),* $(,)?) => {
+        utoipa_axum::router::OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+            $( .routes(utoipa_axum::routes!($module::$handler)) )*
+            .into_openapi()
+    };
+}
+
+struct Routes {
+    router: Router<AppState>,
+    table: Vec<RouteInfo>,
+}
+
+impl Routes {
+    /// Mounts `handler` where its annotation `P` says, and records the access it declares (a route that declares
+    /// none is left out of the table, and so refused by the token check).
+    fn add<P, H, T>(&mut self, handler: H)
+    where
+        P: utoipa::Path,
+        H: axum::handler::Handler<T, AppState>,
+        T: 'static,
+    {
+        let path = P::path();
+        let access = declared_access(&P::operation());
+        let mut methods = axum::routing::MethodRouter::new();
+        for method in P::methods() {
+            let (method, filter) = http_method(&method);
+            methods = methods.on(filter, handler.clone());
+            if let Some(access) = access {
+                self.table.push(RouteInfo { method, path: path.clone(), access });
+            }
+        }
+        self.router = std::mem::replace(&mut self.router, Router::new()).route(&path, methods);
+    }
+}
+
+fn http_method(method: &utoipa::openapi::path::HttpMethod) -> (Method, axum::routing::MethodFilter) {
+    use axum::routing::MethodFilter;
+    use utoipa::openapi::path::HttpMethod;
+    match method {
+        HttpMethod::Get => (Method::GET, MethodFilter::GET),
+        HttpMethod::Post => (Method::POST, MethodFilter::POST),
+        HttpMethod::Put => (Method::PUT, MethodFilter::PUT),
+        HttpMethod::Patch => (Method::PATCH, MethodFilter::PATCH),
+        HttpMethod::Delete => (Method::DELETE, MethodFilter::DELETE),
+        HttpMethod::Head => (Method::HEAD, MethodFilter::HEAD),
+        HttpMethod::Options => (Method::OPTIONS, MethodFilter::OPTIONS),
+        HttpMethod::Trace => (Method::TRACE, MethodFilter::TRACE),
+    }
+}
+
+/// The access each route requires, by route pattern and method.
+type AccessTable = std::collections::HashMap<String, Vec<(Method, Access)>>;
+
+/// What the token check needs: the app, and the access of every route.
+#[derive(Clone)]
+struct TokenCheck {
+    app: AppState,
+    access: Arc<AccessTable>,
 }
 
 /// The API router. Every matched route goes through the token check first.
 pub fn router(state: AppState) -> Router {
-    let check = axum::middleware::from_fn_with_state(state.clone(), check_token);
-    let (router, _) = build().split_for_parts();
+    let Routes { router, table } = each_route!(mount);
+    let mut access = AccessTable::new();
+    for route in table {
+        access.entry(route.path).or_default().push((route.method, route.access));
+    }
+    let check = TokenCheck { app: state.clone(), access: Arc::new(access) };
+    let check = axum::middleware::from_fn_with_state(check, check_token);
     router.route_layer(check).fallback(system::not_found).with_state(state)
 }
 
-/// The access each route requires, by method and route pattern; `None` for a route that declares none, which the
-/// token check refuses (a test holds every route to declaring one).
-fn access_of(method: &Method, pattern: &str) -> Option<Access> {
-    type Table = std::collections::HashMap<String, Vec<(Method, Access)>>;
-    static TABLE: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut table = Table::new();
-        for route in route_table() {
-            table.entry(route.path).or_default().push((route.method, route.access));
-        }
-        table
-    });
+/// The access a route requires; `None` for a route that declares none, which the token check refuses (a test
+/// holds every route to declaring one).
+fn access_of(table: &AccessTable, method: &Method, pattern: &str) -> Option<Access> {
     // HEAD is served by GET routes.
     let method = if method == Method::HEAD { &Method::GET } else { method };
     table.get(pattern)?.iter().find(|(m, _)| m == method).map(|(_, access)| *access)
-}
-
-/// The operations of a path item, by method.
-fn operations(item: &utoipa::openapi::PathItem) -> [(Method, Option<&utoipa::openapi::path::Operation>); 5] {
-    [
-        (Method::GET, item.get.as_ref()),
-        (Method::POST, item.post.as_ref()),
-        (Method::PUT, item.put.as_ref()),
-        (Method::PATCH, item.patch.as_ref()),
-        (Method::DELETE, item.delete.as_ref()),
-    ]
 }
 
 /// The access an operation declares in `x-gofer-access`, if it declares a valid one.
@@ -248,7 +304,7 @@ pub struct Caller(pub Option<gofer_api::permissions::Token>);
 /// Checks the request's bearer token against the route's access: 401 for a missing (production mode), unknown,
 /// disabled or expired token, 403 for one that does not grant the route (for the namespace and pipeline it names).
 async fn check_token(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(TokenCheck { app: state, access: table }): axum::extract::State<TokenCheck>,
     matched: Option<axum::extract::MatchedPath>,
     params: axum::extract::RawPathParams,
     mut request: axum::extract::Request,
@@ -284,7 +340,7 @@ async fn check_token(
     let run = param("run_id").and_then(|run| run.parse::<u64>().ok());
     let access = match matched {
         None => Access::Public,
-        Some(m) => match access_of(request.method(), m.as_str()) {
+        Some(m) => match access_of(&table, request.method(), m.as_str()) {
             Some(access) => access,
             None => {
                 tracing::error!(method = %request.method(), route = m.as_str(), "a route declares no access");
@@ -349,21 +405,12 @@ async fn check_token(
 /// Every route with the access it requires, as its handler declares it; a route without a valid declaration is
 /// left out (and so refused by the token check).
 pub fn route_table() -> Vec<RouteInfo> {
-    let mut table = Vec::new();
-    for (path, item) in &document().paths.paths {
-        for (method, operation) in operations(item) {
-            if let Some(access) = operation.and_then(declared_access) {
-                table.push(RouteInfo { method, path: path.clone(), access });
-            }
-        }
-    }
-    table
+    each_route!(mount).table
 }
 
-/// The document `routes!` assembles from the handlers' annotations. Made when asked for and not kept: the server
-/// keeps only the small route table read from it.
+/// The OpenAPI document of every route. Made when asked for and not kept.
 fn document() -> utoipa::openapi::OpenApi {
-    build().into_openapi()
+    each_route!(document)
 }
 
 #[derive(OpenApi)]
