@@ -145,36 +145,16 @@ impl RunStore for SqliteStorage {
     async fn insert_task_execution(&self, execution: &TaskExecution, event: &NewEvent) -> Result<Event> {
         let (te, event) = (execution.clone(), event.clone());
         self.write("store a task execution", move |tx| {
-            tx.execute(
-                &format!(
-                    "INSERT INTO task_executions ({columns}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-                    columns = TaskExecution::COLUMNS
-                ),
-                params![
-                    te.namespace_id,
-                    te.pipeline_id,
-                    te.run_id,
-                    te.task_id,
-                    te.created,
-                    te.started,
-                    te.ended,
-                    enum_text(&te.state)?,
-                    enum_text(&te.status)?,
-                    te.status_reason.as_ref().map(to_json).transpose()?,
-                    te.exit_code,
-                    te.image_digest,
-                    te.container_id,
-                    to_json(&te.variables)?,
-                    to_json(&te.task)?,
-                    te.attempt,
-                    to_json(&te.attempts)?,
-                    te.logs_expired
-                ],
-            )
-            .map_err(sql_error("store a task execution", || {
-                format!("task execution '{}' of run {}", te.task_id, te.run_id)
-            }))?;
+            let sql = format!(
+                "INSERT INTO task_executions ({columns}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                columns = TaskExecution::COLUMNS
+            );
+            with_columns(&te, |values| {
+                tx.execute(&sql, values).map_err(sql_error("store a task execution", || {
+                    format!("task execution '{}' of run {}", te.task_id, te.run_id)
+                }))
+            })?;
             append(tx, event)
         })
         .await
@@ -183,32 +163,13 @@ impl RunStore for SqliteStorage {
     async fn update_task_execution(&self, execution: &TaskExecution, event: &NewEvent) -> Result<Event> {
         let (te, event) = (execution.clone(), event.clone());
         self.write("update a task execution", move |tx| {
-            let changed = tx
-                .execute(
-                    "UPDATE task_executions SET started = ?5, ended = ?6, state = ?7, status = ?8, \
-                     status_reason = ?9, exit_code = ?10, image_digest = ?11, container_id = ?12, variables = ?13, \
-                     attempt = ?14, attempts = ?15, logs_expired = ?16 \
-                     WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3 AND task_id = ?4",
-                    params![
-                        te.namespace_id,
-                        te.pipeline_id,
-                        te.run_id,
-                        te.task_id,
-                        te.started,
-                        te.ended,
-                        enum_text(&te.state)?,
-                        enum_text(&te.status)?,
-                        te.status_reason.as_ref().map(to_json).transpose()?,
-                        te.exit_code,
-                        te.image_digest,
-                        te.container_id,
-                        to_json(&te.variables)?,
-                        te.attempt,
-                        to_json(&te.attempts)?,
-                        te.logs_expired
-                    ],
-                )
-                .map_err(|e| backend("update a task execution", e))?;
+            // Placeholders follow `TaskExecution::COLUMNS`; `created` (?5) and `task` (?15) never change.
+            const SQL: &str = "UPDATE task_executions SET started = ?6, ended = ?7, state = ?8, status = ?9, \
+                               status_reason = ?10, exit_code = ?11, image_digest = ?12, container_id = ?13, \
+                               variables = ?14, attempt = ?16, attempts = ?17, logs_expired = ?18 \
+                               WHERE namespace_id = ?1 AND pipeline_id = ?2 AND run_id = ?3 AND task_id = ?4";
+            let changed =
+                with_columns(&te, |values| tx.execute(SQL, values).map_err(|e| backend("update a task execution", e)))?;
             if changed == 0 {
                 return Err(not_found(format!("task execution '{}' of run {}", te.task_id, te.run_id)));
             }
@@ -328,4 +289,28 @@ impl RunStore for SqliteStorage {
         })
         .await
     }
+}
+
+/// Runs `statement` with a task execution's columns as its parameters ?1..?18, in `TaskExecution::COLUMNS` order.
+fn with_columns<R>(te: &TaskExecution, statement: impl FnOnce(&[&dyn rusqlite::ToSql]) -> Result<R>) -> Result<R> {
+    statement(params![
+        te.namespace_id,
+        te.pipeline_id,
+        te.run_id,
+        te.task_id,
+        te.created,
+        te.started,
+        te.ended,
+        enum_text(&te.state)?,
+        enum_text(&te.status)?,
+        te.status_reason.as_ref().map(to_json).transpose()?,
+        te.exit_code,
+        te.image_digest,
+        te.container_id,
+        to_json(&te.variables)?,
+        to_json(&te.task)?,
+        te.attempt,
+        to_json(&te.attempts)?,
+        te.logs_expired
+    ])
 }
