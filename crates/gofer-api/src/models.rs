@@ -45,6 +45,9 @@ pub struct Pipeline {
     pub live_version: Option<u64>,
     /// The newest registered config version.
     pub latest_version: u64,
+    /// The deployment in progress, if one is.
+    #[serde(default)]
+    pub running_deployment: Option<u64>,
     pub created: u64,
     pub modified: u64,
 }
@@ -60,6 +63,10 @@ pub enum ConfigState {
     Live,
     /// Was live once, replaced since.
     Deprecated,
+    /// The candidate of the deployment in progress: it takes the runs the deployment routes to it.
+    Candidate,
+    /// The candidate of a deployment that was rolled back or aborted.
+    RolledBack,
 }
 
 /// One immutable, registered version of a pipeline's config.
@@ -179,6 +186,95 @@ pub struct Run {
     pub initiator: Initiator,
     /// Variables given when the run was started.
     pub variables: Vec<Variable>,
+    /// How a deployment in progress chose this run's version; `None` when no deployment routed it (nothing was
+    /// being deployed, or the version was asked for explicitly).
+    #[serde(default)]
+    pub routing: Option<Routing>,
+}
+
+/// Which version a deployment gave a run, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Routing {
+    pub deployment_id: u64,
+    /// The deployment's stage when the run was routed (canary stages count from 0).
+    pub stage: u32,
+    /// Whether the run went to the candidate rather than the live version.
+    pub candidate: bool,
+    /// Why, in words: e.g. `canary stage 1 (20 %): routed run 5 → candidate (run 1 of 1 due so far)`.
+    pub reason: String,
+}
+
+/// Where a deployment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentState {
+    /// Routing runs and judging them; at most one per pipeline.
+    Running,
+    /// The candidate became the live version.
+    Promoted,
+    /// The candidate failed its judgement; the version live before stayed live.
+    RolledBack,
+    /// Stopped by a user (or replaced by a forced deploy); the version live before stayed live.
+    Aborted,
+}
+
+/// One change of a pipeline's live version, with how it was rolled out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Deployment {
+    pub namespace_id: String,
+    pub pipeline_id: String,
+    /// 1, 2, 3… per pipeline.
+    pub deployment_id: u64,
+    /// The version live when it started; `None` if none was.
+    pub from_version: Option<u64>,
+    /// The candidate.
+    pub to_version: u64,
+    pub strategy: config::Strategy,
+    pub state: DeploymentState,
+    /// Why it is in its state, with the counts that decided it.
+    pub reason: String,
+    pub started: u64,
+    /// 0 while running.
+    pub ended: u64,
+    /// The stage in progress (a canary's stages count from 0; other strategies have one).
+    pub stage: u32,
+    /// When the stage in progress began.
+    pub stage_started: u64,
+    /// Who started it.
+    pub initiator: Initiator,
+    /// The runs it routed, by version and stage.
+    pub counts: Vec<RunCounts>,
+    /// What happened to it, oldest first.
+    pub timeline: Vec<DeploymentStep>,
+}
+
+impl Deployment {
+    pub fn is_running(&self) -> bool {
+        self.state == DeploymentState::Running
+    }
+}
+
+/// How many runs a deployment routed to one version in one stage, and how they ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunCounts {
+    pub version: u64,
+    pub stage: u32,
+    pub started: u64,
+    pub successful: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+}
+
+/// One entry of a deployment's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeploymentStep {
+    pub at: u64,
+    pub message: String,
 }
 
 impl Run {
@@ -407,10 +503,34 @@ pub enum EventKind {
         pipeline_id: String,
         version: u64,
     },
-    ConfigDeployed {
+    ConfigDeleted {
         namespace_id: String,
         pipeline_id: String,
         version: u64,
+    },
+    DeploymentStarted {
+        namespace_id: String,
+        pipeline_id: String,
+        deployment_id: u64,
+        from_version: Option<u64>,
+        to_version: u64,
+        strategy: String,
+    },
+    DeploymentStageChanged {
+        namespace_id: String,
+        pipeline_id: String,
+        deployment_id: u64,
+        stage: u32,
+        weight: u8,
+    },
+    /// The deployment ended; when `promoted`, its candidate is now the live version.
+    DeploymentEnded {
+        namespace_id: String,
+        pipeline_id: String,
+        deployment_id: u64,
+        state: DeploymentState,
+        live_version: Option<u64>,
+        reason: String,
     },
     PipelineStateChanged {
         namespace_id: String,
@@ -492,7 +612,10 @@ impl EventKind {
     pub fn pipeline(&self) -> Option<(&str, &str)> {
         match self {
             Self::ConfigRegistered { namespace_id, pipeline_id, .. }
-            | Self::ConfigDeployed { namespace_id, pipeline_id, .. }
+            | Self::ConfigDeleted { namespace_id, pipeline_id, .. }
+            | Self::DeploymentStarted { namespace_id, pipeline_id, .. }
+            | Self::DeploymentStageChanged { namespace_id, pipeline_id, .. }
+            | Self::DeploymentEnded { namespace_id, pipeline_id, .. }
             | Self::PipelineStateChanged { namespace_id, pipeline_id, .. }
             | Self::PipelineDeleted { namespace_id, pipeline_id } => Some((namespace_id, pipeline_id)),
             other => other.run().map(|(ns, p, _)| (ns, p)),
@@ -520,6 +643,7 @@ macro_rules! display_as_serde {
 display_as_serde!(
     PipelineState,
     ConfigState,
+    DeploymentState,
     RunState,
     RunStatus,
     StatusReasonKind,

@@ -10,6 +10,7 @@ pub enum Resource {
     Namespaces,
     Pipelines,
     Configs,
+    Deployments,
     Runs,
     TaskExecutions,
     Events,
@@ -56,10 +57,11 @@ impl std::fmt::Display for Permission {
 }
 
 impl Resource {
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::Namespaces,
         Self::Pipelines,
         Self::Configs,
+        Self::Deployments,
         Self::Runs,
         Self::TaskExecutions,
         Self::Events,
@@ -78,6 +80,7 @@ impl Resource {
             Self::Namespaces => "namespaces",
             Self::Pipelines => "pipelines",
             Self::Configs => "configs",
+            Self::Deployments => "deployments",
             Self::Runs => "runs",
             Self::TaskExecutions => "task_executions",
             Self::Events => "events",
@@ -327,7 +330,10 @@ pub fn system_roles() -> Vec<Role> {
                 "Deploys and runs pipelines, manages their secrets, objects and subscriptions; reads the rest.".into(),
             grants: vec![
                 Grant::on(&[], &[Read]),
-                Grant::on(&[Pipelines, Configs, Runs, TaskExecutions, Subscriptions, Secrets, Objects], &everything),
+                Grant::on(
+                    &[Pipelines, Configs, Deployments, Runs, TaskExecutions, Subscriptions, Secrets, Objects],
+                    &everything,
+                ),
             ],
             system_role: true,
         },
@@ -366,7 +372,18 @@ pub fn extension_role(extension_id: &str) -> Role {
     use Resource::*;
     let grants = vec![
         Grant::on(
-            &[Namespaces, Pipelines, Configs, Runs, TaskExecutions, Events, Extensions, Subscriptions, System],
+            &[
+                Namespaces,
+                Pipelines,
+                Configs,
+                Deployments,
+                Runs,
+                TaskExecutions,
+                Events,
+                Extensions,
+                Subscriptions,
+                System,
+            ],
             &[Read],
         ),
         Grant::on(&[Runs], &[Write]),

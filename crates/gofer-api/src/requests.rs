@@ -97,6 +97,44 @@ pub struct StartRunRequest {
     /// Variables for every task of the run; they override the config's variables.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    /// Run this registered version instead of the live one (or the one a deployment in progress would pick);
+    /// such a run is not counted by a deployment.
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+/// Body of `POST /api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}/deploy` (optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// How to roll the version out; the strategy the config declares when absent, else `immediate`.
+    #[serde(default)]
+    pub strategy: Option<config::Strategy>,
+    /// Abort a deployment in progress first instead of refusing.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Body of `POST /api/namespaces/{namespace_id}/pipelines/{pipeline_id}/rollback` (optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The version to go back to; the one live before the live version when absent.
+    #[serde(default)]
+    pub to_version: Option<u64>,
+    /// Abort a deployment in progress first instead of refusing.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ListDeploymentsResponse {
+    pub deployments: Vec<crate::models::Deployment>,
+    /// Offset of the next page, if there is one.
+    pub next_offset: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

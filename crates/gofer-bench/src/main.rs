@@ -753,9 +753,29 @@ async fn seed(data_dir: &Path, runs: u64) -> Result<()> {
         "id": "bench-big", "tasks": [{ "id": "t", "image": IMAGE, "command": ["true"] }]
     }))?;
     store.register_config("default", &config, "seed", now).await?;
-    let deployed =
-        EventKind::ConfigDeployed { namespace_id: "default".into(), pipeline_id: "bench-big".into(), version: 1 };
-    store.deploy_config("default", "bench-big", 1, &gofer_storage::NewEvent { emitted: now, kind: deployed }).await?;
+    let bench = Initiator { kind: "user".into(), name: "bench".into() };
+    let new = gofer_storage::NewDeployment {
+        namespace_id: "default".into(),
+        pipeline_id: "bench-big".into(),
+        from_version: None,
+        to_version: 1,
+        strategy: gofer_api::config::Strategy::Immediate,
+        started: now,
+        initiator: bench.clone(),
+        message: "seeded".into(),
+    };
+    let (mut deployment, _) = store.insert_deployment(&new).await?;
+    deployment.state = gofer_api::models::DeploymentState::Promoted;
+    deployment.ended = now;
+    let promoted = EventKind::DeploymentEnded {
+        namespace_id: "default".into(),
+        pipeline_id: "bench-big".into(),
+        deployment_id: deployment.deployment_id,
+        state: deployment.state,
+        live_version: Some(1),
+        reason: "seeded".into(),
+    };
+    store.update_deployment(&deployment, &gofer_storage::NewEvent { emitted: now, kind: promoted }).await?;
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let store = store.clone();
@@ -773,6 +793,7 @@ async fn seed(data_dir: &Path, runs: u64) -> Result<()> {
                                 value: i.to_string(),
                                 source: VariableSource::RunOptions,
                             }],
+                            routing: None,
                         })
                         .await?;
                     run.state = RunState::Complete;

@@ -7,8 +7,8 @@ use futures::Stream;
 use gofer_api::config;
 use gofer_api::error::ApiError;
 use gofer_api::models::{
-    Event, Extension, Namespace, ObjectInfo, Pipeline, PipelineConfig, PipelineState, Run, Secret, Subscription,
-    SystemSettings, TaskExecution,
+    Deployment, Event, Extension, Namespace, ObjectInfo, Pipeline, PipelineConfig, PipelineState, Run, Secret,
+    Subscription, SystemSettings, TaskExecution,
 };
 use gofer_api::permissions::{Role, Token};
 use gofer_api::requests::{
@@ -19,7 +19,8 @@ use gofer_api::requests::{
     UpdateSystemRequest,
 };
 use gofer_api::requests::{
-    CreateTokenRequest, CreatedToken, ListRolesResponse, ListTokensResponse, UpdateTokenRequest,
+    CreateTokenRequest, CreatedToken, DeployRequest, ListConfigsResponse, ListDeploymentsResponse, ListRolesResponse,
+    ListTokensResponse, RollbackRequest, UpdateTokenRequest,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -368,13 +369,53 @@ impl Client {
         self.json(Method::GET, format!("{}/configs/{version}", self.pipeline_url(pipeline)), None::<&()>).await
     }
 
-    pub async fn deploy_config(&self, pipeline: &str, version: u64) -> Result<PipelineConfig> {
-        self.json(Method::POST, format!("{}/configs/{version}/deploy", self.pipeline_url(pipeline)), None::<&()>).await
+    pub async fn list_configs(&self, pipeline: &str, limit: u64, offset: u64) -> Result<ListConfigsResponse> {
+        let url = format!("{}/configs?limit={limit}&offset={offset}", self.pipeline_url(pipeline));
+        self.json(Method::GET, url, None::<&()>).await
     }
 
-    pub async fn start_run(&self, pipeline: &str, variables: BTreeMap<String, String>) -> Result<Run> {
+    pub async fn delete_config(&self, pipeline: &str, version: u64) -> Result<()> {
+        let url = format!("{}/configs/{version}", self.pipeline_url(pipeline));
+        self.send(Method::DELETE, url, None::<&()>).await.map(drop)
+    }
+
+    pub async fn deploy_config(&self, pipeline: &str, version: u64, request: &DeployRequest) -> Result<Deployment> {
+        let url = format!("{}/configs/{version}/deploy", self.pipeline_url(pipeline));
+        self.json(Method::POST, url, Some(request)).await
+    }
+
+    pub async fn rollback(&self, pipeline: &str, request: &RollbackRequest) -> Result<Deployment> {
+        self.json(Method::POST, format!("{}/rollback", self.pipeline_url(pipeline)), Some(request)).await
+    }
+
+    pub async fn list_deployments(&self, pipeline: &str, limit: u64, offset: u64) -> Result<ListDeploymentsResponse> {
+        let url = format!("{}/deployments?limit={limit}&offset={offset}", self.pipeline_url(pipeline));
+        self.json(Method::GET, url, None::<&()>).await
+    }
+
+    pub async fn get_deployment(&self, pipeline: &str, deployment: u64) -> Result<Deployment> {
+        let url = format!("{}/deployments/{deployment}", self.pipeline_url(pipeline));
+        self.json(Method::GET, url, None::<&()>).await
+    }
+
+    pub async fn promote_deployment(&self, pipeline: &str, deployment: u64) -> Result<Deployment> {
+        let url = format!("{}/deployments/{deployment}/promote", self.pipeline_url(pipeline));
+        self.json(Method::POST, url, None::<&()>).await
+    }
+
+    pub async fn abort_deployment(&self, pipeline: &str, deployment: u64) -> Result<Deployment> {
+        let url = format!("{}/deployments/{deployment}/abort", self.pipeline_url(pipeline));
+        self.json(Method::POST, url, None::<&()>).await
+    }
+
+    pub async fn start_run(
+        &self,
+        pipeline: &str,
+        variables: BTreeMap<String, String>,
+        version: Option<u64>,
+    ) -> Result<Run> {
         let url = format!("{}/runs", self.pipeline_url(pipeline));
-        self.json(Method::POST, url, Some(&StartRunRequest { variables })).await
+        self.json(Method::POST, url, Some(&StartRunRequest { variables, version })).await
     }
 
     pub async fn list_runs(&self, pipeline: &str, limit: u64, offset: u64) -> Result<ListRunsResponse> {

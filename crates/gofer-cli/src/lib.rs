@@ -94,6 +94,9 @@ pub enum Command {
     Pipeline(PipelineCommand),
     /// Build the pipeline program in DIR, register its config and deploy it (same as `pipeline deploy`).
     Up(DeployArgs),
+    /// Deployments: how each change of a pipeline's live version went; promote or abort the one in progress.
+    #[command(subcommand)]
+    Deployment(DeploymentCommand),
     /// Start, list, inspect and cancel runs.
     #[command(subcommand)]
     Run(RunCommand),
@@ -332,12 +335,102 @@ pub struct DeployArgs {
     /// Register the new version without making it live.
     #[arg(long)]
     pub no_deploy: bool,
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
+}
+
+/// How a deployment rolls the new version out. Without `--strategy`, the strategy the config declares, else
+/// immediate.
+#[derive(Debug, Args, Default)]
+pub struct StrategyArgs {
+    /// `immediate` (cut over at once), `blue-green` (verification runs first) or `canary` (a share of new runs).
+    #[arg(long, value_parser = ["immediate", "blue-green", "canary"])]
+    pub strategy: Option<String>,
+    /// Blue/green: how many verification runs of the new version must succeed.
+    #[arg(long)]
+    pub verify_runs: Option<u32>,
+    /// Blue/green: a variable for the verification runs, KEY=VALUE; repeatable.
+    #[arg(short = 'v', long = "variable", value_parser = parse_key_value)]
+    pub variables: Vec<(String, String)>,
+    /// Canary: the percentage of new runs the new version takes (1-100).
+    #[arg(long)]
+    pub weight: Option<u8>,
+    /// Canary: rising weights, one per stage, e.g. `10,50,100` (instead of --weight).
+    #[arg(long, value_delimiter = ',')]
+    pub steps: Vec<u8>,
+    /// Canary: how many runs of the new version must complete in a stage before it is judged.
+    #[arg(long)]
+    pub min_runs: Option<u32>,
+    /// Canary: the share of those runs that must succeed: `0.9` or `90%`.
+    #[arg(long, value_parser = parse_share)]
+    pub success_threshold: Option<f64>,
+    /// Canary: the least time each stage lasts, e.g. `10m`, `1h30m`, `45s`.
+    #[arg(long, value_parser = parse_duration)]
+    pub bake: Option<std::time::Duration>,
+    /// Abort a deployment of the pipeline that is still running instead of refusing.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentCommand {
+    /// List a pipeline's deployments, newest first.
+    List {
+        pipeline: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+    },
+    /// Show a deployment: strategy, state, the runs it routed and how they ended, its timeline.
+    Get { pipeline: String, deployment: u64 },
+    /// Make the new version of a running deployment live now.
+    Promote { pipeline: String, deployment: u64 },
+    /// Stop a running deployment: new runs go to the previous live version again (runs in flight finish).
+    Abort { pipeline: String, deployment: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// List a pipeline's versions: state, when registered, hash; which is live and which is the candidate.
+    List {
+        pipeline: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+    },
+    /// Show one version: its tasks, images, dependencies and settings.
+    Get { pipeline: String, version: u64 },
+    /// What changed from V1 to V2: tasks, images, dependencies, variables (by name, never values), settings.
+    Diff { pipeline: String, v1: u64, v2: u64 },
+    /// Deploy a registered version (the same strategy flags as `pipeline deploy`).
+    Deploy {
+        pipeline: String,
+        version: u64,
+        #[command(flatten)]
+        strategy: StrategyArgs,
+    },
+    /// Delete a version; refused for the live one, one a running deployment uses, and one runs still run.
+    Delete { pipeline: String, version: u64 },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PipelineCommand {
     /// Build the pipeline program in DIR, register its config and deploy it.
     Deploy(DeployArgs),
+    /// A pipeline's registered versions: list, show, compare, deploy, delete.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Go back to the version live before the live one (or `--to VERSION`) at once.
+    Rollback {
+        pipeline: String,
+        #[arg(long)]
+        to: Option<u64>,
+        /// Abort a deployment of the pipeline that is still running instead of refusing.
+        #[arg(long)]
+        force: bool,
+    },
     /// List pipelines.
     List,
     /// Show a pipeline and its live config.
@@ -403,12 +496,15 @@ pub enum RunObjectCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RunCommand {
-    /// Start a run of a pipeline's live version.
+    /// Start a run of a pipeline's live version (or the one a deployment in progress routes it to).
     Start {
         pipeline: String,
         /// A variable for every task of the run, KEY=VALUE; repeatable.
         #[arg(short = 'v', long = "variable", value_parser = parse_key_value)]
         variables: Vec<(String, String)>,
+        /// Run this registered version instead (not counted by a deployment in progress).
+        #[arg(long)]
+        version: Option<u64>,
     },
     /// List a pipeline's runs, newest first.
     List {
@@ -456,6 +552,52 @@ pub enum TaskCommand {
     },
     /// Cancel one task: stop its container; the rest of the run goes on as the DAG says.
     Cancel { pipeline: String, run: u64, task: String },
+}
+
+/// `0.9`, `90%` or `90 %`: a share from 0 to 1.
+fn parse_share(s: &str) -> Result<f64, String> {
+    let text = s.trim();
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(percent) => (percent.trim(), 100.0),
+        None => (text, 1.0),
+    };
+    match number.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 && value / scale <= 1.0 => Ok(value / scale),
+        _ => Err(format!(
+            "'{s}' is not a share of runs; give a number above 0 and at most 1 (0.9) or a percentage (90%)"
+        )),
+    }
+}
+
+/// `90s`, `10m`, `1h30m`, `2h`, `1d`, or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let refuse = || format!("'{s}' is not a duration; write e.g. 45s, 10m, 1h30m or 3600");
+    let text = s.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(seconds));
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(refuse()),
+        };
+        let n: u64 = digits.parse().map_err(|_| refuse())?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(refuse)?;
+        digits.clear();
+    }
+    if !digits.is_empty() || text.is_empty() {
+        return Err(refuse());
+    }
+    Ok(std::time::Duration::from_secs(total))
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

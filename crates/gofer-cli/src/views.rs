@@ -1,9 +1,10 @@
 //! How each resource looks to people: one [`Show`] implementation per shape, so every command renders through
 //! [`crate::output::print`] (a table or fields for people, the value itself as JSON for scripts).
 
+use gofer_api::config::Strategy;
 use gofer_api::models::{
-    Event, EventKind, Extension, Namespace, ObjectInfo, Pipeline, PipelineConfig, Run, Secret, StatusReason,
-    Subscription, SystemSettings, TaskExecution, TaskState,
+    ConfigState, Deployment, Event, EventKind, Extension, Namespace, ObjectInfo, Pipeline, PipelineConfig, Run,
+    RunCounts, Secret, StatusReason, Subscription, SystemSettings, TaskExecution, TaskState,
 };
 use gofer_api::permissions::{Role, Token};
 use gofer_api::requests::CreatedToken;
@@ -217,11 +218,203 @@ impl Show for SystemSettings {
 
 impl Show for PipelineConfig {
     fn view(&self) -> View {
-        View::Fields(vec![
+        let config = &self.config;
+        let mut fields = vec![
             ("pipeline", self.pipeline_id.clone()),
             ("version", self.version.to_string()),
             ("state", self.state.to_string()),
-        ])
+            ("registered", ago(self.registered)),
+            ("hash", self.hash.clone()),
+            ("name", config.name.clone()),
+        ];
+        if let Some(description) = &config.description {
+            fields.push(("description", description.clone()));
+        }
+        if config.parallelism > 0 {
+            fields.push(("parallelism", config.parallelism.to_string()));
+        }
+        if let Some(timeout) = config.timeout_seconds {
+            fields.push(("run timeout", format!("{timeout}s")));
+        }
+        if let Some(strategy) = &config.deploy_strategy {
+            fields.push(("deploy strategy", describe_strategy(strategy)));
+        }
+        for s in &config.subscriptions {
+            fields.push(("subscription", format!("{}/{}", s.extension, s.label)));
+        }
+        let tasks = config
+            .tasks
+            .iter()
+            .map(|t| {
+                let after: Vec<String> = t.depends_on.iter().map(|(p, status)| format!("{p} ({status:?})")).collect();
+                let variables: Vec<&str> = t.variables.keys().map(String::as_str).collect();
+                vec![
+                    t.id.clone(),
+                    t.image.clone(),
+                    if after.is_empty() { "-".into() } else { after.join(", ").to_lowercase() },
+                    if variables.is_empty() { "-".into() } else { variables.join(", ") },
+                ]
+            })
+            .collect();
+        View::Stacked(vec![View::Fields(fields), View::table(&["TASK", "IMAGE", "AFTER", "VARIABLES"], tasks)])
+    }
+}
+
+impl Show for Vec<PipelineConfig> {
+    fn view(&self) -> View {
+        let rows = self
+            .iter()
+            .map(|c| {
+                let mark = match c.state {
+                    ConfigState::Live => "live",
+                    ConfigState::Candidate => "candidate",
+                    _ => "",
+                };
+                vec![
+                    c.version.to_string(),
+                    c.state.to_string(),
+                    ago(c.registered),
+                    c.hash.chars().take(12).collect(),
+                    c.config.tasks.len().to_string(),
+                    mark.into(),
+                ]
+            })
+            .collect();
+        View::table(&["VERSION", "STATE", "REGISTERED", "HASH", "TASKS", ""], rows)
+    }
+}
+
+/// `gofer pipeline config diff`: one line per change.
+#[derive(Serialize)]
+pub struct ConfigDiff {
+    pub pipeline: String,
+    pub from: u64,
+    pub to: u64,
+    pub changes: Vec<String>,
+}
+
+impl Show for ConfigDiff {
+    fn view(&self) -> View {
+        let mut text = format!("pipeline '{}': version {} → {}\n", self.pipeline, self.from, self.to);
+        if self.changes.is_empty() {
+            text.push_str("  no changes\n");
+        }
+        for change in &self.changes {
+            text.push_str(&format!("  {change}\n"));
+        }
+        View::Text(text)
+    }
+}
+
+fn describe_strategy(strategy: &Strategy) -> String {
+    match strategy {
+        Strategy::Immediate => "immediate".into(),
+        Strategy::BlueGreen(b) => format!("blue-green, {} verification run(s)", b.verify_runs),
+        Strategy::Canary(c) => {
+            let weights: Vec<String> = c.steps.iter().map(|w| format!("{w} %")).collect();
+            let mut text = format!(
+                "canary {}, judged after {} run(s) per stage, success ≥ {} %",
+                weights.join(" → "),
+                c.min_runs,
+                c.success_threshold * 100.0
+            );
+            if c.bake_seconds > 0 {
+                text.push_str(&format!(", each stage at least {}s", c.bake_seconds));
+            }
+            text
+        }
+    }
+}
+
+/// Runs of one version summed over stages.
+fn version_counts(counts: &[RunCounts], version: u64) -> RunCounts {
+    counts.iter().filter(|c| c.version == version).fold(RunCounts { version, ..Default::default() }, |mut sum, c| {
+        sum.started += c.started;
+        sum.successful += c.successful;
+        sum.failed += c.failed;
+        sum.cancelled += c.cancelled;
+        sum
+    })
+}
+
+fn describe_counts(c: &RunCounts) -> String {
+    let done = c.successful + c.failed;
+    let rate = if done == 0 { "-".into() } else { format!("{:.1} %", c.successful as f64 * 100.0 / done as f64) };
+    let in_flight = c.started.saturating_sub(c.successful + c.failed + c.cancelled);
+    format!(
+        "{} run(s): {} successful, {} failed, {} cancelled, {in_flight} in flight; success rate {rate}",
+        c.started, c.successful, c.failed, c.cancelled
+    )
+}
+
+impl Show for Deployment {
+    fn view(&self) -> View {
+        let from = self.from_version.map_or("none".into(), |v| v.to_string());
+        let mut fields = vec![
+            ("pipeline", self.pipeline_id.clone()),
+            ("deployment", self.deployment_id.to_string()),
+            ("versions", format!("{from} → {}", self.to_version)),
+            ("strategy", describe_strategy(&self.strategy)),
+            ("state", self.state.to_string()),
+            ("reason", self.reason.clone()),
+            ("started", format!("{} by {}", ago(self.started), self.initiator.name)),
+        ];
+        if self.ended > 0 {
+            fields.push(("took", took(self.started, self.ended)));
+        }
+        if let Strategy::Canary(canary) = &self.strategy
+            && self.is_running()
+        {
+            let weight = canary.steps.get(self.stage as usize).copied().unwrap_or(100);
+            fields.push(("stage", format!("{} of {} ({weight} %)", self.stage + 1, canary.steps.len())));
+        }
+        if let Some(from) = self.from_version.filter(|v| *v != self.to_version) {
+            fields.push(("live version", format!("{from}: {}", describe_counts(&version_counts(&self.counts, from)))));
+        }
+        let candidate = version_counts(&self.counts, self.to_version);
+        fields.push(("candidate", format!("{}: {}", self.to_version, describe_counts(&candidate))));
+        let mut views = vec![View::Fields(fields)];
+        if self.counts.iter().any(|c| c.stage > 0) {
+            let rows = self
+                .counts
+                .iter()
+                .map(|c| {
+                    vec![
+                        (c.stage + 1).to_string(),
+                        c.version.to_string(),
+                        c.started.to_string(),
+                        c.successful.to_string(),
+                        c.failed.to_string(),
+                        c.cancelled.to_string(),
+                    ]
+                })
+                .collect();
+            views.push(View::table(&["STAGE", "VERSION", "RUNS", "SUCCESSFUL", "FAILED", "CANCELLED"], rows));
+        }
+        let timeline = self.timeline.iter().map(|step| vec![ago(step.at), step.message.clone()]).collect();
+        views.push(View::table(&["WHEN", "WHAT HAPPENED"], timeline));
+        View::Stacked(views)
+    }
+}
+
+impl Show for Vec<Deployment> {
+    fn view(&self) -> View {
+        let rows = self
+            .iter()
+            .map(|d| {
+                let candidate = version_counts(&d.counts, d.to_version);
+                vec![
+                    d.deployment_id.to_string(),
+                    format!("{} → {}", d.from_version.map_or("-".into(), |v| v.to_string()), d.to_version),
+                    d.strategy.name().into(),
+                    d.state.to_string(),
+                    format!("{}/{}", candidate.successful, candidate.successful + candidate.failed),
+                    ago(d.started),
+                    d.reason.chars().take(80).collect(),
+                ]
+            })
+            .collect();
+        View::table(&["ID", "VERSIONS", "STRATEGY", "STATE", "CANDIDATE OK", "STARTED", "REASON"], rows)
     }
 }
 
@@ -234,6 +427,12 @@ impl Show for Pipeline {
             ("state", self.state.to_string()),
             ("live version", self.live_version.map_or("none".into(), |v| v.to_string())),
             ("latest version", self.latest_version.to_string()),
+            (
+                "deployment",
+                self.running_deployment.map_or("none running".into(), |d| {
+                    format!("{d} running (gofer deployment get {} {d})", self.pipeline_id)
+                }),
+            ),
             ("created", ago(self.created)),
         ])
     }
@@ -284,6 +483,9 @@ impl Show for Run {
         ];
         if let Some(reason) = reason(&self.status_reason) {
             fields.push(("reason", reason));
+        }
+        if let Some(routing) = &self.routing {
+            fields.push(("routed by", format!("deployment {}: {}", routing.deployment_id, routing.reason)));
         }
         View::Fields(fields)
     }

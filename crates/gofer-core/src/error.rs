@@ -58,6 +58,7 @@ impl From<gofer_storage::Error> for Error {
         match e {
             gofer_storage::Error::NotFound { what } => Self::NotFound { what },
             gofer_storage::Error::Exists { what } => Self::Conflict { message: format!("{what} already exists") },
+            gofer_storage::Error::Conflict { message } => Self::Conflict { message },
             gofer_storage::Error::Unavailable { context, source } => Self::Unavailable {
                 message: format!(
                     "could not {context}: {source}; the database cannot take it now (if the disk of the data dir is \

@@ -80,6 +80,11 @@ impl Events {
         }
     }
 
+    /// The events announced from now on (a follower that falls behind is told `Live::Lagged`).
+    pub fn follow(&self) -> futures::stream::BoxStream<'static, Live> {
+        self.bus.follow()
+    }
+
     /// Stored events passing `filter`, oldest first; with `follow`, then live events until the receiver goes away.
     pub fn stream(
         &self,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod background;
 pub mod clock;
 pub mod dag;
+pub mod deployments;
 pub mod error;
 pub mod events;
 pub mod extensions;
@@ -47,6 +48,8 @@ pub struct Gofer {
     extensions: Extensions,
     /// Installs and uninstalls one at a time (an extension's container name is its id).
     installing: Arc<tokio::sync::Mutex<()>>,
+    /// Deployment decisions (starting, routing a run, judging, ending) one at a time.
+    deploying: Arc<tokio::sync::Mutex<()>>,
     secrets: Secrets,
     objects: Objects,
     clock: Arc<dyn clock::Clock>,
@@ -111,7 +114,17 @@ impl Gofer {
     /// The services over their parts (see [`runtime::Runtime::build`], which makes them all, once).
     pub fn new(parts: Parts) -> Self {
         let Parts { storage, orchestrator, events, extensions, secrets, objects, clock } = parts;
-        Self { storage, orchestrator, events, extensions, installing: Arc::default(), secrets, objects, clock }
+        Self {
+            storage,
+            orchestrator,
+            events,
+            extensions,
+            installing: Arc::default(),
+            deploying: Arc::default(),
+            secrets,
+            objects,
+            clock,
+        }
     }
 
     pub fn orchestrator(&self) -> &Orchestrator {

@@ -3,8 +3,9 @@
 //! background work, in the reverse order of building.
 //!
 //! Building starts nothing. [`Runtime::start`] resumes what a previous process left and starts the background
-//! components; [`Runtime::shutdown`] stops them: extensions first (no new triggers), then run drivers (their
-//! containers keep running, for the next start to re-attach), then the event pruner, and waits for every task.
+//! components; [`Runtime::shutdown`] stops them: extensions first (no new triggers), then the deployment judge, then
+//! run drivers (their containers keep running, for the next start to re-attach), then the event pruner, and waits
+//! for every task.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +74,7 @@ struct Scopes {
     events: Background,
     orchestrator: Background,
     extensions: Background,
+    deployments: Background,
 }
 
 impl Runtime {
@@ -81,7 +83,12 @@ impl Runtime {
     pub async fn build(backends: Backends, options: Options) -> Result<Self> {
         let Backends { storage, bus, logs, clock, scheduler, object_store, secret_key } = backends;
         let root = Background::root();
-        let scopes = Scopes { events: root.child(), orchestrator: root.child(), extensions: root.child() };
+        let scopes = Scopes {
+            events: root.child(),
+            orchestrator: root.child(),
+            extensions: root.child(),
+            deployments: root.child(),
+        };
         let events = Events::new(storage.clone(), bus);
         let secrets = Secrets::open(storage.clone(), &secret_key, options.max_secret_bytes).await?;
         let objects = Objects::new(object_store, options.objects.clone());
@@ -133,6 +140,8 @@ impl Runtime {
     /// and starts the event pruner.
     pub async fn start(&self) -> Result<()> {
         self.gofer.ensure_default_namespace().await?;
+        // Judges deployments from the counts stored so far, then as their runs complete (resumed ones included).
+        self.scopes.deployments.spawn(self.gofer.clone().watch_deployments());
         self.gofer.orchestrator().recover().await?;
         self.gofer.restore_subscriptions().await?;
         self.scopes.events.spawn(self.events.clone().prune(self.event_retention, PRUNE_EVERY));
@@ -147,6 +156,7 @@ impl Runtime {
             tracing::warn!("extensions did not stop within the shutdown grace time; leaving them");
         }
         self.scopes.extensions.cancel();
+        self.scopes.deployments.cancel();
         self.scopes.orchestrator.cancel();
         self.scopes.events.cancel();
         self.root.cancel();

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::dag;
+pub use crate::strategy::{BlueGreen, Canary, Strategy};
 
 /// The longest identifier (pipeline id, task id, namespace id) Gofer accepts.
 pub const MAX_IDENTIFIER_LEN: usize = 64;
@@ -212,6 +213,9 @@ pub struct Pipeline {
     /// Triggers declared in code; deploying this config makes the pipeline's declared subscriptions equal these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscriptions: Vec<Subscription>,
+    /// How deploying this config replaces the live version when the deploy names no strategy; immediate if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_strategy: Option<Strategy>,
 }
 
 /// A subscription declared in the pipeline's code: `extension` starts runs as `settings` say. Deploying the config
@@ -239,7 +243,16 @@ impl Pipeline {
             tasks: Vec::new(),
             timeout_seconds: None,
             subscriptions: Vec::new(),
+            deploy_strategy: None,
         }
+    }
+
+    /// How `gofer pipeline deploy` rolls this config out unless told otherwise, e.g.
+    /// `.deploy_strategy(Strategy::canary(20, 5, 0.9))`: 20 % of new runs to the new version, promoted once 5 of
+    /// them completed with at least 90 % successful.
+    pub fn deploy_strategy(mut self, strategy: Strategy) -> Self {
+        self.deploy_strategy = Some(strategy);
+        self
     }
 
     /// Declares a trigger, e.g. `.subscribe("interval", "hourly", vec![("every", "1h")])` or
@@ -320,6 +333,9 @@ impl Pipeline {
                     ),
                 });
             }
+        }
+        if let Some(strategy) = &self.deploy_strategy {
+            strategy.validate()?;
         }
         dag::check(&self.tasks)
     }

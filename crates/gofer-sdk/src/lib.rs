@@ -19,3 +19,4 @@
 
 pub mod config;
 mod dag;
+mod strategy;

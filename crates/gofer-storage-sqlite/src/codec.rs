@@ -2,7 +2,8 @@
 //! enums, so the database reads like the API.
 
 use gofer_api::models::{
-    Event, ExtensionRegistration, Initiator, Namespace, Pipeline, PipelineConfig, Run, Subscription, TaskExecution,
+    Deployment, Event, ExtensionRegistration, Initiator, Namespace, Pipeline, PipelineConfig, Run, Subscription,
+    TaskExecution,
 };
 use gofer_api::permissions::{Role, Token};
 use gofer_storage::{Page, Result, SealedSecret, SecretScope};
@@ -67,8 +68,8 @@ impl Record for Namespace {
 
 impl Record for Pipeline {
     const TABLE: &str = "pipelines";
-    const COLUMNS: &str =
-        "namespace_id, pipeline_id, name, description, state, live_version, latest_version, created, modified";
+    const COLUMNS: &str = "namespace_id, pipeline_id, name, description, state, live_version, latest_version, \
+                           created, modified, running_deployment";
 
     fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(Pipeline {
@@ -81,6 +82,7 @@ impl Record for Pipeline {
             latest_version: row.get(6)?,
             created: row.get(7)?,
             modified: row.get(8)?,
+            running_deployment: row.get(9)?,
         })
     }
 }
@@ -105,7 +107,7 @@ impl Record for PipelineConfig {
 impl Record for Run {
     const TABLE: &str = "runs";
     const COLUMNS: &str = "namespace_id, pipeline_id, run_id, version, state, status, status_reason, created, \
-                           started, ended, initiator, variables";
+                           started, ended, initiator, variables, routing";
 
     fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(Run {
@@ -121,6 +123,34 @@ impl Record for Run {
             ended: row.get(9)?,
             initiator: json_col::<Initiator>(row, 10)?,
             variables: json_col(row, 11)?,
+            routing: opt_json_col(row, 12)?,
+        })
+    }
+}
+
+/// A deployment's columns; its run counts come from the runs it routed (`deployments::counts`).
+impl Record for Deployment {
+    const TABLE: &str = "deployments";
+    const COLUMNS: &str = "namespace_id, pipeline_id, deployment_id, from_version, to_version, strategy, state, \
+                           reason, started, ended, stage, stage_started, initiator, timeline";
+
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Deployment {
+            namespace_id: row.get(0)?,
+            pipeline_id: row.get(1)?,
+            deployment_id: row.get(2)?,
+            from_version: row.get(3)?,
+            to_version: row.get(4)?,
+            strategy: json_col(row, 5)?,
+            state: enum_col(row, 6)?,
+            reason: row.get(7)?,
+            started: row.get(8)?,
+            ended: row.get(9)?,
+            stage: row.get(10)?,
+            stage_started: row.get(11)?,
+            initiator: json_col(row, 12)?,
+            counts: Vec::new(),
+            timeline: json_col(row, 13)?,
         })
     }
 }

@@ -11,6 +11,7 @@ use gofer_storage::{Error, Result, SubscriptionKey};
 use rusqlite::{Connection, params};
 
 mod codec;
+mod deployments;
 mod events;
 mod extensions;
 mod namespaces;
@@ -33,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_role_grants.sql"),
     include_str!("../migrations/0008_token_metadata.sql"),
     include_str!("../migrations/0009_cancel_requests.sql"),
+    include_str!("../migrations/0010_deployments.sql"),
 ];
 const READERS: usize = 3;
 /// Page cache per connection, in KiB: enough for the hot indexes, small enough to keep the server lean.

@@ -35,13 +35,15 @@ impl PipelineStore for SqliteStorage {
                 .map_err(|e| backend(CONTEXT, e))?;
             let version = match latest {
                 Some(latest) => {
+                    // The newest version still kept (the latest may have been deleted; numbers are never reused).
                     let existing = one::<PipelineConfig>(
                         tx,
-                        "WHERE namespace_id = ?1 AND pipeline_id = ?2 AND version = ?3",
-                        params![ns, pipeline_id, latest],
+                        "WHERE namespace_id = ?1 AND pipeline_id = ?2 ORDER BY version DESC LIMIT 1",
+                        params![ns, pipeline_id],
                     )
+                    .optional()
                     .map_err(|e| backend(CONTEXT, e))?;
-                    if existing.hash == hash {
+                    if let Some(existing) = existing.filter(|e| e.hash == hash) {
                         return Ok(Registered { config: existing, created: false, event: None });
                     }
                     tx.execute(
@@ -55,7 +57,7 @@ impl PipelineStore for SqliteStorage {
                 None => {
                     tx.execute(
                         &format!(
-                            "INSERT INTO pipelines ({columns}) VALUES (?1, ?2, ?3, ?4, ?5, NULL, 1, ?6, ?6)",
+                            "INSERT INTO pipelines ({columns}) VALUES (?1, ?2, ?3, ?4, ?5, NULL, 1, ?6, ?6, NULL)",
                             columns = Pipeline::COLUMNS
                         ),
                         params![
@@ -107,44 +109,73 @@ impl PipelineStore for SqliteStorage {
         .await
     }
 
-    async fn deploy_config(
+    async fn delete_config(
         &self,
         namespace_id: &str,
         pipeline_id: &str,
         version: u64,
         event: &NewEvent,
-    ) -> Result<(PipelineConfig, Event)> {
+    ) -> Result<Event> {
         let (ns, pipeline, event) = (namespace_id.to_string(), pipeline_id.to_string(), event.clone());
-        let now = event.emitted;
-        self.write("deploy a pipeline config", move |tx| {
-            const CONTEXT: &str = "deploy a pipeline config";
-            let mut config = one::<PipelineConfig>(
-                tx,
-                "WHERE namespace_id = ?1 AND pipeline_id = ?2 AND version = ?3",
+        self.write("delete a config version", move |tx| {
+            const CONTEXT: &str = "delete a config version";
+            let what = || format!("config version {version} of pipeline '{pipeline}' in namespace '{ns}'");
+            let (live, running): (Option<u64>, Option<u64>) = tx
+                .query_row(
+                    "SELECT live_version, running_deployment FROM pipelines \
+                     WHERE namespace_id = ?1 AND pipeline_id = ?2",
+                    params![ns, pipeline],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(sql_error(CONTEXT, || format!("pipeline '{pipeline}' in namespace '{ns}'")))?;
+            tx.query_row(
+                "SELECT 1 FROM pipeline_configs WHERE namespace_id = ?1 AND pipeline_id = ?2 AND version = ?3",
+                params![ns, pipeline, version],
+                |_| Ok(()),
+            )
+            .map_err(sql_error(CONTEXT, what))?;
+            let refuse = |why: String| Err(gofer_storage::Error::Conflict { message: why });
+            if live == Some(version) {
+                return refuse(format!(
+                    "version {version} of pipeline '{pipeline}' is live; deploy another version first"
+                ));
+            }
+            if let Some(id) = running {
+                let used: bool = tx
+                    .query_row(
+                        "SELECT from_version = ?4 OR to_version = ?4 FROM deployments \
+                         WHERE namespace_id = ?1 AND pipeline_id = ?2 AND deployment_id = ?3",
+                        params![ns, pipeline, id, version],
+                        |r| r.get(0),
+                    )
+                    .map_err(|e| backend(CONTEXT, e))?;
+                if used {
+                    return refuse(format!(
+                        "version {version} of pipeline '{pipeline}' is used by deployment {id}, which is running; \
+                         promote or abort it first"
+                    ));
+                }
+            }
+            let in_flight: u64 = tx
+                .query_row(
+                    "SELECT count(*) FROM runs WHERE namespace_id = ?1 AND pipeline_id = ?2 AND version = ?3 \
+                     AND state != 'complete'",
+                    params![ns, pipeline, version],
+                    |r| r.get(0),
+                )
+                .map_err(|e| backend(CONTEXT, e))?;
+            if in_flight > 0 {
+                return refuse(format!(
+                    "version {version} of pipeline '{pipeline}' is run by {in_flight} run(s) not yet complete; \
+                     wait for them or cancel them"
+                ));
+            }
+            tx.execute(
+                "DELETE FROM pipeline_configs WHERE namespace_id = ?1 AND pipeline_id = ?2 AND version = ?3",
                 params![ns, pipeline, version],
             )
-            .map_err(sql_error(CONTEXT, || {
-                format!("config version {version} of pipeline '{pipeline}' in namespace '{ns}'")
-            }))?;
-            tx.execute(
-                "UPDATE pipeline_configs SET state = ?4 \
-                 WHERE namespace_id = ?1 AND pipeline_id = ?2 AND state = ?3 AND version != ?5",
-                params![ns, pipeline, enum_text(&ConfigState::Live)?, enum_text(&ConfigState::Deprecated)?, version],
-            )
             .map_err(|e| backend(CONTEXT, e))?;
-            tx.execute(
-                "UPDATE pipeline_configs SET state = ?4 WHERE namespace_id = ?1 AND pipeline_id = ?2 AND version = ?3",
-                params![ns, pipeline, version, enum_text(&ConfigState::Live)?],
-            )
-            .map_err(|e| backend(CONTEXT, e))?;
-            tx.execute(
-                "UPDATE pipelines SET live_version = ?3, name = ?4, description = ?5, modified = ?6 \
-                 WHERE namespace_id = ?1 AND pipeline_id = ?2",
-                params![ns, pipeline, version, config.config.name, config.config.description, now],
-            )
-            .map_err(|e| backend(CONTEXT, e))?;
-            config.state = ConfigState::Live;
-            Ok((config, append(tx, event)?))
+            append(tx, event)
         })
         .await
     }

@@ -37,10 +37,12 @@ impl RunStore for SqliteStorage {
                 ended: 0,
                 initiator: new.initiator,
                 variables: new.variables,
+                routing: new.routing,
             };
             tx.execute(
                 &format!(
-                    "INSERT INTO runs ({columns}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, 0, 0, ?8, ?9)",
+                    "INSERT INTO runs ({columns}, deployment_id, deployment_stage) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, 0, 0, ?8, ?9, ?10, ?11, ?12)",
                     columns = Run::COLUMNS
                 ),
                 params![
@@ -52,7 +54,10 @@ impl RunStore for SqliteStorage {
                     enum_text(&run.status)?,
                     run.created,
                     to_json(&run.initiator)?,
-                    to_json(&run.variables)?
+                    to_json(&run.variables)?,
+                    run.routing.as_ref().map(to_json).transpose()?,
+                    run.routing.as_ref().map(|r| r.deployment_id),
+                    run.routing.as_ref().map(|r| r.stage)
                 ],
             )
             .map_err(|e| backend(CONTEXT, e))?;

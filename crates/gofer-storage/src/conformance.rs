@@ -3,16 +3,20 @@
 
 #![allow(clippy::unwrap_used)]
 
-use gofer_api::config::{Pipeline as PipelineConfigDoc, RequiredParentStatus, Task};
+use gofer_api::config::{Pipeline as PipelineConfigDoc, RequiredParentStatus, Strategy, Task};
 use gofer_api::models::{
-    Attempt, ConfigState, EventKind, Initiator, Namespace, PipelineState, RunState, RunStatus, StatusReason,
-    StatusReasonKind, Subscription, SystemSettings, TaskExecution, TaskState, TaskStatus, Variable, VariableSource,
+    Attempt, ConfigState, Deployment, DeploymentState, DeploymentStep, EventKind, Initiator, Namespace, PipelineState,
+    Routing, RunCounts, RunState, RunStatus, StatusReason, StatusReasonKind, Subscription, SystemSettings,
+    TaskExecution, TaskState, TaskStatus, Variable, VariableSource,
 };
 
 use gofer_api::models::ExtensionRegistration;
 use gofer_api::permissions::{Token, extension_role};
 
-use crate::{CancelRequest, Error, EventFilter, NewEvent, NewRun, Page, Recorded, Storage, SubscriptionKey, Visible};
+use crate::{
+    CancelRequest, Error, EventFilter, NewDeployment, NewEvent, NewRun, Page, Recorded, Storage, SubscriptionKey,
+    Visible,
+};
 use crate::{SealedSecret, SecretScope};
 
 /// Runs every check against `store`, which must be freshly created and empty.
@@ -20,6 +24,7 @@ pub async fn run_all(store: &dyn Storage) {
     namespaces(store).await;
     configs_and_pipelines(store).await;
     runs(store).await;
+    deployments(store).await;
     task_executions(store).await;
     logs_expiry(store).await;
     system_and_events(store).await;
@@ -56,7 +61,40 @@ fn new_run(ns: &str, pipeline: &str, created: u64) -> NewRun {
         created,
         initiator: Initiator { kind: "user".into(), name: "tester".into() },
         variables: vec![Variable { key: "K".into(), value: "v".into(), source: VariableSource::RunOptions }],
+        routing: None,
     }
+}
+
+fn new_deployment(ns: &str, pipeline: &str, from: Option<u64>, to: u64, at: u64) -> NewDeployment {
+    NewDeployment {
+        namespace_id: ns.into(),
+        pipeline_id: pipeline.into(),
+        from_version: from,
+        to_version: to,
+        strategy: Strategy::Immediate,
+        started: at,
+        initiator: Initiator { kind: "user".into(), name: "tester".into() },
+        message: format!("deploying version {to}"),
+    }
+}
+
+/// Makes `version` live the way an immediate deployment does: a deployment started and promoted at `at`.
+async fn deploy_now(store: &dyn Storage, ns: &str, pipeline: &str, version: u64, at: u64) -> Deployment {
+    let from = store.get_pipeline(ns, pipeline).await.unwrap().live_version;
+    let (mut deployment, _) = store.insert_deployment(&new_deployment(ns, pipeline, from, version, at)).await.unwrap();
+    deployment.state = DeploymentState::Promoted;
+    deployment.ended = at;
+    deployment.reason = "deployed at once".into();
+    let ended = EventKind::DeploymentEnded {
+        namespace_id: ns.into(),
+        pipeline_id: pipeline.into(),
+        deployment_id: deployment.deployment_id,
+        state: DeploymentState::Promoted,
+        live_version: Some(version),
+        reason: deployment.reason.clone(),
+    };
+    store.update_deployment(&deployment, &told(at, ended)).await.unwrap();
+    deployment
 }
 
 async fn namespaces(store: &dyn Storage) {
@@ -111,13 +149,10 @@ async fn configs_and_pipelines(store: &dyn Storage) {
     let second = store.register_config("ns-a", &doc("p1", "img:2"), "h2", 1002).await.unwrap();
     assert_eq!(second.config.version, 2);
 
-    let deployed =
-        |version| EventKind::ConfigDeployed { namespace_id: "ns-a".into(), pipeline_id: "p1".into(), version };
-    let (live, event) = store.deploy_config("ns-a", "p1", 1, &told(1003, deployed(1))).await.unwrap();
-    assert_eq!(live.state, ConfigState::Live);
-    assert_eq!((event.emitted, event.kind), (1003, deployed(1)));
+    deploy_now(store, "ns-a", "p1", 1, 1003).await;
+    assert_eq!(store.get_config("ns-a", "p1", 1).await.unwrap().state, ConfigState::Live);
     assert_eq!(store.get_pipeline("ns-a", "p1").await.unwrap().live_version, Some(1));
-    store.deploy_config("ns-a", "p1", 2, &told(1004, deployed(2))).await.unwrap();
+    deploy_now(store, "ns-a", "p1", 2, 1004).await;
     assert_eq!(store.get_config("ns-a", "p1", 1).await.unwrap().state, ConfigState::Deprecated);
     assert_eq!(store.get_config("ns-a", "p1", 2).await.unwrap().config, doc("p1", "img:2"));
     let pipeline = store.get_pipeline("ns-a", "p1").await.unwrap();
@@ -125,10 +160,8 @@ async fn configs_and_pipelines(store: &dyn Storage) {
     assert_eq!(pipeline.name, "p1 pipeline");
 
     let count = event_count(store).await;
-    assert!(matches!(
-        store.deploy_config("ns-a", "p1", 9, &told(1005, deployed(9))).await,
-        Err(Error::NotFound { .. })
-    ));
+    let missing = new_deployment("ns-a", "p1", Some(2), 9, 1005);
+    assert!(matches!(store.insert_deployment(&missing).await, Err(Error::NotFound { .. })));
     assert_eq!(event_count(store).await, count, "a refused deploy tells nothing");
     assert!(matches!(store.get_config("ns-a", "p1", 9).await, Err(Error::NotFound { .. })));
     assert!(matches!(store.get_pipeline("ns-a", "nope").await, Err(Error::NotFound { .. })));
@@ -161,6 +194,164 @@ async fn configs_and_pipelines(store: &dyn Storage) {
         Err(Error::NotFound { .. })
     ));
     assert_eq!(event_count(store).await, count, "a refused change tells nothing");
+}
+
+/// Deployments: one running per pipeline, counts from the runs they routed, ending them moves the live version.
+async fn deployments(store: &dyn Storage) {
+    let (ns, p) = ("ns-c", "pd");
+    for (i, image) in ["img:1", "img:2", "img:3"].iter().enumerate() {
+        store.register_config(ns, &doc(p, image), &format!("hd{i}"), 3500).await.unwrap();
+    }
+    let first = deploy_now(store, ns, p, 1, 3501).await;
+    assert_eq!((first.deployment_id, first.from_version, first.to_version), (1, None, 1));
+    let stored = store.get_deployment(ns, p, 1).await.unwrap();
+    assert_eq!(stored.state, DeploymentState::Promoted);
+    assert_eq!(store.get_pipeline(ns, p).await.unwrap().running_deployment, None);
+
+    let canary = Strategy::canary(50, 2, 0.5);
+    let new = NewDeployment { strategy: canary.clone(), ..new_deployment(ns, p, Some(1), 2, 3510) };
+    let (mut running, started) = store.insert_deployment(&new).await.unwrap();
+    assert_eq!(running.deployment_id, 2, "deployment ids count up from 1 per pipeline");
+    assert_eq!((running.state, running.stage, running.stage_started), (DeploymentState::Running, 0, 3510));
+    assert_eq!(running.strategy, canary);
+    assert_eq!(running.timeline, [DeploymentStep { at: 3510, message: "deploying version 2".into() }]);
+    let expected = EventKind::DeploymentStarted {
+        namespace_id: ns.into(),
+        pipeline_id: p.into(),
+        deployment_id: 2,
+        from_version: Some(1),
+        to_version: 2,
+        strategy: "canary".into(),
+    };
+    assert_eq!((started.emitted, started.kind), (3510, expected), "deployment_started is stored with it");
+    let pipeline = store.get_pipeline(ns, p).await.unwrap();
+    assert_eq!((pipeline.running_deployment, pipeline.live_version), (Some(2), Some(1)));
+    assert_eq!(store.get_config(ns, p, 2).await.unwrap().state, ConfigState::Candidate);
+
+    let count = event_count(store).await;
+    let refused = store.insert_deployment(&new_deployment(ns, p, Some(1), 3, 3511)).await;
+    match refused {
+        Err(Error::Conflict { message }) => {
+            assert!(message.contains("deployment 2"), "names the running one: {message}")
+        }
+        other => panic!("a second running deployment must be refused with Conflict, got {other:?}"),
+    }
+    assert_eq!(event_count(store).await, count, "a refused deployment tells nothing");
+    let in_use = store.delete_config(ns, p, 2, &told(3512, config_deleted(ns, p, 2))).await;
+    assert!(matches!(in_use, Err(Error::Conflict { .. })), "the candidate of a running deployment is kept");
+    let live = store.delete_config(ns, p, 1, &told(3512, config_deleted(ns, p, 1))).await;
+    assert!(matches!(live, Err(Error::Conflict { .. })), "the live version is kept");
+
+    // Runs it routes are counted by version and stage, from the runs themselves.
+    let routed = |version, stage, candidate| NewRun {
+        namespace_id: ns.into(),
+        pipeline_id: p.into(),
+        version,
+        routing: Some(Routing { deployment_id: 2, stage, candidate, reason: "test".into() }),
+        ..new_run(ns, p, 3520)
+    };
+    let mut runs = Vec::new();
+    for (version, stage, candidate) in [(1, 0, false), (2, 0, true), (2, 0, true), (2, 1, true)] {
+        runs.push(store.insert_run(routed(version, stage, candidate)).await.unwrap().0);
+    }
+    store.insert_run(NewRun { version: 2, ..new_run(ns, p, 3521) }).await.unwrap();
+    assert_eq!(store.get_run(ns, p, runs[1].run_id).await.unwrap().routing, runs[1].routing, "routing is kept");
+    for (run, status) in runs.iter_mut().zip([RunStatus::Successful, RunStatus::Failed, RunStatus::Cancelled]) {
+        run.state = RunState::Complete;
+        run.status = status;
+        let completed = EventKind::RunCompleted {
+            namespace_id: ns.into(),
+            pipeline_id: p.into(),
+            run_id: run.run_id,
+            status,
+            status_reason: None,
+        };
+        store.update_run(run, &told(3530, completed)).await.unwrap();
+    }
+    let counted = store.get_deployment(ns, p, 2).await.unwrap().counts;
+    let counts = |version, stage, started, successful, failed, cancelled| RunCounts {
+        version,
+        stage,
+        started,
+        successful,
+        failed,
+        cancelled,
+    };
+    assert_eq!(
+        counted,
+        [counts(1, 0, 1, 1, 0, 0), counts(2, 0, 2, 0, 1, 1), counts(2, 1, 1, 0, 0, 0)],
+        "by stage then version; runs not routed by it (an explicit version) are not counted"
+    );
+    let in_flight = store.delete_config(ns, p, 2, &told(3531, config_deleted(ns, p, 2))).await;
+    assert!(matches!(in_flight, Err(Error::Conflict { .. })), "a version that runs still run is kept");
+
+    running.stage = 1;
+    running.stage_started = 3540;
+    running.timeline.push(DeploymentStep { at: 3540, message: "stage 2".into() });
+    let stage = EventKind::DeploymentStageChanged {
+        namespace_id: ns.into(),
+        pipeline_id: p.into(),
+        deployment_id: 2,
+        stage: 1,
+        weight: 100,
+    };
+    store.update_deployment(&running, &told(3540, stage)).await.unwrap();
+    let listed = store.list_running_deployments().await.unwrap();
+    assert_eq!(listed.len(), 1, "only running deployments: {listed:?}");
+    assert_eq!((listed[0].stage, listed[0].stage_started, listed[0].counts.len()), (1, 3540, 3));
+
+    running.state = DeploymentState::RolledBack;
+    running.ended = 3550;
+    running.reason = "candidate failed".into();
+    let ended = EventKind::DeploymentEnded {
+        namespace_id: ns.into(),
+        pipeline_id: p.into(),
+        deployment_id: 2,
+        state: DeploymentState::RolledBack,
+        live_version: Some(1),
+        reason: "candidate failed".into(),
+    };
+    let event = store.update_deployment(&running, &told(3550, ended.clone())).await.unwrap();
+    assert_eq!(event.kind, ended);
+    let pipeline = store.get_pipeline(ns, p).await.unwrap();
+    assert_eq!((pipeline.running_deployment, pipeline.live_version), (None, Some(1)), "a rollback keeps the live one");
+    assert_eq!(store.get_config(ns, p, 2).await.unwrap().state, ConfigState::RolledBack);
+    assert_eq!(store.get_config(ns, p, 1).await.unwrap().state, ConfigState::Live);
+    let count = event_count(store).await;
+    let again = store.update_deployment(&running, &told(3551, ended)).await;
+    assert!(matches!(again, Err(Error::Conflict { .. })), "an ended deployment does not change again");
+    assert_eq!(event_count(store).await, count);
+    assert!(store.list_running_deployments().await.unwrap().is_empty());
+
+    let promoted = deploy_now(store, ns, p, 3, 3560).await;
+    assert_eq!((promoted.deployment_id, promoted.from_version), (3, Some(1)));
+    let pipeline = store.get_pipeline(ns, p).await.unwrap();
+    assert_eq!(pipeline.live_version, Some(3));
+    assert_eq!(store.get_config(ns, p, 1).await.unwrap().state, ConfigState::Deprecated);
+    let ids: Vec<u64> =
+        store.list_deployments(ns, p, Page::new(2, 0)).await.unwrap().into_iter().map(|d| d.deployment_id).collect();
+    assert_eq!(ids, [3, 2], "newest first, paged");
+    assert!(matches!(store.get_deployment(ns, p, 9).await, Err(Error::NotFound { .. })));
+    assert!(matches!(store.list_deployments(ns, "ghost", Page::ALL).await, Err(Error::NotFound { .. })));
+
+    // A deleted version is gone for good: its number is never given again.
+    let event = store.delete_config(ns, p, 1, &told(3570, config_deleted(ns, p, 1))).await.unwrap();
+    assert_eq!(event.kind, config_deleted(ns, p, 1));
+    assert!(matches!(store.get_config(ns, p, 1).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        store.delete_config(ns, p, 1, &told(3571, config_deleted(ns, p, 1))).await,
+        Err(Error::NotFound { .. })
+    ));
+    let next = store.register_config(ns, &doc(p, "img:4"), "hd4", 3580).await.unwrap();
+    assert_eq!(next.config.version, 4);
+    let deleted_latest = store.delete_config(ns, p, 4, &told(3581, config_deleted(ns, p, 4))).await;
+    deleted_latest.unwrap();
+    let again = store.register_config(ns, &doc(p, "img:4"), "hd4", 3582).await.unwrap();
+    assert_eq!((again.created, again.config.version), (true, 5), "the latest deleted, numbering goes on");
+}
+
+fn config_deleted(ns: &str, pipeline: &str, version: u64) -> EventKind {
+    EventKind::ConfigDeleted { namespace_id: ns.into(), pipeline_id: pipeline.into(), version }
 }
 
 async fn runs(store: &dyn Storage) {

@@ -15,8 +15,8 @@ pub use logs::{FileLogStore, LogKey, LogSink, LogStore, LogStream};
 use async_trait::async_trait;
 use gofer_api::config;
 use gofer_api::models::{
-    Event, EventKind, ExtensionRegistration, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState, Run,
-    Subscription, SystemSettings, TaskExecution, Variable,
+    Deployment, Event, EventKind, ExtensionRegistration, Initiator, Namespace, Pipeline, PipelineConfig, PipelineState,
+    Routing, Run, Subscription, SystemSettings, TaskExecution, Variable,
 };
 use gofer_api::permissions::{Role, Token};
 
@@ -27,6 +27,10 @@ pub enum Error {
     NotFound { what: String },
     #[error("{what} already exists")]
     Exists { what: String },
+    /// The stored state refuses the change (a deployment already running, a version still in use); `message` says
+    /// why and what to do.
+    #[error("{message}")]
+    Conflict { message: String },
     /// The store cannot take this now (its disk is full, it is busy or unreachable); the same call may work later.
     #[error("storage is unavailable while trying to {context}")]
     Unavailable {
@@ -118,6 +122,22 @@ pub struct NewRun {
     pub created: u64,
     pub initiator: Initiator,
     pub variables: Vec<Variable>,
+    /// How a deployment in progress chose `version`, if one did.
+    pub routing: Option<Routing>,
+}
+
+/// A deployment about to be stored; storage allocates its id. It starts `running`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeployment {
+    pub namespace_id: String,
+    pub pipeline_id: String,
+    pub from_version: Option<u64>,
+    pub to_version: u64,
+    pub strategy: config::Strategy,
+    pub started: u64,
+    pub initiator: Initiator,
+    /// The first entry of its timeline.
+    pub message: String,
 }
 
 /// What registering a config did.
@@ -229,6 +249,7 @@ impl EventFilter {
 pub trait Storage:
     NamespaceStore
     + PipelineStore
+    + DeploymentStore
     + RunStore
     + SystemStore
     + EventStore
@@ -246,6 +267,7 @@ pub trait Storage:
 impl<T> Storage for T where
     T: NamespaceStore
         + PipelineStore
+        + DeploymentStore
         + RunStore
         + SystemStore
         + EventStore
@@ -286,15 +308,16 @@ pub trait PipelineStore: Send + Sync {
         hash: &str,
         now: u64,
     ) -> Result<Registered>;
-    /// Makes `version` the live one: the previous live version becomes deprecated, the pipeline's name and
-    /// description follow the new version (`modified` becomes the event's `emitted`); appends `event`.
-    async fn deploy_config(
+    /// Deletes a config version and appends `event`. `Conflict` when the version is live, is used by the deployment
+    /// in progress, or is run by a run not yet complete; `NotFound` when there is no such version. Version numbers
+    /// are never given again.
+    async fn delete_config(
         &self,
         namespace_id: &str,
         pipeline_id: &str,
         version: u64,
         event: &NewEvent,
-    ) -> Result<(PipelineConfig, Event)>;
+    ) -> Result<Event>;
     async fn get_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig>;
     async fn list_configs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<PipelineConfig>>;
     async fn get_pipeline(&self, namespace_id: &str, pipeline_id: &str) -> Result<Pipeline>;
@@ -312,10 +335,31 @@ pub trait PipelineStore: Send + Sync {
     async fn delete_pipeline(&self, namespace_id: &str, pipeline_id: &str, event: &NewEvent) -> Result<Event>;
 }
 
+/// Deployments: changes of a pipeline's live version, with their strategy and the runs they routed.
+#[async_trait]
+pub trait DeploymentStore: Send + Sync {
+    /// Stores a running deployment with the next deployment id of its pipeline, marks its candidate `candidate`
+    /// (unless it is the live version) and the pipeline's running deployment, and appends `deployment_started`
+    /// (emitted at `started`), in one transaction. `Conflict` naming the running one if the pipeline has one;
+    /// `NotFound` if the version (or pipeline) does not exist.
+    async fn insert_deployment(&self, new: &NewDeployment) -> Result<(Deployment, Event)>;
+    /// Writes a running deployment's state, reason, ended, stage, stage start and timeline, and appends `event`,
+    /// in one transaction. Ending it (any state but `running`) clears the pipeline's running deployment; `promoted`
+    /// also makes the candidate live (the previous live version deprecated, the pipeline's name and description
+    /// following the candidate), `rolled_back` and `aborted` mark the candidate `rolled_back` unless it is live.
+    /// `Conflict` if the stored deployment is no longer running.
+    async fn update_deployment(&self, deployment: &Deployment, event: &NewEvent) -> Result<Event>;
+    /// A deployment with its run counts.
+    async fn get_deployment(&self, namespace_id: &str, pipeline_id: &str, deployment_id: u64) -> Result<Deployment>;
+    /// A pipeline's deployments with their run counts, newest first.
+    async fn list_deployments(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<Deployment>>;
+    /// Every running deployment, across pipelines, oldest first.
+    async fn list_running_deployments(&self) -> Result<Vec<Deployment>>;
+}
+
 /// Runs and their task executions.
 #[async_trait]
 pub trait RunStore: Send + Sync {
-    /// Stores a new pending run with the next run id of its pipeline.
     /// Stores a pending run with the next run id of its pipeline and appends its `run_queued` event (emitted at the
     /// run's `created`), in one transaction.
     async fn insert_run(&self, run: NewRun) -> Result<(Run, Event)>;

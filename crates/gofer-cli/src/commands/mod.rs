@@ -1,7 +1,9 @@
 //! What each client command does, one module per noun. Every result is printed through
 //! [`crate::output::print`]; progress and hints go to stderr.
 
+mod config;
 mod context;
+mod deployment;
 mod event;
 mod extension;
 mod namespace;
@@ -35,6 +37,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
     let format = settings.output;
     match command {
         Command::Up(args) => pipeline::deploy(&client, format, &args).await,
+        Command::Deployment(command) => deployment::command(&client, format, command).await,
         Command::Pipeline(command) => pipeline::command(&client, format, command).await,
         Command::Run(command) => run::command(&client, format, command).await,
         Command::Task(command) => task::command(&client, format, command).await,

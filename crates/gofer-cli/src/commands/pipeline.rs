@@ -1,7 +1,6 @@
 //! `gofer pipeline` and `gofer up`: build a pipeline program and deploy what it prints; list, show, switch and
 //! delete pipelines; their subscriptions and objects.
 
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -46,28 +45,6 @@ async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
     serde_json::from_str(json).context("the pipeline program printed something that is not a pipeline config")
 }
 
-fn describe_changes(old: &config::Pipeline, new: &config::Pipeline) -> Vec<String> {
-    let old_tasks: HashMap<&str, &config::Task> = old.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
-    let new_ids: HashSet<&str> = new.tasks.iter().map(|t| t.id.as_str()).collect();
-    let mut changes = Vec::new();
-    for task in &new.tasks {
-        match old_tasks.get(task.id.as_str()) {
-            None => changes.push(format!("+ task {} ({})", task.id, task.image)),
-            Some(before) if *before != task => changes.push(format!("~ task {}", task.id)),
-            Some(_) => {}
-        }
-    }
-    for task in &old.tasks {
-        if !new_ids.contains(task.id.as_str()) {
-            changes.push(format!("- task {}", task.id));
-        }
-    }
-    if old.name != new.name || old.description != new.description || old.parallelism != new.parallelism {
-        changes.push("~ pipeline settings".into());
-    }
-    changes
-}
-
 pub(super) async fn deploy(client: &Client, format: Format, args: &DeployArgs) -> anyhow::Result<()> {
     let config = build_config(&args.dir).await?;
     let pipeline_id = config.id.clone();
@@ -88,7 +65,7 @@ pub(super) async fn deploy(client: &Client, format: Format, args: &DeployArgs) -
     }
     match &live {
         Some(live) if live.version != version => {
-            let changes = describe_changes(&live.config, &config);
+            let changes = super::config::diff(&live.config, &config);
             eprintln!("changes against live version {}:", live.version);
             for change in &changes {
                 eprintln!("  {change}");
@@ -97,18 +74,17 @@ pub(super) async fn deploy(client: &Client, format: Format, args: &DeployArgs) -
         None => eprintln!("first version of '{pipeline_id}': {} task(s)", config.tasks.len()),
         Some(_) => {}
     }
-    let result = if args.no_deploy {
-        eprintln!("not deployed (--no-deploy); deploy later through the API");
-        registered.config
-    } else if live.as_ref().is_some_and(|l| l.version == version) {
+    let request = args.strategy.request()?;
+    if args.no_deploy {
+        eprintln!("not deployed (--no-deploy); deploy it with `gofer pipeline config deploy {pipeline_id} {version}`");
+        return output::print(format, &registered.config);
+    }
+    if live.as_ref().is_some_and(|l| l.version == version) && !request.force {
         eprintln!("version {version} is already live");
-        registered.config
-    } else {
-        let deployed = client.deploy_config(&pipeline_id, version).await?;
-        eprintln!("version {version} is live; start a run with `gofer run start {pipeline_id}`");
-        deployed
-    };
-    output::print(format, &result)
+        return output::print(format, &registered.config);
+    }
+    let deployment = client.deploy_config(&pipeline_id, version, &request).await?;
+    super::deployment::started(format, &deployment)
 }
 
 pub(super) async fn command(client: &Client, format: Format, command: PipelineCommand) -> anyhow::Result<()> {
@@ -123,6 +99,10 @@ pub(super) async fn command(client: &Client, format: Format, command: PipelineCo
             return Ok(());
         }
         PipelineCommand::Deploy(args) => return deploy(client, format, &args).await,
+        PipelineCommand::Config(command) => return super::config::command(client, format, command).await,
+        PipelineCommand::Rollback { pipeline, to, force } => {
+            return super::deployment::rollback(client, format, &pipeline, to, force).await;
+        }
         PipelineCommand::Subscribe { pipeline, extension, label, settings } => {
             let request = SubscribeRequest { extension_id: extension, label, settings: settings.into_iter().collect() };
             let subscription = client.subscribe(&pipeline, &request).await?;

@@ -13,8 +13,8 @@ use crate::views::{RunWithTasks, Timeline};
 
 pub(super) async fn command(client: &Client, format: Format, command: RunCommand) -> anyhow::Result<()> {
     match command {
-        RunCommand::Start { pipeline, variables } => {
-            let run = client.start_run(&pipeline, variables.into_iter().collect::<BTreeMap<_, _>>()).await?;
+        RunCommand::Start { pipeline, variables, version } => {
+            let run = client.start_run(&pipeline, variables.into_iter().collect::<BTreeMap<_, _>>(), version).await?;
             output::print(format, &run)?;
             if format == Format::Table {
                 eprintln!("follow it with `gofer run get {pipeline} {} --follow`", run.run_id);

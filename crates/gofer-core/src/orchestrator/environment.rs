@@ -167,6 +167,7 @@ pub fn task_variables(run: &Run, task: &Task, api_base_url: &str) -> Vec<Variabl
     let system = [
         ("GOFER_NAMESPACE_ID", run.namespace_id.clone()),
         ("GOFER_PIPELINE_ID", run.pipeline_id.clone()),
+        ("GOFER_PIPELINE_VERSION", run.version.to_string()),
         ("GOFER_RUN_ID", run.run_id.to_string()),
         ("GOFER_TASK_ID", task.id.clone()),
         ("GOFER_TASK_IMAGE", task.image.clone()),
@@ -208,6 +209,7 @@ mod tests {
             ended: 0,
             initiator: Initiator { kind: "user".into(), name: "u".into() },
             variables: vec![Variable { key: "B".into(), value: "run".into(), source: VariableSource::RunOptions }],
+            routing: None,
         };
         let task = Task::new("t", "img").variables([("A", "config"), ("B", "config"), ("GOFER_RUN_ID", "override")]);
         let vars: BTreeMap<String, (String, VariableSource)> =

@@ -1,5 +1,6 @@
 //! The services behind every API route, one module per resource; each adds methods to [`crate::Gofer`].
 
+mod deployments;
 mod extensions;
 mod namespaces;
 mod objects;

@@ -208,28 +208,17 @@ impl Gofer {
         Ok(())
     }
 
-    /// Makes a registered version the one new runs use.
-    /// Subscriptions the config declares are reconciled first; if an extension refuses one, nothing changes.
-    pub async fn deploy_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<PipelineConfig> {
+    /// Deletes a registered version; refused for the live version, one a running deployment uses and one that runs
+    /// not yet complete run.
+    pub async fn delete_config(&self, namespace_id: &str, pipeline_id: &str, version: u64) -> Result<()> {
         self.storage.get_namespace(namespace_id).await?;
-        self.storage.get_pipeline(namespace_id, pipeline_id).await?;
-        let target = self.storage.get_config(namespace_id, pipeline_id, version).await?;
-        let undo = self.reconcile_subscriptions(namespace_id, pipeline_id, &target.config.subscriptions).await?;
-        let told = events::now(EventKind::ConfigDeployed {
+        let deleted = events::now(EventKind::ConfigDeleted {
             namespace_id: namespace_id.into(),
             pipeline_id: pipeline_id.into(),
             version,
         });
-        let deployed =
-            self.events.record(|| self.storage.deploy_config(namespace_id, pipeline_id, version, &told)).await;
-        let (deployed, _) = match deployed {
-            Ok(deployed) => deployed,
-            Err(e) => {
-                self.undo_reconcile(undo).await;
-                return Err(e.into());
-            }
-        };
-        Ok(deployed)
+        self.events.record(|| self.storage.delete_config(namespace_id, pipeline_id, version, &deleted)).await?;
+        Ok(())
     }
 
     pub async fn list_configs(

@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use gofer_api::epoch_millis;
 use gofer_api::models::{Initiator, PipelineState, Run, TaskExecution, Variable, VariableSource};
 use gofer_api::requests::PageQuery;
-use gofer_storage::{LogKey, LogStream, NewRun, Recorded, SubscriptionKey};
+use gofer_storage::{LogKey, LogStream, Recorded, SubscriptionKey};
 
 use crate::error::{Error, Result};
 use crate::extensions::{Fired, Firing, Trigger};
@@ -26,15 +25,17 @@ impl Gofer {
         }
     }
 
-    /// Stores a pending run of the pipeline's live version and starts it in the background.
+    /// Stores a pending run and queues it: of `version` if given, else of the version the deployment in progress
+    /// routes it to, else of the live version.
     pub async fn start_run(
         &self,
         namespace_id: &str,
         pipeline_id: &str,
         variables: BTreeMap<String, String>,
+        version: Option<u64>,
         initiator: Initiator,
     ) -> Result<Run> {
-        self.start_run_with(namespace_id, pipeline_id, variables, VariableSource::RunOptions, initiator).await
+        self.start_run_with(namespace_id, pipeline_id, variables, version, VariableSource::RunOptions, initiator).await
     }
 
     pub(crate) async fn start_run_with(
@@ -42,6 +43,7 @@ impl Gofer {
         namespace_id: &str,
         pipeline_id: &str,
         variables: BTreeMap<String, String>,
+        version: Option<u64>,
         source: VariableSource,
         initiator: Initiator,
     ) -> Result<Run> {
@@ -62,11 +64,6 @@ impl Gofer {
                 ),
             });
         }
-        let Some(version) = pipeline.live_version else {
-            return Err(Error::conflict(format!(
-                "pipeline '{pipeline_id}' has no deployed config version; deploy one with `gofer pipeline deploy`"
-            )));
-        };
         for key in variables.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(Error::invalid(format!(
@@ -75,17 +72,7 @@ impl Gofer {
             }
         }
         let variables = variables.into_iter().map(|(key, value)| Variable { key, value, source }).collect();
-        let new = NewRun {
-            namespace_id: namespace_id.into(),
-            pipeline_id: pipeline_id.into(),
-            version,
-            created: epoch_millis(),
-            initiator,
-            variables,
-        };
-        let (run, _) = self.events.record(|| self.storage.insert_run(new)).await?;
-        self.orchestrator.enqueue(run.clone()).await?;
-        Ok(run)
+        self.insert_run(&pipeline, version, variables, initiator).await
     }
 
     pub async fn list_runs(
@@ -204,7 +191,7 @@ impl Trigger for Gofer {
         variables.insert("GOFER_EXTENSION_SUBSCRIPTION".into(), key.label.clone());
         let initiator = Initiator { kind: "extension".into(), name: key.extension_id.clone() };
         match self
-            .start_run_with(&key.namespace_id, &key.pipeline_id, variables, VariableSource::Extension, initiator)
+            .start_run_with(&key.namespace_id, &key.pipeline_id, variables, None, VariableSource::Extension, initiator)
             .await
         {
             Ok(run) => {

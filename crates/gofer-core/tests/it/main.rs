@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod deployments;
 mod scripted;
 mod time;
 
@@ -12,8 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gofer_api::config::{Pipeline, RequiredParentStatus, Task};
+use gofer_api::config::{Pipeline, RequiredParentStatus, Strategy, Task};
 use gofer_api::models::{Initiator, Run};
+use gofer_api::requests::DeployRequest;
 use gofer_core::Gofer;
 use gofer_core::clock::ManualClock;
 use gofer_core::objects::ObjectLimits;
@@ -30,7 +32,7 @@ struct Harness {
     /// The wall clock token expiry and subscription ticks read; tests move it instead of sleeping.
     clock: ManualClock,
     /// Kept so its background work lives as long as the test.
-    _runtime: Runtime,
+    runtime: Runtime,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -87,7 +89,11 @@ async fn harness_on(dir: &std::path::Path, scheduler: Arc<Scripted>) -> Harness 
     };
     let runtime = Runtime::build(backends, options).await.unwrap();
     runtime.gofer().ensure_default_namespace().await.unwrap();
-    Harness { gofer: runtime.gofer().clone(), storage, scheduler, clock, _runtime: runtime, _dir: None }
+    Harness { gofer: runtime.gofer().clone(), storage, scheduler, clock, runtime, _dir: None }
+}
+
+fn test_user() -> Initiator {
+    Initiator { kind: "user".into(), name: "test".into() }
 }
 
 fn task(id: &str, command: &[&str]) -> Task {
@@ -98,12 +104,12 @@ impl Harness {
     async fn deploy(&self, pipeline: Pipeline) {
         let id = pipeline.id.clone();
         let registered = self.gofer.register_config("default", &id, pipeline).await.unwrap();
-        self.gofer.deploy_config("default", &id, registered.config.version).await.unwrap();
+        let immediate = DeployRequest { strategy: Some(Strategy::Immediate), force: false };
+        self.gofer.deploy("default", &id, registered.config.version, immediate, test_user()).await.unwrap();
     }
 
     async fn start(&self, pipeline: &str) -> Run {
-        let initiator = Initiator { kind: "user".into(), name: "test".into() };
-        self.gofer.start_run("default", pipeline, BTreeMap::new(), initiator).await.unwrap()
+        self.gofer.start_run("default", pipeline, BTreeMap::new(), None, test_user()).await.unwrap()
     }
 
     async fn wait_complete(&self, pipeline: &str, run: u64) -> Run {

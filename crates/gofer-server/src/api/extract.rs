@@ -78,34 +78,67 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiFailure;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
-            .is_some_and(|essence| essence == "application/json" || essence.ends_with("+json"));
-        if !is_json {
-            return Err(bad_request(
-                "request",
-                "the body must be JSON with the header `Content-Type: application/json`".into(),
-            ));
-        }
-        let body = match axum::body::Bytes::from_request(req, state).await {
-            Ok(body) => body,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(ApiFailure::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    ErrorCode::TooLarge,
-                    "the request body is larger than this server takes",
-                ));
-            }
-            Err(e) => return Err(bad_request("request body", e.body_text())),
-        };
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(bad_request("request body", "it must be a JSON object ({...})".into()));
-        }
-        serde_json::from_slice(&body).map(Self).map_err(|e| bad_request("request body", e.to_string()))
+        let body = json_body(req, state).await?;
+        parse_object(&body).map(Self)
     }
+}
+
+/// [`ApiJson`] for a body that may be left out: no body (or only whitespace) is `T::default()`.
+pub struct OptionalApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalApiJson<T> {
+    type Rejection = ApiFailure;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let has_body = req.headers().get(axum::http::header::CONTENT_LENGTH).is_none_or(|v| v != "0")
+            && req.headers().contains_key(axum::http::header::CONTENT_TYPE);
+        if !has_body {
+            let body = body_bytes(req, state).await?;
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Self(T::default()));
+            }
+            return Err(not_json());
+        }
+        let body = json_body(req, state).await?;
+        parse_object(&body).map(Self)
+    }
+}
+
+fn not_json() -> ApiFailure {
+    bad_request("request", "the body must be JSON with the header `Content-Type: application/json`".into())
+}
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body::Bytes, ApiFailure> {
+    match axum::body::Bytes::from_request(req, state).await {
+        Ok(body) => Ok(body),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiFailure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
+            "the request body is larger than this server takes",
+        )),
+        Err(e) => Err(bad_request("request body", e.body_text())),
+    }
+}
+
+/// The body of a request that says it is JSON.
+async fn json_body<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body::Bytes, ApiFailure> {
+    let is_json = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .is_some_and(|essence| essence == "application/json" || essence.ends_with("+json"));
+    if !is_json {
+        return Err(not_json());
+    }
+    body_bytes(req, state).await
+}
+
+fn parse_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiFailure> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(bad_request("request body", "it must be a JSON object ({...})".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| bad_request("request body", e.to_string()))
 }
 
 /// `Path` whose rejections are `ApiError`s.

@@ -2,6 +2,7 @@
 //! document and the error mapping. Handlers are thin: they parse input, call one `gofer_core::Gofer` method and
 //! map the result.
 
+mod deployments;
 mod events;
 mod extensions;
 pub(crate) mod extract;
@@ -187,6 +188,12 @@ macro_rules! each_route {
             pipelines::register_config,
             pipelines::get_config,
             pipelines::deploy_config,
+            pipelines::delete_config,
+            pipelines::rollback,
+            deployments::list,
+            deployments::get,
+            deployments::promote,
+            deployments::abort,
             runs::list,
             runs::start,
             runs::get,
@@ -428,6 +435,7 @@ fn document() -> utoipa::openapi::OpenApi {
         (name = "Objects", description = "Bytes stored by key for a pipeline, a run or an extension, streamed"),
         (name = "Secrets", description = "Pipeline and global secrets, sealed at rest, handed to tasks by reference"),
         (name = "Pipelines", description = "Pipelines and their config versions"),
+        (name = "Deployments", description = "Changes of a pipeline's live version: immediate, blue/green, canary"),
         (name = "Runs", description = "Executions of a pipeline"),
         (name = "Tokens", description = "API tokens: bootstrap, create, disable, delete, whoami"),
         (name = "Tasks", description = "Task executions of a run and their logs"),

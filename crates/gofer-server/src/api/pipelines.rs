@@ -4,13 +4,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use gofer_api::error::ApiError;
-use gofer_api::models::{Pipeline, PipelineConfig};
+use gofer_api::models::{Deployment, Pipeline, PipelineConfig};
 use gofer_api::requests::{
-    ListConfigsResponse, ListPipelinesResponse, PageQuery, RegisterConfigRequest, RegisterConfigResponse,
-    UpdatePipelineRequest,
+    DeployRequest, ListConfigsResponse, ListPipelinesResponse, PageQuery, RegisterConfigRequest,
+    RegisterConfigResponse, RollbackRequest, UpdatePipelineRequest,
 };
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
+use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult, OptionalApiJson};
 use super::{AppState, Caller};
 
 /// Lists the pipelines of a namespace that the caller may read, newest first.
@@ -128,16 +128,68 @@ pub async fn get_config(
     Ok(Json(state.gofer.get_config(&namespace_id, &pipeline_id, version).await?))
 }
 
-/// Makes a config version the live one: new runs use it.
+/// Deploys a config version with a strategy (the body's, else the one the config declares, else `immediate`):
+/// at once, after verification runs (blue/green) or stage by stage (canary). The body may be left out.
 #[utoipa::path(
-    post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}/deploy", tag = "Pipelines",
-    extensions(("x-gofer-access" = json!("configs:write"))),
+    post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}/deploy", tag = "Deployments",
+    extensions(("x-gofer-access" = json!("deployments:write"))),
     params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("version" = u64, Path)),
-    responses((status = 200, body = PipelineConfig), (status = 404, body = ApiError))
+    request_body(content = Option<DeployRequest>, description = "Optional"),
+    responses(
+        (status = 201, body = Deployment, description = "The deployment, promoted already when immediate"),
+        (status = 400, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, body = ApiError, description = "Another deployment of the pipeline is running")
+    )
 )]
 pub async fn deploy_config(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath((namespace_id, pipeline_id, version)): ApiPath<(String, String, u64)>,
-) -> ApiResult<Json<PipelineConfig>> {
-    Ok(Json(state.gofer.deploy_config(&namespace_id, &pipeline_id, version).await?))
+    OptionalApiJson(request): OptionalApiJson<DeployRequest>,
+) -> ApiResult<(StatusCode, Json<Deployment>)> {
+    let initiator = gofer_core::Gofer::initiator_of(caller.0.as_ref());
+    let deployment = state.gofer.deploy(&namespace_id, &pipeline_id, version, request, initiator).await?;
+    Ok((StatusCode::CREATED, Json(deployment)))
+}
+
+/// Deletes a config version. Refused for the live version, one a running deployment uses, and one that runs not
+/// yet complete run; version numbers are never given again.
+#[utoipa::path(
+    delete, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/configs/{version}", tag = "Pipelines",
+    extensions(("x-gofer-access" = json!("configs:delete"))),
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("version" = u64, Path)),
+    responses(
+        (status = 204, description = "Deleted"), (status = 404, body = ApiError),
+        (status = 409, body = ApiError, description = "The version is in use")
+    )
+)]
+pub async fn delete_config(
+    State(state): State<AppState>,
+    ApiPath((namespace_id, pipeline_id, version)): ApiPath<(String, String, u64)>,
+) -> ApiResult<StatusCode> {
+    state.gofer.delete_config(&namespace_id, &pipeline_id, version).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Goes back to an earlier version at once: the one named, else the one live before the live version.
+#[utoipa::path(
+    post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/rollback", tag = "Deployments",
+    extensions(("x-gofer-access" = json!("deployments:write"))),
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path)),
+    request_body(content = Option<RollbackRequest>, description = "Optional"),
+    responses(
+        (status = 201, body = Deployment, description = "The immediate deployment that rolled back"),
+        (status = 400, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, body = ApiError, description = "No earlier version is known, or a deployment is running")
+    )
+)]
+pub async fn rollback(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
+    OptionalApiJson(request): OptionalApiJson<RollbackRequest>,
+) -> ApiResult<(StatusCode, Json<Deployment>)> {
+    let initiator = gofer_core::Gofer::initiator_of(caller.0.as_ref());
+    let deployment = state.gofer.rollback(&namespace_id, &pipeline_id, request, initiator).await?;
+    Ok((StatusCode::CREATED, Json(deployment)))
 }

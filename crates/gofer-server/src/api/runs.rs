@@ -26,7 +26,8 @@ pub async fn list(
     Ok(Json(ListRunsResponse { runs, next_offset }))
 }
 
-/// Starts a run of the pipeline's live config version. Answers at once with the pending run.
+/// Starts a run of the pipeline's live config version (or the version a deployment in progress routes it to, or the
+/// `version` asked for). Answers at once with the pending run.
 #[utoipa::path(
     post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs", tag = "Runs",
     extensions(("x-gofer-access" = json!("runs:write"))),
@@ -46,7 +47,7 @@ pub async fn start(
 ) -> ApiResult<(StatusCode, Json<Run>)> {
     // The token check already found the caller's token (if any).
     let initiator = gofer_core::Gofer::initiator_of(caller.0.as_ref());
-    let run = state.gofer.start_run(&namespace_id, &pipeline_id, request.variables, initiator).await?;
+    let run = state.gofer.start_run(&namespace_id, &pipeline_id, request.variables, request.version, initiator).await?;
     Ok((StatusCode::CREATED, Json(run)))
 }
 
