@@ -335,7 +335,7 @@ async fn check_token(
     };
     // Numbers a path can hold but no stored id can reach are refused here, for every route alike.
     for (name, value) in params.iter() {
-        if matches!(name, "run_id" | "version")
+        if matches!(name, "run_id" | "version" | "deployment_id")
             && let Ok(number) = value.parse::<u64>()
             && let Err(e) = gofer_core::check_id(name, number)
         {

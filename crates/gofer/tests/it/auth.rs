@@ -118,6 +118,7 @@ fn concrete(path: &str) -> String {
         ("{label}", "l"),
         ("{key}", "k"),
         ("{version}", "1"),
+        ("{deployment_id}", "1"),
         ("{token_id}", "t-0"),
         ("{role_id}", "r"),
     ];

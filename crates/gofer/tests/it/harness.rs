@@ -188,7 +188,7 @@ impl Server {
         assert!(status == 201 || status == 200, "register answered {status}: {body}");
         let version = serde_json::from_str::<Value>(&body).unwrap()["config"]["version"].as_u64().unwrap();
         let (status, body) = http("POST", &format!("{base}/configs/{version}/deploy"), None).unwrap();
-        assert_eq!(status, 200, "deploy answered: {body}");
+        assert_eq!(status, 201, "deploy answered: {body}");
     }
 
     /// Starts a run and returns its id.

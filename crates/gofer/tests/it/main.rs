@@ -6,6 +6,7 @@
 mod auth;
 mod bad_input;
 mod crash;
+mod deployments;
 mod extensions;
 mod github;
 mod harness;

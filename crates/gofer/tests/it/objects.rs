@@ -288,7 +288,7 @@ fn deleting_a_namespace_deletes_its_pipelines_secrets_objects_and_logs() {
     let config = script_pipeline("p", "echo ran");
     let base = "/api/namespaces/doomed/pipelines/p";
     assert_eq!(api(&gofer, "POST", &format!("{base}/configs"), Some(&json!({ "config": config }))).0, 201);
-    assert_eq!(api(&gofer, "POST", &format!("{base}/configs/1/deploy"), None).0, 200);
+    assert_eq!(api(&gofer, "POST", &format!("{base}/configs/1/deploy"), None).0, 201);
     gofer.cli_ok(&ns(&["secret", "pipeline", "put", "p", "K", "doomed-secret-value"]));
     let put = gofer.cli_with_stdin(&ns(&["pipeline", "object", "put", "p", "obj", "-"]), b"doomed object");
     assert!(put.status.success(), "{put:?}");

@@ -241,7 +241,7 @@ fn namespaces_partition_pipelines() {
     gofer.cli_ok(&["--namespace", "team-a", "pipeline", "list"]);
     let (status, _) =
         crate::harness::api(&gofer, "POST", "/api/namespaces/team-a/pipelines/scoped/configs/1/deploy", None);
-    assert_eq!(status, 200);
+    assert_eq!(status, 201);
     let run = gofer.cli_json(&["--namespace", "team-a", "run", "start", "scoped"]);
     let id = run["run_id"].as_u64().unwrap().to_string();
     wait_for("the namespaced run", Duration::from_secs(60), || {

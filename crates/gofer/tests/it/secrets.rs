@@ -99,7 +99,7 @@ fn missing_or_forbidden_secrets_fail_the_task_naming_the_key() {
         api(&gofer, "POST", "/api/namespaces/team-a/pipelines/notify/configs", Some(&json!({ "config": config })));
     assert_eq!(status, 201, "{body}");
     let (status, body) = api(&gofer, "POST", "/api/namespaces/team-a/pipelines/notify/configs/1/deploy", None);
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
     let run = gofer.cli_json(&["run", "start", "notify", "--namespace", "team-a"])["run_id"].as_u64().unwrap();
     wait_for("the team-a run", Duration::from_secs(60), || {
         let run = gofer.cli_json(&["run", "get", "notify", &run.to_string(), "--namespace", "team-a"]);
@@ -212,7 +212,7 @@ fn registry_passwords_in_configs_are_sealed_and_never_returned() {
     assert!(listed.as_array().unwrap().is_empty(), "sealed passwords are not user secrets: {listed}");
 
     let (status, body) = api(&gofer, "POST", "/api/namespaces/default/pipelines/private/configs/1/deploy", None);
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
     let run = gofer.start_run("private", &[]);
     assert_eq!(gofer.wait_run("private", run)["status"], "successful");
     let task = gofer.cli_json(&["task", "get", "private", &run.to_string(), "main"]);
