@@ -224,6 +224,23 @@ impl Gofer {
         Ok(())
     }
 
+    /// Registers a config without deploying it; returns its version.
+    async fn register_only(&self, config: Value) -> Result<u64> {
+        let id = config["id"].as_str().context("config id")?.to_string();
+        let url = format!("{}/api/namespaces/default/pipelines/{id}/configs", self.url);
+        let registered: Value = self.http.post(url).json(&json!({ "config": config })).send().await?.json().await?;
+        registered["config"]["version"].as_u64().context("registered version")
+    }
+
+    async fn deploy(&self, pipeline: &str, version: u64, request: Value) -> Result<()> {
+        let url = format!("{}/api/namespaces/default/pipelines/{pipeline}/configs/{version}/deploy", self.url);
+        let deployed = self.http.post(url).json(&request).send().await?;
+        if !deployed.status().is_success() {
+            bail!("deploy failed: {}", deployed.text().await?);
+        }
+        Ok(())
+    }
+
     async fn start_run(&self, pipeline: &str) -> Result<u64> {
         let url = format!("{}/api/namespaces/default/pipelines/{pipeline}/runs", self.url);
         let run: Value = self.http.post(url).json(&json!({})).send().await?.json().await?;
@@ -494,6 +511,32 @@ async fn runs(
             "",
         ));
     }
+
+    // Routing: the same one-task run while a canary of its pipeline is running (every start takes the deployment
+    // lock, reads the deployment with its counts and records the routing), against a pipeline with no deployment.
+    gofer.register(json!({ "id": "bench-routed", "tasks": [task("t", &["true"], None)] })).await?;
+    let candidate = json!({ "id": "bench-routed", "description": "candidate", "tasks": [task("t", &["true"], None)] });
+    let version = gofer.register_only(candidate).await?;
+    let canary = json!({ "strategy": { "kind": "canary", "steps": [50], "min_runs": 1000, "success_threshold": 0.5 } });
+    gofer.deploy("bench-routed", version, canary).await?;
+    eprintln!("one-task runs routed by a canary: {} each, interleaved with unrouted ones", args.runs);
+    let (mut routed, mut plain) = (vec![], vec![]);
+    for _ in 0..args.runs {
+        for (pipeline, samples) in [("bench-routed", &mut routed), ("bench-true", &mut plain)] {
+            let begun = Instant::now();
+            let run = gofer.start_run(pipeline).await?;
+            samples.push(ms(watcher.wait(completed(pipeline, run)).await? - begun));
+        }
+        remove_kept(docker).await?;
+    }
+    let (rm, pm) = (percentile(&routed, 50.0), percentile(&plain, 50.0));
+    report.push(line(
+        "one-task run routed by a running canary vs no deployment (Gofer both; median request → complete)",
+        format!("{rm:.1} ms"),
+        format!("{pm:.1} ms (unrouted)"),
+        format!("{} ({:+.1} ms)", ratio(rm, pm), rm - pm),
+        "within the spread",
+    ));
 
     eprintln!("1.5 s task: exit → run complete");
     let (mut lag, mut direct_lag) = (vec![], vec![]);

@@ -358,10 +358,10 @@ pub struct StrategyArgs {
     /// Canary: rising weights, one per stage, e.g. `10,50,100` (instead of --weight).
     #[arg(long, value_delimiter = ',')]
     pub steps: Vec<u8>,
-    /// Canary: how many runs of the new version must complete in a stage before it is judged.
+    /// Canary: how many runs of the new version must complete in a stage before it is judged [default: 5].
     #[arg(long)]
     pub min_runs: Option<u32>,
-    /// Canary: the share of those runs that must succeed: `0.9` or `90%`.
+    /// Canary: the share of those runs that must succeed: `0.9` or `90%` [default: 0.9].
     #[arg(long, value_parser = parse_share)]
     pub success_threshold: Option<f64>,
     /// Canary: the least time each stage lasts, e.g. `10m`, `1h30m`, `45s`.

@@ -316,7 +316,7 @@ fn describe_strategy(strategy: &Strategy) -> String {
                 "canary {}, judged after {} run(s) per stage, success ≥ {} %",
                 weights.join(" → "),
                 c.min_runs,
-                c.success_threshold * 100.0
+                c.threshold_basis_points() as f64 / 100.0
             );
             if c.bake_seconds > 0 {
                 text.push_str(&format!(", each stage at least {}s", c.bake_seconds));

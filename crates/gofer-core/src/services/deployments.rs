@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use futures::StreamExt;
 use gofer_api::config::Strategy;
 use gofer_api::models::{
-    Deployment, DeploymentState, DeploymentStep, EventKind, Initiator, Pipeline, Routing, Run, RunStatus, Variable,
-    VariableSource,
+    Deployment, DeploymentState, DeploymentStep, EventKind, Initiator, Pipeline, PipelineState, Routing, Run,
+    RunStatus, Variable, VariableSource,
 };
 use gofer_api::requests::{DeployRequest, PageQuery, RollbackRequest};
 use gofer_storage::{Live, NewDeployment, NewRun, Page};
@@ -68,17 +68,8 @@ impl Gofer {
         strategy.validate().map_err(|e| Error::invalid(e.to_string()))?;
         let deciding = self.deploying.lock().await;
         let pipeline = self.storage.get_pipeline(namespace_id, pipeline_id).await?;
-        if let Some(running) = pipeline.running_deployment {
-            if !request.force {
-                return Err(Error::conflict(format!(
-                    "deployment {running} of pipeline '{pipeline_id}' is still running; promote or abort it first \
-                     (gofer deployment promote|abort {pipeline_id} {running}), or deploy with --force to abort it"
-                )));
-            }
-            let reason = format!("aborted by a forced deployment of version {version} ({})", initiator.name);
-            self.end(&deciding, namespace_id, pipeline_id, running, DeploymentState::Aborted, reason).await?;
-        }
         let live = pipeline.live_version;
+        let degraded = live.is_none() && strategy != Strategy::Immediate;
         let (strategy, message) = match (live, &strategy) {
             (_, Strategy::Immediate) => (strategy, format!("deploying version {version} at once")),
             (None, other) => (
@@ -113,7 +104,19 @@ impl Gofer {
                 ),
             ),
         };
+        // Checked after the request itself, so a refused request aborts nothing.
+        if let Some(running) = pipeline.running_deployment {
+            if !request.force {
+                return Err(Error::conflict(format!(
+                    "deployment {running} of pipeline '{pipeline_id}' is still running; promote or abort it first \
+                     (gofer deployment promote|abort {pipeline_id} {running}), or deploy with --force to abort it"
+                )));
+            }
+            let reason = format!("aborted by a forced deployment of version {version} ({})", initiator.name);
+            self.end(&deciding, namespace_id, pipeline_id, running, DeploymentState::Aborted, reason).await?;
+        }
         let immediate = strategy == Strategy::Immediate;
+        let reason_if_immediate = if degraded { message.clone() } else { "deployed at once (immediate)".to_string() };
         // An immediate deployment reconciles the declared subscriptions before anything is stored, so an extension
         // that refuses one refuses the deployment; the others reconcile when their candidate is promoted.
         let undo = if immediate {
@@ -143,11 +146,12 @@ impl Gofer {
         };
         let id = deployment.deployment_id;
         if immediate {
-            let reason = "deployed at once (immediate)".to_string();
-            self.store_end(namespace_id, pipeline_id, id, DeploymentState::Promoted, reason).await?;
+            self.store_end(namespace_id, pipeline_id, id, DeploymentState::Promoted, reason_if_immediate).await?;
         } else {
-            // Blue/green starts its verification runs now.
-            self.evaluate(&deciding, namespace_id, pipeline_id, id).await?;
+            // Blue/green starts its verification runs now; if that fails, the judge tries again (it saw the start).
+            if let Err(e) = self.evaluate(&deciding, namespace_id, pipeline_id, id).await {
+                tracing::warn!(namespace_id, pipeline_id, deployment_id = id, error = %e, "could not judge a deployment");
+            }
         }
         drop(deciding);
         Ok(self.storage.get_deployment(namespace_id, pipeline_id, id).await?)
@@ -341,7 +345,8 @@ impl Gofer {
     }
 
     /// Starts the verification runs a blue/green deployment has not started yet (all of them at first; after a
-    /// crash between two starts, the rest).
+    /// crash between two starts, the rest). Like any new run they wait while Gofer is in maintenance mode or the
+    /// pipeline is disabled (the judge looks again when either changes).
     async fn start_verification_runs(
         &self,
         deployment: &Deployment,
@@ -350,6 +355,18 @@ impl Gofer {
         let started: u64 =
             deployment.counts.iter().filter(|c| c.version == deployment.to_version).map(|c| c.started).sum();
         let wanted = u64::from(blue_green.verify_runs);
+        if started >= wanted {
+            return Ok(());
+        }
+        let pipeline = self.storage.get_pipeline(&deployment.namespace_id, &deployment.pipeline_id).await?;
+        if self.storage.get_system().await?.maintenance || pipeline.state == PipelineState::Disabled {
+            tracing::info!(
+                pipeline_id = %deployment.pipeline_id,
+                deployment_id = deployment.deployment_id,
+                "verification runs wait: maintenance mode or the pipeline is disabled"
+            );
+            return Ok(());
+        }
         let variables: Vec<Variable> = blue_green
             .variables
             .iter()
@@ -482,14 +499,15 @@ impl Gofer {
             };
             tokio::select! {
                 event = live.next() => match event {
-                    Some(Live::Event(event)) => {
-                        let (EventKind::RunCompleted { namespace_id, pipeline_id, .. }
-                        | EventKind::DeploymentStarted { namespace_id, pipeline_id, .. }) = &event.kind
-                        else {
-                            continue;
-                        };
-                        self.evaluate_pipeline(namespace_id, pipeline_id, &mut wakes).await;
-                    }
+                    Some(Live::Event(event)) => match &event.kind {
+                        EventKind::RunCompleted { namespace_id, pipeline_id, .. }
+                        | EventKind::DeploymentStarted { namespace_id, pipeline_id, .. }
+                        | EventKind::PipelineStateChanged { namespace_id, pipeline_id, .. } => {
+                            self.evaluate_pipeline(namespace_id, pipeline_id, &mut wakes).await;
+                        }
+                        EventKind::MaintenanceChanged { .. } => self.evaluate_all(&mut wakes).await,
+                        _ => {}
+                    },
                     Some(Live::Lagged) => self.evaluate_all(&mut wakes).await,
                     None => return,
                 },

@@ -240,3 +240,16 @@ async fn one_deployment_at_a_time_force_aborts_rollback_goes_back_and_versions_i
         ]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn verification_runs_wait_for_maintenance_mode_to_end() {
+    let h = started().await;
+    h.gofer.set_maintenance(true).await.unwrap();
+    let deployment = h.roll_out(version(0).description("v2"), Strategy::blue_green(2)).await.unwrap();
+    let runs = || async { h.gofer.list_runs("default", "svc", PageQuery::default()).await.unwrap().0.len() };
+    assert_eq!(runs().await, 0, "no new run while in maintenance, verification runs included");
+    h.gofer.set_maintenance(false).await.unwrap();
+    let ended = h.ended(deployment.deployment_id).await;
+    assert_eq!(ended.state, DeploymentState::Promoted, "{}", ended.reason);
+    assert_eq!(runs().await, 2);
+}

@@ -275,3 +275,49 @@ fn bad_deployment_input_is_refused_naming_what_is_wrong() {
     assert_eq!(share.status.code(), Some(2), "a wrong command line");
     assert_eq!(live_version(&gofer), 1, "nothing refused changed anything");
 }
+
+/// A pipeline program (Rust, on the SDK) in its own Cargo project, declaring a canary as its default strategy.
+fn program(dir: &std::path::Path, exit_code: u8) {
+    let root = crate::harness::repo_root();
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let manifest = format!(
+        "[package]\nname = \"canary-svc\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
+         [dependencies]\ngofer-sdk = {{ path = \"{}\" }}\n\n[workspace]\n",
+        root.join("crates/gofer-sdk").display()
+    );
+    std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+    // The workspace's lock file, so the program builds with the versions already built for the examples.
+    std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    let main = format!(
+        "use gofer_sdk::config::{{Pipeline, Strategy, Task}};\n\
+         fn main() {{\n\
+             Pipeline::new(\"svc\", \"svc\")\n\
+                 .deploy_strategy(Strategy::canary(50, 1, 1.0))\n\
+                 .tasks(vec![Task::new(\"main\", \"busybox:latest\").script(\"exit {exit_code}\")])\n\
+                 .finish()\n\
+                 .unwrap();\n\
+         }}\n"
+    );
+    std::fs::write(dir.join("src/main.rs"), main).unwrap();
+}
+
+#[test]
+fn gofer_up_uses_the_strategy_the_program_declares_unless_told_otherwise() {
+    let gofer = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    program(dir.path(), 0);
+    let first = gofer.cli_json(&["up", path]);
+    assert_eq!((first["state"].as_str(), first["strategy"]["kind"].as_str()), (Some("promoted"), Some("immediate")));
+    assert!(first["reason"].as_str().unwrap().contains("nothing was live"), "{first}");
+    program(dir.path(), 4);
+    let second = gofer.cli_json(&["up", path]);
+    assert_eq!((second["state"].as_str(), second["strategy"]["kind"].as_str()), (Some("running"), Some("canary")));
+    complete_run(&gofer);
+    assert_eq!(complete_run(&gofer)["version"], 2, "the second run goes to the canary");
+    assert_eq!(wait_ended(&gofer, 2)["state"], "rolled_back");
+    assert_eq!(live_version(&gofer), 1);
+    let forced = gofer.cli_json(&["pipeline", "deploy", path, "--strategy", "immediate"]);
+    assert_eq!((forced["state"].as_str(), forced["to_version"].as_u64()), (Some("promoted"), Some(2)));
+    assert_eq!(live_version(&gofer), 2);
+}
