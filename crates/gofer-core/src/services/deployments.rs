@@ -165,12 +165,8 @@ impl Gofer {
         deployment_id: u64,
         by: &Initiator,
     ) -> Result<Deployment> {
-        self.get_deployment(namespace_id, pipeline_id, deployment_id).await?;
-        let deciding = self.deploying.lock().await;
         let reason = format!("promoted by {}", by.name);
-        self.end(&deciding, namespace_id, pipeline_id, deployment_id, DeploymentState::Promoted, reason).await?;
-        drop(deciding);
-        Ok(self.storage.get_deployment(namespace_id, pipeline_id, deployment_id).await?)
+        self.end_now(namespace_id, pipeline_id, deployment_id, DeploymentState::Promoted, reason).await
     }
 
     /// Stops a running deployment: every new run goes to the version that was live before it again.
@@ -181,10 +177,22 @@ impl Gofer {
         deployment_id: u64,
         by: &Initiator,
     ) -> Result<Deployment> {
+        let reason = format!("aborted by {}", by.name);
+        self.end_now(namespace_id, pipeline_id, deployment_id, DeploymentState::Aborted, reason).await
+    }
+
+    /// Ends a running deployment on a user's word.
+    async fn end_now(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        deployment_id: u64,
+        state: DeploymentState,
+        reason: String,
+    ) -> Result<Deployment> {
         self.get_deployment(namespace_id, pipeline_id, deployment_id).await?;
         let deciding = self.deploying.lock().await;
-        let reason = format!("aborted by {}", by.name);
-        self.end(&deciding, namespace_id, pipeline_id, deployment_id, DeploymentState::Aborted, reason).await?;
+        self.end(&deciding, namespace_id, pipeline_id, deployment_id, state, reason).await?;
         drop(deciding);
         Ok(self.storage.get_deployment(namespace_id, pipeline_id, deployment_id).await?)
     }
