@@ -1,10 +1,12 @@
 //! How each resource looks to people: one [`Show`] implementation per shape, so every command renders through
 //! [`crate::output::print`] (a table or fields for people, the value itself as JSON for scripts).
 
+use std::collections::BTreeSet;
+
 use gofer_api::config::Strategy;
 use gofer_api::models::{
-    ConfigState, Deployment, Event, EventKind, Extension, Namespace, ObjectInfo, Pipeline, PipelineConfig, Run,
-    RunCounts, Secret, StatusReason, Subscription, SystemSettings, TaskExecution, TaskState,
+    Deployment, Event, EventKind, Extension, Namespace, ObjectInfo, Pipeline, PipelineConfig, Run, RunCounts, Secret,
+    StatusReason, Subscription, SystemSettings, TaskExecution, TaskState,
 };
 use gofer_api::permissions::{Role, Token};
 use gofer_api::requests::CreatedToken;
@@ -265,22 +267,25 @@ impl Show for Vec<PipelineConfig> {
         let rows = self
             .iter()
             .map(|c| {
-                let mark = match c.state {
-                    ConfigState::Live => "live",
-                    ConfigState::Candidate => "candidate",
-                    _ => "",
-                };
+                // The state says which is live and which is the candidate of the deployment in progress.
                 vec![
                     c.version.to_string(),
                     c.state.to_string(),
                     ago(c.registered),
                     c.hash.chars().take(12).collect(),
                     c.config.tasks.len().to_string(),
-                    mark.into(),
+                    c.config
+                        .tasks
+                        .iter()
+                        .map(|t| t.image.as_str())
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 ]
             })
             .collect();
-        View::table(&["VERSION", "STATE", "REGISTERED", "HASH", "TASKS", ""], rows)
+        View::table(&["VERSION", "STATE", "REGISTERED", "HASH", "TASKS", "IMAGES"], rows)
     }
 }
 
@@ -391,8 +396,12 @@ impl Show for Deployment {
                 .collect();
             views.push(View::table(&["STAGE", "VERSION", "RUNS", "SUCCESSFUL", "FAILED", "CANCELLED"], rows));
         }
-        let timeline = self.timeline.iter().map(|step| vec![ago(step.at), step.message.clone()]).collect();
-        views.push(View::table(&["WHEN", "WHAT HAPPENED"], timeline));
+        // The timeline in full: each entry is the reason that decided a step, and tables cut long cells.
+        let mut timeline = String::from("TIMELINE\n");
+        for step in &self.timeline {
+            timeline.push_str(&format!("{:>10}  {}\n", ago(step.at), step.message));
+        }
+        views.push(View::Text(timeline));
         View::Stacked(views)
     }
 }
