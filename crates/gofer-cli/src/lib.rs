@@ -7,14 +7,14 @@
 pub mod client;
 mod commands;
 pub mod output;
-mod views;
+pub mod views;
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 
-pub use crate::commands::run;
+pub use crate::commands::{build_config, run};
 use crate::output::Format;
 
 /// Options every client command takes.
@@ -530,6 +530,41 @@ pub enum RunCommand {
     /// The run's objects: how its tasks hand data to each other (`run_object{{KEY}}`).
     #[command(subcommand)]
     Object(RunObjectCommand),
+    /// Build the pipeline program in DIR and run it on the local container engine, with no server: task logs
+    /// live, then the task table. Exit code 0 when the run succeeded, 1 when it failed or was cancelled (Ctrl-C),
+    /// 2 when the program does not build or its config does not validate.
+    Local(LocalArgs),
+}
+
+/// `gofer run local`.
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// A Cargo project whose program builds the pipeline and calls `.finish()`.
+    pub dir: PathBuf,
+    /// A variable for every task of the run, KEY=VALUE; repeatable.
+    #[arg(short = 'v', long = "variable", value_parser = parse_key_value)]
+    pub variables: Vec<(String, String)>,
+    /// A secret, KEY=VALUE, for `pipeline_secret{{KEY}}` and `global_secret{{KEY}}`; repeatable.
+    #[arg(long = "secret", value_parser = parse_key_value)]
+    pub secrets: Vec<(String, String)>,
+    /// Secrets from a dotenv file (KEY=VALUE lines, `#` comments, optional quotes).
+    #[arg(long)]
+    pub secrets_file: Option<PathBuf>,
+    /// A secret taken from this environment variable of your shell; repeatable.
+    #[arg(long = "secret-from-env")]
+    pub secret_from_env: Vec<String>,
+    /// An object, KEY=FILE, for `pipeline_object{{KEY}}`; repeatable.
+    #[arg(long = "object", value_parser = parse_key_value)]
+    pub objects: Vec<(String, String)>,
+    /// Run only this task (repeatable); the parents of the tasks chosen are taken as successful.
+    #[arg(long = "only")]
+    pub only: Vec<String>,
+    /// Leave the finished containers for inspection and print their ids.
+    #[arg(long)]
+    pub keep_containers: bool,
+    /// Keep the run's state and logs here (default: a temporary directory removed at the end).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -33,14 +33,19 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Service(command) => gofer_server::run(command).await,
-            Command::Client(command) => gofer_cli::run(&cli.global, command).await,
+            Command::Service(command) => gofer_server::run(command).await.map(|()| None),
+            // Runs without a server, with its own exit codes (0 successful, 1 failed, 2 cannot run).
+            Command::Client(gofer_cli::Command::Run(gofer_cli::RunCommand::Local(args))) => {
+                Ok(Some(gofer_local::run(&cli.global, args).await))
+            }
+            Command::Client(command) => gofer_cli::run(&cli.global, command).await.map(|()| None),
         }
     });
     // Blocking work still going (a log write, a database write) gets a moment; nothing holds the exit up longer.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(Some(code)) => code,
+        Ok(None) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -18,6 +18,7 @@ const LAYERS: &[&str] = &[
     "gofer-runtime",
     "gofer-server",
     "gofer-cli",
+    "gofer-local",
     "gofer",
 ];
 
@@ -33,6 +34,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         "gofer-cli",
         &["gofer-core", "gofer-runtime", "gofer-server", "gofer-storage", "axum", "rusqlite", "bollard", "utoipa"],
     ),
+    ("gofer-local", &["axum", "hyper", "rusqlite", "bollard", "gofer-server"]),
     ("gofer-extension-sdk", &["gofer-core", "gofer-server", "gofer-storage", "gofer-sdk"]),
 ];
 

@@ -21,6 +21,7 @@ use std::io::Write;
 use futures::{Stream, StreamExt};
 
 use crate::client::Client;
+pub use crate::commands::pipeline::build_config;
 use crate::{Command, GlobalArgs};
 
 /// Runs a client command.

@@ -12,8 +12,8 @@ use crate::client::Client;
 use crate::output::{self, Format};
 use crate::{DeployArgs, PipelineCommand};
 
-/// Builds and runs the pipeline program, returning the config it printed.
-async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
+/// Builds and runs the pipeline program in `dir`, returning the config it printed.
+pub async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
         bail!(

@@ -21,6 +21,7 @@ pub(super) async fn command(client: &Client, format: Format, command: RunCommand
             }
             Ok(())
         }
+        RunCommand::Local(_) => anyhow::bail!("`gofer run local` runs without a server; the gofer binary handles it"),
         RunCommand::List { pipeline, limit, offset } => {
             let list = client.list_runs(&pipeline, limit, offset).await?;
             output::print(format, &list.runs)?;

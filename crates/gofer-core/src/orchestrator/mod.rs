@@ -196,6 +196,12 @@ impl Orchestrator {
         }
     }
 
+    /// Removes the containers of this installation whose runs are not in flight (waiting for the engine): a local run
+    /// calls it at its end so that nothing is left behind, without waiting for the background removals.
+    pub async fn remove_finished_containers(&self) {
+        self.inner.sweep_leftover_containers().await;
+    }
+
     /// Picks up what a previous server process left: runs in flight are resumed (their containers re-attached or
     /// their real exit read), queued runs are queued again in order, and finished containers left behind are
     /// removed.

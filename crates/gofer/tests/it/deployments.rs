@@ -276,18 +276,8 @@ fn bad_deployment_input_is_refused_naming_what_is_wrong() {
     assert_eq!(live_version(&gofer), 1, "nothing refused changed anything");
 }
 
-/// A pipeline program (Rust, on the SDK) in its own Cargo project, declaring a canary as its default strategy.
+/// A pipeline program declaring a canary as its default strategy, its one task exiting with `exit_code`.
 fn program(dir: &std::path::Path, exit_code: u8) {
-    let root = crate::harness::repo_root();
-    std::fs::create_dir_all(dir.join("src")).unwrap();
-    let manifest = format!(
-        "[package]\nname = \"canary-svc\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
-         [dependencies]\ngofer-sdk = {{ path = \"{}\" }}\n\n[workspace]\n",
-        root.join("crates/gofer-sdk").display()
-    );
-    std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
-    // The workspace's lock file, so the program builds with the versions already built for the examples.
-    std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
     let main = format!(
         "use gofer_sdk::config::{{Pipeline, Strategy, Task}};\n\
          fn main() {{\n\
@@ -298,7 +288,7 @@ fn program(dir: &std::path::Path, exit_code: u8) {
                  .unwrap();\n\
          }}\n"
     );
-    std::fs::write(dir.join("src/main.rs"), main).unwrap();
+    crate::harness::write_program(dir, &main);
 }
 
 #[test]

@@ -329,6 +329,21 @@ pub fn wait_containers_removed(server: &Server, pipeline: &str, run: u64) {
     });
 }
 
+/// A pipeline program (Rust, on the SDK) in its own Cargo project in `dir`, with `main_rs` as its `src/main.rs`.
+/// It builds with the workspace's lock file, so with the versions already built for the examples.
+pub fn write_program(dir: &Path, main_rs: &str) {
+    let root = repo_root();
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let manifest = format!(
+        "[package]\nname = \"test-pipeline\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
+         [dependencies]\ngofer-sdk = {{ path = \"{}\" }}\n\n[workspace]\n",
+        root.join("crates/gofer-sdk").display()
+    );
+    std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+    std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    std::fs::write(dir.join("src/main.rs"), main_rs).unwrap();
+}
+
 /// A one-task config running `script` in busybox.
 pub fn script_pipeline(id: &str, script: &str) -> Value {
     serde_json::json!({

@@ -11,6 +11,7 @@ mod extensions;
 mod github;
 mod harness;
 mod images;
+mod local;
 mod objects;
 mod pipelines;
 mod runs;
