@@ -445,6 +445,15 @@ impl Client {
         self.json(Method::POST, url, None::<&()>).await
     }
 
+    /// The server's address, as given.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn health(&self) -> Result<gofer_api::requests::Health> {
+        self.json(Method::GET, format!("{}/api/health", self.base), None::<&()>).await
+    }
+
     pub async fn get_system(&self) -> Result<SystemSettings> {
         self.json(Method::GET, format!("{}/api/system", self.base), None::<&()>).await
     }

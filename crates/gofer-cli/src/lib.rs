@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 
-pub use crate::commands::{build_config, run};
+pub use crate::commands::{build_config, connect, run};
 use crate::output::Format;
 
 /// Options every client command takes.
@@ -534,6 +534,27 @@ pub enum RunCommand {
     /// live, then the task table. Exit code 0 when the run succeeded, 1 when it failed or was cancelled (Ctrl-C),
     /// 2 when the program does not build or its config does not validate.
     Local(LocalArgs),
+    /// One report of a run for a bug ticket: the server, the run, its tasks (reasons, exit codes, images and digests,
+    /// containers), its timeline and the last lines of each failed task's log.
+    Debug {
+        pipeline: String,
+        run: u64,
+        /// How many of the last log lines of each failed task to include.
+        #[arg(long, default_value_t = 20)]
+        lines: usize,
+    },
+    /// Start a new run with the variables (and trigger data) of an earlier one: on the server, or with `--local DIR`
+    /// as `run local` against a pipeline program being fixed.
+    Replay {
+        pipeline: String,
+        run: u64,
+        /// Run this registered version instead of the live one (server only).
+        #[arg(long, conflicts_with = "local")]
+        version: Option<u64>,
+        /// Run the program in DIR locally instead, with no server taking the run.
+        #[arg(long)]
+        local: Option<PathBuf>,
+    },
 }
 
 /// `gofer run local`.
@@ -565,6 +586,21 @@ pub struct LocalArgs {
     /// Keep the run's state and logs here (default: a temporary directory removed at the end).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Replay a recorded run: a file with the run as `gofer run get --output json` prints it; its variables and
+    /// trigger data are the run's (`-v` still wins).
+    #[arg(long)]
+    pub event: Option<PathBuf>,
+}
+
+/// The variables a replay of `run` is started with: the ones given when it was started and the ones its trigger
+/// set (what the config and the system set comes back by itself).
+pub fn replayed_variables(run: &gofer_api::models::Run) -> std::collections::BTreeMap<String, String> {
+    use gofer_api::models::VariableSource;
+    run.variables
+        .iter()
+        .filter(|v| matches!(v.source, VariableSource::RunOptions | VariableSource::Extension))
+        .map(|v| (v.key.clone(), v.value.clone()))
+        .collect()
 }
 
 #[derive(Debug, Subcommand)]

@@ -78,6 +78,7 @@ impl DataDir {
 /// What the command line asks to run, checked before anything starts.
 struct Prepared {
     config: config::Pipeline,
+    variables: BTreeMap<String, String>,
     secrets: BTreeMap<String, String>,
     objects: Vec<(String, Bytes)>,
     notes: Vec<String>,
@@ -92,12 +93,61 @@ async fn prepare(args: &LocalArgs) -> anyhow::Result<Prepared> {
     let notes = select(&mut config, &args.only)?;
     config.validate().context("the pipeline config does not validate")?;
     let secrets = secrets(args)?;
+    let mut variables = match &args.event {
+        Some(file) => recorded_variables(file)?,
+        None => BTreeMap::new(),
+    };
+    variables.extend(args.variables.iter().cloned());
     let mut objects = Vec::new();
     for (key, file) in &args.objects {
         let bytes = tokio::fs::read(file).await.with_context(|| format!("--object {key}: could not read {file}"))?;
         objects.push((key.clone(), Bytes::from(bytes)));
     }
-    Ok(Prepared { config, secrets, objects, notes })
+    Ok(Prepared { config, variables, secrets, objects, notes })
+}
+
+/// The variables of a recorded run (`gofer run get --output json`, or `run local --output json`'s `run`).
+fn recorded_variables(file: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("--event: could not read {}", file.display()))?;
+    let mut json: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!("--event {}: not JSON; save a run with `gofer run get … --output json`", file.display())
+    })?;
+    if let Some(run) = json.get_mut("run") {
+        json = run.take();
+    }
+    let run: gofer_api::models::Run = serde_json::from_value(json).with_context(|| {
+        format!("--event {}: not a run as `gofer run get … --output json` prints it", file.display())
+    })?;
+    Ok(gofer_cli::replayed_variables(&run))
+}
+
+/// `gofer run replay PIPELINE RUN --local DIR`: the run's variables from the server, the program from `dir`.
+pub async fn replay(global: &GlobalArgs, pipeline: &str, run: u64, dir: PathBuf) -> ExitCode {
+    let earlier = match gofer_cli::connect(global).await {
+        Ok((client, _)) => client.get_run(pipeline, run).await.map_err(anyhow::Error::from),
+        Err(e) => Err(e),
+    };
+    let earlier = match earlier {
+        Ok(earlier) => earlier,
+        Err(e) => {
+            eprintln!("error: could not read run {run} of '{pipeline}' from the server: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("replaying run {run} of '{pipeline}' locally with its variables");
+    let args = LocalArgs {
+        dir,
+        variables: gofer_cli::replayed_variables(&earlier).into_iter().collect(),
+        secrets: Vec::new(),
+        secrets_file: None,
+        secret_from_env: Vec::new(),
+        objects: Vec::new(),
+        only: Vec::new(),
+        keep_containers: false,
+        data_dir: None,
+        event: None,
+    };
+    self::run(global, args).await
 }
 
 /// Keeps only the tasks `only` names; edges from tasks left out are taken as met (their parents as successful).
@@ -203,7 +253,7 @@ async fn run_locally(
 
 /// Registers the config with its secrets and objects, starts the run and shows it until it completes.
 async fn drive(gofer: &Gofer, prepared: Prepared, args: &LocalArgs, format: Format) -> anyhow::Result<RunStatus> {
-    let Prepared { config, secrets, objects, notes } = prepared;
+    let Prepared { config, variables, secrets, objects, notes } = prepared;
     let pipeline = config.id.clone();
     let initiator = Initiator { kind: "user".into(), name: "local".into() };
     let order: Vec<String> = config.tasks.iter().map(|t| t.id.clone()).collect();
@@ -230,7 +280,6 @@ async fn drive(gofer: &Gofer, prepared: Prepared, args: &LocalArgs, format: Form
     for note in &notes {
         eprintln!("note: {note}");
     }
-    let variables: BTreeMap<String, String> = args.variables.iter().cloned().collect();
     let run = gofer.start_run(NAMESPACE, &pipeline, variables, None, initiator).await?;
     let run_id = run.run_id;
     eprintln!("run {run_id} of '{pipeline}' started locally");

@@ -38,6 +38,12 @@ fn main() -> std::process::ExitCode {
             Command::Client(gofer_cli::Command::Run(gofer_cli::RunCommand::Local(args))) => {
                 Ok(Some(gofer_local::run(&cli.global, args).await))
             }
+            Command::Client(gofer_cli::Command::Run(gofer_cli::RunCommand::Replay {
+                pipeline,
+                run,
+                local: Some(dir),
+                ..
+            })) => Ok(Some(gofer_local::replay(&cli.global, &pipeline, run, dir).await)),
             Command::Client(command) => gofer_cli::run(&cli.global, command).await.map(|()| None),
         }
     });

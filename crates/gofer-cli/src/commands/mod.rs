@@ -24,8 +24,8 @@ use crate::client::Client;
 pub use crate::commands::pipeline::build_config;
 use crate::{Command, GlobalArgs};
 
-/// Runs a client command.
-pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
+/// A client of the server the settings name, with the settings it was made from.
+pub async fn connect(global: &GlobalArgs) -> anyhow::Result<(Client, crate::Settings)> {
     let settings = global.resolve()?;
     let ca_cert = match &settings.ca_cert {
         Some(path) => Some(
@@ -35,6 +35,12 @@ pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         None => None,
     };
     let client = Client::new(&settings.api_url, &settings.namespace, settings.token.as_deref(), ca_cert.as_deref())?;
+    Ok((client, settings))
+}
+
+/// Runs a client command.
+pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
+    let (client, settings) = connect(global).await?;
     let format = settings.output;
     match command {
         Command::Up(args) => pipeline::deploy(&client, format, &args).await,

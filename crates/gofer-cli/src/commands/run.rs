@@ -21,7 +21,16 @@ pub(super) async fn command(client: &Client, format: Format, command: RunCommand
             }
             Ok(())
         }
-        RunCommand::Local(_) => anyhow::bail!("`gofer run local` runs without a server; the gofer binary handles it"),
+        RunCommand::Local(_) | RunCommand::Replay { local: Some(_), .. } => {
+            anyhow::bail!("`gofer run local` runs without a server; the gofer binary handles it")
+        }
+        RunCommand::Debug { pipeline, run, lines } => debug(client, format, &pipeline, run, lines).await,
+        RunCommand::Replay { pipeline, run, version, local: None } => {
+            let earlier = client.get_run(&pipeline, run).await?;
+            let replay = client.start_run(&pipeline, crate::replayed_variables(&earlier), version).await?;
+            eprintln!("run {} replays run {run} with its variables", replay.run_id);
+            output::print(format, &replay)
+        }
         RunCommand::List { pipeline, limit, offset } => {
             let list = client.list_runs(&pipeline, limit, offset).await?;
             output::print(format, &list.runs)?;
@@ -126,6 +135,85 @@ async fn print_prefixed_logs(client: &Client, pipeline: &str, run: u64, task: &s
     }
     if !pending.is_empty() {
         emit(&pending);
+    }
+    Ok(())
+}
+
+/// The last `lines` lines of a task's log (of its latest attempt).
+async fn log_tail(client: &Client, pipeline: &str, run: u64, task: &str, lines: usize) -> anyhow::Result<String> {
+    let stream = client.task_logs(pipeline, run, task, None, false).await?;
+    let chunks: Vec<_> = stream.collect::<Vec<_>>().await.into_iter().collect::<Result<_, _>>()?;
+    let bytes: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().collect();
+    Ok(all[all.len().saturating_sub(lines)..].join("\n"))
+}
+
+/// `gofer run debug`: everything about a run a bug ticket needs, in one report.
+async fn debug(client: &Client, format: Format, pipeline: &str, run: u64, lines: usize) -> anyhow::Result<()> {
+    let health = client.health().await?;
+    let shown = client.get_run(pipeline, run).await?;
+    let tasks = client.list_tasks(pipeline, run).await?.task_executions;
+    let events = client.events(Some((pipeline, run)), 0, false).await?;
+    let events: Vec<_> = events.collect::<Vec<_>>().await.into_iter().collect::<Result<_, _>>()?;
+    let mut tails = BTreeMap::new();
+    for task in tasks.iter().filter(|t| t.status == TaskStatus::Failed && !t.logs_expired) {
+        let tail = log_tail(client, pipeline, run, &task.task_id, lines).await;
+        tails.insert(task.task_id.clone(), tail.unwrap_or_else(|e| format!("(log not readable: {e})")));
+    }
+    if format == Format::Json {
+        let report = serde_json::json!({
+            "server": health, "run": shown, "tasks": tasks, "events": events, "failed_task_logs": tails,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "# Gofer run report: pipeline '{pipeline}', run {run}")?;
+    writeln!(out, "server: {} (version {}, development mode: {})", client.base_url(), health.version, health.dev_mode)?;
+    writeln!(out)?;
+    drop(out);
+    output::print(format, &RunWithTasks { run: shown.clone(), tasks: tasks.clone() })?;
+    let mut out = std::io::stdout().lock();
+    let variables: Vec<String> = shown.variables.iter().map(|v| format!("{} ({})", v.key, v.source)).collect();
+    writeln!(
+        out,
+        "\nrun variables (names only): {}",
+        if variables.is_empty() { "none".into() } else { variables.join(", ") }
+    )?;
+    writeln!(out, "initiator: {} {}", shown.initiator.kind, shown.initiator.name)?;
+    writeln!(out, "\n## Tasks in detail")?;
+    for t in &tasks {
+        writeln!(
+            out,
+            "- {}: {} {}, attempt {}, exit {}, image {} (digest {}), container {}{}",
+            t.task_id,
+            t.state,
+            t.status,
+            t.attempt,
+            t.exit_code.map_or("-".into(), |c| c.to_string()),
+            t.task.image,
+            t.image_digest.as_deref().unwrap_or("-"),
+            t.container_id.as_deref().unwrap_or("-"),
+            t.status_reason.as_ref().map(|r| format!("; {}: {}", r.reason, r.description)).unwrap_or_default()
+        )?;
+        for a in &t.attempts {
+            writeln!(
+                out,
+                "    earlier attempt {}: {} exit {}{}",
+                a.attempt,
+                a.status,
+                a.exit_code.map_or("-".into(), |c| c.to_string()),
+                a.status_reason.as_ref().map(|r| format!(" ({})", r.description)).unwrap_or_default()
+            )?;
+        }
+    }
+    writeln!(out, "\n## Timeline")?;
+    drop(out);
+    output::print(format, &Timeline(events))?;
+    let mut out = std::io::stdout().lock();
+    for (task, tail) in &tails {
+        writeln!(out, "\n## Last {lines} log lines of failed task '{task}'\n{tail}")?;
     }
     Ok(())
 }

@@ -187,3 +187,43 @@ fn main() {
     assert!(stdout.contains("status:    cancelled"), "{stdout}");
     assert!(containers_of(data.path()).is_empty(), "nothing is left behind");
 }
+
+#[test]
+fn replay_reproduces_a_runs_variables_on_the_server_and_locally() {
+    let gofer = crate::harness::Server::start();
+    gofer.register(crate::harness::script_pipeline("greet", "echo \"greeting=$GREETING\""));
+    let first = gofer.start_run("greet", &["-v", "GREETING=from-run-1"]);
+    gofer.wait_run("greet", first);
+
+    let replay = gofer.cli_json(&["run", "replay", "greet", &first.to_string()]);
+    let replay = replay["run_id"].as_u64().unwrap();
+    assert_eq!(gofer.wait_run("greet", replay)["status"], "successful");
+    assert_eq!(text(&gofer.logs("greet", replay, "main")), "greeting=from-run-1\n");
+
+    let dir = tempfile::tempdir().unwrap();
+    write_program(
+        dir.path(),
+        r#"use gofer_sdk::config::{Pipeline, Task};
+fn main() {
+    Pipeline::new("greet", "")
+        .tasks(vec![Task::new("main", "busybox:latest").script("echo \"fixed greeting=$GREETING\"")])
+        .finish()
+        .unwrap();
+}
+"#,
+    );
+    let program = dir.path().to_str().unwrap();
+    let out = gofer.cli(&["run", "replay", "greet", &first.to_string(), "--local", program]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("main | fixed greeting=from-run-1"), "{stdout}");
+
+    // The recorded run, saved and fed back.
+    let saved = dir.path().join("run.json");
+    std::fs::write(&saved, gofer.cli_ok(&["run", "get", "greet", &first.to_string(), "--output", "json"])).unwrap();
+    let out = local(&[program, "--event", saved.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("main | fixed greeting=from-run-1"), "{}", text(&out.stdout));
+    let out = local(&[program, "--event", saved.to_str().unwrap(), "-v", "GREETING=overridden"]);
+    assert!(text(&out.stdout).contains("main | fixed greeting=overridden"), "-v wins: {}", text(&out.stdout));
+}

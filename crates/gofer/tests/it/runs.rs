@@ -266,3 +266,31 @@ fn finished_containers_can_be_kept_for_a_while_for_debugging() {
         containers_of_run(&gofer, "kept", run).is_empty().then_some(())
     });
 }
+
+#[test]
+fn run_debug_prints_one_report_with_the_failed_tasks_last_log_lines() {
+    let gofer = crate::harness::Server::start();
+    let script = "for i in $(seq 1 30); do echo line-$i; done; echo 'the real cause'; exit 7";
+    gofer.register(crate::harness::script_pipeline("broken", script));
+    let run = gofer.start_run("broken", &["-v", "SECRETISH=do-not-print"]);
+    gofer.wait_run("broken", run);
+    let report = gofer.cli_ok(&["run", "debug", "broken", &run.to_string(), "--lines", "5"]);
+    for expected in [
+        "# Gofer run report: pipeline 'broken', run 1",
+        "version 0.",
+        "main: complete failed, attempt 1, exit 7, image busybox:latest (digest sha256:",
+        "abnormal_exit",
+        "## Timeline",
+        "## Last 5 log lines of failed task 'main'",
+        "line-30\nthe real cause",
+        "run variables (names only): SECRETISH (run_options)",
+    ] {
+        assert!(report.contains(expected), "missing {expected:?} in:\n{report}");
+    }
+    assert!(!report.contains("line-25"), "only the last 5 lines:\n{report}");
+    assert!(!report.contains("do-not-print"), "variable values stay out of the report:\n{report}");
+    let json = gofer.cli_json(&["run", "debug", "broken", &run.to_string()]);
+    assert_eq!(json["run"]["status"], "failed");
+    assert!(json["failed_task_logs"]["main"].as_str().unwrap().ends_with("the real cause"), "{json}");
+    assert!(!json["events"].as_array().unwrap().is_empty());
+}
