@@ -578,6 +578,15 @@ pub enum EventKind {
         status_reason: Option<StatusReason>,
         exit_code: Option<i64>,
     },
+    /// Someone ran a command in a task's running container (`gofer task exec`).
+    TaskExecStarted {
+        namespace_id: String,
+        pipeline_id: String,
+        run_id: u64,
+        task_id: String,
+        command: Vec<String>,
+        by: String,
+    },
     MaintenanceChanged {
         maintenance: bool,
     },
@@ -603,7 +612,10 @@ impl EventKind {
             | Self::RunStarted { namespace_id, pipeline_id, run_id }
             | Self::RunCancelRequested { namespace_id, pipeline_id, run_id, .. }
             | Self::RunCompleted { namespace_id, pipeline_id, run_id, .. }
-            | Self::TaskChanged { namespace_id, pipeline_id, run_id, .. } => Some((namespace_id, pipeline_id, *run_id)),
+            | Self::TaskChanged { namespace_id, pipeline_id, run_id, .. }
+            | Self::TaskExecStarted { namespace_id, pipeline_id, run_id, .. } => {
+                Some((namespace_id, pipeline_id, *run_id))
+            }
             _ => None,
         }
     }

@@ -344,3 +344,23 @@ pub struct ListSubscriptionsResponse {
 pub struct ListExtensionsResponse {
     pub extensions: Vec<Extension>,
 }
+
+/// Body of `POST …/runs/{run_id}/tasks/{task_id}/exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// The program and its arguments, e.g. `["sh", "-c", "ls /tmp"]`.
+    pub command: Vec<String>,
+}
+
+/// What a command run in a task's container printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecResponse {
+    pub exit_code: i64,
+    /// Its stdout and stderr, merged (invalid UTF-8 replaced).
+    pub output: String,
+    /// The output was longer than the server returns; the rest was dropped.
+    pub truncated: bool,
+}

@@ -440,6 +440,17 @@ impl Client {
         self.json(Method::GET, url, None::<&()>).await
     }
 
+    pub async fn exec(
+        &self,
+        pipeline: &str,
+        run: u64,
+        task: &str,
+        command: Vec<String>,
+    ) -> Result<gofer_api::requests::ExecResponse> {
+        let url = format!("{}/tasks/{}/exec", self.run_url(pipeline, run), segment(task));
+        self.json(Method::POST, url, Some(&gofer_api::requests::ExecRequest { command })).await
+    }
+
     pub async fn cancel_task(&self, pipeline: &str, run: u64, task: &str) -> Result<TaskExecution> {
         let url = format!("{}/tasks/{}/cancel", self.run_url(pipeline, run), segment(task));
         self.json(Method::POST, url, None::<&()>).await

@@ -623,7 +623,29 @@ pub enum TaskCommand {
     },
     /// Cancel one task: stop its container; the rest of the run goes on as the DAG says.
     Cancel { pipeline: String, run: u64, task: String },
+    /// Run a command in the task's running container, e.g. `gofer task exec dag 3 test -- ls /tmp`; prints its
+    /// output and exits with its exit code.
+    Exec {
+        pipeline: String,
+        run: u64,
+        task: String,
+        /// The program and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
+
+/// A command's own exit code, for the process to exit with (after its output was printed).
+#[derive(Debug)]
+pub struct ExitWith(pub u8);
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the command exited with code {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitWith {}
 
 /// `0.9`, `90%` or `90 %`: a share from 0 to 1.
 fn parse_share(s: &str) -> Result<f64, String> {

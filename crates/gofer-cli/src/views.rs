@@ -628,6 +628,9 @@ pub fn describe_event(kind: &EventKind) -> (String, String) {
             };
             (format!("task {task_id}{attempt}"), change)
         }
+        K::TaskExecStarted { task_id, command, by, .. } => {
+            (format!("task {task_id}"), format!("exec by {by}: {}", command.join(" ")))
+        }
         other => ("-".into(), serde_json::to_string(other).unwrap_or_default()),
     }
 }

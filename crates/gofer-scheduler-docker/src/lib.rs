@@ -18,7 +18,7 @@ use bollard::query_parameters::{
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use gofer_scheduler::{ContainerInfo, ContainerSpec, ContainerState, Error, Result, Scheduler, Started};
+use gofer_scheduler::{ContainerInfo, ContainerSpec, ContainerState, Error, Exec, Result, Scheduler, Started};
 
 /// The Docker backend. Cheap to clone.
 #[derive(Clone)]
@@ -144,6 +144,44 @@ fn output_bytes(
 
 #[async_trait]
 impl Scheduler for DockerScheduler {
+    async fn exec(&self, container_id: &str, command: &[String], tty: bool) -> Result<Exec> {
+        let config = bollard::exec::CreateExecOptions {
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(tty),
+            cmd: Some(command.to_vec()),
+            ..Default::default()
+        };
+        let created =
+            self.docker.create_exec(container_id, config).await.map_err(container_error(container_id, "exec in"))?;
+        let options = bollard::exec::StartExecOptions { detach: false, tty, output_capacity: None };
+        let started = self
+            .docker
+            .start_exec(&created.id, Some(options))
+            .await
+            .map_err(container_error(container_id, "start a command in"))?;
+        match started {
+            bollard::exec::StartExecResults::Attached { output, input } => {
+                Ok(Exec { exec_id: created.id, output: output_bytes(output, container_id.to_string()), input })
+            }
+            bollard::exec::StartExecResults::Detached => Err(Error::Engine {
+                action: format!("attach to a command in container {container_id}"),
+                source: Error::cause("the engine started the command detached"),
+            }),
+        }
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>> {
+        let inspected = self.docker.inspect_exec(exec_id).await.map_err(engine_error("inspect a command"))?;
+        Ok(if inspected.running == Some(true) { None } else { inspected.exit_code })
+    }
+
+    async fn resize_exec(&self, exec_id: &str, columns: u16, rows: u16) -> Result<()> {
+        let options = bollard::exec::ResizeExecOptions { height: rows, width: columns };
+        self.docker.resize_exec(exec_id, options).await.map_err(engine_error("resize a command's terminal"))
+    }
+
     async fn create(&self, spec: &ContainerSpec) -> Result<String> {
         self.create_container(spec).await
     }

@@ -145,6 +145,29 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A command started in a running container ([`Scheduler::exec`]).
+pub struct Exec {
+    /// The engine's id for the command, to ask for its exit code.
+    pub exec_id: String,
+    /// Its stdout and stderr, merged (a TTY merges them anyway); ends when the command exits.
+    pub output: BoxStream<'static, Result<Bytes>>,
+    /// Its stdin; shutting it down sends end-of-file.
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+impl std::fmt::Debug for Exec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exec").field("exec_id", &self.exec_id).finish_non_exhaustive()
+    }
+}
+
+fn no_exec() -> Error {
+    Error::Engine {
+        action: "run a command in a container".into(),
+        source: Error::cause("this container scheduler cannot run commands in running containers"),
+    }
+}
+
 /// A container engine.
 ///
 /// Creating and starting are two calls so that a crash between them can be told apart afterwards: a container
@@ -177,4 +200,19 @@ pub trait Scheduler: Send + Sync + 'static {
     async fn stop(&self, container_id: &str, grace: Duration) -> Result<()>;
     /// Removes the container. Removing one that is already gone is not an error.
     async fn remove(&self, container_id: &str) -> Result<()>;
+    /// Starts `command` in a running container, with a TTY when `tty` (stdout and stderr then arrive as one).
+    async fn exec(&self, container_id: &str, command: &[String], tty: bool) -> Result<Exec> {
+        let _ = (container_id, command, tty);
+        Err(no_exec())
+    }
+    /// The exit code of a command started with [`Scheduler::exec`]; `None` while it runs.
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>> {
+        let _ = exec_id;
+        Err(no_exec())
+    }
+    /// Tells the TTY of a command started with [`Scheduler::exec`] its window size.
+    async fn resize_exec(&self, exec_id: &str, columns: u16, rows: u16) -> Result<()> {
+        let _ = (exec_id, columns, rows);
+        Err(no_exec())
+    }
 }

@@ -53,6 +53,9 @@ fn main() -> std::process::ExitCode {
         Ok(Some(code)) => code,
         Ok(None) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(gofer_cli::ExitWith(code)) = e.downcast_ref() {
+                return std::process::ExitCode::from(*code);
+            }
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }

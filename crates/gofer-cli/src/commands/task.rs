@@ -13,6 +13,21 @@ pub(super) async fn command(client: &Client, format: Format, command: TaskComman
         TaskCommand::Get { pipeline, run, task } => {
             output::print(format, &client.get_task(&pipeline, run, &task).await?)
         }
+        TaskCommand::Exec { pipeline, run, task, command } => {
+            let answer = client.exec(&pipeline, run, &task, command).await?;
+            if format == Format::Json {
+                return output::json(&answer);
+            }
+            print!("{}", answer.output);
+            if answer.truncated {
+                eprintln!("(output truncated: the server returns at most 1 MiB)");
+            }
+            match u8::try_from(answer.exit_code) {
+                Ok(0) => Ok(()),
+                Ok(code) => Err(crate::ExitWith(code).into()),
+                Err(_) => Err(crate::ExitWith(1).into()),
+            }
+        }
         TaskCommand::Cancel { pipeline, run, task } => {
             let cancelled = client.cancel_task(&pipeline, run, &task).await?;
             eprintln!("cancelling task '{task}' of run {run}");

@@ -132,6 +132,11 @@ impl Orchestrator {
         &self.inner.options
     }
 
+    /// The container engine the tasks run on.
+    pub(crate) fn scheduler(&self) -> &dyn Scheduler {
+        self.inner.scheduler.as_ref()
+    }
+
     /// Queues a stored, pending run; it starts as soon as its pipeline's and the server's limits allow, in order.
     pub async fn enqueue(&self, run: Run) -> Result<()> {
         let config = self.inner.storage.get_config(&run.namespace_id, &run.pipeline_id, run.version).await?.config;

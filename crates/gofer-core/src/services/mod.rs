@@ -1,6 +1,7 @@
 //! The services behind every API route, one module per resource; each adds methods to [`crate::Gofer`].
 
 mod deployments;
+mod exec;
 mod extensions;
 mod namespaces;
 mod objects;

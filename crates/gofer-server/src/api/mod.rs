@@ -202,6 +202,7 @@ macro_rules! each_route {
             tasks::get,
             tasks::cancel,
             tasks::logs,
+            tasks::exec,
         )
     };
 }

@@ -6,10 +6,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gofer_api::error::ApiError;
 use gofer_api::models::TaskExecution;
-use gofer_api::requests::{ListTaskExecutionsResponse, LogsQuery};
+use gofer_api::requests::{ExecRequest, ExecResponse, ListTaskExecutionsResponse, LogsQuery};
 
-use super::AppState;
-use super::extract::{ApiPath, ApiQuery, ApiResult};
+use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
+use super::{AppState, Caller};
 
 /// Lists the task executions of a run, by task id.
 #[utoipa::path(
@@ -82,4 +82,28 @@ pub async fn logs(
     let stream =
         state.gofer.task_logs(&namespace_id, &pipeline_id, run_id, &task_id, query.attempt, query.follow).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], state.until_shutdown(stream)).into_response())
+}
+
+/// Runs a command in the task's running container and answers with its output and exit code (for debugging; told
+/// as a `task_exec_started` event). The output is bounded to 1 MiB.
+#[utoipa::path(
+    post, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs/{run_id}/tasks/{task_id}/exec", tag = "Tasks",
+    extensions(("x-gofer-access" = json!("runs:write"))),
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ("run_id" = u64, Path), ("task_id" = String, Path)),
+    request_body = ExecRequest,
+    responses(
+        (status = 200, body = ExecResponse, description = "The command ran; its exit code may be non-zero"),
+        (status = 400, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, body = ApiError, description = "The task is not running")
+    )
+)]
+pub async fn exec(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    ApiPath((namespace_id, pipeline_id, run_id, task_id)): ApiPath<(String, String, u64, String)>,
+    ApiJson(request): ApiJson<ExecRequest>,
+) -> ApiResult<Json<ExecResponse>> {
+    let by = gofer_core::Gofer::initiator_of(caller.0.as_ref());
+    let answer = state.gofer.exec_in_task(&namespace_id, &pipeline_id, run_id, &task_id, request.command, &by).await?;
+    Ok(Json(answer))
 }

@@ -294,3 +294,44 @@ fn run_debug_prints_one_report_with_the_failed_tasks_last_log_lines() {
     assert!(json["failed_task_logs"]["main"].as_str().unwrap().ends_with("the real cause"), "{json}");
     assert!(!json["events"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn exec_runs_a_command_in_a_running_task_and_returns_its_output_and_exit_code() {
+    let gofer = crate::harness::Server::start();
+    gofer.register(crate::harness::script_pipeline("long", "echo inside > /tmp/marker; sleep 120"));
+    let run = gofer.start_run("long", &[]);
+    let run_id = run.to_string();
+    gofer.wait_task_state("long", run, "main", "running");
+    crate::harness::wait_for("the task's script to begin", Duration::from_secs(30), || {
+        let out = gofer.cli(&["task", "exec", "long", &run_id, "main", "--", "cat", "/tmp/marker"]);
+        out.status.success().then_some(())
+    });
+    let out = gofer.cli(&["task", "exec", "long", &run_id, "main", "--", "sh", "-c", "cat /tmp/marker; exit 3"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "inside\n");
+    assert_eq!(out.status.code(), Some(3), "the CLI exits with the command's exit code");
+    let json = gofer.cli_ok(&["--output", "json", "task", "exec", "long", &run_id, "main", "--", "echo", "hi"]);
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!((json["exit_code"].as_i64(), json["output"].as_str()), (Some(0), Some("hi\n")));
+    let missing = gofer.cli(&["task", "exec", "long", &run_id, "main", "--", "no-such-program"]);
+    assert_ne!(missing.status.code(), Some(0), "a missing program fails");
+
+    let timeline = gofer.cli_ok(&["run", "get", "long", &run_id, "--timeline"]);
+    assert!(timeline.contains("exec by user anonymous: echo hi"), "recorded as an event:\n{timeline}");
+
+    gofer.cli_ok(&["run", "cancel", "long", &run_id]);
+    gofer.wait_run("long", run);
+    let (status, body) = crate::harness::api(
+        &gofer,
+        "POST",
+        &format!("/api/namespaces/default/pipelines/long/runs/{run}/tasks/main/exec"),
+        Some(&serde_json::json!({ "command": ["true"] })),
+    );
+    assert_eq!(status, 409, "only running tasks: {body}");
+    let (status, body) = crate::harness::api(
+        &gofer,
+        "POST",
+        &format!("/api/namespaces/default/pipelines/long/runs/{run}/tasks/main/exec"),
+        Some(&serde_json::json!({ "command": [] })),
+    );
+    assert_eq!(status, 400, "{body}");
+}
