@@ -3,6 +3,7 @@
 //! The server serializes these and the CLI deserializes the same types, so nothing is copied by hand between them.
 //! This crate knows nothing of HTTP frameworks, databases or container engines.
 
+pub mod attach;
 pub mod error;
 pub mod models;
 pub mod permissions;

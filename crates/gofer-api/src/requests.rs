@@ -364,3 +364,20 @@ pub struct ExecResponse {
     /// The output was longer than the server returns; the rest was dropped.
     pub truncated: bool,
 }
+
+/// Body of `POST …/runs/{run_id}/tasks/{task_id}/attach` (with `Upgrade: gofer-attach`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AttachRequest {
+    /// The program and its arguments; e.g. `["sh"]`.
+    pub command: Vec<String>,
+    /// Give the command a terminal (when the client has one).
+    #[serde(default)]
+    pub tty: bool,
+    /// The terminal's size, when `tty`.
+    #[serde(default)]
+    pub columns: Option<u16>,
+    #[serde(default)]
+    pub rows: Option<u16>,
+}

@@ -142,13 +142,31 @@ impl Client {
         if status.is_success() {
             return Ok(response);
         }
-        let text = response.text().await.unwrap_or_default();
-        let error = serde_json::from_str::<ApiError>(&text).unwrap_or(ApiError {
-            code: gofer_api::error::ErrorCode::Internal,
-            message: format!("server answered {status}: {}", text.trim()),
-            request_id: None,
-        });
-        Err(Error::Api { status, error })
+        Err(api_error(response).await)
+    }
+
+    /// Starts `gofer task attach`'s session: the connection, switched to the `gofer-attach` framing.
+    pub async fn attach(
+        &self,
+        pipeline: &str,
+        run: u64,
+        task: &str,
+        request: &gofer_api::requests::AttachRequest,
+    ) -> Result<reqwest::Upgraded> {
+        let url = format!("{}/tasks/{}/attach", self.run_url(pipeline, run), segment(task));
+        let response = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONNECTION, "Upgrade")
+            .header(reqwest::header::UPGRADE, gofer_api::attach::UPGRADE)
+            .json(request)
+            .send()
+            .await
+            .map_err(|source| Error::Transport { url: url.clone(), source })?;
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Err(api_error(response).await);
+        }
+        response.upgrade().await.map_err(|source| Error::Transport { url, source })
     }
 
     async fn json<T: DeserializeOwned>(&self, method: Method, url: String, body: Option<&impl Serialize>) -> Result<T> {
@@ -545,4 +563,16 @@ fn ndjson<T: DeserializeOwned>(
             }
         }
     })
+}
+
+/// The API's error in a failed answer (or the status and text, for an answer that is not one).
+async fn api_error(response: reqwest::Response) -> Error {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let error = serde_json::from_str::<ApiError>(&text).unwrap_or(ApiError {
+        code: gofer_api::error::ErrorCode::Internal,
+        message: format!("server answered {status}: {}", text.trim()),
+        request_id: None,
+    });
+    Error::Api { status, error }
 }

@@ -623,6 +623,16 @@ pub enum TaskCommand {
     },
     /// Cancel one task: stop its container; the rest of the run goes on as the DAG says.
     Cancel { pipeline: String, run: u64, task: String },
+    /// Open an interactive session in the task's running container: a shell (`sh`) or `-- CMD ARGS…`, with a
+    /// terminal when yours is one; exits with the command's exit code.
+    Attach {
+        pipeline: String,
+        run: u64,
+        task: String,
+        /// The program and its arguments, after `--` (default: sh).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// Run a command in the task's running container, e.g. `gofer task exec dag 3 test -- ls /tmp`; prints its
     /// output and exits with its exit code.
     Exec {

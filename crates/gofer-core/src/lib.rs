@@ -35,6 +35,7 @@ use crate::extensions::Extensions;
 use crate::objects::Objects;
 use crate::orchestrator::Orchestrator;
 use crate::secrets::Secrets;
+pub use crate::services::Session;
 
 /// What reading a secret's value through the API needs (metadata needs only `secrets:read`).
 const REVEAL_SECRETS: Permission = Permission::new(Resource::Secrets, Action::Reveal);

@@ -133,8 +133,8 @@ impl Orchestrator {
     }
 
     /// The container engine the tasks run on.
-    pub(crate) fn scheduler(&self) -> &dyn Scheduler {
-        self.inner.scheduler.as_ref()
+    pub(crate) fn scheduler(&self) -> &Arc<dyn Scheduler> {
+        &self.inner.scheduler
     }
 
     /// Queues a stored, pending run; it starts as soon as its pipeline's and the server's limits allow, in order.

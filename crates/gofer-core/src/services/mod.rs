@@ -2,6 +2,7 @@
 
 mod deployments;
 mod exec;
+pub use exec::Session;
 mod extensions;
 mod namespaces;
 mod objects;

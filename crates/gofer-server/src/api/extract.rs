@@ -168,3 +168,33 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             .map_err(|e: QueryRejection| bad_request("query", e.body_text()))
     }
 }
+
+/// The connection of a request that asks to switch to the `gofer-attach` framing (`Upgrade: gofer-attach`).
+pub struct AttachUpgrade(pub hyper::upgrade::OnUpgrade);
+
+impl<S: Send + Sync> FromRequestParts<S> for AttachUpgrade {
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let asked = parts
+            .headers
+            .get(axum::http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case(gofer_api::attach::UPGRADE));
+        if !asked {
+            return Err(bad_request(
+                "request",
+                format!(
+                    "this route switches the connection to an interactive session: send `Connection: Upgrade` and \
+                     `Upgrade: {}` (gofer task attach does)",
+                    gofer_api::attach::UPGRADE
+                ),
+            ));
+        }
+        parts
+            .extensions
+            .remove::<hyper::upgrade::OnUpgrade>()
+            .map(Self)
+            .ok_or_else(|| bad_request("request", "this connection cannot be upgraded; attach over HTTP/1.1".into()))
+    }
+}

@@ -203,6 +203,7 @@ macro_rules! each_route {
             tasks::cancel,
             tasks::logs,
             tasks::exec,
+            tasks::attach,
         )
     };
 }

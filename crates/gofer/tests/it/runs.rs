@@ -296,7 +296,7 @@ fn run_debug_prints_one_report_with_the_failed_tasks_last_log_lines() {
 }
 
 #[test]
-fn exec_runs_a_command_in_a_running_task_and_returns_its_output_and_exit_code() {
+fn exec_and_attach_run_commands_in_a_running_task_with_their_output_and_exit_code() {
     let gofer = crate::harness::Server::start();
     gofer.register(crate::harness::script_pipeline("long", "echo inside > /tmp/marker; sleep 120"));
     let run = gofer.start_run("long", &[]);
@@ -315,8 +315,39 @@ fn exec_runs_a_command_in_a_running_task_and_returns_its_output_and_exit_code() 
     let missing = gofer.cli(&["task", "exec", "long", &run_id, "main", "--", "no-such-program"]);
     assert_ne!(missing.status.code(), Some(0), "a missing program fails");
 
+    // An interactive session (no terminal here, so no TTY): input in, output and exit code out.
+    let attach = ["task", "attach", "long", &run_id, "main", "--", "sh", "-c", "read line; echo got-$line; exit 4"];
+    let out = gofer.cli_with_stdin(&attach, b"hello\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got-hello\n", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(4));
+    let out = gofer.cli_with_stdin(&["task", "attach", "long", &run_id, "main"], b"echo $((6 * 7))\nexit\n");
+    assert_eq!(
+        (String::from_utf8_lossy(&out.stdout).as_ref(), out.status.code()),
+        ("42\n", Some(0)),
+        "a shell by default"
+    );
+    // Under a terminal (util-linux `script` gives the CLI a pseudo-terminal), the command gets one too.
+    let line = format!("{} task attach long {run_id} main -- sh -c 'tty; stty size; exit 5'", crate::harness::BIN);
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("GOFER_API_URL", &gofer.url)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("/dev/pts/"), "the command has a terminal: {shown:?}");
+    assert_eq!(out.status.code(), Some(5), "{shown:?}");
+    let (status, body) = crate::harness::api(
+        &gofer,
+        "POST",
+        &format!("/api/namespaces/default/pipelines/long/runs/{run}/tasks/main/attach"),
+        Some(&serde_json::json!({ "command": ["sh"] })),
+    );
+    assert_eq!(status, 400, "attach needs the upgrade: {body}");
+
     let timeline = gofer.cli_ok(&["run", "get", "long", &run_id, "--timeline"]);
     assert!(timeline.contains("exec by user anonymous: echo hi"), "recorded as an event:\n{timeline}");
+    assert!(timeline.contains("exec by user anonymous: sh -c read line"), "attach too:\n{timeline}");
 
     gofer.cli_ok(&["run", "cancel", "long", &run_id]);
     gofer.wait_run("long", run);
