@@ -334,8 +334,16 @@ pub fn wait_containers_removed(server: &Server, pipeline: &str, run: u64) {
 pub fn write_program(dir: &Path, main_rs: &str) {
     let root = repo_root();
     std::fs::create_dir_all(dir.join("src")).unwrap();
+    // Its own package name: programs built at once in one target dir must not share a binary path.
+    let unique: String = dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
     let manifest = format!(
-        "[package]\nname = \"test-pipeline\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
+        "[package]\nname = \"test-pipeline{unique}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
          [dependencies]\ngofer-sdk = {{ path = \"{}\" }}\n\n[workspace]\n",
         root.join("crates/gofer-sdk").display()
     );

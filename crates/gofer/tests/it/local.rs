@@ -75,6 +75,7 @@ fn main() {
             Task::new("first", "busybox:latest").script("echo first ran"),
             Task::new("show", "busybox:latest")
                 .depends_on("first", RequiredParentStatus::Success)
+                .inject_api_token(true)
                 .variables(vec![
                     ("FROM_FLAG", "pipeline_secret{{FLAG}}"),
                     ("FROM_FILE", "global_secret{{FILE}}"),
@@ -119,6 +120,7 @@ fn main() {
     }
     assert!(!stdout.contains("first ran"), "--only show: first does not run\n{stdout}");
     assert!(stderr.contains("parent 'first' is not run and is taken as successful"), "{stderr}");
+    assert!(stderr.contains("task 'show' asks for an API token; a local run has no Gofer API"), "{stderr}");
 
     let out = local(&[program, "--only", "nope"]);
     assert_eq!(out.status.code(), Some(2));
@@ -226,4 +228,19 @@ fn main() {
     assert!(text(&out.stdout).contains("main | fixed greeting=from-run-1"), "{}", text(&out.stdout));
     let out = local(&[program, "--event", saved.to_str().unwrap(), "-v", "GREETING=overridden"]);
     assert!(text(&out.stdout).contains("main | fixed greeting=overridden"), "-v wins: {}", text(&out.stdout));
+}
+
+#[test]
+fn keep_containers_leaves_them_for_inspection_and_names_them() {
+    let data = tempfile::tempdir().unwrap();
+    let simple = repo_root().join("examples/simple");
+    let out = local(&[simple.to_str().unwrap(), "--keep-containers", "--data-dir", data.path().to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("kept container of task 'hello'"), "{stderr}");
+    let kept = containers_of(data.path());
+    assert_eq!(kept.len(), 1, "the task's container is still there");
+    assert!(stderr.contains(&kept[0]), "the id printed is Docker's: {stderr}");
+    assert!(data.path().join("logs/default/simple/1/hello.log").exists(), "--data-dir keeps the state and logs");
+    crate::harness::remove_containers_of(data.path());
 }
