@@ -55,6 +55,23 @@ fn counts(deployment: &Value) -> Vec<(u64, u64, u64, u64)> {
     sums.into_iter().map(|(v, (s, ok, f))| (v, s, ok, f)).collect()
 }
 
+/// Deploys version 2 of `svc` as a canary taking `weight` % of new runs, judged after `min_runs`.
+fn deploy_canary(gofer: &Server, weight: &str, min_runs: &str) -> Value {
+    gofer.cli_json(&[
+        "pipeline",
+        "config",
+        "deploy",
+        "svc",
+        "2",
+        "--strategy",
+        "canary",
+        "--weight",
+        weight,
+        "--min-runs",
+        min_runs,
+    ])
+}
+
 fn started_with_v1() -> Server {
     let gofer = Server::start();
     gofer.register(svc(0, "one"));
@@ -144,19 +161,7 @@ fn blue_green_verification_failure_keeps_blue_live() {
 fn a_restart_mid_canary_continues_the_deployment_with_its_counts() {
     let mut gofer = started_with_v1();
     register_only(&gofer, svc(0, "two"));
-    gofer.cli_json(&[
-        "pipeline",
-        "config",
-        "deploy",
-        "svc",
-        "2",
-        "--strategy",
-        "canary",
-        "--weight",
-        "100",
-        "--min-runs",
-        "2",
-    ]);
+    deploy_canary(&gofer, "100", "2");
     assert_eq!(complete_run(&gofer)["version"], 2);
     gofer.crash();
     gofer.restart();
@@ -173,19 +178,7 @@ fn a_restart_mid_canary_continues_the_deployment_with_its_counts() {
 fn the_split_is_exact_and_rollback_makes_new_runs_use_the_older_version() {
     let gofer = started_with_v1();
     register_only(&gofer, svc(0, "two"));
-    gofer.cli_json(&[
-        "pipeline",
-        "config",
-        "deploy",
-        "svc",
-        "2",
-        "--strategy",
-        "canary",
-        "--weight",
-        "20",
-        "--min-runs",
-        "1000",
-    ]);
+    deploy_canary(&gofer, "20", "1000");
     let runs: Vec<u64> = (0..10).map(|_| gofer.start_run("svc", &[])).collect();
     let versions: Vec<u64> = runs.iter().map(|r| gofer.run("svc", *r)["version"].as_u64().unwrap()).collect();
     assert_eq!(versions, [1, 1, 1, 1, 2, 1, 1, 1, 1, 2], "10 runs at 20 %: exactly runs 5 and 10");
