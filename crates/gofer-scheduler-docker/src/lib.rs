@@ -172,6 +172,33 @@ impl Scheduler for DockerScheduler {
         }
     }
 
+    async fn snapshot(&self, container_id: &str, image: &str, blank: &[String]) -> Result<()> {
+        let (repo, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+        let mut options = bollard::query_parameters::CommitContainerOptionsBuilder::new()
+            .container(container_id)
+            .repo(repo)
+            .tag(tag)
+            .pause(false);
+        if !blank.is_empty() {
+            // One Dockerfile instruction, applied while committing: the container's values are not kept.
+            let pairs: Vec<String> = blank.iter().map(|key| format!("{key}=\"\"")).collect();
+            options = options.changes(&format!("ENV {}", pairs.join(" ")));
+        }
+        let options = options.build();
+        let config = bollard::models::ContainerConfig::default();
+        self.docker.commit_container(options, config).await.map_err(container_error(container_id, "snapshot"))?;
+        Ok(())
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        let options = bollard::query_parameters::RemoveImageOptionsBuilder::new().force(true).build();
+        match self.docker.remove_image(image, Some(options), None).await {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(engine_error(format!("remove image {image}"))(e)),
+        }
+    }
+
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>> {
         let inspected = self.docker.inspect_exec(exec_id).await.map_err(engine_error("inspect a command"))?;
         Ok(if inspected.running == Some(true) { None } else { inspected.exit_code })

@@ -23,6 +23,8 @@ pub mod labels {
     pub const ATTEMPT: &str = "dev.gofer.attempt";
     /// On extension containers: the extension's id.
     pub const EXTENSION: &str = "dev.gofer.extension";
+    /// On a failed task's debug container: the image its filesystem was saved as (removed with it).
+    pub const DEBUG_IMAGE: &str = "dev.gofer.debug-image";
 }
 
 /// Where a container is in its life.
@@ -163,8 +165,8 @@ impl std::fmt::Debug for Exec {
 
 fn no_exec() -> Error {
     Error::Engine {
-        action: "run a command in a container".into(),
-        source: Error::cause("this container scheduler cannot run commands in running containers"),
+        action: "debug a container".into(),
+        source: Error::cause("this container scheduler cannot run commands in containers or keep their filesystems"),
     }
 }
 
@@ -208,6 +210,17 @@ pub trait Scheduler: Send + Sync + 'static {
     /// The exit code of a command started with [`Scheduler::exec`]; `None` while it runs.
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>> {
         let _ = exec_id;
+        Err(no_exec())
+    }
+    /// Saves a container's filesystem as the image `image` (`name:tag`), to start a debug container from; the
+    /// variables named in `blank` are emptied in the image's environment (they may hold secrets).
+    async fn snapshot(&self, container_id: &str, image: &str, blank: &[String]) -> Result<()> {
+        let _ = (container_id, image, blank);
+        Err(no_exec())
+    }
+    /// Removes an image made by [`Scheduler::snapshot`]; removing one that is gone is not an error.
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        let _ = image;
         Err(no_exec())
     }
     /// Tells the TTY of a command started with [`Scheduler::exec`] its window size.

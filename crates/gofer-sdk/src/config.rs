@@ -216,6 +216,10 @@ pub struct Pipeline {
     /// How deploying this config replaces the live version when the deploy names no strategy; immediate if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_strategy: Option<Strategy>,
+    /// For debugging: when a task fails with an exit code, keep its filesystem this many seconds in a debug
+    /// container (`gofer task exec` / `attach` reach it). The server may cap it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_failed_seconds: Option<u64>,
 }
 
 /// A subscription declared in the pipeline's code: `extension` starts runs as `settings` say. Deploying the config
@@ -244,7 +248,15 @@ impl Pipeline {
             timeout_seconds: None,
             subscriptions: Vec::new(),
             deploy_strategy: None,
+            keep_failed_seconds: None,
         }
+    }
+
+    /// For debugging: when a task fails with an exit code, its filesystem is kept this long (rounded up to whole
+    /// seconds) in a debug container that `gofer task exec` and `gofer task attach` reach.
+    pub fn keep_failed_containers(mut self, keep: Duration) -> Self {
+        self.keep_failed_seconds = Some(whole_seconds(keep));
+        self
     }
 
     /// How `gofer pipeline deploy` rolls this config out unless told otherwise, e.g.
@@ -303,6 +315,12 @@ impl Pipeline {
             return Err(ConfigError::InvalidPipeline {
                 field: "parallelism".into(),
                 reason: format!("{} is negative; use 0 for the server's limit or a positive number", self.parallelism),
+            });
+        }
+        if self.keep_failed_seconds == Some(0) {
+            return Err(ConfigError::InvalidPipeline {
+                field: "keep_failed_seconds".into(),
+                reason: "it must be at least one second; leave it out to keep nothing".into(),
             });
         }
         if self.timeout_seconds == Some(0) {

@@ -50,6 +50,7 @@ impl Inner {
         token: CancellationToken,
         control: Arc<RunControl>,
         mut resume: bool,
+        keep_failed: Option<Duration>,
     ) -> (TaskStatus, Option<StatusReason>) {
         loop {
             let outcome = match self.attempt(&mut execution, &mut writer, &token, &control, resume).await {
@@ -70,9 +71,33 @@ impl Inner {
             // The container goes only after its outcome is stored: a crash in between must find it again.
             let finished_container = execution.container_id.clone();
             if !retry {
-                self.complete(&mut execution, outcome.status, outcome.reason.clone(), outcome.exit_code).await;
+                let mut reason = outcome.reason.clone();
+                if let (Some(keep), TaskStatus::Failed, Some(_), Some(container)) =
+                    (keep_failed, outcome.status, outcome.exit_code, &finished_container)
+                    && !token.is_cancelled()
+                {
+                    let kept = self.keep_for_debugging(&execution, container, keep).await;
+                    let note = match kept {
+                        Ok(debug) => {
+                            let note = format!(
+                                "; its filesystem is kept {}s in debug container {debug} (gofer task attach {} {} {})",
+                                keep.as_secs(),
+                                execution.pipeline_id,
+                                execution.run_id,
+                                execution.task_id
+                            );
+                            execution.container_id = Some(debug);
+                            note
+                        }
+                        Err(e) => format!("; no debug container could be kept: {}", error_chain(&e)),
+                    };
+                    if let Some(reason) = reason.as_mut() {
+                        reason.description.push_str(&note);
+                    }
+                }
+                self.complete(&mut execution, outcome.status, reason.clone(), outcome.exit_code).await;
                 self.release_container(finished_container, &execution.task_id);
-                return (outcome.status, outcome.reason);
+                return (outcome.status, reason);
             }
             execution.attempts.push(Attempt {
                 attempt: execution.attempt,

@@ -117,6 +117,64 @@ impl Inner {
         });
     }
 
+    /// Keeps a failed attempt's filesystem for `keep`: saves its container as an image (the variables Gofer gave
+    /// the task emptied in its environment; Docker's metadata of the image still records the failed container's
+    /// configuration, as it does for every container) and starts a debug container from it (running `sleep`), which
+    /// `exec` and `attach` reach;
+    /// both go when `keep` has passed (or at the next start). Returns the debug container's id.
+    pub(super) async fn keep_for_debugging(
+        self: &Arc<Self>,
+        execution: &TaskExecution,
+        container_id: &str,
+        keep: Duration,
+    ) -> Result<String, gofer_scheduler::Error> {
+        let name = format!(
+            "gofer-debug-{}-{}-{}-{}-{}",
+            self.options.installation_id,
+            execution.namespace_id,
+            execution.pipeline_id,
+            execution.run_id,
+            execution.task_id
+        )
+        .to_lowercase();
+        let image = format!("{name}:{}", execution.attempt);
+        // Every variable Gofer gave the task is emptied in the image: resolved secrets and the run token go.
+        let mut blank: Vec<String> = execution.variables.iter().map(|v| v.key.clone()).collect();
+        blank.extend(["GOFER_TOKEN".to_string(), "GOFER_TASK_ATTEMPT".to_string()]);
+        self.scheduler.snapshot(container_id, &image, &blank).await?;
+        let mut labels = self.container_labels(execution);
+        labels.insert(labels::DEBUG_IMAGE.to_string(), image.clone());
+        let spec = ContainerSpec {
+            name: format!("{name}-{}", execution.attempt),
+            image: image.clone(),
+            always_pull: false,
+            registry_auth: None,
+            env: Vec::new(),
+            entrypoint: Some(vec!["sleep".into()]),
+            command: Some(vec![keep.as_secs().max(1).to_string()]),
+            labels,
+            expose_port: None,
+        };
+        let started = match self.scheduler.run(&spec).await {
+            Ok(started) => started,
+            Err(e) => {
+                let _ = self.scheduler.remove_image(&image).await;
+                return Err(e);
+            }
+        };
+        let (scheduler, id) = (self.scheduler.clone(), started.container_id.clone());
+        drop(started.output);
+        self.background.spawn(async move {
+            tokio::time::sleep(keep).await;
+            let _ = scheduler.stop(&id, Duration::from_secs(1)).await;
+            if let Err(e) = scheduler.remove(&id).await {
+                tracing::warn!(container = %id, error = %e, "could not remove a debug container; it goes at the next start");
+            }
+            let _ = scheduler.remove_image(&image).await;
+        });
+        Ok(started.container_id)
+    }
+
     /// Removes containers of this installation whose task is finished (left behind by a previous process).
     pub(super) async fn sweep_leftover_containers(&self) {
         let filter = BTreeMap::from([(labels::INSTALLATION.to_string(), self.options.installation_id.clone())]);
@@ -143,6 +201,9 @@ impl Inner {
             }
             if let Err(e) = self.scheduler.remove(&container.id).await {
                 tracing::warn!(container = %container.id, error = %e, "could not remove a leftover container");
+            }
+            if let Some(image) = container.labels.get(labels::DEBUG_IMAGE) {
+                let _ = self.scheduler.remove_image(image).await;
             }
         }
     }

@@ -35,6 +35,7 @@ impl Inner {
             self.save_run("record that a run started", &run, started).await?;
         }
         let run_timeout = self.effective_timeout(config.timeout_seconds);
+        let keep_failed = config.keep_failed_seconds.map(Duration::from_secs);
         let deadline = deadline_from(run.started, run_timeout);
 
         let mut existing: HashMap<String, TaskExecution> = if resume {
@@ -66,7 +67,8 @@ impl Inner {
                     let token = control.task_token(&task.id);
                     let (inner, control, id) = (self.clone(), control.clone(), task.id.clone());
                     running.spawn(async move {
-                        let (status, reason) = inner.execute(execution, writer, token, control, true).await;
+                        let (status, reason) =
+                            inner.execute(execution, writer, token, control, true, keep_failed).await;
                         (id, status, reason)
                     });
                 }
@@ -116,7 +118,8 @@ impl Inner {
                             let token = control.task_token(&id);
                             let (inner, control) = (self.clone(), control.clone());
                             running.spawn(async move {
-                                let (status, reason) = inner.execute(execution, writer, token, control, false).await;
+                                let (status, reason) =
+                                    inner.execute(execution, writer, token, control, false, keep_failed).await;
                                 (id, status, reason)
                             });
                         }

@@ -134,15 +134,21 @@ impl Gofer {
             return Err(Error::invalid("command: the program must be named and no argument may contain a NUL byte"));
         }
         let execution = self.get_task_execution(namespace_id, pipeline_id, run_id, task_id).await?;
-        let container = match (&execution.state, &execution.container_id) {
-            (TaskState::Running, Some(container)) => container.clone(),
-            (state, _) => {
-                return Err(Error::conflict(format!(
-                    "task '{task_id}' of run {run_id} is {state}, not running; exec works in a running task's \
-                     container"
-                )));
-            }
+        let not_running = || {
+            Error::conflict(format!(
+                "task '{task_id}' of run {run_id} is {}, not running, and keeps no debug container; exec works in a \
+                 running task's container, or in a failed one's kept by the pipeline's keep_failed_containers",
+                execution.state
+            ))
         };
+        let container = execution.container_id.clone().ok_or_else(not_running)?;
+        if execution.state != TaskState::Running {
+            // A failed task's debug container, while it is kept.
+            let info = self.orchestrator.scheduler().inspect(&container).await;
+            if !info.is_ok_and(|info| info.is_running()) {
+                return Err(not_running());
+            }
+        }
         self.events
             .publish(EventKind::TaskExecStarted {
                 namespace_id: namespace_id.into(),

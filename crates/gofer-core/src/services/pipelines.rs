@@ -200,6 +200,9 @@ impl Gofer {
         if let Some(secs) = config.timeout_seconds.filter(|s| *s > max) {
             return Err(too_long(format!("pipeline '{}'", config.id), secs));
         }
+        if let Some(secs) = config.keep_failed_seconds.filter(|s| *s > max) {
+            return Err(too_long(format!("pipeline '{}' keep_failed_seconds", config.id), secs));
+        }
         for task in &config.tasks {
             if let Some(secs) = task.timeout_seconds.filter(|s| *s > max) {
                 return Err(too_long(format!("task '{}'", task.id), secs));

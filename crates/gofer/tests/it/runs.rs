@@ -366,3 +366,49 @@ fn exec_and_attach_run_commands_in_a_running_task_with_their_output_and_exit_cod
     );
     assert_eq!(status, 400, "{body}");
 }
+
+#[test]
+fn a_failed_tasks_filesystem_is_kept_in_a_debug_container_for_a_while() {
+    let gofer = Server::start();
+    let mut config = script_pipeline("keeps", "echo evidence > /tmp/state; exit 3");
+    config["keep_failed_seconds"] = json!(6);
+    config["tasks"][0]["variables"] = json!({ "TOKEN": "pipeline_secret{{K}}" });
+    gofer.register(config);
+    gofer.cli_ok(&["secret", "pipeline", "put", "keeps", "K", "s3cr3t-value"]);
+    let run = gofer.start_run("keeps", &[]);
+    assert_eq!(gofer.wait_run("keeps", run)["status"], "failed");
+    let task = gofer.tasks("keeps", run).remove("main").unwrap();
+    let reason = task["status_reason"]["description"].as_str().unwrap().to_string();
+    assert!(reason.contains("its filesystem is kept 6s in debug container"), "{reason}");
+    let run_id = run.to_string();
+    let out = gofer.cli(&["task", "exec", "keeps", &run_id, "main", "--", "cat", "/tmp/state"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "evidence\n", "{}", String::from_utf8_lossy(&out.stderr));
+    let env = gofer.cli_ok(&["task", "exec", "keeps", &run_id, "main", "--", "sh", "-c", "echo ${GOFER_RUN_ID:-none}"]);
+    assert_eq!(env, "none\n", "the variables Gofer gave the task are emptied in the debug container");
+    let installation = std::fs::read_to_string(gofer.data_path().join("installation_id")).unwrap();
+    let image = format!("gofer-debug-{}-default-keeps-{run}-main:1", installation.trim());
+    let inspected = std::process::Command::new("docker").args(["image", "inspect", &image]).output().unwrap();
+    let inspected = String::from_utf8_lossy(&inspected.stdout);
+    assert!(inspected.contains("\"TOKEN=\""), "the image keeps the variable, emptied: {inspected}");
+    let config: Value = serde_json::from_str(&inspected).unwrap();
+    let env = config[0]["Config"]["Env"].to_string();
+    assert!(!env.contains("s3cr3t-value"), "no secret in the debug image's environment: {env}");
+    wait_for("the debug container to go", Duration::from_secs(60), || {
+        containers_of_run(&gofer, "keeps", run).is_empty().then_some(())
+    });
+    let images = std::process::Command::new("docker")
+        .args(["image", "ls", "-q", "--filter"])
+        .arg(format!("reference=gofer-debug-{}*", installation.trim()))
+        .output()
+        .unwrap();
+    assert!(images.stdout.is_empty(), "its image went with it");
+    let out = gofer.cli(&["task", "exec", "keeps", &run_id, "main", "--", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keeps no debug container"), "{out:?}");
+
+    let mut config = script_pipeline("keeps", "exit 1");
+    config["keep_failed_seconds"] = json!(0);
+    let (status, body) =
+        api(&gofer, "POST", "/api/namespaces/default/pipelines/keeps/configs", Some(&json!({ "config": config })));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("keep_failed_seconds"), "{body}");
+}
