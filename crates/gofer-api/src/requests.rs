@@ -30,6 +30,9 @@ pub struct Health {
     pub status: String,
     pub version: String,
     pub dev_mode: bool,
+    /// The container engine tasks run on.
+    #[serde(default)]
+    pub scheduler: String,
 }
 
 /// Body of `POST /api/namespaces`.

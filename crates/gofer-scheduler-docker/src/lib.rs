@@ -24,6 +24,8 @@ use gofer_scheduler::{ContainerInfo, ContainerSpec, ContainerState, Error, Exec,
 #[derive(Clone)]
 pub struct DockerScheduler {
     docker: Docker,
+    /// The engine's version and address, for reports.
+    description: String,
 }
 
 impl DockerScheduler {
@@ -36,7 +38,8 @@ impl DockerScheduler {
         let docker = Docker::connect_with_local_defaults().map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
-        Ok(Self { docker })
+        let version = docker.version().await.ok().and_then(|v| v.version).unwrap_or_else(|| "(version unknown)".into());
+        Ok(Self { docker, description: format!("docker {version} at {endpoint}") })
     }
 
     /// Pulls the task's image, with its registry credentials if any.
@@ -144,6 +147,10 @@ fn output_bytes(
 
 #[async_trait]
 impl Scheduler for DockerScheduler {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
     async fn exec(&self, container_id: &str, command: &[String], tty: bool) -> Result<Exec> {
         let config = bollard::exec::CreateExecOptions {
             attach_stdin: Some(true),

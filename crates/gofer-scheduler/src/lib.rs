@@ -176,6 +176,10 @@ fn no_exec() -> Error {
 /// found in state [`ContainerState::Created`] never ran, and is started (or given up), never taken as finished.
 #[async_trait]
 pub trait Scheduler: Send + Sync + 'static {
+    /// Which engine this is and where, for reports (e.g. `docker 20.10.24 at unix:///var/run/docker.sock`).
+    fn describe(&self) -> String {
+        "unknown".into()
+    }
     /// Pulls the image if needed (or always, when the spec asks) and creates the container; returns its id.
     async fn create(&self, spec: &ContainerSpec) -> Result<String>;
     /// Attaches to a created container's output and starts it. A container that fails to start is removed.

@@ -171,6 +171,7 @@ async fn debug(client: &Client, format: Format, pipeline: &str, run: u64, lines:
     let mut out = std::io::stdout().lock();
     writeln!(out, "# Gofer run report: pipeline '{pipeline}', run {run}")?;
     writeln!(out, "server: {} (version {}, development mode: {})", client.base_url(), health.version, health.dev_mode)?;
+    writeln!(out, "scheduler: {}", health.scheduler)?;
     writeln!(out)?;
     drop(out);
     output::print(format, &RunWithTasks { run: shown.clone(), tasks: tasks.clone() })?;

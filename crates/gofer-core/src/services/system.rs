@@ -21,6 +21,11 @@ impl Gofer {
         Ok(settings)
     }
 
+    /// The container engine tasks run on, in words.
+    pub fn scheduler_description(&self) -> String {
+        self.orchestrator.scheduler().describe()
+    }
+
     /// Stored events after `filter.after`, oldest first; with `follow`, then live ones.
     pub fn events(
         &self,

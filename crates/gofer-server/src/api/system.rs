@@ -16,7 +16,12 @@ use super::extract::{ApiFailure, ApiJson, ApiResult};
     extensions(("x-gofer-access" = json!("public")))
 )]
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into(), dev_mode: state.dev_mode })
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        dev_mode: state.dev_mode,
+        scheduler: state.gofer.scheduler_description(),
+    })
 }
 
 /// This API's OpenAPI document.

@@ -278,6 +278,7 @@ fn run_debug_prints_one_report_with_the_failed_tasks_last_log_lines() {
     for expected in [
         "# Gofer run report: pipeline 'broken', run 1",
         "version 0.",
+        "scheduler: docker ",
         "main: complete failed, attempt 1, exit 7, image busybox:latest (digest sha256:",
         "abnormal_exit",
         "## Timeline",
