@@ -23,17 +23,24 @@ pub enum Frame {
 
 impl Frame {
     pub fn encode(&self) -> Vec<u8> {
-        let (kind, payload): (u8, Vec<u8>) = match self {
-            Self::Input(bytes) => (0, bytes.clone()),
-            Self::Resize { columns, rows } => (1, [columns.to_be_bytes(), rows.to_be_bytes()].concat()),
-            Self::EndOfInput => (2, Vec::new()),
-            Self::Output(bytes) => (3, bytes.clone()),
-            Self::Exit(code) => (4, code.to_be_bytes().to_vec()),
+        let (size, code);
+        let (kind, payload): (u8, &[u8]) = match self {
+            Self::Input(bytes) => (0, bytes),
+            Self::Resize { columns, rows } => {
+                size = [columns.to_be_bytes(), rows.to_be_bytes()].concat();
+                (1, &size)
+            }
+            Self::EndOfInput => (2, &[]),
+            Self::Output(bytes) => (3, bytes),
+            Self::Exit(exit) => {
+                code = exit.to_be_bytes();
+                (4, &code)
+            }
         };
         let mut frame = Vec::with_capacity(5 + payload.len());
         frame.push(kind);
         frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&payload);
+        frame.extend_from_slice(payload);
         frame
     }
 

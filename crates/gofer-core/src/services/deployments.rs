@@ -146,7 +146,7 @@ impl Gofer {
         };
         let id = deployment.deployment_id;
         if immediate {
-            self.store_end(namespace_id, pipeline_id, id, DeploymentState::Promoted, reason_if_immediate).await?;
+            self.store_end(deployment, DeploymentState::Promoted, reason_if_immediate).await?;
         } else {
             // Blue/green starts its verification runs now; if that fails, the judge tries again (it saw the start).
             if let Err(e) = self.evaluate(&deciding, namespace_id, pipeline_id, id).await {
@@ -447,7 +447,7 @@ impl Gofer {
         } else {
             None
         };
-        let stored = self.store_end(namespace_id, pipeline_id, deployment_id, state, reason).await;
+        let stored = self.store_end(deployment, state, reason).await;
         if stored.is_err()
             && let Some(undo) = undo
         {
@@ -456,15 +456,8 @@ impl Gofer {
         stored
     }
 
-    async fn store_end(
-        &self,
-        namespace_id: &str,
-        pipeline_id: &str,
-        deployment_id: u64,
-        state: DeploymentState,
-        reason: String,
-    ) -> Result<()> {
-        let mut deployment = self.storage.get_deployment(namespace_id, pipeline_id, deployment_id).await?;
+    /// Stores the end of `deployment` (as read, running) with its timeline entry and event.
+    async fn store_end(&self, mut deployment: Deployment, state: DeploymentState, reason: String) -> Result<()> {
         let now = self.clock.now();
         let live_version =
             if state == DeploymentState::Promoted { Some(deployment.to_version) } else { deployment.from_version };
@@ -479,9 +472,9 @@ impl Gofer {
         deployment.reason = reason.clone();
         deployment.timeline.push(DeploymentStep { at: now, message });
         let ended = events::now(EventKind::DeploymentEnded {
-            namespace_id: namespace_id.into(),
-            pipeline_id: pipeline_id.into(),
-            deployment_id,
+            namespace_id: deployment.namespace_id.clone(),
+            pipeline_id: deployment.pipeline_id.clone(),
+            deployment_id: deployment.deployment_id,
             state,
             live_version,
             reason,
