@@ -21,7 +21,7 @@ for _ in $(seq 1 100); do
   kill -0 "$server" 2>/dev/null || { cat "$data_dir/server.log" >&2; exit 1; }
   sleep 0.1
 done
-echo "== Gofer is up at $GOFER_API_URL (data in $data_dir)" >&2
+echo "== Gofer is up at $GOFER_API_URL (data in $data_dir); its web UI is at $GOFER_API_URL/" >&2
 
 for example in simple dag; do
   echo >&2

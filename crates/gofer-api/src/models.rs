@@ -375,6 +375,10 @@ pub struct Subscription {
     /// Declared in the pipeline's code (and so managed by deploys) rather than made through the API.
     #[serde(default)]
     pub declared: bool,
+    /// When the extension will next start a run (epoch milliseconds), where it knows in advance (interval, cron);
+    /// shown in listings, never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_fire: Option<u64>,
 }
 
 /// How an extension is run.

@@ -309,6 +309,9 @@ pub struct EventsQuery {
     pub namespace: Option<String>,
     /// Only events of this run (needs `namespace` and `pipeline`).
     pub run: Option<u64>,
+    /// Start at most this many events before the newest one stored (counted before the filters), instead of at
+    /// the oldest kept: `tail=100` for recent history, `tail=0` with `follow=true` for new events only.
+    pub tail: Option<u64>,
 }
 
 /// Body of `PATCH /api/system`.

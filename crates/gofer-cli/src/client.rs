@@ -498,8 +498,12 @@ impl Client {
         run: Option<(&str, u64)>,
         after: u64,
         follow: bool,
+        tail: Option<u64>,
     ) -> Result<impl Stream<Item = Result<Event>> + use<>> {
         let mut url = format!("{}/api/events?after={after}&follow={follow}", self.base);
+        if let Some(tail) = tail {
+            url.push_str(&format!("&tail={tail}"));
+        }
         if let Some((pipeline, run)) = run {
             url.push_str(&format!("&namespace={}&pipeline={}&run={run}", segment(&self.namespace), segment(pipeline)));
         }

@@ -325,6 +325,9 @@ pub enum EventCommand {
         /// Keep printing new events as they happen.
         #[arg(short, long)]
         follow: bool,
+        /// Start with only the last N events stored (0 with --follow: only new ones).
+        #[arg(long, value_name = "N")]
+        tail: Option<u64>,
     },
 }
 

@@ -12,7 +12,7 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
 
 /// The top-level sections; only environment variables naming one of them are read.
 const SECTIONS: &[&str] =
-    &["server", "development", "runs", "extensions", "external_events", "secrets", "objects", "events", "log"];
+    &["server", "development", "runs", "extensions", "external_events", "secrets", "objects", "events", "log", "ui"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +26,7 @@ pub struct Config {
     pub objects: ObjectsConfig,
     pub events: EventsConfig,
     pub log: LogConfig,
+    pub ui: UiConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +158,16 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// The web UI served at `/` by the API listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// Serve the web UI; `false` leaves only the API (`/api`).
+    pub enabled: bool,
+    /// How long a login to the web UI lasts (production mode), at most the token's own expiry.
+    pub session_hours: u64,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -210,6 +221,7 @@ impl Default for Config {
             },
             events: EventsConfig { retention_days: 30 },
             log: LogConfig { level: "info".into() },
+            ui: UiConfig { enabled: true, session_hours: 12 },
         }
     }
 }
@@ -278,6 +290,7 @@ impl Config {
             ("extensions.health_interval_seconds", self.extensions.health_interval_seconds),
             ("external_events.max_body_bytes", self.external_events.max_body_bytes),
             ("secrets.max_value_bytes", self.secrets.max_value_bytes),
+            ("ui.session_hours", self.ui.session_hours),
             ("objects.max_object_bytes", self.objects.max_object_bytes),
             ("objects.pipeline_objects", self.objects.pipeline_objects),
         ];
@@ -319,6 +332,12 @@ impl Config {
             return Err(Error::OutOfRange {
                 field: "runs.max_timeout_seconds",
                 problem: "must be at most a year".into(),
+            });
+        }
+        if self.ui.session_hours > 30 * 24 {
+            return Err(Error::OutOfRange {
+                field: "ui.session_hours",
+                problem: "must be at most 720 (30 days)".into(),
             });
         }
         Ok(())

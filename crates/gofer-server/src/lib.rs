@@ -7,6 +7,7 @@
 pub mod api;
 pub mod external;
 pub mod tls;
+pub mod ui;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -242,7 +243,12 @@ pub async fn serve(
         });
     }
     let timeout = Duration::from_secs(config.server.request_timeout_seconds);
-    let app = api::router(api::AppState::new(gofer, config.development.bypass_auth, timeout, shutdown.clone()));
+    let state = api::AppState::new(gofer, config.development.bypass_auth, timeout, shutdown.clone());
+    let ui = config.ui.enabled.then(|| ui::Settings {
+        secure_cookies: listeners.api_tls.is_some(),
+        session_ttl: Duration::from_secs(config.ui.session_hours * 3600),
+    });
+    let app = api::app(state, ui);
     let serving = async {
         match listeners.api_tls {
             Some(acceptor) => {

@@ -201,6 +201,7 @@ impl Record for Subscription {
             created: row.get(6)?,
             last_fired: row.get(7)?,
             declared: row.get(8)?,
+            next_fire: None,
         })
     }
 }

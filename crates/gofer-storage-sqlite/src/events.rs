@@ -47,6 +47,14 @@ impl EventStore for SqliteStorage {
         .await
     }
 
+    async fn latest_event_id(&self) -> Result<u64> {
+        self.read(|conn| {
+            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))
+                .map_err(|e| backend("find the newest event", e))
+        })
+        .await
+    }
+
     async fn delete_events_before(&self, emitted: u64) -> Result<u64> {
         self.write("delete old events", move |tx| {
             let deleted = tx

@@ -491,6 +491,8 @@ async fn task_executions(store: &dyn Storage) {
         assert_eq!(event.kind, changed(&execution(id)).kind);
     }
     let before = store.list_events(&EventFilter::default(), 100).await.unwrap();
+    let newest = before.last().map_or(0, |e| e.id);
+    assert_eq!(store.latest_event_id().await.unwrap(), newest, "the newest event's id");
     let again = store.insert_task_execution(&execution("a"), &changed(&execution("a"))).await;
     assert!(matches!(again, Err(Error::Exists { .. })));
     assert_eq!(store.list_events(&EventFilter::default(), 100).await.unwrap(), before, "no event for a failed insert");
@@ -591,6 +593,7 @@ async fn subscriptions(store: &dyn Storage) {
         created: 7000,
         last_fired: 0,
         declared: false,
+        next_fire: None,
     };
     store.insert_subscription(&sub).await.unwrap();
     assert!(matches!(store.insert_subscription(&sub).await, Err(Error::Exists { .. })));
@@ -715,6 +718,7 @@ async fn extensions_tokens_and_roles(store: &dyn Storage) {
         created: 9200,
         last_fired: 0,
         declared: true,
+        next_fire: None,
     };
     store.insert_subscription(&sub).await.unwrap();
     assert!(store.get_subscription(&SubscriptionKey::of(&sub)).await.unwrap().declared, "declared is kept");

@@ -417,6 +417,8 @@ pub trait EventStore: Send + Sync {
     async fn insert_event(&self, emitted: u64, kind: &EventKind) -> Result<Event>;
     /// Events passing `filter`, oldest first, at most `limit`.
     async fn list_events(&self, filter: &EventFilter, limit: u64) -> Result<Vec<Event>>;
+    /// The id of the newest event stored; 0 when none is.
+    async fn latest_event_id(&self) -> Result<u64>;
     /// Deletes events emitted before `emitted`; returns how many.
     async fn delete_events_before(&self, emitted: u64) -> Result<u64>;
 }

@@ -44,7 +44,7 @@ pub(super) async fn command(client: &Client, format: Format, command: RunCommand
                 follow_run(client, &pipeline, run, if timeline { Format::Json } else { format }).await?;
             }
             if timeline {
-                let events = client.events(Some((&pipeline, run)), 0, false).await?;
+                let events = client.events(Some((&pipeline, run)), 0, false, None).await?;
                 let all: Vec<_> = events.collect::<Vec<_>>().await.into_iter().collect::<Result<_, _>>()?;
                 return output::print(format, &Timeline(all));
             }
@@ -84,7 +84,7 @@ async fn follow_run(client: &Client, pipeline: &str, run: u64, format: Format) -
         }
     };
     // The history of the run first (from its first event), then what happens live, until it completes.
-    let mut events = Box::pin(client.events(Some((pipeline, run)), 0, true).await?);
+    let mut events = Box::pin(client.events(Some((pipeline, run)), 0, true, None).await?);
     let mut completed = client.get_run(pipeline, run).await?.is_complete();
     if completed {
         // Events of an old run may have gone with retention: show its tasks as they are.
@@ -154,7 +154,7 @@ async fn debug(client: &Client, format: Format, pipeline: &str, run: u64, lines:
     let health = client.health().await?;
     let shown = client.get_run(pipeline, run).await?;
     let tasks = client.list_tasks(pipeline, run).await?.task_executions;
-    let events = client.events(Some((pipeline, run)), 0, false).await?;
+    let events = client.events(Some((pipeline, run)), 0, false, None).await?;
     let events: Vec<_> = events.collect::<Vec<_>>().await.into_iter().collect::<Result<_, _>>()?;
     let mut tails = BTreeMap::new();
     for task in tasks.iter().filter(|t| t.status == TaskStatus::Failed && !t.logs_expired) {

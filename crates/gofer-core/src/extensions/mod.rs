@@ -150,6 +150,10 @@ pub trait Extension: Send + Sync {
     async fn external_event(&self, _event: ExternalEvent, _trigger: Arc<dyn Trigger>) -> ExternalResponse {
         ExternalResponse::new(404, format!("extension '{}' takes no external events", self.id()))
     }
+    /// When the extension will next start a run for a subscription (epoch milliseconds), if it knows in advance.
+    fn next_fire(&self, _key: &SubscriptionKey) -> Option<u64> {
+        None
+    }
     /// The extension's view of itself, for people debugging it.
     async fn debug(&self) -> std::result::Result<String, Error>;
     /// Starts the extension again after it was stopped (enabling a disabled extension). Built-ins need nothing.

@@ -92,6 +92,12 @@ impl Timers {
         }
     }
 
+    /// The next tick of a subscription, if it has one.
+    fn next(&self, key: &SubscriptionKey) -> Option<u64> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.get(key).map(|timer| timer.next.load(Ordering::Relaxed)).filter(|at| *at > 0)
+    }
+
     /// One line per subscription with its next tick, for `gofer extension debug`.
     fn describe(&self) -> String {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -201,6 +207,10 @@ impl<S: Schedule> Extension for Timed<S> {
 
     async fn unsubscribe(&self, key: &SubscriptionKey) {
         self.timers.stop(key).await;
+    }
+
+    fn next_fire(&self, key: &SubscriptionKey) -> Option<u64> {
+        self.timers.next(key)
     }
 
     async fn debug(&self) -> std::result::Result<String, Error> {

@@ -151,7 +151,7 @@ impl Gofer {
     /// Every subscription to an extension.
     pub async fn list_extension_subscriptions(&self, extension_id: &str) -> Result<Vec<Subscription>> {
         self.extensions.get(extension_id)?;
-        Ok(self.storage.list_extension_subscriptions(extension_id).await?)
+        Ok(self.with_next_fire(self.storage.list_extension_subscriptions(extension_id).await?))
     }
 
     /// The extension's own view of itself.

@@ -65,6 +65,7 @@ impl Gofer {
                 created: old.map_or_else(epoch_millis, |o| o.created),
                 last_fired: old.map_or(0, |o| o.last_fired),
                 declared: true,
+                next_fire: None,
             };
             if let Some(old) = old {
                 self.drop_subscription(old).await?;
@@ -128,7 +129,20 @@ impl Gofer {
     pub async fn list_subscriptions(&self, namespace_id: &str, pipeline_id: &str) -> Result<Vec<Subscription>> {
         self.storage.get_namespace(namespace_id).await?;
         self.storage.get_pipeline(namespace_id, pipeline_id).await?;
-        Ok(self.storage.list_subscriptions(namespace_id, pipeline_id).await?)
+        let subscriptions = self.storage.list_subscriptions(namespace_id, pipeline_id).await?;
+        Ok(self.with_next_fire(subscriptions))
+    }
+
+    /// Subscriptions with their next run, where their extension knows it.
+    pub(crate) fn with_next_fire(&self, mut subscriptions: Vec<Subscription>) -> Vec<Subscription> {
+        for subscription in &mut subscriptions {
+            if subscription.enabled
+                && let Ok(extension) = self.extensions.get(&subscription.extension_id)
+            {
+                subscription.next_fire = extension.next_fire(&SubscriptionKey::of(subscription));
+            }
+        }
+        subscriptions
     }
 
     /// Subscribes a pipeline to an extension. The extension checks the settings first; nothing is stored when it
@@ -162,6 +176,7 @@ impl Gofer {
             created: epoch_millis(),
             last_fired: 0,
             declared: false,
+            next_fire: None,
         };
         self.put_subscription(&subscription).await?;
         Ok(subscription)

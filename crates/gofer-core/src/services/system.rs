@@ -26,6 +26,11 @@ impl Gofer {
         self.orchestrator.scheduler().describe()
     }
 
+    /// The id of the newest event stored (0 when none is).
+    pub async fn latest_event_id(&self) -> Result<u64> {
+        Ok(self.storage.latest_event_id().await?)
+    }
+
     /// Stored events after `filter.after`, oldest first; with `follow`, then live ones.
     pub fn events(
         &self,

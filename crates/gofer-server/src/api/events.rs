@@ -12,7 +12,7 @@ use super::AppState;
 use super::extract::{ApiQuery, ApiResult};
 
 /// Events as newline-delimited JSON, oldest first: the stored history after `after`, then, with `follow=true`,
-/// new events as they happen. Filter by `namespace`, `pipeline` and `run`.
+/// new events as they happen. Filter by `namespace`, `pipeline` and `run`; `tail` starts near the newest instead.
 #[utoipa::path(
     get, path = "/api/events", tag = "Events", params(EventsQuery),
     extensions(("x-gofer-access" = json!("events:read"))),
@@ -22,12 +22,11 @@ use super::extract::{ApiQuery, ApiResult};
     )
 )]
 pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<EventsQuery>) -> ApiResult<Response> {
-    let filter = EventFilter {
-        after: query.after.unwrap_or(0),
-        namespace_id: query.namespace,
-        pipeline_id: query.pipeline,
-        run_id: query.run,
-    };
+    let mut after = query.after.unwrap_or(0);
+    if let Some(tail) = query.tail {
+        after = after.max(state.gofer.latest_event_id().await?.saturating_sub(tail));
+    }
+    let filter = EventFilter { after, namespace_id: query.namespace, pipeline_id: query.pipeline, run_id: query.run };
     let events = state.gofer.events(filter, query.follow)?;
     let lines = events.map(|event| match event {
         Ok(event) => {

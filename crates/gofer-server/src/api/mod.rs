@@ -37,6 +37,8 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
     /// Cancelled when the server stops: followed streams (events, logs) end, so no client holds the stop up.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Logins to the web UI; a request without an `Authorization` header is checked with its session's token.
+    pub sessions: Arc<crate::ui::sessions::Sessions>,
 }
 
 impl AppState {
@@ -46,7 +48,7 @@ impl AppState {
         request_timeout: std::time::Duration,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Self {
-        Self { gofer, dev_mode, failures: Arc::default(), request_timeout, shutdown }
+        Self { gofer, dev_mode, failures: Arc::default(), request_timeout, shutdown, sessions: Arc::default() }
     }
 
     /// A streamed response body that ends when the server stops.
@@ -97,7 +99,7 @@ impl AuthFailures {
     }
 
     /// Records a failed check; true when the address or the token was over the limit already.
-    fn failed(&self, ip: Option<std::net::IpAddr>, secret: &str) -> bool {
+    pub(crate) fn failed(&self, ip: Option<std::net::IpAddr>, secret: &str) -> bool {
         let keys: Vec<FailureKey> = ip
             .map(FailureKey::Address)
             .into_iter()
@@ -270,7 +272,7 @@ fn http_method(method: &utoipa::openapi::path::HttpMethod) -> (Method, axum::rou
 }
 
 /// The access each route requires, by route pattern and method.
-type AccessTable = std::collections::HashMap<String, Vec<(Method, Access)>>;
+pub(crate) type AccessTable = std::collections::HashMap<String, Vec<(Method, Access)>>;
 
 /// What the token check needs: the app, and the access of every route.
 #[derive(Clone)]
@@ -281,19 +283,39 @@ struct TokenCheck {
 
 /// The API router. Every matched route goes through the token check first.
 pub fn router(state: AppState) -> Router {
+    routes(state).0.fallback(system::not_found)
+}
+
+/// The API, and the web UI beside it unless `ui` is `None`.
+pub fn app(state: AppState, ui: Option<crate::ui::Settings>) -> Router {
+    let (api, access) = routes(state.clone());
+    match ui {
+        Some(settings) => api.merge(crate::ui::router(state, access, settings)).fallback(crate::ui::fallback),
+        None => api.fallback(system::not_found),
+    }
+}
+
+/// The API's routes (no fallback) and the access each requires.
+fn routes(state: AppState) -> (Router, Arc<AccessTable>) {
     let Routes { router, table } = each_route!(mount);
     let mut access = AccessTable::new();
     for route in table {
         access.entry(route.path).or_default().push((route.method, route.access));
     }
-    let check = TokenCheck { app: state.clone(), access: Arc::new(access) };
+    let access = Arc::new(access);
+    let check = TokenCheck { app: state.clone(), access: access.clone() };
     let check = axum::middleware::from_fn_with_state(check, check_token);
-    router.route_layer(check).fallback(system::not_found).with_state(state)
+    (router.route_layer(check).with_state(state), access)
+}
+
+/// The JSON 404 of a path no API route serves.
+pub async fn not_found(uri: axum::http::Uri) -> ApiFailure {
+    system::not_found(uri).await
 }
 
 /// The access a route requires; `None` for a route that declares none, which the token check refuses (a test
 /// holds every route to declaring one).
-fn access_of(table: &AccessTable, method: &Method, pattern: &str) -> Option<Access> {
+pub(crate) fn access_of(table: &AccessTable, method: &Method, pattern: &str) -> Option<Access> {
     // HEAD is served by GET routes.
     let method = if method == Method::HEAD { &Method::GET } else { method };
     table.get(pattern)?.iter().find(|(m, _)| m == method).map(|(_, access)| *access)
@@ -323,8 +345,32 @@ async fn check_token(
     let client = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
     let ip = client.map(|c| c.0.ip());
     let header = request.headers().get(axum::http::header::AUTHORIZATION);
+    let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // A browser on another site may send requests here (a forged form, a script): none of them may change anything,
+    // whatever credentials the browser holds for this server (or none, in development mode).
+    if changes_state && crate::ui::sessions::cross_site(request.headers()) {
+        return ApiFailure::new(
+            axum::http::StatusCode::FORBIDDEN,
+            gofer_api::error::ErrorCode::PermissionDenied,
+            "refused: a request from another site (its Origin is not this server) may not change anything",
+        )
+        .into_response();
+    }
     let secret = match header.map(|v| v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim)) {
-        None => None,
+        // A web UI login: its session stands for the token typed in. A change made with it must come from this
+        // server's own pages (same origin), besides the cookie being SameSite=Strict.
+        None => match crate::ui::sessions::session_id(request.headers()).and_then(|id| state.sessions.secret(&id)) {
+            Some(secret) if changes_state && !crate::ui::sessions::same_origin(request.headers()) => {
+                drop(secret);
+                return ApiFailure::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    gofer_api::error::ErrorCode::PermissionDenied,
+                    "refused: a change made with a web UI login must come from this server's pages (send Origin)",
+                )
+                .into_response();
+            }
+            secret => secret,
+        },
         Some(Some(secret)) if !secret.is_empty() => Some(secret.to_string()),
         Some(_) => {
             return ApiFailure::new(

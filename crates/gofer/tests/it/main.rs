@@ -5,6 +5,7 @@
 
 mod auth;
 mod bad_input;
+mod browser;
 mod crash;
 mod deployments;
 mod extensions;
@@ -19,3 +20,4 @@ mod secrets;
 mod server;
 mod storage_trouble;
 mod triggers;
+mod ui;

@@ -215,6 +215,10 @@ fn every_state_change_is_an_event_and_the_timeline_shows_the_run() {
 
     let history = gofer.cli_ok(&["event", "list"]);
     assert!(history.lines().count() >= kinds.len(), "stored history: {history}");
+    let all: Vec<&str> = history.lines().collect();
+    let tail = gofer.cli_ok(&["event", "list", "--tail", "2"]);
+    assert_eq!(tail.lines().collect::<Vec<_>>(), all[all.len() - 2..], "--tail 2 is the two newest events");
+    assert_eq!(gofer.cli_ok(&["event", "list", "--tail", "0"]), "", "--tail 0 starts at the newest");
 }
 
 #[test]

@@ -1,0 +1,269 @@
+//! The web UI in a real browser (headless Chromium through WebDriver) against the real binary and Docker engine:
+//! pages list what the API holds, a run's graph and a running task's log update while the run goes on, cancel from a
+//! page stops the container, and production mode holds the UI to the logged-in token exactly as the API holds a
+//! token. The screenshots in docs/ui/ are taken here.
+
+use serde_json::{Value, json};
+
+use crate::browser::Browser;
+use crate::harness::{Server, api, http_raw, repo_root, wait_containers_removed, wait_for};
+
+/// A run of three tasks: `build` prints a coloured line and keeps running; `deploy` needs it to succeed, `notify`
+/// needs it to fail.
+fn live_pipeline(id: &str) -> Value {
+    json!({
+        "id": id,
+        "name": "Build and deploy",
+        "description": "Builds, then deploys; tells someone when the build fails.",
+        "tasks": [
+            { "id": "build", "image": "busybox:latest",
+              "command": ["sh", "-c", "printf 'building \\033[32mgreen\\033[0m\\n'; sleep 600"] },
+            { "id": "deploy", "image": "busybox:latest", "depends_on": { "build": "Success" },
+              "command": ["sh", "-c", "echo deploying"] },
+            { "id": "notify", "image": "busybox:latest", "depends_on": { "build": "Failure" },
+              "command": ["sh", "-c", "echo build failed"] }
+        ]
+    })
+}
+
+/// The DAG example's shape: parallel tasks, a failing test, a failure handler, a skipped step.
+fn dag_pipeline() -> Value {
+    let task = |id: &str, needs: Value, script: &str| json!({ "id": id, "image": "busybox:latest", "depends_on": needs, "command": ["sh", "-c", script] });
+    json!({
+        "id": "dag",
+        "name": "DAG pipeline",
+        "description": "Parallel tasks, a failing test, a failure handler and a skipped publish step.",
+        "tasks": [
+            task("checkout", json!({}), "echo checking out"),
+            task("lint", json!({ "checkout": "Success" }), "echo lint clean"),
+            task("test", json!({ "checkout": "Success" }), "echo running tests; echo 'FAILED: test_parser' >&2; exit 3"),
+            task("on-failure", json!({ "test": "Failure" }), "echo tests failed, notifying the team"),
+            task("publish", json!({ "test": "Success", "lint": "Success" }), "echo publishing"),
+            task("report", json!({ "lint": "Any", "test": "Any" }), "echo writing the report"),
+        ]
+    })
+}
+
+fn screenshot(browser: &Browser, name: &str) {
+    browser.screenshot(&repo_root().join("docs/ui").join(name));
+}
+
+/// The `data-phase` of a task's node in the drawn graph.
+fn node_phase(browser: &Browser, task: &str) -> Option<String> {
+    let node = browser.find(&format!("g.node[data-task=\"{task}\"]"))?;
+    browser.attribute(&node, "data-phase")
+}
+
+#[test]
+fn the_ui_shows_pipelines_a_live_run_graph_and_log_and_cancels_from_the_page() {
+    let gofer = Server::start();
+    gofer.register(dag_pipeline());
+    gofer.register(live_pipeline("build-deploy"));
+    let finished = gofer.start_run("dag", &[]);
+    gofer.wait_run("dag", finished);
+    let run = gofer.start_run("build-deploy", &[]);
+    let browser = Browser::start();
+
+    // The dashboard lists both pipelines with their last runs.
+    browser.goto(&format!("{}/", gofer.url));
+    let row = browser.wait_text("tr[data-pipeline=\"dag\"]", "DAG pipeline");
+    assert!(row.contains("v1") && row.contains("active"), "{row}");
+    browser.wait_find("tr[data-pipeline=\"dag\"] a.mark.st-failed");
+    browser.wait_text("tr[data-pipeline=\"build-deploy\"]", "Build and deploy");
+    let search = browser.wait_find("#search");
+    browser.type_into(&search, "build");
+    wait_for("the search to hide the other pipeline", std::time::Duration::from_secs(10), || {
+        let hidden = browser.script("return document.querySelector('tr[data-pipeline=\"dag\"]').hidden");
+        (hidden == json!(true)).then_some(())
+    });
+    browser.goto(&format!("{}/", gofer.url));
+    browser.wait_find("tr[data-pipeline=\"dag\"] a.mark.st-failed");
+    screenshot(&browser, "dashboard.png");
+
+    // The pipeline page: its config drawn as a graph, its runs, its deployment.
+    browser.goto(&format!("{}/namespaces/default/pipelines/dag", gofer.url));
+    browser.wait_find("svg.dag g.node[data-task=\"publish\"]");
+    browser.wait_text("tr[data-run=\"1\"]", "failed");
+    browser.wait_text("main", "Deployment #1");
+    screenshot(&browser, "pipeline.png");
+
+    // The finished run's graph: each node coloured by how its task ended, each edge labelled with what it needs.
+    browser.goto(&format!("{}/namespaces/default/pipelines/dag/runs/{finished}/tasks/test", gofer.url));
+    browser.wait_text("#log", "FAILED: test_parser");
+    for (task, phase) in
+        [("checkout", "successful"), ("test", "failed"), ("on-failure", "successful"), ("publish", "skipped")]
+    {
+        assert_eq!(node_phase(&browser, task).as_deref(), Some(phase), "{task}");
+    }
+    let edge = browser.find("g.edge[data-from=\"test\"][data-to=\"on-failure\"]").expect("the failure edge");
+    assert_eq!(browser.text(&edge), "failure");
+    assert_eq!(browser.text(&browser.wait_find("#exit-code")), "3");
+
+    // The running run: the log line the task printed shows while it still runs, colours rendered.
+    let page = format!("{}/namespaces/default/pipelines/build-deploy/runs/{run}/tasks/build", gofer.url);
+    browser.goto(&page);
+    let log = browser.wait_text("#log", "building green");
+    assert!(!log.contains("\u{1b}"), "escape codes are rendered, not shown: {log:?}");
+    assert_eq!(browser.text(&browser.wait_find("#log span.fg-green")), "green");
+    let build = &gofer.tasks("build-deploy", run)["build"];
+    assert_eq!(build["state"], "running", "the line was shown while the task runs: {build}");
+    wait_for("the graph to show build running", std::time::Duration::from_secs(20), || {
+        (node_phase(&browser, "build").as_deref() == Some("running")).then_some(())
+    });
+    assert_eq!(node_phase(&browser, "deploy").as_deref(), Some("waiting"));
+    screenshot(&browser, "run.png");
+
+    // Cancel from the page: the run ends cancelled, its container is stopped and removed, the page follows.
+    browser.wait_find("#cancel-run");
+    browser.click("#cancel-run");
+    browser.accept_dialog();
+    let ended = gofer.wait_run("build-deploy", run);
+    assert_eq!(ended["status"], "cancelled", "{ended}");
+    wait_containers_removed(&gofer, "build-deploy", run);
+    browser.wait_text("#run-status", "cancelled");
+    wait_for("the graph to show build cancelled", std::time::Duration::from_secs(20), || {
+        (node_phase(&browser, "build").as_deref() == Some("cancelled")).then_some(())
+    });
+    assert!(browser.find("#cancel-run").is_none(), "a finished run offers no cancel");
+
+    // Unknown things are real 404 pages, with a way back.
+    for path in [
+        "/namespaces/default/pipelines/nope",
+        "/namespaces/default/pipelines/dag/runs/99",
+        "/namespaces/default/pipelines/dag/runs/1/tasks/nope",
+        "/no/such/page",
+    ] {
+        let (status, _) = http_raw("GET", &format!("{}{path}", gofer.url), &[], b"").unwrap();
+        assert_eq!(status, 404, "{path}");
+        browser.goto(&format!("{}{path}", gofer.url));
+        let error = browser.wait_text("#error", "");
+        assert!(error.to_lowercase().contains("not found") || error.contains("no page"), "{path}: {error}");
+    }
+    let (status, body) = api(&gofer, "GET", "/api/nope", None);
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "the API keeps its JSON 404");
+
+    // The event feed and the extensions page.
+    browser.goto(&format!("{}/events", gofer.url));
+    browser.wait_text("table.events", "run completed");
+    browser.goto(&format!("{}/extensions", gofer.url));
+    browser.wait_find("article.extension[data-extension=\"interval\"]");
+
+    // A phone's width: the run page fits (the graph scrolls inside its box, not the page).
+    browser.set_window(390, 844);
+    browser.goto(&format!("{}/namespaces/default/pipelines/dag/runs/{finished}", gofer.url));
+    browser.wait_find("svg.dag");
+    let fits = browser.script("return document.documentElement.scrollWidth <= window.innerWidth + 1");
+    assert_eq!(fits, json!(true), "the page is wider than a phone");
+    screenshot(&browser, "run-phone.png");
+}
+
+/// A call with a bearer token.
+fn call(gofer: &Server, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
+    let auth = format!("Bearer {token}");
+    let headers = [("Content-Type", "application/json"), ("Authorization", auth.as_str())];
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let (status, text) = http_raw(method, &format!("{}{path}", gofer.url), &headers, payload.as_bytes()).unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn log_in(browser: &Browser, token: &str) {
+    let field = browser.wait_find("#token");
+    browser.type_into(&field, token);
+    browser.click("form button[type=submit]");
+}
+
+#[test]
+fn production_mode_logs_in_with_a_token_and_holds_the_ui_to_its_permissions() {
+    let gofer = Server::start_with(&[
+        ("GOFER_DEVELOPMENT__BYPASS_AUTH", "false"),
+        ("GOFER_SECRETS__KEY", "qUEvqSn4dQxDQ7RhTDbn3RQnsJeJQq5rRZIhE0O8X0M="),
+    ]);
+    let admin = gofer.cli_json(&["token", "bootstrap"])["secret"].as_str().unwrap().to_string();
+    let (status, created) =
+        call(&gofer, "POST", "/api/tokens", &admin, Some(&json!({ "user": "viewer", "roles": ["read_only"] })));
+    assert_eq!(status, 201, "{created}");
+    let reader = created["secret"].as_str().unwrap().to_string();
+    let base = "/api/namespaces/default/pipelines/guarded";
+    let config = json!({ "config": live_pipeline("guarded") });
+    assert_eq!(call(&gofer, "POST", &format!("{base}/configs"), &admin, Some(&config)).0, 201);
+    assert_eq!(call(&gofer, "POST", &format!("{base}/configs/1/deploy"), &admin, None).0, 201);
+    let (status, run) = call(&gofer, "POST", &format!("{base}/runs"), &admin, Some(&json!({})));
+    assert_eq!(status, 201, "{run}");
+    let run_page = format!("{}/namespaces/default/pipelines/guarded/runs/1", gofer.url);
+    let cancel = format!("{}{base}/runs/1/cancel", gofer.url);
+
+    // Every page sends a stranger to the login page, remembering where they were going.
+    let browser = Browser::start();
+    browser.goto(&run_page);
+    let url = browser.url();
+    assert!(url.ends_with("/login?next=/namespaces/default/pipelines/guarded/runs/1"), "{url}");
+    screenshot(&browser, "login.png");
+    log_in(&browser, "not-a-token");
+    let refused = browser.wait_text(".problem", "unknown");
+    assert!(refused.contains("unknown or was revoked"), "{refused}");
+    assert!(browser.cookie("gofer_session").is_none(), "a wrong token starts no session");
+
+    // A read-only token: it sees the run, and is offered nothing it may not do.
+    log_in(&browser, &reader);
+    browser.wait_find("svg.dag g.node[data-task=\"build\"]");
+    assert!(browser.url().ends_with("/namespaces/default/pipelines/guarded/runs/1"), "{}", browser.url());
+    browser.wait_text("#run-status", "running");
+    assert!(browser.find("#cancel-run").is_none(), "a read-only token is offered no cancel");
+    browser.wait_text("header .who", "viewer");
+    let cookie = browser.cookie_attributes("gofer_session");
+    assert_eq!((cookie["httpOnly"].as_bool(), cookie["sameSite"].as_str()), (Some(true), Some("Strict")), "{cookie}");
+    for place in [browser.url(), browser.source()] {
+        assert!(!place.contains(&reader), "the token shows in a URL or a page");
+    }
+    browser.goto(&format!("{}/namespaces/default/pipelines/guarded", gofer.url));
+    browser.wait_find("tr[data-run=\"1\"]");
+    assert!(browser.find("#start-run").is_none() && browser.find("#toggle-state").is_none());
+
+    // The session's requests are the token's: reading works, cancelling is refused by the API itself.
+    let session = format!("gofer_session={}", browser.cookie("gofer_session").unwrap());
+    let same_site = [("Cookie", session.as_str()), ("Origin", gofer.url.as_str())];
+    let (status, _) = http_raw("GET", &format!("{}{base}/runs/1", gofer.url), &same_site, b"").unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = http_raw("POST", &cancel, &same_site, b"").unwrap();
+    assert_eq!(status, 403, "a read-only session may not cancel: {body}");
+
+    // Log out; log in as the admin, who is offered cancel.
+    browser.click("header .who button");
+    browser.wait_find("#token");
+    let (status, _) = http_raw("GET", &format!("{}{base}/runs/1", gofer.url), &same_site, b"").unwrap();
+    assert_eq!(status, 401, "a session ended by logging out is no session");
+    browser.goto(&run_page);
+    log_in(&browser, &admin);
+    browser.wait_find("#cancel-run");
+
+    // A forged POST (another site's form or script, or no origin at all) is refused although the session may cancel.
+    let session = format!("gofer_session={}", browser.cookie("gofer_session").unwrap());
+    for headers in [
+        vec![("Cookie", session.as_str()), ("Origin", "http://evil.example")],
+        vec![("Cookie", session.as_str()), ("Origin", "null")],
+        vec![("Cookie", session.as_str()), ("Sec-Fetch-Site", "cross-site")],
+        vec![("Cookie", session.as_str())],
+    ] {
+        let (status, body) = http_raw("POST", &cancel, &headers, b"").unwrap();
+        assert_eq!(status, 403, "{headers:?}: {body}");
+    }
+    assert_eq!(call(&gofer, "GET", &format!("{base}/runs/1"), &admin, None).1["state"], "running");
+
+    // The page's own cancel works.
+    browser.click("#cancel-run");
+    browser.accept_dialog();
+    browser.wait_text("#run-status", "cancelled");
+    wait_containers_removed(&gofer, "guarded", 1);
+    let log = gofer.log();
+    assert!(!log.contains(&admin) && !log.contains(&reader), "a token was logged");
+}
+
+#[test]
+fn the_ui_can_be_turned_off() {
+    let gofer = Server::start_with(&[("GOFER_UI__ENABLED", "false")]);
+    for path in ["/", "/ui/app.js", "/namespaces/default/pipelines/p"] {
+        let (status, body) = api(&gofer, "GET", path, None);
+        assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{path}: {body}");
+    }
+    assert_eq!(api(&gofer, "GET", "/api/health", None).0, 200);
+}
