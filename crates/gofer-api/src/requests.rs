@@ -23,6 +23,27 @@ pub struct PageQuery {
     pub offset: Option<u64>,
 }
 
+/// Query of `GET …/runs`: a page, and optionally only runs in a state or with a status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct ListRunsQuery {
+    /// How many runs to return (1–1000, default 50).
+    pub limit: Option<u64>,
+    /// How many matching runs to skip from the newest.
+    pub offset: Option<u64>,
+    /// Only runs in this state: `pending`, `running` or `complete`.
+    pub state: Option<crate::models::RunState>,
+    /// Only runs that ended so: `successful`, `failed` or `cancelled` (`unknown`: not complete yet).
+    pub status: Option<crate::models::RunStatus>,
+}
+
+impl ListRunsQuery {
+    pub fn page(&self) -> PageQuery {
+        PageQuery { limit: self.limit, offset: self.offset }
+    }
+}
+
 /// Body of `GET /api/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -436,8 +436,21 @@ impl Client {
         self.json(Method::POST, url, Some(&StartRunRequest { variables, version })).await
     }
 
-    pub async fn list_runs(&self, pipeline: &str, limit: u64, offset: u64) -> Result<ListRunsResponse> {
-        let url = format!("{}/runs?limit={limit}&offset={offset}", self.pipeline_url(pipeline));
+    /// A page of a pipeline's runs, newest first; only those in `state` and with `status` when given.
+    pub async fn list_runs(
+        &self,
+        pipeline: &str,
+        limit: u64,
+        offset: u64,
+        state: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<ListRunsResponse> {
+        let mut url = format!("{}/runs?limit={limit}&offset={offset}", self.pipeline_url(pipeline));
+        for (name, value) in [("state", state), ("status", status)] {
+            if let Some(value) = value {
+                url.push_str(&format!("&{name}={}", segment(value)));
+            }
+        }
         self.json(Method::GET, url, None::<&()>).await
     }
 

@@ -516,6 +516,12 @@ pub enum RunCommand {
         limit: u64,
         #[arg(long, default_value_t = 0)]
         offset: u64,
+        /// Only runs in this state.
+        #[arg(long, value_parser = ["pending", "running", "complete"])]
+        state: Option<String>,
+        /// Only runs that ended so.
+        #[arg(long, value_parser = ["successful", "failed", "cancelled"])]
+        status: Option<String>,
     },
     /// Show a run and its tasks.
     Get {

@@ -134,6 +134,15 @@ function stream(path, onChunk, onEnd) {
  * stream breaks (the server restarted), it connects again after the last event seen, so nothing is missed.
  */
 function followEvents(query, onEvent) {
+  if (boot.can.read_events === false) {
+    const mark = document.getElementById('live');
+    if (mark) {
+      mark.className = 'live off';
+      mark.textContent = 'not live';
+      mark.title = 'Your token may not read events, so this page does not update by itself; reload it to refresh.';
+    }
+    return { stop: () => {} };
+  }
   let last = null;
   let current = null;
   let stopped = false;
@@ -851,7 +860,8 @@ async function pipelinePage() {
     h('div', { class: 'grid even' }, section('Versions', parts.versions), section('Subscriptions', parts.subscriptions)),
   );
   let pipeline = null;
-  const runFilter = { status: '', offset: 0 };
+  // The runs shown: `filter` is a query the API filters by (`state=…` or `status=…`), `offset` the page.
+  const runFilter = { filter: '', offset: 0 };
 
   const drawHead = async () => {
     try {
@@ -938,7 +948,8 @@ async function pipelinePage() {
   const drawRuns = async () => {
     let page;
     try {
-      page = await api('GET', `${base}/runs?limit=25&offset=${runFilter.offset}`);
+      const only = runFilter.filter ? `&${runFilter.filter}` : '';
+      page = await api('GET', `${base}/runs?limit=25&offset=${runFilter.offset}${only}`);
     } catch (e) {
       replace(parts.runs, problem(e));
       return;
@@ -949,24 +960,21 @@ async function pipelinePage() {
         id: 'run-filter',
         'aria-label': 'Show runs',
         onchange: (e) => {
-          runFilter.status = e.target.value;
+          runFilter.filter = e.target.value;
+          runFilter.offset = 0;
           drawRuns();
         },
       },
       [
         ['', 'All runs'],
-        ['running', 'Running or waiting'],
-        ['successful', 'Successful'],
-        ['failed', 'Failed'],
-        ['cancelled', 'Cancelled'],
-      ].map(([value, label]) => h('option', { value, selected: value === runFilter.status }, label)),
+        ['state=pending', 'Queued'],
+        ['state=running', 'Running'],
+        ['status=successful', 'Successful'],
+        ['status=failed', 'Failed'],
+        ['status=cancelled', 'Cancelled'],
+      ].map(([value, label]) => h('option', { value, selected: value === runFilter.filter }, label)),
     );
-    const shown = page.runs.filter((r) => {
-      if (!runFilter.status) return true;
-      if (runFilter.status === 'running') return r.state !== 'complete';
-      return r.state === 'complete' && r.status === runFilter.status;
-    });
-    const rows = shown.map((r) =>
+    const rows = page.runs.map((r) =>
       h(
         'tr',
         { 'data-run': r.run_id },
@@ -1009,16 +1017,16 @@ async function pipelinePage() {
     replace(
       parts.runs,
       h('div', { class: 'toolbar small' }, filter),
-      page.runs.length === 0
-        ? h(
-            'p',
-            { class: 'empty' },
-            pipeline && !pipeline.live_version
-              ? 'No runs yet. Deploy a version first: gofer up DIR'
-              : 'No runs yet. Start one here, or with: gofer run start ' + id,
-          )
-        : shown.length === 0
-          ? h('p', { class: 'empty' }, 'No runs on this page match the filter.')
+      page.runs.length === 0 && runFilter.filter
+        ? h('p', { class: 'empty' }, 'No runs match the filter.')
+        : page.runs.length === 0
+          ? h(
+              'p',
+              { class: 'empty' },
+              pipeline && !pipeline.live_version
+                ? 'No runs yet. Deploy a version first: gofer up DIR'
+                : `No runs yet. Start one here, or with: gofer run start ${id}`,
+            )
           : h(
               'table',
               { class: 'runs' },
@@ -1650,6 +1658,11 @@ async function runPage() {
     if (log) log.stop();
     const renderer = new AnsiRenderer(logBox);
     renderer.reset();
+    if (boot.can.read_logs === false) {
+      logStatus.textContent = 'Your token may not read task logs.';
+      log = { stop() {}, needsRestart: () => false };
+      return;
+    }
     if (t.logs_expired) {
       logStatus.textContent = 'This log was removed by retention.';
       log = { stop() {}, needsRestart: () => false };

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use gofer_api::models::{Event, EventKind, Run, RunState, RunStatus, TaskExecution};
-use gofer_storage::{CancelRequest, NewEvent, NewRun, Page, Result, RunStore};
+use gofer_storage::{CancelRequest, NewEvent, NewRun, Page, Result, RunFilter, RunStore};
 use rusqlite::params;
 
 use crate::codec::{CancelRow, Record, all, enum_text, limit_offset, one, pipeline_exists, query_values, to_json};
@@ -85,17 +85,25 @@ impl RunStore for SqliteStorage {
         .await
     }
 
-    async fn list_runs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<Run>> {
+    async fn list_runs(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        filter: RunFilter,
+        page: Page,
+    ) -> Result<Vec<Run>> {
         let (ns, pipeline) = (namespace_id.to_string(), pipeline_id.to_string());
+        let state = filter.state.as_ref().map(enum_text).transpose()?;
+        let status = filter.status.as_ref().map(enum_text).transpose()?;
         self.read(move |conn| {
             const CONTEXT: &str = "list runs";
             let (limit, offset) = limit_offset(page);
             let runs: Vec<Run> = all::<Run>(
                 conn,
                 CONTEXT,
-                "WHERE namespace_id = ?1 AND pipeline_id = ?2 \
-                     ORDER BY run_id DESC LIMIT ?3 OFFSET ?4",
-                params![ns, pipeline, limit, offset],
+                "WHERE namespace_id = ?1 AND pipeline_id = ?2 AND (?5 IS NULL OR state = ?5) \
+                     AND (?6 IS NULL OR status = ?6) ORDER BY run_id DESC LIMIT ?3 OFFSET ?4",
+                params![ns, pipeline, limit, offset, state, status],
             )?;
             // Only an empty page can mean the pipeline does not exist; the hot path skips the check.
             if runs.is_empty() {

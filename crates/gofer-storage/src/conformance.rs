@@ -14,8 +14,8 @@ use gofer_api::models::ExtensionRegistration;
 use gofer_api::permissions::{Token, extension_role};
 
 use crate::{
-    CancelRequest, Error, EventFilter, NewDeployment, NewEvent, NewRun, Page, Recorded, Storage, SubscriptionKey,
-    Visible,
+    CancelRequest, Error, EventFilter, NewDeployment, NewEvent, NewRun, Page, Recorded, RunFilter, Storage,
+    SubscriptionKey, Visible,
 };
 use crate::{SealedSecret, SecretScope};
 
@@ -367,8 +367,13 @@ async fn runs(store: &dyn Storage) {
     assert_eq!(other.run_id, 1, "each pipeline has its own run ids");
     assert!(matches!(store.insert_run(new_run("ns-a", "ghost", 1)).await, Err(Error::NotFound { .. })));
 
-    let ids: Vec<u64> =
-        store.list_runs("ns-a", "p1", Page::new(2, 1)).await.unwrap().into_iter().map(|r| r.run_id).collect();
+    let ids: Vec<u64> = store
+        .list_runs("ns-a", "p1", RunFilter::default(), Page::new(2, 1))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
     assert_eq!(ids, [4, 3], "runs are listed newest first and paged");
 
     let mut run = store.get_run("ns-a", "p1", 2).await.unwrap();
@@ -392,6 +397,16 @@ async fn runs(store: &dyn Storage) {
     let event = store.update_run(&run, &completed).await.unwrap();
     assert_eq!((event.emitted, &event.kind), (2600, &completed.kind), "the event is stored with the change");
     assert_eq!(store.get_run("ns-a", "p1", 2).await.unwrap(), run);
+    let listed = |filter| async move {
+        let runs = store.list_runs("ns-a", "p1", filter, Page::ALL).await.unwrap();
+        runs.into_iter().map(|r| r.run_id).collect::<Vec<u64>>()
+    };
+    let failed = RunFilter { status: Some(RunStatus::Failed), ..Default::default() };
+    assert_eq!(listed(failed).await, [2], "runs are filtered by status");
+    let pending = RunFilter { state: Some(RunState::Pending), ..Default::default() };
+    assert_eq!(listed(pending).await, [5, 4, 3, 1], "and by state");
+    let both = RunFilter { state: Some(RunState::Complete), status: Some(RunStatus::Successful) };
+    assert!(listed(both).await.is_empty());
     let ghost_run = gofer_api::models::Run { run_id: 99, ..run.clone() };
     assert!(matches!(store.update_run(&ghost_run, &completed).await, Err(Error::NotFound { .. })));
     let of_run = |run_id| EventFilter {

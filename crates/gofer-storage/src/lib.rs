@@ -113,6 +113,19 @@ impl Page {
     pub const ALL: Page = Page { limit: u64::MAX >> 1, offset: 0 };
 }
 
+/// Which runs a listing shows: those in `state` and ended with `status`, where given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub state: Option<gofer_api::models::RunState>,
+    pub status: Option<gofer_api::models::RunStatus>,
+}
+
+impl RunFilter {
+    pub fn matches(&self, run: &Run) -> bool {
+        self.state.is_none_or(|s| s == run.state) && self.status.is_none_or(|s| s == run.status)
+    }
+}
+
 /// A run about to be stored; storage allocates its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRun {
@@ -364,7 +377,9 @@ pub trait RunStore: Send + Sync {
     /// run's `created`), in one transaction.
     async fn insert_run(&self, run: NewRun) -> Result<(Run, Event)>;
     async fn get_run(&self, namespace_id: &str, pipeline_id: &str, run_id: u64) -> Result<Run>;
-    async fn list_runs(&self, namespace_id: &str, pipeline_id: &str, page: Page) -> Result<Vec<Run>>;
+    /// A pipeline's runs passing `filter`, newest first.
+    async fn list_runs(&self, namespace_id: &str, pipeline_id: &str, filter: RunFilter, page: Page)
+    -> Result<Vec<Run>>;
     /// Writes the mutable fields of a run (state, status, reason, times) and appends `event`, in one transaction.
     async fn update_run(&self, run: &Run, event: &NewEvent) -> Result<Event>;
     /// Runs that are not complete, oldest first, across all pipelines.

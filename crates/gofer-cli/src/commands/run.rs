@@ -31,8 +31,8 @@ pub(super) async fn command(client: &Client, format: Format, command: RunCommand
             eprintln!("run {} replays run {run} with its variables", replay.run_id);
             output::print(format, &replay)
         }
-        RunCommand::List { pipeline, limit, offset } => {
-            let list = client.list_runs(&pipeline, limit, offset).await?;
+        RunCommand::List { pipeline, limit, offset, state, status } => {
+            let list = client.list_runs(&pipeline, limit, offset, state.as_deref(), status.as_deref()).await?;
             output::print(format, &list.runs)?;
             if let (Format::Table, Some(next)) = (format, list.next_offset) {
                 eprintln!("more runs: --offset {next}");

@@ -407,7 +407,10 @@ impl Gofer {
     /// The candidate's runs that did not succeed, named for a rollback's reason (the newest few hundred runs are
     /// searched).
     async fn failing_runs(&self, deployment: &Deployment) -> Option<String> {
-        let runs = self.storage.list_runs(&deployment.namespace_id, &deployment.pipeline_id, Page::new(500, 0)).await;
+        let runs = self
+            .storage
+            .list_runs(&deployment.namespace_id, &deployment.pipeline_id, Default::default(), Page::new(500, 0))
+            .await;
         let mut failing: Vec<String> = runs
             .ok()?
             .into_iter()

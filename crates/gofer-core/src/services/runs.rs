@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use gofer_api::models::{Initiator, PipelineState, Run, TaskExecution, Variable, VariableSource};
 use gofer_api::requests::PageQuery;
-use gofer_storage::{LogKey, LogStream, Recorded, SubscriptionKey};
+use gofer_storage::{LogKey, LogStream, Recorded, RunFilter, SubscriptionKey};
 
 use crate::error::{Error, Result};
 use crate::extensions::{Fired, Firing, Trigger};
@@ -81,7 +81,18 @@ impl Gofer {
         pipeline_id: &str,
         query: PageQuery,
     ) -> Result<(Vec<Run>, Option<u64>)> {
-        let items = self.storage.list_runs(namespace_id, pipeline_id, page(query)?).await?;
+        self.list_runs_where(namespace_id, pipeline_id, RunFilter::default(), query).await
+    }
+
+    /// A pipeline's runs in a state or with a status, newest first.
+    pub async fn list_runs_where(
+        &self,
+        namespace_id: &str,
+        pipeline_id: &str,
+        filter: RunFilter,
+        query: PageQuery,
+    ) -> Result<(Vec<Run>, Option<u64>)> {
+        let items = self.storage.list_runs(namespace_id, pipeline_id, filter, page(query)?).await?;
         Ok(paged(items, query))
     }
 

@@ -46,7 +46,7 @@ async fn every_second(h: &Harness, pipeline: &str) -> SubscriptionKey {
 
 impl Harness {
     async fn run_count(&self, pipeline: &str) -> usize {
-        self.storage.list_runs("default", pipeline, gofer_storage::Page::ALL).await.unwrap().len()
+        self.storage.list_runs("default", pipeline, Default::default(), gofer_storage::Page::ALL).await.unwrap().len()
     }
 
     /// Waits (on tokio's clock, not the wall clock) until `pipeline` has had `count` runs.
@@ -116,7 +116,7 @@ async fn interval_ticks_follow_the_clock_and_stop_when_unsubscribed_or_disabled(
     let settled = h.run_count("control").await;
     h.clock.advance(Duration::from_secs(60));
     h.wait_runs("control", settled + 1).await;
-    let runs = h.storage.list_runs("default", "control", gofer_storage::Page::ALL).await.unwrap();
+    let runs = h.storage.list_runs("default", "control", Default::default(), gofer_storage::Page::ALL).await.unwrap();
     let initiators: Vec<&str> =
         runs.iter().take_while(|r| r.run_id > settled as u64).map(|r| r.initiator.name.as_str()).collect();
     assert_eq!(initiators, ["cron"], "a minute passed: cron fired, the disabled interval extension did not");

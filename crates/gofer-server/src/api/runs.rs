@@ -5,24 +5,25 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use gofer_api::error::ApiError;
 use gofer_api::models::Run;
-use gofer_api::requests::{ListRunsResponse, PageQuery, StartRunRequest};
+use gofer_api::requests::{ListRunsQuery, ListRunsResponse, StartRunRequest};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, ApiResult};
 use super::{AppState, Caller};
 
-/// Lists a pipeline's runs, newest first.
+/// Lists a pipeline's runs, newest first; `state` and `status` keep only the runs that match.
 #[utoipa::path(
     get, path = "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs", tag = "Runs",
     extensions(("x-gofer-access" = json!("runs:read"))),
-    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), PageQuery),
+    params(("namespace_id" = String, Path), ("pipeline_id" = String, Path), ListRunsQuery),
     responses((status = 200, body = ListRunsResponse), (status = 400, body = ApiError), (status = 404, body = ApiError))
 )]
 pub async fn list(
     State(state): State<AppState>,
     ApiPath((namespace_id, pipeline_id)): ApiPath<(String, String)>,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<ListRunsQuery>,
 ) -> ApiResult<Json<ListRunsResponse>> {
-    let (runs, next_offset) = state.gofer.list_runs(&namespace_id, &pipeline_id, query).await?;
+    let filter = gofer_storage::RunFilter { state: query.state, status: query.status };
+    let (runs, next_offset) = state.gofer.list_runs_where(&namespace_id, &pipeline_id, filter, query.page()).await?;
     Ok(Json(ListRunsResponse { runs, next_offset }))
 }
 

@@ -222,7 +222,15 @@ impl UiState {
         boot.run = scope.run;
         boot.user = viewer.token.as_ref().map(|t| t.user.clone());
         for (name, method, pattern) in ACTIONS {
-            boot.can.insert(name, self.may(viewer, method, pattern, scope).await);
+            // The scope the API's check would see: only what the route's path names.
+            let named = |param: &str| pattern.contains(&format!("{{{param}}}"));
+            let route_scope = gofer_core::auth::Scope {
+                namespace: scope.namespace.filter(|_| named("namespace_id")),
+                pipeline: scope.pipeline.filter(|_| named("pipeline_id")),
+                run: scope.run.filter(|_| named("run_id")),
+                extension: None,
+            };
+            boot.can.insert(name, self.may(viewer, method, pattern, route_scope).await);
         }
         boot
     }

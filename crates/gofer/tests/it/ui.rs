@@ -227,6 +227,22 @@ fn production_mode_logs_in_with_a_token_and_holds_the_ui_to_its_permissions() {
     let (status, body) = http_raw("POST", &cancel, &same_site, b"").unwrap();
     assert_eq!(status, 403, "a read-only session may not cancel: {body}");
 
+    // A token of another namespace: the page is a 403 that says why, and the dashboard offers nothing of default.
+    let role = json!({ "id": "team-b", "description": "", "system_role": false,
+        "grants": [{ "actions": ["read"], "namespaces": ["team-b"] }] });
+    assert_eq!(call(&gofer, "POST", "/api/roles", &admin, Some(&role)).0, 201);
+    let (status, created) =
+        call(&gofer, "POST", "/api/tokens", &admin, Some(&json!({ "user": "bee", "roles": ["team-b"] })));
+    assert_eq!(status, 201, "{created}");
+    browser.click("header .who button");
+    browser.wait_find("#token");
+    browser.goto(&run_page);
+    log_in(&browser, created["secret"].as_str().unwrap());
+    browser.wait_text("#error", "may not read this");
+    let outsider = format!("gofer_session={}", browser.cookie("gofer_session").unwrap());
+    let (status, _) = http_raw("GET", &run_page, &[("Cookie", outsider.as_str())], b"").unwrap();
+    assert_eq!(status, 403);
+
     // Log out; log in as the admin, who is offered cancel.
     browser.click("header .who button");
     browser.wait_find("#token");
@@ -266,4 +282,88 @@ fn the_ui_can_be_turned_off() {
         assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{path}: {body}");
     }
     assert_eq!(api(&gofer, "GET", "/api/health", None).0, 200);
+}
+
+#[test]
+fn the_pipeline_page_starts_runs_switches_the_pipeline_and_drives_deployments() {
+    let gofer = Server::start();
+    gofer.register(json!({ "id": "svc", "name": "svc", "tasks": [
+        { "id": "main", "image": "busybox:latest", "command": ["sh", "-c", "echo v1 $GREETING"] }
+    ]}));
+    let base = "/api/namespaces/default/pipelines/svc";
+    let v2 = json!({ "config": { "id": "svc", "name": "svc", "tasks": [
+        { "id": "main", "image": "busybox:latest", "command": ["sh", "-c", "echo v2"] }
+    ]}});
+    assert_eq!(api(&gofer, "POST", &format!("{base}/configs"), Some(&v2)).0, 201);
+    let canary = json!({ "strategy": { "kind": "canary", "steps": [50], "min_runs": 5, "success_threshold": 0.9 } });
+    let deployment = |id: u64| api(&gofer, "GET", &format!("{base}/deployments/{id}"), None).1;
+    let live = || api(&gofer, "GET", base, None).1["live_version"].clone();
+    let page = format!("{}/namespaces/default/pipelines/svc", gofer.url);
+    let browser = Browser::start();
+
+    // A canary in progress: its strategy and counts, and the buttons to end it.
+    let (status, body) = api(&gofer, "POST", &format!("{base}/configs/2/deploy"), Some(&canary));
+    assert_eq!(status, 201, "{body}");
+    browser.goto(&page);
+    let shown = browser.wait_text("main", "Deployment #2");
+    assert!(shown.contains("canary 50%") && shown.contains("v1 → v2"), "{shown}");
+    browser.wait_find("#abort");
+    browser.click("#promote");
+    wait_for("the UI's promote", std::time::Duration::from_secs(20), || {
+        (deployment(2)["state"] == "promoted").then_some(())
+    });
+    assert_eq!(live(), json!(2));
+    browser.wait_text("main", "promoted");
+
+    // Roll back from the page: v1 is live again.
+    browser.click("#rollback");
+    browser.accept_dialog();
+    wait_for("the UI's rollback", std::time::Duration::from_secs(20), || (live() == json!(1)).then_some(()));
+
+    // Abort a second canary.
+    assert_eq!(api(&gofer, "POST", &format!("{base}/configs/2/deploy"), Some(&canary)).0, 201);
+    browser.goto(&page);
+    browser.wait_text("main", "Deployment #4");
+    browser.click("#abort");
+    wait_for("the UI's abort", std::time::Duration::from_secs(20), || {
+        (deployment(4)["state"] == "aborted").then_some(())
+    });
+    assert_eq!(live(), json!(1));
+
+    // Start a run with a variable; the page goes to the new run, which gets it.
+    browser.goto(&page);
+    let variables = browser.wait_find("#run-variables");
+    browser.type_into(&variables, "GREETING=hi from the UI");
+    browser.click("#start-run");
+    wait_for("the new run's page", std::time::Duration::from_secs(20), || {
+        browser.url().ends_with("/namespaces/default/pipelines/svc/runs/1").then_some(())
+    });
+    gofer.wait_run("svc", 1);
+    assert_eq!(gofer.logs("svc", 1, "main"), b"v1 hi from the UI\n");
+    browser.wait_text("#run-status", "successful");
+
+    // The runs list filters by status on the server (the CLI and the API too); a bad filter is a clear 400.
+    browser.goto(&page);
+    browser.wait_find("tr[data-run=\"1\"]");
+    browser.click("#run-filter option[value=\"status=failed\"]");
+    browser.wait_text("main", "No runs match the filter.");
+    browser.click("#run-filter option[value=\"status=successful\"]");
+    browser.wait_find("tr[data-run=\"1\"]");
+    assert_eq!(gofer.cli_json(&["run", "list", "svc", "--status", "failed"]), json!([]));
+    assert_eq!(gofer.cli_json(&["run", "list", "svc", "--state", "complete"]).as_array().unwrap().len(), 1);
+    let (status, body) = api(&gofer, "GET", &format!("{base}/runs?status=bogus"), None);
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("bogus"), "{body}");
+
+    // Disable and enable the pipeline.
+    browser.wait_text("#toggle-state", "Disable");
+    browser.click("#toggle-state");
+    wait_for("the pipeline to be disabled", std::time::Duration::from_secs(20), || {
+        (api(&gofer, "GET", base, None).1["state"] == "disabled").then_some(())
+    });
+    browser.wait_text("#toggle-state", "Enable");
+    browser.click("#toggle-state");
+    wait_for("the pipeline to be enabled", std::time::Duration::from_secs(20), || {
+        (api(&gofer, "GET", base, None).1["state"] == "active").then_some(())
+    });
 }
