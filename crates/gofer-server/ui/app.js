@@ -1422,6 +1422,11 @@ async function runPage() {
     openTask(true);
   });
 
+  // How long the run has taken so far: ticks by itself while it runs (no request, no redraw of the buttons).
+  const tookText = h('span');
+  const tick = () => {
+    tookText.textContent = run && run.started ? `, took ${took(run.started, run.ended)}` : '';
+  };
   const drawHead = () => {
     const cancel =
       boot.can.cancel_run && run.state !== 'complete'
@@ -1455,7 +1460,7 @@ async function runPage() {
         { class: 'muted' },
         `Started by ${run.initiator.kind} ${run.initiator.name}, `,
         time(run.created),
-        run.started ? `, took ${took(run.started, run.ended)}` : '',
+        tookText,
         run.routing ? `, ${run.routing.reason}` : '',
       ),
       run.status_reason ? h('p', { class: run.status === 'failed' ? 'problem' : 'note' }, reasonText(run.status_reason)) : null,
@@ -1509,6 +1514,7 @@ async function runPage() {
       return;
     }
     drawHead();
+    tick();
     drawGraph();
     openTask(false);
   };
@@ -1740,10 +1746,7 @@ async function runPage() {
     parts.timeline.append(timelineItem(event));
     later();
   });
-  // Durations of running things grow: redraw the facts now and then (no request is made).
-  setInterval(() => {
-    if (run && run.state !== 'complete') drawHead();
-  }, 5000);
+  setInterval(tick, 1000);
 }
 
 /** The breadcrumb trail: [[label, href or null], …]. */
@@ -1906,9 +1909,9 @@ async function eventsPage() {
 
 function errorPage() {
   const hint =
-    boot.page === 'not_found' || !boot.namespace
-      ? null
-      : h('p', {}, 'Check the name in the address, or deploy the pipeline with ', h('code', {}, 'gofer up DIR'), '.');
+    boot.status === 404 && boot.namespace
+      ? h('p', {}, 'Check the name in the address, or deploy the pipeline with ', h('code', {}, 'gofer up DIR'), '.')
+      : null;
   frame(
     [],
     section(

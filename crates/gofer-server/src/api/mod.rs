@@ -360,8 +360,7 @@ async fn check_token(
         // A web UI login: its session stands for the token typed in. A change made with it must come from this
         // server's own pages (same origin), besides the cookie being SameSite=Strict.
         None => match crate::ui::sessions::session_id(request.headers()).and_then(|id| state.sessions.secret(&id)) {
-            Some(secret) if changes_state && !crate::ui::sessions::same_origin(request.headers()) => {
-                drop(secret);
+            Some(_) if changes_state && !crate::ui::sessions::same_origin(request.headers()) => {
                 return ApiFailure::new(
                     axum::http::StatusCode::FORBIDDEN,
                     gofer_api::error::ErrorCode::PermissionDenied,

@@ -93,7 +93,7 @@ impl Page {
 }
 
 /// What the script is told about the page: where it is, who is looking, and what they may do here.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 struct Boot {
     page: Page,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,9 +111,11 @@ struct Boot {
     /// The actions of this page the viewer may take, each checked as the API checks its route.
     can: std::collections::BTreeMap<&'static str, bool>,
     version: &'static str,
-    /// Why the page cannot be shown (it is answered with a 4xx status).
+    /// Why the page cannot be shown, and the status it is answered with.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
 }
 
 impl Boot {
@@ -129,6 +131,7 @@ impl Boot {
             can: Default::default(),
             version: env!("CARGO_PKG_VERSION"),
             error: None,
+            status: None,
         }
     }
 
@@ -493,7 +496,11 @@ fn login_form(status: StatusCode, next: &str, problem: Option<&str>) -> Response
 
 /// A page shell: the script draws the page from `boot`.
 fn shell(status: StatusCode, boot: &Boot) -> Response {
-    let json = boot_json(boot);
+    let json = if status == StatusCode::OK {
+        boot_json(boot)
+    } else {
+        boot_json(&Boot { status: Some(status.as_u16()), ..boot.clone() })
+    };
     let body = format!(
         "<div id=\"app\" aria-live=\"polite\"><p class=\"loading\">Loading…</p></div>\
          <noscript><p class=\"problem\">This page needs JavaScript; the CLI (<code>gofer --help</code>) needs none.</p></noscript>\

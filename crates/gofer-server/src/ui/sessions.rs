@@ -79,15 +79,18 @@ pub fn session_id(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
-/// Whether a request comes from a page of this server: its `Origin` names the host it was sent to, or, without
-/// an `Origin`, the browser says it is same-origin. Requests from other sites (forged forms, scripts) are not.
+/// Whether a request comes from a page of this server: its `Origin` names the host it was sent to (`Host`, or
+/// `X-Forwarded-Host` behind a proxy that rewrites `Host`), or, without an `Origin`, the browser says it is
+/// same-origin. Requests from other sites (forged forms, scripts) are not: a browser sends another site's `Origin`,
+/// and a page of another site cannot add `X-Forwarded-Host` to a request without asking first (CORS), which this
+/// server never allows.
 pub fn same_origin(headers: &axum::http::HeaderMap) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let host = header("host");
     match header("origin") {
         Some(origin) => {
             let authority = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/'));
-            authority.is_some_and(|authority| Some(authority) == host)
+            let forwarded = header("x-forwarded-host").and_then(|hosts| hosts.split(',').next()).map(str::trim);
+            authority.is_some_and(|authority| [header("host"), forwarded].contains(&Some(authority)))
         }
         None => header("sec-fetch-site").is_some_and(|site| site == "same-origin"),
     }
@@ -142,6 +145,12 @@ mod tests {
         assert!(same_origin(&fetch));
         let other = headers(&[("host", "h"), ("sec-fetch-site", "cross-site")]);
         assert!(!same_origin(&other) && cross_site(&other));
+        let proxied = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("x-forwarded-host", "gofer.example.com"),
+            ("origin", "https://gofer.example.com"),
+        ]);
+        assert!(same_origin(&proxied), "behind a proxy that rewrites Host");
         let cli = headers(&[("host", "h")]);
         assert!(!same_origin(&cli) && !cross_site(&cli), "the CLI names no origin: not a browser, not foreign");
     }

@@ -195,6 +195,14 @@ impl Browser {
         self.call("GET", &format!("/cookie/{name}"), None)
     }
 
+    /// Makes pages see `prefers-color-scheme: dark` (Chromium's DevTools command, through chromedriver).
+    pub fn prefer_dark(&self) {
+        let command = json!({ "cmd": "Emulation.setEmulatedMedia", "params": {
+            "features": [{ "name": "prefers-color-scheme", "value": "dark" }]
+        }});
+        self.call("POST", "/goog/cdp/execute", Some(command));
+    }
+
     pub fn set_window(&self, width: u32, height: u32) {
         self.call("POST", "/window/rect", Some(json!({ "width": width, "height": height })));
     }

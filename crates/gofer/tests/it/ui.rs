@@ -56,7 +56,8 @@ fn node_phase(browser: &Browser, task: &str) -> Option<String> {
 
 #[test]
 fn the_ui_shows_pipelines_a_live_run_graph_and_log_and_cancels_from_the_page() {
-    let gofer = Server::start();
+    // `sleep` as a container's first process ignores SIGTERM: a short grace keeps the cancel quick.
+    let gofer = Server::start_with(&[("GOFER_RUNS__STOP_GRACE_SECONDS", "1")]);
     gofer.register(dag_pipeline());
     gofer.register(live_pipeline("build-deploy"));
     let finished = gofer.start_run("dag", &[]);
@@ -112,6 +113,12 @@ fn the_ui_shows_pipelines_a_live_run_graph_and_log_and_cancels_from_the_page() {
     });
     assert_eq!(node_phase(&browser, "deploy").as_deref(), Some("waiting"));
     screenshot(&browser, "run.png");
+
+    // The dark colour scheme.
+    browser.prefer_dark();
+    let background = browser.script("return getComputedStyle(document.body).backgroundColor");
+    assert_eq!(background, json!("rgb(13, 17, 23)"), "dark pages are dark");
+    screenshot(&browser, "run-dark.png");
 
     // Cancel from the page: the run ends cancelled, its container is stopped and removed, the page follows.
     browser.wait_find("#cancel-run");
