@@ -97,11 +97,26 @@ async function api(method, path, body) {
 }
 
 /**
+ * The streams this page holds open. They are closed when the page is left: a browser may keep a left page alive in
+ * its back/forward cache, streams and all, and a handful of such connections is all a browser opens to one server,
+ * so the next pages would wait for them. A page shown again from that cache reloads, to be live again.
+ */
+const openStreams = new Set();
+window.addEventListener('pagehide', () => {
+  for (const abort of openStreams) abort.abort();
+  openStreams.clear();
+});
+window.addEventListener('pageshow', (e) => {
+  if (e.persisted) location.reload();
+});
+
+/**
  * Reads a streamed response chunk by chunk until it ends or `stop()` is called. `onEnd(error)` is told how it
  * ended (no error: the server closed it).
  */
 function stream(path, onChunk, onEnd) {
   const abort = new AbortController();
+  openStreams.add(abort);
   (async () => {
     try {
       const response = await fetch(`/api${path}`, { credentials: 'same-origin', signal: abort.signal });
@@ -124,6 +139,8 @@ function stream(path, onChunk, onEnd) {
       if (onEnd) onEnd(null);
     } catch (e) {
       if (e.name !== 'AbortError' && onEnd) onEnd(e);
+    } finally {
+      openStreams.delete(abort);
     }
   })();
   return { stop: () => abort.abort() };

@@ -1,8 +1,7 @@
 //! The event stream.
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::StreamExt;
 use gofer_api::error::ApiError;
 use gofer_api::requests::EventsQuery;
@@ -36,5 +35,5 @@ pub async fn list(State(state): State<AppState>, ApiQuery(query): ApiQuery<Event
         }
         Err(e) => Err(std::io::Error::other(e.to_string())),
     });
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], state.until_shutdown(lines)).into_response())
+    Ok(state.streamed("application/x-ndjson", lines, query.follow))
 }

@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use gofer_api::error::ApiError;
 use gofer_api::models::{Extension, Subscription};
 use gofer_api::requests::{
@@ -64,7 +64,7 @@ pub async fn logs(
     ApiQuery(query): ApiQuery<FollowQuery>,
 ) -> ApiResult<Response> {
     let stream = state.gofer.extension_logs(&id, query.follow).await?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], state.until_shutdown(stream)).into_response())
+    Ok(state.streamed("application/octet-stream", stream, query.follow))
 }
 
 /// The extension's own view of itself (its `GET /api/debug`; for built-ins, their subscriptions and next ticks).

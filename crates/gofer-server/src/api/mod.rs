@@ -51,6 +51,23 @@ impl AppState {
         Self { gofer, dev_mode, failures: Arc::default(), request_timeout, shutdown, sessions: Arc::default() }
     }
 
+    /// A streamed answer of `content_type` that ends when the server stops. A followed stream (one that stays open
+    /// for what happens next) closes its connection when it ends: a browser that leaves the page would otherwise
+    /// keep the connection to drain and reuse it, and with a few such connections held, its next pages wait.
+    pub fn streamed<S, E>(&self, content_type: &'static str, stream: S, follow: bool) -> axum::response::Response
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+        E: Into<axum::BoxError> + 'static,
+    {
+        use axum::http::{HeaderValue, header};
+        use axum::response::IntoResponse;
+        let mut response = ([(header::CONTENT_TYPE, content_type)], self.until_shutdown(stream)).into_response();
+        if follow {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
     /// A streamed response body that ends when the server stops.
     pub fn until_shutdown<S, E>(&self, stream: S) -> axum::body::Body
     where

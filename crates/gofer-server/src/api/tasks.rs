@@ -82,7 +82,7 @@ pub async fn logs(
 ) -> ApiResult<Response> {
     let stream =
         state.gofer.task_logs(&namespace_id, &pipeline_id, run_id, &task_id, query.attempt, query.follow).await?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], state.until_shutdown(stream)).into_response())
+    Ok(state.streamed("application/octet-stream", stream, query.follow))
 }
 
 /// Runs a command in the task's running container and answers with its output and exit code (for debugging; told

@@ -54,16 +54,29 @@ fn node_phase(browser: &Browser, task: &str) -> Option<String> {
     browser.attribute(&node, "data-phase")
 }
 
+/// Waits until the graph shows each task in its phase (the page redraws the graph as events arrive).
+fn wait_phases(browser: &Browser, expected: &[(&str, &str)]) {
+    wait_for(&format!("the graph to show {expected:?}"), std::time::Duration::from_secs(30), || {
+        expected.iter().all(|(task, phase)| node_phase(browser, task).as_deref() == Some(*phase)).then_some(())
+    });
+}
+
 #[test]
 fn the_ui_shows_pipelines_a_live_run_graph_and_log_and_cancels_from_the_page() {
     // `sleep` as a container's first process ignores SIGTERM: a short grace keeps the cancel quick.
     let gofer = Server::start_with(&[("GOFER_RUNS__STOP_GRACE_SECONDS", "1")]);
+    let browser = Browser::start();
+
+    // Nothing yet: the dashboard says what to do next.
+    browser.goto(&format!("{}/", gofer.url));
+    browser.wait_text("main", "gofer up DIR");
+
     gofer.register(dag_pipeline());
     gofer.register(live_pipeline("build-deploy"));
+    gofer.cli_ok(&["pipeline", "subscribe", "dag", "interval", "hourly", "-s", "every=1h"]);
     let finished = gofer.start_run("dag", &[]);
     gofer.wait_run("dag", finished);
     let run = gofer.start_run("build-deploy", &[]);
-    let browser = Browser::start();
 
     // The dashboard lists both pipelines with their last runs.
     browser.goto(&format!("{}/", gofer.url));
@@ -71,6 +84,8 @@ fn the_ui_shows_pipelines_a_live_run_graph_and_log_and_cancels_from_the_page() {
     assert!(row.contains("v1") && row.contains("active"), "{row}");
     browser.wait_find("tr[data-pipeline=\"dag\"] a.mark.st-failed");
     browser.wait_text("tr[data-pipeline=\"build-deploy\"]", "Build and deploy");
+    let next = browser.wait_text("tr[data-pipeline=\"dag\"] td:last-child", "in ");
+    assert!(next.contains("in 60 min") || next.contains("in 59 min"), "the interval's next tick: {next}");
     let search = browser.wait_find("#search");
     browser.type_into(&search, "build");
     wait_for("the search to hide the other pipeline", std::time::Duration::from_secs(10), || {
@@ -91,27 +106,33 @@ fn the_ui_shows_pipelines_a_live_run_graph_and_log_and_cancels_from_the_page() {
     // The finished run's graph: each node coloured by how its task ended, each edge labelled with what it needs.
     browser.goto(&format!("{}/namespaces/default/pipelines/dag/runs/{finished}/tasks/test", gofer.url));
     browser.wait_text("#log", "FAILED: test_parser");
-    for (task, phase) in
-        [("checkout", "successful"), ("test", "failed"), ("on-failure", "successful"), ("publish", "skipped")]
-    {
-        assert_eq!(node_phase(&browser, task).as_deref(), Some(phase), "{task}");
-    }
-    let edge = browser.find("g.edge[data-from=\"test\"][data-to=\"on-failure\"]").expect("the failure edge");
-    assert_eq!(browser.text(&edge), "failure");
-    assert_eq!(browser.text(&browser.wait_find("#exit-code")), "3");
+    let expected =
+        [("checkout", "successful"), ("test", "failed"), ("on-failure", "successful"), ("publish", "skipped")];
+    wait_phases(&browser, &expected);
+    browser.wait_text("g.edge[data-from=\"test\"][data-to=\"on-failure\"]", "failure");
+    browser.wait_text("#exit-code", "3");
+    let raw = browser.attribute(&browser.wait_find("a[download]"), "href").expect("a download link");
+    let (status, body) = http_raw("GET", &format!("{}{raw}", gofer.url), &[], b"").unwrap();
+    let log = String::from_utf8(gofer.logs("dag", finished, "test")).unwrap();
+    // (The harness's client does not undo chunked encoding: the log is inside the chunks.)
+    assert!(status == 200 && body.contains(&log), "download raw is the log: {body:?} vs {log:?}");
+
+    // The graph is reachable from the keyboard: its nodes take focus and open their task.
+    let focused = browser.script(
+        "const node = document.querySelector('svg.dag a[href$=\"/tasks/lint\"]'); node.focus(); \
+         return document.activeElement === node",
+    );
+    assert_eq!(focused, json!(true));
 
     // The running run: the log line the task printed shows while it still runs, colours rendered.
     let page = format!("{}/namespaces/default/pipelines/build-deploy/runs/{run}/tasks/build", gofer.url);
     browser.goto(&page);
     let log = browser.wait_text("#log", "building green");
     assert!(!log.contains("\u{1b}"), "escape codes are rendered, not shown: {log:?}");
-    assert_eq!(browser.text(&browser.wait_find("#log span.fg-green")), "green");
+    browser.wait_text("#log span.fg-green", "green");
     let build = &gofer.tasks("build-deploy", run)["build"];
     assert_eq!(build["state"], "running", "the line was shown while the task runs: {build}");
-    wait_for("the graph to show build running", std::time::Duration::from_secs(20), || {
-        (node_phase(&browser, "build").as_deref() == Some("running")).then_some(())
-    });
-    assert_eq!(node_phase(&browser, "deploy").as_deref(), Some("waiting"));
+    wait_phases(&browser, &[("build", "running"), ("deploy", "waiting"), ("notify", "waiting")]);
     screenshot(&browser, "run.png");
 
     // The dark colour scheme.
@@ -128,9 +149,7 @@ fn the_ui_shows_pipelines_a_live_run_graph_and_log_and_cancels_from_the_page() {
     assert_eq!(ended["status"], "cancelled", "{ended}");
     wait_containers_removed(&gofer, "build-deploy", run);
     browser.wait_text("#run-status", "cancelled");
-    wait_for("the graph to show build cancelled", std::time::Duration::from_secs(20), || {
-        (node_phase(&browser, "build").as_deref() == Some("cancelled")).then_some(())
-    });
+    wait_phases(&browser, &[("build", "cancelled")]);
     assert!(browser.find("#cancel-run").is_none(), "a finished run offers no cancel");
 
     // Unknown things are real 404 pages, with a way back.
