@@ -360,6 +360,24 @@ async function act(button, what, action) {
   }
 }
 
+/** A button that POSTs to `path` (after asking `question`, if any), tells `done`, then calls `after`. */
+function actionButton({ id, label, kind, path, question, done, after }) {
+  return h(
+    'button',
+    {
+      type: 'button',
+      id,
+      class: kind,
+      onclick: async (e) => {
+        if (question && !confirm(question)) return;
+        const result = await act(e.target, done, () => api('POST', path, {}));
+        if (result !== undefined && after) after(result);
+      },
+    },
+    label,
+  );
+}
+
 function ns() {
   return boot.namespace;
 }
@@ -1114,64 +1132,22 @@ async function pipelinePage() {
     }
     const d = deployments[0];
     const buttons = [];
+    /** A button that POSTs `path` (after `question`, if any), says `done`, and redraws the page's facts. */
+    const after = () => {
+      drawDeployment();
+      drawHead();
+    };
+    const action = (id, label, kind, path, done, question) =>
+      actionButton({ id, label, kind, path, question, done, after });
     if (d && d.state === 'running') {
-      if (boot.can.promote) {
-        buttons.push(
-          h(
-            'button',
-            {
-              type: 'button',
-              id: 'promote',
-              class: 'primary',
-              onclick: async (e) => {
-                if (await act(e.target, 'Promoted.', () => api('POST', `${base}/deployments/${d.deployment_id}/promote`))) {
-                  drawDeployment();
-                  drawHead();
-                }
-              },
-            },
-            'Promote now',
-          ),
-        );
-      }
-      if (boot.can.abort) {
-        buttons.push(
-          h(
-            'button',
-            {
-              type: 'button',
-              id: 'abort',
-              class: 'danger',
-              onclick: async (e) => {
-                if (await act(e.target, 'Aborted.', () => api('POST', `${base}/deployments/${d.deployment_id}/abort`))) {
-                  drawDeployment();
-                }
-              },
-            },
-            'Abort',
-          ),
-        );
-      }
+      const at = `${base}/deployments/${d.deployment_id}`;
+      if (boot.can.promote) buttons.push(action('promote', 'Promote now', 'primary', `${at}/promote`, 'Promoted.'));
+      if (boot.can.abort) buttons.push(action('abort', 'Abort', 'danger', `${at}/abort`, 'Aborted.'));
     }
     // Rolling back needs a version that was live before this one.
     if (boot.can.rollback && pipeline && pipeline.live_version && d && d.state !== 'running' && d.from_version) {
-      buttons.push(
-        h(
-          'button',
-          {
-            type: 'button',
-            id: 'rollback',
-            onclick: async (e) => {
-              if (!confirm('Roll back to the version live before this one?')) return;
-              if (await act(e.target, 'Rolled back.', () => api('POST', `${base}/rollback`, {}))) {
-                drawDeployment();
-                drawHead();
-              }
-            },
-          },
-          'Roll back',
-        ),
-      );
+      const question = 'Roll back to the version live before this one?';
+      buttons.push(action('rollback', 'Roll back', null, `${base}/rollback`, 'Rolled back.', question));
     }
     if (!d) {
       replace(parts.deployment, section('Deployment', h('p', { class: 'empty' }, 'No deployment yet: gofer up DIR'), buttons));
@@ -1447,19 +1423,14 @@ async function runPage() {
   const drawHead = () => {
     const cancel =
       boot.can.cancel_run && run.state !== 'complete'
-        ? h(
-            'button',
-            {
-              type: 'button',
-              id: 'cancel-run',
-              class: 'danger',
-              onclick: async (e) => {
-                if (!confirm(`Cancel run #${runId}? Its running containers are stopped.`)) return;
-                await act(e.target, 'Cancelling the run.', () => api('POST', `/namespaces/${enc(namespace)}/pipelines/${enc(id)}/runs/${runId}/cancel`));
-              },
-            },
-            'Cancel run',
-          )
+        ? actionButton({
+            id: 'cancel-run',
+            label: 'Cancel run',
+            kind: 'danger',
+            path: `/namespaces/${enc(namespace)}/pipelines/${enc(id)}/runs/${runId}/cancel`,
+            question: `Cancel run #${runId}? Its running containers are stopped.`,
+            done: 'Cancelling the run.',
+          })
         : null;
     replace(
       parts.head,
@@ -1581,20 +1552,13 @@ async function runPage() {
     const logUrl = `/api/namespaces/${enc(namespace)}/pipelines/${enc(id)}/runs/${runId}/tasks/${enc(t.task_id)}/logs?attempt=${attempt}`;
     const cancel =
       boot.can.cancel_task && t.state !== 'complete'
-        ? h(
-            'button',
-            {
-              type: 'button',
-              id: 'cancel-task',
-              class: 'danger',
-              onclick: async (e) => {
-                await act(e.target, `Cancelling ${t.task_id}.`, () =>
-                  api('POST', `/namespaces/${enc(namespace)}/pipelines/${enc(id)}/runs/${runId}/tasks/${enc(t.task_id)}/cancel`),
-                );
-              },
-            },
-            'Cancel task',
-          )
+        ? actionButton({
+            id: 'cancel-task',
+            label: 'Cancel task',
+            kind: 'danger',
+            path: `/namespaces/${enc(namespace)}/pipelines/${enc(id)}/runs/${runId}/tasks/${enc(t.task_id)}/cancel`,
+            done: `Cancelling ${t.task_id}.`,
+          })
         : null;
     const attempts = t.attempts && t.attempts.length > 1
       ? h(

@@ -294,6 +294,20 @@ impl UiState {
         }
     }
 
+    /// A run's page, or one of its tasks' (the run page with the task selected).
+    async fn run_page(&self, headers: &HeaderMap, uri: &Uri, path: (&str, &str, &str), task: Option<&str>) -> Response {
+        let (namespace, pipeline, run) = path;
+        let Some(number) = page_number(run) else { return not_a_run(run) };
+        let scope = gofer_core::auth::Scope {
+            namespace: Some(namespace),
+            pipeline: Some(pipeline),
+            run: Some(number),
+            extension: None,
+        };
+        let page = if task.is_some() { Page::Task } else { Page::Run };
+        self.page_of(page, headers, uri, scope, task).await
+    }
+
     async fn plain(&self, page: Page, headers: &HeaderMap, uri: &Uri, namespace: Option<&str>) -> Response {
         match self.viewer(headers, uri).await {
             Ok(viewer) => {
@@ -346,14 +360,7 @@ async fn run(
     Path(path): Path<(String, String, String)>,
 ) -> Response {
     let (namespace, pipeline, run) = path;
-    let Some(run) = page_number(&run) else { return not_a_run(&run) };
-    let scope = gofer_core::auth::Scope {
-        namespace: Some(&namespace),
-        pipeline: Some(&pipeline),
-        run: Some(run),
-        extension: None,
-    };
-    ui.page_of(Page::Run, &headers, &uri, scope, None).await
+    ui.run_page(&headers, &uri, (&namespace, &pipeline, &run), None).await
 }
 
 async fn task(
@@ -363,14 +370,7 @@ async fn task(
     Path(path): Path<(String, String, String, String)>,
 ) -> Response {
     let (namespace, pipeline, run, task) = path;
-    let Some(run) = page_number(&run) else { return not_a_run(&run) };
-    let scope = gofer_core::auth::Scope {
-        namespace: Some(&namespace),
-        pipeline: Some(&pipeline),
-        run: Some(run),
-        extension: None,
-    };
-    ui.page_of(Page::Task, &headers, &uri, scope, Some(&task)).await
+    ui.run_page(&headers, &uri, (&namespace, &pipeline, &run), Some(&task)).await
 }
 
 /// A run number from a path, if it is one a run can have.
