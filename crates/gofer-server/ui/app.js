@@ -525,6 +525,9 @@ function dag(tasks, { link, selected, onSelect } = {}) {
 
 const ANSI_NAMES = ['black', 'red', 'green', 'yellow', 'blue', 'magenta', 'cyan', 'white'];
 
+/** The most characters of a log the page holds; older output is dropped from the view (download raw has it all). */
+const LOG_VIEW_LIMIT = 4 * 1024 * 1024;
+
 /** Turns terminal output into styled spans, chunk by chunk (escape sequences may be split between chunks). */
 class AnsiRenderer {
   constructor(target) {
@@ -532,13 +535,26 @@ class AnsiRenderer {
     this.decoder = new TextDecoder();
     this.carry = '';
     this.style = {};
+    this.size = 0;
+    this.trimmed = false;
   }
 
   reset() {
     this.decoder = new TextDecoder();
     this.carry = '';
     this.style = {};
+    this.size = 0;
+    this.trimmed = false;
     this.target.replaceChildren();
+  }
+
+  /** Drops the oldest output once the view holds more than its limit, keeping the page responsive. */
+  trim() {
+    while (this.size > LOG_VIEW_LIMIT && this.target.firstChild) {
+      this.size -= this.target.firstChild.textContent.length;
+      this.target.firstChild.remove();
+      this.trimmed = true;
+    }
   }
 
   push(bytes) {
@@ -592,6 +608,11 @@ class AnsiRenderer {
         continue;
       }
       if (c === '\r') {
+        if (i + 1 >= text.length) {
+          // A CR at the end of a chunk may be half of a CRLF: wait for the next chunk.
+          this.carry = '\r';
+          break;
+        }
         if (text[i + 1] !== '\n') plain += '\n';
         i++;
         continue;
@@ -600,7 +621,9 @@ class AnsiRenderer {
       i++;
     }
     flush();
+    this.size += out.textContent.length;
     this.target.append(out);
+    this.trim();
   }
 
   span(text) {
@@ -619,7 +642,7 @@ class AnsiRenderer {
     if (st.dim) classes.push('dim');
     if (st.italic) classes.push('i');
     if (st.underline) classes.push('u');
-    el.className = classes.join(' ');
+    if (classes.length) el.className = classes.join(' ');
     if (st.fgRgb) el.style.color = st.fgRgb;
     if (st.bgRgb) el.style.backgroundColor = st.bgRgb;
     el.textContent = text;
@@ -1668,6 +1691,7 @@ async function runPage() {
       path,
       (chunk) => {
         renderer.push(chunk);
+        if (renderer.trimmed) logStatus.textContent = 'older output is not shown here; download raw has all of it';
         scrollLog();
       },
       (error) => {

@@ -307,7 +307,11 @@ pub fn router(state: AppState) -> Router {
 pub fn app(state: AppState, ui: Option<crate::ui::Settings>) -> Router {
     let (api, access) = routes(state.clone());
     match ui {
-        Some(settings) => api.merge(crate::ui::router(state, access, settings)).fallback(crate::ui::fallback),
+        Some(settings) => {
+            let dev_mode = state.dev_mode;
+            let ui = crate::ui::router(state, access, settings);
+            api.merge(ui).fallback(move |uri: axum::http::Uri| crate::ui::fallback(uri, dev_mode))
+        }
         None => api.fallback(system::not_found),
     }
 }

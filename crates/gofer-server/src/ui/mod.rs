@@ -57,11 +57,11 @@ pub fn router(app: AppState, access: Arc<AccessTable>, settings: Settings) -> Ro
 }
 
 /// Answers paths no route serves: the API's JSON 404 under `/api`, the UI's not-found page elsewhere.
-pub async fn fallback(uri: Uri) -> Response {
+pub async fn fallback(uri: Uri, dev_mode: bool) -> Response {
     if uri.path() == "/api" || uri.path().starts_with("/api/") {
         return crate::api::not_found(uri).await.into_response();
     }
-    let boot = Boot::error(Page::NotFound, format!("There is no page at {}.", uri.path()));
+    let boot = Boot::error(Page::NotFound, format!("There is no page at {}.", uri.path()), dev_mode);
     shell(StatusCode::NOT_FOUND, &boot)
 }
 
@@ -135,8 +135,8 @@ impl Boot {
         }
     }
 
-    fn error(page: Page, message: String) -> Self {
-        Self { error: Some(message), ..Self::new(page, true) }
+    fn error(page: Page, message: String, dev_mode: bool) -> Self {
+        Self { error: Some(message), ..Self::new(page, dev_mode) }
     }
 }
 
@@ -273,7 +273,14 @@ impl UiState {
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             boot.error = Some(match status {
-                StatusCode::NOT_FOUND => format!("Not found: {e}."),
+                StatusCode::NOT_FOUND => {
+                    let text = e.to_string();
+                    let mut chars = text.chars();
+                    chars
+                        .next()
+                        .map(|first| first.to_uppercase().chain(chars).collect::<String>() + ".")
+                        .unwrap_or(text)
+                }
                 _ => "This page cannot be shown right now; the server's log says why.".into(),
             });
             if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -297,7 +304,7 @@ impl UiState {
     /// A run's page, or one of its tasks' (the run page with the task selected).
     async fn run_page(&self, headers: &HeaderMap, uri: &Uri, path: (&str, &str, &str), task: Option<&str>) -> Response {
         let (namespace, pipeline, run) = path;
-        let Some(number) = page_number(run) else { return not_a_run(run) };
+        let Some(number) = page_number(run) else { return not_a_run(run, self.app.dev_mode) };
         let scope = gofer_core::auth::Scope {
             namespace: Some(namespace),
             pipeline: Some(pipeline),
@@ -378,8 +385,9 @@ fn page_number(text: &str) -> Option<u64> {
     text.parse::<u64>().ok().filter(|n| gofer_core::check_id("run_id", *n).is_ok())
 }
 
-fn not_a_run(text: &str) -> Response {
-    let boot = Boot::error(Page::NotFound, format!("'{text}' is not a run number; runs are numbered 1, 2, 3…"));
+fn not_a_run(text: &str, dev_mode: bool) -> Response {
+    let boot =
+        Boot::error(Page::NotFound, format!("'{text}' is not a run number; runs are numbered 1, 2, 3…"), dev_mode);
     shell(StatusCode::NOT_FOUND, &boot)
 }
 
@@ -452,6 +460,10 @@ async fn login(
     if token.expires > 0 {
         let left = token.expires.saturating_sub(gofer_api::epoch_millis());
         ttl = ttl.min(Duration::from_millis(left));
+    }
+    // A login replaces the session this browser had.
+    if let Some(old) = sessions::session_id(&headers) {
+        ui.app.sessions.end(&old);
     }
     let id = ui.app.sessions.start(secret, ttl);
     if id.is_empty() {
@@ -572,9 +584,9 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .collect()
 });
 
-async fn asset(Path(name): Path<String>, headers: HeaderMap, uri: Uri) -> Response {
+async fn asset(State(ui): State<UiState>, Path(name): Path<String>, headers: HeaderMap, uri: Uri) -> Response {
     let Some(index) = ASSETS.iter().position(|(file, _, _)| *file == name) else {
-        return fallback(uri).await;
+        return fallback(uri, ui.app.dev_mode).await;
     };
     let (_, content_type, body) = ASSETS[index];
     let etag = &ETAGS[index];

@@ -174,6 +174,34 @@ fn the_ui_shows_pipelines_a_live_run_graph_and_log_and_cancels_from_the_page() {
     browser.goto(&format!("{}/extensions", gofer.url));
     browser.wait_find("article.extension[data-extension=\"interval\"]");
 
+    // Terminal output is rendered from chunks split anywhere (in an escape sequence, a UTF-8 character, a CRLF),
+    // in 16, 256 and true colours; a huge log keeps only its newest 4 MiB on the page.
+    let rendered = browser.script(
+        r#"const el = document.createElement('pre');
+        const ansi = new AnsiRenderer(el);
+        const text = 'plain \x1b[1;31mbold red\x1b[0m \x1b[38;5;196mx\x1b[0m \x1b[38;2;1;2;3my\x1b[m \u00e9\r\n';
+        const bytes = new TextEncoder().encode(text);
+        const end = bytes.length;
+        for (const [from, to] of [[0, 9], [9, 30], [30, 44], [44, end - 3], [end - 3, end - 1], [end - 1, end]]) {
+          ansi.push(bytes.slice(from, to));
+        }
+        const html = el.innerHTML;
+        const big = new AnsiRenderer(document.createElement('pre'));
+        const line = new TextEncoder().encode('x'.repeat(1 << 20) + '\n');
+        for (let i = 0; i < 6; i++) big.push(line);
+        return [html, big.trimmed, big.target.textContent.length];"#,
+    );
+    assert_eq!(
+        rendered[0],
+        concat!(
+            r#"plain <span class="fg-red b">bold red</span> <span style="color: rgb(255, 0, 0);">x</span> "#,
+            r#"<span style="color: rgb(1, 2, 3);">y</span> é"#,
+            "\n"
+        )
+    );
+    assert_eq!(rendered[1], json!(true));
+    assert!(rendered[2].as_u64().unwrap() <= 4 * 1024 * 1024, "{}", rendered[2]);
+
     // A phone's width: the run page fits (the graph scrolls inside its box, not the page).
     browser.set_window(390, 844);
     browser.goto(&format!("{}/namespaces/default/pipelines/dag/runs/{finished}", gofer.url));
