@@ -120,12 +120,6 @@ pub struct RunFilter {
     pub status: Option<gofer_api::models::RunStatus>,
 }
 
-impl RunFilter {
-    pub fn matches(&self, run: &Run) -> bool {
-        self.state.is_none_or(|s| s == run.state) && self.status.is_none_or(|s| s == run.status)
-    }
-}
-
 /// A run about to be stored; storage allocates its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRun {
