@@ -1533,6 +1533,7 @@ async function runPage() {
   // The selected task: its facts, attempts and log (streamed while it runs).
   let shownTask = null;
   let shownAttempt = null;
+  let pinnedAttempt = null;
   const openTask = (fresh) => {
     const t = selected ? tasks.get(selected) : null;
     if (!t) {
@@ -1548,7 +1549,9 @@ async function runPage() {
       );
       return;
     }
-    const attempt = fresh || shownTask !== t.task_id ? t.attempt : shownAttempt;
+    // The latest attempt (a retry's log follows on from a failed attempt's), unless the viewer picked one.
+    if (fresh || shownTask !== t.task_id) pinnedAttempt = null;
+    const attempt = pinnedAttempt || t.attempt;
     const restart = fresh || shownTask !== t.task_id || shownAttempt !== attempt || !log || log.needsRestart(t);
     drawTaskFacts(t, attempt, restart);
   };
@@ -1583,7 +1586,17 @@ async function runPage() {
             done: `Cancelling ${t.task_id}.`,
           })
         : null;
-    const attempts = t.attempts && t.attempts.length > 1
+    // Earlier attempts are kept in `attempts`; the current one is the task itself.
+    const current = {
+      attempt: t.attempt,
+      status: phase(t),
+      exit_code: t.exit_code,
+      started: t.started,
+      ended: t.ended,
+      status_reason: t.status_reason,
+    };
+    const all = [...(t.attempts || []), current];
+    const attempts = all.length > 1
       ? h(
           'table',
           { class: 'attempts' },
@@ -1591,10 +1604,10 @@ async function runPage() {
           h(
             'tbody',
             {},
-            t.attempts.map((a) =>
+            all.map((a) =>
               h(
                 'tr',
-                { class: a.attempt === attempt ? 'current' : null },
+                { class: a.attempt === attempt ? 'current' : null, 'data-attempt': a.attempt },
                 h(
                   'td',
                   {},
@@ -1604,7 +1617,7 @@ async function runPage() {
                       type: 'button',
                       class: 'link',
                       onclick: () => {
-                        shownAttempt = a.attempt;
+                        pinnedAttempt = a.attempt;
                         drawTaskFacts(t, a.attempt, true);
                       },
                     },

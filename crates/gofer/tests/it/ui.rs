@@ -168,6 +168,20 @@ fn the_ui_shows_pipelines_a_live_run_graph_and_log_and_cancels_from_the_page() {
     let (status, body) = api(&gofer, "GET", "/api/nope", None);
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "the API keeps its JSON 404");
 
+    // A retried task: every attempt listed, the latest shown, an earlier one's log a click away.
+    let mut flaky = json!({ "id": "flaky", "name": "flaky", "tasks": [{ "id": "main", "image": "busybox:latest",
+        "command": ["sh", "-c", "echo \"attempt $GOFER_TASK_ATTEMPT\"; [ \"$GOFER_TASK_ATTEMPT\" -ge 2 ]"] }] });
+    flaky["tasks"][0]["retries"] = json!(2);
+    gofer.register(flaky);
+    let retried = gofer.start_run("flaky", &[]);
+    gofer.wait_run("flaky", retried);
+    browser.goto(&format!("{}/namespaces/default/pipelines/flaky/runs/{retried}/tasks/main", gofer.url));
+    browser.wait_text("#log", "attempt 2");
+    browser.wait_text("tr[data-attempt=\"1\"]", "failed");
+    browser.wait_text("tr.current[data-attempt=\"2\"]", "successful");
+    browser.click("tr[data-attempt=\"1\"] button");
+    browser.wait_text("#log", "attempt 1");
+
     // The event feed and the extensions page.
     browser.goto(&format!("{}/events", gofer.url));
     browser.wait_text("table.events", "run completed");
