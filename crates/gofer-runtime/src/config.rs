@@ -155,7 +155,27 @@ pub struct EventsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
+    /// `info`, or filters by target: `info,gofer_core=debug,hyper=warn` (`RUST_LOG`, when set, wins).
     pub level: String,
+    /// `text` for people, `json` (one object per line) for log pipelines.
+    pub format: String,
+}
+
+/// The levels a log filter may name.
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a log filter: comma-separated levels and `target=level` pairs.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    for part in filter.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let level = part.rsplit_once('=').map_or(part, |(target, level)| if target.is_empty() { "" } else { level });
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "'{part}' is not a level or target=level; levels are {} (e.g. \"info,gofer_core=debug\")",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The web UI served at `/` by the API listener.
@@ -220,7 +240,7 @@ impl Default for Config {
                 },
             },
             events: EventsConfig { retention_days: 30 },
-            log: LogConfig { level: "info".into() },
+            log: LogConfig { level: "info".into(), format: "text".into() },
             ui: UiConfig { enabled: true, session_hours: 12 },
         }
     }
@@ -334,6 +354,13 @@ impl Config {
                 problem: "must be at most a year".into(),
             });
         }
+        check_log_filter(&self.log.level).map_err(|problem| Error::OutOfRange { field: "log.level", problem })?;
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(Error::OutOfRange {
+                field: "log.format",
+                problem: format!("'{}' is not a format; use \"text\" or \"json\"", self.log.format),
+            });
+        }
         if self.ui.session_hours > 30 * 24 {
             return Err(Error::OutOfRange {
                 field: "ui.session_hours",
@@ -401,6 +428,24 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn log_filters_and_formats_are_checked() {
+        for good in ["info", "DEBUG", "info,gofer_core=debug", "warn,hyper=off,gofer_server::api=trace", ""] {
+            assert!(check_log_filter(good).is_ok(), "{good}");
+        }
+        for bad in ["loud", "gofer_core=verbose", "=debug", "info,,nope"] {
+            let problem = check_log_filter(bad).unwrap_err();
+            assert!(problem.contains("levels are"), "{bad}: {problem}");
+        }
+        let mut config = Config::default();
+        config.log.format = "xml".into();
+        let e = config.check().unwrap_err().to_string();
+        assert!(e.contains("log.format") && e.contains("\"json\""), "{e}");
+        config.log.format = "json".into();
+        config.log.level = "gofer=loud".into();
+        assert!(config.check().unwrap_err().to_string().contains("log.level"));
+    }
 
     #[test]
     fn the_shipped_file_parses_to_the_defaults() {

@@ -99,16 +99,25 @@ pub async fn run(command: ServiceCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Logs to stderr as text or JSON (`log.format`), filtered by `log.level` or, when set, `RUST_LOG`. A bare level
+/// applies to Gofer's own crates (others log warnings and errors); `target=level` pairs filter exactly.
 fn init_logging(config: &Config) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
-    let level: LevelFilter = config.log.level.parse().unwrap_or(LevelFilter::INFO);
-    let filter = Targets::new().with_default(LevelFilter::WARN).with_target("gofer", level);
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let _ = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(!no_color))
-        .with(filter)
-        .try_init();
+    let from_env = std::env::var("RUST_LOG").ok().filter(|f| gofer_runtime::config::check_log_filter(f).is_ok());
+    let directives = from_env.unwrap_or_else(|| config.log.level.clone());
+    let filter = match directives.trim().parse::<LevelFilter>() {
+        Ok(level) => Targets::new().with_default(LevelFilter::WARN).with_target("gofer", level),
+        Err(_) => directives.parse::<Targets>().unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO)),
+    };
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = if config.log.format == "json" {
+        layer.json().flatten_event(true).with_current_span(false).with_span_list(true).boxed()
+    } else {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        layer.with_ansi(!no_color).boxed()
+    };
+    let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
 }
 
 async fn rotate_secret_key(config: Config, new_key_file: &Path) -> anyhow::Result<()> {

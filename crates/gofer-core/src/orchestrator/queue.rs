@@ -113,25 +113,38 @@ impl Inner {
     }
 
     pub(super) fn spawn_driver(self: &Arc<Self>, queued: Queued, resume: bool) {
+        use tracing::Instrument;
         let inner = self.clone();
-        self.background.spawn(async move {
-            let key = RunKey::of(&queued.run);
-            if let Err(e) = inner.clone().drive(queued, resume).await {
-                tracing::error!(run = ?key, error = %error_chain(&e), "run could not be driven to completion");
-            }
-            {
-                let mut slots = inner.slots();
-                slots.controls.remove(&key);
-                let pipeline = (key.namespace_id.clone(), key.pipeline_id.clone());
-                if let Some(count) = slots.running.get_mut(&pipeline) {
-                    *count = count.saturating_sub(1);
-                    if *count == 0 {
-                        slots.running.remove(&pipeline);
-                    }
+        // Everything logged while driving the run names it (JSON logs carry the span's fields). It outlives the
+        // request that may have started it, so it is a root.
+        let span = tracing::info_span!(
+            parent: None,
+            "run",
+            namespace = %queued.run.namespace_id,
+            pipeline = %queued.run.pipeline_id,
+            run = queued.run.run_id
+        );
+        self.background.spawn(
+            async move {
+                let key = RunKey::of(&queued.run);
+                if let Err(e) = inner.clone().drive(queued, resume).await {
+                    tracing::error!(run = ?key, error = %error_chain(&e), "run could not be driven to completion");
                 }
-                slots.total = slots.total.saturating_sub(1);
+                {
+                    let mut slots = inner.slots();
+                    slots.controls.remove(&key);
+                    let pipeline = (key.namespace_id.clone(), key.pipeline_id.clone());
+                    if let Some(count) = slots.running.get_mut(&pipeline) {
+                        *count = count.saturating_sub(1);
+                        if *count == 0 {
+                            slots.running.remove(&pipeline);
+                        }
+                    }
+                    slots.total = slots.total.saturating_sub(1);
+                }
+                inner.admit();
             }
-            inner.admit();
-        });
+            .instrument(span),
+        );
     }
 }

@@ -11,6 +11,7 @@ use gofer_api::models::{
     EventKind, Run, RunState, RunStatus, StatusReason, StatusReasonKind, TaskExecution, TaskState, TaskStatus,
 };
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::dag::{self, Decision};
 use crate::error::{Error, Result};
@@ -66,11 +67,15 @@ impl Inner {
                     let writer = self.create_log(&execution).await;
                     let token = control.task_token(&task.id);
                     let (inner, control, id) = (self.clone(), control.clone(), task.id.clone());
-                    running.spawn(async move {
-                        let (status, reason) =
-                            inner.execute(execution, writer, token, control, true, keep_failed).await;
-                        (id, status, reason)
-                    });
+                    let span = tracing::info_span!("task", task = %id);
+                    running.spawn(
+                        async move {
+                            let (status, reason) =
+                                inner.execute(execution, writer, token, control, true, keep_failed).await;
+                            (id, status, reason)
+                        }
+                        .instrument(span),
+                    );
                 }
                 Some(execution) => {
                     let writer = self.create_log(&execution).await;
@@ -117,11 +122,15 @@ impl Inner {
                             let Some((_, execution, writer)) = pending.remove(&id) else { continue };
                             let token = control.task_token(&id);
                             let (inner, control) = (self.clone(), control.clone());
-                            running.spawn(async move {
-                                let (status, reason) =
-                                    inner.execute(execution, writer, token, control, false, keep_failed).await;
-                                (id, status, reason)
-                            });
+                            let span = tracing::info_span!("task", task = %id);
+                            running.spawn(
+                                async move {
+                                    let (status, reason) =
+                                        inner.execute(execution, writer, token, control, false, keep_failed).await;
+                                    (id, status, reason)
+                                }
+                                .instrument(span),
+                            );
                         }
                         Decision::Skip { description } => {
                             let Some((_, mut execution, writer)) = pending.remove(&id) else { continue };

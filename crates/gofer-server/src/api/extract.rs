@@ -56,8 +56,18 @@ impl From<gofer_core::Error> for ApiFailure {
 
 pub type ApiResult<T> = Result<T, ApiFailure>;
 
-/// A short random id naming one failed request in the server's log.
+tokio::task_local! {
+    /// The id of the request being served (what its log lines carry), for errors that name it.
+    pub(crate) static REQUEST_ID: String;
+}
+
+/// The id of the request being served, or a new one outside a request.
 fn new_request_id() -> String {
+    REQUEST_ID.try_with(String::clone).unwrap_or_else(|_| random_id())
+}
+
+/// A short random id naming one request in the server's log.
+pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();

@@ -300,20 +300,59 @@ struct TokenCheck {
 
 /// The API router. Every matched route goes through the token check first.
 pub fn router(state: AppState) -> Router {
-    routes(state).0.fallback(system::not_found)
+    routes(state).0.fallback(system::not_found).layer(axum::middleware::from_fn(log_request))
 }
 
-/// The API, and the web UI beside it unless `ui` is `None`.
+/// The API, and the web UI beside it unless `ui` is `None`. Every request is logged once.
 pub fn app(state: AppState, ui: Option<crate::ui::Settings>) -> Router {
     let (api, access) = routes(state.clone());
-    match ui {
+    let app = match ui {
         Some(settings) => {
             let dev_mode = state.dev_mode;
-            let ui = crate::ui::router(state, access, settings);
+            let ui = crate::ui::router(state, access, settings).route_layer(axum::middleware::from_fn(note_route));
             api.merge(ui).fallback(move |uri: axum::http::Uri| crate::ui::fallback(uri, dev_mode))
         }
         None => api.fallback(system::not_found),
+    };
+    app.layer(axum::middleware::from_fn(log_request))
+}
+
+/// The route template a request matched, handed from inside the router to [`log_request`] outside it.
+#[derive(Debug, Clone)]
+struct RouteTemplate(String);
+
+async fn note_route(
+    matched: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    if let Some(matched) = matched {
+        response.extensions_mut().insert(RouteTemplate(matched.as_str().to_string()));
     }
+    response
+}
+
+/// Serves a request inside a span naming its id, then logs it once: method, route template (never the path with
+/// its ids, nor a query, header or body), status and the time until the answer started. Health checks log at debug.
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument;
+    let started = std::time::Instant::now();
+    let id = extract::random_id();
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", id = %id);
+    let response = extract::REQUEST_ID.scope(id, next.run(request).instrument(span.clone())).await;
+    let route = response.extensions().get::<RouteTemplate>().map_or("(no route)", |r| r.0.as_str());
+    let status = response.status().as_u16();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if route == "/api/health" {
+            tracing::debug!(target: "gofer::http", %method, route, status, duration_ms, "request");
+        } else {
+            tracing::info!(target: "gofer::http", %method, route, status, duration_ms, "request");
+        }
+    });
+    response
 }
 
 /// The API's routes (no fallback) and the access each requires.
@@ -326,7 +365,8 @@ fn routes(state: AppState) -> (Router, Arc<AccessTable>) {
     let access = Arc::new(access);
     let check = TokenCheck { app: state.clone(), access: access.clone() };
     let check = axum::middleware::from_fn_with_state(check, check_token);
-    (router.route_layer(check).with_state(state), access)
+    let router = router.route_layer(check).route_layer(axum::middleware::from_fn(note_route));
+    (router.with_state(state), access)
 }
 
 /// The JSON 404 of a path no API route serves.

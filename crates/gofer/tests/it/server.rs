@@ -1,5 +1,6 @@
 //! The server process: health, clean shutdown, clear startup errors, state kept across restarts.
 
+use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
 
@@ -190,4 +191,42 @@ fn sigterm_with_followers_stops_within_the_grace_time_and_running_tasks_are_pick
     assert_eq!(gofer.logs("long", run, "main"), b"before\nafter\n");
     let recorded = task["container_id"].as_str().unwrap();
     assert!(recorded.starts_with(&containers[0]), "the same container was re-attached: {recorded} {containers:?}");
+}
+
+#[test]
+fn json_logs_name_each_request_and_run_and_never_a_secret() {
+    const VALUE: &str = "s3cr3t-value-kept-out-of-the-log";
+    let gofer = Server::start_with(&[("GOFER_LOG__FORMAT", "json")]);
+    let mut config = script_pipeline("logged", "echo \"using $DB_PASSWORD\"");
+    config["tasks"][0]["variables"] = json!({ "DB_PASSWORD": "pipeline_secret{{DB_PASSWORD}}" });
+    gofer.register(config);
+    gofer.cli_ok(&["secret", "pipeline", "put", "logged", "DB_PASSWORD", VALUE]);
+    let run = gofer.start_run("logged", &[]);
+    assert_eq!(gofer.wait_run("logged", run)["status"], "successful");
+
+    let log = gofer.log();
+    assert!(!log.contains(VALUE), "a secret reached the server's log");
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")))
+        .collect();
+    for line in &lines {
+        assert!(line["timestamp"].is_string() && line["level"].is_string() && line["target"].is_string(), "{line}");
+    }
+    // Each request once, by its route template, with its status, duration and id.
+    let started = lines
+        .iter()
+        .find(|l| {
+            l["target"] == "gofer::http"
+                && l["method"] == "POST"
+                && l["status"] == 201
+                && l["route"] == "/api/namespaces/{namespace_id}/pipelines/{pipeline_id}/runs"
+        })
+        .unwrap_or_else(|| panic!("no log line for starting the run:\n{log}"));
+    assert!(started["duration_ms"].is_number() && started["spans"][0]["id"].is_string(), "{started}");
+    // What happens while a run is driven names the run.
+    let complete = lines.iter().find(|l| l["message"] == "run complete").expect("the run's completion is logged");
+    let span = &complete["spans"][0];
+    assert_eq!((&span["name"], &span["pipeline"], &span["run"]), (&json!("run"), &json!("logged"), &json!(run)));
 }
