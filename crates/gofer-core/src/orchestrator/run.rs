@@ -20,7 +20,19 @@ use crate::tokens;
 
 use super::environment::task_variables;
 use super::queue::Queued;
-use super::{Inner, reason};
+use super::{Inner, RunControl, reason};
+
+/// A task's id and how it ended, as its attempts' task yields them.
+type TaskOutcome = (String, TaskStatus, Option<StatusReason>);
+
+/// A task about to run: its execution, its log, whether it resumes after a restart, and how long a failed
+/// attempt's container is kept.
+struct Attempting {
+    execution: TaskExecution,
+    writer: LogWriter,
+    resume: bool,
+    keep_failed: Option<Duration>,
+}
 
 impl Inner {
     pub(super) async fn drive(self: Arc<Self>, queued: Queued, resume: bool) -> Result<()> {
@@ -53,7 +65,7 @@ impl Inner {
         let mut pending: BTreeMap<String, (Task, TaskExecution, LogWriter)> = BTreeMap::new();
         let mut finished: HashMap<String, TaskStatus> = HashMap::new();
         let mut outcomes: HashMap<String, (TaskStatus, Option<StatusReason>)> = HashMap::new();
-        let mut running: JoinSet<(String, TaskStatus, Option<StatusReason>)> = JoinSet::new();
+        let mut running: JoinSet<TaskOutcome> = JoinSet::new();
         for task in &config.tasks {
             match existing.remove(&task.id) {
                 Some(execution) if execution.is_complete() => {
@@ -65,17 +77,8 @@ impl Inner {
                 Some(execution) if execution.state != TaskState::Waiting => {
                     // It was started before the restart: find its container and carry on from there.
                     let writer = self.create_log(&execution).await;
-                    let token = control.task_token(&task.id);
-                    let (inner, control, id) = (self.clone(), control.clone(), task.id.clone());
-                    let span = tracing::info_span!("task", task = %id);
-                    running.spawn(
-                        async move {
-                            let (status, reason) =
-                                inner.execute(execution, writer, token, control, true, keep_failed).await;
-                            (id, status, reason)
-                        }
-                        .instrument(span),
-                    );
+                    let attempt = Attempting { execution, writer, resume: true, keep_failed };
+                    self.spawn_task(&mut running, &control, attempt);
                 }
                 Some(execution) => {
                     let writer = self.create_log(&execution).await;
@@ -120,17 +123,8 @@ impl Inner {
                         Decision::Wait => {}
                         Decision::Run => {
                             let Some((_, execution, writer)) = pending.remove(&id) else { continue };
-                            let token = control.task_token(&id);
-                            let (inner, control) = (self.clone(), control.clone());
-                            let span = tracing::info_span!("task", task = %id);
-                            running.spawn(
-                                async move {
-                                    let (status, reason) =
-                                        inner.execute(execution, writer, token, control, false, keep_failed).await;
-                                    (id, status, reason)
-                                }
-                                .instrument(span),
-                            );
+                            let attempt = Attempting { execution, writer, resume: false, keep_failed };
+                            self.spawn_task(&mut running, &control, attempt);
                         }
                         Decision::Skip { description } => {
                             let Some((_, mut execution, writer)) = pending.remove(&id) else { continue };
@@ -170,6 +164,20 @@ impl Inner {
             status_reason = Some(why);
         }
         self.finish_run(run, status, status_reason).await
+    }
+
+    /// Runs a task (all its attempts) on `running`, in a span naming it; the set yields its id and outcome.
+    fn spawn_task(self: &Arc<Self>, running: &mut JoinSet<TaskOutcome>, control: &Arc<RunControl>, task: Attempting) {
+        let Attempting { execution, writer, resume, keep_failed } = task;
+        let id = execution.task_id.clone();
+        let token = control.task_token(&id);
+        let (inner, control) = (self.clone(), control.clone());
+        let span = tracing::info_span!("task", task = %id);
+        let work = async move {
+            let (status, reason) = inner.execute(execution, writer, token, control, resume, keep_failed).await;
+            (id, status, reason)
+        };
+        running.spawn(work.instrument(span));
     }
 
     pub(super) async fn finish_run(
