@@ -378,6 +378,12 @@ function actionButton({ id, label, kind, path, question, done, after }) {
   );
 }
 
+/** A table: a header row naming `columns`, then `rows`. */
+function table(attrs, columns, rows) {
+  const head = h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c))));
+  return h('table', attrs, head, h('tbody', {}, rows));
+}
+
 function ns() {
   return boot.namespace;
 }
@@ -748,21 +754,9 @@ async function dashboardPage() {
     placeholder: 'Search pipelines',
     'aria-label': 'Search pipelines',
   });
-  const body = h('tbody');
-  const table = h(
-    'table',
-    { class: 'pipelines' },
-    h(
-      'thead',
-      {},
-      h(
-        'tr',
-        {},
-        ['Pipeline', 'State', 'Live', 'Last runs', 'Last ran', 'Next trigger'].map((c) => h('th', { scope: 'col' }, c)),
-      ),
-    ),
-    body,
-  );
+  const columns = ['Pipeline', 'State', 'Live', 'Last runs', 'Last ran', 'Next trigger'];
+  const pipelinesTable = table({ class: 'pipelines' }, columns, []);
+  const body = pipelinesTable.tBodies[0];
   const list = h('div', {}, h('p', { class: 'loading' }, 'Loading…'));
   frame(
     [[`Namespace ${current}`]],
@@ -787,7 +781,7 @@ async function dashboardPage() {
       ),
     );
   } else {
-    replace(list, table);
+    replace(list, pipelinesTable);
   }
   const rows = new Map();
   const fill = async (pipeline) => {
@@ -872,7 +866,7 @@ async function dashboardPage() {
         debounce(async () => {
           try {
             const pipeline = await api('GET', pipelinePath(current, id));
-            if (!rows.size) replace(list, table);
+            if (!rows.size) replace(list, pipelinesTable);
             draw(pipeline);
           } catch (e) {
             const row = rows.get(id);
@@ -1085,12 +1079,7 @@ async function pipelinePage() {
                 ? 'No runs yet. Deploy a version first: gofer up DIR'
                 : `No runs yet. Start one here, or with: gofer run start ${id}`,
             )
-          : h(
-              'table',
-              { class: 'runs' },
-              h('thead', {}, h('tr', {}, ['Run', 'Status', 'Version', 'Started', 'Took', 'By'].map((c) => h('th', {}, c)))),
-              h('tbody', {}, rows),
-            ),
+          : table({ class: 'runs' }, ['Run', 'Status', 'Version', 'Started', 'Took', 'By'], rows),
       pager,
     );
   };
@@ -1177,24 +1166,15 @@ async function pipelinePage() {
       return;
     }
     const counts = d.counts.length
-      ? h(
-          'table',
+      ? table(
           { class: 'counts' },
-          h(
-            'thead',
-            {},
-            h('tr', {}, ['Version', 'Stage', 'Started', 'Successful', 'Failed', 'Cancelled'].map((c) => h('th', {}, c))),
-          ),
-          h(
-            'tbody',
-            {},
-            d.counts.map((c) =>
-              h(
-                'tr',
-                {},
-                [`v${c.version}${c.version === d.to_version ? ' (new)' : ''}`, c.stage, c.started, c.successful, c.failed, c.cancelled].map(
-                  (v) => h('td', {}, String(v)),
-                ),
+          ['Version', 'Stage', 'Started', 'Successful', 'Failed', 'Cancelled'],
+          d.counts.map((c) =>
+            h(
+              'tr',
+              {},
+              [`v${c.version}${c.version === d.to_version ? ' (new)' : ''}`, c.stage, c.started, c.successful, c.failed, c.cancelled].map(
+                (v) => h('td', {}, String(v)),
               ),
             ),
           ),
@@ -1240,14 +1220,7 @@ async function pipelinePage() {
     }
     replace(
       parts.versions,
-      h(
-        'table',
-        { class: 'versions' },
-        h('thead', {}, h('tr', {}, ['Version', 'State', 'Registered', 'Tasks', ''].map((c) => h('th', {}, c)))),
-        h(
-          'tbody',
-          {},
-          configs.map((c) =>
+      table({ class: 'versions' }, ['Version', 'State', 'Registered', 'Tasks', ''], configs.map((c) =>
             h(
               'tr',
               {},
@@ -1278,9 +1251,7 @@ async function pipelinePage() {
                   : null,
               ),
             ),
-          ),
-        ),
-      ),
+          )),
     );
     const live = configs.find((c) => pipeline && c.version === pipeline.live_version) || configs[0];
     const tasks = live.config.tasks.map((t) => ({
@@ -1293,14 +1264,7 @@ async function pipelinePage() {
       parts.dag,
       h('p', { class: 'muted' }, `v${live.version}${live.version === (pipeline && pipeline.live_version) ? ' (live)' : ''}`),
       dag(tasks),
-      h(
-        'table',
-        { class: 'tasks' },
-        h('thead', {}, h('tr', {}, ['Task', 'Image', 'Depends on'].map((c) => h('th', {}, c)))),
-        h(
-          'tbody',
-          {},
-          live.config.tasks.map((t) =>
+      table({ class: 'tasks' }, ['Task', 'Image', 'Depends on'], live.config.tasks.map((t) =>
             h(
               'tr',
               {},
@@ -1314,9 +1278,7 @@ async function pipelinePage() {
                   .join(', ') || '—',
               ),
             ),
-          ),
-        ),
-      ),
+          )),
     );
   };
 
@@ -1331,14 +1293,7 @@ async function pipelinePage() {
     replace(
       parts.subscriptions,
       subscriptions.length
-        ? h(
-            'table',
-            {},
-            h('thead', {}, h('tr', {}, ['Extension', 'Label', 'Settings', 'Last fired', 'Next'].map((c) => h('th', {}, c)))),
-            h(
-              'tbody',
-              {},
-              subscriptions.map((sub) =>
+        ? table({}, ['Extension', 'Label', 'Settings', 'Last fired', 'Next'], subscriptions.map((sub) =>
                 h(
                   'tr',
                   {},
@@ -1358,9 +1313,7 @@ async function pipelinePage() {
                   h('td', {}, time(sub.last_fired)),
                   h('td', {}, sub.next_fire ? time(sub.next_fire) : '—'),
                 ),
-              ),
-            ),
-          )
+              ))
         : h('p', { class: 'empty' }, 'No subscriptions: runs start only when someone starts them.'),
     );
   };
@@ -1597,14 +1550,7 @@ async function runPage() {
     };
     const all = [...(t.attempts || []), current];
     const attempts = all.length > 1
-      ? h(
-          'table',
-          { class: 'attempts' },
-          h('thead', {}, h('tr', {}, ['Attempt', 'Status', 'Exit', 'Took', 'Reason'].map((c) => h('th', {}, c)))),
-          h(
-            'tbody',
-            {},
-            all.map((a) =>
+      ? table({ class: 'attempts' }, ['Attempt', 'Status', 'Exit', 'Took', 'Reason'], all.map((a) =>
               h(
                 'tr',
                 { class: a.attempt === attempt ? 'current' : null, 'data-attempt': a.attempt },
@@ -1629,9 +1575,7 @@ async function runPage() {
                 h('td', {}, took(a.started, a.ended)),
                 h('td', {}, reasonText(a.status_reason)),
               ),
-            ),
-          ),
-        )
+            ))
       : null;
     replace(
       facts,
@@ -1822,14 +1766,7 @@ async function extensionsPage() {
           ),
           x.problem ? h('p', { class: 'problem' }, x.problem) : null,
           subscriptions[i].length
-            ? h(
-                'table',
-                {},
-                h('thead', {}, h('tr', {}, ['Pipeline', 'Label', 'Settings', 'Last fired', 'Next'].map((c) => h('th', {}, c)))),
-                h(
-                  'tbody',
-                  {},
-                  subscriptions[i].map((sub) =>
+            ? table({}, ['Pipeline', 'Label', 'Settings', 'Last fired', 'Next'], subscriptions[i].map((sub) =>
                     h(
                       'tr',
                       {},
@@ -1839,9 +1776,7 @@ async function extensionsPage() {
                       h('td', {}, time(sub.last_fired)),
                       h('td', {}, sub.next_fire ? time(sub.next_fire) : '—'),
                     ),
-                  ),
-                ),
-              )
+                  ))
             : h('p', { class: 'muted' }, 'No subscriptions.'),
         ),
       ),
@@ -1880,7 +1815,8 @@ function describeEvent(kind) {
 }
 
 async function eventsPage() {
-  const body = h('tbody');
+  const events = table({ class: 'events' }, ['#', 'When', 'What', 'Where', 'Details'], []);
+  const body = events.tBodies[0];
   const filter = h('input', { type: 'search', id: 'event-filter', placeholder: 'Filter', 'aria-label': 'Filter events' });
   const empty = h('p', { class: 'empty' }, 'Waiting for events… Start a run (gofer run start PIPELINE) to see some.');
   frame(
@@ -1889,12 +1825,7 @@ async function eventsPage() {
     section(
       null,
       empty,
-      h(
-        'table',
-        { class: 'events' },
-        h('thead', {}, h('tr', {}, ['#', 'When', 'What', 'Where', 'Details'].map((c) => h('th', {}, c)))),
-        body,
-      ),
+      events,
     ),
   );
   const matches = (tr) => {
