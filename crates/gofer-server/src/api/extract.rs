@@ -66,14 +66,21 @@ fn new_request_id() -> String {
     REQUEST_ID.try_with(String::clone).unwrap_or_else(|_| random_id())
 }
 
-/// A short random id naming one request in the server's log.
+/// A short id naming one request in the server's log: a random start for this process, counted up per request
+/// (no system call on the request path; unique within the process, unlikely to repeat across restarts).
 pub(crate) fn random_id() -> String {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        bytes = (nanos as u64).to_be_bytes();
-    }
-    hex::encode(bytes)
+    use std::sync::LazyLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: LazyLock<AtomicU64> = LazyLock::new(|| {
+        let mut bytes = [0u8; 8];
+        if getrandom::fill(&mut bytes).is_err() {
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+            bytes = (nanos as u64).to_be_bytes();
+        }
+        AtomicU64::new(u64::from_be_bytes(bytes))
+    });
+    format!("{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 fn bad_request(what: &str, detail: String) -> ApiFailure {
