@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Every check, as CI runs it: formatting, lints, then all tests (unit, storage conformance, Docker backend and
 # end-to-end tests of the real binary on the real Docker engine). Installs and starts Docker when missing, and moto (an
-# S3-compatible server from PyPI) for the object-store tests, and Chromium with its WebDriver for the web UI's tests.
+# S3-compatible server from PyPI) for the object-store tests, prometheus_client (PyPI) whose parser reads the
+# metrics, and Chromium with its WebDriver for the web UI's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/ensure-docker.sh
 bash scripts/ensure-s3.sh
+bash scripts/ensure-prometheus-parser.sh
 bash scripts/ensure-chromium.sh
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check

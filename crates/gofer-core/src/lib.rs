@@ -13,6 +13,7 @@ pub mod events;
 pub mod extensions;
 pub mod logs;
 pub mod mask;
+pub mod metrics;
 pub mod objects;
 pub mod orchestrator;
 pub mod runtime;
@@ -54,6 +55,7 @@ pub struct Gofer {
     secrets: Secrets,
     objects: Objects,
     clock: Arc<dyn clock::Clock>,
+    metrics: metrics::Metrics,
 }
 
 /// What the services are made of.
@@ -65,6 +67,7 @@ pub struct Parts {
     pub secrets: Secrets,
     pub objects: Objects,
     pub clock: Arc<dyn clock::Clock>,
+    pub metrics: metrics::Metrics,
 }
 
 /// A page as asked for, and whether another page follows.
@@ -114,7 +117,7 @@ pub fn config_hash(config: &config::Pipeline) -> Result<String> {
 impl Gofer {
     /// The services over their parts (see [`runtime::Runtime::build`], which makes them all, once).
     pub fn new(parts: Parts) -> Self {
-        let Parts { storage, orchestrator, events, extensions, secrets, objects, clock } = parts;
+        let Parts { storage, orchestrator, events, extensions, secrets, objects, clock, metrics } = parts;
         Self {
             storage,
             orchestrator,
@@ -125,10 +128,21 @@ impl Gofer {
             secrets,
             objects,
             clock,
+            metrics,
         }
     }
 
     pub fn orchestrator(&self) -> &Orchestrator {
         &self.orchestrator
+    }
+
+    /// What the server counts; the HTTP layer adds its requests.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Every metric in the Prometheus text format, as of now.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(self.orchestrator.waiting())
     }
 }

@@ -11,15 +11,23 @@ pub struct LogWriter {
     sink: Option<Box<dyn LogSink>>,
     /// Set once a write failed (or the log could not be made): every later write fails the same way.
     problem: Option<(io::ErrorKind, String)>,
+    /// Counts the bytes written (the server's metrics), when set.
+    written: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl LogWriter {
     /// Creates the log, or when that fails, a writer that refuses every write with that error.
     pub async fn create(store: &dyn LogStore, key: &LogKey) -> Self {
         match store.create(key).await {
-            Ok(sink) => Self { sink: Some(sink), problem: None },
-            Err(e) => Self { sink: None, problem: Some((e.kind(), e.to_string())) },
+            Ok(sink) => Self { sink: Some(sink), problem: None, written: None },
+            Err(e) => Self { sink: None, problem: Some((e.kind(), e.to_string())), written: None },
         }
+    }
+
+    /// This writer, adding the bytes it writes to `counter`.
+    pub fn counting(mut self, counter: prometheus_client::metrics::counter::Counter) -> Self {
+        self.written = Some(counter);
+        self
     }
 
     pub async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
@@ -32,6 +40,9 @@ impl LogWriter {
         if let Err(e) = sink.write(chunk).await {
             self.problem = Some((e.kind(), e.to_string()));
             return Err(e);
+        }
+        if let Some(counter) = &self.written {
+            counter.inc_by(chunk.len() as u64);
         }
         Ok(())
     }

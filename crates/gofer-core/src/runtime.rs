@@ -20,6 +20,7 @@ use crate::error::Result;
 use crate::events::Events;
 use crate::extensions::container::{ContainerHost, ContainerOptions};
 use crate::extensions::{self, Extension, Extensions};
+use crate::metrics::Metrics;
 use crate::objects::{ObjectLimits, Objects};
 use crate::orchestrator::{self, Orchestrator};
 use crate::secrets::{SecretKey, Secrets};
@@ -38,6 +39,8 @@ pub struct Backends {
     pub object_store: Arc<dyn ObjectStore>,
     /// Seals secrets; the store refuses a key other than the one its secrets were sealed with.
     pub secret_key: SecretKey,
+    /// What the parts count (exported at `/metrics`); the storage may already report into it.
+    pub metrics: Metrics,
 }
 
 /// How the parts behave.
@@ -81,7 +84,7 @@ impl Runtime {
     /// Makes every part once: events, logs, secrets (the key is checked against the store), objects, the
     /// orchestrator, the extensions, and the services over them. Nothing runs yet.
     pub async fn build(backends: Backends, options: Options) -> Result<Self> {
-        let Backends { storage, bus, logs, clock, scheduler, object_store, secret_key } = backends;
+        let Backends { storage, bus, logs, clock, scheduler, object_store, secret_key, metrics } = backends;
         let root = Background::root();
         let scopes = Scopes {
             events: root.child(),
@@ -101,6 +104,7 @@ impl Runtime {
                 events: events.clone(),
                 secrets: secrets.clone(),
                 objects: objects.clone(),
+                metrics: metrics.clone(),
             },
             scopes.orchestrator.clone(),
         );
@@ -119,9 +123,11 @@ impl Runtime {
                 storage: storage.clone(),
                 events: events.clone(),
                 background: scopes.extensions.clone(),
+                metrics: metrics.clone(),
             });
         }
-        let parts = Parts { storage, orchestrator, events: events.clone(), extensions, secrets, objects, clock };
+        let parts =
+            Parts { storage, orchestrator, events: events.clone(), extensions, secrets, objects, clock, metrics };
         let gofer = Gofer::new(parts);
         Ok(Self { gofer, events, event_retention: options.event_retention, root, scopes })
     }

@@ -11,8 +11,19 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
 
 /// The top-level sections; only environment variables naming one of them are read.
-const SECTIONS: &[&str] =
-    &["server", "development", "runs", "extensions", "external_events", "secrets", "objects", "events", "log", "ui"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "development",
+    "runs",
+    "extensions",
+    "external_events",
+    "secrets",
+    "objects",
+    "events",
+    "log",
+    "ui",
+    "metrics",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +38,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub log: LogConfig,
     pub ui: UiConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,7 +254,37 @@ impl Default for Config {
             events: EventsConfig { retention_days: 30 },
             log: LogConfig { level: "info".into(), format: "text".into() },
             ui: UiConfig { enabled: true, session_hours: 12 },
+            metrics: MetricsConfig { enabled: true, bind_address: String::new(), public: false },
         }
+    }
+}
+
+/// The Prometheus metrics at `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`.
+    pub enabled: bool,
+    /// Empty serves `/metrics` on the API's listener; an address (`0.0.0.0:9090`) serves it there instead.
+    pub bind_address: String,
+    /// Let anyone scrape without a token; otherwise (in production mode) a token with `system:read` is needed.
+    pub public: bool,
+}
+
+impl MetricsConfig {
+    /// The address of the metrics' own listener, when they have one.
+    pub fn own_address(&self) -> Result<Option<SocketAddr>, Error> {
+        if !self.enabled || self.bind_address.trim().is_empty() {
+            return Ok(None);
+        }
+        self.bind_address.trim().parse().map(Some).map_err(|_| Error::OutOfRange {
+            field: "metrics.bind_address",
+            problem: format!(
+                "'{}' is not an address; give host:port (e.g. \"0.0.0.0:9090\") or leave it empty for the API's \
+                 listener",
+                self.bind_address
+            ),
+        })
     }
 }
 
@@ -361,6 +403,7 @@ impl Config {
                 problem: format!("'{}' is not a format; use \"text\" or \"json\"", self.log.format),
             });
         }
+        self.metrics.own_address()?;
         if self.ui.session_hours > 30 * 24 {
             return Err(Error::OutOfRange {
                 field: "ui.session_hours",

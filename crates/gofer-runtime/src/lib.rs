@@ -171,8 +171,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         format!("could not create the data dir {}; choose another with --data-dir", data_dir.display())
     })?;
     let installation_id = installation_id(&data_dir)?;
-    let storage: Arc<dyn gofer_storage::Storage> =
-        Arc::new(gofer_storage_sqlite::SqliteStorage::open(&data_dir.join("gofer.db"))?);
+    let metrics = gofer_core::metrics::Metrics::default();
+    let storage: Arc<dyn gofer_storage::Storage> = Arc::new(
+        gofer_storage_sqlite::SqliteStorage::open(&data_dir.join("gofer.db"))?.observed_by(Arc::new(metrics.clone())),
+    );
     let scheduler: Arc<dyn gofer_scheduler::Scheduler> =
         Arc::new(gofer_scheduler_docker::DockerScheduler::connect().await?);
     let (secret_key, source) = secret_key(config, &data_dir, true)?;
@@ -192,6 +194,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         secret_key,
         logs: Arc::new(gofer_storage::FileLogStore::new(data_dir.join("logs"))),
         clock: Arc::new(gofer_core::clock::SystemClock),
+        metrics,
     };
     Ok(Runtime::build(backends, options(config, &installation_id)?).await?)
 }

@@ -66,6 +66,10 @@ pub struct ConfigArgs {
 pub struct StartArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Check the configuration (every layer, the secret key, TLS files) and exit without starting: 0 when it is
+    /// valid, 1 naming the first problem.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 impl ConfigArgs {
@@ -82,6 +86,7 @@ impl ConfigArgs {
 /// Runs a `gofer service` command.
 pub async fn run(command: ServiceCommand) -> anyhow::Result<()> {
     match command {
+        ServiceCommand::Start(args) if args.check_config => check_config(&args.config.load()?),
         ServiceCommand::Start(args) => start(args.config.load()?).await,
         ServiceCommand::Config(args) => {
             print!("{}", args.load()?.to_toml());
@@ -120,6 +125,31 @@ fn init_logging(config: &Config) {
     let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
 }
 
+/// What `start` would refuse, found without starting: the configuration's layers and ranges (checked by loading),
+/// the secret key, and the TLS certificates and keys. Ports, the container engine and the database are not
+/// touched.
+fn check_config(config: &Config) -> anyhow::Result<()> {
+    let data_dir = config.data_dir();
+    match secret_key(config, &data_dir, false) {
+        Ok(_) => {}
+        // Development mode makes its key in the data dir at the first start.
+        Err(_) if config.development.bypass_auth && !data_dir.join("secret.key").exists() => {}
+        Err(e) => return Err(e),
+    }
+    tls_of(&config.server.tls_cert_path, &config.server.tls_key_path).context("server TLS")?;
+    if config.external_events.enabled {
+        tls_of(&config.external_events.tls_cert_path, &config.external_events.tls_key_path)
+            .context("external events TLS")?;
+    }
+    let mode = if config.development.bypass_auth { "development (no auth)" } else { "production" };
+    println!(
+        "configuration is valid: {mode} mode, API on {}, data in {}",
+        config.server.bind_address,
+        data_dir.display()
+    );
+    Ok(())
+}
+
 async fn rotate_secret_key(config: Config, new_key_file: &Path) -> anyhow::Result<()> {
     init_logging(&config);
     let data_dir = config.data_dir();
@@ -155,6 +185,8 @@ pub struct Listeners {
     pub api_tls: Option<tokio_rustls::TlsAcceptor>,
     /// The external-events listener, unless turned off.
     pub external: Option<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
+    /// The metrics' own listener, when `metrics.bind_address` names one.
+    pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -178,7 +210,13 @@ impl Listeners {
         } else {
             None
         };
-        Ok(Self { api, api_tls, external })
+        let metrics = match config.metrics.own_address()? {
+            Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
+                format!("could not listen for metrics on {address}; choose another metrics.bind_address")
+            })?),
+            None => None,
+        };
+        Ok(Self { api, api_tls, external, metrics })
     }
 }
 
@@ -252,7 +290,22 @@ pub async fn serve(
         });
     }
     let timeout = Duration::from_secs(config.server.request_timeout_seconds);
-    let state = api::AppState::new(gofer, config.development.bypass_auth, timeout, shutdown.clone());
+    let mut state = api::AppState::new(gofer, config.development.bypass_auth, timeout, shutdown.clone());
+    let own_metrics = config.metrics.own_address()?;
+    state.metrics =
+        api::MetricsAccess { served: config.metrics.enabled && own_metrics.is_none(), public: config.metrics.public };
+    if let Some(listener) = listeners.metrics {
+        let address = listener.local_addr().ok();
+        tracing::info!(?address, public = config.metrics.public, "serving Prometheus metrics at /metrics");
+        let app = api::metrics_router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let stop = shutdown.clone();
+        runtime.background().spawn(async move {
+            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     let ui = config.ui.enabled.then(|| ui::Settings {
         secure_cookies: listeners.api_tls.is_some(),
         session_ttl: Duration::from_secs(config.ui.session_hours * 3600),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use gofer_storage::{Error, Result, SubscriptionKey};
+use gofer_storage::{Error, Operation, QueryObserver, Result, SubscriptionKey};
 use rusqlite::{Connection, params};
 
 mod codec;
@@ -62,6 +62,8 @@ pub struct SqliteStorage {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: Arc<AtomicUsize>,
+    /// Told the time of every call, when set (the server's metrics).
+    observer: Option<Arc<dyn QueryObserver>>,
 }
 
 impl SqliteStorage {
@@ -90,7 +92,20 @@ impl SqliteStorage {
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(readers),
             next_reader: Arc::new(AtomicUsize::new(0)),
+            observer: None,
         })
+    }
+
+    /// This storage, telling `observer` how long each call takes.
+    pub fn observed_by(mut self, observer: Arc<dyn QueryObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(&self, operation: Operation, started: std::time::Instant) {
+        if let Some(observer) = &self.observer {
+            observer.observe(operation, started.elapsed());
+        }
     }
 
     /// Runs a read on the calling task, not on the blocking pool. Reads are short indexed queries, and in WAL mode
@@ -98,9 +113,13 @@ impl SqliteStorage {
     /// (measured: +18 % requests/s and lower latency for the run list; docs/benchmarks.md). Writes, which can wait
     /// for the single writer, stay on the blocking pool.
     async fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let started = std::time::Instant::now();
         let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         let conn = self.readers[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&conn)
+        let value = f(&conn);
+        drop(conn);
+        self.observe(Operation::Read, started);
+        value
     }
 
     async fn write<T, F>(&self, context: &'static str, f: F) -> Result<T>
@@ -108,8 +127,9 @@ impl SqliteStorage {
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
     {
+        let started = std::time::Instant::now();
         let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
+        let value = tokio::task::spawn_blocking(move || {
             let mut conn = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -119,7 +139,9 @@ impl SqliteStorage {
             Ok(value)
         })
         .await
-        .map_err(|e| backend(context, e))?
+        .map_err(|e| backend(context, e))?;
+        self.observe(Operation::Write, started);
+        value
     }
 }
 

@@ -20,6 +20,28 @@ use gofer_api::models::{
 };
 use gofer_api::permissions::{Role, Token};
 
+/// What a storage call did, as a backend reports it to a [`QueryObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Read,
+    /// A transaction that changes state, timed from the call (waiting for the writer included) to its commit.
+    Write,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Read => "read",
+            Operation::Write => "write",
+        }
+    }
+}
+
+/// Told how long each storage call took (the server's metrics). Called on the hot path: it must be cheap.
+pub trait QueryObserver: Send + Sync {
+    fn observe(&self, operation: Operation, elapsed: std::time::Duration);
+}
+
 /// What can go wrong in a storage call.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -55,6 +55,8 @@ pub struct ContainerHost {
     pub events: Events,
     /// Where supervisors and output readers run.
     pub background: Background,
+    /// Counts restarts.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl ContainerHost {
@@ -445,6 +447,7 @@ impl Inner {
                     Err(problem) => {
                         let problem = error_chain(&problem);
                         tracing::warn!(extension = self.id(), %problem, retry_in = ?backoff, "extension did not start");
+                        self.host.metrics.extension_restarted(self.id());
                         self.set_state(ExtensionState::Restarting, Some(problem)).await;
                         tokio::select! {
                             () = tokio::time::sleep(backoff) => {}
@@ -459,6 +462,7 @@ impl Inner {
             let Some(problem) = self.watch(&stop).await else { return };
             tracing::warn!(extension = self.id(), %problem, "extension died; starting it again");
             self.runtime().restarts += 1;
+            self.host.metrics.extension_restarted(self.id());
             self.runtime().base_url = None;
             self.set_state(ExtensionState::Restarting, Some(problem)).await;
             if since.elapsed() > BACKOFF.1 {

@@ -33,7 +33,9 @@ pub(super) struct Outcome {
 impl Inner {
     /// The log of an attempt; one that cannot be made (a full disk) fails the attempt before its container starts.
     pub(super) async fn create_log(&self, execution: &TaskExecution) -> LogWriter {
-        let writer = LogWriter::create(self.logs.as_ref(), &log_key(execution)).await;
+        let writer = LogWriter::create(self.logs.as_ref(), &log_key(execution))
+            .await
+            .counting(self.metrics.log_bytes(&execution.namespace_id, &execution.pipeline_id));
         if let Some(problem) = writer.problem() {
             tracing::error!(task = %execution.task_id, error = %problem, "could not create a task log");
         }
@@ -55,11 +57,14 @@ impl Inner {
         loop {
             let outcome = match self.attempt(&mut execution, &mut writer, &token, &control, resume).await {
                 Ok(outcome) => outcome,
-                Err(e) => Outcome {
-                    status: TaskStatus::Failed,
-                    reason: Some(reason(StatusReasonKind::SchedulerError, &error_chain(&e))),
-                    exit_code: None,
-                },
+                Err(e) => {
+                    self.metrics.scheduler_error(&e);
+                    Outcome {
+                        status: TaskStatus::Failed,
+                        reason: Some(reason(StatusReasonKind::SchedulerError, &error_chain(&e))),
+                        exit_code: None,
+                    }
+                }
             };
             resume = false;
             if let Err(e) = writer.finish().await {
@@ -194,6 +199,7 @@ impl Inner {
             }
         };
 
+        let _running = self.metrics.task_running(execution);
         let timeout = self.effective_timeout(execution.task.timeout_seconds);
         let deadline = deadline_from(execution.started, timeout);
         let mut stopping: Option<StatusReason> = None;
@@ -279,6 +285,7 @@ impl Inner {
         let code = match exit {
             Some(Ok(code)) => code,
             Some(Err(e)) => {
+                self.metrics.scheduler_error(&e);
                 let why = reason(
                     StatusReasonKind::SchedulerError,
                     &format!(

@@ -18,6 +18,7 @@ use gofer_storage::{CancelRequest, LogStore, Storage};
 use crate::background::Background;
 use crate::error::{Error, Result};
 use crate::events::Events;
+use crate::metrics::Metrics;
 use crate::objects::Objects;
 use crate::secrets::Secrets;
 
@@ -92,6 +93,7 @@ struct Inner {
     secrets: Secrets,
     /// Where `pipeline_object{{...}}` and `run_object{{...}}` are read from; run objects expire with retention.
     objects: Objects,
+    metrics: Metrics,
 }
 
 /// What the orchestrator works with.
@@ -102,13 +104,14 @@ pub struct Parts {
     pub events: Events,
     pub secrets: Secrets,
     pub objects: Objects,
+    pub metrics: Metrics,
 }
 
 impl Orchestrator {
     /// An orchestrator whose run drivers and container removals run in `background`: cancelling it stops them
     /// where they are (containers keep running), as a crash would; the next start picks the runs up.
     pub fn new(options: Options, parts: Parts, background: Background) -> Self {
-        let Parts { storage, scheduler, logs, events, secrets, objects } = parts;
+        let Parts { storage, scheduler, logs, events, secrets, objects, metrics } = parts;
         Self {
             inner: Arc::new(Inner {
                 storage,
@@ -120,6 +123,7 @@ impl Orchestrator {
                 background,
                 secrets,
                 objects,
+                metrics,
             }),
         }
     }
@@ -130,6 +134,15 @@ impl Orchestrator {
 
     pub fn options(&self) -> &Options {
         &self.inner.options
+    }
+
+    /// Runs queued and not yet started, per pipeline: (namespace, pipeline, count).
+    pub fn waiting(&self) -> Vec<(String, String, usize)> {
+        let mut counts: std::collections::BTreeMap<(String, String), usize> = std::collections::BTreeMap::new();
+        for queued in &self.inner.slots().queue {
+            *counts.entry((queued.run.namespace_id.clone(), queued.run.pipeline_id.clone())).or_default() += 1;
+        }
+        counts.into_iter().map(|((namespace, pipeline), count)| (namespace, pipeline, count)).collect()
     }
 
     /// The container engine the tasks run on.

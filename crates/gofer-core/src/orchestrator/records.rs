@@ -97,6 +97,7 @@ impl Inner {
         execution.exit_code = exit_code;
         execution.ended = epoch_millis();
         self.save_task(execution).await;
+        self.metrics.task_completed(execution);
     }
 }
 

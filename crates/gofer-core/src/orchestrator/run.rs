@@ -46,6 +46,7 @@ impl Inner {
                 run_id: run.run_id,
             };
             self.save_run("record that a run started", &run, started).await?;
+            self.metrics.run_started(&run);
         }
         let run_timeout = self.effective_timeout(config.timeout_seconds);
         let keep_failed = config.keep_failed_seconds.map(Duration::from_secs);
@@ -198,6 +199,7 @@ impl Inner {
             status_reason,
         };
         self.save_run("record a run's outcome", &run, completed).await?;
+        self.metrics.run_completed(&run);
         tracing::info!(pipeline = %run.pipeline_id, run = run.run_id, status = %run.status, "run complete");
         // The tokens handed to the run's tasks end with it.
         let holder = tokens::run_token_user(&run.namespace_id, &run.pipeline_id, run.run_id);

@@ -280,6 +280,7 @@ impl Gofer {
 
     async fn queue(&self, new: NewRun) -> Result<Run> {
         let (run, _) = self.events.record(|| self.storage.insert_run(new)).await?;
+        self.metrics.run_queued(&run);
         self.orchestrator.enqueue(run.clone()).await?;
         Ok(run)
     }
@@ -483,6 +484,7 @@ impl Gofer {
             reason,
         });
         self.events.record(|| self.storage.update_deployment(&deployment, &ended)).await?;
+        self.metrics.deployment_ended(&deployment.namespace_id, &deployment.pipeline_id, state);
         Ok(())
     }
 

@@ -206,10 +206,12 @@ impl Trigger for Gofer {
             .await
         {
             Ok(run) => {
+                self.metrics.trigger_fired(&key.extension_id, true);
                 tracing::info!(%key, run = run.run_id, "subscription started a run");
                 Ok(Fired::Run(run.run_id))
             }
             Err(e) => {
+                self.metrics.trigger_fired(&key.extension_id, false);
                 tracing::warn!(%key, error = %e, "subscription could not start a run");
                 Err(e)
             }

@@ -68,6 +68,7 @@ async fn harness_on(dir: &std::path::Path, scheduler: Arc<Scripted>) -> Harness 
         secret_key,
         logs: Arc::new(gofer_storage::FileLogStore::new(dir.join("logs"))),
         clock: Arc::new(clock.clone()),
+        metrics: gofer_core::metrics::Metrics::default(),
     };
     let options = Options {
         orchestrator: gofer_core::orchestrator::Options {
@@ -192,6 +193,51 @@ async fn a_container_that_cannot_start_is_a_scheduler_error() {
          after: complete skipped exit=- attempt=1 (failed_precondition)\n\
          start: complete failed exit=- attempt=1 (scheduler_error)\n"
     );
+}
+
+/// The value of the one sample of `text` that starts with `series` (name and labels), or `None`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(start_paused = true)]
+async fn metrics_count_runs_tasks_and_engine_errors_as_they_happen() {
+    let h = harness().await;
+    h.deploy(Pipeline::new("dag", "").tasks(vec![
+        task("build", &["exit", "0"]),
+        task("test", &["exit", "2"]).depends_on("build", RequiredParentStatus::Success),
+    ]))
+    .await;
+    h.deploy(Pipeline::new("broken", "").tasks(vec![task("start", &["start-fails"])])).await;
+    for _ in 0..2 {
+        let run = h.start("dag").await;
+        h.wait_complete("dag", run.run_id).await;
+    }
+    let run = h.start("broken").await;
+    h.wait_complete("broken", run.run_id).await;
+    let text = h.gofer.render_metrics();
+    let dag = r#"namespace="default",pipeline="dag""#;
+    let value = |series: String| sample(&text, &series).unwrap_or_else(|| panic!("no sample {series} in\n{text}"));
+    assert_eq!(value(format!("gofer_runs_queued_total{{{dag},trigger=\"manual\"}}")), 2.0);
+    assert_eq!(value(format!("gofer_runs_started_total{{{dag},trigger=\"manual\"}}")), 2.0);
+    assert_eq!(value(format!("gofer_runs_completed_total{{{dag},trigger=\"manual\",status=\"failed\"}}")), 2.0);
+    assert_eq!(value(format!("gofer_run_duration_seconds_count{{{dag},status=\"failed\"}}")), 2.0);
+    assert_eq!(value(format!("gofer_run_queue_wait_seconds_count{{{dag}}}")), 2.0);
+    assert_eq!(value(format!("gofer_task_duration_seconds_count{{{dag},status=\"successful\"}}")), 2.0);
+    assert_eq!(value(format!("gofer_task_duration_seconds_count{{{dag},status=\"failed\"}}")), 2.0);
+    assert_eq!(value(format!("gofer_tasks_running{{{dag}}}")), 0.0);
+    assert_eq!(value("gofer_scheduler_errors_total{kind=\"engine\"}".into()), 1.0);
+    assert_eq!(
+        value(
+            r#"gofer_runs_completed_total{namespace="default",pipeline="broken",trigger="manual",status="failed"}"#
+                .into()
+        ),
+        1.0
+    );
+    // A task that never started has no duration.
+    assert!(!text.contains(r#"gofer_task_duration_seconds_count{namespace="default",pipeline="broken""#), "{text}");
+    // Nothing waits.
+    assert!(!text.contains("gofer_runs_waiting{"), "{text}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -39,6 +39,17 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Logins to the web UI; a request without an `Authorization` header is checked with its session's token.
     pub sessions: Arc<crate::ui::sessions::Sessions>,
+    /// Whether this listener serves `/metrics`, and to whom.
+    pub metrics: MetricsAccess,
+}
+
+/// Where `/metrics` is served and who may scrape it.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsAccess {
+    /// Served by this listener (off when turned off, or when a listener of their own serves them).
+    pub served: bool,
+    /// Anyone may scrape, without a token.
+    pub public: bool,
 }
 
 impl AppState {
@@ -48,7 +59,15 @@ impl AppState {
         request_timeout: std::time::Duration,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Self {
-        Self { gofer, dev_mode, failures: Arc::default(), request_timeout, shutdown, sessions: Arc::default() }
+        Self {
+            gofer,
+            dev_mode,
+            failures: Arc::default(),
+            request_timeout,
+            shutdown,
+            sessions: Arc::default(),
+            metrics: MetricsAccess { served: true, public: false },
+        }
     }
 
     /// A streamed answer of `content_type` that ends when the server stops. A followed stream (one that stays open
@@ -161,6 +180,7 @@ macro_rules! each_route {
             roles::delete,
             system::get_system,
             system::update_system,
+            system::metrics,
             events::list,
             extensions::list,
             extensions::get,
@@ -300,11 +320,34 @@ struct TokenCheck {
 
 /// The API router. Every matched route goes through the token check first.
 pub fn router(state: AppState) -> Router {
-    routes(state).0.fallback(system::not_found).layer(axum::middleware::from_fn(log_request))
+    let metrics = state.gofer.metrics().clone();
+    routes(state).0.fallback(system::not_found).layer(axum::middleware::from_fn_with_state(metrics, log_request))
 }
+
+/// `/metrics` alone, for a listener of its own (`metrics.bind_address`): the same token check and request log as
+/// on the API's listener.
+pub fn metrics_router(mut state: AppState) -> Router {
+    state.metrics.served = true;
+    let mut access = AccessTable::new();
+    let needs = if state.metrics.public { Access::Public } else { METRICS_ACCESS };
+    access.insert("/metrics".into(), vec![(Method::GET, needs)]);
+    let metrics = state.gofer.metrics().clone();
+    let check = TokenCheck { app: state.clone(), access: Arc::new(access) };
+    Router::new()
+        .route("/metrics", axum::routing::get(system::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(check, check_token))
+        .route_layer(axum::middleware::from_fn(note_route))
+        .with_state(state)
+        .fallback(system::not_found)
+        .layer(axum::middleware::from_fn_with_state(metrics, log_request))
+}
+
+/// What scraping `/metrics` needs unless `metrics.public`: what the route declares.
+const METRICS_ACCESS: Access = Access::Requires(Permission::new(Resource::System, Action::Read));
 
 /// The API, and the web UI beside it unless `ui` is `None`. Every request is logged once.
 pub fn app(state: AppState, ui: Option<crate::ui::Settings>) -> Router {
+    let metrics = state.gofer.metrics().clone();
     let (api, access) = routes(state.clone());
     let app = match ui {
         Some(settings) => {
@@ -314,7 +357,7 @@ pub fn app(state: AppState, ui: Option<crate::ui::Settings>) -> Router {
         }
         None => api.fallback(system::not_found),
     };
-    app.layer(axum::middleware::from_fn(log_request))
+    app.layer(axum::middleware::from_fn_with_state(metrics, log_request))
 }
 
 /// The route template a request matched, handed from inside the router to [`log_request`] outside it.
@@ -334,8 +377,13 @@ async fn note_route(
 }
 
 /// Serves a request inside a span naming its id, then logs it once: method, route template (never the path with
-/// its ids, nor a query, header or body), status and the time until the answer started. Health checks log at debug.
-async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+/// its ids, nor a query, header or body), status and the time until the answer started; and counts it in the
+/// metrics by the same labels. Health checks log at debug.
+async fn log_request(
+    axum::extract::State(metrics): axum::extract::State<gofer_core::metrics::Metrics>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use tracing::Instrument;
     let started = std::time::Instant::now();
     let id = extract::random_id();
@@ -344,7 +392,9 @@ async fn log_request(request: axum::extract::Request, next: axum::middleware::Ne
     let response = extract::REQUEST_ID.scope(id, next.run(request).instrument(span.clone())).await;
     let route = response.extensions().get::<RouteTemplate>().map_or("(no route)", |r| r.0.as_str());
     let status = response.status().as_u16();
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    metrics.http_request(method.as_str(), route, status, elapsed);
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| {
         if route == "/api/health" {
             tracing::debug!(target: "gofer::http", %method, route, status, duration_ms, "request");
@@ -361,6 +411,9 @@ fn routes(state: AppState) -> (Router, Arc<AccessTable>) {
     let mut access = AccessTable::new();
     for route in table {
         access.entry(route.path).or_default().push((route.method, route.access));
+    }
+    if state.metrics.public {
+        access.insert("/metrics".into(), vec![(Method::GET, Access::Public)]);
     }
     let access = Arc::new(access);
     let check = TokenCheck { app: state.clone(), access: access.clone() };

@@ -45,6 +45,26 @@ pub async fn pipeline_config_schema() -> Json<serde_json::Value> {
     Json(super::pipeline_config_schema())
 }
 
+/// Prometheus metrics in the text format (0.0.4); `docs/metrics.md` lists them. Needs `system:read` in production
+/// mode unless `metrics.public`; answers 404 when `metrics.enabled = false` or when `metrics.bind_address` serves
+/// them on a listener of their own.
+#[utoipa::path(
+    get, path = "/metrics", tag = "System",
+    extensions(("x-gofer-access" = json!("system:read"))),
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain"),
+        (status = 404, body = ApiError)
+    )
+)]
+pub async fn metrics(State(state): State<AppState>, uri: Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !state.metrics.served {
+        return not_found(uri).await.into_response();
+    }
+    let content_type = [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")];
+    (content_type, state.gofer.render_metrics()).into_response()
+}
+
 pub async fn not_found(uri: Uri) -> ApiFailure {
     ApiFailure {
         status: StatusCode::NOT_FOUND,

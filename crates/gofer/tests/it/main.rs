@@ -13,6 +13,7 @@ mod github;
 mod harness;
 mod images;
 mod local;
+mod metrics;
 mod objects;
 mod pipelines;
 mod runs;
