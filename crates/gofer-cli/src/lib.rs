@@ -7,6 +7,7 @@
 pub mod client;
 mod commands;
 pub mod output;
+pub mod term;
 pub mod views;
 
 use std::path::PathBuf;

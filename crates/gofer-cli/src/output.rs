@@ -95,10 +95,14 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
         }
     }
     let mut out = std::io::stdout().lock();
+    let colour = crate::term::colour_stdout();
     let line = |cells: Vec<&str>| -> String {
         let mut text = String::new();
         for (i, cell) in cells.iter().enumerate() {
-            text.push_str(cell);
+            match crate::term::status_colour(cell) {
+                Some(sgr) if colour => text.push_str(&crate::term::paint(cell, sgr)),
+                _ => text.push_str(cell),
+            }
             if i + 1 < cells.len() {
                 let width = widths.get(i).copied().unwrap_or(0);
                 text.extend(std::iter::repeat_n(' ', width.saturating_sub(cell.chars().count()) + 2));
@@ -117,8 +121,12 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
 fn fields(pairs: &[(&str, String)]) -> anyhow::Result<()> {
     let width = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0) + 1;
     let mut out = std::io::stdout().lock();
+    let colour = crate::term::colour_stdout();
     for (key, value) in pairs {
-        let value: String = value.chars().map(|c| if c.is_control() && c != '\n' { ' ' } else { c }).collect();
+        let mut value: String = value.chars().map(|c| if c.is_control() && c != '\n' { ' ' } else { c }).collect();
+        if let Some(sgr) = crate::term::status_colour(&value).filter(|_| colour && matches!(*key, "status" | "state")) {
+            value = crate::term::paint(&value, sgr);
+        }
         let label = format!("{key}:");
         let pad = width.saturating_sub(label.chars().count()) + 2;
         writeln!(out, "{label}{}{value}", " ".repeat(pad))?;

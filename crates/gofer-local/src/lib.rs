@@ -4,7 +4,7 @@
 //! unless `--data-dir` is given); the run is driven through the same services the API calls.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -366,7 +366,7 @@ struct Prefixes {
 
 impl Prefixes {
     fn new(order: &[String]) -> Self {
-        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let colour = gofer_cli::term::colour_stdout();
         Self { width: order.iter().map(String::len).max().unwrap_or(0), colour, order: order.to_vec() }
     }
 

@@ -19,6 +19,7 @@ use gofer_runtime::{Config, KeySource, Overrides, read_key_file, secret_key, wri
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use gofer_core::metrics::BuildInfo;
 pub use gofer_runtime::config;
 
 /// `gofer service ...`: run and inspect the server.

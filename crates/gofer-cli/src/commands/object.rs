@@ -1,9 +1,12 @@
 //! `gofer pipeline object` and `gofer run object`: bytes by key, streamed from a file or stdin and back.
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 
 use crate::client::{Client, ObjectTarget};
 use crate::output::{self, Format};
+use crate::term::{self, Progress};
 use crate::{PipelineObjectCommand, RunObjectCommand};
 
 /// What to do with an object, whoever's it is.
@@ -14,13 +17,32 @@ enum ObjectAction {
     Delete { key: String },
 }
 
-/// A request body streamed from a file, or from stdin for `-` or `@-`.
-async fn upload_body(file: &str) -> anyhow::Result<reqwest::Body> {
-    if file == "-" || file == "@-" {
-        return Ok(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(tokio::io::stdin())));
+/// A request body streamed from a file, or from stdin for `-` or `@-`, counted on `progress` as it is sent.
+async fn upload_body(file: &str, progress: &Arc<Progress>) -> anyhow::Result<reqwest::Body> {
+    let (reader, total): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, Option<u64>) = if file == "-" || file == "@-" {
+        (Box::new(tokio::io::stdin()), None)
+    } else {
+        let opened = tokio::fs::File::open(file).await.map_err(|e| anyhow::anyhow!("could not open {file}: {e}"))?;
+        let size = opened.metadata().await.ok().map(|m| m.len());
+        (Box::new(opened), size)
+    };
+    if !progress.shown() {
+        return Ok(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(reader)));
     }
-    let opened = tokio::fs::File::open(file).await.map_err(|e| anyhow::anyhow!("could not open {file}: {e}"))?;
-    Ok(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(opened)))
+    let progress = progress.clone();
+    let mut sent = 0u64;
+    let counted = tokio_util::io::ReaderStream::new(reader).inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            sent += chunk.len() as u64;
+            progress.detail(match total {
+                Some(total) if total > 0 => {
+                    format!("{} of {} ({} %)", term::bytes(sent), term::bytes(total), sent * 100 / total)
+                }
+                _ => term::bytes(sent),
+            });
+        }
+    });
+    Ok(reqwest::Body::wrap_stream(counted))
 }
 
 /// Writes a download to a file or to stdout, as it arrives.
@@ -47,7 +69,10 @@ async fn download(
 async fn act(client: &Client, format: Format, target: ObjectTarget<'_>, action: ObjectAction) -> anyhow::Result<()> {
     match action {
         ObjectAction::Put { key, file } => {
-            output::print(format, &client.put_object(target, &key, upload_body(&file).await?).await?)
+            let progress = Arc::new(Progress::start(format!("uploading {key}")));
+            let stored = client.put_object(target, &key, upload_body(&file, &progress).await?).await;
+            progress.finish();
+            output::print(format, &stored?)
         }
         ObjectAction::Get { key, output_file } => download(client.get_object(target, &key).await?, output_file).await,
         ObjectAction::List => output::print(format, &client.list_objects(target).await?.objects),

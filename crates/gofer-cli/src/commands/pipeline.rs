@@ -22,18 +22,33 @@ pub async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
             dir.display()
         );
     }
-    eprintln!("building and running the pipeline program in {} ...", dir.display());
-    let out = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let progress =
+        crate::term::Progress::start(format!("building and running the pipeline program in {}", dir.display()));
+    if !progress.shown() {
+        eprintln!("building and running the pipeline program in {} ...", dir.display());
+    }
+    let mut child = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["run", "--quiet", "--manifest-path"])
         .arg(&manifest)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
+        // Through the progress line on a terminal, so the build's messages are not drawn over.
+        .stderr(if progress.shown() { std::process::Stdio::piped() } else { std::process::Stdio::inherit() })
         .spawn()
-        .context("could not run cargo; is the Rust toolchain installed and on PATH?")?
-        .wait_with_output()
-        .await
-        .context("the pipeline program did not finish")?;
+        .context("could not run cargo; is the Rust toolchain installed and on PATH?")?;
+    let stderr = child.stderr.take();
+    let relay = async {
+        use tokio::io::AsyncBufReadExt;
+        if let Some(stderr) = stderr {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                progress.println(&line);
+            }
+        }
+    };
+    let (out, ()) = tokio::join!(child.wait_with_output(), relay);
+    progress.finish();
+    let out = out.context("the pipeline program did not finish")?;
     if !out.status.success() {
         bail!("the pipeline program failed ({}); see its output above", out.status);
     }

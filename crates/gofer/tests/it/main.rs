@@ -15,6 +15,7 @@ mod images;
 mod local;
 mod metrics;
 mod objects;
+mod operating;
 mod pipelines;
 mod runs;
 mod secrets;
