@@ -18,3 +18,6 @@ echo "== cargo build (the example extension the end-to-end tests package as an i
 cargo build -j2 -p gofer-extension-heartbeat
 echo "== cargo test" >&2
 cargo test -j2 --workspace
+echo "== static binary (fails if it links dynamically) and the FROM scratch container image running the example" >&2
+bash scripts/release.sh --profile static-check --image
+bash scripts/test-image.sh

@@ -120,8 +120,9 @@ fn init_logging(config: &Config) {
     let layer = if config.log.format == "json" {
         layer.json().flatten_event(true).with_current_span(false).with_span_list(true).boxed()
     } else {
+        // Colour for a person at a terminal; never in a file, a journal or `docker logs` (nor with NO_COLOR).
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        layer.with_ansi(!no_color).boxed()
+        layer.with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr())).boxed()
     };
     let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
 }

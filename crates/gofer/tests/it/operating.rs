@@ -100,6 +100,40 @@ fn check_config_validates_without_starting_and_names_the_setting() {
 }
 
 #[test]
+fn the_shipped_production_config_and_systemd_unit_are_valid() {
+    let deploy = crate::harness::repo_root().join("deploy");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("secret.key");
+    std::fs::write(&key, "qUEvqSn4dQxDQ7RhTDbn3RQnsJeJQq5rRZIhE0O8X0M=\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["service", "start", "--check-config", "--config"])
+        .arg(deploy.join("gofer.toml"))
+        .env("GOFER_SECRETS__KEY_FILE", &key)
+        .output()
+        .unwrap();
+    let said = stdout(&output);
+    assert!(said.contains("production mode") && said.contains("/var/lib/gofer"), "{said}");
+    let effective = stdout(
+        &Command::new(BIN).args(["service", "config", "--config"]).arg(deploy.join("gofer.toml")).output().unwrap(),
+    );
+    assert!(effective.contains("format = \"json\"") && effective.contains("bypass_auth = false"), "{effective}");
+
+    // systemd reads the unit as written (with this build's binary in place of /usr/local/bin/gofer).
+    let unit = std::fs::read_to_string(deploy.join("gofer.service")).unwrap();
+    assert!(unit.contains("ExecStartPre=/usr/local/bin/gofer service start --check-config"), "{unit}");
+    let unit_file = dir.path().join("gofer.service");
+    std::fs::write(&unit_file, unit.replace("/usr/local/bin/gofer", BIN)).unwrap();
+    let verified = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit_file)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package) checks the unit");
+    let complaints = String::from_utf8_lossy(&verified.stderr);
+    let real: Vec<&str> = complaints.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(real.is_empty() && verified.status.success(), "systemd-analyze verify: {complaints}");
+}
+
+#[test]
 fn colour_follows_no_color_and_progress_is_drawn_only_on_a_terminal() {
     let gofer = Server::start();
     gofer.register(script_pipeline("painted", "true"));
