@@ -363,7 +363,10 @@ impl Metrics {
     }
 
     /// An HTTP request answered: its method, route template (`(no route)` when none matched), status and time.
+    /// Methods other than the standard ones count as `other`: a client must not mint series.
     pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+        let method = if METHODS.contains(&method) { method } else { "other" };
         let (method, route) = (method.to_string(), route.to_string());
         let labels = RouteLabels { method: method.clone(), route: route.clone() };
         self.inner.http_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
@@ -424,6 +427,7 @@ mod tests {
     fn the_text_names_every_family_with_its_unit_and_suffix() {
         let metrics = Metrics::new(BuildInfo { version: "1.2.3", commit: "abc" });
         metrics.http_request("GET", "/api/namespaces/{namespace_id}", 200, Duration::from_millis(3));
+        metrics.http_request("BREW", "(no route)", 405, Duration::from_millis(1));
         gofer_storage::QueryObserver::observe(&metrics, gofer_storage::Operation::Read, Duration::from_micros(80));
         let text = metrics.render(vec![("default".into(), "p\"q".into(), 2)]);
         assert!(text.contains("gofer_build_info{version=\"1.2.3\",commit=\"abc\"} 1"), "{text}");
@@ -434,6 +438,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE gofer_http_request_duration_seconds histogram"), "{text}");
+        assert!(text.contains("gofer_http_requests_total{method=\"other\",route=\"(no route)\",status=\"405\"} 1"));
+        assert!(!text.contains("BREW"), "{text}");
         assert!(text.contains("gofer_storage_query_duration_seconds_count{operation=\"read\"} 1"), "{text}");
         // Label values are escaped.
         assert!(text.contains("gofer_runs_waiting{namespace=\"default\",pipeline=\"p\\\"q\"} 2"), "{text}");

@@ -110,7 +110,9 @@ pub async fn run(command: ServiceCommand) -> anyhow::Result<()> {
 fn init_logging(config: &Config) {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
-    let from_env = std::env::var("RUST_LOG").ok().filter(|f| gofer_runtime::config::check_log_filter(f).is_ok());
+    let rust_log = std::env::var("RUST_LOG").ok().filter(|f| !f.trim().is_empty());
+    let refused = rust_log.as_deref().and_then(|f| gofer_runtime::config::check_log_filter(f).err());
+    let from_env = rust_log.clone().filter(|_| refused.is_none());
     let directives = from_env.unwrap_or_else(|| config.log.level.clone());
     let filter = match directives.trim().parse::<LevelFilter>() {
         Ok(level) => Targets::new().with_default(LevelFilter::WARN).with_target("gofer", level),
@@ -125,6 +127,9 @@ fn init_logging(config: &Config) {
         layer.with_ansi(!no_color && std::io::IsTerminal::is_terminal(&std::io::stderr())).boxed()
     };
     let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
+    if let (Some(rust_log), Some(problem)) = (rust_log, refused) {
+        tracing::warn!(%rust_log, %problem, "RUST_LOG is not a valid filter; using log.level instead");
+    }
 }
 
 /// What `start` would refuse, found without starting: the configuration's layers and ranges (checked by loading),

@@ -193,6 +193,7 @@ impl Trigger for Gofer {
             Ok(Recorded::Yes) => {}
             Ok(Recorded::Already { last_fired }) => return Ok(Fired::Already { last_fired }),
             Err(e) => {
+                self.metrics.trigger_fired(&key.extension_id, false);
                 tracing::warn!(%key, error = %e, "could not record a subscription's firing; not starting a run");
                 return Err(e.into());
             }

@@ -286,6 +286,11 @@ fn scraping_needs_system_read_in_production_unless_public_and_can_have_its_own_l
     assert_eq!(get(&format!("http://{address}/api/system"), Some(&admin)).0, 404, "only /metrics there");
     drop(separate);
 
+    // Turned off: no /metrics anywhere.
+    let off = Server::start_with(&[("GOFER_METRICS__ENABLED", "false")]);
+    assert_eq!(get(&format!("{}/metrics", off.url), None).0, 404);
+    drop(off);
+
     // A bad address is refused at start, naming the setting.
     let output = Command::new(env!("CARGO_BIN_EXE_gofer"))
         .args(["service", "start", "--check-config"])
