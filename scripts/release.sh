@@ -23,6 +23,17 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+# What the checks below use, on a fresh Debian machine too.
+missing=()
+command -v file >/dev/null || missing+=(file)
+command -v strip >/dev/null || missing+=(binutils)
+command -v ldd >/dev/null || missing+=(libc-bin)
+$image && [[ ! -f /etc/ssl/certs/ca-certificates.crt ]] && missing+=(ca-certificates)
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "release: installing ${missing[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 target=$(rustc -vV | sed -n 's/^host: //p')
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if [[ "$commit" != unknown ]] && ! git diff --quiet HEAD -- 2>/dev/null; then
@@ -47,8 +58,9 @@ if [[ "$described" != *"statically linked"* && "$described" != *"static-pie link
   echo "release: dist/gofer is not statically linked ($described)" >&2
   exit 1
 fi
-if loads=$(ldd dist/gofer 2>&1) && [[ "$loads" != *"statically linked"* ]]; then
-  echo "release: dist/gofer loads shared libraries:" >&2
+loads=$(ldd dist/gofer 2>&1 || true)
+if [[ "$loads" != *"statically linked"* && "$loads" != *"not a dynamic executable"* ]]; then
+  echo "release: dist/gofer loads shared libraries (ldd):" >&2
   echo "$loads" >&2
   exit 1
 fi

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 gofer=dist/gofer
+command -v curl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
 [[ -x "$gofer" ]] || { echo "test-image: no $gofer; run scripts/release.sh --image first" >&2; exit 1; }
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 name="gofer-image-test-$$"
@@ -13,7 +14,12 @@ export GOFER_API_URL="http://127.0.0.1:$port" NO_COLOR=1
 # Pipeline programs build beside the other tests' ones.
 export CARGO_TARGET_DIR="$PWD/target/it-pipelines"
 
+# As an operator starts it (deploy/Containerfile): production mode, the secret key mounted as a file.
+key_dir=$(mktemp -d)
+python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())' > "$key_dir/secret.key"
+chmod 0444 "$key_dir/secret.key"
 docker run -d --name "$name" --network host -v /var/run/docker.sock:/var/run/docker.sock \
+  -v "$key_dir/secret.key:/run/secrets/gofer-secret-key:ro" \
   -e GOFER_SERVER__BIND_ADDRESS="0.0.0.0:$port" -e GOFER_EXTERNAL_EVENTS__ENABLED=false gofer:latest >/dev/null
 cleanup() {
   local status=$?
@@ -21,16 +27,26 @@ cleanup() {
     echo "test-image: FAILED; the server's log:" >&2
     docker logs "$name" 2>&1 | tail -40 >&2 || true
   fi
-  docker rm -f "$name" >/dev/null 2>&1 || true
+  docker rm -f -v "$name" >/dev/null 2>&1 || true
+  rm -rf "$key_dir"
   exit $status
 }
 trap cleanup EXIT
 
 for _ in $(seq 1 200); do
-  "$gofer" pipeline list >/dev/null 2>&1 && break
+  [[ "$(curl -s -o /dev/null -w '%{http_code}' "$GOFER_API_URL/api/health")" == 200 ]] && break
   [[ "$(docker inspect -f '{{.State.Running}}' "$name")" == true ]] || { echo "test-image: the server exited" >&2; exit 1; }
   sleep 0.1
 done
+# Production mode: nothing without a token; the first one comes from bootstrap, inside the container.
+if "$gofer" pipeline list >/dev/null 2>&1; then
+  echo "test-image: the image let a request in without a token" >&2
+  exit 1
+fi
+GOFER_TOKEN=$(docker exec "$name" /gofer token bootstrap --api-url "http://127.0.0.1:$port" --output json \
+  | sed -n 's/.*"secret": "\(.*\)".*/\1/p')
+export GOFER_TOKEN
+[[ -n "$GOFER_TOKEN" ]] || { echo "test-image: token bootstrap gave no secret" >&2; exit 1; }
 "$gofer" pipeline list >/dev/null
 
 # The example DAG as it is written: `test` exits 3, so `publish` is skipped and `on-failure` runs.

@@ -10,6 +10,8 @@ bash scripts/ensure-docker.sh
 bash scripts/ensure-s3.sh
 bash scripts/ensure-prometheus-parser.sh
 bash scripts/ensure-chromium.sh
+# systemd-analyze checks the shipped unit (deploy/gofer.service).
+command -v systemd-analyze >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2

@@ -53,14 +53,19 @@ struct Line {
     frame: usize,
     /// Finished: nothing is drawn any more.
     done: bool,
+    /// The terminal's columns.
+    width: usize,
 }
 
 impl Line {
+    /// The line, redrawn in place: cut to the terminal's width, since a line that wraps can no longer be erased.
     fn render(&self) -> String {
         let elapsed = self.started.elapsed().as_secs();
         let spinner = SPINNER[self.frame % SPINNER.len()];
         let detail = if self.detail.is_empty() { String::new() } else { format!(": {}", self.detail) };
-        format!("\r\x1b[2K{spinner} {}{detail} ({elapsed}s)", self.label)
+        let text = format!("{spinner} {}{detail} ({elapsed}s)", self.label);
+        let shown: String = text.chars().take(self.width.saturating_sub(1).max(1)).collect();
+        format!("\r\x1b[2K{shown}")
     }
 }
 
@@ -70,7 +75,10 @@ impl Progress {
         if !std::io::stderr().is_terminal() {
             return Self { shared: None };
         }
-        let line = Line { label: label.into(), detail: String::new(), started: Instant::now(), frame: 0, done: false };
+        let width = rustix::termios::tcgetwinsize(std::io::stderr()).map_or(80, |w| usize::from(w.ws_col));
+        let width = if width == 0 { 80 } else { width };
+        let line =
+            Line { label: label.into(), detail: String::new(), started: Instant::now(), frame: 0, done: false, width };
         let shared = Arc::new(Mutex::new(line));
         // The first frame at once (an operation may end before the first tick), then one per tick.
         draw(&shared);
@@ -100,17 +108,14 @@ impl Progress {
 
     /// Prints a line of other output (a build's warnings) above the progress line.
     pub fn println(&self, text: &str) {
+        // The line's lock first, then stderr's, as the ticker takes them: never the other way round.
+        let line = self.shared.as_ref().map(|shared| shared.lock().unwrap_or_else(|p| p.into_inner()));
         let mut err = std::io::stderr().lock();
-        match &self.shared {
-            Some(shared) => {
-                let line = shared.lock().unwrap_or_else(|p| p.into_inner());
-                if line.done {
-                    let _ = writeln!(err, "{text}");
-                } else {
-                    let _ = write!(err, "\r\x1b[2K{text}\n{}", line.render());
-                }
+        match line.as_deref() {
+            Some(line) if !line.done => {
+                let _ = write!(err, "\r\x1b[2K{text}\n{}", line.render());
             }
-            None => {
+            _ => {
                 let _ = writeln!(err, "{text}");
             }
         }
@@ -182,13 +187,16 @@ mod tests {
 
     #[test]
     fn the_progress_line_redraws_in_place() {
-        let line = Line {
+        let mut line = Line {
             label: "uploading".into(),
             detail: "1.0 KiB".into(),
             started: Instant::now(),
             frame: 1,
             done: false,
+            width: 80,
         };
         assert_eq!(line.render(), "\r\x1b[2K⠙ uploading: 1.0 KiB (0s)");
+        line.width = 12;
+        assert_eq!(line.render(), "\r\x1b[2K⠙ uploading", "cut short of the last column, never wrapped");
     }
 }

@@ -4,8 +4,11 @@
 //!
 //! Counters and histograms are fed where things happen (the run queue, a run's driver, a task's attempt, a
 //! subscription firing, a container extension's supervisor, the deployment judge, the HTTP layer, the storage
-//! backend). The queue depth is read from the queue itself when scraped, so it can never drift.
+//! backend). The queue depth is read from the queue itself when scraped, so it can never drift. The series of a
+//! pipeline are remembered by pipeline and removed when it (or its namespace) is deleted: a token that may create
+//! and delete pipelines cannot grow the exposition without bound.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -107,6 +110,20 @@ struct BuildLabels {
     commit: &'static str,
 }
 
+/// A series labelled with a pipeline, remembered so it can be removed with the pipeline.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+enum Series {
+    Queued(TriggerLabels),
+    Started(TriggerLabels),
+    Completed(CompletedLabels),
+    RunDuration(StatusLabels),
+    QueueWait(PipelineLabels),
+    TaskDuration(StatusLabels),
+    TasksRunning(PipelineLabels),
+    Deployments(OutcomeLabels),
+    LogBytes(PipelineLabels),
+}
+
 /// Bucket bounds, in seconds, of each kind of duration.
 const RUN_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
 const QUEUE_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -135,6 +152,8 @@ struct Inner {
     registry: Registry,
     /// One scrape at a time: the queue depth is cleared and refilled from the queue for each.
     scraping: Mutex<()>,
+    /// The series of each pipeline, by (namespace, pipeline).
+    series: Mutex<HashMap<(String, String), HashSet<Series>>>,
     runs_queued: Family<TriggerLabels, Counter>,
     runs_started: Family<TriggerLabels, Counter>,
     runs_completed: Family<CompletedLabels, Counter>,
@@ -250,6 +269,7 @@ impl Metrics {
             inner: Arc::new(Inner {
                 registry,
                 scraping: Mutex::new(()),
+                series: Mutex::default(),
                 runs_queued,
                 runs_started,
                 runs_completed,
@@ -286,14 +306,64 @@ impl Metrics {
         text
     }
 
+    /// Remembers a pipeline's series.
+    fn note(&self, namespace: &str, pipeline: &str, series: Series) {
+        let mut known = self.inner.series.lock().unwrap_or_else(|p| p.into_inner());
+        let of_pipeline = known.entry((namespace.to_string(), pipeline.to_string())).or_default();
+        if !of_pipeline.contains(&series) {
+            of_pipeline.insert(series);
+        }
+    }
+
+    /// Removes every series of a deleted pipeline.
+    pub(crate) fn forget_pipeline(&self, namespace: &str, pipeline: &str) {
+        let key = (namespace.to_string(), pipeline.to_string());
+        let removed = self.inner.series.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        for series in removed.into_iter().flatten() {
+            self.remove(&series);
+        }
+    }
+
+    /// Removes every series of a deleted namespace's pipelines.
+    pub(crate) fn forget_namespace(&self, namespace: &str) {
+        let removed: Vec<Series> = {
+            let mut known = self.inner.series.lock().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<(String, String)> = known.keys().filter(|(ns, _)| ns == namespace).cloned().collect();
+            keys.iter().filter_map(|key| known.remove(key)).flatten().collect()
+        };
+        for series in &removed {
+            self.remove(series);
+        }
+    }
+
+    fn remove(&self, series: &Series) {
+        let inner = &self.inner;
+        match series {
+            Series::Queued(labels) => inner.runs_queued.remove(labels),
+            Series::Started(labels) => inner.runs_started.remove(labels),
+            Series::Completed(labels) => inner.runs_completed.remove(labels),
+            Series::RunDuration(labels) => inner.run_duration.remove(labels),
+            Series::QueueWait(labels) => inner.queue_wait.remove(labels),
+            Series::TaskDuration(labels) => inner.task_duration.remove(labels),
+            Series::TasksRunning(labels) => inner.tasks_running.remove(labels),
+            Series::Deployments(labels) => inner.deployments.remove(labels),
+            Series::LogBytes(labels) => inner.log_bytes.remove(labels),
+        };
+    }
+
     pub(crate) fn run_queued(&self, run: &Run) {
-        self.inner.runs_queued.get_or_create(&trigger_labels(run)).inc();
+        let labels = trigger_labels(run);
+        self.inner.runs_queued.get_or_create(&labels).inc();
+        self.note(&run.namespace_id, &run.pipeline_id, Series::Queued(labels));
     }
 
     pub(crate) fn run_started(&self, run: &Run) {
-        self.inner.runs_started.get_or_create(&trigger_labels(run)).inc();
-        let waited = millis_between(run.created, run.started);
-        self.inner.queue_wait.get_or_create(&pipeline_labels(&run.namespace_id, &run.pipeline_id)).observe(waited);
+        let labels = trigger_labels(run);
+        self.inner.runs_started.get_or_create(&labels).inc();
+        self.note(&run.namespace_id, &run.pipeline_id, Series::Started(labels));
+        let labels = pipeline_labels(&run.namespace_id, &run.pipeline_id);
+        self.inner.queue_wait.get_or_create(&labels).observe(millis_between(run.created, run.started));
+        self.note(&run.namespace_id, &run.pipeline_id, Series::QueueWait(labels));
     }
 
     pub(crate) fn run_completed(&self, run: &Run) {
@@ -303,17 +373,19 @@ impl Metrics {
             let labels =
                 StatusLabels { namespace: namespace.clone(), pipeline: pipeline.clone(), status: status.clone() };
             self.inner.run_duration.get_or_create(&labels).observe(millis_between(run.started, run.ended));
+            self.note(&run.namespace_id, &run.pipeline_id, Series::RunDuration(labels));
         }
-        self.inner.runs_completed.get_or_create(&CompletedLabels { namespace, pipeline, trigger, status }).inc();
+        let labels = CompletedLabels { namespace, pipeline, trigger, status };
+        self.inner.runs_completed.get_or_create(&labels).inc();
+        self.note(&run.namespace_id, &run.pipeline_id, Series::Completed(labels));
     }
 
     /// Counts a task container as running until the guard is dropped.
     pub(crate) fn task_running(&self, execution: &TaskExecution) -> RunningTask {
-        let gauge = self
-            .inner
-            .tasks_running
-            .get_or_create_owned(&pipeline_labels(&execution.namespace_id, &execution.pipeline_id));
+        let labels = pipeline_labels(&execution.namespace_id, &execution.pipeline_id);
+        let gauge = self.inner.tasks_running.get_or_create_owned(&labels);
         gauge.inc();
+        self.note(&execution.namespace_id, &execution.pipeline_id, Series::TasksRunning(labels));
         RunningTask(gauge)
     }
 
@@ -327,11 +399,15 @@ impl Metrics {
             status: execution.status.to_string(),
         };
         self.inner.task_duration.get_or_create(&labels).observe(millis_between(execution.started, execution.ended));
+        self.note(&execution.namespace_id, &execution.pipeline_id, Series::TaskDuration(labels));
     }
 
     /// The counter of a pipeline's log bytes, for a log writer to add to.
     pub(crate) fn log_bytes(&self, namespace: &str, pipeline: &str) -> Counter {
-        self.inner.log_bytes.get_or_create_owned(&pipeline_labels(namespace, pipeline))
+        let labels = pipeline_labels(namespace, pipeline);
+        let counter = self.inner.log_bytes.get_or_create_owned(&labels);
+        self.note(namespace, pipeline, Series::LogBytes(labels));
+        counter
     }
 
     pub(crate) fn trigger_fired(&self, extension: &str, started: bool) {
@@ -360,6 +436,7 @@ impl Metrics {
             outcome: state.to_string(),
         };
         self.inner.deployments.get_or_create(&labels).inc();
+        self.note(namespace, pipeline, Series::Deployments(labels));
     }
 
     /// An HTTP request answered: its method, route template (`(no route)` when none matched), status and time.
@@ -496,6 +573,22 @@ mod tests {
         let documented: std::collections::BTreeSet<&str> =
             docs.lines().filter_map(|line| line.strip_prefix("| `")?.split('`').next()).collect();
         assert_eq!(registered, documented, "docs/metrics.md lists exactly the metrics Gofer registers");
+    }
+
+    #[test]
+    fn a_deleted_pipeline_takes_its_series_with_it() {
+        let metrics = Metrics::default();
+        for (namespace, pipeline) in [("a", "gone"), ("a", "kept"), ("b", "other")] {
+            metrics.deployment_ended(namespace, pipeline, DeploymentState::Promoted);
+            metrics.log_bytes(namespace, pipeline).inc_by(3);
+        }
+        metrics.forget_pipeline("a", "gone");
+        let text = metrics.render(Vec::new());
+        assert!(!text.contains("pipeline=\"gone\""), "{text}");
+        assert!(text.contains("pipeline=\"kept\"") && text.contains("pipeline=\"other\""), "{text}");
+        metrics.forget_namespace("a");
+        let text = metrics.render(Vec::new());
+        assert!(!text.contains("namespace=\"a\"") && text.contains("pipeline=\"other\""), "{text}");
     }
 
     #[test]

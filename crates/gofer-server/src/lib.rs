@@ -137,10 +137,11 @@ fn init_logging(config: &Config) {
 /// touched.
 fn check_config(config: &Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir();
+    let configured = !config.secrets.key.is_empty() || !config.secrets.key_file.as_os_str().is_empty();
     match secret_key(config, &data_dir, false) {
         Ok(_) => {}
-        // Development mode makes its key in the data dir at the first start.
-        Err(_) if config.development.bypass_auth && !data_dir.join("secret.key").exists() => {}
+        // Development mode makes its key in the data dir at the first start, when none is configured.
+        Err(_) if config.development.bypass_auth && !configured && !data_dir.join("secret.key").exists() => {}
         Err(e) => return Err(e),
     }
     tls_of(&config.server.tls_cert_path, &config.server.tls_key_path).context("server TLS")?;

@@ -22,13 +22,16 @@ pub async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
             dir.display()
         );
     }
-    let progress =
-        crate::term::Progress::start(format!("building and running the pipeline program in {}", dir.display()));
+    let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().to_string());
+    let progress = crate::term::Progress::start(format!("building the pipeline program {name}"));
     if !progress.shown() {
         eprintln!("building and running the pipeline program in {} ...", dir.display());
     }
     let mut child = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["run", "--quiet", "--manifest-path"])
+        .args(["run", "--quiet"])
+        // Piped through the progress line on a terminal, cargo's messages keep the colours they would have had.
+        .args(if progress.shown() && crate::term::colour(true) { &["--color", "always"][..] } else { &[] })
+        .arg("--manifest-path")
         .arg(&manifest)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -40,9 +43,13 @@ pub async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
     let relay = async {
         use tokio::io::AsyncBufReadExt;
         if let Some(stderr) = stderr {
-            let mut lines = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                progress.println(&line);
+            // Every byte to the end (a line that is not UTF-8 is shown lossily, never the end of the relay).
+            let mut reader = tokio::io::BufReader::new(stderr);
+            let mut line = Vec::new();
+            while matches!(reader.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
+                let text = String::from_utf8_lossy(&line);
+                progress.println(text.trim_end_matches(['\n', '\r']));
+                line.clear();
             }
         }
     };

@@ -305,6 +305,7 @@ impl Inner {
             && stopping.is_none()
             && let Err(e) = self.scheduler.inspect(&id).await
         {
+            self.metrics.scheduler_error(&e);
             // The engine answered the wait but cannot be reached now: it is shutting down and stopped the
             // container itself. That is the engine's doing, not the task's.
             let why = reason(

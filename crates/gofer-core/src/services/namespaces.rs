@@ -112,6 +112,7 @@ impl Gofer {
         }
         let deleted = events::now(EventKind::NamespaceDeleted { namespace_id: namespace_id.into() });
         self.events.record(|| self.storage.delete_namespace(namespace_id, &deleted)).await?;
+        self.metrics.forget_namespace(namespace_id);
         self.delete_files(namespace_id, None).await?;
         Ok(())
     }

@@ -102,6 +102,7 @@ impl Gofer {
             pipeline_id: pipeline_id.into(),
         });
         self.events.record(|| self.storage.delete_pipeline(namespace_id, pipeline_id, &deleted)).await?;
+        self.metrics.forget_pipeline(namespace_id, pipeline_id);
         self.delete_files(namespace_id, Some(pipeline_id)).await?;
         Ok(())
     }

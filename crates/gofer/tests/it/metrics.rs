@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use crate::harness::{Server, http_raw, run_count, script_pipeline, wait_for};
 
-/// The Python that has `prometheus_client`: `GOFER_TEST_PYTHON` (set by `scripts/test.sh`), else `python3`.
+/// The Python that has `prometheus_client` (`scripts/ensure-prometheus-parser.sh` installs it): `GOFER_TEST_PYTHON`
+/// when set, else `python3`.
 fn python() -> String {
     std::env::var("GOFER_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }

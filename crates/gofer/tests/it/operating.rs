@@ -167,4 +167,20 @@ fn colour_follows_no_color_and_progress_is_drawn_only_on_a_terminal() {
     assert!(terminal.status.success(), "{terminal:?}");
     assert!(seen.contains("uploading big") && seen.contains("\x1b[2K"), "{seen:?}");
     assert!(seen.contains("big") && seen.contains("8388608"), "the result follows: {seen:?}");
+
+    // Building a pipeline program on a terminal: the progress line, then what the deploy says, never a line drawn
+    // over by the other.
+    let example = crate::harness::repo_root().join("examples/simple");
+    let target = crate::harness::repo_root().join("target/it-pipelines");
+    let command = format!(
+        "CARGO_TARGET_DIR={} GOFER_API_URL={} {BIN} pipeline deploy {}",
+        target.display(),
+        gofer.url,
+        example.display()
+    );
+    let terminal = Command::new("script").args(["-qec", &command, "/dev/null"]).output().unwrap();
+    let seen = String::from_utf8_lossy(&terminal.stdout);
+    assert!(terminal.status.success(), "{seen}");
+    assert!(seen.contains("building the pipeline program simple"), "{seen:?}");
+    assert!(seen.contains("\x1b[2Kregistered pipeline 'simple'"), "the line is erased before the next: {seen:?}");
 }
