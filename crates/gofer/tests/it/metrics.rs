@@ -266,6 +266,12 @@ fn scraping_needs_system_read_in_production_unless_public_and_can_have_its_own_l
     assert_eq!(get(&url, Some(&team)).0, 403);
     let reader = token("prometheus", &["read_only"]);
     Scrape::of(&url, Some(&reader));
+    // Tokens, presented or refused, never reach the server's log.
+    let log = gofer.log();
+    for secret in [&admin, &team, &reader] {
+        assert!(!log.contains(secret.as_str()), "a token reached the server's log");
+    }
+    assert!(!log.contains("not-a-token"), "a refused token reached the server's log");
     drop(gofer);
 
     // Public: anyone scrapes; everything else still needs a token.
