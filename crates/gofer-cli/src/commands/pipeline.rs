@@ -12,33 +12,61 @@ use crate::client::Client;
 use crate::output::{self, Format};
 use crate::{DeployArgs, PipelineCommand};
 
-/// Builds and runs the pipeline program in `dir`, returning the config it printed.
+/// The language a pipeline program is written in, told by its project file.
+enum Program {
+    /// `Cargo.toml`: built and run with `cargo run`.
+    Rust,
+    /// `go.mod`: built and run with `go run .` in its directory (the Go SDK, `sdk/go`).
+    Go,
+}
+
+/// Builds and runs the pipeline program in `dir` (a Cargo project or a Go module), returning the config it printed.
 pub async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
     let manifest = dir.join("Cargo.toml");
-    if !manifest.is_file() {
+    let program = if manifest.is_file() {
+        Program::Rust
+    } else if dir.join("go.mod").is_file() {
+        Program::Go
+    } else {
         bail!(
-            "{} has no Cargo.toml; `deploy` expects a Cargo project whose program builds the pipeline and calls \
-             .finish()",
+            "{} has neither a Cargo.toml nor a go.mod; a pipeline is a Rust (Cargo) or Go program that builds the \
+             pipeline and calls .finish() / .Finish()",
             dir.display()
         );
-    }
+    };
     let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().to_string());
     let progress = crate::term::Progress::start(format!("building the pipeline program {name}"));
     if !progress.shown() {
         eprintln!("building and running the pipeline program in {} ...", dir.display());
     }
-    let mut child = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["run", "--quiet"])
-        // Piped through the progress line on a terminal, cargo's messages keep the colours they would have had.
-        .args(if progress.shown() && crate::term::colour(true) { &["--color", "always"][..] } else { &[] })
-        .arg("--manifest-path")
-        .arg(&manifest)
+    let mut command = match program {
+        Program::Rust => {
+            let mut cargo = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cargo
+                .args(["run", "--quiet"])
+                // Piped through the progress line on a terminal, cargo's messages keep their colours.
+                .args(if progress.shown() && crate::term::colour(true) { &["--color", "always"][..] } else { &[] })
+                .arg("--manifest-path")
+                .arg(&manifest);
+            cargo
+        }
+        Program::Go => {
+            let mut go = tokio::process::Command::new("go");
+            go.args(["run", "."]).current_dir(dir);
+            go
+        }
+    };
+    let tool = match program {
+        Program::Rust => "could not run cargo; is the Rust toolchain installed and on PATH?",
+        Program::Go => "could not run go; install Go 1.19 or newer (Debian: apt-get install golang-go) and put it on PATH",
+    };
+    let mut child = command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         // Through the progress line on a terminal, so the build's messages are not drawn over.
         .stderr(if progress.shown() { std::process::Stdio::piped() } else { std::process::Stdio::inherit() })
         .spawn()
-        .context("could not run cargo; is the Rust toolchain installed and on PATH?")?;
+        .context(tool)?;
     let stderr = child.stderr.take();
     let relay = async {
         use tokio::io::AsyncBufReadExt;

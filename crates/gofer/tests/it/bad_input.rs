@@ -149,7 +149,7 @@ fn a_pipeline_program_that_does_not_validate_fails_deploy() {
 
     let out = gofer.cli(&["pipeline", "deploy", "/nonexistent/dir"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("has no Cargo.toml"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has neither a Cargo.toml nor a go.mod"));
 }
 
 /// Input that no stored value can hold, or that would harm other users of the API, gets a 4xx naming it: numbers

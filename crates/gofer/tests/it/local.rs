@@ -48,19 +48,23 @@ fn the_example_dags_run_locally_with_their_exit_codes_and_live_prefixed_logs() {
     assert!(stderr.contains("[hello] running") && stderr.contains("[hello] complete successful (exit 0)"), "{stderr}");
     assert!(stdout.contains("status:    successful"), "the run's table follows: {stdout}");
 
-    let dag = repo_root().join("examples/dag");
-    let out = local(&[dag.to_str().unwrap(), "--output", "json"]);
-    assert_eq!(out.status.code(), Some(1), "a failing DAG exits 1: {}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    let json_start = stdout.find("{\n").unwrap_or_else(|| panic!("no JSON in {stdout}"));
-    let result: serde_json::Value = serde_json::from_str(&stdout[json_start..]).unwrap();
-    assert_eq!(result["run"]["status"], "failed");
-    let tasks = result["tasks"].as_array().unwrap();
-    let status = |id: &str| tasks.iter().find(|t| t["task_id"] == id).unwrap()["status"].clone();
-    assert_eq!(
-        (status("test"), status("publish"), status("on-failure")),
-        ("failed".into(), "skipped".into(), "successful".into())
-    );
+    // The same DAG written in Rust and in Go (a go.mod: run with `go run .`).
+    for example in ["dag", "go-dag"] {
+        let dag = repo_root().join("examples").join(example);
+        let out = local(&[dag.to_str().unwrap(), "--output", "json"]);
+        assert_eq!(out.status.code(), Some(1), "{example}: a failing DAG exits 1: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let json_start = stdout.find("{\n").unwrap_or_else(|| panic!("no JSON in {stdout}"));
+        let result: serde_json::Value = serde_json::from_str(&stdout[json_start..]).unwrap();
+        assert_eq!(result["run"]["status"], "failed");
+        let tasks = result["tasks"].as_array().unwrap();
+        let status = |id: &str| tasks.iter().find(|t| t["task_id"] == id).unwrap()["status"].clone();
+        assert_eq!(
+            (status("test"), status("publish"), status("on-failure")),
+            ("failed".into(), "skipped".into(), "successful".into()),
+            "{example}"
+        );
+    }
 }
 
 #[test]
@@ -147,7 +151,7 @@ fn a_config_that_does_not_validate_exits_2_with_the_message() {
     assert!(text(&out.stderr).contains("cycle"), "{}", text(&out.stderr));
     let out = local(&["/nonexistent-dir"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("has no Cargo.toml"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("has neither a Cargo.toml nor a go.mod"), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -1,0 +1,3 @@
+module example.invalid/gofer/sdk/go
+
+go 1.19
