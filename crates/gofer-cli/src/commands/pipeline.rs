@@ -58,7 +58,9 @@ pub async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
     };
     let tool = match program {
         Program::Rust => "could not run cargo; is the Rust toolchain installed and on PATH?",
-        Program::Go => "could not run go; install Go 1.19 or newer (Debian: apt-get install golang-go) and put it on PATH",
+        Program::Go => {
+            "could not run go; install Go 1.19 or newer (Debian: apt-get install golang-go) and put it on PATH"
+        }
     };
     let mut child = command
         .stdin(std::process::Stdio::null())

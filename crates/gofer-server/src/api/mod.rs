@@ -645,9 +645,18 @@ fn declare_error_responses(operation: &mut utoipa::openapi::path::Operation, acc
     add("default", "Any other error (413 too large, 429 too many failed token checks, 503 unavailable, 500)");
 }
 
+/// The OpenAPI document as served and checked in, its tagged enums' schemas made valid (see
+/// [`inline_tagged_variants`]).
+pub fn openapi_value() -> serde_json::Value {
+    let mut doc = serde_json::to_value(openapi()).unwrap_or_default();
+    let schemas = doc.pointer("/components/schemas").cloned().unwrap_or_default();
+    inline_tagged_variants(&mut doc, &schemas, "#/components/schemas/");
+    doc
+}
+
 /// The OpenAPI document as the pretty JSON that is checked into `docs/openapi.json`.
 pub fn openapi_json() -> String {
-    let mut json = openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut json = serde_json::to_string_pretty(&openapi_value()).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     json.push('\n');
     json
 }
@@ -674,7 +683,43 @@ pub fn pipeline_config_schema() -> serde_json::Value {
         doc.insert("$defs".into(), serde_json::Value::Object(defs));
     }
     let text = doc.to_string().replace("#/components/schemas/", "#/$defs/");
-    serde_json::from_str(&text).unwrap_or(doc)
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap_or(doc);
+    let defs = doc["$defs"].clone();
+    inline_tagged_variants(&mut doc, &defs, "#/$defs/");
+    doc
+}
+
+/// utoipa writes a variant of an internally tagged enum (`{"kind": "canary", ...}`) as `allOf` of the variant's
+/// struct and an object holding `kind`; but the struct's `additionalProperties: false` then refuses `kind` itself,
+/// so no tagged value would validate. Each such `allOf` becomes the struct's schema with `kind` added to it.
+fn inline_tagged_variants(value: &mut serde_json::Value, defs: &serde_json::Value, prefix: &str) {
+    use serde_json::Value;
+    if let Some(all_of) = value.get("allOf").and_then(Value::as_array)
+        && let [reference, tag] = all_of.as_slice()
+        && let Some(name) = reference.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix(prefix))
+        && let Some(kind) = tag.pointer("/properties/kind")
+        && let Some(mut inlined) = defs.get(name).cloned()
+        && inlined.get("additionalProperties") == Some(&Value::Bool(false))
+    {
+        let kind = kind.clone();
+        if let Some(properties) = inlined.get_mut("properties").and_then(Value::as_object_mut) {
+            properties.insert("kind".into(), kind);
+        }
+        match inlined.get_mut("required").and_then(Value::as_array_mut) {
+            Some(required) => required.insert(0, Value::from("kind")),
+            None => inlined["required"] = serde_json::json!(["kind"]),
+        }
+        if let Some(description) = value.get("description").cloned() {
+            inlined["description"] = description;
+        }
+        *value = inlined;
+        return;
+    }
+    match value {
+        Value::Object(map) => map.values_mut().for_each(|v| inline_tagged_variants(v, defs, prefix)),
+        Value::Array(items) => items.iter_mut().for_each(|v| inline_tagged_variants(v, defs, prefix)),
+        _ => {}
+    }
 }
 
 /// The config schema as the pretty JSON that is checked in.

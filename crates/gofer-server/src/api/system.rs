@@ -30,7 +30,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
     extensions(("x-gofer-access" = json!("public")))
 )]
 pub async fn openapi() -> Json<serde_json::Value> {
-    Json(serde_json::to_value(super::openapi()).unwrap_or_default())
+    Json(super::openapi_value())
 }
 
 /// The JSON Schema of the pipeline config that SDKs produce.

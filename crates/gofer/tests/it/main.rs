@@ -18,6 +18,7 @@ mod objects;
 mod operating;
 mod pipelines;
 mod runs;
+mod sdks;
 mod secrets;
 mod server;
 mod storage_trouble;
