@@ -4,7 +4,8 @@
 //! defaults. Results go to stdout (tables for people, JSON with `--output json`); progress and errors to stderr.
 //! Exit codes: 0 success, 1 the request failed, 2 the command line was wrong.
 
-pub mod client;
+/// The typed API client the commands use: the `gofer-client` crate.
+pub use gofer_client as client;
 mod commands;
 pub mod output;
 pub mod term;

@@ -133,6 +133,12 @@ pub struct Gofer {
 }
 
 impl Gofer {
+    /// The typed API client (`gofer-client`) with this extension's token, for any other call: reading a pipeline,
+    /// following a run, storing an extension object. `namespace` is the one pipeline-scoped calls work in.
+    pub fn client(&self, namespace: &str) -> Result<gofer_client::Client, gofer_client::Error> {
+        gofer_client::Client::new(&self.host, namespace, Some(&self.token), None)
+    }
+
     /// Starts a run of the subscription's pipeline with extra variables; returns the run id.
     pub async fn start_run(&self, key: &SubscriptionKey, variables: BTreeMap<String, String>) -> Result<u64, String> {
         let url = format!("{}/api/namespaces/{}/pipelines/{}/runs", self.host, key.namespace_id, key.pipeline_id);

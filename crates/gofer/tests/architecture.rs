@@ -17,6 +17,7 @@ const LAYERS: &[&str] = &[
     "gofer-core",
     "gofer-runtime",
     "gofer-server",
+    "gofer-client",
     "gofer-cli",
     "gofer-local",
     "gofer",
@@ -35,6 +36,10 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &["gofer-core", "gofer-runtime", "gofer-server", "gofer-storage", "axum", "rusqlite", "bollard", "utoipa"],
     ),
     ("gofer-local", &["axum", "hyper", "rusqlite", "bollard", "gofer-server"]),
+    (
+        "gofer-client",
+        &["gofer-core", "gofer-runtime", "gofer-server", "gofer-storage", "axum", "rusqlite", "bollard", "tokio"],
+    ),
     ("gofer-extension-sdk", &["gofer-core", "gofer-server", "gofer-storage", "gofer-sdk"]),
 ];
 

@@ -57,3 +57,52 @@ fn what_both_sdks_write_matches_the_published_schema() {
     let problems = schema_problems(&[wrong]);
     assert!(problems.contains("surprise") && problems.contains("retries"), "{problems}");
 }
+
+#[test]
+fn the_typed_client_drives_a_real_server_and_reports_its_errors() {
+    let gofer = crate::harness::Server::start();
+    gofer.register(crate::harness::script_pipeline("typed", "echo typed client"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = gofer_client::Client::new(&gofer.url, "default", None, None).unwrap();
+        let pipelines = client.list_pipelines().await.unwrap().pipelines;
+        assert!(pipelines.iter().any(|p| p.pipeline_id == "typed"), "{pipelines:?}");
+        let variables = std::collections::BTreeMap::from([("WHO".to_string(), "client".to_string())]);
+        let run = client.start_run("typed", variables, None).await.unwrap();
+        assert_eq!((run.pipeline_id.as_str(), run.run_id), ("typed", 1));
+        let done = loop {
+            let current = client.get_run("typed", run.run_id).await.unwrap();
+            if current.is_complete() {
+                break current;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert_eq!(done.status.to_string(), "successful");
+        let tasks = client.list_tasks("typed", run.run_id).await.unwrap().task_executions;
+        assert_eq!(tasks.len(), 1);
+        assert!(tasks[0].variables.iter().any(|v| v.key == "WHO" && v.value == "client"));
+
+        // The server's own error: status, stable code, message.
+        let missing = client.get_run("typed", 99).await.unwrap_err();
+        assert_eq!(missing.status().map(|s| s.as_u16()), Some(404));
+        match &missing {
+            gofer_client::Error::Api { error, .. } => {
+                assert_eq!(error.code, gofer_api_code("not_found"), "{error:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another namespace through the same client.
+        let elsewhere = client.in_namespace("nowhere");
+        assert_eq!(elsewhere.namespace(), "nowhere");
+        assert_eq!(elsewhere.list_pipelines().await.unwrap_err().status().map(|s| s.as_u16()), Some(404));
+        // Nobody listening: a transport error that says where it looked.
+        let closed = gofer_client::Client::new("http://127.0.0.1:9", "default", None, None).unwrap();
+        let unreachable = closed.list_pipelines().await.unwrap_err().to_string();
+        assert!(unreachable.contains("cannot reach Gofer at http://127.0.0.1:9"), "{unreachable}");
+    });
+}
+
+/// An error code as the API spells it.
+fn gofer_api_code(code: &str) -> gofer_client::api::error::ErrorCode {
+    serde_json::from_value(Value::from(code)).unwrap()
+}

@@ -1,6 +1,25 @@
-//! A typed client of Gofer's HTTP API, on the same request and response types the server uses.
+//! A typed client of Gofer's HTTP API, on the same request and response types the server uses (`gofer-api`): the
+//! client the `gofer` CLI itself is built on. Every method is one API call; a failed call is an [`Error`] carrying
+//! the server's own error (its stable `code`, message and, for a 500, the request id to find in the server's log).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), gofer_client::Error> {
+//! let gofer = gofer_client::Client::new("http://127.0.0.1:8080", "default", Some("my-token"), None)?;
+//! let run = gofer.start_run("nightly", Default::default(), None).await?;
+//! println!("started run {} of {}", run.run_id, run.pipeline_id);
+//! for task in gofer.list_tasks("nightly", run.run_id).await?.task_executions {
+//!     println!("{}: {}", task.task_id, task.state);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Inside a task that asked for an API token (`inject_api_token`), [`Client::from_task_env`] builds a client from
+//! the variables Gofer gives the container, scoped to the task's run. `examples/runs.rs` lists and starts runs.
 
 use std::collections::BTreeMap;
+
+/// The request and response types (`gofer-api`), for callers that name them.
+pub use gofer_api as api;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -101,6 +120,25 @@ fn segment(s: &str) -> String {
 }
 
 impl Client {
+    /// The client a task container gets from its environment: `GOFER_API_BASE_URL`, `GOFER_NAMESPACE_ID` and the
+    /// run-scoped `GOFER_TOKEN` (given when the task has `inject_api_token`). `None` when they are not set.
+    pub fn from_task_env() -> Option<Result<Self>> {
+        let url = std::env::var("GOFER_API_BASE_URL").ok().filter(|v| !v.is_empty())?;
+        let namespace = std::env::var("GOFER_NAMESPACE_ID").unwrap_or_else(|_| "default".into());
+        let token = std::env::var("GOFER_TOKEN").ok().filter(|v| !v.is_empty());
+        Some(Self::new(&url, &namespace, token.as_deref(), None))
+    }
+
+    /// The namespace every pipeline-scoped call works in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// This client, working in another namespace (same server, same token).
+    pub fn in_namespace(&self, namespace: &str) -> Self {
+        Self { namespace: namespace.to_string(), ..self.clone() }
+    }
+
     /// A client of the API at `api_url`; with a token, every request carries it as a bearer token; with a CA
     /// certificate (PEM), an https:// server signed by it is trusted.
     pub fn new(api_url: &str, namespace: &str, token: Option<&str>, ca_cert: Option<&[u8]>) -> Result<Self> {
