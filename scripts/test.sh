@@ -19,7 +19,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy -j2 --workspace --all-targets -- -D warnings
 echo "== gofmt, go vet and go test (the Go SDK against the shared vectors; the Go example)" >&2
-for module in sdk/go examples/go-dag; do
+for module in sdk/go examples/go-dag crates/gofer/tests/it/earlier_extension; do
   unformatted=$(cd "$module" && gofmt -l .)
   [[ -z "$unformatted" ]] || { echo "gofmt: not formatted in $module: $unformatted" >&2; exit 1; }
   (cd "$module" && go vet ./...)

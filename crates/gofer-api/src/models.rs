@@ -358,7 +358,11 @@ pub struct Attempt {
 }
 
 /// A pipeline's subscription to an extension: the extension starts runs of the pipeline as its settings say.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Written out with two more fields that extensions of the earlier Gofer read when they restore their
+/// subscriptions (`GET /api/extensions/{id}/subscriptions`): `subscription_id` (the label) and `status`
+/// (`active`, or `disabled`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Subscription {
     pub namespace_id: String,
@@ -379,6 +383,29 @@ pub struct Subscription {
     /// shown in listings, never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_fire: Option<u64>,
+}
+
+impl Serialize for Subscription {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Subscription", 12)?;
+        out.serialize_field("namespace_id", &self.namespace_id)?;
+        out.serialize_field("pipeline_id", &self.pipeline_id)?;
+        out.serialize_field("extension_id", &self.extension_id)?;
+        out.serialize_field("label", &self.label)?;
+        out.serialize_field("settings", &self.settings)?;
+        out.serialize_field("enabled", &self.enabled)?;
+        out.serialize_field("created", &self.created)?;
+        out.serialize_field("last_fired", &self.last_fired)?;
+        out.serialize_field("declared", &self.declared)?;
+        if let Some(next_fire) = self.next_fire {
+            out.serialize_field("next_fire", &next_fire)?;
+        }
+        // What the earlier Gofer called them.
+        out.serialize_field("subscription_id", &self.label)?;
+        out.serialize_field("status", if self.enabled { "active" } else { "disabled" })?;
+        out.end()
+    }
 }
 
 /// How an extension is run.

@@ -22,10 +22,19 @@ use crate::models::ExtensionParameter;
 pub mod env {
     pub const ID: &str = "GOFER_EXTENSION_SYSTEM_ID";
     pub const SECRET: &str = "GOFER_EXTENSION_SYSTEM_SECRET";
+    /// Gofer's API as `host:port`, without a scheme (the earlier extension SDKs add `http://` themselves).
     pub const GOFER_HOST: &str = "GOFER_EXTENSION_SYSTEM_GOFER_HOST";
+    /// Gofer's API as a whole URL, `http://…` or `https://…`.
+    pub const GOFER_URL: &str = "GOFER_EXTENSION_SYSTEM_GOFER_URL";
     pub const BIND_ADDRESS: &str = "GOFER_EXTENSION_SYSTEM_BIND_ADDRESS";
     pub const LOG_LEVEL: &str = "GOFER_EXTENSION_SYSTEM_LOG_LEVEL";
     pub const USE_TLS: &str = "GOFER_EXTENSION_SYSTEM_USE_TLS";
+}
+
+/// `host:port` of a URL: what `GOFER_EXTENSION_SYSTEM_GOFER_HOST` holds.
+pub fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 /// The port an extension container listens on unless told otherwise.
@@ -85,4 +94,14 @@ pub struct ExternalEventRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorResponse {
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_host_is_the_url_without_scheme_or_path() {
+        assert_eq!(super::host_of("http://172.17.0.1:8080"), "172.17.0.1:8080");
+        assert_eq!(super::host_of("https://gofer.internal:8443/"), "gofer.internal:8443");
+        assert_eq!(super::host_of("172.17.0.1:8080"), "172.17.0.1:8080");
+    }
 }

@@ -81,7 +81,12 @@ impl SystemConfig {
             .unwrap_or_else(|_| format!("0.0.0.0:{}", protocol::DEFAULT_PORT));
         let bind_address =
             bind.parse().map_err(|_| Error::BadAddress { name: protocol::env::BIND_ADDRESS, value: bind.clone() })?;
-        let mut gofer_host = std::env::var(protocol::env::GOFER_HOST).unwrap_or_else(|_| "localhost:8080".into());
+        // The whole URL when Gofer gives it; else the earlier host:port, over http.
+        let mut gofer_host = std::env::var(protocol::env::GOFER_URL)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| std::env::var(protocol::env::GOFER_HOST).ok())
+            .unwrap_or_else(|| "localhost:8080".into());
         if !gofer_host.starts_with("http://") && !gofer_host.starts_with("https://") {
             gofer_host = format!("http://{gofer_host}");
         }

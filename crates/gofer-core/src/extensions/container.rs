@@ -212,7 +212,10 @@ impl Inner {
         let mut env: Vec<(String, String)> = vec![
             (protocol::env::ID.into(), self.id().into()),
             (protocol::env::SECRET.into(), secret.into()),
-            (protocol::env::GOFER_HOST.into(), options.gofer_host.clone()),
+            // host:port, as the earlier Gofer passed it (its extension SDKs add the scheme themselves), and the
+            // whole URL for extensions that know it (this Gofer's SDK; an https API).
+            (protocol::env::GOFER_HOST.into(), protocol::host_of(&options.gofer_host).into()),
+            (protocol::env::GOFER_URL.into(), options.gofer_host.clone()),
             (protocol::env::BIND_ADDRESS.into(), bind),
             (protocol::env::LOG_LEVEL.into(), options.log_level.clone()),
             (protocol::env::USE_TLS.into(), "false".into()),
@@ -238,10 +241,19 @@ impl Inner {
 
     /// Starts the container and waits until it answers `/api/health`, then reads `/api/info`. Returns the token
     /// it carries. On failure nothing is left running, and the message says why, with the container's last output.
-    async fn launch(&self) -> Result<Token, Error> {
+    /// With `store_token` (a restart: the extension is registered already) its new token is stored before the
+    /// container starts, so an extension that calls the API as it boots (to restore its subscriptions, as the
+    /// earlier Gofer's extensions do) is let in; an install stores it with the registration instead.
+    async fn launch(&self, store_token: bool) -> Result<Token, Error> {
         self.set_state(ExtensionState::Starting, None).await;
         self.remove_containers().await;
         let secret = new_secret().map_err(|reason| not_started(reason, None))?;
+        if store_token {
+            let token = token_for(self.id(), &secret);
+            self.host.storage.put_token(&token).await.map_err(|e| {
+                not_started(format!("its token could not be stored: {}", error_chain(&e)), None)
+            })?;
+        }
         let started = self
             .host
             .scheduler
@@ -437,13 +449,8 @@ impl Inner {
         let mut backoff = BACKOFF.0;
         loop {
             if !running {
-                match self.launch().await {
-                    Ok(token) => {
-                        if let Err(e) = self.host.storage.put_token(&token).await {
-                            tracing::error!(extension = self.id(), error = %e, "could not store the extension's token");
-                        }
-                        self.restore().await;
-                    }
+                match self.launch(true).await {
+                    Ok(_) => self.restore().await,
                     Err(problem) => {
                         let problem = error_chain(&problem);
                         tracing::warn!(extension = self.id(), %problem, retry_in = ?backoff, "extension did not start");
@@ -517,7 +524,7 @@ impl ContainerExtension {
     /// Starts the container and waits for it to be healthy (install). Returns the token to store with it; on
     /// failure nothing is left running.
     pub async fn launch(&self) -> Result<Token, Error> {
-        self.inner.launch().await
+        self.inner.launch(false).await
     }
 
     /// Supervises the extension; with `running` false it is started first (at Gofer's start), retrying with
@@ -626,12 +633,8 @@ impl Extension for ContainerExtension {
     /// Starts the extension now; if it does not come up, the supervisor keeps trying with back-off (it is
     /// enabled after all) and the problem is returned.
     async fn resume(&self) -> Result<(), Error> {
-        let launched = match self.inner.launch().await {
-            Ok(token) => self.inner.host.storage.put_token(&token).await.map_err(Error::from),
-            Err(problem) => Err(problem),
-        };
-        match launched {
-            Ok(()) => {
+        match self.inner.launch(true).await {
+            Ok(_) => {
                 self.inner.restore().await;
                 self.supervise(true).await;
                 Ok(())

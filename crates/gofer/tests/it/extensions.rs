@@ -185,3 +185,49 @@ fn installs_that_cannot_work_leave_nothing_behind() {
     let (status, body) = api(&gofer, "GET", "/api/extensions/interval/logs", None);
     assert_eq!(status, 400, "{body}");
 }
+
+/// An extension of the earlier Gofer — Go's standard library and the documented protocol, nothing of this Gofer's —
+/// is installed, validates and receives a subscription, starts runs with its token, and after its container is
+/// killed restores its subscriptions itself from the listing, reading the earlier fields (`subscription_id`,
+/// `status`) and reaching the API through `GOFER_EXTENSION_SYSTEM_GOFER_HOST` with the scheme it adds.
+#[test]
+fn an_extension_written_for_the_earlier_protocol_works_unchanged() {
+    let gofer = Server::start();
+    let installed = gofer.cli_json(&["extension", "install", "earlier", images::earlier_extension()]);
+    assert_eq!(installed["state"], "running", "{installed:#}");
+    gofer.register(script_pipeline("hooked", "echo \"$ORIGIN $MESSAGE by $GOFER_EXTENSION_ID\""));
+
+    // Its own validation: a subscription without `message` is refused with its message.
+    let refused = gofer.cli(&["pipeline", "subscribe", "hooked", "earlier", "bad"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the setting `message` is required"), "{refused:?}");
+
+    gofer.cli_ok(&["pipeline", "subscribe", "hooked", "earlier", "main", "-s", "message=hello"]);
+    wait_runs(&gofer, "hooked", 1);
+    let first = gofer.wait_run("hooked", 1);
+    assert_eq!(first["initiator"], json!({ "kind": "extension", "name": "earlier" }));
+    assert_eq!(first["status"], "successful");
+    assert_eq!(gofer.logs("hooked", 1, "main"), b"subscribe hello by earlier\n");
+
+    // The listing it restores from carries what it reads.
+    let (status, listed) = api(&gofer, "GET", "/api/extensions/earlier/subscriptions", None);
+    assert_eq!(status, 200, "{listed:#}");
+    let subscription = &listed["subscriptions"][0];
+    assert_eq!((&subscription["subscription_id"], &subscription["status"]), (&json!("main"), &json!("active")));
+
+    // Killed, it is started again and restores its subscription from the listing by itself.
+    let container = extension_containers(&gofer, "earlier").remove(0);
+    assert!(Command::new("docker").args(["kill", &container]).status().unwrap().success());
+    wait_for("a run the extension started from its restored subscription", Duration::from_secs(30), || {
+        let runs = run_count(&gofer, "hooked") as u64;
+        (1..=runs).find(|&run| {
+            let done = gofer.run("hooked", run);
+            done["state"] == "complete" && gofer.logs("hooked", run, "main") == b"restore hello by earlier\n"
+        })
+    });
+
+    // Unsubscribing reaches it: its own view says so.
+    gofer.cli_ok(&["pipeline", "unsubscribe", "hooked", "earlier", "main"]);
+    let debug = gofer.cli_ok(&["extension", "debug", "earlier"]);
+    assert!(debug.contains("0 active subscription(s)"), "{debug}");
+}

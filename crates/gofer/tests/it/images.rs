@@ -10,6 +10,7 @@ use crate::harness::repo_root;
 pub const HEARTBEAT: &str = "gofer-test/heartbeat:latest";
 pub const SLEEPER: &str = "gofer-test/sleeper:latest";
 pub const GOFER_CLI: &str = "gofer-test/gofer-cli:latest";
+pub const EARLIER_EXTENSION: &str = "gofer-test/earlier-extension:latest";
 
 fn run(command: &mut Command) -> Vec<u8> {
     let out = command.output().unwrap();
@@ -63,6 +64,24 @@ pub fn heartbeat() -> &'static str {
         import(root.path(), r#"ENTRYPOINT ["/heartbeat"]"#, HEARTBEAT);
     });
     HEARTBEAT
+}
+
+/// An extension written for the earlier Gofer's protocol in Go's standard library alone
+/// (`tests/it/earlier_extension`), built static and packaged as the only file of an image.
+pub fn earlier_extension() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = tempfile::tempdir().unwrap();
+        let source = repo_root().join("crates/gofer/tests/it/earlier_extension");
+        run(Command::new("go")
+            .args(["build", "-o"])
+            .arg(root.path().join("extension"))
+            .arg(".")
+            .env("CGO_ENABLED", "0")
+            .current_dir(source));
+        import(root.path(), r#"ENTRYPOINT ["/extension"]"#, EARLIER_EXTENSION);
+    });
+    EARLIER_EXTENSION
 }
 
 /// The static busybox as /bin/busybox, with /bin/sh.

@@ -1,0 +1,3 @@
+module example.invalid/gofer/tests/earlier-extension
+
+go 1.19
