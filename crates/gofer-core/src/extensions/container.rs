@@ -250,9 +250,11 @@ impl Inner {
         let secret = new_secret().map_err(|reason| not_started(reason, None))?;
         if store_token {
             let token = token_for(self.id(), &secret);
-            self.host.storage.put_token(&token).await.map_err(|e| {
-                not_started(format!("its token could not be stored: {}", error_chain(&e)), None)
-            })?;
+            self.host
+                .storage
+                .put_token(&token)
+                .await
+                .map_err(|e| not_started(format!("its token could not be stored: {}", error_chain(&e)), None))?;
         }
         let started = self
             .host
