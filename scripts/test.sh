@@ -24,7 +24,7 @@ for module in sdk/go examples/go-dag crates/gofer/tests/it/earlier_extension; do
   [[ -z "$unformatted" ]] || { echo "gofmt: not formatted in $module: $unformatted" >&2; exit 1; }
   (cd "$module" && go vet ./...)
 done
-(cd sdk/go && go test ./...)
+(cd sdk/go && go test -count=1 ./...)
 echo "== cargo build (the example extension the end-to-end tests package as an image)" >&2
 cargo build -j2 -p gofer-extension-heartbeat
 echo "== cargo test" >&2

@@ -388,7 +388,8 @@ pub struct Subscription {
 impl Serialize for Subscription {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut out = serializer.serialize_struct("Subscription", 12)?;
+        let fields = 11 + usize::from(self.next_fire.is_some());
+        let mut out = serializer.serialize_struct("Subscription", fields)?;
         out.serialize_field("namespace_id", &self.namespace_id)?;
         out.serialize_field("pipeline_id", &self.pipeline_id)?;
         out.serialize_field("extension_id", &self.extension_id)?;

@@ -335,7 +335,8 @@ pub enum EventCommand {
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// A Cargo project whose program builds the pipeline and calls `.finish()`.
+    /// A pipeline program: a Cargo project (Rust SDK) or a Go module (Go SDK) that builds the pipeline and calls
+    /// `.finish()` / `.Finish()`.
     pub dir: PathBuf,
     /// Register the new version without making it live.
     #[arg(long)]
@@ -571,7 +572,8 @@ pub enum RunCommand {
 /// `gofer run local`.
 #[derive(Debug, Args)]
 pub struct LocalArgs {
-    /// A Cargo project whose program builds the pipeline and calls `.finish()`.
+    /// A pipeline program: a Cargo project (Rust SDK) or a Go module (Go SDK) that builds the pipeline and calls
+    /// `.finish()` / `.Finish()`.
     pub dir: PathBuf,
     /// A variable for every task of the run, KEY=VALUE; repeatable.
     #[arg(short = 'v', long = "variable", value_parser = parse_key_value)]

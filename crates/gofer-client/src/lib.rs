@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 
 /// The request and response types (`gofer-api`), for callers that name them.
 pub use gofer_api as api;
+/// The HTTP client library some calls take or give (`reqwest::Body` uploads, `StatusCode`), at the version used here.
+pub use reqwest;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -74,13 +76,13 @@ impl std::fmt::Display for Error {
                 }
                 write!(
                     f,
-                    "cannot reach Gofer at {url} ({cause}): is `gofer service start` running there? Set the address \
-                     with --api-url or GOFER_API_URL; for https with a private certificate, trust it with --ca-cert"
+                    "cannot reach Gofer at {url} ({cause}): is the server running there, at that address? (With the \
+                     gofer CLI: --api-url or GOFER_API_URL; for https with a private certificate, --ca-cert.)"
                 )
             }
             Self::Transport { url, source } => write!(f, "request to {url} failed: {source}"),
-            Self::BadToken => f.write_str("the API token (--token or GOFER_TOKEN) contains characters a header cannot"),
-            Self::BadCaCert => f.write_str("the CA certificate (--ca-cert or GOFER_CA_CERT) is not a PEM certificate"),
+            Self::BadToken => f.write_str("the API token contains characters an HTTP header cannot hold"),
+            Self::BadCaCert => f.write_str("the CA certificate is not a PEM certificate"),
         }
     }
 }
@@ -153,7 +155,7 @@ impl Client {
         if let Some(pem) = ca_cert {
             builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(|_| Error::BadCaCert)?);
         }
-        let http = builder.build().map_err(|_| Error::BadCaCert)?;
+        let http = builder.build().map_err(|source| Error::Transport { url: api_url.to_string(), source })?;
         Ok(Self { http, base: api_url.trim_end_matches('/').to_string(), namespace: namespace.into() })
     }
 

@@ -50,6 +50,8 @@ pub struct Gofer {
     extensions: Extensions,
     /// Installs and uninstalls one at a time (an extension's container name is its id).
     installing: Arc<tokio::sync::Mutex<()>>,
+    /// Extensions being installed: their containers are starting and may already call the API.
+    pending_installs: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     /// Deployment decisions (starting, routing a run, judging, ending) one at a time.
     deploying: Arc<tokio::sync::Mutex<()>>,
     secrets: Secrets,
@@ -124,6 +126,7 @@ impl Gofer {
             events,
             extensions,
             installing: Arc::default(),
+            pending_installs: Arc::default(),
             deploying: Arc::default(),
             secrets,
             objects,
@@ -134,6 +137,10 @@ impl Gofer {
 
     pub fn orchestrator(&self) -> &Orchestrator {
         &self.orchestrator
+    }
+
+    fn pending_installs(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.pending_installs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// What the server counts; the HTTP layer adds its requests.

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -130,7 +131,45 @@ func (p *Pipeline) JSON() (string, error) {
 	if err := encoder.Encode(&normalized); err != nil {
 		return "", &ConfigError{fmt.Sprintf("could not write the pipeline config to stdout: %v", err)}
 	}
-	return string(bytes.TrimRight(out.Bytes(), "\n")), nil
+	return serdeEscapes(bytes.TrimRight(out.Bytes(), "\n")), nil
+}
+
+// serdeEscapes rewrites the few escapes Go's encoder writes differently from serde_json's: \b and \f (Go writes
+// \u0008 and \u000c), and U+2028 and U+2029, which serde leaves as they are. Escapes are read pairwise, so an
+// escaped backslash followed by "u0008" is left alone.
+func serdeEscapes(text []byte) string {
+	var out strings.Builder
+	out.Grow(len(text))
+	for i := 0; i < len(text); i++ {
+		if text[i] != '\\' || i+1 >= len(text) {
+			out.WriteByte(text[i])
+			continue
+		}
+		if text[i+1] == 'u' && i+6 <= len(text) {
+			switch string(text[i+2 : i+6]) {
+			case "0008":
+				out.WriteString(`\b`)
+				i += 5
+				continue
+			case "000c":
+				out.WriteString(`\f`)
+				i += 5
+				continue
+			case "2028":
+				out.WriteString("\u2028")
+				i += 5
+				continue
+			case "2029":
+				out.WriteString("\u2029")
+				i += 5
+				continue
+			}
+		}
+		out.WriteByte(text[i])
+		out.WriteByte(text[i+1])
+		i++
+	}
+	return out.String()
 }
 
 // normalize gives absent collections their empty values, as the config document has them.

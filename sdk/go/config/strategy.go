@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -79,30 +80,66 @@ type canaryJSON struct {
 	BakeSeconds      uint64    `json:"bake_seconds,omitempty"`
 }
 
-// jsonFloat writes a number as the Rust SDK does: a whole number keeps its ".0".
+// jsonFloat writes a number as the Rust SDK does (serde_json's shortest form, laid out like ryu's): 0.9, 1.0,
+// 0.00001, 1e-6, 1.5e-7.
 type jsonFloat float64
 
 func (f jsonFloat) MarshalJSON() ([]byte, error) {
-	text := strconv.FormatFloat(float64(f), 'f', -1, 64)
-	if !bytes.ContainsAny([]byte(text), ".eE") {
-		text += ".0"
+	return []byte(rustFloat(float64(f))), nil
+}
+
+func rustFloat(f float64) string {
+	if f == 0 {
+		return "0.0"
 	}
-	return []byte(text), nil
+	sign := ""
+	if f < 0 {
+		sign, f = "-", -f
+	}
+	// The shortest digits that read back as f, and where the decimal point goes after the first of them.
+	scientific := strconv.FormatFloat(f, 'e', -1, 64)
+	mantissa, exponentText, _ := strings.Cut(scientific, "e")
+	digits := strings.Replace(mantissa, ".", "", 1)
+	exponent, _ := strconv.Atoi(exponentText)
+	point := exponent + 1 // digits before the decimal point
+	switch {
+	case point >= len(digits) && point <= 16:
+		return sign + digits + strings.Repeat("0", point-len(digits)) + ".0"
+	case point > 0 && point <= 16:
+		return sign + digits[:point] + "." + digits[point:]
+	case point > -5 && point <= 0:
+		return sign + "0." + strings.Repeat("0", -point) + digits
+	case len(digits) == 1:
+		return sign + digits + "e" + strconv.Itoa(point-1)
+	default:
+		return sign + digits[:1] + "." + digits[1:] + "e" + strconv.Itoa(point-1)
+	}
+}
+
+// marshal writes JSON without Go's HTML escaping (serde does not escape <, > and &).
+func marshal(value interface{}) ([]byte, error) {
+	var out bytes.Buffer
+	encoder := json.NewEncoder(&out)
+	encoder.SetEscapeHTML(false)
+	if err := encoder.Encode(value); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(out.Bytes(), "\n"), nil
 }
 
 // MarshalJSON writes the strategy as the config document has it: {"kind": "canary", ...}.
 func (s Strategy) MarshalJSON() ([]byte, error) {
 	switch s.Kind {
 	case "blue_green":
-		return json.Marshal(blueGreenJSON{s.Kind, s.VerifyRuns, s.Variables})
+		return marshal(blueGreenJSON{s.Kind, s.VerifyRuns, s.Variables})
 	case "canary":
 		steps := s.Steps
 		if steps == nil {
 			steps = []int{}
 		}
-		return json.Marshal(canaryJSON{s.Kind, steps, s.MinRuns, jsonFloat(s.SuccessThreshold), s.BakeSeconds})
+		return marshal(canaryJSON{s.Kind, steps, s.MinRuns, jsonFloat(s.SuccessThreshold), s.BakeSeconds})
 	default:
-		return json.Marshal(struct {
+		return marshal(struct {
 			Kind string `json:"kind"`
 		}{s.Kind})
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -180,8 +181,13 @@ func (t *Task) validate() error {
 	if _, self := t.DependsOn[t.ID]; self {
 		return cycleError([]string{t.ID, t.ID})
 	}
-	for _, status := range t.DependsOn {
-		switch status {
+	parents := make([]string, 0, len(t.DependsOn))
+	for parent := range t.DependsOn {
+		parents = append(parents, parent)
+	}
+	sort.Strings(parents)
+	for _, parent := range parents {
+		switch status := t.DependsOn[parent]; status {
 		case RequiredParentStatusUnknown, RequiredParentStatusAny, RequiredParentStatusSuccess, RequiredParentStatusFailure:
 		default:
 			return errorf("'%s' is not a required parent status; use Any, Success or Failure", string(status))
@@ -293,7 +299,7 @@ func (s *Strategy) Validate() error {
 		if !(s.SuccessThreshold > 0 && s.SuccessThreshold <= 1) {
 			return invalid("deploy strategy success_threshold", fmt.Sprintf(
 				"%s is not a share of runs; give a number above 0 and at most 1, e.g. 0.9",
-				strconv.FormatFloat(s.SuccessThreshold, 'f', -1, 64)))
+				rustDisplay(s.SuccessThreshold)))
 		}
 		if s.BakeSeconds > MaxBakeSeconds {
 			return invalid("deploy strategy bake_seconds",
@@ -400,7 +406,20 @@ func intList(values []int) string {
 	return "[" + strings.Join(parts, ", ") + "]"
 }
 
+// rustDisplay writes a number as Rust's {} does: 0.9, 1.5, 0, inf, NaN (never an exponent).
+func rustDisplay(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64)
+}
+
 // charDebug writes a character as Rust's {:?} does, so both SDKs give the same messages: 'a', '\n', '\u{1b}'.
+// Combining marks are escaped as Rust escapes grapheme extenders; characters that only a newer Unicode than Go's
+// tables knows may still be shown differently.
 func charDebug(c rune) string {
 	switch c {
 	case 0:
@@ -416,7 +435,7 @@ func charDebug(c rune) string {
 	case '\\':
 		return `'\\'`
 	}
-	if unicode.IsControl(c) || !unicode.IsPrint(c) && c != ' ' {
+	if unicode.IsControl(c) || unicode.In(c, unicode.Mn, unicode.Me) || !unicode.IsPrint(c) && c != ' ' {
 		return fmt.Sprintf(`'\u{%x}'`, c)
 	}
 	return "'" + string(c) + "'"

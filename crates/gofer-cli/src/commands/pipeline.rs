@@ -92,7 +92,9 @@ pub async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let json = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_default();
     if json.is_empty() {
-        bail!("the pipeline program printed no config on stdout; does it end with `.finish()`?");
+        bail!(
+            "the pipeline program printed no config on stdout; does it end with `.finish()` (Rust) or `.Finish()` (Go), and does a Go program check the error it returns?"
+        );
     }
     serde_json::from_str(json).context("the pipeline program printed something that is not a pipeline config")
 }

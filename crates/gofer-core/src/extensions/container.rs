@@ -241,21 +241,30 @@ impl Inner {
 
     /// Starts the container and waits until it answers `/api/health`, then reads `/api/info`. Returns the token
     /// it carries. On failure nothing is left running, and the message says why, with the container's last output.
-    /// With `store_token` (a restart: the extension is registered already) its new token is stored before the
-    /// container starts, so an extension that calls the API as it boots (to restore its subscriptions, as the
-    /// earlier Gofer's extensions do) is let in; an install stores it with the registration instead.
-    async fn launch(&self, store_token: bool) -> Result<Token, Error> {
+    /// Its new token is stored before the container starts, so an extension that calls the API as it boots (to
+    /// restore its subscriptions, as the earlier Gofer's extensions do) is let in; when the launch fails, the token
+    /// goes with the container.
+    async fn launch(&self) -> Result<Token, Error> {
         self.set_state(ExtensionState::Starting, None).await;
         self.remove_containers().await;
         let secret = new_secret().map_err(|reason| not_started(reason, None))?;
-        if store_token {
-            let token = token_for(self.id(), &secret);
-            self.host
-                .storage
-                .put_token(&token)
-                .await
-                .map_err(|e| not_started(format!("its token could not be stored: {}", error_chain(&e)), None))?;
+        let token = token_for(self.id(), &secret);
+        self.host
+            .storage
+            .put_token(&token)
+            .await
+            .map_err(|e| not_started(format!("its token could not be stored: {}", error_chain(&e)), None))?;
+        let launched = self.start_container(secret).await;
+        if launched.is_err()
+            && let Err(e) = self.host.storage.delete_token(&token.id).await
+        {
+            tracing::warn!(extension = self.id(), error = %e, "could not remove the token of a failed start");
         }
+        launched.map(|()| token)
+    }
+
+    /// Starts the container with `secret` and waits until it answers `/api/health`, then reads `/api/info`.
+    async fn start_container(&self, secret: String) -> Result<(), Error> {
         let started = self
             .host
             .scheduler
@@ -289,7 +298,7 @@ impl Inner {
             }
         }
         self.set_state(ExtensionState::Running, None).await;
-        Ok(token_for(self.id(), &secret))
+        Ok(())
     }
 
     /// Removes a container that failed to start properly.
@@ -451,7 +460,7 @@ impl Inner {
         let mut backoff = BACKOFF.0;
         loop {
             if !running {
-                match self.launch(true).await {
+                match self.launch().await {
                     Ok(_) => self.restore().await,
                     Err(problem) => {
                         let problem = error_chain(&problem);
@@ -526,7 +535,7 @@ impl ContainerExtension {
     /// Starts the container and waits for it to be healthy (install). Returns the token to store with it; on
     /// failure nothing is left running.
     pub async fn launch(&self) -> Result<Token, Error> {
-        self.inner.launch(false).await
+        self.inner.launch().await
     }
 
     /// Supervises the extension; with `running` false it is started first (at Gofer's start), retrying with
@@ -635,7 +644,7 @@ impl Extension for ContainerExtension {
     /// Starts the extension now; if it does not come up, the supervisor keeps trying with back-off (it is
     /// enabled after all) and the problem is returned.
     async fn resume(&self) -> Result<(), Error> {
-        match self.inner.launch(true).await {
+        match self.inner.launch().await {
             Ok(_) => {
                 self.inner.restore().await;
                 self.supervise(true).await;

@@ -78,10 +78,34 @@ impl Gofer {
             created: epoch_millis(),
         };
         let extension = host.extension(registration.clone());
-        let token = extension.launch().await.map_err(|problem| {
-            Error::invalid(format!("extension '{}' was not installed: {}", request.id, error_chain(&problem)))
-        })?;
+        // Its role and token exist before its container starts, and its subscriptions (none yet) can be listed:
+        // the earlier Gofer's extensions list them as they boot and exit when that fails. A failed install takes
+        // them away again.
         let role = gofer_api::permissions::extension_role(&request.id);
+        let made_role = match self.storage.insert_role(&role).await {
+            Ok(()) => true,
+            Err(gofer_storage::Error::Exists { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        self.pending_installs().insert(request.id.clone());
+        let launched = extension.launch().await;
+        self.pending_installs().remove(&request.id);
+        let token = match launched {
+            Ok(token) => token,
+            Err(problem) => {
+                if let Err(e) = self.storage.delete_tokens_of_user(&format!("extension:{}", request.id)).await {
+                    tracing::warn!(extension = %request.id, error = %e, "could not remove a failed install's token");
+                }
+                if made_role && let Err(e) = self.storage.delete_role(&role.id).await {
+                    tracing::warn!(extension = %request.id, error = %e, "could not remove a failed install's role");
+                }
+                return Err(Error::invalid(format!(
+                    "extension '{}' was not installed: {}",
+                    request.id,
+                    error_chain(&problem)
+                )));
+            }
+        };
         let installed =
             events::now(EventKind::ExtensionInstalled { extension_id: request.id.clone(), image: request.image });
         let stored =
@@ -150,6 +174,9 @@ impl Gofer {
 
     /// Every subscription to an extension.
     pub async fn list_extension_subscriptions(&self, extension_id: &str) -> Result<Vec<Subscription>> {
+        if self.pending_installs().contains(extension_id) {
+            return Ok(Vec::new());
+        }
         self.extensions.get(extension_id)?;
         Ok(self.with_next_fire(self.storage.list_extension_subscriptions(extension_id).await?))
     }

@@ -39,7 +39,8 @@ impl Gofer {
         if initiator.kind == "extension" {
             // Its tasks know which extension started them, whether or not it said so itself (extensions written
             // for the earlier Gofer do not).
-            variables.entry("GOFER_EXTENSION_ID".into()).or_insert_with(|| initiator.name.clone());
+            // It cannot pass another extension's name.
+            variables.insert("GOFER_EXTENSION_ID".into(), initiator.name.clone());
         }
         self.start_run_with(namespace_id, pipeline_id, variables, version, VariableSource::RunOptions, initiator).await
     }

@@ -166,6 +166,11 @@ fn installs_that_cannot_work_leave_nothing_behind() {
         assert!(message.contains(expected), "{id}: {message}");
         assert!(extension_containers(&gofer, id).is_empty(), "{id}: no container left");
         assert_eq!(api(&gofer, "GET", &format!("/api/extensions/{id}"), None).0, 404, "{id}: nothing stored");
+        // Its role and token, made before its container started, went with it.
+        assert_eq!(api(&gofer, "GET", &format!("/api/roles/extension_{id}"), None).0, 404, "{id}: no role left");
+        let (_, tokens) = api(&gofer, "GET", "/api/tokens", None);
+        let users: Vec<&str> = tokens["tokens"].as_array().unwrap().iter().filter_map(|t| t["user"].as_str()).collect();
+        assert!(!users.contains(&format!("extension:{id}").as_str()), "{id}: no token left: {users:?}");
     }
     assert_eq!(gofer.extension_ids(), ["cron", "interval"]);
 

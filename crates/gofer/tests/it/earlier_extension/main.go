@@ -1,8 +1,9 @@
 // An extension written the way extensions of the earlier Gofer were, with nothing of this Gofer's: Go's standard
 // library and the documented protocol only. It reads GOFER_EXTENSION_SYSTEM_*, adds the scheme to GOFER_HOST itself
-// (as the earlier SDKs did), checks the bearer secret, restores its subscriptions at start-up from
-// GET /api/extensions/{id}/subscriptions (reading subscription_id and status, the earlier fields), and starts a run
-// for every subscription it gets or restores, passing ORIGIN (subscribe or restore) and the `message` setting.
+// (as the earlier SDKs did), checks the bearer secret, restores its subscriptions from
+// GET /api/extensions/{id}/subscriptions before it listens (reading subscription_id and status, the earlier fields)
+// and exits if that fails, as the earlier interval, cron and github extensions do, and starts a run for every
+// subscription it gets or restores, passing ORIGIN (subscribe or restore) and the `message` setting.
 package main
 
 import (
@@ -54,10 +55,12 @@ func restore() {
 	request.Header.Set("Authorization", "Bearer "+secret)
 	response, err := http.DefaultClient.Do(request)
 	if err != nil {
-		log.Printf("could not list subscriptions: %v", err)
-		return
+		log.Fatalf("could not list subscriptions: %v", err)
 	}
 	defer response.Body.Close()
+	if response.StatusCode != 200 {
+		log.Fatalf("could not list subscriptions: %s", response.Status)
+	}
 	var listed struct {
 		Subscriptions []struct {
 			NamespaceID    string            `json:"namespace_id"`
@@ -68,8 +71,7 @@ func restore() {
 		} `json:"subscriptions"`
 	}
 	if err := json.NewDecoder(response.Body).Decode(&listed); err != nil {
-		log.Printf("could not read subscriptions (%s): %v", response.Status, err)
-		return
+		log.Fatalf("could not read subscriptions: %v", err)
 	}
 	for _, s := range listed.Subscriptions {
 		if s.Status != "active" || s.SubscriptionID == "" {
@@ -158,6 +160,6 @@ func main() {
 	mux.HandleFunc("/api/external-event", authorized(func(w http.ResponseWriter, r *http.Request) {
 		answer(w, 200, map[string]string{"message": "ignored"})
 	}))
-	go restore()
+	restore()
 	log.Fatal(http.ListenAndServe(bind, mux))
 }
