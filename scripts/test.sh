@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 bash scripts/ensure-docker.sh
 bash scripts/ensure-s3.sh
 bash scripts/ensure-prometheus-parser.sh
+bash scripts/ensure-postgres.sh
 bash scripts/ensure-chromium.sh
 # Go (Debian's golang-go, 1.19) for the Go SDK and the Go example pipeline.
 command -v go >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null
