@@ -309,10 +309,7 @@ impl Metrics {
     /// Remembers a pipeline's series.
     fn note(&self, namespace: &str, pipeline: &str, series: Series) {
         let mut known = self.inner.series.lock().unwrap_or_else(|p| p.into_inner());
-        let of_pipeline = known.entry((namespace.to_string(), pipeline.to_string())).or_default();
-        if !of_pipeline.contains(&series) {
-            of_pipeline.insert(series);
-        }
+        known.entry((namespace.to_string(), pipeline.to_string())).or_default().insert(series);
     }
 
     /// Removes every series of a deleted pipeline.

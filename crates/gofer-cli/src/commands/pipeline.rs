@@ -39,7 +39,7 @@ pub async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
     if !progress.shown() {
         eprintln!("building and running the pipeline program in {} ...", dir.display());
     }
-    let mut command = match program {
+    let (mut command, missing_tool) = match program {
         Program::Rust => {
             let mut cargo = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
             cargo
@@ -48,18 +48,12 @@ pub async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
                 .args(if progress.shown() && crate::term::colour(true) { &["--color", "always"][..] } else { &[] })
                 .arg("--manifest-path")
                 .arg(&manifest);
-            cargo
+            (cargo, "could not run cargo; is the Rust toolchain installed and on PATH?")
         }
         Program::Go => {
             let mut go = tokio::process::Command::new("go");
             go.args(["run", "."]).current_dir(dir);
-            go
-        }
-    };
-    let tool = match program {
-        Program::Rust => "could not run cargo; is the Rust toolchain installed and on PATH?",
-        Program::Go => {
-            "could not run go; install Go 1.19 or newer (Debian: apt-get install golang-go) and put it on PATH"
+            (go, "could not run go; install Go 1.19 or newer (Debian: apt-get install golang-go) and put it on PATH")
         }
     };
     let mut child = command
@@ -68,7 +62,7 @@ pub async fn build_config(dir: &Path) -> anyhow::Result<config::Pipeline> {
         // Through the progress line on a terminal, so the build's messages are not drawn over.
         .stderr(if progress.shown() { std::process::Stdio::piped() } else { std::process::Stdio::inherit() })
         .spawn()
-        .context(tool)?;
+        .context(missing_tool)?;
     let stderr = child.stderr.take();
     let relay = async {
         use tokio::io::AsyncBufReadExt;
