@@ -13,6 +13,7 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
 /// The top-level sections; only environment variables naming one of them are read.
 const SECTIONS: &[&str] = &[
     "server",
+    "storage",
     "development",
     "runs",
     "extensions",
@@ -29,6 +30,7 @@ const SECTIONS: &[&str] = &[
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
+    pub storage: StorageConfig,
     pub development: DevelopmentConfig,
     pub runs: RunsConfig,
     pub extensions: ExtensionsConfig,
@@ -56,6 +58,25 @@ pub struct ServerConfig {
     /// PEM certificate chain and private key: with both, the API speaks HTTPS only.
     pub tls_cert_path: PathBuf,
     pub tls_key_path: PathBuf,
+}
+
+/// Where Gofer keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite` (a file in the data dir; one server) or `postgres` (a PostgreSQL database several servers share).
+    pub kind: String,
+    /// For `postgres`: `postgres://USER:PASSWORD@HOST:PORT/DATABASE`.
+    pub url: String,
+    /// For `postgres`: connections each server keeps open at most.
+    pub pool_size: u64,
+}
+
+impl StorageConfig {
+    /// Whether the state is in PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.kind == "postgres"
+    }
 }
 
 /// Development mode.
@@ -212,6 +233,7 @@ impl Default for Config {
                 tls_cert_path: PathBuf::new(),
                 tls_key_path: PathBuf::new(),
             },
+            storage: StorageConfig { kind: "sqlite".into(), url: String::new(), pool_size: 16 },
             development: DevelopmentConfig { bypass_auth: true },
             runs: RunsConfig {
                 stop_grace_seconds: 10,
@@ -374,6 +396,26 @@ impl Config {
                 return Err(Error::OutOfRange { field, problem: "must be given together".into() });
             }
         }
+        match self.storage.kind.as_str() {
+            "sqlite" => {}
+            "postgres" if self.storage.url.trim().is_empty() => {
+                return Err(Error::OutOfRange {
+                    field: "storage.url",
+                    problem: "is required with kind = \"postgres\" (postgres://USER:PASSWORD@HOST:PORT/DATABASE)"
+                        .into(),
+                });
+            }
+            "postgres" if self.storage.pool_size == 0 => {
+                return Err(Error::OutOfRange { field: "storage.pool_size", problem: "must be at least 1".into() });
+            }
+            "postgres" => {}
+            other => {
+                return Err(Error::OutOfRange {
+                    field: "storage.kind",
+                    problem: format!("'{other}' is not a storage kind; use \"sqlite\" or \"postgres\""),
+                });
+            }
+        }
         match self.objects.store.as_str() {
             "filesystem" => {}
             "s3" if self.objects.s3.bucket.is_empty() => {
@@ -462,8 +504,29 @@ impl Config {
                 *secret = "(redacted)".into();
             }
         }
+        shown.storage.url = redact_password(&shown.storage.url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
     }
+}
+
+/// A database URL without its password: `postgres://gofer:(redacted)@host/db`, and `password=(redacted)` in a
+/// query string or the key=value form.
+pub fn redact_password(url: &str) -> String {
+    let mut shown = url.to_string();
+    if let Some(start) = shown.find("://").map(|i| i + 3) {
+        let authority_end = shown[start..].find(['/', '?']).map_or(shown.len(), |e| start + e);
+        if let Some(at) = shown[start..authority_end].rfind('@').map(|a| start + a)
+            && let Some(colon) = shown[start..at].find(':').map(|c| start + c)
+        {
+            shown.replace_range(colon + 1..at, "(redacted)");
+        }
+    }
+    if let Some(key) = shown.find("password=") {
+        let value = key + "password=".len();
+        let end = shown[value..].find(['&', ' ']).map_or(shown.len(), |e| value + e);
+        shown.replace_range(value..end, "(redacted)");
+    }
+    shown
 }
 
 #[cfg(test)]
@@ -532,6 +595,21 @@ mod tests {
         let shown = config.to_toml();
         assert!(!shown.contains("hunter2") && !shown.contains("c2VjcmV0LWtleQ=="), "{shown}");
         assert!(shown.contains("webhook_secret = \"(redacted)\""), "{shown}");
+
+        for (url, expected) in [
+            ("postgres://gofer:hunter2@db:5432/gofer", "postgres://gofer:(redacted)@db:5432/gofer"),
+            (
+                "postgres://gofer:p%40ss@db/gofer?sslmode=disable",
+                "postgres://gofer:(redacted)@db/gofer?sslmode=disable",
+            ),
+            ("postgres://gofer@db/gofer?password=hunter2&x=1", "postgres://gofer@db/gofer?password=(redacted)&x=1"),
+            ("host=db user=gofer password=hunter2 dbname=gofer", "host=db user=gofer password=(redacted) dbname=gofer"),
+            ("postgres://db/gofer", "postgres://db/gofer"),
+        ] {
+            assert_eq!(redact_password(url), expected);
+        }
+        config.storage.url = "postgres://gofer:hunter2@db/gofer".into();
+        assert!(!config.to_toml().contains("hunter2"));
     }
 
     #[test]

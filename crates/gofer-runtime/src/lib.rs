@@ -162,9 +162,9 @@ pub fn options(config: &Config, installation_id: &str) -> anyhow::Result<Options
     })
 }
 
-/// Builds the runtime the configuration describes: the data dir and its installation id, the SQLite database, the
-/// Docker engine (which must answer), the object store and the secret key (made in the data dir in development
-/// mode, when none is configured). Nothing runs until [`Runtime::start`].
+/// Builds the runtime the configuration describes: the data dir and its installation id, the database (SQLite in
+/// the data dir, or PostgreSQL with its shared event bus), the Docker engine (which must answer), the object store
+/// and the secret key (made in the data dir in development mode, when none is configured). Nothing runs until [`Runtime::start`].
 pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir).with_context(|| {
@@ -172,9 +172,23 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
     })?;
     let installation_id = installation_id(&data_dir)?;
     let metrics = gofer_core::metrics::Metrics::default();
-    let storage: Arc<dyn gofer_storage::Storage> = Arc::new(
-        gofer_storage_sqlite::SqliteStorage::open(&data_dir.join("gofer.db"))?.observed_by(Arc::new(metrics.clone())),
-    );
+    let (storage, bus) = match open_state(config, &data_dir).await? {
+        State::Sqlite(sqlite) => {
+            let storage: Arc<dyn gofer_storage::Storage> = Arc::new(sqlite.observed_by(Arc::new(metrics.clone())));
+            // One server: its events are followed in its own process.
+            let bus: Arc<dyn gofer_storage::EventBus> = Arc::new(gofer_storage::LocalBus::default());
+            (storage, bus)
+        }
+        State::Postgres(postgres) => {
+            let postgres = postgres.observed_by(Arc::new(metrics.clone()));
+            // Several servers: every server's followers see every server's events, from the database.
+            let bus = gofer_storage_postgres::PostgresBus::start(&postgres);
+            bus.listening().await;
+            let storage: Arc<dyn gofer_storage::Storage> = Arc::new(postgres);
+            let bus: Arc<dyn gofer_storage::EventBus> = Arc::new(bus);
+            (storage, bus)
+        }
+    };
     let scheduler: Arc<dyn gofer_scheduler::Scheduler> =
         Arc::new(gofer_scheduler_docker::DockerScheduler::connect().await?);
     let (secret_key, source) = secret_key(config, &data_dir, true)?;
@@ -187,8 +201,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
     }
     let backends = Backends {
         storage,
-        // One server: its events are followed in its own process.
-        bus: Arc::new(gofer_storage::LocalBus::default()),
+        bus,
         scheduler,
         object_store: object_store(config, &data_dir)?,
         secret_key,
@@ -199,8 +212,27 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
     Ok(Runtime::build(backends, options(config, &installation_id)?).await?)
 }
 
-/// The data dir's database, for maintenance commands that run without a server (key rotation).
-pub fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn gofer_storage::Storage>> {
-    let path = config.data_dir().join("gofer.db");
-    Ok(Arc::new(gofer_storage_sqlite::SqliteStorage::open(&path)?))
+/// The storage backend a configuration names, opened and migrated.
+enum State {
+    Sqlite(gofer_storage_sqlite::SqliteStorage),
+    Postgres(gofer_storage_postgres::PostgresStorage),
+}
+
+async fn open_state(config: &Config, data_dir: &Path) -> anyhow::Result<State> {
+    if config.storage.is_postgres() {
+        let pool_size = usize::try_from(config.storage.pool_size).unwrap_or(usize::MAX);
+        let postgres = gofer_storage_postgres::PostgresStorage::connect(&config.storage.url, pool_size).await?;
+        tracing::info!(database = %postgres.endpoint(), "state is in PostgreSQL");
+        Ok(State::Postgres(postgres))
+    } else {
+        Ok(State::Sqlite(gofer_storage_sqlite::SqliteStorage::open(&data_dir.join("gofer.db"))?))
+    }
+}
+
+/// The configured storage, for maintenance commands that run without a server (key rotation).
+pub async fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn gofer_storage::Storage>> {
+    Ok(match open_state(config, &config.data_dir()).await? {
+        State::Sqlite(sqlite) => Arc::new(sqlite),
+        State::Postgres(postgres) => Arc::new(postgres),
+    })
 }

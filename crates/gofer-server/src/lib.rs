@@ -163,7 +163,7 @@ async fn rotate_secret_key(config: Config, new_key_file: &Path) -> anyhow::Resul
     let data_dir = config.data_dir();
     let (old, source) = secret_key(&config, &data_dir, false)?;
     let new = read_key_file(new_key_file)?;
-    let storage = gofer_runtime::open_storage(&config)?;
+    let storage = gofer_runtime::open_storage(&config).await?;
     let count = gofer_core::secrets::Secrets::rotate(storage, &old, &new).await?;
     eprintln!("Re-sealed {count} secret(s) with the new key.");
     match source {

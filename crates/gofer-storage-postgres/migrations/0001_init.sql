@@ -1,9 +1,10 @@
 -- Gofer's PostgreSQL schema, version 1: the SQLite schema's final state (crates/gofer-storage-sqlite/migrations),
 -- in PostgreSQL's types. Migrations are append-only: never edit a released file, add a new one.
 -- Times are epoch milliseconds (BIGINT); JSON documents are stored as the text the API writes (TEXT), passed
--- through rather than re-encoded; secrets are sealed bytes (BYTEA).
+-- through rather than re-encoded; secrets are sealed bytes (BYTEA). Identifiers sort bytewise (COLLATE "C"), as in
+-- SQLite, whatever the database's own collation.
 CREATE TABLE namespaces (
-    id          TEXT   NOT NULL PRIMARY KEY,
+    id          TEXT COLLATE "C"   NOT NULL PRIMARY KEY,
     name        TEXT   NOT NULL,
     description TEXT   NOT NULL,
     created     BIGINT NOT NULL,
@@ -11,8 +12,8 @@ CREATE TABLE namespaces (
 );
 
 CREATE TABLE pipelines (
-    namespace_id       TEXT   NOT NULL REFERENCES namespaces (id) ON DELETE CASCADE,
-    pipeline_id        TEXT   NOT NULL,
+    namespace_id       TEXT COLLATE "C"   NOT NULL REFERENCES namespaces (id) ON DELETE CASCADE,
+    pipeline_id        TEXT COLLATE "C"   NOT NULL,
     name               TEXT   NOT NULL,
     description        TEXT,
     state              TEXT   NOT NULL,
@@ -28,8 +29,8 @@ CREATE TABLE pipelines (
 CREATE INDEX pipelines_by_created ON pipelines (namespace_id, created);
 
 CREATE TABLE pipeline_configs (
-    namespace_id TEXT   NOT NULL,
-    pipeline_id  TEXT   NOT NULL,
+    namespace_id TEXT COLLATE "C"   NOT NULL,
+    pipeline_id  TEXT COLLATE "C"   NOT NULL,
     version      BIGINT NOT NULL,
     state        TEXT   NOT NULL,
     hash         TEXT   NOT NULL,
@@ -40,8 +41,8 @@ CREATE TABLE pipeline_configs (
 );
 
 CREATE TABLE runs (
-    namespace_id     TEXT   NOT NULL,
-    pipeline_id      TEXT   NOT NULL,
+    namespace_id     TEXT COLLATE "C"   NOT NULL,
+    pipeline_id      TEXT COLLATE "C"   NOT NULL,
     run_id           BIGINT NOT NULL,
     version          BIGINT NOT NULL,
     state            TEXT   NOT NULL,
@@ -62,10 +63,10 @@ CREATE INDEX runs_unfinished ON runs (created) WHERE state <> 'complete';
 CREATE INDEX runs_by_deployment ON runs (namespace_id, pipeline_id, deployment_id) WHERE deployment_id IS NOT NULL;
 
 CREATE TABLE task_executions (
-    namespace_id  TEXT    NOT NULL,
-    pipeline_id   TEXT    NOT NULL,
+    namespace_id  TEXT COLLATE "C"    NOT NULL,
+    pipeline_id   TEXT COLLATE "C"    NOT NULL,
     run_id        BIGINT  NOT NULL,
-    task_id       TEXT    NOT NULL,
+    task_id       TEXT COLLATE "C"    NOT NULL,
     created       BIGINT  NOT NULL,
     started       BIGINT  NOT NULL,
     ended         BIGINT  NOT NULL,
@@ -86,12 +87,21 @@ CREATE TABLE task_executions (
 );
 
 CREATE TABLE system (
-    key   TEXT NOT NULL PRIMARY KEY,
+    key   TEXT COLLATE "C" NOT NULL PRIMARY KEY,
     value TEXT NOT NULL
 );
 
+-- Event ids come from one counter row, taken as a transaction's last write and held until it commits: ids grow by
+-- one in commit order across every server (a sequence would leave gaps on rollback and commit out of order), so a
+-- follower that sees id n+2 after n knows it missed one.
+CREATE TABLE event_counter (
+    id   BIGINT NOT NULL PRIMARY KEY CHECK (id = 1),
+    last BIGINT NOT NULL
+);
+INSERT INTO event_counter (id, last) VALUES (1, 0);
+
 CREATE TABLE events (
-    id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id           BIGINT NOT NULL PRIMARY KEY,
     emitted      BIGINT NOT NULL,
     namespace_id TEXT,
     pipeline_id  TEXT,
@@ -102,16 +112,16 @@ CREATE INDEX events_by_run ON events (namespace_id, pipeline_id, run_id, id);
 CREATE INDEX events_by_emitted ON events (emitted);
 
 CREATE TABLE extensions (
-    id       TEXT    NOT NULL PRIMARY KEY,
+    id       TEXT COLLATE "C"    NOT NULL PRIMARY KEY,
     enabled  BOOLEAN NOT NULL,
     modified BIGINT  NOT NULL
 );
 
 CREATE TABLE subscriptions (
-    namespace_id TEXT    NOT NULL,
-    pipeline_id  TEXT    NOT NULL,
-    extension_id TEXT    NOT NULL,
-    label        TEXT    NOT NULL,
+    namespace_id TEXT COLLATE "C"    NOT NULL,
+    pipeline_id  TEXT COLLATE "C"    NOT NULL,
+    extension_id TEXT COLLATE "C"    NOT NULL,
+    label        TEXT COLLATE "C"    NOT NULL,
     settings     TEXT    NOT NULL,
     enabled      BOOLEAN NOT NULL,
     created      BIGINT  NOT NULL,
@@ -123,7 +133,7 @@ CREATE TABLE subscriptions (
 CREATE INDEX subscriptions_by_extension ON subscriptions (extension_id);
 
 CREATE TABLE extension_registrations (
-    id            TEXT   NOT NULL PRIMARY KEY,
+    id            TEXT COLLATE "C"   NOT NULL PRIMARY KEY,
     image         TEXT   NOT NULL,
     settings      TEXT   NOT NULL,
     registry_auth TEXT,
@@ -131,7 +141,7 @@ CREATE TABLE extension_registrations (
 );
 
 CREATE TABLE roles (
-    id          TEXT    NOT NULL PRIMARY KEY,
+    id          TEXT COLLATE "C"    NOT NULL PRIMARY KEY,
     description TEXT    NOT NULL,
     permissions TEXT    NOT NULL,
     system_role BOOLEAN NOT NULL
@@ -139,9 +149,9 @@ CREATE TABLE roles (
 
 -- `user` is a reserved word in PostgreSQL: the holder of a token is `holder` here.
 CREATE TABLE tokens (
-    id       TEXT    NOT NULL PRIMARY KEY,
+    id       TEXT COLLATE "C"    NOT NULL PRIMARY KEY,
     hash     TEXT    NOT NULL UNIQUE,
-    holder   TEXT    NOT NULL,
+    holder   TEXT COLLATE "C"    NOT NULL,
     roles    TEXT    NOT NULL,
     created  BIGINT  NOT NULL,
     expires  BIGINT  NOT NULL,
@@ -151,9 +161,9 @@ CREATE TABLE tokens (
 CREATE INDEX tokens_by_holder ON tokens (holder);
 
 CREATE TABLE pipeline_secrets (
-    namespace_id TEXT   NOT NULL,
-    pipeline_id  TEXT   NOT NULL,
-    key          TEXT   NOT NULL,
+    namespace_id TEXT COLLATE "C"   NOT NULL,
+    pipeline_id  TEXT COLLATE "C"   NOT NULL,
+    key          TEXT COLLATE "C"   NOT NULL,
     sealed       BYTEA  NOT NULL,
     created      BIGINT NOT NULL,
     modified     BIGINT NOT NULL,
@@ -162,7 +172,7 @@ CREATE TABLE pipeline_secrets (
 );
 
 CREATE TABLE global_secrets (
-    key        TEXT   NOT NULL PRIMARY KEY,
+    key        TEXT COLLATE "C"   NOT NULL PRIMARY KEY,
     sealed     BYTEA  NOT NULL,
     namespaces TEXT   NOT NULL,
     created    BIGINT NOT NULL,
@@ -176,8 +186,8 @@ CREATE TABLE secret_key_check (
 
 CREATE TABLE cancel_requests (
     id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    namespace_id TEXT   NOT NULL,
-    pipeline_id  TEXT   NOT NULL,
+    namespace_id TEXT COLLATE "C"   NOT NULL,
+    pipeline_id  TEXT COLLATE "C"   NOT NULL,
     run_id       BIGINT NOT NULL,
     task_id      TEXT,
     reason       TEXT   NOT NULL,
@@ -188,8 +198,8 @@ CREATE TABLE cancel_requests (
 CREATE INDEX cancel_requests_run ON cancel_requests (namespace_id, pipeline_id, run_id);
 
 CREATE TABLE deployments (
-    namespace_id  TEXT   NOT NULL,
-    pipeline_id   TEXT   NOT NULL,
+    namespace_id  TEXT COLLATE "C"   NOT NULL,
+    pipeline_id   TEXT COLLATE "C"   NOT NULL,
     deployment_id BIGINT NOT NULL,
     from_version  BIGINT,
     to_version    BIGINT NOT NULL,

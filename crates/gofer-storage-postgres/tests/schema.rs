@@ -1,93 +1,10 @@
-//! The schema on a real PostgreSQL server that the test starts itself (`initdb` and `pg_ctl`, as the unprivileged
-//! `postgres` user when the tests run as root; `scripts/ensure-postgres.sh` installs Debian's `postgresql` when
-//! they are missing): migrated once however many servers connect at once, and a newer schema refused untouched.
+//! The schema on a real PostgreSQL server that the test starts itself (`test_server`): migrated once however many
+//! servers connect at once, and a newer schema refused untouched.
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
+use gofer_storage_postgres::test_server::TestServer;
 use gofer_storage_postgres::{OpenError, PostgresStorage};
-
-/// A throwaway PostgreSQL server in a temporary directory, stopped on drop.
-struct TestServer {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-/// A PostgreSQL program: on the PATH, else in Debian's versioned directory.
-fn program(name: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-    {
-        return path;
-    }
-    let versions =
-        std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL is installed (scripts/ensure-postgres.sh)");
-    let mut found: Vec<PathBuf> =
-        versions.filter_map(|v| Some(v.ok()?.path().join("bin").join(name))).filter(|p| p.is_file()).collect();
-    found.sort();
-    found.pop().unwrap_or_else(|| panic!("no {name}; run scripts/ensure-postgres.sh"))
-}
-
-/// Runs a PostgreSQL program as the unprivileged `postgres` user when this process is root (PostgreSQL refuses
-/// to run as root).
-fn as_postgres(program: &Path) -> Command {
-    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
-    if root {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(program);
-        command
-    } else {
-        Command::new(program)
-    }
-}
-
-fn run(mut command: Command) {
-    let output = command.output().unwrap();
-    assert!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-impl TestServer {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        run({
-            let mut chown = Command::new("chown");
-            chown.args(["-R", "postgres"]).arg(dir.path());
-            chown
-        });
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        run({
-            let mut initdb = as_postgres(&program("initdb"));
-            initdb.args(["-A", "trust", "-U", "gofer", "-E", "UTF8", "--no-sync", "-D"]).arg(&data);
-            initdb
-        });
-        let options = format!("-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off", dir.path().display());
-        run({
-            let mut start = as_postgres(&program("pg_ctl"));
-            start.args(["-w", "-D"]).arg(&data).args(["-o", &options, "-l"]).arg(dir.path().join("log")).arg("start");
-            start
-        });
-        Self { dir, port }
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://gofer@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        let mut stop = as_postgres(&program("pg_ctl"));
-        stop.args(["-D"]).arg(self.dir.path().join("data")).args(["-m", "immediate", "stop"]);
-        let _ = stop.output();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schema_is_migrated_once_however_many_servers_start_together() {

@@ -1,7 +1,7 @@
 //! The narrow boundary of Gofer's shared state: the storage traits, the event bus, the task log store, one error
 //! type, one conformance suite.
 //!
-//! Backends (SQLite now, PostgreSQL later) live in their own crates and must pass [`conformance::run_all`] (and
+//! Backends (SQLite, PostgreSQL) live in their own crates and must pass [`conformance::run_all`] (and
 //! [`conformance::event_bus`] for their bus, [`conformance::log_store`] for their task logs). The traits speak in
 //! API models; they know nothing of HTTP or containers, and their callers never see SQL.
 

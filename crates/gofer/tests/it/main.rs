@@ -17,6 +17,7 @@ mod metrics;
 mod objects;
 mod operating;
 mod pipelines;
+mod postgres;
 mod runs;
 mod sdks;
 mod secrets;
