@@ -515,6 +515,37 @@ pub struct SystemSettings {
     pub maintenance: bool,
 }
 
+/// A Gofer server, as the servers sharing one database see each other (a server on SQLite is alone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Server {
+    /// `<hostname>-<random>`: new at every start.
+    pub id: String,
+    pub hostname: String,
+    /// Where its API listens, as configured.
+    pub address: String,
+    pub version: String,
+    /// Epoch milliseconds.
+    pub started: u64,
+    /// Epoch milliseconds of its last heartbeat.
+    pub heartbeat: u64,
+    /// The server that answered this request.
+    pub this: bool,
+    /// Whether its heartbeat is recent (within the lease); another server adopts the runs of one that is not.
+    pub alive: bool,
+    /// The runs in flight it drives.
+    pub runs: Vec<ServerRun>,
+}
+
+/// A run in flight, as the server driving it lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServerRun {
+    pub namespace_id: String,
+    pub pipeline_id: String,
+    pub run_id: u64,
+}
+
 /// Something that happened, in order; `id` grows by one per event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

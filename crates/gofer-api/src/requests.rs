@@ -56,6 +56,17 @@ pub struct Health {
     pub scheduler: String,
 }
 
+/// Body of `GET /api/system/servers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ListServersResponse {
+    /// Whether the servers share their state (PostgreSQL); a server on SQLite is alone.
+    pub shared: bool,
+    /// Seconds a server may miss heartbeats before its runs are adopted.
+    pub lease_seconds: u64,
+    pub servers: Vec<crate::models::Server>,
+}
+
 /// Body of `POST /api/namespaces`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -4,7 +4,9 @@
 //! Run it with `bash scripts/bench.sh` (a release build of `gofer` and this tool). It needs a running Docker
 //! engine and the `busybox:latest` image (scripts/ensure-docker.sh). Options: `--runs N` (one-task and tick samples,
 //! default 20), `--rss-runs N` (runs before the second memory reading, default 1000), `--stored-runs N` (runs in
-//! the database for the API latency test, default 100000).
+//! the database for the API latency test, default 100000), `--api-only` (the API latency test alone), `--storage`
+//! (one-task latency and 50 runs at once on SQLite, on PostgreSQL, and on three servers sharing PostgreSQL, each
+//! against the engine used directly; it starts a throwaway PostgreSQL with `initdb`/`pg_ctl`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,14 +32,19 @@ struct Args {
     rss_runs: usize,
     stored_runs: u64,
     api_only: bool,
+    storage: bool,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args { runs: 20, rss_runs: 1000, stored_runs: 100_000, api_only: false };
+    let mut args = Args { runs: 20, rss_runs: 1000, stored_runs: 100_000, api_only: false, storage: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--api-only" {
             args.api_only = true;
+            continue;
+        }
+        if flag == "--storage" {
+            args.storage = true;
             continue;
         }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -426,11 +433,15 @@ async fn main() -> Result<()> {
     let direct = Direct { docker: docker.clone(), counter: Default::default() };
     let mut report: Vec<Line> = Vec::new();
 
-    if !args.api_only {
-        runs(&args, &bin, &http, &docker, &direct, &mut report).await?;
-        ticks(&args, &bin, &http, &mut report).await?;
+    if args.storage {
+        storage_modes(&args, &bin, &http, &docker, &direct, &mut report).await?;
+    } else {
+        if !args.api_only {
+            runs(&args, &bin, &http, &docker, &direct, &mut report).await?;
+            ticks(&args, &bin, &http, &mut report).await?;
+        }
+        api_latency(&args, &bin, &http, &mut report).await?;
     }
-    api_latency(&args, &bin, &http, &mut report).await?;
 
     println!("| metric | Gofer | Docker directly | ratio | target |");
     println!("|---|---|---|---|---|");
@@ -636,6 +647,100 @@ async fn runs(
 /// Epoch milliseconds now, on the same clock the server stamps events with.
 fn epoch_ms_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// One-task latency and 50 runs at once on SQLite, on PostgreSQL with one server, and on PostgreSQL with three
+/// servers (runs started round-robin, events followed on the first: the shared bus carries every server's), each
+/// interleaved with the engine used directly.
+async fn storage_modes(
+    args: &Args,
+    bin: &Path,
+    http: &reqwest::Client,
+    docker: &Docker,
+    direct: &Direct,
+    report: &mut Vec<Line>,
+) -> Result<()> {
+    let database = gofer_storage_postgres::test_server::TestServer::start();
+    let objects = tempfile::tempdir()?;
+    let objects_path = objects.path().display().to_string();
+    for (mode, (label, count, postgres)) in
+        [("SQLite, one server", 1, false), ("PostgreSQL, one server", 1, true), ("PostgreSQL, three servers", 3, true)]
+            .into_iter()
+            .enumerate()
+    {
+        let url = if postgres { database.create_database(&format!("bench{mode}")).await } else { String::new() };
+        let mut env = vec![("GOFER_RUNS__PIPELINE_LIMIT", "200")];
+        if postgres {
+            env.extend([
+                ("GOFER_STORAGE__KIND", "postgres"),
+                ("GOFER_STORAGE__URL", url.as_str()),
+                ("GOFER_OBJECTS__PATH", objects_path.as_str()),
+                ("GOFER_SECRETS__KEY", "YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtMzI="),
+            ]);
+        }
+        let dirs: Vec<tempfile::TempDir> = (0..count).map(|_| tempfile::tempdir()).collect::<Result<_, _>>()?;
+        let mut servers = Vec::new();
+        for dir in &dirs {
+            servers.push(Server::start(bin, dir.path(), &env)?);
+        }
+        for server in &servers {
+            server.wait_ready(http).await?;
+        }
+        let gofers: Vec<Gofer> = servers.iter().map(|s| Gofer { http: http.clone(), url: s.url.clone() }).collect();
+        let mut watcher = Watcher::connect(http, &servers[0].url).await?;
+        gofers[0].register(json!({ "id": "bench-mode", "tasks": [task("t", &["true"], None)] })).await?;
+        for gofer in &gofers {
+            let run = gofer.start_run("bench-mode").await?;
+            watcher.wait(completed("bench-mode", run)).await?;
+        }
+        eprintln!("{label}: {} one-task runs, interleaved", args.runs);
+        let (mut gofer_done, mut direct_done) = (Vec::new(), Vec::new());
+        for i in 0..args.runs {
+            let begun = Instant::now();
+            let run = gofers[i % count].start_run("bench-mode").await?;
+            gofer_done.push(ms(watcher.wait(completed("bench-mode", run)).await? - begun));
+            direct_done.push(ms(direct.run(&["true"]).await?.1));
+        }
+        let (g, d) = (percentile(&gofer_done, 50.0), percentile(&direct_done, 50.0));
+        report.push(line(
+            &format!("{label}: one-task request → run complete (median)"),
+            format!("{g:.0} ms"),
+            format!("{d:.0} ms"),
+            ratio(g, d),
+            "",
+        ));
+        let (g, d) = (percentile(&gofer_done, 95.0), percentile(&direct_done, 95.0));
+        report.push(line(
+            &format!("{label}: one-task (p95)"),
+            format!("{g:.0} ms"),
+            format!("{d:.0} ms"),
+            ratio(g, d),
+            "",
+        ));
+
+        eprintln!("{label}: 50 runs at once");
+        let begun = Instant::now();
+        let mut started = Vec::new();
+        for i in 0..50 {
+            started.push(gofers[i % count].start_run("bench-mode").await?);
+        }
+        for run in started {
+            watcher.wait(completed("bench-mode", run)).await?;
+        }
+        let g = begun.elapsed();
+        let d = direct.burst(50).await?;
+        report.push(line(
+            &format!("{label}: 50 one-task runs at once, wall time"),
+            format!("{:.2} s", g.as_secs_f64()),
+            format!("{:.2} s", d.as_secs_f64()),
+            ratio(g.as_secs_f64(), d.as_secs_f64()),
+            "",
+        ));
+        drop(watcher);
+        drop(servers);
+        remove_kept(docker).await?;
+    }
+    Ok(())
 }
 
 /// From an interval tick to the task container running, against the plain start-run path (request → container

@@ -310,6 +310,9 @@ pub enum NamespaceCommand {
 pub enum SystemCommand {
     /// Show the server-wide settings.
     Get,
+    /// List the servers sharing this server's state (PostgreSQL), with their last heartbeat and the runs each
+    /// drives; a server on SQLite lists itself. Same as `gofer service status`.
+    Servers,
     /// Refuse new runs (on) or take them again (off); runs in flight and queued runs go on.
     Maintenance {
         #[arg(value_parser = ["on", "off"])]

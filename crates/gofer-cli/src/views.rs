@@ -218,6 +218,28 @@ impl Show for SystemSettings {
     }
 }
 
+impl Show for gofer_api::requests::ListServersResponse {
+    fn view(&self) -> View {
+        let rows = self
+            .servers
+            .iter()
+            .map(|server| {
+                let runs: Vec<String> =
+                    server.runs.iter().map(|r| format!("{}/{}#{}", r.namespace_id, r.pipeline_id, r.run_id)).collect();
+                vec![
+                    format!("{}{}", server.id, if server.this { " (this)" } else { "" }),
+                    server.address.clone(),
+                    server.version.clone(),
+                    format!("{}{}", ago(server.heartbeat), if server.alive { "" } else { " (stopped)" }),
+                    ago(server.started),
+                    if runs.is_empty() { "-".into() } else { runs.join(" ") },
+                ]
+            })
+            .collect();
+        View::table(&["SERVER", "ADDRESS", "VERSION", "HEARTBEAT", "STARTED", "RUNS"], rows)
+    }
+}
+
 impl Show for PipelineConfig {
     fn view(&self) -> View {
         let config = &self.config;

@@ -540,6 +540,11 @@ impl Client {
         self.json(Method::GET, format!("{}/api/system", self.base), None::<&()>).await
     }
 
+    /// The servers sharing the state, with their heartbeats and the runs each drives.
+    pub async fn list_servers(&self) -> Result<gofer_api::requests::ListServersResponse> {
+        self.json(Method::GET, format!("{}/api/system/servers", self.base), None::<&()>).await
+    }
+
     pub async fn set_maintenance(&self, maintenance: bool) -> Result<SystemSettings> {
         let url = format!("{}/api/system", self.base);
         self.json(Method::PATCH, url, Some(&UpdateSystemRequest { maintenance })).await

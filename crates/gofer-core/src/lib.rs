@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod background;
 pub mod clock;
+pub mod cluster;
 pub mod dag;
 pub mod deployments;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod orchestrator;
 pub mod runtime;
 pub mod secrets;
 mod services;
+pub mod shared_logs;
 pub mod text;
 pub mod tokens;
 

@@ -16,6 +16,7 @@ use object_store::ObjectStore;
 
 use crate::background::Background;
 use crate::clock::Clock;
+use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::events::Events;
 use crate::extensions::container::{ContainerHost, ContainerOptions};
@@ -41,6 +42,8 @@ pub struct Backends {
     pub secret_key: SecretKey,
     /// What the parts count (exported at `/metrics`); the storage may already report into it.
     pub metrics: Metrics,
+    /// This server, and the store it shares with other servers, if it does.
+    pub cluster: Cluster,
 }
 
 /// How the parts behave.
@@ -84,7 +87,7 @@ impl Runtime {
     /// Makes every part once: events, logs, secrets (the key is checked against the store), objects, the
     /// orchestrator, the extensions, and the services over them. Nothing runs yet.
     pub async fn build(backends: Backends, options: Options) -> Result<Self> {
-        let Backends { storage, bus, logs, clock, scheduler, object_store, secret_key, metrics } = backends;
+        let Backends { storage, bus, logs, clock, scheduler, object_store, secret_key, metrics, cluster } = backends;
         let root = Background::root();
         let scopes = Scopes {
             events: root.child(),
@@ -105,6 +108,7 @@ impl Runtime {
                 secrets: secrets.clone(),
                 objects: objects.clone(),
                 metrics: metrics.clone(),
+                cluster,
             },
             scopes.orchestrator.clone(),
         );
@@ -155,7 +159,7 @@ impl Runtime {
     }
 
     /// Stops everything in the reverse order of building: extensions (stopped properly: their containers and
-    /// timers), run drivers (containers keep running), the event pruner, and whatever else runs in the root scope;
+    /// timers), run drivers (containers keep running; servers sharing the state adopt them), the event pruner, and whatever else runs in the root scope;
     /// then waits, at most `grace`, for the tasks to end.
     pub async fn shutdown(self, grace: Duration) {
         if tokio::time::timeout(grace, self.gofer.shutdown_extensions()).await.is_err() {
@@ -164,6 +168,13 @@ impl Runtime {
         self.scopes.extensions.cancel();
         self.scopes.deployments.cancel();
         self.scopes.orchestrator.cancel();
+        // Servers sharing the state adopt this one's runs at their next beat, not after its lease runs out.
+        let cluster = self.gofer.orchestrator().cluster().clone();
+        if let Some(store) = &cluster.store
+            && let Err(e) = tokio::time::timeout(grace, store.leave(&cluster.me.id)).await.unwrap_or(Ok(()))
+        {
+            tracing::warn!(error = %e, "could not tell the other servers this one stops");
+        }
         self.scopes.events.cancel();
         self.root.cancel();
         if tokio::time::timeout(grace, self.root.wait()).await.is_err() {

@@ -154,9 +154,9 @@ impl Secrets {
             Some(sealed) => {
                 if cipher.open("key-check", &sealed).as_deref() != Some(KEY_CHECK) {
                     return Err(Error::invalid(
-                        "the configured secret key is not the one this data dir's secrets were sealed with; start \
-                         with the right key (secrets.key or secrets.key_file), or rotate keys with `gofer service \
-                         rotate-secret-key` using the old one",
+                        "the configured secret key is not the one the stored secrets were sealed with; start with \
+                         the right key (secrets.key or secrets.key_file; servers sharing one database all need the \
+                         same key), or rotate keys with `gofer service rotate-secret-key` using the old one",
                     ));
                 }
             }

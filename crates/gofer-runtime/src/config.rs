@@ -70,6 +70,8 @@ pub struct StorageConfig {
     pub url: String,
     /// For `postgres`: connections each server keeps open at most.
     pub pool_size: u64,
+    /// For `postgres`: seconds a server may miss its heartbeats before another adopts its runs.
+    pub lease_seconds: u64,
 }
 
 impl StorageConfig {
@@ -233,7 +235,7 @@ impl Default for Config {
                 tls_cert_path: PathBuf::new(),
                 tls_key_path: PathBuf::new(),
             },
-            storage: StorageConfig { kind: "sqlite".into(), url: String::new(), pool_size: 16 },
+            storage: StorageConfig { kind: "sqlite".into(), url: String::new(), pool_size: 16, lease_seconds: 15 },
             development: DevelopmentConfig { bypass_auth: true },
             runs: RunsConfig {
                 stop_grace_seconds: 10,
@@ -365,6 +367,7 @@ impl Config {
     fn check(&self) -> Result<(), Error> {
         let positive = [
             ("runs.global_limit", self.runs.global_limit),
+            ("storage.lease_seconds", self.storage.lease_seconds),
             ("runs.pipeline_limit", self.runs.pipeline_limit),
             ("runs.max_timeout_seconds", self.runs.max_timeout_seconds),
             ("events.retention_days", self.events.retention_days),

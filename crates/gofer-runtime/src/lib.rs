@@ -170,23 +170,34 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
     std::fs::create_dir_all(&data_dir).with_context(|| {
         format!("could not create the data dir {}; choose another with --data-dir", data_dir.display())
     })?;
-    let installation_id = installation_id(&data_dir)?;
+    let mut installation_id = installation_id(&data_dir)?;
     let metrics = gofer_core::metrics::Metrics::default();
-    let (storage, bus) = match open_state(config, &data_dir).await? {
+    let me = gofer_core::cluster::this_server(&config.server.bind_address.to_string(), env!("CARGO_PKG_VERSION"));
+    let (storage, bus, cluster) = match open_state(config, &data_dir).await? {
         State::Sqlite(sqlite) => {
             let storage: Arc<dyn gofer_storage::Storage> = Arc::new(sqlite.observed_by(Arc::new(metrics.clone())));
             // One server: its events are followed in its own process.
             let bus: Arc<dyn gofer_storage::EventBus> = Arc::new(gofer_storage::LocalBus::default());
-            (storage, bus)
+            (storage, bus, gofer_core::cluster::Cluster::alone(me))
         }
         State::Postgres(postgres) => {
-            let postgres = postgres.observed_by(Arc::new(metrics.clone()));
+            // Its writes to runs are fenced: once another server adopted a run, this one records nothing of it.
+            let postgres = postgres.observed_by(Arc::new(metrics.clone())).as_server(&me.id);
             // Several servers: every server's followers see every server's events, from the database.
             let bus = gofer_storage_postgres::PostgresBus::start(&postgres);
             bus.listening().await;
+            let shared: Arc<dyn gofer_storage::ClusterStore> = Arc::new(postgres.clone());
+            // The servers label their containers alike, so any of them finds a run's containers.
+            installation_id = shared.installation_id(&installation_id).await?;
+            tracing::info!(server = %me.id, installation = %installation_id, "this server shares its state with others");
+            let cluster = gofer_core::cluster::Cluster {
+                me,
+                store: Some(shared),
+                lease: Duration::from_secs(config.storage.lease_seconds),
+            };
             let storage: Arc<dyn gofer_storage::Storage> = Arc::new(postgres);
             let bus: Arc<dyn gofer_storage::EventBus> = Arc::new(bus);
-            (storage, bus)
+            (storage, bus, cluster)
         }
     };
     let scheduler: Arc<dyn gofer_scheduler::Scheduler> =
@@ -199,18 +210,31 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
              the data dir can read the secrets. Set secrets.key_file for production."
         );
     }
+    let object_store = object_store(config, &data_dir)?;
+    let local_logs = gofer_storage::FileLogStore::new(data_dir.join("logs"));
+    let logs: Arc<dyn gofer_storage::LogStore> = if cluster.store.is_some() {
+        // Any server answers for any run: logs are copied to the object store the servers share as they grow.
+        Arc::new(gofer_core::shared_logs::SharedLogStore::new(local_logs, object_store.clone(), LOG_UPLOAD_EVERY))
+    } else {
+        Arc::new(local_logs)
+    };
     let backends = Backends {
         storage,
         bus,
         scheduler,
-        object_store: object_store(config, &data_dir)?,
+        object_store,
         secret_key,
-        logs: Arc::new(gofer_storage::FileLogStore::new(data_dir.join("logs"))),
+        logs,
         clock: Arc::new(gofer_core::clock::SystemClock),
         metrics,
+        cluster,
     };
     Ok(Runtime::build(backends, options(config, &installation_id)?).await?)
 }
+
+/// How often a server sharing its state copies what a running task's log gained to the object store (the delay
+/// of a follower on another server).
+const LOG_UPLOAD_EVERY: Duration = Duration::from_secs(1);
 
 /// The storage backend a configuration names, opened and migrated.
 enum State {

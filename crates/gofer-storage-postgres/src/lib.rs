@@ -17,6 +17,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 mod bus;
+mod cluster;
 mod codec;
 mod deployments;
 mod events;
@@ -35,7 +36,8 @@ mod tokens;
 pub use bus::PostgresBus;
 
 /// Append-only: each entry is applied once, in order, and recorded in `gofer_schema`.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_cluster.sql")];
 
 /// The advisory lock the servers take to migrate one at a time (any constant; "gofer" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0067_6f66_6572;
@@ -74,6 +76,8 @@ pub struct PostgresStorage {
     config: Arc<tokio_postgres::Config>,
     /// Told the time of every call, when set (the server's metrics).
     observer: Option<Arc<dyn QueryObserver>>,
+    /// The server this storage writes for: its writes to a run another server took over are refused.
+    server: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for PostgresStorage {
@@ -109,7 +113,7 @@ impl PostgresStorage {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| OpenError::Url { reason: e.to_string() })?;
-        let storage = Self { pool, config: Arc::new(config), observer: None };
+        let storage = Self { pool, config: Arc::new(config), observer: None, server: None };
         storage.migrate().await?;
         Ok(storage)
     }
@@ -118,6 +122,17 @@ impl PostgresStorage {
     pub fn observed_by(mut self, observer: Arc<dyn QueryObserver>) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// This storage, writing for server `id`: its writes to a run another server owns are refused
+    /// (`Error::Conflict`), so a server that lost a run records nothing more about it.
+    pub fn as_server(mut self, id: &str) -> Self {
+        self.server = Some(Arc::from(id));
+        self
+    }
+
+    pub(crate) fn server(&self) -> Option<&str> {
+        self.server.as_deref()
     }
 
     /// Where this storage points, for messages: `host:port/database`, never the password.

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use gofer_api::models::{Event, EventKind, Run, RunState, RunStatus, TaskExecution};
 use gofer_storage::{CancelRequest, NewEvent, NewRun, Operation, Page, Result, RunFilter, RunStore};
 
+use crate::cluster::fence;
 use crate::codec::{
     CancelRow, Columns, Param, Record, all, enum_text, execute, first, insert, int, limit_offset, one, opt_int,
     pipeline_exists, rows, to_json, value,
@@ -117,6 +118,7 @@ impl RunStore for PostgresStorage {
         const CONTEXT: &str = "update a run";
         let mut session = self.session(Operation::Write, CONTEXT).await?;
         let tx = session.begin(CONTEXT).await?;
+        fence(&tx, self.server(), &run.namespace_id, &run.pipeline_id, run.run_id).await?;
         let changed = execute(
             &tx,
             CONTEXT,
@@ -158,6 +160,7 @@ impl RunStore for PostgresStorage {
         const CONTEXT: &str = "store a task execution";
         let mut session = self.session(Operation::Write, CONTEXT).await?;
         let tx = session.begin(CONTEXT).await?;
+        fence(&tx, self.server(), &te.namespace_id, &te.pipeline_id, te.run_id).await?;
         let sql = format!(
             "INSERT INTO task_executions ({}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
@@ -182,6 +185,7 @@ impl RunStore for PostgresStorage {
                            WHERE namespace_id = $1 AND pipeline_id = $2 AND run_id = $3 AND task_id = $4";
         let mut session = self.session(Operation::Write, CONTEXT).await?;
         let tx = session.begin(CONTEXT).await?;
+        fence(&tx, self.server(), &te.namespace_id, &te.pipeline_id, te.run_id).await?;
         let columns = TaskColumns::of(te)?;
         let changed = execute(&tx, CONTEXT, SQL, &columns.changing()).await?;
         if changed == 0 {

@@ -1,4 +1,4 @@
-//! A throwaway PostgreSQL server for tests (feature `test-server`): `initdb` and `pg_ctl` in a temporary directory,
+//! A throwaway PostgreSQL server for tests and benchmarks (feature `test-server`): `initdb` and `pg_ctl` in a temporary directory,
 //! run as the unprivileged `postgres` user when the tests run as root (PostgreSQL refuses to run as root);
 //! `scripts/ensure-postgres.sh` installs Debian's `postgresql` when the programs are missing. Stopped on drop.
 

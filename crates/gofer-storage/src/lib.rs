@@ -6,10 +6,12 @@
 //! API models; they know nothing of HTTP or containers, and their callers never see SQL.
 
 pub mod bus;
+pub mod cluster;
 pub mod conformance;
 pub mod logs;
 
 pub use bus::{EventBus, Live, LocalBus};
+pub use cluster::{Claim, ClusterStore, Limits, OwnedRun, ServerRecord};
 pub use logs::{FileLogStore, LogKey, LogSink, LogStore, LogStream};
 
 use async_trait::async_trait;

@@ -87,6 +87,11 @@ impl FileLogStore {
         self.run_dir(&key.namespace_id, &key.pipeline_id, key.run_id).join(file)
     }
 
+    /// Whether a sink of this store is writing the log now.
+    pub fn is_live(&self, key: &LogKey) -> bool {
+        self.live().contains_key(key)
+    }
+
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<LogKey, watch::Receiver<Progress>>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -15,7 +15,7 @@ struct Cli {
 enum Command {
     /// Run and inspect the Gofer server.
     #[command(subcommand)]
-    Service(gofer_server::ServiceCommand),
+    Service(ServiceCommand),
     /// Print a shell completion script: `gofer completion bash > /etc/bash_completion.d/gofer`, or for zsh put
     /// `gofer completion zsh` in a file named `_gofer` on your `$fpath`.
     Completion {
@@ -30,6 +30,15 @@ enum Command {
     },
     #[command(flatten)]
     Client(gofer_cli::Command),
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    #[command(flatten)]
+    Server(gofer_server::ServiceCommand),
+    /// List the servers sharing the state (PostgreSQL) with their last heartbeat and the runs each drives; a
+    /// server on SQLite lists itself. Asks the server at --api-url (`gofer system servers`).
+    Status,
 }
 
 /// `0.1.0 (commit 1a2b3c4)`: the version, and the git commit when the build named one (`scripts/release.sh`).
@@ -67,7 +76,11 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Service(command) => gofer_server::run(command).await.map(|()| None),
+            Command::Service(ServiceCommand::Server(command)) => gofer_server::run(command).await.map(|()| None),
+            Command::Service(ServiceCommand::Status) => {
+                let servers = gofer_cli::Command::System(gofer_cli::SystemCommand::Servers);
+                gofer_cli::run(&cli.global, servers).await.map(|()| None)
+            }
             // Runs without a server, with its own exit codes (0 successful, 1 failed, 2 cannot run).
             Command::Client(gofer_cli::Command::Run(gofer_cli::RunCommand::Local(args))) => {
                 Ok(Some(gofer_local::run(&cli.global, args).await))

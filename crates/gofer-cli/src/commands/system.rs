@@ -1,4 +1,4 @@
-//! `gofer system`: server-wide switches (maintenance mode).
+//! `gofer system`: server-wide switches (maintenance mode), and the servers sharing the state.
 
 use crate::SystemCommand;
 use crate::client::Client;
@@ -7,6 +7,7 @@ use crate::output::{self, Format};
 pub(super) async fn command(client: &Client, format: Format, command: SystemCommand) -> anyhow::Result<()> {
     let settings = match command {
         SystemCommand::Get => client.get_system().await?,
+        SystemCommand::Servers => return output::print(format, &client.list_servers().await?),
         SystemCommand::Maintenance { mode } => {
             let settings = client.set_maintenance(mode == "on").await?;
             eprintln!(

@@ -100,8 +100,9 @@ impl Inner {
                         reason.description.push_str(&note);
                     }
                 }
-                self.complete(&mut execution, outcome.status, reason.clone(), outcome.exit_code).await;
-                self.release_container(finished_container, &execution.task_id);
+                if self.complete(&mut execution, outcome.status, reason.clone(), outcome.exit_code).await {
+                    self.release_container(finished_container, &execution.task_id);
+                }
                 return (outcome.status, reason);
             }
             execution.attempts.push(Attempt {
@@ -120,7 +121,10 @@ impl Inner {
             execution.container_id = None;
             execution.status_reason = None;
             writer = self.create_log(&execution).await;
-            self.save_task(&execution).await;
+            if !self.save_task(&execution).await {
+                // Another server drives the run now; it finds this attempt's container itself.
+                return (TaskStatus::Unknown, None);
+            }
             self.release_container(finished_container, &execution.task_id);
         }
     }

@@ -196,6 +196,13 @@ impl Inner {
             if active.contains(&key) {
                 continue;
             }
+            // A run still in flight that this server does not drive is another server's (or one it is about to
+            // adopt): its containers stay.
+            if let Ok(run) = self.storage.get_run(&key.namespace_id, &key.pipeline_id, key.run_id).await
+                && run.state != gofer_api::models::RunState::Complete
+            {
+                continue;
+            }
             if container.is_running() {
                 self.stop(&label(labels::TASK), &container.id).await;
             }

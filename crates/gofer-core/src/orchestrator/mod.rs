@@ -16,6 +16,7 @@ use gofer_scheduler::Scheduler;
 use gofer_storage::{CancelRequest, LogStore, Storage};
 
 use crate::background::Background;
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::metrics::Metrics;
@@ -29,6 +30,7 @@ mod queue;
 mod records;
 mod retention;
 mod run;
+mod shared;
 
 pub use environment::task_variables;
 
@@ -94,6 +96,10 @@ struct Inner {
     /// Where `pipeline_object{{...}}` and `run_object{{...}}` are read from; run objects expire with retention.
     objects: Objects,
     metrics: Metrics,
+    /// This server, and the servers it shares the store with.
+    cluster: Cluster,
+    /// Wakes the admitter of a server that shares its queue (`shared.rs`).
+    admit_wake: tokio::sync::Notify,
 }
 
 /// What the orchestrator works with.
@@ -105,13 +111,14 @@ pub struct Parts {
     pub secrets: Secrets,
     pub objects: Objects,
     pub metrics: Metrics,
+    pub cluster: Cluster,
 }
 
 impl Orchestrator {
     /// An orchestrator whose run drivers and container removals run in `background`: cancelling it stops them
     /// where they are (containers keep running), as a crash would; the next start picks the runs up.
     pub fn new(options: Options, parts: Parts, background: Background) -> Self {
-        let Parts { storage, scheduler, logs, events, secrets, objects, metrics } = parts;
+        let Parts { storage, scheduler, logs, events, secrets, objects, metrics, cluster } = parts;
         Self {
             inner: Arc::new(Inner {
                 storage,
@@ -124,8 +131,26 @@ impl Orchestrator {
                 secrets,
                 objects,
                 metrics,
+                cluster,
+                admit_wake: tokio::sync::Notify::new(),
             }),
         }
+    }
+
+    /// This server and the cluster it is part of.
+    pub fn cluster(&self) -> &Cluster {
+        &self.inner.cluster
+    }
+
+    /// The runs this server drives now.
+    pub fn driving(&self) -> Vec<RunKey> {
+        let slots = self.inner.slots();
+        let queued: std::collections::HashSet<RunKey> = slots.queue.iter().map(|q| RunKey::of(&q.run)).collect();
+        let mut keys: Vec<RunKey> = slots.controls.keys().filter(|k| !queued.contains(*k)).cloned().collect();
+        keys.sort_by(|a, b| {
+            (&a.namespace_id, &a.pipeline_id, a.run_id).cmp(&(&b.namespace_id, &b.pipeline_id, b.run_id))
+        });
+        keys
     }
 
     pub fn logs(&self) -> &dyn LogStore {
@@ -157,6 +182,10 @@ impl Orchestrator {
         let control = RunControl::new();
         {
             let mut slots = self.inner.slots();
+            // Servers sharing a queue learn of a run from its event and from the store: it is queued once.
+            if slots.controls.contains_key(&key) {
+                return Ok(());
+            }
             slots.controls.insert(key.clone(), control.clone());
             slots.queue.push_back(Queued { run, config, control });
         }
@@ -168,6 +197,9 @@ impl Orchestrator {
     /// (then killed after the grace period). A queued run is cancelled at once.
     pub async fn cancel(&self, key: &RunKey, task_id: Option<&str>) -> Result<()> {
         let why = reason(StatusReasonKind::UserCancelled, "a user cancelled it");
+        if self.inner.cluster.store.is_some() {
+            return self.inner.cancel_shared(key, task_id, why).await;
+        }
         let Some(control) = self.inner.slots().controls.get(key).cloned() else {
             let run = self.inner.storage.get_run(&key.namespace_id, &key.pipeline_id, key.run_id).await?;
             return Err(Error::conflict(format!(
@@ -224,28 +256,16 @@ impl Orchestrator {
     /// their real exit read), queued runs are queued again in order, and finished containers left behind are
     /// removed.
     pub async fn recover(&self) -> Result<()> {
+        if self.inner.cluster.store.is_some() {
+            return self.inner.clone().recover_shared().await;
+        }
         let unfinished = self.inner.storage.list_unfinished_runs().await?;
         for run in unfinished {
             if run.state == RunState::Pending {
                 self.enqueue(run).await?;
                 continue;
             }
-            let config = self.inner.storage.get_config(&run.namespace_id, &run.pipeline_id, run.version).await?.config;
-            tracing::info!(pipeline = %run.pipeline_id, run = run.run_id, "resuming a run left in flight");
-            let control = RunControl::new();
-            // Cancels asked for before the restart still hold.
-            for request in
-                self.inner.storage.list_cancel_requests(&run.namespace_id, &run.pipeline_id, run.run_id).await?
-            {
-                control.apply(&request);
-            }
-            {
-                let mut slots = self.inner.slots();
-                slots.controls.insert(RunKey::of(&run), control.clone());
-                *slots.running.entry((run.namespace_id.clone(), run.pipeline_id.clone())).or_default() += 1;
-                slots.total += 1;
-            }
-            self.inner.spawn_driver(Queued { run, config, control }, true);
+            self.inner.resume(run).await?;
         }
         self.inner.sweep_leftover_containers().await;
         Ok(())
@@ -255,5 +275,24 @@ impl Orchestrator {
 impl Inner {
     fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drives a run that was in flight when its server stopped (this one before a restart, or another that died):
+    /// its containers are found again, and the cancels asked for meanwhile still hold.
+    async fn resume(self: &Arc<Self>, run: Run) -> Result<()> {
+        let config = self.storage.get_config(&run.namespace_id, &run.pipeline_id, run.version).await?.config;
+        tracing::info!(pipeline = %run.pipeline_id, run = run.run_id, "resuming a run left in flight");
+        let control = RunControl::new();
+        for request in self.storage.list_cancel_requests(&run.namespace_id, &run.pipeline_id, run.run_id).await? {
+            control.apply(&request);
+        }
+        {
+            let mut slots = self.slots();
+            slots.controls.insert(RunKey::of(&run), control.clone());
+            *slots.running.entry((run.namespace_id.clone(), run.pipeline_id.clone())).or_default() += 1;
+            slots.total += 1;
+        }
+        self.spawn_driver(Queued { run, config, control }, true);
+        Ok(())
     }
 }

@@ -87,6 +87,11 @@ impl Inner {
     /// Starts every queued run that fits, in queue order; a run held back by its pipeline's limit does not hold
     /// back other pipelines' runs.
     pub(super) fn admit(self: &Arc<Self>) {
+        if self.cluster.store.is_some() {
+            // The queue is shared: the admitter claims runs from the store, within the limits of all servers.
+            self.admit_wake.notify_one();
+            return;
+        }
         let admitted = {
             let mut slots = self.slots();
             let mut admitted = Vec::new();

@@ -35,7 +35,12 @@ impl Inner {
                     }
                     return Ok(value);
                 }
-                Err(e @ (gofer_storage::Error::NotFound { .. } | gofer_storage::Error::Exists { .. })) => {
+                // A missing row, or a run another server took over (this one lost its lease): no retry helps.
+                Err(
+                    e @ (gofer_storage::Error::NotFound { .. }
+                    | gofer_storage::Error::Exists { .. }
+                    | gofer_storage::Error::Conflict { .. }),
+                ) => {
                     return Err(e.into());
                 }
                 Err(e) => {
@@ -54,16 +59,21 @@ impl Inner {
         }
     }
 
-    /// Stores a task execution's progress with its event; a storage failure is logged, the task goes on.
-    pub(super) async fn save_task(&self, execution: &TaskExecution) {
+    /// Stores a task execution's progress with its event; a storage failure is logged, the task goes on. False
+    /// when the run is another server's now (this one lost its lease): it must leave the task's container alone.
+    pub(super) async fn save_task(&self, execution: &TaskExecution) -> bool {
         let event = task_changed(execution);
         let stored = self
             .persist("record task progress", || {
                 self.events.record(|| self.storage.update_task_execution(execution, &event))
             })
             .await;
-        if let Err(e) = stored {
-            tracing::error!(task = %execution.task_id, error = %e, "could not record task progress");
+        match stored {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(task = %execution.task_id, error = %e, "could not record task progress");
+                !matches!(e, crate::error::Error::Conflict { .. })
+            }
         }
     }
 
@@ -84,20 +94,22 @@ impl Inner {
         Ok(())
     }
 
+    /// Records a task's end; false when the run is another server's now (see [`Inner::save_task`]).
     pub(super) async fn complete(
         &self,
         execution: &mut TaskExecution,
         status: TaskStatus,
         status_reason: Option<StatusReason>,
         exit_code: Option<i64>,
-    ) {
+    ) -> bool {
         execution.state = TaskState::Complete;
         execution.status = status;
         execution.status_reason = status_reason;
         execution.exit_code = exit_code;
         execution.ended = epoch_millis();
-        self.save_task(execution).await;
+        let kept = self.save_task(execution).await;
         self.metrics.task_completed(execution);
+        kept
     }
 }
 

@@ -21,6 +21,63 @@ impl Gofer {
         Ok(settings)
     }
 
+    /// The servers sharing this server's state, with their heartbeats and the runs each drives; a server alone
+    /// lists itself.
+    pub async fn servers(&self) -> Result<gofer_api::requests::ListServersResponse> {
+        use gofer_api::models::{Server, ServerRun};
+        let cluster = self.orchestrator.cluster();
+        let lease_ms = u64::try_from(cluster.lease.as_millis()).unwrap_or(u64::MAX);
+        let now = gofer_api::epoch_millis();
+        let as_server = |record: &gofer_storage::ServerRecord, runs: Vec<ServerRun>| Server {
+            id: record.id.clone(),
+            hostname: record.hostname.clone(),
+            address: record.address.clone(),
+            version: record.version.clone(),
+            started: record.started,
+            heartbeat: record.heartbeat,
+            this: record.id == cluster.me.id,
+            alive: now.saturating_sub(record.heartbeat) <= lease_ms,
+            runs,
+        };
+        let servers = match &cluster.store {
+            None => {
+                let runs = self
+                    .orchestrator
+                    .driving()
+                    .into_iter()
+                    .map(|k| ServerRun { namespace_id: k.namespace_id, pipeline_id: k.pipeline_id, run_id: k.run_id })
+                    .collect();
+                let me = gofer_storage::ServerRecord { heartbeat: now, ..cluster.me.clone() };
+                vec![as_server(&me, runs)]
+            }
+            Some(store) => {
+                let owned = store.list_owned_runs().await?;
+                store
+                    .list_servers()
+                    .await?
+                    .iter()
+                    .map(|record| {
+                        let runs = owned
+                            .iter()
+                            .filter(|run| run.owner == record.id)
+                            .map(|run| ServerRun {
+                                namespace_id: run.namespace_id.clone(),
+                                pipeline_id: run.pipeline_id.clone(),
+                                run_id: run.run_id,
+                            })
+                            .collect();
+                        as_server(record, runs)
+                    })
+                    .collect()
+            }
+        };
+        Ok(gofer_api::requests::ListServersResponse {
+            shared: cluster.store.is_some(),
+            lease_seconds: cluster.lease.as_secs(),
+            servers,
+        })
+    }
+
     /// The container engine tasks run on, in words.
     pub fn scheduler_description(&self) -> String {
         self.orchestrator.scheduler().describe()

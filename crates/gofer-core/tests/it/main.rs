@@ -69,6 +69,7 @@ async fn harness_on(dir: &std::path::Path, scheduler: Arc<Scripted>) -> Harness 
         logs: Arc::new(gofer_storage::FileLogStore::new(dir.join("logs"))),
         clock: Arc::new(clock.clone()),
         metrics: gofer_core::metrics::Metrics::default(),
+        cluster: gofer_core::cluster::Cluster::alone(gofer_core::cluster::this_server("http://gofer", "test")),
     };
     let options = Options {
         orchestrator: gofer_core::orchestrator::Options {

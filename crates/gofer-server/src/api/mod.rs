@@ -180,6 +180,7 @@ macro_rules! each_route {
             roles::delete,
             system::get_system,
             system::update_system,
+            system::list_servers,
             system::metrics,
             events::list,
             extensions::list,

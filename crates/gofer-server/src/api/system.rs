@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use gofer_api::error::{ApiError, ErrorCode};
 use gofer_api::models::SystemSettings;
-use gofer_api::requests::{Health, UpdateSystemRequest};
+use gofer_api::requests::{Health, ListServersResponse, UpdateSystemRequest};
 
 use super::AppState;
 use super::extract::{ApiFailure, ApiJson, ApiResult};
@@ -83,6 +83,16 @@ pub async fn not_found(uri: Uri) -> ApiFailure {
 )]
 pub async fn get_system(State(state): State<AppState>) -> ApiResult<Json<SystemSettings>> {
     Ok(Json(state.gofer.get_system().await?))
+}
+
+/// The servers sharing this server's state (PostgreSQL), with their last heartbeat and the runs each drives; a
+/// server on SQLite lists itself.
+#[utoipa::path(
+    get, path = "/api/system/servers", tag = "System", responses((status = 200, body = ListServersResponse)),
+    extensions(("x-gofer-access" = json!("system:read")))
+)]
+pub async fn list_servers(State(state): State<AppState>) -> ApiResult<Json<ListServersResponse>> {
+    Ok(Json(state.gofer.servers().await?))
 }
 
 /// Turns maintenance mode on or off; in maintenance, new runs are refused with 503 while runs in flight and

@@ -73,3 +73,164 @@ fn requests_get_503_while_the_database_is_away_and_runs_in_flight_are_recorded_w
     let again = gofer.start_run("steady", &[]);
     assert_eq!(gofer.wait_run("steady", again)["status"], "successful");
 }
+
+/// Servers sharing one PostgreSQL database and one object store (a folder here), each with a data dir of its own;
+/// a short lease keeps the tests quick.
+struct Cluster {
+    servers: Vec<Server>,
+    _objects: tempfile::TempDir,
+}
+
+fn cluster(database: &TestServer, count: usize, extra: &[(&str, &str)]) -> Cluster {
+    let objects = tempfile::tempdir().unwrap();
+    let (url, path) = (database.url(), objects.path().display().to_string());
+    let mut env = vec![
+        ("GOFER_STORAGE__KIND", "postgres"),
+        ("GOFER_STORAGE__URL", url.as_str()),
+        ("GOFER_STORAGE__POOL_SIZE", "4"),
+        ("GOFER_STORAGE__LEASE_SECONDS", "3"),
+        ("GOFER_OBJECTS__PATH", path.as_str()),
+        // The servers seal and open each other's secrets.
+        ("GOFER_SECRETS__KEY", "c2hhcmVkLWNsdXN0ZXIta2V5LWZvci10ZXN0cy0zMmI="),
+    ];
+    env.extend_from_slice(extra);
+    let servers = (0..count).map(|_| Server::start_with(&env)).collect();
+    Cluster { servers, _objects: objects }
+}
+
+/// The server driving a run, as `/api/system/servers` (asked of `asked`) tells.
+fn owner_of(asked: &Server, pipeline: &str, run: u64) -> Option<String> {
+    let (status, body) = api(asked, "GET", "/api/system/servers", None);
+    assert_eq!(status, 200, "{body}");
+    body["servers"].as_array().unwrap().iter().find_map(|server| {
+        let drives =
+            server["runs"].as_array().unwrap().iter().any(|r| r["pipeline_id"] == pipeline && r["run_id"] == run);
+        drives.then(|| server["id"].as_str().unwrap().to_string())
+    })
+}
+
+/// The id a server gives itself, from its own answer.
+fn id_of(server: &Server) -> String {
+    let (_, body) = api(server, "GET", "/api/system/servers", None);
+    body["servers"].as_array().unwrap().iter().find(|s| s["this"] == true).unwrap()["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn when_the_server_driving_a_run_is_killed_another_adopts_it_and_its_container_runs_once() {
+    let database = TestServer::start();
+    let mut cluster = cluster(&database, 2, &[]);
+    let first = &cluster.servers[0];
+    // The container prints its own id (its hostname): a second container would print another.
+    first.register(script_pipeline("adopted", "echo started in $(hostname); sleep 6; echo ended in $(hostname)"));
+    let run = first.start_run("adopted", &[]);
+    first.wait_task_state("adopted", run, "main", "running");
+    let owner = wait_for("a server to drive the run", Duration::from_secs(20), || owner_of(first, "adopted", run));
+    let container = first.tasks("adopted", run)["main"]["container_id"].as_str().unwrap().to_string();
+    let (dead, alive) = if id_of(&cluster.servers[0]) == owner { (0, 1) } else { (1, 0) };
+    cluster.servers[dead].crash();
+
+    let survivor = &cluster.servers[alive];
+    let status = survivor.cli_ok(&["service", "status"]);
+    assert!(status.contains(&id_of(survivor)), "{status}");
+    let done = survivor.wait_run("adopted", run);
+    assert_eq!(done["status"], "successful", "{done:#}");
+    assert_eq!(owner_of(survivor, "adopted", run), None, "a finished run is nobody's");
+    let task = &survivor.tasks("adopted", run)["main"];
+    assert_eq!((task["attempt"].as_u64(), task["container_id"].as_str()), (Some(1), Some(container.as_str())));
+    let short: String = container.chars().take(12).collect();
+    let logs = String::from_utf8(survivor.logs("adopted", run, "main")).unwrap();
+    assert_eq!(logs, format!("started in {short}\nended in {short}\n"), "one container, all of its output");
+    let (_, servers) = api(survivor, "GET", "/api/system/servers", None);
+    let ids: Vec<&str> = servers["servers"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert!(!ids.contains(&owner.as_str()), "the dead server was forgotten once its runs were adopted: {ids:?}");
+}
+
+#[test]
+fn a_hundred_runs_started_round_robin_complete_once_each_within_the_limits_of_all_servers() {
+    let database = TestServer::start();
+    let cluster = cluster(&database, 3, &[("GOFER_RUNS__GLOBAL_LIMIT", "5")]);
+    let first = &cluster.servers[0];
+    let mut config = script_pipeline("many", "true");
+    config["parallelism"] = json!(3);
+    first.register(config);
+    first.register(script_pipeline("other", "sleep 1"));
+    for (i, server) in cluster.servers.iter().cycle().take(100).enumerate() {
+        let (status, body) = api(server, "POST", "/api/namespaces/default/pipelines/many/runs", Some(&json!({})));
+        assert_eq!(status, 201, "run {i}: {body}");
+        if i % 25 == 0 {
+            server.start_run("other", &[]);
+        }
+    }
+    let runs = wait_for("every run to complete", Duration::from_secs(240), || {
+        let runs = first.cli_json(&["run", "list", "many", "--limit", "1000"]);
+        let runs = runs.as_array().unwrap().clone();
+        (runs.len() == 100 && runs.iter().all(|r| r["state"] == "complete")).then_some(runs)
+    });
+    let mut ids: Vec<u64> = runs.iter().map(|r| r["run_id"].as_u64().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=100).collect::<Vec<u64>>(), "run ids are contiguous");
+    assert!(runs.iter().all(|r| r["status"] == "successful"), "every run succeeded");
+    // Started once each: one run_started event per run, whichever server started it.
+    let events = first.cli_ok(&["event", "list", "--output", "json"]);
+    let mut started = std::collections::BTreeMap::<u64, usize>::new();
+    let mut intervals = Vec::new();
+    for line in events.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        if event["kind"]["type"] == "run_started" && event["kind"]["pipeline_id"] == "many" {
+            *started.entry(event["kind"]["run_id"].as_u64().unwrap()).or_default() += 1;
+        }
+    }
+    assert_eq!(started.len(), 100);
+    assert!(started.values().all(|n| *n == 1), "a run was started twice: {started:?}");
+    // The pipeline's limit held across the servers: never more than 3 of its runs at once.
+    for run in &runs {
+        intervals.push((run["started"].as_u64().unwrap(), run["ended"].as_u64().unwrap()));
+    }
+    let most =
+        intervals.iter().map(|(start, _)| intervals.iter().filter(|(s, e)| s <= start && start < e).count()).max();
+    assert!(most.unwrap_or(0) <= 3, "{most:?} runs of a pipeline with parallelism 3 ran at once");
+}
+
+#[test]
+fn an_interval_subscription_fires_once_per_tick_whatever_the_number_of_servers() {
+    let database = TestServer::start();
+    let cluster = cluster(&database, 3, &[("GOFER_EXTENSIONS__INTERVAL__MIN_INTERVAL", "1s")]);
+    let first = &cluster.servers[0];
+    first.register(script_pipeline("ticking", "true"));
+    first.cli_ok(&["pipeline", "subscribe", "ticking", "interval", "every-2s", "-s", "every=2s"]);
+    let began = std::time::Instant::now();
+    wait_for("six ticks", Duration::from_secs(60), || (crate::harness::run_count(first, "ticking") >= 6).then_some(()));
+    let elapsed = began.elapsed().as_secs_f64();
+    let runs = first.cli_json(&["run", "list", "ticking", "--limit", "1000"]);
+    let mut created: Vec<u64> = runs.as_array().unwrap().iter().map(|r| r["created"].as_u64().unwrap()).collect();
+    created.sort_unstable();
+    // Three servers each run the timer; one run per tick means runs about two seconds apart, never a burst.
+    assert!(created.len() as f64 <= elapsed / 2.0 + 2.0, "{} runs in {elapsed:.1}s", created.len());
+    for pair in created.windows(2) {
+        assert!(pair[1] - pair[0] >= 1000, "two runs {} ms apart: a tick fired twice", pair[1] - pair[0]);
+    }
+}
+
+#[test]
+fn a_run_is_followed_and_cancelled_from_a_server_that_does_not_drive_it() {
+    let database = TestServer::start();
+    let cluster = cluster(&database, 2, &[]);
+    let first = &cluster.servers[0];
+    first.register(script_pipeline("chatty", "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done"));
+    first.register(script_pipeline("endless", "echo waiting; sleep 300"));
+    let run = first.start_run("chatty", &[]);
+    let owner = wait_for("a server to drive the run", Duration::from_secs(20), || owner_of(first, "chatty", run));
+    let other = cluster.servers.iter().find(|s| id_of(s) != owner).unwrap();
+    // Followed live on the server that does not drive it: all of the output, then the stream ends.
+    let followed = other.cli_ok(&["task", "logs", "chatty", &run.to_string(), "main", "--follow"]);
+    assert_eq!(followed, "line 1\nline 2\nline 3\nline 4\nline 5\n");
+
+    let run = first.start_run("endless", &[]);
+    first.wait_task_state("endless", run, "main", "running");
+    let owner = owner_of(first, "endless", run).unwrap();
+    let other = cluster.servers.iter().find(|s| id_of(s) != owner).unwrap();
+    other.cli_ok(&["run", "cancel", "endless", &run.to_string()]);
+    let done = other.wait_run("endless", run);
+    assert_eq!(done["status"], "cancelled", "{done:#}");
+    assert_eq!(other.tasks("endless", run)["main"]["status"], "cancelled");
+}

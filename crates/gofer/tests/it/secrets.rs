@@ -159,7 +159,7 @@ fn a_wrong_key_is_refused_at_startup_and_rotation_re_seals_everything() {
         .unwrap();
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("not the one this data dir's secrets were sealed with"), "{stderr}");
+    assert!(stderr.contains("not the one the stored secrets were sealed with"), "{stderr}");
 
     let old_key = std::fs::read_to_string(data_dir.join("secret.key")).unwrap();
     let new_key_file = data_dir.join("new.key");

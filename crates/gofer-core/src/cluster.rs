@@ -1,0 +1,64 @@
+//! This server among others: its identity, and — when the store is shared (PostgreSQL) — its heartbeat, the
+//! global queue it claims runs from, and the adoption of runs whose server stopped beating. On SQLite the server
+//! is alone: it owns every run it drives and nothing here talks to the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gofer_storage::{ClusterStore, ServerRecord};
+
+/// How this server takes part in a cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    /// This server (its `heartbeat` is filled in at each beat).
+    pub me: ServerRecord,
+    /// The shared store; `None` when the server is alone.
+    pub store: Option<Arc<dyn ClusterStore>>,
+    /// How long a server may miss heartbeats before its runs are adopted by another.
+    pub lease: Duration,
+}
+
+impl Cluster {
+    /// A server alone (SQLite, a local run).
+    pub fn alone(me: ServerRecord) -> Self {
+        Self { me, store: None, lease: Duration::from_secs(15) }
+    }
+
+    /// How often a server beats, adopts, and looks again at the queue: three beats per lease, so one lost beat
+    /// never costs a server its runs.
+    pub fn beat_every(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(100))
+    }
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("me", &self.me.id).field("shared", &self.store.is_some()).finish()
+    }
+}
+
+/// This process as a server: `<hostname>-<8 random hex digits>` (a restarted server is a new one), with the API
+/// address it was configured with.
+pub fn this_server(address: &str, version: &str) -> ServerRecord {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gofer".into());
+    let mut bytes = [0u8; 4];
+    // A clash needs the same hostname and the same 32 random bits; without randomness the pid stands in.
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = std::process::id().to_be_bytes();
+    }
+    let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let started = gofer_api::epoch_millis();
+    ServerRecord {
+        id: format!("{hostname}-{suffix}"),
+        hostname,
+        address: address.to_string(),
+        version: version.to_string(),
+        started,
+        heartbeat: started,
+    }
+}

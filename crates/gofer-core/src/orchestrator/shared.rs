@@ -1,0 +1,275 @@
+//! The orchestrator of a server that shares its store with others (PostgreSQL): the queue is the store's pending
+//! runs, and a run starts on the one server that claims it within the limits of all servers together; each server
+//! beats its heartbeat and adopts the runs of servers that stopped beating; cancels reach the server that drives the
+//! run through the event bus.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use gofer_api::epoch_millis;
+use gofer_api::models::{EventKind, RunState, RunStatus, StatusReason};
+use gofer_storage::{CancelRequest, Claim, ClusterStore, Limits, Live};
+
+use crate::error::{Error, Result};
+
+use super::queue::Queued;
+use super::{Inner, RunKey, error_chain};
+
+impl Inner {
+    fn shared_store(&self) -> &Arc<dyn ClusterStore> {
+        // Only called on servers built with a shared store.
+        self.cluster.store.as_ref().unwrap_or_else(|| unreachable!("a shared-queue call on a server that is alone"))
+    }
+
+    /// At start: this server beats once, queues the pending runs, adopts the runs of servers that stopped (its own
+    /// earlier process among them, once its lease ran out), and starts the admitter, the beater and the watcher.
+    pub(super) async fn recover_shared(self: Arc<Self>) -> Result<()> {
+        self.beat().await?;
+        self.queue_pending().await?;
+        self.adopt().await;
+        self.sweep_leftover_containers().await;
+        self.background.spawn(self.clone().admitter());
+        self.background.spawn(self.clone().beater());
+        self.background.spawn(self.clone().watcher());
+        self.admit_wake.notify_one();
+        Ok(())
+    }
+
+    async fn beat(&self) -> Result<()> {
+        let mut me = self.cluster.me.clone();
+        me.heartbeat = epoch_millis();
+        self.shared_store().heartbeat(&me).await?;
+        Ok(())
+    }
+
+    /// Queues every pending run of the store this server does not know yet.
+    async fn queue_pending(self: &Arc<Self>) -> Result<()> {
+        let known: HashSet<RunKey> = self.slots().controls.keys().cloned().collect();
+        for run in self.storage.list_unfinished_runs().await? {
+            if run.state == RunState::Pending && !known.contains(&RunKey::of(&run)) {
+                self.enqueue_shared(run).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a stored pending run (idempotent), without waking the admitter.
+    async fn enqueue_shared(self: &Arc<Self>, run: gofer_api::models::Run) -> Result<()> {
+        let config = self.storage.get_config(&run.namespace_id, &run.pipeline_id, run.version).await?.config;
+        let key = RunKey::of(&run);
+        let mut slots = self.slots();
+        if let std::collections::hash_map::Entry::Vacant(entry) = slots.controls.entry(key) {
+            let control = entry.insert(super::RunControl::new()).clone();
+            slots.queue.push_back(Queued { run, config, control });
+        }
+        Ok(())
+    }
+
+    /// Takes over the runs of servers whose heartbeat is older than the lease, and drives them on.
+    async fn adopt(self: &Arc<Self>) {
+        let stale_before = epoch_millis().saturating_sub(u64::try_from(self.cluster.lease.as_millis()).unwrap_or(0));
+        let adopted = match self.shared_store().adopt_runs(&self.cluster.me.id, stale_before).await {
+            Ok(adopted) => adopted,
+            Err(e) => return tracing::warn!(error = %error_chain(&e), "could not look for runs of stopped servers"),
+        };
+        for run in adopted {
+            let key = RunKey::of(&run);
+            tracing::info!(pipeline = %run.pipeline_id, run = run.run_id, "adopted a run whose server stopped");
+            // A run this server only knew as queued is driven from what the store says now.
+            self.forget_queued(&key);
+            if let Err(e) = self.resume(run).await {
+                tracing::error!(run = ?key, error = %error_chain(&e), "could not resume an adopted run");
+            }
+        }
+    }
+
+    /// Drops a run from this server's view of the queue (another server started it, or this one adopts it).
+    fn forget_queued(&self, key: &RunKey) {
+        let mut slots = self.slots();
+        if let Some(index) = slots.queue.iter().position(|q| RunKey::of(&q.run) == *key) {
+            slots.queue.remove(index);
+            slots.controls.remove(key);
+        }
+    }
+
+    /// Claims queued runs in order while the limits of all servers allow, and drives what it claimed. A run
+    /// another server claimed first leaves this server's queue.
+    async fn admit_pass(self: &Arc<Self>) {
+        let candidates: Vec<(RunKey, u64)> = self
+            .slots()
+            .queue
+            .iter()
+            .map(|q| (RunKey::of(&q.run), u64::try_from(self.pipeline_limit(&q.config)).unwrap_or(u64::MAX)))
+            .collect();
+        let global = u64::try_from(self.options.global_limit).unwrap_or(u64::MAX);
+        let mut full_pipelines: HashSet<(String, String)> = HashSet::new();
+        for (key, pipeline_limit) in candidates {
+            let pipeline = (key.namespace_id.clone(), key.pipeline_id.clone());
+            if full_pipelines.contains(&pipeline) {
+                continue;
+            }
+            let limits = Limits { global, pipeline: pipeline_limit };
+            let claim = self
+                .shared_store()
+                .claim_run(&self.cluster.me.id, &key.namespace_id, &key.pipeline_id, key.run_id, Some(limits))
+                .await;
+            match claim {
+                Ok(Claim::Claimed(run)) => {
+                    let queued = {
+                        let mut slots = self.slots();
+                        let index = slots.queue.iter().position(|q| RunKey::of(&q.run) == key);
+                        let queued = index.and_then(|i| slots.queue.remove(i));
+                        if queued.is_some() {
+                            *slots.running.entry(pipeline.clone()).or_default() += 1;
+                            slots.total += 1;
+                        }
+                        queued
+                    };
+                    let Some(mut queued) = queued else { continue };
+                    queued.run = *run;
+                    // Cancels asked for while it waited (on any server) hold.
+                    match self.storage.list_cancel_requests(&key.namespace_id, &key.pipeline_id, key.run_id).await {
+                        Ok(requests) => requests.iter().for_each(|r| queued.control.apply(r)),
+                        Err(e) => tracing::warn!(run = ?key, error = %e, "could not read a claimed run's cancels"),
+                    }
+                    self.spawn_driver(queued, false);
+                }
+                Ok(Claim::Gone) => self.forget_queued(&key),
+                Ok(Claim::PipelineLimit) => {
+                    full_pipelines.insert(pipeline);
+                }
+                Ok(Claim::GlobalLimit) => return,
+                Err(e) => {
+                    return tracing::warn!(error = %error_chain(&e), "could not claim a queued run; trying again soon");
+                }
+            }
+        }
+    }
+
+    /// Claims runs whenever something may have freed a slot or queued a run, and at every beat in any case.
+    async fn admitter(self: Arc<Self>) {
+        loop {
+            let _ = tokio::time::timeout(self.cluster.beat_every(), self.admit_wake.notified()).await;
+            self.admit_pass().await;
+        }
+    }
+
+    /// Beats, adopts the runs of servers that stopped, and looks at the store's queue again (a run queued by a
+    /// server that died before announcing it is found here).
+    async fn beater(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.cluster.beat_every()).await;
+            if let Err(e) = self.beat().await {
+                tracing::warn!(error = %error_chain(&e), "could not record this server's heartbeat");
+                continue;
+            }
+            self.adopt().await;
+            if let Err(e) = self.queue_pending().await {
+                tracing::warn!(error = %error_chain(&e), "could not read the queue");
+            }
+            self.admit_wake.notify_one();
+        }
+    }
+
+    /// Follows the events of every server: runs queued elsewhere join this server's view of the queue, runs
+    /// started elsewhere leave it, a run ending anywhere may free a slot, and a cancel reaches the run's driver.
+    async fn watcher(self: Arc<Self>) {
+        let mut live = self.events.follow();
+        while let Some(item) = live.next().await {
+            let kind = match item {
+                Live::Event(event) => event.kind,
+                Live::Lagged => {
+                    if let Err(e) = self.queue_pending().await {
+                        tracing::warn!(error = %error_chain(&e), "could not read the queue");
+                    }
+                    self.admit_wake.notify_one();
+                    continue;
+                }
+            };
+            match kind {
+                EventKind::RunQueued { namespace_id, pipeline_id, run_id } => {
+                    match self.storage.get_run(&namespace_id, &pipeline_id, run_id).await {
+                        Ok(run) if run.state == RunState::Pending => {
+                            if let Err(e) = self.enqueue_shared(run).await {
+                                tracing::warn!(run = run_id, error = %error_chain(&e), "could not queue a run");
+                            }
+                            self.admit_wake.notify_one();
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(run = run_id, error = %e, "a queued run is gone"),
+                    }
+                }
+                EventKind::RunStarted { namespace_id, pipeline_id, run_id } => {
+                    let key = RunKey { namespace_id, pipeline_id, run_id };
+                    self.forget_queued(&key);
+                }
+                EventKind::RunCompleted { .. } => self.admit_wake.notify_one(),
+                EventKind::RunCancelRequested { namespace_id, pipeline_id, run_id, .. } => {
+                    let key = RunKey { namespace_id, pipeline_id, run_id };
+                    let control = self.slots().controls.get(&key).cloned();
+                    if let Some(control) = control {
+                        match self.storage.list_cancel_requests(&key.namespace_id, &key.pipeline_id, run_id).await {
+                            Ok(requests) => requests.iter().for_each(|r| control.apply(r)),
+                            Err(e) => tracing::warn!(run = ?key, error = %e, "could not read a run's cancels"),
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Cancels a run wherever it is: the request is stored (with its event) for the server that drives it; a run
+    /// still queued is claimed without limits and ended here.
+    pub(super) async fn cancel_shared(
+        self: &Arc<Self>,
+        key: &RunKey,
+        task_id: Option<&str>,
+        why: StatusReason,
+    ) -> Result<()> {
+        let run = self.storage.get_run(&key.namespace_id, &key.pipeline_id, key.run_id).await?;
+        if run.state == RunState::Complete {
+            return Err(Error::conflict(format!(
+                "run {} of pipeline '{}' is already finished ({})",
+                run.run_id, run.pipeline_id, run.status
+            )));
+        }
+        if let Some(task) = task_id {
+            let execution =
+                self.storage.get_task_execution(&key.namespace_id, &key.pipeline_id, key.run_id, task).await?;
+            if execution.is_complete() {
+                return Err(Error::conflict(format!(
+                    "task '{task}' of run {} is already finished ({})",
+                    key.run_id, execution.status
+                )));
+            }
+        }
+        let request = CancelRequest {
+            namespace_id: key.namespace_id.clone(),
+            pipeline_id: key.pipeline_id.clone(),
+            run_id: key.run_id,
+            task_id: task_id.map(str::to_string),
+            reason: why.clone(),
+            requested: epoch_millis(),
+        };
+        // Stored before it takes effect: the server that drives the run (now, or after adopting it) honours it.
+        self.events.record(|| self.storage.request_cancel(&request)).await?;
+        if task_id.is_some() || run.state != RunState::Pending {
+            if let Some(control) = self.slots().controls.get(key).cloned() {
+                control.apply(&request);
+            }
+            return Ok(());
+        }
+        let claim =
+            self.shared_store().claim_run(&self.cluster.me.id, &key.namespace_id, &key.pipeline_id, key.run_id, None);
+        match claim.await? {
+            Claim::Claimed(run) => {
+                self.forget_queued(key);
+                self.finish_run(*run, RunStatus::Cancelled, Some(why)).await
+            }
+            // Another server started it meanwhile; the stored request reaches its driver.
+            _ => Ok(()),
+        }
+    }
+}

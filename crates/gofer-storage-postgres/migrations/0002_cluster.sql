@@ -1,0 +1,13 @@
+-- Several servers on one database: who is alive (its heartbeat), and which server drives each run in flight.
+CREATE TABLE servers (
+    id        TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+    hostname  TEXT             NOT NULL,
+    address   TEXT             NOT NULL,
+    version   TEXT             NOT NULL,
+    started   BIGINT           NOT NULL,
+    heartbeat BIGINT           NOT NULL
+);
+
+-- The server that claimed the run from the queue or adopted it; NULL while it waits in the queue.
+ALTER TABLE runs ADD COLUMN owner TEXT COLLATE "C";
+CREATE INDEX runs_in_flight_by_owner ON runs (owner) WHERE owner IS NOT NULL AND state <> 'complete';

@@ -1,0 +1,85 @@
+//! Several Gofer servers on one store: who is alive (a heartbeat per server), which server drives each run (its
+//! owner, set when the run is claimed from the queue or adopted from a dead server), and the limits that hold across
+//! all of them. Only a store that several servers can share implements [`ClusterStore`] (PostgreSQL); a server on
+//! SQLite is alone and never asks.
+//!
+//! Fencing lives in the store: a store opened as one server refuses that server's writes to a run another server
+//! has taken over (`Error::Conflict`), so a server that lost its lease cannot record anything about the run.
+
+use async_trait::async_trait;
+use gofer_api::models::Run;
+
+use crate::Result;
+
+/// One server as the others see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRecord {
+    /// Unique per process: a server that restarts is a new server (its old self's runs are adopted).
+    pub id: String,
+    pub hostname: String,
+    /// Where its API listens, as configured.
+    pub address: String,
+    pub version: String,
+    /// Epoch milliseconds.
+    pub started: u64,
+    /// Epoch milliseconds of its last heartbeat.
+    pub heartbeat: u64,
+}
+
+/// A run as one server drives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRun {
+    pub namespace_id: String,
+    pub pipeline_id: String,
+    pub run_id: u64,
+    pub owner: String,
+}
+
+/// The limits a claim must stay within, counted over every server's runs in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Runs in flight across all servers.
+    pub global: u64,
+    /// Runs in flight of the run's pipeline.
+    pub pipeline: u64,
+}
+
+/// What claiming a queued run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This server drives it now.
+    Claimed(Box<Run>),
+    /// Another server claimed it first, or it is no longer queued.
+    Gone,
+    /// Every server together runs `global` runs already: nothing more starts now.
+    GlobalLimit,
+    /// Its pipeline runs as many as it may.
+    PipelineLimit,
+}
+
+#[async_trait]
+pub trait ClusterStore: Send + Sync {
+    /// The installation id every server shares (container labels name it): `proposed` when none is stored yet.
+    async fn installation_id(&self, proposed: &str) -> Result<String>;
+    /// Registers a server, or renews its heartbeat (`server.heartbeat`).
+    async fn heartbeat(&self, server: &ServerRecord) -> Result<()>;
+    /// Marks a server gone at once (a clean stop): its runs are adopted without waiting for its lease to run out.
+    async fn leave(&self, server_id: &str) -> Result<()>;
+    /// Every registered server, by id.
+    async fn list_servers(&self) -> Result<Vec<ServerRecord>>;
+    /// Every run in flight that a server drives.
+    async fn list_owned_runs(&self) -> Result<Vec<OwnedRun>>;
+    /// Claims a queued (pending, unowned) run for `server`, within `limits` when given (a run cancelled before it
+    /// started is claimed without them). One claim at a time across all servers, so the limits hold.
+    async fn claim_run(
+        &self,
+        server: &str,
+        namespace_id: &str,
+        pipeline_id: &str,
+        run_id: u64,
+        limits: Option<Limits>,
+    ) -> Result<Claim>;
+    /// Gives `server` the runs in flight of every other server whose last heartbeat is older than `stale_before`
+    /// (epoch milliseconds), and forgets those servers. Returns the runs adopted, oldest first.
+    async fn adopt_runs(&self, server: &str, stale_before: u64) -> Result<Vec<Run>>;
+}
