@@ -62,3 +62,43 @@ pub fn this_server(address: &str, version: &str) -> ServerRecord {
         heartbeat: started,
     }
 }
+
+impl Cluster {
+    /// Whether this server leads: the live server with the smallest id does what must be done once across the
+    /// cluster (judging deployments). A server alone always leads.
+    pub async fn leads(&self) -> bool {
+        let Some(store) = &self.store else { return true };
+        let stale_before =
+            gofer_api::epoch_millis().saturating_sub(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX));
+        match store.list_servers().await {
+            Ok(servers) => {
+                servers.iter().filter(|s| s.heartbeat >= stale_before).map(|s| s.id.as_str()).min()
+                    == Some(self.me.id.as_str())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list the servers; not leading meanwhile");
+                false
+            }
+        }
+    }
+
+    /// Resolves once this server leads, looking at every beat.
+    pub async fn until_leading(&self) {
+        while !self.leads().await {
+            tokio::time::sleep(self.beat_every()).await;
+        }
+    }
+
+    /// Resolves once this server no longer leads, looking at every beat (never for a server alone).
+    pub async fn until_not_leading(&self) {
+        if self.store.is_none() {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(self.beat_every()).await;
+            if !self.leads().await {
+                return;
+            }
+        }
+    }
+}

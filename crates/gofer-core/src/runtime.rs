@@ -151,9 +151,12 @@ impl Runtime {
     pub async fn start(&self) -> Result<()> {
         self.gofer.ensure_default_namespace().await?;
         // Judges deployments from the counts stored so far, then as their runs complete (resumed ones included).
-        self.scopes.deployments.spawn(self.gofer.clone().watch_deployments());
+        self.scopes.deployments.spawn(self.gofer.clone().judge_deployments());
         self.gofer.orchestrator().recover().await?;
         self.gofer.restore_subscriptions().await?;
+        if self.gofer.orchestrator().cluster().store.is_some() {
+            self.scopes.extensions.spawn(self.gofer.clone().keep_subscriptions_in_step());
+        }
         self.scopes.events.spawn(self.events.clone().prune(self.event_retention, PRUNE_EVERY));
         Ok(())
     }

@@ -81,6 +81,14 @@ async fn remove_prefix(objects: &dyn ObjectStore, prefix: &Path) -> io::Result<(
     Ok(())
 }
 
+/// Empties a log's directory and marks it started: a log made again (a server that adopted the run re-reads the
+/// container's output) starts over.
+async fn prepare(objects: &dyn ObjectStore, dir: &Path) -> io::Result<()> {
+    remove_prefix(objects, dir).await?;
+    objects.put(&dir.child("start"), Bytes::new().into()).await.map_err(io_error)?;
+    Ok(())
+}
+
 /// What a log's directory holds now: its segment numbers in order, and whether it ended.
 async fn listing(objects: &dyn ObjectStore, dir: &Path) -> io::Result<(Vec<u64>, bool, bool)> {
     let mut segments = Vec::new();
@@ -108,15 +116,22 @@ async fn listing(objects: &dyn ObjectStore, dir: &Path) -> io::Result<(Vec<u64>,
 impl LogStore for SharedLogStore {
     async fn create(&self, key: &LogKey) -> io::Result<Box<dyn LogSink>> {
         let dir = log_dir(key);
-        // A log made again (a server that adopted the run re-reads the container's output) starts over.
-        remove_prefix(self.objects.as_ref(), &dir).await?;
-        self.objects.put(&dir.child("start"), Bytes::new().into()).await.map_err(io_error)?;
         let local = self.local.create(key).await?;
+        // Emptied and marked started at once, so that other servers follow it from now; if the object store is
+        // away, the uploader tries again at each round.
+        let prepared = match prepare(self.objects.as_ref(), &dir).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(log = %dir, error = %e, "could not start a task log in the object store; retrying");
+                false
+            }
+        };
         let (stop, stopped) = watch::channel(false);
         let uploader = Uploader {
             objects: self.objects.clone(),
             dir,
             file: self.local.path(key),
+            prepared,
             uploaded: 0,
             next: 0,
             every: self.upload_every,
@@ -173,6 +188,9 @@ struct Uploader {
     objects: Arc<dyn ObjectStore>,
     dir: Path,
     file: std::path::PathBuf,
+    /// Whether the log's directory was emptied and marked started ([`prepare`]); an object store that is away
+    /// delays the copy but never fails the task.
+    prepared: bool,
     uploaded: u64,
     next: u64,
     every: Duration,
@@ -202,6 +220,10 @@ impl Uploader {
 
     /// Uploads what the file gained since the last upload.
     async fn upload(&mut self) -> io::Result<()> {
+        if !self.prepared {
+            prepare(self.objects.as_ref(), &self.dir).await?;
+            self.prepared = true;
+        }
         let mut file = tokio::fs::File::open(&self.file).await?;
         let length = file.metadata().await?.len();
         while self.uploaded < length {

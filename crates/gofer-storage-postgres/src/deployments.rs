@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
-use gofer_api::models::{ConfigState, Deployment, DeploymentState, Event, EventKind, PipelineConfig, RunCounts};
+use gofer_api::models::{ConfigState, Deployment, DeploymentState, Event, PipelineConfig, RunCounts};
 use gofer_storage::{DeploymentStore, Error, NewDeployment, NewEvent, Operation, Page, Result};
 
 use crate::codec::{
@@ -157,23 +157,7 @@ impl DeploymentStore for PostgresStorage {
         if live_version(&tx, ns, pipeline).await? != Some(version) {
             set_config_state(&tx, ns, pipeline, version, ConfigState::Candidate).await?;
         }
-        let deployment = Deployment {
-            namespace_id: new.namespace_id.clone(),
-            pipeline_id: new.pipeline_id.clone(),
-            deployment_id,
-            from_version: new.from_version,
-            to_version: version,
-            strategy: new.strategy.clone(),
-            state: DeploymentState::Running,
-            reason: new.message.clone(),
-            started: new.started,
-            ended: 0,
-            stage: 0,
-            stage_started: new.started,
-            initiator: new.initiator.clone(),
-            counts: Vec::new(),
-            timeline: vec![gofer_api::models::DeploymentStep { at: new.started, message: new.message.clone() }],
-        };
+        let (deployment, started) = new.running(deployment_id);
         let sql = format!(
             "INSERT INTO deployments ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 0, $9, $10, $11)",
             Deployment::COLUMNS
@@ -192,15 +176,7 @@ impl DeploymentStore for PostgresStorage {
             &to_json(&deployment.timeline)?,
         ];
         execute(&tx, CONTEXT, &sql, &params).await?;
-        let started = EventKind::DeploymentStarted {
-            namespace_id: deployment.namespace_id.clone(),
-            pipeline_id: deployment.pipeline_id.clone(),
-            deployment_id,
-            from_version: deployment.from_version,
-            to_version: version,
-            strategy: deployment.strategy.name().into(),
-        };
-        let event = append(&tx, NewEvent { emitted: deployment.started, kind: started }).await?;
+        let event = append(&tx, started).await?;
         commit(tx, CONTEXT).await?;
         Ok((deployment, event))
     }

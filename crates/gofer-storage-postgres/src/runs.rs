@@ -1,7 +1,7 @@
 //! Runs and their task executions.
 
 use async_trait::async_trait;
-use gofer_api::models::{Event, EventKind, Run, RunState, RunStatus, TaskExecution};
+use gofer_api::models::{Event, Run, TaskExecution};
 use gofer_storage::{CancelRequest, NewEvent, NewRun, Operation, Page, Result, RunFilter, RunStore};
 
 use crate::cluster::fence;
@@ -29,21 +29,7 @@ impl RunStore for PostgresStorage {
         .await?
         .ok_or_else(|| not_found(format!("pipeline '{}' in namespace '{}'", new.pipeline_id, new.namespace_id)))?;
         let run_id = value(CONTEXT, row.uint(0))?;
-        let run = Run {
-            namespace_id: new.namespace_id,
-            pipeline_id: new.pipeline_id,
-            run_id,
-            version: new.version,
-            state: RunState::Pending,
-            status: RunStatus::Unknown,
-            status_reason: None,
-            created: new.created,
-            started: 0,
-            ended: 0,
-            initiator: new.initiator,
-            variables: new.variables,
-            routing: new.routing,
-        };
+        let (run, queued) = new.pending(run_id);
         let sql = format!(
             "INSERT INTO runs ({}, deployment_id, deployment_stage) \
              VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, 0, 0, $8, $9, $10, $11, $12)",
@@ -64,12 +50,7 @@ impl RunStore for PostgresStorage {
             &run.routing.as_ref().map(|r| i64::from(r.stage)),
         ];
         execute(&tx, CONTEXT, &sql, &params).await?;
-        let queued = EventKind::RunQueued {
-            namespace_id: run.namespace_id.clone(),
-            pipeline_id: run.pipeline_id.clone(),
-            run_id,
-        };
-        let event = append(&tx, NewEvent { emitted: run.created, kind: queued }).await?;
+        let event = append(&tx, queued).await?;
         commit(tx, CONTEXT).await?;
         Ok((run, event))
     }
@@ -256,13 +237,7 @@ impl RunStore for PostgresStorage {
             &[ns, pipeline, &run, &request.task_id, &to_json(&request.reason)?, &int(request.requested)?],
         )
         .await?;
-        let asked = EventKind::RunCancelRequested {
-            namespace_id: ns.clone(),
-            pipeline_id: pipeline.clone(),
-            run_id,
-            task_id: request.task_id.clone(),
-        };
-        let event = append(&tx, NewEvent { emitted: request.requested, kind: asked }).await?;
+        let event = append(&tx, request.event()).await?;
         commit(tx, CONTEXT).await?;
         Ok(event)
     }

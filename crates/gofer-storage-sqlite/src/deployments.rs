@@ -2,7 +2,7 @@
 //! disagree with the runs).
 
 use async_trait::async_trait;
-use gofer_api::models::{ConfigState, Deployment, DeploymentState, Event, EventKind, PipelineConfig, RunCounts};
+use gofer_api::models::{ConfigState, Deployment, DeploymentState, Event, PipelineConfig, RunCounts};
 use gofer_storage::{DeploymentStore, Error, NewDeployment, NewEvent, Page, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -132,23 +132,7 @@ impl DeploymentStore for SqliteStorage {
             if live_version(tx, ns, pipeline)? != Some(version) {
                 set_config_state(tx, ns, pipeline, version, ConfigState::Candidate)?;
             }
-            let deployment = Deployment {
-                namespace_id: new.namespace_id.clone(),
-                pipeline_id: new.pipeline_id.clone(),
-                deployment_id,
-                from_version: new.from_version,
-                to_version: version,
-                strategy: new.strategy.clone(),
-                state: DeploymentState::Running,
-                reason: new.message.clone(),
-                started: new.started,
-                ended: 0,
-                stage: 0,
-                stage_started: new.started,
-                initiator: new.initiator.clone(),
-                counts: Vec::new(),
-                timeline: vec![gofer_api::models::DeploymentStep { at: new.started, message: new.message.clone() }],
-            };
+            let (deployment, started) = new.running(deployment_id);
             tx.execute(
                 &format!(
                     "INSERT INTO deployments ({columns}) \
@@ -170,15 +154,7 @@ impl DeploymentStore for SqliteStorage {
                 ],
             )
             .map_err(|e| backend(CONTEXT, e))?;
-            let started = EventKind::DeploymentStarted {
-                namespace_id: deployment.namespace_id.clone(),
-                pipeline_id: deployment.pipeline_id.clone(),
-                deployment_id,
-                from_version: deployment.from_version,
-                to_version: version,
-                strategy: deployment.strategy.name().into(),
-            };
-            let event = append(tx, NewEvent { emitted: deployment.started, kind: started })?;
+            let event = append(tx, started)?;
             Ok((deployment, event))
         })
         .await

@@ -1,7 +1,7 @@
 //! Runs and their task executions.
 
 use async_trait::async_trait;
-use gofer_api::models::{Event, EventKind, Run, RunState, RunStatus, TaskExecution};
+use gofer_api::models::{Event, Run, TaskExecution};
 use gofer_storage::{CancelRequest, NewEvent, NewRun, Page, Result, RunFilter, RunStore};
 use rusqlite::params;
 
@@ -24,21 +24,7 @@ impl RunStore for SqliteStorage {
                 .map_err(sql_error(CONTEXT, || {
                     format!("pipeline '{}' in namespace '{}'", new.pipeline_id, new.namespace_id)
                 }))?;
-            let run = Run {
-                namespace_id: new.namespace_id,
-                pipeline_id: new.pipeline_id,
-                run_id,
-                version: new.version,
-                state: RunState::Pending,
-                status: RunStatus::Unknown,
-                status_reason: None,
-                created: new.created,
-                started: 0,
-                ended: 0,
-                initiator: new.initiator,
-                variables: new.variables,
-                routing: new.routing,
-            };
+            let (run, queued) = new.pending(run_id);
             tx.execute(
                 &format!(
                     "INSERT INTO runs ({columns}, deployment_id, deployment_stage) \
@@ -61,12 +47,7 @@ impl RunStore for SqliteStorage {
                 ],
             )
             .map_err(|e| backend(CONTEXT, e))?;
-            let queued = EventKind::RunQueued {
-                namespace_id: run.namespace_id.clone(),
-                pipeline_id: run.pipeline_id.clone(),
-                run_id,
-            };
-            let event = append(tx, NewEvent { emitted: run.created, kind: queued })?;
+            let event = append(tx, queued)?;
             Ok((run, event))
         })
         .await
@@ -250,13 +231,7 @@ impl RunStore for SqliteStorage {
                 params![run.0, run.1, run.2, request.task_id, to_json(&request.reason)?, request.requested],
             )
             .map_err(|e| backend(CONTEXT, e))?;
-            let asked = EventKind::RunCancelRequested {
-                namespace_id: run.0.clone(),
-                pipeline_id: run.1.clone(),
-                run_id: run.2,
-                task_id: request.task_id.clone(),
-            };
-            append(tx, NewEvent { emitted: request.requested, kind: asked })
+            append(tx, request.event())
         })
         .await
     }

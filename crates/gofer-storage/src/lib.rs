@@ -85,6 +85,19 @@ pub struct CancelRequest {
     pub requested: u64,
 }
 
+impl CancelRequest {
+    /// Its `run_cancel_requested` event (emitted at `requested`).
+    pub fn event(&self) -> NewEvent {
+        let kind = EventKind::RunCancelRequested {
+            namespace_id: self.namespace_id.clone(),
+            pipeline_id: self.pipeline_id.clone(),
+            run_id: self.run_id,
+            task_id: self.task_id.clone(),
+        };
+        NewEvent { emitted: self.requested, kind }
+    }
+}
+
 /// An event to append with the state change it tells of: both are stored in one transaction, so the event log
 /// never tells of a change that was not stored, nor misses one that was.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +170,34 @@ pub struct NewRun {
     pub routing: Option<Routing>,
 }
 
+impl NewRun {
+    /// The run as stored with `run_id`: pending, not started, and its `run_queued` event (emitted at `created`).
+    pub fn pending(self, run_id: u64) -> (Run, NewEvent) {
+        let run = Run {
+            namespace_id: self.namespace_id,
+            pipeline_id: self.pipeline_id,
+            run_id,
+            version: self.version,
+            state: gofer_api::models::RunState::Pending,
+            status: gofer_api::models::RunStatus::Unknown,
+            status_reason: None,
+            created: self.created,
+            started: 0,
+            ended: 0,
+            initiator: self.initiator,
+            variables: self.variables,
+            routing: self.routing,
+        };
+        let queued = EventKind::RunQueued {
+            namespace_id: run.namespace_id.clone(),
+            pipeline_id: run.pipeline_id.clone(),
+            run_id,
+        };
+        let event = NewEvent { emitted: run.created, kind: queued };
+        (run, event)
+    }
+}
+
 /// A deployment about to be stored; storage allocates its id. It starts `running`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDeployment {
@@ -169,6 +210,39 @@ pub struct NewDeployment {
     pub initiator: Initiator,
     /// The first entry of its timeline.
     pub message: String,
+}
+
+impl NewDeployment {
+    /// The deployment as stored with `deployment_id`: running, at stage 0, its timeline the first message; and its
+    /// `deployment_started` event (emitted at `started`).
+    pub fn running(&self, deployment_id: u64) -> (Deployment, NewEvent) {
+        let deployment = Deployment {
+            namespace_id: self.namespace_id.clone(),
+            pipeline_id: self.pipeline_id.clone(),
+            deployment_id,
+            from_version: self.from_version,
+            to_version: self.to_version,
+            strategy: self.strategy.clone(),
+            state: gofer_api::models::DeploymentState::Running,
+            reason: self.message.clone(),
+            started: self.started,
+            ended: 0,
+            stage: 0,
+            stage_started: self.started,
+            initiator: self.initiator.clone(),
+            counts: Vec::new(),
+            timeline: vec![gofer_api::models::DeploymentStep { at: self.started, message: self.message.clone() }],
+        };
+        let started = EventKind::DeploymentStarted {
+            namespace_id: self.namespace_id.clone(),
+            pipeline_id: self.pipeline_id.clone(),
+            deployment_id,
+            from_version: self.from_version,
+            to_version: self.to_version,
+            strategy: self.strategy.name().into(),
+        };
+        (deployment, NewEvent { emitted: self.started, kind: started })
+    }
 }
 
 /// What registering a config did.

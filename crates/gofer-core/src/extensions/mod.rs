@@ -151,6 +151,11 @@ pub trait Extension: Send + Sync {
         ExternalResponse::new(404, format!("extension '{}' takes no external events", self.id()))
     }
     /// When the extension will next start a run for a subscription (epoch milliseconds), if it knows in advance.
+    /// The subscriptions this extension acts on in this process, with their settings — for extensions that keep
+    /// them here (the timers); `None` for those that keep none here (a container extension keeps its own).
+    fn active(&self) -> Option<Vec<(SubscriptionKey, BTreeMap<String, String>)>> {
+        None
+    }
     fn next_fire(&self, _key: &SubscriptionKey) -> Option<u64> {
         None
     }
@@ -354,6 +359,38 @@ impl Extensions {
                 continue;
             }
             restore_subscriptions(self.storage.as_ref(), ext.as_ref(), &trigger).await?;
+        }
+        Ok(())
+    }
+
+    /// Brings the subscriptions the built-in extensions act on in this process in step with the stored ones: on
+    /// servers sharing their state, a subscription made, changed, switched or deleted through another server
+    /// reaches this one here. Ticks stay once: each is recorded with compare-and-set before its run starts.
+    pub async fn reconcile(&self, trigger: Arc<dyn Trigger>) -> Result<()> {
+        for ext in self.all() {
+            let Some(active) = ext.active() else { continue };
+            let id = ext.id().to_string();
+            let desired: Vec<Subscription> = if self.is_enabled(&id).await? {
+                self.storage.list_extension_subscriptions(&id).await?.into_iter().filter(|s| s.enabled).collect()
+            } else {
+                Vec::new()
+            };
+            let active: std::collections::HashMap<SubscriptionKey, BTreeMap<String, String>> =
+                active.into_iter().collect();
+            for subscription in &desired {
+                let key = SubscriptionKey::of(subscription);
+                if active.get(&key) == Some(&subscription.settings) {
+                    continue;
+                }
+                if let Err(message) = ext.subscribe(subscription.clone(), trigger.clone()).await {
+                    tracing::warn!(%key, %message, "could not take up a subscription made elsewhere");
+                }
+            }
+            for key in active.keys() {
+                if !desired.iter().any(|s| SubscriptionKey::of(s) == *key) {
+                    ext.unsubscribe(key).await;
+                }
+            }
         }
         Ok(())
     }

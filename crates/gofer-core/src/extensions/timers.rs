@@ -25,6 +25,8 @@ struct Timer {
     task: tokio::task::JoinHandle<()>,
     /// The next tick (epoch milliseconds), 0 when there is none.
     next: Arc<AtomicU64>,
+    /// The settings it ticks by.
+    settings: BTreeMap<String, String>,
 }
 
 impl Timer {
@@ -82,7 +84,11 @@ impl Timers {
             }
             shown.store(0, Ordering::Relaxed);
         });
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Timer { stop, task, next: next_at });
+        let settings = subscription.settings.clone();
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, Timer { stop, task, next: next_at, settings });
     }
 
     async fn stop(&self, key: &SubscriptionKey) {
@@ -96,6 +102,12 @@ impl Timers {
     fn next(&self, key: &SubscriptionKey) -> Option<u64> {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.get(key).map(|timer| timer.next.load(Ordering::Relaxed)).filter(|at| *at > 0)
+    }
+
+    /// The subscriptions ticking here, with their settings.
+    fn active(&self) -> Vec<(SubscriptionKey, BTreeMap<String, String>)> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.iter().map(|(key, timer)| (key.clone(), timer.settings.clone())).collect()
     }
 
     /// One line per subscription with its next tick, for `gofer extension debug`.
@@ -211,6 +223,10 @@ impl<S: Schedule> Extension for Timed<S> {
 
     fn next_fire(&self, key: &SubscriptionKey) -> Option<u64> {
         self.timers.next(key)
+    }
+
+    fn active(&self) -> Option<Vec<(SubscriptionKey, BTreeMap<String, String>)>> {
+        Some(self.timers.active())
     }
 
     async fn debug(&self) -> std::result::Result<String, Error> {

@@ -208,25 +208,10 @@ impl Orchestrator {
             )));
         };
         if let Some(task) = task_id {
-            let execution =
-                self.inner.storage.get_task_execution(&key.namespace_id, &key.pipeline_id, key.run_id, task).await?;
-            if execution.is_complete() {
-                return Err(Error::conflict(format!(
-                    "task '{task}' of run {} is already finished ({})",
-                    key.run_id, execution.status
-                )));
-            }
+            self.inner.check_task_running(key, task).await?;
         }
         // Stored (with its event) before it takes effect: whichever process drives the run next honours it.
-        let request = CancelRequest {
-            namespace_id: key.namespace_id.clone(),
-            pipeline_id: key.pipeline_id.clone(),
-            run_id: key.run_id,
-            task_id: task_id.map(str::to_string),
-            reason: why.clone(),
-            requested: epoch_millis(),
-        };
-        self.inner.events.record(|| self.inner.storage.request_cancel(&request)).await?;
+        let request = self.inner.request_cancel(key, task_id, &why).await?;
         let queued = {
             let mut slots = self.inner.slots();
             match slots.queue.iter().position(|q| RunKey::of(&q.run) == *key) {
@@ -275,6 +260,32 @@ impl Orchestrator {
 impl Inner {
     fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Conflict` when the task already finished.
+    async fn check_task_running(&self, key: &RunKey, task: &str) -> Result<()> {
+        let execution = self.storage.get_task_execution(&key.namespace_id, &key.pipeline_id, key.run_id, task).await?;
+        if execution.is_complete() {
+            return Err(Error::conflict(format!(
+                "task '{task}' of run {} is already finished ({})",
+                key.run_id, execution.status
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stores a request to cancel a run (or one task of it) with its event.
+    async fn request_cancel(&self, key: &RunKey, task_id: Option<&str>, why: &StatusReason) -> Result<CancelRequest> {
+        let request = CancelRequest {
+            namespace_id: key.namespace_id.clone(),
+            pipeline_id: key.pipeline_id.clone(),
+            run_id: key.run_id,
+            task_id: task_id.map(str::to_string),
+            reason: why.clone(),
+            requested: epoch_millis(),
+        };
+        self.events.record(|| self.storage.request_cancel(&request)).await?;
+        Ok(request)
     }
 
     /// Drives a run that was in flight when its server stopped (this one before a restart, or another that died):

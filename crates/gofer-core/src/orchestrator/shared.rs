@@ -9,7 +9,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use gofer_api::epoch_millis;
 use gofer_api::models::{EventKind, RunState, RunStatus, StatusReason};
-use gofer_storage::{CancelRequest, Claim, ClusterStore, Limits, Live};
+use gofer_storage::{Claim, ClusterStore, Limits, Live};
 
 use crate::error::{Error, Result};
 
@@ -120,13 +120,25 @@ impl Inner {
                         let mut slots = self.slots();
                         let index = slots.queue.iter().position(|q| RunKey::of(&q.run) == key);
                         let queued = index.and_then(|i| slots.queue.remove(i));
-                        if queued.is_some() {
-                            *slots.running.entry(pipeline.clone()).or_default() += 1;
-                            slots.total += 1;
-                        }
+                        *slots.running.entry(pipeline.clone()).or_default() += 1;
+                        slots.total += 1;
                         queued
                     };
-                    let Some(mut queued) = queued else { continue };
+                    let mut queued = match queued {
+                        Some(queued) => queued,
+                        // Claimed, but no longer in this server's view of the queue: driven all the same.
+                        None => match self.storage.get_config(&run.namespace_id, &run.pipeline_id, run.version).await {
+                            Ok(config) => {
+                                let control = super::RunControl::new();
+                                self.slots().controls.insert(key.clone(), control.clone());
+                                Queued { run: (*run).clone(), config: config.config, control }
+                            }
+                            Err(e) => {
+                                tracing::error!(run = ?key, error = %error_chain(&e), "could not drive a claimed run");
+                                continue;
+                            }
+                        },
+                    };
                     queued.run = *run;
                     // Cancels asked for while it waited (on any server) hold.
                     match self.storage.list_cancel_requests(&key.namespace_id, &key.pipeline_id, key.run_id).await {
@@ -158,13 +170,24 @@ impl Inner {
     /// Beats, adopts the runs of servers that stopped, and looks at the store's queue again (a run queued by a
     /// server that died before announcing it is found here).
     async fn beater(self: Arc<Self>) {
+        // After the database was away, every server's heartbeat looks stale: adoption waits one lease, so that the
+        // others beat again first and nobody takes runs from a server that is alive.
+        let (mut failing, mut adopt_from) = (false, tokio::time::Instant::now());
         loop {
             tokio::time::sleep(self.cluster.beat_every()).await;
             if let Err(e) = self.beat().await {
-                tracing::warn!(error = %error_chain(&e), "could not record this server's heartbeat");
+                if !failing {
+                    tracing::warn!(error = %error_chain(&e), "could not record this server's heartbeat");
+                }
+                failing = true;
                 continue;
             }
-            self.adopt().await;
+            if std::mem::take(&mut failing) {
+                adopt_from = tokio::time::Instant::now() + self.cluster.lease;
+            }
+            if tokio::time::Instant::now() >= adopt_from {
+                self.adopt().await;
+            }
             if let Err(e) = self.queue_pending().await {
                 tracing::warn!(error = %error_chain(&e), "could not read the queue");
             }
@@ -236,25 +259,10 @@ impl Inner {
             )));
         }
         if let Some(task) = task_id {
-            let execution =
-                self.storage.get_task_execution(&key.namespace_id, &key.pipeline_id, key.run_id, task).await?;
-            if execution.is_complete() {
-                return Err(Error::conflict(format!(
-                    "task '{task}' of run {} is already finished ({})",
-                    key.run_id, execution.status
-                )));
-            }
+            self.check_task_running(key, task).await?;
         }
-        let request = CancelRequest {
-            namespace_id: key.namespace_id.clone(),
-            pipeline_id: key.pipeline_id.clone(),
-            run_id: key.run_id,
-            task_id: task_id.map(str::to_string),
-            reason: why.clone(),
-            requested: epoch_millis(),
-        };
         // Stored before it takes effect: the server that drives the run (now, or after adopting it) honours it.
-        self.events.record(|| self.storage.request_cancel(&request)).await?;
+        let request = self.request_cancel(key, task_id, &why).await?;
         if task_id.is_some() || run.state != RunState::Pending {
             if let Some(control) = self.slots().controls.get(key).cloned() {
                 control.apply(&request);

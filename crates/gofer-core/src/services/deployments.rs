@@ -490,7 +490,22 @@ impl Gofer {
 
     /// Judges every running deployment whenever one of its runs completes, when a canary stage's bake ends, and
     /// once at start (for what completed while no server was watching). Runs until its background scope stops.
-    pub async fn watch_deployments(self) {
+    /// Judges deployments on the one server that leads (every server on its own store leads itself); a server
+    /// that stops leading stops judging, the next leader starts from the stored state.
+    pub async fn judge_deployments(self) {
+        let cluster = self.orchestrator.cluster().clone();
+        loop {
+            cluster.until_leading().await;
+            tokio::select! {
+                () = self.clone().watch_deployments() => return,
+                () = cluster.until_not_leading() => {
+                    tracing::info!("this server no longer leads; another judges deployments");
+                }
+            }
+        }
+    }
+
+    async fn watch_deployments(self) {
         // Follow before looking, so nothing that completes in between is missed.
         let mut live = self.events.follow();
         let mut wakes: BTreeMap<DeploymentKey, u64> = BTreeMap::new();

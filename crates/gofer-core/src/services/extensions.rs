@@ -156,6 +156,19 @@ impl Gofer {
         self.extensions.restore(None, Arc::new(self.clone())).await
     }
 
+    /// On servers sharing their state: takes up, at every beat, the subscriptions made, changed or removed through
+    /// the other servers, so that each server's timers tick for every subscription (and, a tick being recorded
+    /// with compare-and-set, one of them starts each tick's run).
+    pub async fn keep_subscriptions_in_step(self) {
+        let every = self.orchestrator.cluster().beat_every();
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = self.extensions.reconcile(Arc::new(self.clone())).await {
+                tracing::warn!(error = %e, "could not bring this server's subscriptions in step with the stored ones");
+            }
+        }
+    }
+
     pub async fn shutdown_extensions(&self) {
         self.extensions.shutdown().await;
     }

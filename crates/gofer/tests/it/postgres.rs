@@ -194,14 +194,23 @@ fn a_hundred_runs_started_round_robin_complete_once_each_within_the_limits_of_al
 #[test]
 fn an_interval_subscription_fires_once_per_tick_whatever_the_number_of_servers() {
     let database = TestServer::start();
-    let cluster = cluster(&database, 3, &[("GOFER_EXTENSIONS__INTERVAL__MIN_INTERVAL", "1s")]);
+    let mut cluster = cluster(&database, 3, &[("GOFER_EXTENSIONS__INTERVAL__MIN_INTERVAL", "1s")]);
     let first = &cluster.servers[0];
     first.register(script_pipeline("ticking", "true"));
+    // Made through the first server; the others take it up at their next beat.
     first.cli_ok(&["pipeline", "subscribe", "ticking", "interval", "every-2s", "-s", "every=2s"]);
     let began = std::time::Instant::now();
-    wait_for("six ticks", Duration::from_secs(60), || (crate::harness::run_count(first, "ticking") >= 6).then_some(()));
+    wait_for("three ticks", Duration::from_secs(60), || {
+        (crate::harness::run_count(first, "ticking") >= 3).then_some(())
+    });
+    // The server the subscription was made on dies: the others go on ticking.
+    cluster.servers[0].crash();
+    let second = &cluster.servers[1];
+    wait_for("three more ticks", Duration::from_secs(60), || {
+        (crate::harness::run_count(second, "ticking") >= 6).then_some(())
+    });
     let elapsed = began.elapsed().as_secs_f64();
-    let runs = first.cli_json(&["run", "list", "ticking", "--limit", "1000"]);
+    let runs = second.cli_json(&["run", "list", "ticking", "--limit", "1000"]);
     let mut created: Vec<u64> = runs.as_array().unwrap().iter().map(|r| r["created"].as_u64().unwrap()).collect();
     created.sort_unstable();
     // Three servers each run the timer; one run per tick means runs about two seconds apart, never a burst.
@@ -233,4 +242,53 @@ fn a_run_is_followed_and_cancelled_from_a_server_that_does_not_drive_it() {
     let done = other.wait_run("endless", run);
     assert_eq!(done["status"], "cancelled", "{done:#}");
     assert_eq!(other.tasks("endless", run)["main"]["status"], "cancelled");
+}
+
+#[test]
+fn a_canary_is_judged_once_across_the_servers_and_the_next_leader_takes_over() {
+    let database = TestServer::start();
+    let mut cluster = cluster(&database, 2, &[]);
+    let first = &cluster.servers[0];
+    first.register(script_pipeline("svc", "echo version $GOFER_PIPELINE_VERSION"));
+    let v2 = json!({ "id": "svc", "name": "svc", "tasks": [
+        { "id": "main", "image": "busybox:latest", "command": ["sh", "-c", "echo two; exit 0"] }
+    ]});
+    let path = "/api/namespaces/default/pipelines/svc/configs";
+    let (status, body) = api(first, "POST", path, Some(&json!({ "config": v2 })));
+    assert!(status == 201 || status == 200, "{body}");
+    let started = first.cli_json(&[
+        "pipeline",
+        "config",
+        "deploy",
+        "svc",
+        "2",
+        "--strategy",
+        "canary",
+        "--weight",
+        "100",
+        "--min-runs",
+        "2",
+    ]);
+    assert_eq!(started["state"], "running", "{started}");
+    // The leader (the smallest id) judges; kill it before the canary has its runs, so the other must take over.
+    let mut ids: Vec<(String, usize)> = cluster.servers.iter().enumerate().map(|(i, s)| (id_of(s), i)).collect();
+    ids.sort();
+    let (leader, follower) = (ids[0].1, ids[1].1);
+    cluster.servers[leader].crash();
+    let survivor = &cluster.servers[follower];
+    for _ in 0..2 {
+        let run = survivor.start_run("svc", &[]);
+        assert_eq!(survivor.wait_run("svc", run)["status"], "successful");
+    }
+    let ended = wait_for("the canary to be promoted", Duration::from_secs(60), || {
+        let d = survivor.cli_json(&["deployment", "get", "svc", "2"]);
+        (d["state"] != "running").then_some(d)
+    });
+    assert_eq!(ended["state"], "promoted", "{ended:#}");
+    let events = survivor.cli_ok(&["event", "list", "--output", "json"]);
+    let ended_events = events
+        .lines()
+        .filter(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"]["type"] == "deployment_ended")
+        .count();
+    assert_eq!(ended_events, 2, "the immediate deploy of version 1 and the canary ended once each");
 }
