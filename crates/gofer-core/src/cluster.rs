@@ -16,12 +16,15 @@ pub struct Cluster {
     pub store: Option<Arc<dyn ClusterStore>>,
     /// How long a server may miss heartbeats before its runs are adopted by another.
     pub lease: Duration,
+    /// When this server joined: it leads no sooner than a lease later, by which time the server that led before
+    /// has seen it and stopped leading.
+    pub joined: std::time::Instant,
 }
 
 impl Cluster {
     /// A server alone (SQLite, a local run).
     pub fn alone(me: ServerRecord) -> Self {
-        Self { me, store: None, lease: Duration::from_secs(15) }
+        Self { me, store: None, lease: Duration::from_secs(15), joined: std::time::Instant::now() }
     }
 
     /// How often a server beats, adopts, and looks again at the queue: three beats per lease, so one lost beat
@@ -68,10 +71,12 @@ impl Cluster {
     /// cluster (judging deployments). A server alone always leads.
     pub async fn leads(&self) -> bool {
         let Some(store) = &self.store else { return true };
-        let stale_before =
-            gofer_api::epoch_millis().saturating_sub(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX));
-        match store.list_servers().await {
-            Ok(servers) => {
+        if self.joined.elapsed() < self.lease {
+            return false;
+        }
+        let listed = async { Ok::<_, gofer_storage::Error>((self.stale_before().await?, store.list_servers().await?)) };
+        match listed.await {
+            Ok((stale_before, servers)) => {
                 servers.iter().filter(|s| s.heartbeat >= stale_before).map(|s| s.id.as_str()).min()
                     == Some(self.me.id.as_str())
             }
@@ -80,6 +85,14 @@ impl Cluster {
                 false
             }
         }
+    }
+
+    /// The store's time before which a heartbeat is stale (its clock, not this server's). Zero for a server
+    /// alone.
+    pub async fn stale_before(&self) -> gofer_storage::Result<u64> {
+        let Some(store) = &self.store else { return Ok(0) };
+        let lease = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        Ok(store.now().await?.saturating_sub(lease))
     }
 
     /// Resolves once this server leads, looking at every beat.

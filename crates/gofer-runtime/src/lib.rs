@@ -194,6 +194,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
                 me,
                 store: Some(shared),
                 lease: Duration::from_secs(config.storage.lease_seconds),
+                joined: std::time::Instant::now(),
             };
             let storage: Arc<dyn gofer_storage::Storage> = Arc::new(postgres);
             let bus: Arc<dyn gofer_storage::EventBus> = Arc::new(bus);

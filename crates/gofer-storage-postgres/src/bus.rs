@@ -25,6 +25,10 @@ use crate::events::CHANNEL;
 /// How many events the listener reads from storage per query when it catches up.
 const BATCH: u64 = 500;
 
+/// How long the listener waits for a notification before it asks the database itself: a probe of its connection,
+/// and a catch-up on whatever was stored without a notification reaching it.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+
 /// The bus of the servers sharing one PostgreSQL database. Dropping it stops its listener.
 pub struct PostgresBus {
     shared: Arc<Shared>,
@@ -175,8 +179,17 @@ async fn listen_once(
     *pause = Duration::from_millis(100);
     shared.listening.send_replace(true);
     loop {
-        let Some(first) = notifications.recv().await else {
-            return "the listening connection closed".into();
+        let first = match tokio::time::timeout(PROBE_EVERY, notifications.recv()).await {
+            Ok(Some(first)) => first,
+            Ok(None) => return "the listening connection closed".into(),
+            Err(_) => {
+                // Quiet for a while: is the connection still there, and did anything pass by unannounced?
+                match tokio::time::timeout(PROBE_EVERY, client.query_one("SELECT last FROM event_counter", &[])).await {
+                    Ok(Ok(row)) => Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)),
+                    Ok(Err(e)) => return Box::new(e),
+                    Err(_) => return "the listening connection stopped answering".into(),
+                }
+            }
         };
         let mut newest = match first {
             Ok(id) => id,

@@ -13,6 +13,10 @@ use crate::{PostgresStorage, commit, not_found};
 /// hold until they commit ("claim" in ASCII).
 const CLAIM_LOCK: i64 = 0x0063_6c61_696d;
 
+/// The database's clock in epoch milliseconds (`clock_timestamp`: the time of the statement, not of the
+/// transaction's start).
+const NOW: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::BIGINT";
+
 /// Refuses the write of a server that no longer owns the run (another adopted it), and keeps the owner from changing
 /// until the write commits. Nothing to check for a storage that is not a server's, or a run still queued.
 pub(crate) async fn fence(
@@ -77,28 +81,27 @@ impl ClusterStore for PostgresStorage {
         value(CONTEXT, row.text(0))
     }
 
+    async fn now(&self) -> Result<u64> {
+        const CONTEXT: &str = "read the database's clock";
+        let session = self.session(Operation::Read, CONTEXT).await?;
+        let row = first(session.client(), CONTEXT, &format!("SELECT {NOW}"), &[])
+            .await?
+            .ok_or_else(|| crate::codec_error(CONTEXT, "no row"))?;
+        value(CONTEXT, row.uint(0))
+    }
+
     async fn heartbeat(&self, server: &ServerRecord) -> Result<()> {
         const CONTEXT: &str = "record a heartbeat";
         let session = self.session(Operation::Write, CONTEXT).await?;
         let sql = format!(
-            "INSERT INTO servers ({}) VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO servers ({}) VALUES ($1, $2, $3, $4, $5, {NOW}) \
              ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
             ServerRecord::COLUMNS
         );
-        execute(
-            session.client(),
-            CONTEXT,
-            &sql,
-            &[
-                &server.id,
-                &server.hostname,
-                &server.address,
-                &server.version,
-                &int(server.started)?,
-                &int(server.heartbeat)?,
-            ],
-        )
-        .await?;
+        let started = int(server.started)?;
+        let params: [crate::codec::Param<'_>; 5] =
+            [&server.id, &server.hostname, &server.address, &server.version, &started];
+        execute(session.client(), CONTEXT, &sql, &params).await?;
         Ok(())
     }
 
@@ -204,12 +207,14 @@ impl ClusterStore for PostgresStorage {
         let tx = session.begin(CONTEXT).await?;
         execute(&tx, CONTEXT, "SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK]).await?;
         let stale = int(stale_before)?;
-        // Runs whose owner is not a live server: it stopped beating, or it is gone from the table.
+        // Runs whose owner is not a live server (it stopped beating, or it is gone from the table), and runs in
+        // flight with no owner at all (left by a Gofer from before servers shared their state).
         let adopted = rows(
             &tx,
             CONTEXT,
-            "UPDATE runs SET owner = $1 WHERE owner IS NOT NULL AND owner <> $1 AND state <> 'complete' \
-             AND owner NOT IN (SELECT id FROM servers WHERE heartbeat >= $2) \
+            "UPDATE runs SET owner = $1 WHERE state <> 'complete' AND ( \
+                 (owner IS NULL AND state <> 'pending') \
+                 OR (owner <> $1 AND owner NOT IN (SELECT id FROM servers WHERE heartbeat >= $2))) \
              RETURNING namespace_id, pipeline_id, run_id",
             &[&server, &stale],
         )

@@ -103,6 +103,13 @@ impl PostgresStorage {
         if config.get_application_name().is_none() {
             config.application_name("gofer");
         }
+        // A connection whose peer vanished (a failover, a dropped NAT entry) fails within seconds instead of
+        // hanging a call, or the event listener, for the system's TCP timeout (minutes to hours).
+        config
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3);
+        config.tcp_user_timeout(Duration::from_secs(30));
         let manager =
             Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)

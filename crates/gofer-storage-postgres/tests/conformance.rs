@@ -232,3 +232,61 @@ async fn servers_writing_at_once_take_turns_where_they_decide_on_the_same_rows()
         assert_eq!(recorded, 1, "tick {tick} was recorded once");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_lost_a_run_to_another_can_record_nothing_more_of_it() {
+    use gofer_api::config::{Pipeline as Config, Task};
+    use gofer_api::models::{Initiator, RunState};
+    use gofer_storage::{Claim, ClusterStore, Error, Limits, NewRun, PipelineStore, RunStore, ServerRecord};
+
+    let server = TestServer::start();
+    let url = server.create_database("fenced").await;
+    let a = PostgresStorage::connect(&url, 2).await.unwrap().as_server("a");
+    let b = PostgresStorage::connect(&url, 2).await.unwrap().as_server("b");
+    a.create_namespace(&namespace("ns")).await.unwrap();
+    a.register_config("ns", &Config::new("p", "P").tasks(vec![Task::new("t", "busybox")]), "h", 1).await.unwrap();
+    let new = NewRun {
+        namespace_id: "ns".into(),
+        pipeline_id: "p".into(),
+        version: 1,
+        created: 1,
+        initiator: Initiator { kind: "user".into(), name: "t".into() },
+        variables: Vec::new(),
+        routing: None,
+    };
+    let (run, _) = a.insert_run(new).await.unwrap();
+    let record = |id: &str| ServerRecord {
+        id: id.into(),
+        hostname: "h".into(),
+        address: "x".into(),
+        version: "v".into(),
+        started: 1,
+        heartbeat: 0,
+    };
+    a.heartbeat(&record("a")).await.unwrap();
+    b.heartbeat(&record("b")).await.unwrap();
+    let limits = Some(Limits { global: 10, pipeline: 10 });
+    let claimed = a.claim_run("a", "ns", "p", run.run_id, limits).await.unwrap();
+    let Claim::Claimed(claimed) = claimed else { panic!("{claimed:?}") };
+    assert_eq!(b.claim_run("b", "ns", "p", run.run_id, limits).await.unwrap(), Claim::Gone, "claimed once");
+    let running = gofer_api::models::Run { state: RunState::Running, started: 2, ..*claimed };
+    let told = NewEvent { emitted: 2, kind: EventKind::MaintenanceChanged { maintenance: false } };
+    a.update_run(&running, &told).await.unwrap();
+
+    // A's heartbeat goes stale (b's clock says so): b adopts the run.
+    let now = b.now().await.unwrap();
+    assert!(b.adopt_runs("b", now.saturating_sub(60_000)).await.unwrap().is_empty(), "a is alive: nothing adopted");
+    let adopted = b.adopt_runs("b", now + 1).await.unwrap();
+    assert_eq!(adopted.iter().map(|r| r.run_id).collect::<Vec<_>>(), [run.run_id]);
+    let refused = a.update_run(&running, &told).await.unwrap_err();
+    assert!(matches!(&refused, Error::Conflict { message } if message.contains("driven by server b")), "{refused:?}");
+    let events_before = gofer_storage::EventStore::latest_event_id(&b).await.unwrap();
+    b.update_run(&running, &told).await.unwrap();
+    assert_eq!(
+        gofer_storage::EventStore::latest_event_id(&b).await.unwrap(),
+        events_before + 1,
+        "b records, a did not"
+    );
+    let owned = b.list_owned_runs().await.unwrap();
+    assert_eq!(owned.iter().map(|r| r.owner.as_str()).collect::<Vec<_>>(), ["b"]);
+}

@@ -61,7 +61,10 @@ pub enum Claim {
 pub trait ClusterStore: Send + Sync {
     /// The installation id every server shares (container labels name it): `proposed` when none is stored yet.
     async fn installation_id(&self, proposed: &str) -> Result<String>;
-    /// Registers a server, or renews its heartbeat (`server.heartbeat`).
+    /// The store's clock (epoch milliseconds): heartbeats are written and judged by it alone, so the servers' own
+    /// clocks may disagree.
+    async fn now(&self) -> Result<u64>;
+    /// Registers a server, or renews its heartbeat (at the store's clock; `server.heartbeat` is ignored).
     async fn heartbeat(&self, server: &ServerRecord) -> Result<()>;
     /// Marks a server gone at once (a clean stop): its runs are adopted without waiting for its lease to run out.
     async fn leave(&self, server_id: &str) -> Result<()>;
@@ -80,6 +83,6 @@ pub trait ClusterStore: Send + Sync {
         limits: Option<Limits>,
     ) -> Result<Claim>;
     /// Gives `server` the runs in flight of every other server whose last heartbeat is older than `stale_before`
-    /// (epoch milliseconds), and forgets those servers. Returns the runs adopted, oldest first.
+    /// (epoch milliseconds at the store's clock), and forgets those servers. Returns the runs adopted, oldest first.
     async fn adopt_runs(&self, server: &str, stale_before: u64) -> Result<Vec<Run>>;
 }

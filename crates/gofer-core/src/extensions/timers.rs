@@ -85,10 +85,12 @@ impl Timers {
             shown.store(0, Ordering::Relaxed);
         });
         let settings = subscription.settings.clone();
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, Timer { stop, task, next: next_at, settings });
+        let timer = Timer { stop, task, next: next_at, settings };
+        // Two starts of one subscription at once (an API call and a reconcile): the one replaced is stopped too.
+        let replaced = self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(key, timer);
+        if let Some(replaced) = replaced {
+            replaced.stop().await;
+        }
     }
 
     async fn stop(&self, key: &SubscriptionKey) {

@@ -100,6 +100,8 @@ struct Inner {
     cluster: Cluster,
     /// Wakes the admitter of a server that shares its queue (`shared.rs`).
     admit_wake: tokio::sync::Notify,
+    /// How this server's heartbeats go (`shared.rs`).
+    beats: Mutex<shared::Beats>,
 }
 
 /// What the orchestrator works with.
@@ -133,6 +135,7 @@ impl Orchestrator {
                 metrics,
                 cluster,
                 admit_wake: tokio::sync::Notify::new(),
+                beats: Mutex::default(),
             }),
         }
     }
@@ -294,16 +297,24 @@ impl Inner {
         let config = self.storage.get_config(&run.namespace_id, &run.pipeline_id, run.version).await?.config;
         tracing::info!(pipeline = %run.pipeline_id, run = run.run_id, "resuming a run left in flight");
         let control = RunControl::new();
-        for request in self.storage.list_cancel_requests(&run.namespace_id, &run.pipeline_id, run.run_id).await? {
-            control.apply(&request);
-        }
+        // The control is in place before the cancels are read: one asked for in between reaches it either way.
         {
             let mut slots = self.slots();
-            slots.controls.insert(RunKey::of(&run), control.clone());
+            if let Some(earlier) = slots.controls.insert(RunKey::of(&run), control.clone()) {
+                // A driver of an earlier ownership of this run is let go.
+                earlier.lost.cancel();
+            }
             *slots.running.entry((run.namespace_id.clone(), run.pipeline_id.clone())).or_default() += 1;
             slots.total += 1;
         }
-        self.spawn_driver(Queued { run, config, control }, true);
+        let requests = self.storage.list_cancel_requests(&run.namespace_id, &run.pipeline_id, run.run_id).await;
+        match requests {
+            Ok(requests) => requests.iter().for_each(|r| control.apply(r)),
+            Err(e) => tracing::warn!(run = run.run_id, error = %e, "could not read a resumed run's cancels"),
+        }
+        // A run claimed but not started when its server stopped starts now.
+        let resume = run.state != RunState::Pending;
+        self.spawn_driver(Queued { run, config, control }, resume);
         Ok(())
     }
 }

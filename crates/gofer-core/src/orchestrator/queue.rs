@@ -12,13 +12,21 @@ use super::{Inner, RunKey, error_chain, reason};
 /// Cancellation of one run and its tasks, with the reason given first.
 pub(super) struct RunControl {
     pub(super) cancel: CancellationToken,
+    /// Cancelled when another server took the run over: its driver here is dropped where it is, touching none of
+    /// its containers and recording nothing more.
+    pub(super) lost: CancellationToken,
     pub(super) reason: Mutex<Option<StatusReason>>,
     pub(super) tasks: Mutex<HashMap<String, (CancellationToken, Option<StatusReason>)>>,
 }
 
 impl RunControl {
     pub(super) fn new() -> Arc<Self> {
-        Arc::new(Self { cancel: CancellationToken::new(), reason: Mutex::default(), tasks: Mutex::default() })
+        Arc::new(Self {
+            cancel: CancellationToken::new(),
+            lost: CancellationToken::new(),
+            reason: Mutex::default(),
+            tasks: Mutex::default(),
+        })
     }
 
     pub(super) fn cancel(&self, why: StatusReason) {
@@ -132,12 +140,21 @@ impl Inner {
         self.background.spawn(
             async move {
                 let key = RunKey::of(&queued.run);
-                if let Err(e) = inner.clone().drive(queued, resume).await {
-                    tracing::error!(run = ?key, error = %error_chain(&e), "run could not be driven to completion");
+                let control = queued.control.clone();
+                tokio::select! {
+                    driven = inner.clone().drive(queued, resume) => if let Err(e) = driven {
+                        tracing::error!(run = ?key, error = %error_chain(&e), "run could not be driven to completion");
+                    },
+                    () = control.lost.cancelled() => {
+                        tracing::warn!(run = ?key, "another server drives this run now; this one lets it go");
+                    }
                 }
                 {
                     let mut slots = inner.slots();
-                    slots.controls.remove(&key);
+                    // Only its own entry: the run may be driven again here already (adopted back).
+                    if slots.controls.get(&key).is_some_and(|c| Arc::ptr_eq(c, &control)) {
+                        slots.controls.remove(&key);
+                    }
                     let pipeline = (key.namespace_id.clone(), key.pipeline_id.clone());
                     if let Some(count) = slots.running.get_mut(&pipeline) {
                         *count = count.saturating_sub(1);

@@ -9,7 +9,7 @@ use gofer_storage::NewEvent;
 
 use crate::error::Result;
 
-use super::{Inner, error_chain};
+use super::{Inner, RunKey, error_chain};
 
 /// The first wait before storing a run's progress again, doubling up to the most.
 const PERSIST_FIRST_DELAY: Duration = Duration::from_millis(100);
@@ -72,26 +72,45 @@ impl Inner {
             Ok(_) => true,
             Err(e) => {
                 tracing::error!(task = %execution.task_id, error = %e, "could not record task progress");
-                !matches!(e, crate::error::Error::Conflict { .. })
+                !self.lost_if_refused(&e, &key_of(execution))
             }
         }
+    }
+
+    /// When storage refused a write because another server owns the run now: lets the run go here (its driver is
+    /// dropped) and says so.
+    fn lost_if_refused(&self, error: &crate::error::Error, key: &RunKey) -> bool {
+        if !matches!(error, crate::error::Error::Conflict { .. }) {
+            return false;
+        }
+        if let Some(control) = self.slots().controls.get(key) {
+            control.lost.cancel();
+        }
+        true
     }
 
     /// Stores a new task execution with its event.
     pub(super) async fn insert_task(&self, execution: &TaskExecution) -> Result<()> {
         let event = task_changed(execution);
-        self.persist("store a task execution", || {
-            self.events.record(|| self.storage.insert_task_execution(execution, &event))
-        })
-        .await?;
-        Ok(())
+        let stored = self
+            .persist("store a task execution", || {
+                self.events.record(|| self.storage.insert_task_execution(execution, &event))
+            })
+            .await;
+        if let Err(e) = &stored {
+            self.lost_if_refused(e, &key_of(execution));
+        }
+        stored.map(drop)
     }
 
     /// Stores a run's state, times and outcome with `kind`, the event telling of it.
     pub(super) async fn save_run(&self, what: &str, run: &Run, kind: EventKind) -> Result<()> {
         let event = NewEvent { emitted: epoch_millis(), kind };
-        self.persist(what, || self.events.record(|| self.storage.update_run(run, &event))).await?;
-        Ok(())
+        let stored = self.persist(what, || self.events.record(|| self.storage.update_run(run, &event))).await;
+        if let Err(e) = &stored {
+            self.lost_if_refused(e, &RunKey::of(run));
+        }
+        stored.map(drop)
     }
 
     /// Records a task's end; false when the run is another server's now (see [`Inner::save_task`]).
@@ -110,6 +129,14 @@ impl Inner {
         let kept = self.save_task(execution).await;
         self.metrics.task_completed(execution);
         kept
+    }
+}
+
+fn key_of(execution: &TaskExecution) -> RunKey {
+    RunKey {
+        namespace_id: execution.namespace_id.clone(),
+        pipeline_id: execution.pipeline_id.clone(),
+        run_id: execution.run_id,
     }
 }
 

@@ -16,6 +16,14 @@ use crate::error::{Error, Result};
 use super::queue::Queued;
 use super::{Inner, RunKey, error_chain};
 
+/// How this server's heartbeats go: the caretaker adopts nothing while they fail, nor for a lease after the
+/// store came back (every server's heartbeat looks stale then, until each has beaten again).
+#[derive(Default)]
+pub(super) struct Beats {
+    failing: bool,
+    adopt_from: Option<tokio::time::Instant>,
+}
+
 impl Inner {
     fn shared_store(&self) -> &Arc<dyn ClusterStore> {
         // Only called on servers built with a shared store.
@@ -31,6 +39,7 @@ impl Inner {
         self.sweep_leftover_containers().await;
         self.background.spawn(self.clone().admitter());
         self.background.spawn(self.clone().beater());
+        self.background.spawn(self.clone().caretaker());
         self.background.spawn(self.clone().watcher());
         self.admit_wake.notify_one();
         Ok(())
@@ -68,8 +77,11 @@ impl Inner {
 
     /// Takes over the runs of servers whose heartbeat is older than the lease, and drives them on.
     async fn adopt(self: &Arc<Self>) {
-        let stale_before = epoch_millis().saturating_sub(u64::try_from(self.cluster.lease.as_millis()).unwrap_or(0));
-        let adopted = match self.shared_store().adopt_runs(&self.cluster.me.id, stale_before).await {
+        let adopted = match self.cluster.stale_before().await {
+            Ok(stale_before) => self.shared_store().adopt_runs(&self.cluster.me.id, stale_before).await,
+            Err(e) => Err(e),
+        };
+        let adopted = match adopted {
             Ok(adopted) => adopted,
             Err(e) => return tracing::warn!(error = %error_chain(&e), "could not look for runs of stopped servers"),
         };
@@ -167,32 +179,82 @@ impl Inner {
         }
     }
 
-    /// Beats, adopts the runs of servers that stopped, and looks at the store's queue again (a run queued by a
-    /// server that died before announcing it is found here).
+    /// Beats, on a task of its own so that nothing slow delays a beat.
     async fn beater(self: Arc<Self>) {
-        // After the database was away, every server's heartbeat looks stale: adoption waits one lease, so that the
-        // others beat again first and nobody takes runs from a server that is alive.
-        let (mut failing, mut adopt_from) = (false, tokio::time::Instant::now());
         loop {
             tokio::time::sleep(self.cluster.beat_every()).await;
-            if let Err(e) = self.beat().await {
-                if !failing {
-                    tracing::warn!(error = %error_chain(&e), "could not record this server's heartbeat");
+            let beaten = self.beat().await;
+            let mut beats = self.beats.lock().unwrap_or_else(|p| p.into_inner());
+            match beaten {
+                Ok(()) if beats.failing => {
+                    beats.failing = false;
+                    beats.adopt_from = Some(tokio::time::Instant::now() + self.cluster.lease);
                 }
-                failing = true;
-                continue;
+                Ok(()) => {}
+                Err(e) => {
+                    if !beats.failing {
+                        tracing::warn!(error = %error_chain(&e), "could not record this server's heartbeat");
+                    }
+                    beats.failing = true;
+                }
             }
-            if std::mem::take(&mut failing) {
-                adopt_from = tokio::time::Instant::now() + self.cluster.lease;
-            }
-            if tokio::time::Instant::now() >= adopt_from {
+        }
+    }
+
+    /// At every beat: adopts the runs of servers that stopped, lets go of runs another server took over, drives
+    /// again a run this server owns but no longer drives (a failure after its claim or adoption), and looks at
+    /// the store's queue again (a run queued by a server that died before announcing it is found here).
+    async fn caretaker(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.cluster.beat_every()).await;
+            let may_adopt = {
+                let beats = self.beats.lock().unwrap_or_else(|p| p.into_inner());
+                !beats.failing && beats.adopt_from.is_none_or(|from| tokio::time::Instant::now() >= from)
+            };
+            if may_adopt {
                 self.adopt().await;
+            }
+            if let Err(e) = self.check_ownership().await {
+                tracing::warn!(error = %error_chain(&e), "could not check which runs this server owns");
             }
             if let Err(e) = self.queue_pending().await {
                 tracing::warn!(error = %error_chain(&e), "could not read the queue");
             }
             self.admit_wake.notify_one();
         }
+    }
+
+    /// Holds the runs this server drives to what the store says it owns.
+    async fn check_ownership(self: &Arc<Self>) -> Result<()> {
+        let owned = self.shared_store().list_owned_runs().await?;
+        let me = self.cluster.me.id.as_str();
+        for run in &owned {
+            let key = RunKey {
+                namespace_id: run.namespace_id.clone(),
+                pipeline_id: run.pipeline_id.clone(),
+                run_id: run.run_id,
+            };
+            let control = self.slots().controls.get(&key).cloned();
+            match control {
+                // Another server claimed it (this one still had it queued), or took it over while this one was
+                // away (its driver here lets it go).
+                Some(control) if run.owner != me => {
+                    let queued = self.slots().queue.iter().any(|q| RunKey::of(&q.run) == key);
+                    if queued { self.forget_queued(&key) } else { control.lost.cancel() }
+                }
+                Some(_) => {}
+                None if run.owner == me => {
+                    // Read again: the run may have ended since the list was read.
+                    let current = self.storage.get_run(&key.namespace_id, &key.pipeline_id, key.run_id).await?;
+                    if current.state != RunState::Complete && !self.slots().controls.contains_key(&key) {
+                        tracing::warn!(run = ?key, "this server owns a run it does not drive; driving it again");
+                        self.resume(current).await?;
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(())
     }
 
     /// Follows the events of every server: runs queued elsewhere join this server's view of the queue, runs
@@ -203,6 +265,15 @@ impl Inner {
             let kind = match item {
                 Live::Event(event) => event.kind,
                 Live::Lagged => {
+                    // Missed events may have been cancels: every run held here reads its requests again.
+                    let held: Vec<(RunKey, Arc<super::RunControl>)> =
+                        self.slots().controls.iter().map(|(k, c)| (k.clone(), c.clone())).collect();
+                    for (key, control) in held {
+                        match self.storage.list_cancel_requests(&key.namespace_id, &key.pipeline_id, key.run_id).await {
+                            Ok(requests) => requests.iter().for_each(|r| control.apply(r)),
+                            Err(e) => tracing::warn!(run = ?key, error = %e, "could not read a run's cancels"),
+                        }
+                    }
                     if let Err(e) = self.queue_pending().await {
                         tracing::warn!(error = %error_chain(&e), "could not read the queue");
                     }

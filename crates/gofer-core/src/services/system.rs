@@ -26,8 +26,9 @@ impl Gofer {
     pub async fn servers(&self) -> Result<gofer_api::requests::ListServersResponse> {
         use gofer_api::models::{Server, ServerRun};
         let cluster = self.orchestrator.cluster();
-        let lease_ms = u64::try_from(cluster.lease.as_millis()).unwrap_or(u64::MAX);
         let now = gofer_api::epoch_millis();
+        // Judged by the store's clock, as the servers judge each other.
+        let stale_before = cluster.stale_before().await?;
         let as_server = |record: &gofer_storage::ServerRecord, runs: Vec<ServerRun>| Server {
             id: record.id.clone(),
             hostname: record.hostname.clone(),
@@ -36,7 +37,7 @@ impl Gofer {
             started: record.started,
             heartbeat: record.heartbeat,
             this: record.id == cluster.me.id,
-            alive: now.saturating_sub(record.heartbeat) <= lease_ms,
+            alive: record.heartbeat >= stale_before,
             runs,
         };
         let servers = match &cluster.store {
