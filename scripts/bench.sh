@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-docker.sh
+# --storage starts a throwaway PostgreSQL (initdb/pg_ctl).
+if [[ " $* " == *" --storage "* ]]; then bash scripts/ensure-postgres.sh; fi
 command -v wrk >/dev/null 2>&1 || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || true; }
 cargo build -j2 --release -q -p gofer -p gofer-bench
 exec target/release/gofer-bench "$@"
