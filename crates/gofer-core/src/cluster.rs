@@ -70,20 +70,25 @@ impl Cluster {
     /// Whether this server leads: the live server with the smallest id does what must be done once across the
     /// cluster (judging deployments). A server alone always leads.
     pub async fn leads(&self) -> bool {
-        let Some(store) = &self.store else { return true };
-        if self.joined.elapsed() < self.lease {
-            return false;
-        }
-        let listed = async { Ok::<_, gofer_storage::Error>((self.stale_before().await?, store.list_servers().await?)) };
-        match listed.await {
-            Ok((stale_before, servers)) => {
-                servers.iter().filter(|s| s.heartbeat >= stale_before).map(|s| s.id.as_str()).min()
-                    == Some(self.me.id.as_str())
-            }
+        match self.leader().await {
+            Ok(leader) => leader.as_deref() == Some(self.me.id.as_str()),
             Err(e) => {
                 tracing::warn!(error = %e, "could not list the servers; not leading meanwhile");
                 false
             }
+        }
+    }
+
+    /// The leading server's id (see [`Cluster::leads`]), as the store says now; `None` when no server may lead
+    /// yet. Errors are the store's: a caller should change nothing on them.
+    pub async fn leader(&self) -> gofer_storage::Result<Option<String>> {
+        let Some(store) = &self.store else { return Ok(Some(self.me.id.clone())) };
+        let stale_before = self.stale_before().await?;
+        let servers = store.list_servers().await?;
+        let leader = servers.iter().filter(|s| s.heartbeat >= stale_before).map(|s| s.id.as_str()).min();
+        match leader {
+            Some(id) if id == self.me.id && self.joined.elapsed() < self.lease => Ok(None),
+            other => Ok(other.map(str::to_string)),
         }
     }
 

@@ -96,6 +96,7 @@ impl Runtime {
             deployments: root.child(),
         };
         let events = Events::new(storage.clone(), bus);
+        let shared_host = cluster.store.clone().map(|store| (store, cluster.me.id.clone()));
         let secrets = Secrets::open(storage.clone(), &secret_key, options.max_secret_bytes).await?;
         let objects = Objects::new(object_store, options.objects.clone());
         let orchestrator = Orchestrator::new(
@@ -128,6 +129,11 @@ impl Runtime {
                 events: events.clone(),
                 background: scopes.extensions.clone(),
                 metrics: metrics.clone(),
+                shared: shared_host.map(|(store, me)| crate::extensions::container::SharedHost {
+                    store,
+                    secrets: secrets.clone(),
+                    me,
+                }),
             });
         }
         let parts =
@@ -155,7 +161,7 @@ impl Runtime {
         self.gofer.orchestrator().recover().await?;
         self.gofer.restore_subscriptions().await?;
         if self.gofer.orchestrator().cluster().store.is_some() {
-            self.scopes.extensions.spawn(self.gofer.clone().keep_subscriptions_in_step());
+            self.scopes.extensions.spawn(self.gofer.clone().keep_extensions_in_step());
         }
         self.scopes.events.spawn(self.events.clone().prune(self.event_retention, PRUNE_EVERY));
         Ok(())

@@ -189,6 +189,17 @@ impl Secrets {
         Ok((format!("{SEALED_KIND}{{{{{task_id}:{fingerprint}}}}}"), secret))
     }
 
+    /// Seals a value Gofer keeps for itself in the shared store (a container extension's bearer secret), bound to
+    /// `context` so it opens nowhere else.
+    pub fn seal_internal(&self, context: &str, value: &[u8]) -> Result<Vec<u8>> {
+        self.cipher.seal(&format!("internal:{context}"), value)
+    }
+
+    /// Opens what [`Secrets::seal_internal`] sealed under the same `context`.
+    pub fn open_internal(&self, context: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.cipher.open(&format!("internal:{context}"), sealed)
+    }
+
     /// Stores what [`Secrets::seal_registry_password`] sealed (once the pipeline exists).
     pub async fn store_sealed(&self, secret: &SealedSecret) -> Result<()> {
         Ok(self.storage.put_secret(secret).await?)

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use gofer_api::models::Run;
-use gofer_storage::{Claim, ClusterStore, Error, Limits, Operation, OwnedRun, Result, ServerRecord};
+use gofer_storage::{Claim, ClusterStore, Error, ExtensionEndpoint, Limits, Operation, OwnedRun, Result, ServerRecord};
 
 use crate::codec::{Columns, Record, all, execute, first, int, rows, value};
 use crate::{PostgresStorage, commit, not_found};
@@ -244,5 +244,69 @@ impl ClusterStore for PostgresStorage {
             ))
         });
         Ok(runs)
+    }
+
+    async fn put_extension_endpoint(&self, endpoint: &ExtensionEndpoint) -> Result<()> {
+        const CONTEXT: &str = "record where an extension answers";
+        let session = self.session(Operation::Write, CONTEXT).await?;
+        let stored = execute(
+            session.client(),
+            CONTEXT,
+            "INSERT INTO extension_endpoints (id, server, base_url, sealed_secret, container_id, documentation) \
+             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM extension_registrations WHERE id = $1) \
+             ON CONFLICT (id) DO UPDATE SET server = excluded.server, base_url = excluded.base_url, \
+             sealed_secret = excluded.sealed_secret, container_id = excluded.container_id, \
+             documentation = excluded.documentation",
+            &[
+                &endpoint.extension_id,
+                &endpoint.server,
+                &endpoint.base_url,
+                &endpoint.sealed_secret,
+                &endpoint.container_id,
+                &endpoint.documentation,
+            ],
+        )
+        .await?;
+        if stored == 0 {
+            return Err(not_found(format!("extension '{}'", endpoint.extension_id)));
+        }
+        Ok(())
+    }
+
+    async fn get_extension_endpoint(&self, extension_id: &str) -> Result<Option<ExtensionEndpoint>> {
+        const CONTEXT: &str = "read where an extension answers";
+        let session = self.session(Operation::Read, CONTEXT).await?;
+        let row = first(
+            session.client(),
+            CONTEXT,
+            "SELECT id, server, base_url, sealed_secret, container_id, documentation FROM extension_endpoints \
+             WHERE id = $1",
+            &[&extension_id],
+        )
+        .await?;
+        row.map(|row| {
+            Ok(ExtensionEndpoint {
+                extension_id: value(CONTEXT, row.text(0))?,
+                server: value(CONTEXT, row.text(1))?,
+                base_url: value(CONTEXT, row.text(2))?,
+                sealed_secret: value(CONTEXT, row.bytes(3))?,
+                container_id: value(CONTEXT, row.text(4))?,
+                documentation: value(CONTEXT, row.text(5))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_extension_endpoint(&self, extension_id: &str, server: &str) -> Result<()> {
+        const CONTEXT: &str = "forget where an extension answers";
+        let session = self.session(Operation::Write, CONTEXT).await?;
+        execute(
+            session.client(),
+            CONTEXT,
+            "DELETE FROM extension_endpoints WHERE id = $1 AND server = $2",
+            &[&extension_id, &server],
+        )
+        .await?;
+        Ok(())
     }
 }

@@ -57,6 +57,22 @@ pub enum Claim {
     PipelineLimit,
 }
 
+/// Where a container extension answers, as the server that supervises it recorded it, so that any server can call
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionEndpoint {
+    pub extension_id: String,
+    /// The server supervising it.
+    pub server: String,
+    /// `http://host:port` of its container.
+    pub base_url: String,
+    /// The bearer secret Gofer calls it with, sealed with the secret key the servers share.
+    pub sealed_secret: Vec<u8>,
+    pub container_id: String,
+    /// What it said of itself (`/api/info`), as JSON.
+    pub documentation: String,
+}
+
 #[async_trait]
 pub trait ClusterStore: Send + Sync {
     /// The installation id every server shares (container labels name it): `proposed` when none is stored yet.
@@ -85,4 +101,9 @@ pub trait ClusterStore: Send + Sync {
     /// Gives `server` the runs in flight of every other server whose last heartbeat is older than `stale_before`
     /// (epoch milliseconds at the store's clock), and forgets those servers. Returns the runs adopted, oldest first.
     async fn adopt_runs(&self, server: &str, stale_before: u64) -> Result<Vec<Run>>;
+    /// Records where a container extension answers (replacing what was recorded); `NotFound` if it is not installed.
+    async fn put_extension_endpoint(&self, endpoint: &ExtensionEndpoint) -> Result<()>;
+    async fn get_extension_endpoint(&self, extension_id: &str) -> Result<Option<ExtensionEndpoint>>;
+    /// Forgets where an extension answers, if `server` recorded it.
+    async fn delete_extension_endpoint(&self, extension_id: &str, server: &str) -> Result<()>;
 }

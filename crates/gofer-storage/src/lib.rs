@@ -11,7 +11,7 @@ pub mod conformance;
 pub mod logs;
 
 pub use bus::{EventBus, Live, LocalBus};
-pub use cluster::{Claim, ClusterStore, Limits, OwnedRun, ServerRecord};
+pub use cluster::{Claim, ClusterStore, ExtensionEndpoint, Limits, OwnedRun, ServerRecord};
 pub use logs::{FileLogStore, LogKey, LogSink, LogStore, LogStream};
 
 use async_trait::async_trait;

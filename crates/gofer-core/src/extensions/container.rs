@@ -57,6 +57,20 @@ pub struct ContainerHost {
     pub background: Background,
     /// Counts restarts.
     pub metrics: crate::metrics::Metrics,
+    /// On servers sharing their state: where the supervising server records each extension's endpoint, so that
+    /// every server can call it.
+    pub shared: Option<SharedHost>,
+}
+
+/// What a container extension needs on servers that share their state: one server (the leader) supervises it and
+/// records where it answers; the others call it there.
+#[derive(Clone)]
+pub struct SharedHost {
+    pub store: Arc<dyn gofer_storage::ClusterStore>,
+    /// Seals the extension's bearer secret in the store (the servers share the key).
+    pub secrets: crate::secrets::Secrets,
+    /// This server's id.
+    pub me: String,
 }
 
 impl ContainerHost {
@@ -69,6 +83,7 @@ impl ContainerHost {
                 http: reqwest::Client::new(),
                 runtime: Mutex::default(),
                 supervisor: tokio::sync::Mutex::default(),
+                remote: Mutex::default(),
             }),
         }
     }
@@ -104,6 +119,17 @@ struct Inner {
     runtime: Mutex<Runtime>,
     /// The supervising task while there is one.
     supervisor: tokio::sync::Mutex<Option<(CancellationToken, tokio::task::JoinHandle<()>)>>,
+    /// On a server that shares its state but does not supervise the extension: where it answers, as last read.
+    remote: Mutex<Option<Remote>>,
+}
+
+/// An extension another server supervises, as this one calls it.
+#[derive(Clone)]
+struct Remote {
+    base_url: String,
+    secret: String,
+    container_id: String,
+    documentation: Documentation,
 }
 
 /// A container extension. Cheap to clone.
@@ -290,7 +316,10 @@ impl Inner {
             return Err(problem);
         }
         match self.call::<(), protocol::InfoResponse>(Method::GET, "/api/info", None).await {
-            Ok(info) => self.runtime().documentation = info.documentation,
+            Ok(info) => {
+                self.record_endpoint(&container_id, &secret, &info.documentation).await;
+                self.runtime().documentation = info.documentation;
+            }
             Err(problem) => {
                 let problem = format!("GET /api/info failed: {}{}", error_chain(&problem), self.tail());
                 self.discard(&container_id).await;
@@ -307,6 +336,55 @@ impl Inner {
         let mut runtime = self.runtime();
         runtime.container_id = None;
         runtime.base_url = None;
+    }
+
+    /// On servers sharing their state: records where this (supervised) extension answers, for the others.
+    async fn record_endpoint(&self, container_id: &str, secret: &str, documentation: &Documentation) {
+        let Some(shared) = &self.host.shared else { return };
+        let Some(base_url) = self.runtime().base_url.clone() else { return };
+        let sealed = match shared.secrets.seal_internal(&format!("extension:{}", self.id()), secret.as_bytes()) {
+            Ok(sealed) => sealed,
+            Err(e) => return tracing::warn!(extension = self.id(), error = %e, "could not seal an extension's secret"),
+        };
+        let endpoint = gofer_storage::ExtensionEndpoint {
+            extension_id: self.id().into(),
+            server: shared.me.clone(),
+            base_url,
+            sealed_secret: sealed,
+            container_id: container_id.into(),
+            documentation: serde_json::to_string(documentation).unwrap_or_else(|_| "{}".into()),
+        };
+        if let Err(e) = shared.store.put_extension_endpoint(&endpoint).await {
+            tracing::warn!(extension = self.id(), error = %e, "could not record where an extension answers");
+        }
+    }
+
+    /// On servers sharing their state: reads where the extension another server supervises answers.
+    async fn refresh_remote(&self) -> Option<Remote> {
+        let shared = self.host.shared.as_ref()?;
+        let remote = match shared.store.get_extension_endpoint(self.id()).await {
+            Ok(Some(endpoint)) => {
+                let context = format!("extension:{}", self.id());
+                let secret = shared.secrets.open_internal(&context, &endpoint.sealed_secret);
+                secret.map(|secret| Remote {
+                    base_url: endpoint.base_url,
+                    secret: String::from_utf8_lossy(&secret).into_owned(),
+                    container_id: endpoint.container_id,
+                    documentation: serde_json::from_str(&endpoint.documentation).unwrap_or_default(),
+                })
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(extension = self.id(), error = %e, "could not read where an extension answers");
+                None
+            }
+        };
+        *self.remote.lock().unwrap_or_else(|p| p.into_inner()) = remote.clone();
+        remote
+    }
+
+    fn supervised_here(&self) -> bool {
+        self.runtime().container_id.is_some()
     }
 
     /// Waits for the container's port and its `/api/health` to answer, within the start timeout.
@@ -353,12 +431,25 @@ impl Inner {
         matches!(request.send().await, Ok(response) if response.status().is_success())
     }
 
-    /// Calls the running extension with its bearer secret; a non-2xx answer is an error with its message.
-    async fn call_raw<B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> Result<Bytes, Error> {
+    /// Where to call the extension and with which secret: its container here, else (servers sharing their state)
+    /// where the server supervising it recorded it.
+    async fn address(&self) -> (Option<String>, String, Option<ExtensionState>) {
         let (base, secret, state) = {
             let runtime = self.runtime();
             (runtime.base_url.clone(), runtime.secret.clone(), runtime.state)
         };
+        if base.is_some() || self.supervised_here() || self.host.shared.is_none() {
+            return (base, secret, state);
+        }
+        match self.refresh_remote().await {
+            Some(remote) => (Some(remote.base_url), remote.secret, Some(ExtensionState::Running)),
+            None => (None, secret, state),
+        }
+    }
+
+    /// Calls the running extension with its bearer secret; a non-2xx answer is an error with its message.
+    async fn call_raw<B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> Result<Bytes, Error> {
+        let (base, secret, state) = self.address().await;
         let Some(base) = base else {
             let state = state.map(|s| s.to_string()).unwrap_or_else(|| "stopped".into());
             return Err(Error::NotRunning { extension: self.id().into(), state });
@@ -511,6 +602,11 @@ impl Inner {
         if let Some(container_id) = container_id {
             let _ = self.host.scheduler.stop(&container_id, self.host.options.stop_grace).await;
             let _ = self.host.scheduler.remove(&container_id).await;
+            if let Some(shared) = &self.host.shared
+                && let Err(e) = shared.store.delete_extension_endpoint(self.id(), &shared.me).await
+            {
+                tracing::warn!(extension = self.id(), error = %e, "could not forget where an extension answered");
+            }
         }
         self.runtime().base_url = None;
         self.set_state(ExtensionState::Stopped, None).await;
@@ -550,9 +646,27 @@ impl ContainerExtension {
         *supervisor = Some((stop, task));
     }
 
+    /// Whether this server supervises the extension now.
+    pub async fn is_supervised(&self) -> bool {
+        self.inner.supervisor.lock().await.is_some()
+    }
+
+    /// Reads again where the extension answers when another server supervises it (servers sharing their state).
+    pub async fn refresh(&self) {
+        if !self.inner.supervised_here() {
+            self.inner.refresh_remote().await;
+        }
+    }
+
     /// The container's output as the engine kept it; with `follow`, live until it exits.
     pub async fn logs(&self, follow: bool) -> Result<BoxStream<'static, gofer_scheduler::Result<Bytes>>, Error> {
-        let Some(container_id) = self.inner.runtime().container_id.clone() else {
+        let local = self.inner.runtime().container_id.clone();
+        // Supervised by another server sharing the state: its container is on the engine they share.
+        let container_id = match local {
+            Some(id) => Some(id),
+            None => self.inner.refresh_remote().await.map(|remote| remote.container_id),
+        };
+        let Some(container_id) = container_id else {
             let state = self.inner.runtime().state.map(|s| s.to_string()).unwrap_or_else(|| "stopped".into());
             return Err(Error::NotRunning { extension: self.inner.id().into(), state });
         };
@@ -576,13 +690,21 @@ impl Extension for ContainerExtension {
     }
 
     fn documentation(&self) -> Documentation {
+        if !self.inner.supervised_here()
+            && let Some(remote) = self.inner.remote.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+        {
+            return remote.documentation.clone();
+        }
         self.inner.runtime().documentation.clone()
     }
 
     fn status(&self) -> Status {
+        let remote = self.inner.remote.lock().unwrap_or_else(|p| p.into_inner()).is_some();
         let runtime = self.inner.runtime();
+        // Supervised by another server (sharing the state), it runs as far as that server last recorded.
+        let here = runtime.state.filter(|s| *s != ExtensionState::Stopped || !remote);
         Status {
-            state: runtime.state.unwrap_or(ExtensionState::Stopped),
+            state: here.unwrap_or(if remote { ExtensionState::Running } else { ExtensionState::Stopped }),
             image: Some(self.inner.registration.image.clone()),
             restarts: runtime.restarts,
             problem: runtime.problem.clone(),
@@ -606,10 +728,7 @@ impl Extension for ContainerExtension {
 
     async fn external_event(&self, event: ExternalEvent, _trigger: Arc<dyn Trigger>) -> ExternalResponse {
         let request = protocol::ExternalEventRequest { headers: event.headers, body: event.body.to_vec() };
-        let (base, secret) = {
-            let runtime = self.inner.runtime();
-            (runtime.base_url.clone(), runtime.secret.clone())
-        };
+        let (base, secret, _) = self.inner.address().await;
         let Some(base) = base else {
             return ExternalResponse::new(503, format!("extension '{}' is not running; try again later", self.id()));
         };

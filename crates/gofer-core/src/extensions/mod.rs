@@ -291,6 +291,52 @@ impl Extensions {
         Ok(())
     }
 
+    /// Loads the installed container extensions into the registry without starting them: on servers sharing their
+    /// state, the leading server starts and supervises them ([`Extensions::lead_containers`]).
+    pub async fn load_containers(&self) -> Result<()> {
+        let Some(host) = &self.host else { return Ok(()) };
+        for registration in self.storage.list_extensions().await? {
+            self.insert_container(host.extension(registration));
+        }
+        Ok(())
+    }
+
+    /// Brings the registry in step with the stored registrations (installs and uninstalls made through another
+    /// server), and, on the leading server, supervises every enabled container extension (and no disabled one);
+    /// a server that does not lead supervises none. Servers sharing their state call it at every beat.
+    pub async fn lead_containers(&self, leading: bool) -> Result<()> {
+        let Some(host) = &self.host else { return Ok(()) };
+        let stored = self.storage.list_extensions().await?;
+        let known: Vec<ContainerExtension> =
+            self.containers.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for extension in &known {
+            if !stored.iter().any(|r| r.id == extension.registration().id) {
+                self.remove(&extension.registration().id);
+                extension.shutdown().await;
+            }
+        }
+        for registration in stored {
+            let id = registration.id.clone();
+            let extension = match self.container(&id) {
+                Some(extension) => extension,
+                None => {
+                    let extension = host.extension(registration);
+                    self.insert_container(extension.clone());
+                    extension
+                }
+            };
+            let supervised = extension.is_supervised().await;
+            let wanted = leading && self.is_enabled(&id).await?;
+            match (wanted, supervised) {
+                (true, false) => extension.supervise(false).await,
+                (false, true) => extension.shutdown().await,
+                _ => {}
+            }
+            extension.refresh().await;
+        }
+        Ok(())
+    }
+
     fn all(&self) -> Vec<Arc<dyn Extension>> {
         self.installed.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }

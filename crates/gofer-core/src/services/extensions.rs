@@ -31,6 +31,11 @@ impl Gofer {
         let extension = self.extensions.get(id)?;
         let was = self.extensions.is_enabled(id).await?;
         self.storage.set_extension_enabled(id, enabled, epoch_millis()).await?;
+        let cluster = self.orchestrator.cluster();
+        if extension.kind() == ExtensionKind::Container && cluster.store.is_some() && !cluster.leads().await {
+            // The leading server starts or stops it at its next beat.
+            return self.extensions.describe(extension.as_ref()).await;
+        }
         match (was, enabled, extension.kind()) {
             (true, false, ExtensionKind::Builtin) => self.extensions.stop_all(id).await?,
             (false, true, ExtensionKind::Builtin) => self.extensions.restore(Some(id), Arc::new(self.clone())).await?,
@@ -114,7 +119,13 @@ impl Gofer {
             extension.shutdown().await;
             return Err(e.into());
         }
-        extension.supervise(true).await;
+        let cluster = self.orchestrator.cluster();
+        if cluster.store.is_none() || cluster.leads().await {
+            extension.supervise(true).await;
+        } else {
+            // Another server leads and supervises the container extensions: it starts this one at its next beat.
+            extension.shutdown().await;
+        }
         self.extensions.insert_container(extension.clone());
         self.extensions.describe(&extension).await
     }
@@ -152,20 +163,37 @@ impl Gofer {
 
     /// Starts triggering every stored subscription of the enabled extensions (at startup).
     pub async fn restore_subscriptions(&self) -> Result<()> {
-        self.extensions.start_containers().await?;
+        if self.orchestrator.cluster().store.is_some() {
+            // The leading server starts them (`keep_extensions_in_step`).
+            self.extensions.load_containers().await?;
+        } else {
+            self.extensions.start_containers().await?;
+        }
         self.extensions.restore(None, Arc::new(self.clone())).await
     }
 
-    /// On servers sharing their state: takes up, at every beat, the subscriptions made, changed or removed through
+    /// On servers sharing their state, at every beat: takes up the subscriptions made, changed or removed through
     /// the other servers, so that each server's timers tick for every subscription (and, a tick being recorded
-    /// with compare-and-set, one of them starts each tick's run).
-    pub async fn keep_subscriptions_in_step(self) {
-        let every = self.orchestrator.cluster().beat_every();
+    /// with compare-and-set, one of them starts each tick's run); and keeps the container extensions supervised
+    /// by the leading server alone.
+    pub async fn keep_extensions_in_step(self) {
+        let cluster = self.orchestrator.cluster().clone();
         loop {
-            tokio::time::sleep(every).await;
             if let Err(e) = self.extensions.reconcile(Arc::new(self.clone())).await {
                 tracing::warn!(error = %e, "could not bring this server's subscriptions in step with the stored ones");
             }
+            // Container extensions run once: the leading server supervises them; the others call them where it
+            // recorded them. While the store cannot say who leads, nothing changes.
+            match cluster.leader().await {
+                Ok(leader) => {
+                    let leading = leader.as_deref() == Some(cluster.me.id.as_str());
+                    if let Err(e) = self.extensions.lead_containers(leading).await {
+                        tracing::warn!(error = %e, "could not bring the container extensions in step");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not tell which server leads"),
+            }
+            tokio::time::sleep(cluster.beat_every()).await;
         }
     }
 

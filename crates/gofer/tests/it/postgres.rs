@@ -292,3 +292,62 @@ fn a_canary_is_judged_once_across_the_servers_and_the_next_leader_takes_over() {
         .count();
     assert_eq!(ended_events, 2, "the immediate deploy of version 1 and the canary ended once each");
 }
+
+/// Running containers of the heartbeat extension of an installation.
+fn running_extension_containers(installation: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("label=dev.gofer.installation={installation}")])
+        .args(["--filter", "label=dev.gofer.extension=heartbeat"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_container_extension_runs_once_across_the_servers_and_moves_when_its_server_dies() {
+    let database = TestServer::start();
+    let mut cluster = cluster(&database, 2, &[]);
+    // The first server to start gave the installation its id.
+    let installation = std::fs::read_to_string(cluster.servers[0].data_path().join("installation_id")).unwrap();
+    let installation = installation.trim().to_string();
+    let installed = cluster.servers[1].cli_json(&[
+        "extension",
+        "install",
+        "heartbeat",
+        crate::images::heartbeat(),
+        "-s",
+        "greeting=hi",
+    ]);
+    assert_eq!(installed["kind"], "container", "{installed:#}");
+    // Whichever server took the install, the leading one runs it, once; every server sees it running.
+    wait_for("the extension to run once, seen running by both servers", Duration::from_secs(60), || {
+        let running =
+            cluster.servers.iter().all(|s| s.cli_json(&["extension", "get", "heartbeat"])["state"] == "running");
+        (running && running_extension_containers(&installation).len() == 1).then_some(())
+    });
+    let script = "echo $GOFER_EXTENSION_ID/$GOFER_EXTENSION_SUBSCRIPTION $HEARTBEAT_GREETING";
+    cluster.servers[0].register(script_pipeline("beating", script));
+    // Subscribed through each server: both reach the extension, wherever it runs.
+    cluster.servers[0].cli_ok(&["pipeline", "subscribe", "beating", "heartbeat", "pulse", "-s", "every=1s"]);
+    cluster.servers[1].cli_ok(&["pipeline", "subscribe", "beating", "heartbeat", "slow", "-s", "every=2s"]);
+    wait_for("runs started by the extension", Duration::from_secs(60), || {
+        (crate::harness::run_count(&cluster.servers[1], "beating") >= 3).then_some(())
+    });
+    assert_eq!(running_extension_containers(&installation).len(), 1, "one extension container, not one per server");
+    let first = cluster.servers[1].wait_run("beating", 1);
+    assert_eq!(first["initiator"], json!({ "kind": "extension", "name": "heartbeat" }), "its token works: {first:#}");
+
+    // The server running it dies: the other takes it over, restores its subscriptions, and runs go on.
+    let mut ids: Vec<(String, usize)> = cluster.servers.iter().enumerate().map(|(i, s)| (id_of(s), i)).collect();
+    ids.sort();
+    let (leader, follower) = (ids[0].1, ids[1].1);
+    cluster.servers[leader].crash();
+    let survivor = &cluster.servers[follower];
+    let before = crate::harness::run_count(survivor, "beating");
+    wait_for("the extension to start runs again from the other server", Duration::from_secs(90), || {
+        (crate::harness::run_count(survivor, "beating") >= before + 3).then_some(())
+    });
+    assert_eq!(running_extension_containers(&installation).len(), 1, "still one extension container");
+    let listed = survivor.cli_json(&["pipeline", "subscriptions", "beating"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+}
