@@ -57,6 +57,8 @@ struct Filter {
     event: String,
     /// Empty: any action.
     actions: Vec<String>,
+    /// The settings it was made from (servers sharing their state compare them with the stored ones).
+    settings: BTreeMap<String, String>,
 }
 
 impl Filter {
@@ -86,7 +88,12 @@ impl Filter {
         if let Some(bad) = actions.iter().find(|a| !valid.contains(&a.as_str())) {
             return Err(format!("'{bad}' is not an action of '{event}'; GitHub sends {}", valid.join(", ")));
         }
-        Ok(Self { repository: repository.to_ascii_lowercase(), event: event.trim().into(), actions })
+        Ok(Self {
+            repository: repository.to_ascii_lowercase(),
+            event: event.trim().into(),
+            actions,
+            settings: settings.clone(),
+        })
     }
 
     fn matches(&self, event: &str, action: &str, repository: &str) -> bool {
@@ -255,6 +262,10 @@ impl Extension for GitHub {
 
     async fn unsubscribe(&self, key: &SubscriptionKey) {
         self.subscriptions().remove(key);
+    }
+
+    fn active(&self) -> Option<Vec<(SubscriptionKey, BTreeMap<String, String>)>> {
+        Some(self.subscriptions().iter().map(|(key, filter)| (key.clone(), filter.settings.clone())).collect())
     }
 
     async fn external_event(&self, event: ExternalEvent, trigger: Arc<dyn Trigger>) -> ExternalResponse {

@@ -152,7 +152,7 @@ pub trait Extension: Send + Sync {
     }
     /// When the extension will next start a run for a subscription (epoch milliseconds), if it knows in advance.
     /// The subscriptions this extension acts on in this process, with their settings — for extensions that keep
-    /// them here (the timers); `None` for those that keep none here (a container extension keeps its own).
+    /// them here (the timers, GitHub); `None` for those that keep none here (a container extension keeps its own).
     fn active(&self) -> Option<Vec<(SubscriptionKey, BTreeMap<String, String>)>> {
         None
     }

@@ -8,8 +8,8 @@ use sha2::Sha256;
 
 use crate::harness::{Server, api, http_raw, script_pipeline};
 
-const SECRET: &str = "It's a Secret to Everybody";
-const REPO: &str = "octo-org/hello-world";
+pub(crate) const SECRET: &str = "It's a Secret to Everybody";
+pub(crate) const REPO: &str = "octo-org/hello-world";
 const SHA: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
 
 fn github_server() -> Server {
@@ -26,7 +26,7 @@ fn sign(body: &[u8]) -> String {
 }
 
 /// Posts a delivery the way GitHub does, with `signature` (None: sign it properly).
-fn deliver(gofer: &Server, event: &str, body: &[u8], signature: Option<&str>) -> (u16, String) {
+pub(crate) fn deliver(gofer: &Server, event: &str, body: &[u8], signature: Option<&str>) -> (u16, String) {
     let signed = sign(body);
     let mut headers = vec![
         ("Content-Type", "application/json"),
@@ -43,7 +43,7 @@ fn deliver(gofer: &Server, event: &str, body: &[u8], signature: Option<&str>) ->
     http_raw("POST", &format!("{}/api/external/github", gofer.external_url), &headers, body).unwrap()
 }
 
-fn push_payload(repository: &str) -> Vec<u8> {
+pub(crate) fn push_payload(repository: &str) -> Vec<u8> {
     json!({
         "ref": "refs/heads/main",
         "before": "0000000000000000000000000000000000000000",

@@ -351,3 +351,80 @@ fn a_container_extension_runs_once_across_the_servers_and_moves_when_its_server_
     let listed = survivor.cli_json(&["pipeline", "subscriptions", "beating"]);
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
 }
+
+#[test]
+fn with_two_servers_a_database_away_longer_than_the_lease_moves_no_run() {
+    let database = TestServer::start();
+    let cluster = cluster(&database, 2, &[]);
+    let first = &cluster.servers[0];
+    first.register(script_pipeline("through", "echo before; sleep 8; echo after"));
+    let run = first.start_run("through", &[]);
+    first.wait_task_state("through", run, "main", "running");
+    let task = first.tasks("through", run)["main"].clone();
+
+    database.stop();
+    // The outage must outlast the lease (3 s): every server's heartbeat then looks stale once the database is back.
+    let down = std::time::Instant::now();
+    wait_for("the database to be away longer than the lease", Duration::from_secs(30), || {
+        let (status, _) = api(first, "GET", "/api/system/servers", None);
+        (status == 503 && down.elapsed() > Duration::from_secs(4)).then_some(())
+    });
+    database.resume();
+
+    let done = wait_for("the run to be recorded as complete", Duration::from_secs(90), || {
+        let (status, body) = api(first, "GET", &format!("/api/namespaces/default/pipelines/through/runs/{run}"), None);
+        (status == 200 && body["state"] == "complete").then_some(body)
+    });
+    assert_eq!(done["status"], "successful", "{done:#}");
+    let after = &first.tasks("through", run)["main"];
+    assert_eq!(
+        (after["attempt"].clone(), after["container_id"].clone()),
+        (task["attempt"].clone(), task["container_id"].clone())
+    );
+    assert_eq!(first.logs("through", run, "main"), b"before\nafter\n");
+    let events = first.cli_ok(&["event", "list", "--output", "json"]);
+    let started = events
+        .lines()
+        .filter(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"]["type"] == "run_started")
+        .count();
+    assert_eq!(started, 1, "the run started once");
+    for server in &cluster.servers {
+        let (_, body) = api(server, "GET", "/api/system/servers", None);
+        let alive = body["servers"].as_array().unwrap().iter().filter(|s| s["alive"] == true).count();
+        assert_eq!(alive, 2, "both servers beat again: {body}");
+        assert!(!server.log().contains("adopted a run"), "no server took a run from one that was alive");
+    }
+}
+
+#[test]
+fn a_github_delivery_to_any_server_starts_one_run_for_a_subscription_made_on_another() {
+    use crate::github::{REPO, SECRET, deliver, push_payload};
+
+    let database = TestServer::start();
+    let cluster = cluster(&database, 2, &[("GOFER_EXTENSIONS__GITHUB__WEBHOOK_SECRET", SECRET)]);
+    let (first, second) = (&cluster.servers[0], &cluster.servers[1]);
+    first.register(script_pipeline("on-push", "echo $GOFER_EXTENSION_GITHUB_EVENT"));
+    first.cli_ok(&[
+        "pipeline",
+        "subscribe",
+        "on-push",
+        "github",
+        "main",
+        "-s",
+        &format!("repository={REPO}"),
+        "-s",
+        "events=push",
+    ]);
+    // The second server takes the subscription up at its next beat.
+    wait_for("the other server to know the subscription", Duration::from_secs(30), || {
+        second.cli_ok(&["extension", "debug", "github"]).contains("on-push").then_some(())
+    });
+    for (server, runs) in [(second, 1), (first, 2)] {
+        let (status, body) = deliver(server, "push", &push_payload(REPO), None);
+        assert!((200..300).contains(&status), "{status}: {body}");
+        assert_eq!(crate::harness::run_count(first, "on-push"), runs, "one delivery, one run");
+    }
+    let run = first.wait_run("on-push", 1);
+    assert_eq!(run["status"], "successful", "{run:#}");
+    assert_eq!(first.logs("on-push", 1, "main"), b"push\n");
+}
