@@ -533,6 +533,8 @@ pub struct Server {
     pub this: bool,
     /// Whether its heartbeat is recent (within the lease); another server adopts the runs of one that is not.
     pub alive: bool,
+    /// Whether it leads: the live server that joined first judges deployments and runs container extensions.
+    pub leading: bool,
     /// The runs in flight it drives.
     pub runs: Vec<ServerRun>,
 }

@@ -227,7 +227,12 @@ impl Show for gofer_api::requests::ListServersResponse {
                 let runs: Vec<String> =
                     server.runs.iter().map(|r| format!("{}/{}#{}", r.namespace_id, r.pipeline_id, r.run_id)).collect();
                 vec![
-                    format!("{}{}", server.id, if server.this { " (this)" } else { "" }),
+                    format!(
+                        "{}{}{}",
+                        server.id,
+                        if server.this { " (this)" } else { "" },
+                        if server.leading { " (leads)" } else { "" }
+                    ),
                     server.address.clone(),
                     server.version.clone(),
                     format!("{}{}", ago(server.heartbeat), if server.alive { "" } else { " (stopped)" }),

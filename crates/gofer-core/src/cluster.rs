@@ -16,15 +16,12 @@ pub struct Cluster {
     pub store: Option<Arc<dyn ClusterStore>>,
     /// How long a server may miss heartbeats before its runs are adopted by another.
     pub lease: Duration,
-    /// When this server joined: it leads no sooner than a lease later, by which time the server that led before
-    /// has seen it and stopped leading.
-    pub joined: std::time::Instant,
 }
 
 impl Cluster {
     /// A server alone (SQLite, a local run).
     pub fn alone(me: ServerRecord) -> Self {
-        Self { me, store: None, lease: Duration::from_secs(15), joined: std::time::Instant::now() }
+        Self { me, store: None, lease: Duration::from_secs(15) }
     }
 
     /// How often a server beats, adopts, and looks again at the queue: three beats per lease, so one lost beat
@@ -62,13 +59,14 @@ pub fn this_server(address: &str, version: &str) -> ServerRecord {
         address: address.to_string(),
         version: version.to_string(),
         started,
+        joined: started,
         heartbeat: started,
     }
 }
 
 impl Cluster {
-    /// Whether this server leads: the live server with the smallest id does what must be done once across the
-    /// cluster (judging deployments). A server alone always leads.
+    /// Whether this server leads: the live server that joined first does what must be done once across the
+    /// cluster (judging deployments, running container extensions). A server alone always leads.
     pub async fn leads(&self) -> bool {
         match self.leader().await {
             Ok(leader) => leader.as_deref() == Some(self.me.id.as_str()),
@@ -85,11 +83,13 @@ impl Cluster {
         let Some(store) = &self.store else { return Ok(Some(self.me.id.clone())) };
         let stale_before = self.stale_before().await?;
         let servers = store.list_servers().await?;
-        let leader = servers.iter().filter(|s| s.heartbeat >= stale_before).map(|s| s.id.as_str()).min();
-        match leader {
-            Some(id) if id == self.me.id && self.joined.elapsed() < self.lease => Ok(None),
-            other => Ok(other.map(str::to_string)),
-        }
+        // The live server that joined first: a server joining later never takes over from a live leader, so the
+        // lead moves only when the leader stops (and then to the next oldest).
+        let leader = servers
+            .iter()
+            .filter(|s| s.heartbeat >= stale_before)
+            .min_by(|a, b| (a.joined, &a.id).cmp(&(b.joined, &b.id)));
+        Ok(leader.map(|s| s.id.clone()))
     }
 
     /// The store's time before which a heartbeat is stale (its clock, not this server's). Zero for a server

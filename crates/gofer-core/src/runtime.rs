@@ -77,6 +77,8 @@ pub struct Runtime {
 }
 
 struct Scopes {
+    /// Keeps extensions in step with the other servers; stopped before the extensions themselves.
+    in_step: Background,
     events: Background,
     orchestrator: Background,
     extensions: Background,
@@ -90,13 +92,14 @@ impl Runtime {
         let Backends { storage, bus, logs, clock, scheduler, object_store, secret_key, metrics, cluster } = backends;
         let root = Background::root();
         let scopes = Scopes {
+            in_step: root.child(),
             events: root.child(),
             orchestrator: root.child(),
             extensions: root.child(),
             deployments: root.child(),
         };
         let events = Events::new(storage.clone(), bus);
-        let shared_host = cluster.store.clone().map(|store| (store, cluster.me.id.clone()));
+        let shared_host = cluster.store.clone().map(|store| (store, cluster.clone()));
         let secrets = Secrets::open(storage.clone(), &secret_key, options.max_secret_bytes).await?;
         let objects = Objects::new(object_store, options.objects.clone());
         let orchestrator = Orchestrator::new(
@@ -129,10 +132,10 @@ impl Runtime {
                 events: events.clone(),
                 background: scopes.extensions.clone(),
                 metrics: metrics.clone(),
-                shared: shared_host.map(|(store, me)| crate::extensions::container::SharedHost {
+                shared: shared_host.map(|(store, cluster)| crate::extensions::container::SharedHost {
                     store,
                     secrets: secrets.clone(),
-                    me,
+                    cluster,
                 }),
             });
         }
@@ -161,7 +164,7 @@ impl Runtime {
         self.gofer.orchestrator().recover().await?;
         self.gofer.restore_subscriptions().await?;
         if self.gofer.orchestrator().cluster().store.is_some() {
-            self.scopes.extensions.spawn(self.gofer.clone().keep_extensions_in_step());
+            self.scopes.in_step.spawn(self.gofer.clone().keep_extensions_in_step());
         }
         self.scopes.events.spawn(self.events.clone().prune(self.event_retention, PRUNE_EVERY));
         Ok(())
@@ -171,6 +174,8 @@ impl Runtime {
     /// timers), run drivers (containers keep running; servers sharing the state adopt them), the event pruner, and whatever else runs in the root scope;
     /// then waits, at most `grace`, for the tasks to end.
     pub async fn shutdown(self, grace: Duration) {
+        // First what would start extensions again while they stop.
+        self.scopes.in_step.cancel();
         if tokio::time::timeout(grace, self.gofer.shutdown_extensions()).await.is_err() {
             tracing::warn!("extensions did not stop within the shutdown grace time; leaving them");
         }

@@ -190,11 +190,18 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
             // The servers label their containers alike, so any of them finds a run's containers.
             installation_id = shared.installation_id(&installation_id).await?;
             tracing::info!(server = %me.id, installation = %installation_id, "this server shares its state with others");
+            if config.objects.store == "filesystem" && config.objects.path.as_os_str().is_empty() {
+                tracing::warn!(
+                    path = %data_dir.join("objects").display(),
+                    "objects and task logs are kept in this server's data dir, which other servers cannot read: \
+                     set objects.path to a folder every server mounts, or objects.store = \"s3\" \
+                     (docs/high-availability.md)"
+                );
+            }
             let cluster = gofer_core::cluster::Cluster {
                 me,
                 store: Some(shared),
                 lease: Duration::from_secs(config.storage.lease_seconds),
-                joined: std::time::Instant::now(),
             };
             let storage: Arc<dyn gofer_storage::Storage> = Arc::new(postgres);
             let bus: Arc<dyn gofer_storage::EventBus> = Arc::new(bus);

@@ -49,7 +49,7 @@ pub(crate) async fn fence(
 
 impl Record for ServerRecord {
     const TABLE: &str = "servers";
-    const COLUMNS: &str = "id, hostname, address, version, started, heartbeat";
+    const COLUMNS: &str = "id, hostname, address, version, started, joined, heartbeat";
 
     fn from_row(row: &tokio_postgres::Row) -> std::result::Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         Ok(ServerRecord {
@@ -58,7 +58,8 @@ impl Record for ServerRecord {
             address: row.text(2)?,
             version: row.text(3)?,
             started: row.uint(4)?,
-            heartbeat: row.uint(5)?,
+            joined: row.uint(5)?,
+            heartbeat: row.uint(6)?,
         })
     }
 }
@@ -94,7 +95,7 @@ impl ClusterStore for PostgresStorage {
         const CONTEXT: &str = "record a heartbeat";
         let session = self.session(Operation::Write, CONTEXT).await?;
         let sql = format!(
-            "INSERT INTO servers ({}) VALUES ($1, $2, $3, $4, $5, {NOW}) \
+            "INSERT INTO servers ({}) VALUES ($1, $2, $3, $4, $5, {NOW}, {NOW}) \
              ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
             ServerRecord::COLUMNS
         );

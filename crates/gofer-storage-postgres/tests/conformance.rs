@@ -261,6 +261,7 @@ async fn a_server_that_lost_a_run_to_another_can_record_nothing_more_of_it() {
         address: "x".into(),
         version: "v".into(),
         started: 1,
+        joined: 0,
         heartbeat: 0,
     };
     a.heartbeat(&record("a")).await.unwrap();

@@ -20,9 +20,11 @@ pub struct ServerRecord {
     /// Where its API listens, as configured.
     pub address: String,
     pub version: String,
-    /// Epoch milliseconds.
+    /// Epoch milliseconds, by its own clock.
     pub started: u64,
-    /// Epoch milliseconds of its last heartbeat.
+    /// Epoch milliseconds of its first heartbeat, by the store's clock (set by the store).
+    pub joined: u64,
+    /// Epoch milliseconds of its last heartbeat, by the store's clock (set by the store).
     pub heartbeat: u64,
 }
 

@@ -69,8 +69,8 @@ pub struct SharedHost {
     pub store: Arc<dyn gofer_storage::ClusterStore>,
     /// Seals the extension's bearer secret in the store (the servers share the key).
     pub secrets: crate::secrets::Secrets,
-    /// This server's id.
-    pub me: String,
+    /// This server and the cluster: a supervisor starts the extension only while this server leads.
+    pub cluster: crate::cluster::Cluster,
 }
 
 impl ContainerHost {
@@ -272,21 +272,61 @@ impl Inner {
     /// goes with the container.
     async fn launch(&self) -> Result<Token, Error> {
         self.set_state(ExtensionState::Starting, None).await;
-        self.remove_containers().await;
         let secret = new_secret().map_err(|reason| not_started(reason, None))?;
         let token = token_for(self.id(), &secret);
+        // The token first: a server that cannot store it (the database is away) removes nobody's container.
         self.host
             .storage
             .put_token(&token)
             .await
             .map_err(|e| not_started(format!("its token could not be stored: {}", error_chain(&e)), None))?;
+        self.remove_containers().await;
         let launched = self.start_container(secret).await;
-        if launched.is_err()
-            && let Err(e) = self.host.storage.delete_token(&token.id).await
-        {
-            tracing::warn!(extension = self.id(), error = %e, "could not remove the token of a failed start");
+        if launched.is_err() {
+            self.forget_endpoint().await;
+            // Only its own token: another launch (another server's) may have stored one since.
+            let ours = self.host.storage.get_token(&token.id).await.is_ok_and(|stored| stored.hash == token.hash);
+            if ours && let Err(e) = self.host.storage.delete_token(&token.id).await {
+                tracing::warn!(extension = self.id(), error = %e, "could not remove the token of a failed start");
+            }
         }
         launched.map(|()| token)
+    }
+
+    /// On servers sharing their state: forgets where this server's container of the extension answered (it died,
+    /// did not start, or was stopped).
+    async fn forget_endpoint(&self) {
+        if let Some(shared) = &self.host.shared
+            && let Err(e) = shared.store.delete_extension_endpoint(self.id(), &shared.cluster.me.id).await
+        {
+            tracing::warn!(extension = self.id(), error = %e, "could not forget where an extension answered");
+        }
+    }
+
+    /// On servers sharing their state: whether this server may start the extension (it leads).
+    async fn may_start(&self) -> bool {
+        match &self.host.shared {
+            Some(shared) => shared.cluster.leads().await,
+            None => true,
+        }
+    }
+
+    /// On the leading server: records where its running container answers again when the record is missing or
+    /// names another server (an install records it only once the registration is stored).
+    async fn ensure_recorded(&self) {
+        let Some(shared) = &self.host.shared else { return };
+        let (container_id, secret, documentation) = {
+            let runtime = self.runtime();
+            match (&runtime.container_id, &runtime.base_url) {
+                (Some(id), Some(_)) => (id.clone(), runtime.secret.clone(), runtime.documentation.clone()),
+                _ => return,
+            }
+        };
+        let recorded = shared.store.get_extension_endpoint(self.id()).await;
+        if matches!(&recorded, Ok(Some(e)) if e.server == shared.cluster.me.id && e.container_id == container_id) {
+            return;
+        }
+        self.record_endpoint(&container_id, &secret, &documentation).await;
     }
 
     /// Starts the container with `secret` and waits until it answers `/api/health`, then reads `/api/info`.
@@ -348,7 +388,7 @@ impl Inner {
         };
         let endpoint = gofer_storage::ExtensionEndpoint {
             extension_id: self.id().into(),
-            server: shared.me.clone(),
+            server: shared.cluster.me.id.clone(),
             base_url,
             sealed_secret: sealed,
             container_id: container_id.into(),
@@ -366,6 +406,12 @@ impl Inner {
             Ok(Some(endpoint)) => {
                 let context = format!("extension:{}", self.id());
                 let secret = shared.secrets.open_internal(&context, &endpoint.sealed_secret);
+                if secret.is_none() {
+                    tracing::warn!(
+                        extension = self.id(),
+                        "the recorded secret of an extension does not open with this key"
+                    );
+                }
                 secret.map(|secret| Remote {
                     base_url: endpoint.base_url,
                     secret: String::from_utf8_lossy(&secret).into_owned(),
@@ -551,7 +597,15 @@ impl Inner {
         let mut backoff = BACKOFF.0;
         loop {
             if !running {
-                match self.launch().await {
+                if !self.may_start().await {
+                    // Another server leads now (servers sharing their state): it runs the extension.
+                    return;
+                }
+                let launched = tokio::select! {
+                    launched = self.launch() => launched,
+                    () = stop.cancelled() => return,
+                };
+                match launched {
                     Ok(_) => self.restore().await,
                     Err(problem) => {
                         let problem = error_chain(&problem);
@@ -569,6 +623,7 @@ impl Inner {
             }
             let since = Instant::now();
             let Some(problem) = self.watch(&stop).await else { return };
+            self.forget_endpoint().await;
             tracing::warn!(extension = self.id(), %problem, "extension died; starting it again");
             self.runtime().restarts += 1;
             self.host.metrics.extension_restarted(self.id());
@@ -602,11 +657,7 @@ impl Inner {
         if let Some(container_id) = container_id {
             let _ = self.host.scheduler.stop(&container_id, self.host.options.stop_grace).await;
             let _ = self.host.scheduler.remove(&container_id).await;
-            if let Some(shared) = &self.host.shared
-                && let Err(e) = shared.store.delete_extension_endpoint(self.id(), &shared.me).await
-            {
-                tracing::warn!(extension = self.id(), error = %e, "could not forget where an extension answered");
-            }
+            self.forget_endpoint().await;
         }
         self.runtime().base_url = None;
         self.set_state(ExtensionState::Stopped, None).await;
@@ -638,7 +689,7 @@ impl ContainerExtension {
     /// back-off until it comes up.
     pub async fn supervise(&self, running: bool) {
         let mut supervisor = self.inner.supervisor.lock().await;
-        if supervisor.is_some() {
+        if supervisor.as_ref().is_some_and(|(_, task)| !task.is_finished()) {
             return;
         }
         let stop = CancellationToken::new();
@@ -648,7 +699,18 @@ impl ContainerExtension {
 
     /// Whether this server supervises the extension now.
     pub async fn is_supervised(&self) -> bool {
-        self.inner.supervisor.lock().await.is_some()
+        self.inner.supervisor.lock().await.as_ref().is_some_and(|(_, task)| !task.is_finished())
+    }
+
+    /// On the leading server: records where the extension answers if the record is missing (see
+    /// `Inner::ensure_recorded`).
+    pub async fn ensure_recorded(&self) {
+        self.inner.ensure_recorded().await;
+    }
+
+    /// Removes the extension's containers (left running by a server that supervised it before).
+    pub async fn remove_leftovers(&self) {
+        self.inner.remove_containers().await;
     }
 
     /// Reads again where the extension answers when another server supervises it (servers sharing their state).

@@ -302,21 +302,29 @@ impl Extensions {
     }
 
     /// Brings the registry in step with the stored registrations (installs and uninstalls made through another
-    /// server), and, on the leading server, supervises every enabled container extension (and no disabled one);
-    /// a server that does not lead supervises none. Servers sharing their state call it at every beat.
-    pub async fn lead_containers(&self, leading: bool) -> Result<()> {
+    /// server), and, on the leading server, supervises every enabled container extension (and no disabled one,
+    /// whose leftover container another server may have left running); a server that does not lead supervises
+    /// none. `skip` are installs in progress here. Servers sharing their state call it at every beat.
+    pub async fn lead_containers(&self, leading: bool, skip: &std::collections::BTreeSet<String>) -> Result<()> {
         let Some(host) = &self.host else { return Ok(()) };
         let stored = self.storage.list_extensions().await?;
         let known: Vec<ContainerExtension> =
             self.containers.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         for extension in &known {
-            if !stored.iter().any(|r| r.id == extension.registration().id) {
-                self.remove(&extension.registration().id);
+            let id = extension.registration().id.clone();
+            if !skip.contains(&id) && !stored.iter().any(|r| r.id == id) {
+                // Uninstalled through another server: stopped here, and its token (which a launch racing the
+                // uninstall may have stored again) goes.
+                self.remove(&id);
                 extension.shutdown().await;
+                self.storage.delete_tokens_of_user(&format!("extension:{id}")).await?;
             }
         }
         for registration in stored {
             let id = registration.id.clone();
+            if skip.contains(&id) {
+                continue;
+            }
             let extension = match self.container(&id) {
                 Some(extension) => extension,
                 None => {
@@ -329,12 +337,25 @@ impl Extensions {
             let wanted = leading && self.is_enabled(&id).await?;
             match (wanted, supervised) {
                 (true, false) => extension.supervise(false).await,
+                (true, true) => extension.ensure_recorded().await,
                 (false, true) => extension.shutdown().await,
-                _ => {}
+                (false, false) if leading => extension.remove_leftovers().await,
+                (false, false) => {}
             }
             extension.refresh().await;
         }
         Ok(())
+    }
+
+    /// Stops supervising every container extension here (this server cannot tell whether it still leads).
+    pub async fn release_containers(&self) {
+        let known: Vec<ContainerExtension> =
+            self.containers.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for extension in known {
+            if extension.is_supervised().await {
+                extension.shutdown().await;
+            }
+        }
     }
 
     fn all(&self) -> Vec<Arc<dyn Extension>> {
@@ -350,6 +371,30 @@ impl Extensions {
         installed.get(id).cloned().ok_or_else(|| crate::Error::NotFound {
             what: format!("extension '{id}' (installed: {})", installed.keys().cloned().collect::<Vec<_>>().join(", ")),
         })
+    }
+
+    /// The extension `id`; on servers sharing their state, one installed through another server and not yet seen
+    /// here is loaded now.
+    pub async fn find(&self, id: &str) -> Result<Arc<dyn Extension>> {
+        if let Ok(found) = self.get(id) {
+            return Ok(found);
+        }
+        self.load_missing().await?;
+        self.get(id)
+    }
+
+    /// On servers sharing their state: loads the container extensions installed through another server that this
+    /// one has not seen yet (the leading server runs them; this one calls them where it recorded them).
+    async fn load_missing(&self) -> Result<()> {
+        let Some(host) = self.host.as_ref().filter(|h| h.shared.is_some()) else { return Ok(()) };
+        for registration in self.storage.list_extensions().await? {
+            if self.container(&registration.id).is_none() {
+                let extension = host.extension(registration);
+                extension.refresh().await;
+                self.insert_container(extension);
+            }
+        }
+        Ok(())
     }
 
     /// Adds a running extension to the registry.
@@ -385,6 +430,7 @@ impl Extensions {
     }
 
     pub async fn list(&self) -> Result<Vec<ExtensionInfo>> {
+        self.load_missing().await?;
         let all = self.all();
         let mut infos = Vec::with_capacity(all.len());
         for extension in all {

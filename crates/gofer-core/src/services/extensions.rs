@@ -21,19 +21,18 @@ impl Gofer {
     }
 
     pub async fn get_extension(&self, id: &str) -> Result<Extension> {
-        let extension = self.extensions.get(id)?;
+        let extension = self.extensions.find(id).await?;
         self.extensions.describe(extension.as_ref()).await
     }
 
     /// Enables or disables an extension; a disabled extension's subscriptions stop triggering (and are kept). A
     /// disabled container extension's container is stopped; enabling starts it again.
     pub async fn set_extension_enabled(&self, id: &str, enabled: bool) -> Result<Extension> {
-        let extension = self.extensions.get(id)?;
+        let extension = self.extensions.find(id).await?;
         let was = self.extensions.is_enabled(id).await?;
         self.storage.set_extension_enabled(id, enabled, epoch_millis()).await?;
-        let cluster = self.orchestrator.cluster();
-        if extension.kind() == ExtensionKind::Container && cluster.store.is_some() && !cluster.leads().await {
-            // The leading server starts or stops it at its next beat.
+        if extension.kind() == ExtensionKind::Container && self.orchestrator.cluster().store.is_some() {
+            // Servers sharing their state: the leading server starts or stops it at its next beat.
             return self.extensions.describe(extension.as_ref()).await;
         }
         match (was, enabled, extension.kind()) {
@@ -69,7 +68,9 @@ impl Gofer {
         if extensions::BUILTIN_IDS.contains(&request.id.as_str()) {
             return Err(Error::conflict(format!("'{}' is the id of a built-in extension; choose another", request.id)));
         }
-        if self.extensions.contains(&request.id) {
+        let stored = self.orchestrator.cluster().store.is_some()
+            && self.storage.list_extensions().await?.iter().any(|r| r.id == request.id);
+        if stored || self.extensions.contains(&request.id) {
             return Err(Error::conflict(format!(
                 "extension '{}' is already installed; uninstall it first (gofer extension uninstall {})",
                 request.id, request.id
@@ -122,6 +123,8 @@ impl Gofer {
         let cluster = self.orchestrator.cluster();
         if cluster.store.is_none() || cluster.leads().await {
             extension.supervise(true).await;
+            // Where it answers could be recorded only now that it is stored.
+            extension.ensure_recorded().await;
         } else {
             // Another server leads and supervises the container extensions: it starts this one at its next beat.
             extension.shutdown().await;
@@ -132,7 +135,7 @@ impl Gofer {
 
     /// Uninstalls a container extension: stops its container and deletes it with its subscriptions and token.
     pub async fn uninstall_extension(&self, id: &str) -> Result<()> {
-        let extension = self.extensions.get(id)?;
+        let extension = self.extensions.find(id).await?;
         if extension.kind() == ExtensionKind::Builtin {
             return Err(Error::invalid(format!(
                 "'{id}' is built in and cannot be uninstalled; disable it instead (gofer extension disable {id})"
@@ -153,7 +156,7 @@ impl Gofer {
         id: &str,
         follow: bool,
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + use<>> {
-        self.extensions.get(id)?;
+        self.extensions.find(id).await?;
         let Some(container) = self.extensions.container(id) else {
             return Err(Error::invalid(format!("'{id}' is built in; it writes to the Gofer server's own log")));
         };
@@ -178,20 +181,31 @@ impl Gofer {
     /// by the leading server alone.
     pub async fn keep_extensions_in_step(self) {
         let cluster = self.orchestrator.cluster().clone();
+        let mut confirmed = std::time::Instant::now();
         loop {
             if let Err(e) = self.extensions.reconcile(Arc::new(self.clone())).await {
                 tracing::warn!(error = %e, "could not bring this server's subscriptions in step with the stored ones");
             }
             // Container extensions run once: the leading server supervises them; the others call them where it
-            // recorded them. While the store cannot say who leads, nothing changes.
+            // recorded them.
             match cluster.leader().await {
                 Ok(leader) => {
+                    confirmed = std::time::Instant::now();
                     let leading = leader.as_deref() == Some(cluster.me.id.as_str());
-                    if let Err(e) = self.extensions.lead_containers(leading).await {
+                    // Not while an install or uninstall of this server is under way.
+                    let _installing = self.installing.lock().await;
+                    let skip = self.pending_installs().clone();
+                    if let Err(e) = self.extensions.lead_containers(leading, &skip).await {
                         tracing::warn!(error = %e, "could not bring the container extensions in step");
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "could not tell which server leads"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not tell which server leads");
+                    // Unable to tell for half a lease: another server may lead by now, so this one lets go.
+                    if confirmed.elapsed() > cluster.lease / 2 {
+                        self.extensions.release_containers().await;
+                    }
+                }
             }
             tokio::time::sleep(cluster.beat_every()).await;
         }
@@ -203,7 +217,7 @@ impl Gofer {
 
     /// Hands a request from the external-events listener to the extension it names.
     pub async fn external_event(&self, extension_id: &str, event: ExternalEvent) -> Result<ExternalResponse> {
-        let extension = self.extensions.get(extension_id)?;
+        let extension = self.extensions.find(extension_id).await?;
         if !self.extensions.is_enabled(extension_id).await? {
             return Err(Error::conflict(format!(
                 "extension '{extension_id}' is disabled and takes no external events; enable it with `gofer \
@@ -218,13 +232,13 @@ impl Gofer {
         if self.pending_installs().contains(extension_id) {
             return Ok(Vec::new());
         }
-        self.extensions.get(extension_id)?;
+        self.extensions.find(extension_id).await?;
         Ok(self.with_next_fire(self.storage.list_extension_subscriptions(extension_id).await?))
     }
 
     /// The extension's own view of itself.
     pub async fn debug_extension(&self, extension_id: &str) -> Result<String> {
-        let extension = self.extensions.get(extension_id)?;
+        let extension = self.extensions.find(extension_id).await?;
         extension.debug().await.map_err(|e| Error::Unavailable {
             message: format!("extension '{extension_id}' did not answer its debug call: {}", error_chain(&e)),
         })

@@ -20,7 +20,7 @@ impl Gofer {
                 self.storage.get_run(namespace_id, pipeline_id, *run_id).await?;
             }
             ObjectScope::Extension { extension_id } => {
-                self.extensions.get(extension_id)?;
+                self.extensions.find(extension_id).await?;
             }
         }
         Ok(&self.objects)

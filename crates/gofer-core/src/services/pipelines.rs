@@ -73,7 +73,7 @@ impl Gofer {
     /// Stops the triggers of a pipeline's subscriptions (before the pipeline goes).
     pub(crate) async fn stop_subscriptions(&self, namespace_id: &str, pipeline_id: &str) -> Result<()> {
         for subscription in self.storage.list_subscriptions(namespace_id, pipeline_id).await? {
-            if let Ok(extension) = self.extensions.get(&subscription.extension_id) {
+            if let Ok(extension) = self.extensions.find(&subscription.extension_id).await {
                 extension.unsubscribe(&SubscriptionKey::of(&subscription)).await;
             }
         }
@@ -181,7 +181,7 @@ impl Gofer {
                     d.label, d.extension
                 ))
             };
-            let extension = self.extensions.get(&d.extension).map_err(|e| refused(e.to_string()))?;
+            let extension = self.extensions.find(&d.extension).await.map_err(|e| refused(e.to_string()))?;
             if !self.extensions.is_enabled(&d.extension).await? {
                 return Err(refused(format!("the extension is disabled (gofer extension enable {})", d.extension)));
             }

@@ -90,7 +90,7 @@ impl Gofer {
     /// Stores a subscription and, when it and its extension are enabled, hands it to the extension; a refusal
     /// removes the row again.
     pub(crate) async fn put_subscription(&self, subscription: &Subscription) -> Result<()> {
-        let extension = self.extensions.get(&subscription.extension_id)?;
+        let extension = self.extensions.find(&subscription.extension_id).await?;
         self.storage.insert_subscription(subscription).await?;
         let active = subscription.enabled && self.extensions.is_enabled(&subscription.extension_id).await?;
         if active && let Err(e) = extension.subscribe(subscription.clone(), Arc::new(self.clone())).await {
@@ -104,7 +104,7 @@ impl Gofer {
     /// Stops a subscription's triggers and deletes it.
     pub(crate) async fn drop_subscription(&self, subscription: &Subscription) -> Result<()> {
         let key = SubscriptionKey::of(subscription);
-        if let Ok(extension) = self.extensions.get(&subscription.extension_id) {
+        if let Ok(extension) = self.extensions.find(&subscription.extension_id).await {
             extension.unsubscribe(&key).await;
         }
         Ok(self.storage.delete_subscription(&key).await?)
@@ -156,7 +156,7 @@ impl Gofer {
         self.storage.get_namespace(namespace_id).await?;
         self.storage.get_pipeline(namespace_id, pipeline_id).await?;
         identifier("subscription label", &request.label)?;
-        let extension = self.extensions.get(&request.extension_id)?;
+        let extension = self.extensions.find(&request.extension_id).await?;
         if !self.extensions.is_enabled(&request.extension_id).await? {
             return Err(Error::conflict(format!(
                 "extension '{}' is disabled; enable it with `gofer extension enable {}`",
@@ -183,7 +183,7 @@ impl Gofer {
     }
 
     pub async fn unsubscribe(&self, key: &SubscriptionKey) -> Result<()> {
-        let extension = self.extensions.get(&key.extension_id)?;
+        let extension = self.extensions.find(&key.extension_id).await?;
         self.storage.get_subscription(key).await?;
         extension.unsubscribe(key).await;
         Ok(self.storage.delete_subscription(key).await?)
@@ -191,7 +191,7 @@ impl Gofer {
 
     /// Enables or disables one subscription; a disabled one triggers nothing.
     pub async fn set_subscription_enabled(&self, key: &SubscriptionKey, enabled: bool) -> Result<Subscription> {
-        let extension = self.extensions.get(&key.extension_id)?;
+        let extension = self.extensions.find(&key.extension_id).await?;
         self.storage.set_subscription_enabled(key, enabled).await?;
         let subscription = self.storage.get_subscription(key).await?;
         if !enabled {

@@ -29,6 +29,7 @@ impl Gofer {
         let now = gofer_api::epoch_millis();
         // Judged by the store's clock, as the servers judge each other.
         let stale_before = cluster.stale_before().await?;
+        let leader = cluster.leader().await?;
         let as_server = |record: &gofer_storage::ServerRecord, runs: Vec<ServerRun>| Server {
             id: record.id.clone(),
             hostname: record.hostname.clone(),
@@ -38,6 +39,7 @@ impl Gofer {
             heartbeat: record.heartbeat,
             this: record.id == cluster.me.id,
             alive: record.heartbeat >= stale_before,
+            leading: leader.as_deref() == Some(record.id.as_str()),
             runs,
         };
         let servers = match &cluster.store {

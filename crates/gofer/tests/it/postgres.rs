@@ -109,6 +109,14 @@ fn owner_of(asked: &Server, pipeline: &str, run: u64) -> Option<String> {
     })
 }
 
+/// The index of the leading server, as the servers say.
+fn leader_of(cluster: &Cluster) -> usize {
+    let (_, body) = api(&cluster.servers[0], "GET", "/api/system/servers", None);
+    let leader = body["servers"].as_array().unwrap().iter().find(|s| s["leading"] == true).expect("a leader");
+    let id = leader["id"].as_str().unwrap();
+    cluster.servers.iter().position(|s| id_of(s) == id).unwrap()
+}
+
 /// The id a server gives itself, from its own answer.
 fn id_of(server: &Server) -> String {
     let (_, body) = api(server, "GET", "/api/system/servers", None);
@@ -270,10 +278,9 @@ fn a_canary_is_judged_once_across_the_servers_and_the_next_leader_takes_over() {
         "2",
     ]);
     assert_eq!(started["state"], "running", "{started}");
-    // The leader (the smallest id) judges; kill it before the canary has its runs, so the other must take over.
-    let mut ids: Vec<(String, usize)> = cluster.servers.iter().enumerate().map(|(i, s)| (id_of(s), i)).collect();
-    ids.sort();
-    let (leader, follower) = (ids[0].1, ids[1].1);
+    // The leader judges; kill it before the canary has its runs, so the other must take over.
+    let leader = leader_of(&cluster);
+    let follower = 1 - leader;
     cluster.servers[leader].crash();
     let survivor = &cluster.servers[follower];
     for _ in 0..2 {
@@ -338,9 +345,8 @@ fn a_container_extension_runs_once_across_the_servers_and_moves_when_its_server_
     assert_eq!(first["initiator"], json!({ "kind": "extension", "name": "heartbeat" }), "its token works: {first:#}");
 
     // The server running it dies: the other takes it over, restores its subscriptions, and runs go on.
-    let mut ids: Vec<(String, usize)> = cluster.servers.iter().enumerate().map(|(i, s)| (id_of(s), i)).collect();
-    ids.sort();
-    let (leader, follower) = (ids[0].1, ids[1].1);
+    let leader = leader_of(&cluster);
+    let follower = 1 - leader;
     cluster.servers[leader].crash();
     let survivor = &cluster.servers[follower];
     let before = crate::harness::run_count(survivor, "beating");
