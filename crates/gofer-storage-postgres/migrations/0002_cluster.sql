@@ -5,7 +5,7 @@ CREATE TABLE servers (
     address   TEXT             NOT NULL,
     version   TEXT             NOT NULL,
     started   BIGINT           NOT NULL,
-    -- When it first beat, by the database's clock: a server leads only once it has been seen for a lease.
+    -- When it first beat, by the database's clock: the live server that joined first leads.
     joined    BIGINT           NOT NULL,
     heartbeat BIGINT           NOT NULL
 );
