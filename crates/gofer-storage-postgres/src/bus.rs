@@ -66,7 +66,13 @@ impl Shared {
     fn skip_to(&self, newest: u64) {
         let mut last = self.last();
         match *last {
-            None => *last = Some(newest),
+            None => {
+                // The first connection: followers that came before it may have missed events stored meanwhile.
+                *last = Some(newest);
+                if newest > 0 && self.live.receiver_count() > 0 {
+                    let _ = self.live.send(Live::Lagged);
+                }
+            }
             Some(previous) if previous < newest => {
                 *last = Some(newest);
                 let _ = self.live.send(Live::Lagged);

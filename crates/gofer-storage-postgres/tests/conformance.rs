@@ -103,6 +103,7 @@ async fn calls_fail_as_unavailable_while_the_database_is_away_and_work_again_aft
     let storage = PostgresStorage::connect(&url, 2).await.unwrap();
     let bus = PostgresBus::start(&storage);
     let mut follower = bus.follow();
+    bus.listening().await;
     storage.create_namespace(&namespace("before")).await.unwrap();
 
     server.stop();
