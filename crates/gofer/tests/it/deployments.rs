@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::harness::{Server, api, script_pipeline, wait_for};
 
 /// Registers a config without deploying it; returns its version.
-fn register_only(gofer: &Server, config: Value) -> u64 {
+pub(crate) fn register_only(gofer: &Server, config: Value) -> u64 {
     let id = config["id"].as_str().unwrap().to_string();
     let path = format!("/api/namespaces/default/pipelines/{id}/configs");
     let (status, body) = api(gofer, "POST", &path, Some(&json!({ "config": config })));
@@ -56,7 +56,7 @@ fn counts(deployment: &Value) -> Vec<(u64, u64, u64, u64)> {
 }
 
 /// Deploys version 2 of `svc` as a canary taking `weight` % of new runs, judged after `min_runs`.
-fn deploy_canary(gofer: &Server, weight: &str, min_runs: &str) -> Value {
+pub(crate) fn deploy_canary(gofer: &Server, weight: &str, min_runs: &str) -> Value {
     gofer.cli_json(&[
         "pipeline",
         "config",

@@ -261,22 +261,8 @@ fn a_canary_is_judged_once_across_the_servers_and_the_next_leader_takes_over() {
     let v2 = json!({ "id": "svc", "name": "svc", "tasks": [
         { "id": "main", "image": "busybox:latest", "command": ["sh", "-c", "echo two; exit 0"] }
     ]});
-    let path = "/api/namespaces/default/pipelines/svc/configs";
-    let (status, body) = api(first, "POST", path, Some(&json!({ "config": v2 })));
-    assert!(status == 201 || status == 200, "{body}");
-    let started = first.cli_json(&[
-        "pipeline",
-        "config",
-        "deploy",
-        "svc",
-        "2",
-        "--strategy",
-        "canary",
-        "--weight",
-        "100",
-        "--min-runs",
-        "2",
-    ]);
+    crate::deployments::register_only(first, v2);
+    let started = crate::deployments::deploy_canary(first, "100", "2");
     assert_eq!(started["state"], "running", "{started}");
     // The leader judges; kill it before the canary has its runs, so the other must take over.
     let leader = leader_of(&cluster);
