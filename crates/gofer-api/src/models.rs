@@ -124,6 +124,8 @@ pub enum StatusReasonKind {
     /// Its output could not be stored (a full disk, for example), so it was stopped: a task whose log is lost
     /// cannot be trusted to have done what it printed.
     LogWriteFailed,
+    /// The container needed more memory than the task's limit, and the engine killed it.
+    OutOfMemory,
 }
 
 /// A status reason with a human-readable description.

@@ -1,5 +1,6 @@
 //! Server configuration: built-in defaults, a TOML file, `GOFER_*` environment variables, then flags.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
 const SECTIONS: &[&str] = &[
     "server",
     "storage",
+    "scheduler",
     "development",
     "runs",
     "extensions",
@@ -31,6 +33,7 @@ const SECTIONS: &[&str] = &[
 pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
+    pub scheduler: SchedulerConfig,
     pub development: DevelopmentConfig,
     pub runs: RunsConfig,
     pub extensions: ExtensionsConfig,
@@ -78,6 +81,105 @@ impl StorageConfig {
     /// Whether the state is in PostgreSQL.
     pub fn is_postgres(&self) -> bool {
         self.kind == "postgres"
+    }
+}
+
+/// Where task containers run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// `docker`: the Docker engine of this host (or `docker.host`).
+    pub kind: String,
+    pub docker: DockerConfig,
+    /// Volumes tasks may mount, by name; none unless the operator declares them.
+    #[serde(default)]
+    pub volumes: BTreeMap<String, VolumeConfig>,
+}
+
+/// The Docker engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerConfig {
+    /// `unix:///path/to/docker.sock`, `tcp://host:2375` or `http://host:2375`; empty: `DOCKER_HOST`, else the
+    /// local socket.
+    pub host: String,
+}
+
+/// A volume tasks may mount (`Task::volume(name, path)` in the SDK).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeConfig {
+    /// For Docker: an absolute host path (bind mount) or the name of a Docker volume.
+    pub source: String,
+    /// Every task mounts it read-only.
+    #[serde(default)]
+    pub read_only: bool,
+    /// The namespaces whose tasks may mount it; empty: every namespace.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+impl SchedulerConfig {
+    /// The volumes, as the orchestrator takes them.
+    pub fn volumes(&self) -> BTreeMap<String, gofer_core::orchestrator::Volume> {
+        self.volumes
+            .iter()
+            .map(|(name, v)| {
+                let volume = gofer_core::orchestrator::Volume {
+                    source: v.source.clone(),
+                    read_only: v.read_only,
+                    namespaces: v.namespaces.clone(),
+                };
+                (name.clone(), volume)
+            })
+            .collect()
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        match self.kind.as_str() {
+            "docker" => {}
+            "kubernetes" | "nomad" => {
+                return Err(Error::OutOfRange {
+                    field: "scheduler.kind",
+                    problem: format!("'{}' is not available in this build yet; use \"docker\"", self.kind),
+                });
+            }
+            other => {
+                return Err(Error::OutOfRange {
+                    field: "scheduler.kind",
+                    problem: format!("'{other}' is not a scheduler; use \"docker\""),
+                });
+            }
+        }
+        let host = self.docker.host.trim();
+        if !host.is_empty() && !["unix:///", "tcp://", "http://"].iter().any(|scheme| host.starts_with(scheme)) {
+            return Err(Error::OutOfRange {
+                field: "scheduler.docker.host",
+                problem: format!(
+                    "'{host}' is not an engine address; give unix:///var/run/docker.sock, tcp://HOST:2375 or \
+                     http://HOST:2375, or leave it empty for DOCKER_HOST"
+                ),
+            });
+        }
+        for (name, volume) in &self.volumes {
+            let problem = if let Err(e) = gofer_api::config::validate_identifier("volume name", name) {
+                Some(e.to_string())
+            } else if volume.source.trim().is_empty() {
+                Some(format!("volume '{name}' has no source; give a host path or a volume name"))
+            } else if volume.source.starts_with('.') || volume.source.contains("/../") {
+                Some(format!("volume '{name}': source '{}' must be an absolute path or a volume name", volume.source))
+            } else {
+                volume.namespaces.iter().find_map(|namespace| {
+                    gofer_api::config::validate_identifier("namespace", namespace)
+                        .err()
+                        .map(|e| format!("volume '{name}': {e}"))
+                })
+            };
+            if let Some(problem) = problem {
+                return Err(Error::OutOfRange { field: "scheduler.volumes", problem });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -236,6 +338,11 @@ impl Default for Config {
                 tls_key_path: PathBuf::new(),
             },
             storage: StorageConfig { kind: "sqlite".into(), url: String::new(), pool_size: 16, lease_seconds: 15 },
+            scheduler: SchedulerConfig {
+                kind: "docker".into(),
+                docker: DockerConfig { host: String::new() },
+                volumes: BTreeMap::new(),
+            },
             development: DevelopmentConfig { bypass_auth: true },
             runs: RunsConfig {
                 stop_grace_seconds: 10,
@@ -387,6 +494,7 @@ impl Config {
             }
         }
         self.min_interval()?;
+        self.scheduler.check()?;
         for (field, cert, key) in [
             ("server.tls_cert_path and server.tls_key_path", &self.server.tls_cert_path, &self.server.tls_key_path),
             (
@@ -588,6 +696,40 @@ mod tests {
         std::fs::write(&path, "[runs]\npipeline_limit = -3\n").unwrap();
         let err = Config::load(Some(&path), &Overrides::default()).unwrap_err();
         assert!(format!("{err:?}").contains("pipeline_limit"), "{err:?}");
+    }
+
+    #[test]
+    fn scheduler_settings_are_checked_naming_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gofer.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(Some(&path), &Overrides::default())
+        };
+        let config = load(
+            "[scheduler.docker]\nhost = \"tcp://10.0.0.5:2375\"\n[scheduler.volumes.cache]\nsource = \"/srv/cache\"\n\
+             namespaces = [\"builds\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.scheduler.docker.host, "tcp://10.0.0.5:2375");
+        let volumes = config.scheduler.volumes();
+        assert_eq!(volumes["cache"].source, "/srv/cache");
+        assert_eq!((volumes["cache"].read_only, volumes["cache"].namespaces.clone()), (false, vec!["builds".into()]));
+        assert!(config.to_toml().contains("[scheduler.volumes.cache]"), "{}", config.to_toml());
+        for (text, words) in [
+            ("[scheduler]\nkind = \"podman\"\n", "scheduler.kind 'podman' is not a scheduler"),
+            ("[scheduler]\nkind = \"kubernetes\"\n", "scheduler.kind 'kubernetes' is not available in this build yet"),
+            ("[scheduler.docker]\nhost = \"/var/run/docker.sock\"\n", "scheduler.docker.host '/var/run/docker.sock'"),
+            ("[scheduler.volumes.\"bad name\"]\nsource = \"/x\"\n", "invalid volume name 'bad name'"),
+            ("[scheduler.volumes.cache]\nsource = \" \"\n", "volume 'cache' has no source"),
+            ("[scheduler.volumes.cache]\nsource = \"./rel\"\n", "must be an absolute path or a volume name"),
+            ("[scheduler.volumes.cache]\nsource = \"/x\"\nnamespaces = [\"a b\"]\n", "invalid namespace 'a b'"),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(err.contains(words), "{text}: {err}");
+        }
+        let err = format!("{:?}", load("[scheduler.volumes.cache]\nsource = \"/x\"\nmode = \"rw\"\n").unwrap_err());
+        assert!(err.contains("mode"), "{err}");
     }
 
     #[test]

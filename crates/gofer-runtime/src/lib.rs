@@ -141,6 +141,7 @@ pub fn options(config: &Config, installation_id: &str) -> anyhow::Result<Options
             max_timeout: Duration::from_secs(config.runs.max_timeout_seconds),
             log_retention_runs: config.runs.log_retention_runs,
             keep_containers_for: Duration::from_secs(config.runs.keep_containers_seconds),
+            volumes: config.scheduler.volumes(),
         },
         objects: ObjectLimits {
             max_object_bytes: config.objects.max_object_bytes,
@@ -209,7 +210,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
         }
     };
     let scheduler: Arc<dyn gofer_scheduler::Scheduler> =
-        Arc::new(gofer_scheduler_docker::DockerScheduler::connect().await?);
+        Arc::new(gofer_scheduler_docker::DockerScheduler::connect_to(docker_host(config)).await?);
     let (secret_key, source) = secret_key(config, &data_dir, true)?;
     if let KeySource::DataDir(path) = &source {
         tracing::warn!(
@@ -267,4 +268,9 @@ pub async fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn gofer_stora
         State::Sqlite(sqlite) => Arc::new(sqlite),
         State::Postgres(postgres) => Arc::new(postgres),
     })
+}
+
+/// The configured Docker engine address; `None` leaves it to `DOCKER_HOST` and the local socket.
+fn docker_host(config: &Config) -> Option<&str> {
+    Some(config.scheduler.docker.host.trim()).filter(|host| !host.is_empty())
 }

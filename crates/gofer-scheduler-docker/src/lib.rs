@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig, HostConfigLogConfig, PortBinding};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
     LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
@@ -32,10 +32,22 @@ impl DockerScheduler {
     /// Connects to the engine named by `DOCKER_HOST` (or the default local socket), agrees on an API version and
     /// checks that the engine answers.
     pub async fn connect() -> Result<Self> {
-        let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+        Self::connect_to(None).await
+    }
+
+    /// Connects to the engine at `host` (`unix:///…`, `tcp://…`, `http://…`), or as [`DockerScheduler::connect`]
+    /// does when `None`.
+    pub async fn connect_to(host: Option<&str>) -> Result<Self> {
+        let endpoint = host.map(str::to_string).unwrap_or_else(|| {
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
+        });
         let unreachable =
             |e: bollard::errors::Error| Error::Unreachable { endpoint: endpoint.clone(), source: Box::new(e) };
-        let docker = Docker::connect_with_local_defaults().map_err(unreachable)?;
+        let docker = match host {
+            Some(host) => Docker::connect_with_host(host),
+            None => Docker::connect_with_local_defaults(),
+        }
+        .map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
         let version = docker.version().await.ok().and_then(|v| v.version).unwrap_or_else(|| "(version unknown)".into());
@@ -67,17 +79,37 @@ impl DockerScheduler {
         }
         // An exposed port is published on the loopback address only, on a port the engine picks.
         let port = spec.expose_port.map(|p| format!("{p}/tcp"));
-        let host_config = port.as_ref().map(|port| HostConfig {
-            port_bindings: Some(HashMap::from([(
-                port.clone(),
-                Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
-            )])),
+        let resources = &spec.resources;
+        let memory = resources.memory_bytes.map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX));
+        let host_config = HostConfig {
+            port_bindings: port.as_ref().map(|port| {
+                HashMap::from([(
+                    port.clone(),
+                    Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+                )])
+            }),
+            nano_cpus: resources.cpu_millicores.map(|millis| i64::from(millis) * 1_000_000),
+            memory,
+            // Swap counts against the limit: a task over it is killed, not slowed down by swapping.
+            memory_swap: memory,
+            binds: Some(resources.mounts.iter().map(bind).collect::<Vec<_>>()).filter(|b| !b.is_empty()),
+            // The engine's own copy of the output is what a restarted server reads: the `local` driver keeps the
+            // bytes as they were (`json-file` replaces bytes that are not UTF-8), up to 1 GB per container.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("local".into()),
+                config: Some(HashMap::from([
+                    ("max-size".to_string(), "100m".to_string()),
+                    ("max-file".to_string(), "10".to_string()),
+                ])),
+            }),
             ..Default::default()
-        });
+        };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             exposed_ports: port.map(|port| vec![port]),
-            host_config,
+            host_config: Some(host_config),
+            working_dir: resources.working_dir.clone(),
+            user: resources.user.clone(),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             entrypoint: spec.entrypoint.clone(),
             cmd: spec.command.clone(),
@@ -102,6 +134,35 @@ impl DockerScheduler {
             Err(e) => Err(engine_error(format!("create container {}", spec.name))(e)),
         }
     }
+}
+
+/// The exit code of a container ended by SIGKILL (128 + 9), as the kernel's OOM killer ends one.
+const KILLED: i64 = 137;
+/// How long the engine may take to record that a killed container was out of memory.
+const OOM_SETTLE: Duration = Duration::from_secs(1);
+
+impl DockerScheduler {
+    /// Waits, for a container with a memory limit that was killed, until the engine recorded whether it was out of
+    /// memory: the engine learns of the OOM kill from a separate event that can come just after the exit, so an
+    /// inspect right after the wait may not show it yet. Returns at once for containers without a limit.
+    async fn settle_oom(&self, container_id: &str) {
+        let deadline = tokio::time::Instant::now() + OOM_SETTLE;
+        loop {
+            let Ok(details) = self.docker.inspect_container(container_id, None).await else { return };
+            let limited = details.host_config.and_then(|h| h.memory).is_some_and(|m| m > 0);
+            let oom = details.state.and_then(|s| s.oom_killed).unwrap_or(false);
+            if !limited || oom || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A mount as Docker's `Binds` take it: `source:target[:ro]`; a source that is not a path names a Docker volume.
+fn bind(mount: &gofer_scheduler::Mount) -> String {
+    let mode = if mount.read_only { ":ro" } else { "" };
+    format!("{}:{}{mode}", mount.source, mount.target)
 }
 
 fn status_of(e: &bollard::errors::Error) -> Option<u16> {
@@ -243,16 +304,22 @@ impl Scheduler for DockerScheduler {
     async fn wait(&self, container_id: &str) -> Result<i64> {
         let options = WaitContainerOptions { condition: "not-running".to_string() };
         let mut wait = self.docker.wait_container(container_id, Some(options));
-        match wait.next().await {
-            Some(Ok(response)) => Ok(response.status_code),
+        let code = match wait.next().await {
+            Some(Ok(response)) => response.status_code,
             // bollard reports a non-zero exit as an error carrying the code.
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
-            Some(Err(e)) => Err(container_error(container_id, "wait for")(e)),
-            None => Err(Error::Engine {
-                action: format!("wait for container {container_id}"),
-                source: Error::cause("the engine closed the wait call without an exit status"),
-            }),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => return Err(container_error(container_id, "wait for")(e)),
+            None => {
+                return Err(Error::Engine {
+                    action: format!("wait for container {container_id}"),
+                    source: Error::cause("the engine closed the wait call without an exit status"),
+                });
+            }
+        };
+        if code == KILLED {
+            self.settle_oom(container_id).await;
         }
+        Ok(code)
     }
 
     async fn output_since_start(&self, container_id: &str) -> Result<BoxStream<'static, Result<Bytes>>> {
@@ -313,6 +380,7 @@ impl Scheduler for DockerScheduler {
             image_digest: details.image,
             labels: details.config.and_then(|c| c.labels).unwrap_or_default().into_iter().collect(),
             endpoint,
+            oom_killed: life == ContainerState::Exited && state.oom_killed == Some(true),
         })
     }
 

@@ -10,6 +10,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
 /// Labels every Gofer container carries, so Gofer only ever touches its own containers.
 pub mod labels {
     /// Present (value `true`) on every container Gofer creates.
@@ -50,6 +53,8 @@ pub struct ContainerInfo {
     pub labels: BTreeMap<String, String>,
     /// Where Gofer reaches the container's exposed port (`host:port`), if the spec exposed one and it runs.
     pub endpoint: Option<String>,
+    /// The engine killed it for going over its memory limit.
+    pub oom_killed: bool,
 }
 
 impl ContainerInfo {
@@ -63,6 +68,31 @@ impl ContainerInfo {
 pub struct RegistryAuth {
     pub user: String,
     pub pass: String,
+}
+
+/// Storage mounted into a container, as the operator configured it for the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The engine's name for the storage: for Docker a host path (absolute) or a named volume; for Kubernetes a
+    /// persistent volume claim; for Nomad a host volume.
+    pub source: String,
+    /// Where it appears in the container (absolute).
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// What a container may use and how it runs, beyond its image and command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// The most CPU it may use, in thousandths of a core.
+    pub cpu_millicores: Option<u32>,
+    /// The most memory it may use, in bytes (swap included: going over kills it).
+    pub memory_bytes: Option<u64>,
+    /// The directory its command starts in.
+    pub working_dir: Option<String>,
+    /// The user (`name`, `uid`, `name:group` or `uid:gid`) its command runs as.
+    pub user: Option<String>,
+    pub mounts: Vec<Mount>,
 }
 
 /// Everything needed to start one container.
@@ -80,6 +110,8 @@ pub struct ContainerSpec {
     pub labels: BTreeMap<String, String>,
     /// A TCP port inside the container that Gofer must reach (extensions); `inspect` tells where.
     pub expose_port: Option<u16>,
+    /// Limits, working directory, user and mounts.
+    pub resources: Resources,
 }
 
 /// A container that was started.

@@ -409,11 +409,62 @@ pub struct Task {
     /// How many times a failed attempt is retried (0 to 10); every attempt is recorded.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retries: u32,
+    /// The most CPU the container may use, in thousandths of a core (`1500` is one and a half cores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millicores: Option<u32>,
+    /// The most memory the container may use, in bytes; a task that needs more is killed and fails with reason
+    /// `out_of_memory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// The directory the command starts in (an absolute path), instead of the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// The user the command runs as (`name`, `uid`, `name:group` or `uid:gid`), instead of the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Volumes the operator configured (`scheduler.volumes`), mounted into the container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// A volume the server's operator configured, mounted into a task's container at `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = config::VolumeMount))]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMount {
+    /// The volume's name in the server's configuration (`scheduler.volumes.<name>`).
+    pub name: String,
+    /// Where it appears in the container (an absolute path).
+    pub path: String,
+    /// Mounted read-only (the operator may also make a volume read-only for every task).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_only: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A mebibyte, for [`Task::memory`]: `.memory(512 * MIB)`.
+pub const MIB: u64 = 1024 * 1024;
+/// A gibibyte, for [`Task::memory`]: `.memory(2 * GIB)`.
+pub const GIB: u64 = 1024 * MIB;
+/// The smallest CPU limit, in thousandths of a core (every engine Gofer drives can hold to a hundredth).
+pub const MIN_CPU_MILLICORES: u32 = 10;
+/// The largest CPU limit, in thousandths of a core.
+pub const MAX_CPU_MILLICORES: u32 = 1024 * 1000;
+/// The smallest memory limit (Docker refuses less than 6 MiB).
+pub const MIN_MEMORY_BYTES: u64 = 6 * MIB;
+/// The largest memory limit (16 TiB).
+pub const MAX_MEMORY_BYTES: u64 = 16 * 1024 * GIB;
+/// The most volumes one task may mount.
+pub const MAX_VOLUMES: usize = 16;
+/// The longest path (working dir, mount point) a task may name.
+pub const MAX_PATH_LEN: usize = 4096;
 
 /// The most retries a task may ask for.
 pub const MAX_RETRIES: u32 = 10;
@@ -440,7 +491,52 @@ impl Task {
             always_pull_newest_image: false,
             timeout_seconds: None,
             retries: 0,
+            cpu_millicores: None,
+            memory_bytes: None,
+            working_dir: None,
+            user: None,
+            volumes: Vec::new(),
         }
+    }
+
+    /// Limits the CPU the container may use, in cores: `.cpu(0.5)` is half a core, `.cpu(2.0)` two. Kept to a
+    /// thousandth of a core; at least 0.01.
+    pub fn cpu(mut self, cores: f64) -> Self {
+        // A float cast saturates: NaN and negative values become 0 and huge ones the maximum, both refused by
+        // validation with the value named.
+        self.cpu_millicores = Some((cores * 1000.0).round() as u32);
+        self
+    }
+
+    /// Limits the memory the container may use, in bytes: `.memory(512 * MIB)`. A task that needs more is killed
+    /// and fails with reason `out_of_memory`. At least 6 MiB.
+    pub fn memory(mut self, bytes: u64) -> Self {
+        self.memory_bytes = Some(bytes);
+        self
+    }
+
+    /// Starts the command in `path` (absolute) instead of the image's working directory.
+    pub fn working_dir(mut self, path: &str) -> Self {
+        self.working_dir = Some(path.to_string());
+        self
+    }
+
+    /// Runs the command as `user` (`name`, `uid`, `name:group` or `uid:gid`) instead of the image's user.
+    pub fn user(mut self, user: &str) -> Self {
+        self.user = Some(user.to_string());
+        self
+    }
+
+    /// Mounts the volume the server's operator configured as `scheduler.volumes.<name>` at `path`.
+    pub fn volume(mut self, name: &str, path: &str) -> Self {
+        self.volumes.push(VolumeMount { name: name.to_string(), path: path.to_string(), read_only: false });
+        self
+    }
+
+    /// Mounts a configured volume read-only at `path`; see [`Task::volume`].
+    pub fn read_only_volume(mut self, name: &str, path: &str) -> Self {
+        self.volumes.push(VolumeMount { name: name.to_string(), path: path.to_string(), read_only: true });
+        self
     }
 
     /// The longest one attempt may take (rounded up to whole seconds); past it the container is stopped and the
@@ -573,11 +669,95 @@ impl Task {
         if self.retries > MAX_RETRIES {
             return Err(invalid("retries", format!("{} is more than the maximum of {MAX_RETRIES}", self.retries)));
         }
+        self.validate_resources()?;
         if self.depends_on.contains_key(&self.id) {
             return Err(ConfigError::Cycle { path: vec![self.id.clone(), self.id.clone()] });
         }
         Ok(())
     }
+
+    /// Checks the limits, working dir, user and volumes.
+    fn validate_resources(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::InvalidTask {
+            task_id: self.id.clone(),
+            field: field.to_string(),
+            reason,
+        };
+        if let Some(millis) = self.cpu_millicores
+            && !(MIN_CPU_MILLICORES..=MAX_CPU_MILLICORES).contains(&millis)
+        {
+            return Err(invalid(
+                "cpu",
+                format!("{} cores is outside 0.01 to {} cores", f64::from(millis) / 1000.0, MAX_CPU_MILLICORES / 1000),
+            ));
+        }
+        if let Some(bytes) = self.memory_bytes
+            && !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&bytes)
+        {
+            return Err(invalid(
+                "memory",
+                format!(
+                    "{bytes} bytes is outside 6 MiB ({MIN_MEMORY_BYTES} bytes) to 16 TiB ({MAX_MEMORY_BYTES} bytes)"
+                ),
+            ));
+        }
+        if let Some(dir) = &self.working_dir {
+            check_absolute_path(dir).map_err(|problem| invalid("working_dir", problem))?;
+        }
+        if let Some(user) = &self.user {
+            check_user(user).map_err(|problem| invalid("user", problem))?;
+        }
+        if self.volumes.len() > MAX_VOLUMES {
+            return Err(invalid("volumes", format!("{} volumes is more than {MAX_VOLUMES}", self.volumes.len())));
+        }
+        let mut paths = std::collections::BTreeSet::new();
+        for volume in &self.volumes {
+            validate_identifier("volume name", &volume.name).map_err(|e| invalid("volumes", e.to_string()))?;
+            check_absolute_path(&volume.path)
+                .map_err(|problem| invalid("volumes", format!("volume '{}': {problem}", volume.name)))?;
+            if volume.path.trim_end_matches('/').is_empty() {
+                return Err(invalid("volumes", format!("volume '{}' cannot be mounted at /", volume.name)));
+            }
+            if !paths.insert(volume.path.trim_end_matches('/')) {
+                return Err(invalid("volumes", format!("two volumes are mounted at {}", volume.path)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A path inside a container: absolute, without NUL bytes or `..`, bounded.
+fn check_absolute_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("'{path}' is not an absolute path; start it with /"));
+    }
+    if path.len() > MAX_PATH_LEN {
+        return Err(format!("the path is longer than {MAX_PATH_LEN} bytes"));
+    }
+    if path.contains('\0') {
+        return Err("the path contains a NUL byte".into());
+    }
+    if path.split('/').any(|part| part == "..") {
+        return Err(format!("'{path}' contains '..'"));
+    }
+    Ok(())
+}
+
+/// A user as engines take it: `name`, `uid`, `name:group` or `uid:gid`, each part letters, digits, `_`, `-`, `.`.
+fn check_user(user: &str) -> Result<(), String> {
+    let mut parts = user.split(':');
+    let (name, group, rest) = (parts.next().unwrap_or_default(), parts.next(), parts.next());
+    let part_ok = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 64
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    if rest.is_some() || !part_ok(name) || group.is_some_and(|g| !part_ok(g)) {
+        return Err(format!(
+            "'{user}' is not a user; give a name or uid, optionally with a group or gid (e.g. \"1000:1000\")"
+        ));
+    }
+    Ok(())
 }
 
 /// A variable's value that names a stored value instead of being one: `pipeline_secret{{KEY}}` and friends. The
@@ -825,6 +1005,60 @@ mod tests {
         assert!(err.to_string().contains("invalid pipeline timeout"), "{err}");
         let json = serde_json::to_string(&task("plain")).unwrap();
         assert!(!json.contains("retries") && !json.contains("timeout"), "defaults stay out of the JSON: {json}");
+    }
+
+    #[test]
+    fn resources_are_kept_and_validated_naming_the_field() {
+        let t = task("a")
+            .cpu(1.5)
+            .memory(512 * MIB)
+            .working_dir("/work")
+            .user("1000:1000")
+            .volume("cache", "/cache")
+            .read_only_volume("ref-data", "/data/");
+        assert_eq!((t.cpu_millicores, t.memory_bytes), (Some(1500), Some(536_870_912)));
+        validate(vec![t.clone()]).unwrap();
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(
+            json.ends_with(
+                r#""cpu_millicores":1500,"memory_bytes":536870912,"working_dir":"/work","user":"1000:1000","volumes":[{"name":"cache","path":"/cache"},{"name":"ref-data","path":"/data/","read_only":true}]}"#
+            ),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Task>(&json).unwrap(), t);
+        let plain = serde_json::to_string(&task("plain")).unwrap();
+        for absent in ["cpu", "memory", "working_dir", "user", "volumes"] {
+            assert!(!plain.contains(absent), "defaults stay out of the JSON: {plain}");
+        }
+        assert_eq!(task("a").cpu(0.0004).cpu_millicores, Some(0));
+        assert_eq!(task("a").cpu(f64::NAN).cpu_millicores, Some(0));
+        assert_eq!(task("a").cpu(-2.0).cpu_millicores, Some(0));
+        assert_eq!(task("a").cpu(f64::INFINITY).cpu_millicores, Some(u32::MAX));
+        for (bad, field, words) in [
+            (task("a").cpu(0.001), "cpu", "0.001 cores is outside 0.01 to 1024 cores"),
+            (task("a").cpu(-1.0), "cpu", "0 cores is outside"),
+            (task("a").cpu(5000.0), "cpu", "5000 cores is outside"),
+            (task("a").memory(1024), "memory", "1024 bytes is outside 6 MiB"),
+            (task("a").memory(u64::MAX), "memory", "is outside"),
+            (task("a").working_dir("work"), "working_dir", "'work' is not an absolute path"),
+            (task("a").working_dir("/a/../b"), "working_dir", "contains '..'"),
+            (task("a").working_dir("/a\0"), "working_dir", "NUL"),
+            (task("a").user(""), "user", "is not a user"),
+            (task("a").user("a b"), "user", "is not a user"),
+            (task("a").user("1:2:3"), "user", "is not a user"),
+            (task("a").user("root:"), "user", "is not a user"),
+            (task("a").volume("bad name", "/x"), "volumes", "invalid volume name 'bad name'"),
+            (task("a").volume("cache", "cache"), "volumes", "volume 'cache': 'cache' is not an absolute path"),
+            (task("a").volume("cache", "/"), "volumes", "cannot be mounted at /"),
+            (task("a").volume("a", "/x").volume("b", "/x/"), "volumes", "two volumes are mounted at /x/"),
+        ] {
+            let err = validate(vec![bad]).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("task 'a': invalid {field}: ")) && err.contains(words), "{err}");
+        }
+        let many = (0..=MAX_VOLUMES).fold(task("a"), |t, i| t.volume("v", &format!("/v{i}")));
+        assert!(validate(vec![many]).unwrap_err().to_string().contains("17 volumes is more than 16"));
+        let unknown = r#"{"id":"a","image":"x","volumes":[{"name":"v","path":"/v","mode":"rw"}]}"#;
+        assert!(serde_json::from_str::<Task>(unknown).unwrap_err().to_string().contains("mode"));
     }
 
     #[test]

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"testing"
 	"time"
@@ -135,5 +136,39 @@ func TestEarlierProgramsReadTheSame(t *testing.T) {
 	).Finish()
 	if cycle == nil || cycle.Error() != "tasks form a dependency cycle (a -> b -> a); a pipeline must be a directed acyclic graph" {
 		t.Errorf("cycle: %v", cycle)
+	}
+}
+
+// The resource builders write what the Rust SDK's write, and out-of-range CPU values are kept so validation
+// refuses them (never a conversion Go leaves undefined).
+func TestResourcesAreBuiltLikeTheRustSDK(t *testing.T) {
+	var every *vector
+	for _, v := range loadVectors(t) {
+		if v.Name == "resources: every field" {
+			v := v
+			every = &v
+		}
+	}
+	if every == nil || every.JSON == nil {
+		t.Fatal("no valid vector named 'resources: every field'")
+	}
+	task := NewTask("a", "busybox:latest").
+		CPU(1.5).
+		Memory(512*MiB).
+		WorkingDir("/work").
+		User("1000:1000").
+		Volume("cache", "/cache").
+		ReadOnlyVolume("ref-data", "/data/")
+	written, err := NewPipeline("p", "P").Tasks(task).Pipeline.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if written != *every.JSON {
+		t.Errorf("the builder wrote\n  %s\nthe Rust SDK wrote\n  %s", written, *every.JSON)
+	}
+	for cores, want := range map[float64]uint32{0.0004: 0, -2: 0, math.NaN(): 0, math.Inf(1): math.MaxUint32, 0.0105: 11} {
+		if got := *NewTask("a", "i").CPU(cores).Task.CPUMillicores; got != want {
+			t.Errorf("CPU(%v) kept %d millicores, want %d", cores, got, want)
+		}
 	}
 }

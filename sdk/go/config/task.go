@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"strings"
 	"time"
 )
@@ -39,7 +40,25 @@ type Task struct {
 	AlwaysPullNewestImage bool                            `json:"always_pull_newest_image"`
 	TimeoutSeconds        *uint64                         `json:"timeout_seconds,omitempty"`
 	Retries               uint32                          `json:"retries,omitempty"`
+	CPUMillicores         *uint32                         `json:"cpu_millicores,omitempty"`
+	MemoryBytes           *uint64                         `json:"memory_bytes,omitempty"`
+	WorkingDir            *string                         `json:"working_dir,omitempty"`
+	User                  *string                         `json:"user,omitempty"`
+	Volumes               []VolumeMount                   `json:"volumes,omitempty"`
 }
+
+// VolumeMount mounts a volume the server's operator configured (scheduler.volumes.<name>) at Path.
+type VolumeMount struct {
+	Name     string `json:"name"`
+	Path     string `json:"path"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+// MiB and GiB are byte counts for Memory: Memory(512 * config.MiB).
+const (
+	MiB uint64 = 1024 * 1024
+	GiB uint64 = 1024 * MiB
+)
 
 // TaskWrapper is the builder NewTask returns (the earlier SDK's name for it).
 type TaskWrapper struct {
@@ -135,6 +154,54 @@ func (t *TaskWrapper) Timeout(timeout time.Duration) *TaskWrapper {
 // Retries retries a failed attempt up to retries times (at most 10). Cancelled attempts are not retried.
 func (t *TaskWrapper) Retries(retries uint32) *TaskWrapper {
 	t.Task.Retries = retries
+	return t
+}
+
+// CPU limits the CPU the container may use, in cores: CPU(0.5) is half a core. Kept to a thousandth of a core; at
+// least 0.01.
+func (t *TaskWrapper) CPU(cores float64) *TaskWrapper {
+	millis := math.Round(cores * 1000)
+	var kept uint32
+	switch {
+	case math.IsNaN(millis) || millis <= 0:
+		kept = 0
+	case millis >= math.MaxUint32:
+		kept = math.MaxUint32
+	default:
+		kept = uint32(millis)
+	}
+	t.Task.CPUMillicores = &kept
+	return t
+}
+
+// Memory limits the memory the container may use, in bytes: Memory(512 * config.MiB). A task that needs more is
+// killed and fails with reason out_of_memory. At least 6 MiB.
+func (t *TaskWrapper) Memory(bytes uint64) *TaskWrapper {
+	t.Task.MemoryBytes = &bytes
+	return t
+}
+
+// WorkingDir starts the command in path (absolute) instead of the image's working directory.
+func (t *TaskWrapper) WorkingDir(path string) *TaskWrapper {
+	t.Task.WorkingDir = &path
+	return t
+}
+
+// User runs the command as user (name, uid, name:group or uid:gid) instead of the image's user.
+func (t *TaskWrapper) User(user string) *TaskWrapper {
+	t.Task.User = &user
+	return t
+}
+
+// Volume mounts the volume the server's operator configured as scheduler.volumes.<name> at path.
+func (t *TaskWrapper) Volume(name, path string) *TaskWrapper {
+	t.Task.Volumes = append(t.Task.Volumes, VolumeMount{Name: name, Path: path})
+	return t
+}
+
+// ReadOnlyVolume mounts a configured volume read-only at path; see Volume.
+func (t *TaskWrapper) ReadOnlyVolume(name, path string) *TaskWrapper {
+	t.Task.Volumes = append(t.Task.Volumes, VolumeMount{Name: name, Path: path, ReadOnly: true})
 	return t
 }
 

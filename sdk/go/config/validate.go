@@ -20,6 +20,12 @@ const (
 	MaxJudgedRuns     = 1000
 	MaxBakeSeconds    = 7 * 24 * 3600
 	MaxSteps          = 10
+	MinCPUMillicores  = 10
+	MaxCPUMillicores  = 1024 * 1000
+	MinMemoryBytes    = 6 * MiB
+	MaxMemoryBytes    = 16 * 1024 * GiB
+	MaxVolumes        = 16
+	MaxPathLen        = 4096
 )
 
 func errorf(format string, args ...interface{}) error {
@@ -177,6 +183,9 @@ func (t *Task) validate() error {
 	}
 	if t.Retries > MaxRetries {
 		return invalid("retries", fmt.Sprintf("%d is more than the maximum of %d", t.Retries, MaxRetries))
+	}
+	if err := t.validateResources(invalid); err != nil {
+		return err
 	}
 	if _, self := t.DependsOn[t.ID]; self {
 		return cycleError([]string{t.ID, t.ID})
@@ -439,4 +448,85 @@ func charDebug(c rune) string {
 		return fmt.Sprintf(`'\u{%x}'`, c)
 	}
 	return "'" + string(c) + "'"
+}
+
+// validateResources checks the limits, working dir, user and volumes, in the Rust SDK's order.
+func (t *Task) validateResources(invalid func(field, reason string) error) error {
+	if m := t.CPUMillicores; m != nil && (*m < MinCPUMillicores || *m > MaxCPUMillicores) {
+		return invalid("cpu", fmt.Sprintf("%s cores is outside 0.01 to %d cores",
+			rustDisplay(float64(*m)/1000), MaxCPUMillicores/1000))
+	}
+	if b := t.MemoryBytes; b != nil && (*b < MinMemoryBytes || *b > MaxMemoryBytes) {
+		return invalid("memory", fmt.Sprintf("%d bytes is outside 6 MiB (%d bytes) to 16 TiB (%d bytes)",
+			*b, MinMemoryBytes, MaxMemoryBytes))
+	}
+	if t.WorkingDir != nil {
+		if problem := checkAbsolutePath(*t.WorkingDir); problem != "" {
+			return invalid("working_dir", problem)
+		}
+	}
+	if t.User != nil {
+		if problem := checkUser(*t.User); problem != "" {
+			return invalid("user", problem)
+		}
+	}
+	if len(t.Volumes) > MaxVolumes {
+		return invalid("volumes", fmt.Sprintf("%d volumes is more than %d", len(t.Volumes), MaxVolumes))
+	}
+	paths := map[string]bool{}
+	for _, volume := range t.Volumes {
+		if err := ValidateIdentifier("volume name", volume.Name); err != nil {
+			return invalid("volumes", err.Error())
+		}
+		if problem := checkAbsolutePath(volume.Path); problem != "" {
+			return invalid("volumes", fmt.Sprintf("volume '%s': %s", volume.Name, problem))
+		}
+		trimmed := strings.TrimRight(volume.Path, "/")
+		if trimmed == "" {
+			return invalid("volumes", fmt.Sprintf("volume '%s' cannot be mounted at /", volume.Name))
+		}
+		if paths[trimmed] {
+			return invalid("volumes", fmt.Sprintf("two volumes are mounted at %s", volume.Path))
+		}
+		paths[trimmed] = true
+	}
+	return nil
+}
+
+// checkAbsolutePath says what is wrong with a path inside a container; "" when nothing is.
+func checkAbsolutePath(path string) string {
+	switch {
+	case !strings.HasPrefix(path, "/"):
+		return fmt.Sprintf("'%s' is not an absolute path; start it with /", path)
+	case len(path) > MaxPathLen:
+		return fmt.Sprintf("the path is longer than %d bytes", MaxPathLen)
+	case strings.Contains(path, "\x00"):
+		return "the path contains a NUL byte"
+	}
+	for _, part := range strings.Split(path, "/") {
+		if part == ".." {
+			return fmt.Sprintf("'%s' contains '..'", path)
+		}
+	}
+	return ""
+}
+
+// checkUser says what is wrong with a user (name, uid, name:group or uid:gid); "" when nothing is.
+func checkUser(user string) string {
+	parts := strings.Split(user, ":")
+	partOK := func(part string) bool {
+		if part == "" || len(part) > 64 {
+			return false
+		}
+		for _, c := range part {
+			if !(isASCIIAlphanumeric(c) || c == '_' || c == '-' || c == '.') {
+				return false
+			}
+		}
+		return true
+	}
+	if len(parts) > 2 || !partOK(parts[0]) || (len(parts) == 2 && !partOK(parts[1])) {
+		return fmt.Sprintf("'%s' is not a user; give a name or uid, optionally with a group or gid (e.g. \"1000:1000\")", user)
+	}
+	return ""
 }

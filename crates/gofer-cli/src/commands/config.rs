@@ -80,6 +80,38 @@ fn task_changes(old: &config::Task, new: &config::Task) -> Vec<String> {
     if old.description != new.description {
         lines.push("~ description".into());
     }
+    lines.extend(resource_changes(old, new));
+    lines
+}
+
+/// Changed limits, working dir, user and volumes.
+fn resource_changes(old: &config::Task, new: &config::Task) -> Vec<String> {
+    let mut lines = Vec::new();
+    let none = || "none".to_string();
+    if old.cpu_millicores != new.cpu_millicores {
+        let show = |m: Option<u32>| m.map_or_else(none, |m| format!("{} cores", f64::from(m) / 1000.0));
+        lines.push(format!("~ cpu {} → {}", show(old.cpu_millicores), show(new.cpu_millicores)));
+    }
+    if old.memory_bytes != new.memory_bytes {
+        let show = |b: Option<u64>| b.map_or_else(none, |b| format!("{b} bytes"));
+        lines.push(format!("~ memory {} → {}", show(old.memory_bytes), show(new.memory_bytes)));
+    }
+    for (field, before, after) in [("working_dir", &old.working_dir, &new.working_dir), ("user", &old.user, &new.user)]
+    {
+        if before != after {
+            let show = |v: &Option<String>| v.clone().unwrap_or_else(none);
+            lines.push(format!("~ {field} {} → {}", show(before), show(after)));
+        }
+    }
+    let mounts = |t: &config::Task| -> Vec<String> {
+        t.volumes
+            .iter()
+            .map(|v| format!("{} at {}{}", v.name, v.path, if v.read_only { " (read-only)" } else { "" }))
+            .collect()
+    };
+    let (before, after) = (mounts(old), mounts(new));
+    lines.extend(after.iter().filter(|m| !before.contains(m)).map(|m| format!("+ volume {m}")));
+    lines.extend(before.iter().filter(|m| !after.contains(m)).map(|m| format!("- volume {m}")));
     lines
 }
 
@@ -171,5 +203,32 @@ pub(super) async fn command(client: &Client, format: Format, command: ConfigComm
             eprintln!("deleted version {version} of pipeline '{pipeline}'");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_resources_are_listed() {
+        let old = config::Task::new("t", "busybox").cpu(0.5).volume("cache", "/cache").user("1000");
+        let new = config::Task::new("t", "busybox")
+            .cpu(2.0)
+            .memory(64 * config::MIB)
+            .working_dir("/src")
+            .read_only_volume("cache", "/cache");
+        assert_eq!(
+            resource_changes(&old, &new),
+            [
+                "~ cpu 0.5 cores → 2 cores",
+                "~ memory none → 67108864 bytes",
+                "~ working_dir none → /src",
+                "~ user 1000 → none",
+                "+ volume cache at /cache (read-only)",
+                "- volume cache at /cache",
+            ]
+        );
+        assert!(resource_changes(&old, &old).is_empty());
     }
 }

@@ -59,9 +59,16 @@ impl Inner {
                 Ok(outcome) => outcome,
                 Err(e) => {
                     self.metrics.scheduler_error(&e);
+                    // An image that cannot be had is the task's to fix (its name, its registry credentials), not
+                    // the engine's.
+                    let kind = if matches!(e, gofer_scheduler::Error::Image { .. }) {
+                        StatusReasonKind::FailedPrecondition
+                    } else {
+                        StatusReasonKind::SchedulerError
+                    };
                     Outcome {
                         status: TaskStatus::Failed,
-                        reason: Some(reason(StatusReasonKind::SchedulerError, &error_chain(&e))),
+                        reason: Some(reason(kind, &error_chain(&e))),
                         exit_code: None,
                     }
                 }
@@ -188,8 +195,15 @@ impl Inner {
                         return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
                     }
                 };
+                let mounts = match self.options.mounts(&execution.namespace_id, &execution.task) {
+                    Ok(mounts) => mounts,
+                    Err(problem) => {
+                        let why = reason(StatusReasonKind::FailedPrecondition, &problem);
+                        return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
+                    }
+                };
                 masker = resolved.masker;
-                let spec = self.container_spec(execution, resolved.env, resolved.registry_auth);
+                let spec = self.container_spec(execution, resolved.env, resolved.registry_auth, mounts);
                 // Created and started in two calls: a crash in between leaves a container that recovery finds by
                 // its labels and starts, instead of one it could mistake for finished.
                 let container_id = self.scheduler.create(&spec).await?;
@@ -305,21 +319,24 @@ impl Inner {
         if let Some(why) = log_failure {
             return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) });
         }
-        if code != 0
-            && stopping.is_none()
-            && let Err(e) = self.scheduler.inspect(&id).await
-        {
-            self.metrics.scheduler_error(&e);
-            // The engine answered the wait but cannot be reached now: it is shutting down and stopped the
-            // container itself. That is the engine's doing, not the task's.
-            let why = reason(
-                StatusReasonKind::SchedulerError,
-                &format!(
-                    "the container engine stopped the container (exit code {code}) and went away: {}",
-                    error_chain(&e)
-                ),
-            );
-            return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) });
+        let mut oom_killed = false;
+        if code != 0 && stopping.is_none() {
+            match self.scheduler.inspect(&id).await {
+                Ok(info) => oom_killed = info.oom_killed,
+                Err(e) => {
+                    self.metrics.scheduler_error(&e);
+                    // The engine answered the wait but cannot be reached now: it is shutting down and stopped the
+                    // container itself. That is the engine's doing, not the task's.
+                    let why = reason(
+                        StatusReasonKind::SchedulerError,
+                        &format!(
+                            "the container engine stopped the container (exit code {code}) and went away: {}",
+                            error_chain(&e)
+                        ),
+                    );
+                    return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) });
+                }
+            }
         }
         if let Some(why) = stopping {
             let status = if timed_out { TaskStatus::Failed } else { TaskStatus::Cancelled };
@@ -327,6 +344,9 @@ impl Inner {
         }
         if code == 0 {
             Ok(Outcome { status: TaskStatus::Successful, reason: None, exit_code: Some(code) })
+        } else if let Some(description) = out_of_memory(oom_killed, code, execution.task.memory_bytes) {
+            let why = reason(StatusReasonKind::OutOfMemory, &description);
+            Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) })
         } else {
             let why = reason(StatusReasonKind::AbnormalExit, &format!("the container exited with code {code}"));
             Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) })
@@ -341,5 +361,53 @@ pub(super) fn log_key(execution: &TaskExecution) -> LogKey {
         run_id: execution.run_id,
         task_id: execution.task_id.clone(),
         attempt: execution.attempt,
+    }
+}
+
+/// Why a container that exited non-zero ran out of memory, if it did: the engine said so, or — engines miss the
+/// kernel's notice now and then when containers end together — it was killed by SIGKILL (exit code 137) while it
+/// had a memory limit and Gofer did not stop it.
+fn out_of_memory(confirmed: bool, code: i64, limit: Option<u64>) -> Option<String> {
+    let limit = limit.map(human_bytes);
+    match (confirmed, limit) {
+        (true, Some(limit)) => Some(format!(
+            "the container needed more than its memory limit of {limit} and was killed (exit code {code})"
+        )),
+        (true, None) => Some(format!("the container ran out of memory and was killed (exit code {code})")),
+        (false, Some(limit)) if code == 137 => Some(format!(
+            "the container was killed (exit code 137, SIGKILL) while held to its memory limit of {limit}: most \
+             likely it needed more (the engine did not confirm it)"
+        )),
+        (false, _) => None,
+    }
+}
+
+/// A byte count as people write memory limits: `2 GiB`, `512 MiB`, `6291457 bytes`.
+fn human_bytes(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    const GIB: u64 = 1024 * MIB;
+    if bytes.is_multiple_of(GIB) {
+        format!("{} GiB", bytes / GIB)
+    } else if bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_is_told_by_the_engine_or_by_a_kill_under_a_limit() {
+        let said = out_of_memory(true, 137, Some(16 * 1024 * 1024)).unwrap_or_default();
+        assert_eq!(said, "the container needed more than its memory limit of 16 MiB and was killed (exit code 137)");
+        assert!(out_of_memory(true, 1, None).is_some_and(|s| s.contains("ran out of memory")));
+        let guessed = out_of_memory(false, 137, Some(3 * 1024 * 1024 * 1024)).unwrap_or_default();
+        assert!(guessed.contains("memory limit of 3 GiB") && guessed.contains("did not confirm"), "{guessed}");
+        assert_eq!(out_of_memory(false, 137, None), None, "a kill without a limit is not taken for one");
+        assert_eq!(out_of_memory(false, 1, Some(64 * 1024 * 1024)), None);
+        assert_eq!(human_bytes(6 * 1024 * 1024 + 1), "6291457 bytes");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gofer_api::models::TaskExecution;
-use gofer_scheduler::{ContainerInfo, ContainerSpec, RegistryAuth, labels};
+use gofer_scheduler::{ContainerInfo, ContainerSpec, Mount, RegistryAuth, Resources, labels};
 
 use crate::error::Result;
 
@@ -34,8 +34,16 @@ impl Inner {
         execution: &TaskExecution,
         env: Vec<(String, String)>,
         registry_auth: Option<RegistryAuth>,
+        mounts: Vec<Mount>,
     ) -> ContainerSpec {
         let task = &execution.task;
+        let resources = Resources {
+            cpu_millicores: task.cpu_millicores,
+            memory_bytes: task.memory_bytes,
+            working_dir: task.working_dir.clone(),
+            user: task.user.clone(),
+            mounts,
+        };
         ContainerSpec {
             name: format!(
                 "gofer-{}-{}-{}-{}-{}-{}",
@@ -54,6 +62,7 @@ impl Inner {
             command: task.command.clone(),
             labels: self.container_labels(execution),
             expose_port: None,
+            resources,
         }
     }
 
@@ -154,6 +163,7 @@ impl Inner {
             command: Some(vec![keep.as_secs().max(1).to_string()]),
             labels,
             expose_port: None,
+            resources: Default::default(),
         };
         let started = match self.scheduler.run(&spec).await {
             Ok(started) => started,

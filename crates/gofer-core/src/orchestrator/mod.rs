@@ -7,12 +7,13 @@
 //! so a DAG edge costs no more than a channel message. After a restart, runs in flight are resumed: containers
 //! still running are re-attached, containers that ended meanwhile give their real exit code and output.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gofer_api::epoch_millis;
 use gofer_api::models::{Run, RunState, RunStatus, StatusReason, StatusReasonKind};
-use gofer_scheduler::Scheduler;
+use gofer_scheduler::{Mount, Scheduler};
 use gofer_storage::{CancelRequest, LogStore, Storage};
 
 use crate::background::Background;
@@ -56,6 +57,58 @@ pub struct Options {
     pub log_retention_runs: u64,
     /// Keep finished containers this long for debugging before removing them; zero removes at once.
     pub keep_containers_for: Duration,
+    /// The volumes tasks may mount, by name (`scheduler.volumes`).
+    pub volumes: BTreeMap<String, Volume>,
+}
+
+/// A volume the operator lets tasks mount (`scheduler.volumes.<name>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// The engine's name for the storage (a host path or volume for Docker, a claim for Kubernetes, a host volume
+    /// for Nomad).
+    pub source: String,
+    /// Every task mounts it read-only.
+    pub read_only: bool,
+    /// The namespaces whose tasks may mount it; empty: every namespace.
+    pub namespaces: Vec<String>,
+}
+
+impl Options {
+    /// The mounts a task asks for, or why a namespace's task may not have them (naming the volume and the
+    /// setting that would allow it).
+    pub fn mounts(&self, namespace_id: &str, task: &gofer_api::config::Task) -> Result<Vec<Mount>, String> {
+        task.volumes
+            .iter()
+            .map(|wanted| {
+                let Some(volume) = self.volumes.get(&wanted.name) else {
+                    return Err(format!(
+                        "task '{}' mounts volume '{}', which this server does not offer; an operator declares it as \
+                         scheduler.volumes.{} (offered: {})",
+                        task.id,
+                        wanted.name,
+                        wanted.name,
+                        if self.volumes.is_empty() {
+                            "none".to_string()
+                        } else {
+                            self.volumes.keys().cloned().collect::<Vec<_>>().join(", ")
+                        }
+                    ));
+                };
+                if !volume.namespaces.is_empty() && !volume.namespaces.iter().any(|n| n == namespace_id) {
+                    return Err(format!(
+                        "task '{}' mounts volume '{}', which namespace '{namespace_id}' may not use \
+                         (scheduler.volumes.{}.namespaces)",
+                        task.id, wanted.name, wanted.name
+                    ));
+                }
+                Ok(Mount {
+                    source: volume.source.clone(),
+                    target: wanted.path.clone(),
+                    read_only: wanted.read_only || volume.read_only,
+                })
+            })
+            .collect()
+    }
 }
 
 /// Identifies a run.

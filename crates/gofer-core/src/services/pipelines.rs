@@ -123,6 +123,9 @@ impl Gofer {
         }
         config.validate().map_err(|e| Error::invalid(e.to_string()))?;
         self.check_timeouts(&config)?;
+        for task in &config.tasks {
+            self.orchestrator.options().mounts(namespace_id, task).map_err(Error::invalid)?;
+        }
         self.check_declared_subscriptions(&config.subscriptions).await?;
         let mut config = config;
         let sealed = self.seal_registry_passwords(namespace_id, &mut config).await?;

@@ -81,6 +81,7 @@ async fn harness_on(dir: &std::path::Path, scheduler: Arc<Scripted>) -> Harness 
             max_timeout: Duration::from_secs(3600),
             log_retention_runs: 0,
             keep_containers_for: Duration::ZERO,
+            volumes: Default::default(),
         },
         objects: ObjectLimits { max_object_bytes: 1 << 20, pipeline_objects: 10, run_objects_runs: 1 },
         max_secret_bytes: 1 << 16,

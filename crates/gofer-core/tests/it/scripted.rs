@@ -121,6 +121,7 @@ impl Scripted {
             image_digest: Some("sha256:scripted".into()),
             labels: c.labels.clone(),
             endpoint: None,
+            oom_killed: false,
         }
     }
 

@@ -94,10 +94,10 @@ fn a_missing_image_fails_its_task_with_the_engines_message_and_the_server_keeps_
     let run = gofer.start_run("noimage", &[]);
     let finished = gofer.wait_run("noimage", run);
     assert_eq!(finished["status"], "failed");
-    assert_eq!(finished["status_reason"]["reason"], "scheduler_error");
+    assert_eq!(finished["status_reason"]["reason"], "failed_precondition");
     let tasks = gofer.tasks("noimage", run);
     assert_eq!(tasks["pull"]["status"], "failed");
-    assert_eq!(tasks["pull"]["status_reason"]["reason"], "scheduler_error");
+    assert_eq!(tasks["pull"]["status_reason"]["reason"], "failed_precondition");
     let description = tasks["pull"]["status_reason"]["description"].as_str().unwrap();
     assert!(description.contains("gofer-test/does-not-exist:never"), "{description}");
     assert!(description.len() > "image '' is not available: ".len() + 30, "carries the engine's words: {description}");

@@ -18,6 +18,7 @@ mod objects;
 mod operating;
 mod pipelines;
 mod postgres;
+mod resources;
 mod runs;
 mod sdks;
 mod secrets;
