@@ -422,6 +422,7 @@ impl Metrics {
             gofer_scheduler::Error::NoSuchContainer { .. } => "no_such_container",
             gofer_scheduler::Error::Engine { .. } => "engine",
             gofer_scheduler::Error::Unreachable { .. } => "unreachable",
+            gofer_scheduler::Error::Unsupported { .. } => "unsupported",
         };
         self.inner.scheduler_errors.get_or_create(&KindLabels { kind }).inc();
     }
@@ -558,6 +559,7 @@ mod tests {
         metrics.extension_restarted("x");
         metrics.scheduler_error(&gofer_scheduler::Error::Unreachable {
             endpoint: "e".into(),
+            hint: "start it".into(),
             source: gofer_scheduler::Error::cause("down"),
         });
         metrics.deployment_ended("ns", "p", DeploymentState::Promoted);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use gofer_scheduler_kubernetes::names;
 use serde::{Deserialize, Serialize};
 
 /// The defaults, as shipped. A test proves they equal [`Config::default`].
@@ -88,9 +89,10 @@ impl StorageConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulerConfig {
-    /// `docker`: the Docker engine of this host (or `docker.host`).
+    /// `docker`: the Docker engine of this host (or `docker.host`); `kubernetes`: pods in a cluster.
     pub kind: String,
     pub docker: DockerConfig,
+    pub kubernetes: KubernetesConfig,
     /// Volumes tasks may mount, by name; none unless the operator declares them.
     #[serde(default)]
     pub volumes: BTreeMap<String, VolumeConfig>,
@@ -103,6 +105,54 @@ pub struct DockerConfig {
     /// `unix:///path/to/docker.sock`, `tcp://host:2375` or `http://host:2375`; empty: `DOCKER_HOST`, else the
     /// local socket.
     pub host: String,
+}
+
+/// A Kubernetes cluster: one pod per task attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// A kubeconfig file; empty: `KUBECONFIG` or `~/.kube/config`, else the in-cluster service account.
+    pub kubeconfig: PathBuf,
+    /// The kubeconfig's context; empty: its current one.
+    pub context: String,
+    /// An API address that needs no credentials (`kubectl proxy`), used instead of a kubeconfig when set.
+    pub api_url: String,
+    /// The namespace of Gofer's pods.
+    pub namespace: String,
+    /// The service account pods run as; empty: the namespace's default, with no API token mounted.
+    pub service_account: String,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Pull secrets in the namespace that every pod may use.
+    #[serde(default)]
+    pub image_pull_secrets: Vec<String>,
+    /// Seconds a started pod may wait for a node, its image and its volumes before its task fails.
+    pub start_timeout_seconds: u64,
+}
+
+impl KubernetesConfig {
+    /// How to reach the cluster.
+    pub fn connection(&self) -> gofer_scheduler_kubernetes::Connection {
+        let set = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        match set(&self.api_url) {
+            Some(url) => gofer_scheduler_kubernetes::Connection::Url(url),
+            None => gofer_scheduler_kubernetes::Connection::Infer {
+                kubeconfig: Some(self.kubeconfig.clone()).filter(|p| !p.as_os_str().is_empty()),
+                context: set(&self.context),
+            },
+        }
+    }
+
+    /// Where and how pods run.
+    pub fn settings(&self) -> gofer_scheduler_kubernetes::Settings {
+        gofer_scheduler_kubernetes::Settings {
+            namespace: self.namespace.clone(),
+            service_account: Some(self.service_account.trim().to_string()).filter(|s| !s.is_empty()),
+            node_selector: self.node_selector.clone(),
+            image_pull_secrets: self.image_pull_secrets.clone(),
+            start_timeout: std::time::Duration::from_secs(self.start_timeout_seconds),
+        }
+    }
 }
 
 /// A volume tasks may mount (`Task::volume(name, path)` in the SDK).
@@ -137,19 +187,42 @@ impl SchedulerConfig {
 
     fn check(&self) -> Result<(), Error> {
         match self.kind.as_str() {
-            "docker" => {}
-            "kubernetes" | "nomad" => {
+            "docker" | "kubernetes" => {}
+            "nomad" => {
                 return Err(Error::OutOfRange {
                     field: "scheduler.kind",
-                    problem: format!("'{}' is not available in this build yet; use \"docker\"", self.kind),
+                    problem: "'nomad' is not available in this build yet; use \"docker\" or \"kubernetes\"".into(),
                 });
             }
             other => {
                 return Err(Error::OutOfRange {
                     field: "scheduler.kind",
-                    problem: format!("'{other}' is not a scheduler; use \"docker\""),
+                    problem: format!("'{other}' is not a scheduler; use \"docker\" or \"kubernetes\""),
                 });
             }
+        }
+        let kubernetes = &self.kubernetes;
+        if !names::is_dns_label(&kubernetes.namespace) {
+            return Err(Error::OutOfRange {
+                field: "scheduler.kubernetes.namespace",
+                problem: format!(
+                    "'{}' is not a namespace name (lowercase letters, digits and -)",
+                    kubernetes.namespace
+                ),
+            });
+        }
+        if kubernetes.start_timeout_seconds == 0 {
+            return Err(Error::OutOfRange {
+                field: "scheduler.kubernetes.start_timeout_seconds",
+                problem: "must be at least 1".into(),
+            });
+        }
+        let url = kubernetes.api_url.trim();
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Error::OutOfRange {
+                field: "scheduler.kubernetes.api_url",
+                problem: format!("'{url}' is not an http:// or https:// address"),
+            });
         }
         let host = self.docker.host.trim();
         if !host.is_empty() && !["unix:///", "tcp://", "http://"].iter().any(|scheme| host.starts_with(scheme)) {
@@ -341,6 +414,16 @@ impl Default for Config {
             scheduler: SchedulerConfig {
                 kind: "docker".into(),
                 docker: DockerConfig { host: String::new() },
+                kubernetes: KubernetesConfig {
+                    kubeconfig: PathBuf::new(),
+                    context: String::new(),
+                    api_url: String::new(),
+                    namespace: "gofer".into(),
+                    service_account: String::new(),
+                    node_selector: BTreeMap::new(),
+                    image_pull_secrets: Vec::new(),
+                    start_timeout_seconds: 600,
+                },
                 volumes: BTreeMap::new(),
             },
             development: DevelopmentConfig { bypass_auth: true },
@@ -495,6 +578,14 @@ impl Config {
         }
         self.min_interval()?;
         self.scheduler.check()?;
+        if self.scheduler.kind == "kubernetes" && self.server.task_api_url.trim().is_empty() {
+            return Err(Error::OutOfRange {
+                field: "server.task_api_url",
+                problem: "is required with scheduler.kind = \"kubernetes\": the address pods reach Gofer's API at \
+                          (e.g. http://gofer.gofer.svc:8080)"
+                    .into(),
+            });
+        }
         for (field, cert, key) in [
             ("server.tls_cert_path and server.tls_key_path", &self.server.tls_cert_path, &self.server.tls_key_path),
             (
@@ -718,7 +809,14 @@ mod tests {
         assert!(config.to_toml().contains("[scheduler.volumes.cache]"), "{}", config.to_toml());
         for (text, words) in [
             ("[scheduler]\nkind = \"podman\"\n", "scheduler.kind 'podman' is not a scheduler"),
-            ("[scheduler]\nkind = \"kubernetes\"\n", "scheduler.kind 'kubernetes' is not available in this build yet"),
+            ("[scheduler]\nkind = \"nomad\"\n", "scheduler.kind 'nomad' is not available in this build yet"),
+            (
+                "[scheduler]\nkind = \"kubernetes\"\n",
+                "server.task_api_url is required with scheduler.kind = \"kubernetes\"",
+            ),
+            ("[scheduler.kubernetes]\nnamespace = \"Gofer_NS\"\n", "scheduler.kubernetes.namespace 'Gofer_NS'"),
+            ("[scheduler.kubernetes]\napi_url = \"localhost:8001\"\n", "scheduler.kubernetes.api_url 'localhost:8001'"),
+            ("[scheduler.kubernetes]\nstart_timeout_seconds = 0\n", "scheduler.kubernetes.start_timeout_seconds"),
             ("[scheduler.docker]\nhost = \"/var/run/docker.sock\"\n", "scheduler.docker.host '/var/run/docker.sock'"),
             ("[scheduler.volumes.\"bad name\"]\nsource = \"/x\"\n", "invalid volume name 'bad name'"),
             ("[scheduler.volumes.cache]\nsource = \" \"\n", "volume 'cache' has no source"),
@@ -730,6 +828,28 @@ mod tests {
         }
         let err = format!("{:?}", load("[scheduler.volumes.cache]\nsource = \"/x\"\nmode = \"rw\"\n").unwrap_err());
         assert!(err.contains("mode"), "{err}");
+        let config = load(
+            "[server]\ntask_api_url = \"http://gofer.ci.svc:8080\"\n[scheduler]\nkind = \"kubernetes\"\n\
+             [scheduler.kubernetes]\nkubeconfig = \"/etc/gofer/kubeconfig\"\ncontext = \"prod\"\nnamespace = \"ci\"\n\
+             node_selector = { pool = \"batch\" }\nservice_account = \"gofer-task\"\n",
+        )
+        .unwrap();
+        let kubernetes = &config.scheduler.kubernetes;
+        assert_eq!(
+            kubernetes.connection(),
+            gofer_scheduler_kubernetes::Connection::Infer {
+                kubeconfig: Some("/etc/gofer/kubeconfig".into()),
+                context: Some("prod".into())
+            }
+        );
+        let settings = kubernetes.settings();
+        assert_eq!((settings.namespace.as_str(), settings.service_account.as_deref()), ("ci", Some("gofer-task")));
+        assert_eq!(settings.node_selector["pool"], "batch");
+        let proxied = load("[scheduler.kubernetes]\napi_url = \"http://127.0.0.1:8001\"\n").unwrap();
+        assert_eq!(
+            proxied.scheduler.kubernetes.connection(),
+            gofer_scheduler_kubernetes::Connection::Url("http://127.0.0.1:8001".into())
+        );
     }
 
     #[test]

@@ -209,8 +209,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Runtime> {
             (storage, bus, cluster)
         }
     };
-    let scheduler: Arc<dyn gofer_scheduler::Scheduler> =
-        Arc::new(gofer_scheduler_docker::DockerScheduler::connect_to(docker_host(config)).await?);
+    let scheduler = scheduler(config).await?;
     let (secret_key, source) = secret_key(config, &data_dir, true)?;
     if let KeySource::DataDir(path) = &source {
         tracing::warn!(
@@ -267,6 +266,23 @@ pub async fn open_storage(config: &Config) -> anyhow::Result<Arc<dyn gofer_stora
     Ok(match open_state(config, &config.data_dir()).await? {
         State::Sqlite(sqlite) => Arc::new(sqlite),
         State::Postgres(postgres) => Arc::new(postgres),
+    })
+}
+
+/// The scheduler `scheduler.kind` names, connected (it must answer).
+async fn scheduler(config: &Config) -> anyhow::Result<Arc<dyn gofer_scheduler::Scheduler>> {
+    Ok(match config.scheduler.kind.as_str() {
+        "kubernetes" => {
+            let kubernetes = &config.scheduler.kubernetes;
+            Arc::new(
+                gofer_scheduler_kubernetes::KubernetesScheduler::connect(
+                    &kubernetes.connection(),
+                    kubernetes.settings(),
+                )
+                .await?,
+            )
+        }
+        _ => Arc::new(gofer_scheduler_docker::DockerScheduler::connect_to(docker_host(config)).await?),
     })
 }
 

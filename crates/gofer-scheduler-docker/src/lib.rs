@@ -4,6 +4,8 @@
 //! logs followed from the engine. Only containers Gofer created are ever stopped or removed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +21,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use gofer_scheduler::{ContainerInfo, ContainerSpec, ContainerState, Error, Exec, Result, Scheduler, Started};
+
+/// What to do when the engine does not answer.
+const HINT: &str =
+    "start it (for example `dockerd &` or `systemctl start docker`) or set DOCKER_HOST to where it listens";
 
 /// The Docker backend. Cheap to clone.
 #[derive(Clone)]
@@ -41,8 +47,11 @@ impl DockerScheduler {
         let endpoint = host.map(str::to_string).unwrap_or_else(|| {
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
         });
-        let unreachable =
-            |e: bollard::errors::Error| Error::Unreachable { endpoint: endpoint.clone(), source: Box::new(e) };
+        let unreachable = |e: bollard::errors::Error| Error::Unreachable {
+            endpoint: endpoint.clone(),
+            hint: HINT.into(),
+            source: Box::new(e),
+        };
         let docker = match host {
             Some(host) => Docker::connect_with_host(host),
             None => Docker::connect_with_local_defaults(),
@@ -344,7 +353,42 @@ impl Scheduler for DockerScheduler {
     async fn logs(&self, container_id: &str, follow: bool) -> Result<BoxStream<'static, Result<Bytes>>> {
         self.inspect(container_id).await?;
         let options = LogsOptions { follow, stdout: true, stderr: true, ..Default::default() };
-        Ok(output_bytes(self.docker.logs(container_id, Some(options)), container_id.to_string()))
+        let logged = output_bytes(self.docker.logs(container_id, Some(options)), container_id.to_string());
+        if !follow {
+            return Ok(logged);
+        }
+        // A followed log ends at the exit without a last line that has no newline (the engine drops it): what the
+        // engine kept past the bytes delivered comes after.
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let counted = {
+            let delivered = delivered.clone();
+            logged.inspect(move |chunk| {
+                if let Ok(bytes) = chunk {
+                    delivered.fetch_add(bytes.len(), Ordering::Relaxed);
+                }
+            })
+        };
+        let (docker, id) = (self.docker.clone(), container_id.to_string());
+        let rest = futures::stream::once(async move {
+            let options = LogsOptions { follow: false, stdout: true, stderr: true, ..Default::default() };
+            let whole: Vec<Result<Bytes>> = output_bytes(docker.logs(&id, Some(options)), id.clone()).collect().await;
+            let mut skip = delivered.load(Ordering::Relaxed);
+            let mut rest = Vec::new();
+            for chunk in whole {
+                match chunk {
+                    Ok(bytes) if skip >= bytes.len() => skip -= bytes.len(),
+                    Ok(bytes) => {
+                        rest.push(Ok(bytes.slice(skip..)));
+                        skip = 0;
+                    }
+                    // Removed meanwhile: what was delivered is all there is.
+                    Err(_) => break,
+                }
+            }
+            futures::stream::iter(rest)
+        })
+        .flatten();
+        Ok(counted.chain(rest).boxed())
     }
 
     async fn inspect(&self, container_id: &str) -> Result<ContainerInfo> {

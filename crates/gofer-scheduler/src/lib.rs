@@ -159,12 +159,15 @@ pub enum Error {
         #[source]
         source: Cause,
     },
-    #[error(
-        "cannot reach the container engine at {endpoint}; start it (for example `dockerd &` or `systemctl start \
-         docker`) or set DOCKER_HOST to where it listens"
-    )]
+    /// The spec asks for something this scheduler cannot do (a user by name on Kubernetes, for example): the
+    /// task's to change, not the engine's fault.
+    #[error("{reason}")]
+    Unsupported { reason: String },
+    #[error("cannot reach the container engine at {endpoint}; {hint}")]
     Unreachable {
         endpoint: String,
+        /// What to do about it, in the engine's terms.
+        hint: String,
         #[source]
         source: Cause,
     },

@@ -61,7 +61,7 @@ impl Inner {
                     self.metrics.scheduler_error(&e);
                     // An image that cannot be had is the task's to fix (its name, its registry credentials), not
                     // the engine's.
-                    let kind = if matches!(e, gofer_scheduler::Error::Image { .. }) {
+                    let kind = if is_the_tasks_to_fix(&e) {
                         StatusReasonKind::FailedPrecondition
                     } else {
                         StatusReasonKind::SchedulerError
@@ -300,8 +300,18 @@ impl Inner {
         if !digest_known {
             execution.image_digest = digest.await;
         }
+        if execution.image_digest.is_none() {
+            // A cluster knows the image's digest only once a node pulled it, after the start.
+            execution.image_digest = self.scheduler.inspect(&id).await.ok().and_then(|info| info.image_digest);
+        }
         let code = match exit {
             Some(Ok(code)) => code,
+            Some(Err(e)) if is_the_tasks_to_fix(&e) => {
+                // A cluster learns that the image cannot be had only once a node tries to pull it.
+                self.metrics.scheduler_error(&e);
+                let why = reason(StatusReasonKind::FailedPrecondition, &error_chain(&e));
+                return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
+            }
             Some(Err(e)) => {
                 self.metrics.scheduler_error(&e);
                 let why = reason(
@@ -362,6 +372,12 @@ pub(super) fn log_key(execution: &TaskExecution) -> LogKey {
         task_id: execution.task_id.clone(),
         attempt: execution.attempt,
     }
+}
+
+/// An image that cannot be had, or a spec the scheduler cannot run: the task's to fix (its image, credentials or
+/// settings), not the engine's fault.
+fn is_the_tasks_to_fix(e: &gofer_scheduler::Error) -> bool {
+    matches!(e, gofer_scheduler::Error::Image { .. } | gofer_scheduler::Error::Unsupported { .. })
 }
 
 /// Why a container that exited non-zero ran out of memory, if it did: the engine said so, or — engines miss the

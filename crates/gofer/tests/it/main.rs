@@ -12,6 +12,7 @@ mod extensions;
 mod github;
 mod harness;
 mod images;
+mod kubernetes;
 mod local;
 mod metrics;
 mod objects;
