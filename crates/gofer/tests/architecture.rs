@@ -32,7 +32,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("gofer-storage", &["rusqlite", "axum", "bollard"]),
     ("gofer-storage-postgres", &["rusqlite", "axum", "bollard", "gofer-core"]),
     ("gofer-scheduler", &["bollard", "axum", "rusqlite", "kube", "k8s-openapi"]),
-    ("gofer-scheduler-kubernetes", &["bollard", "axum", "rusqlite", "gofer-core", "gofer-storage"]),
+    ("gofer-scheduler-kubernetes", &["bollard", "rusqlite", "gofer-core", "gofer-storage"]),
     (
         "gofer-core",
         &[

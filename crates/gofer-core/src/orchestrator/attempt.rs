@@ -306,6 +306,13 @@ impl Inner {
         }
         let code = match exit {
             Some(Ok(code)) => code,
+            Some(Err(gofer_scheduler::Error::NoSuchContainer { .. }))
+                if stopping.is_some() && log_failure.is_none() =>
+            {
+                // Stopping deleted it before its end was seen (a cluster deletes a pod to stop it): it was stopped.
+                let status = if timed_out { TaskStatus::Failed } else { TaskStatus::Cancelled };
+                return Ok(Outcome { status, reason: stopping, exit_code: None });
+            }
             Some(Err(e)) if is_the_tasks_to_fix(&e) => {
                 // A cluster learns that the image cannot be had only once a node tries to pull it.
                 self.metrics.scheduler_error(&e);

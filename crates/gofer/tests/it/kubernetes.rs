@@ -97,3 +97,28 @@ fn a_server_that_crashes_while_a_pod_runs_re_attaches_to_it() {
     assert_eq!(cluster.fake.pods_created(), 1, "the same pod was re-attached, no other made");
     wait_for("the pod to be deleted", Duration::from_secs(30), || cluster.fake.pod_names().is_empty().then_some(()));
 }
+
+#[test]
+fn cancelling_a_task_deletes_its_pod_and_the_dag_goes_on() {
+    let cluster = cluster();
+    let gofer = server_on(&cluster);
+    gofer.register(json!({
+        "id": "partial",
+        "tasks": [
+            { "id": "slow", "image": "busybox:latest", "command": ["sleep", "300"] },
+            { "id": "cleanup", "image": "busybox:latest", "depends_on": { "slow": "Any" }, "command": ["echo", "cleaned"] }
+        ]
+    }));
+    let run = gofer.start_run("partial", &[]);
+    gofer.wait_task_state("partial", run, "slow", "running");
+    gofer.cli_ok(&["task", "cancel", "partial", &run.to_string(), "slow"]);
+    gofer.wait_run("partial", run);
+    let tasks = gofer.tasks("partial", run);
+    assert_eq!(tasks["slow"]["status"], "cancelled", "{:#}", tasks["slow"]);
+    assert_eq!(tasks["slow"]["status_reason"]["reason"], "user_cancelled");
+    assert_eq!(tasks["cleanup"]["status"], "successful");
+    assert_eq!(gofer.logs("partial", run, "cleanup"), b"cleaned\n".to_vec());
+    wait_for("the run's pods to be deleted", Duration::from_secs(30), || {
+        cluster.fake.pod_names().is_empty().then_some(())
+    });
+}
