@@ -93,6 +93,7 @@ pub struct SchedulerConfig {
     pub kind: String,
     pub docker: DockerConfig,
     pub kubernetes: KubernetesConfig,
+    pub nomad: NomadConfig,
     /// Volumes tasks may mount, by name; none unless the operator declares them.
     #[serde(default)]
     pub volumes: BTreeMap<String, VolumeConfig>,
@@ -155,6 +156,54 @@ impl KubernetesConfig {
     }
 }
 
+/// A Nomad cluster: one dispatched batch job per task attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NomadConfig {
+    /// The agent's HTTP address.
+    pub address: String,
+    /// An ACL token; prefer GOFER_SCHEDULER__NOMAD__TOKEN. Shown redacted.
+    pub token: String,
+    pub namespace: String,
+    /// Empty: the agent's region.
+    pub region: String,
+    /// Empty: every datacenter.
+    #[serde(default)]
+    pub datacenters: Vec<String>,
+    /// A task's CPU limit becomes this many MHz per core (a hard limit).
+    pub mhz_per_core: u32,
+    /// Memory, in MiB, of a task that sets no limit (Nomad always limits memory).
+    pub default_memory_mb: u64,
+    /// Seconds a dispatched job may wait for a node and its image before its task fails.
+    pub start_timeout_seconds: u64,
+    /// PEM files for TLS: the agents' CA, and Gofer's client certificate and key.
+    pub ca_cert: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl NomadConfig {
+    /// Where and how jobs run; `stop_grace` becomes each task's kill timeout.
+    pub fn settings(&self, stop_grace: std::time::Duration) -> gofer_scheduler_nomad::Settings {
+        let set = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        let path = |p: &PathBuf| Some(p.clone()).filter(|p| !p.as_os_str().is_empty());
+        gofer_scheduler_nomad::Settings {
+            address: self.address.trim().to_string(),
+            token: set(&self.token),
+            namespace: self.namespace.clone(),
+            region: set(&self.region),
+            datacenters: self.datacenters.clone(),
+            mhz_per_core: self.mhz_per_core,
+            default_memory_mb: self.default_memory_mb,
+            kill_timeout: stop_grace,
+            start_timeout: std::time::Duration::from_secs(self.start_timeout_seconds),
+            ca_cert: path(&self.ca_cert),
+            client_cert: path(&self.client_cert),
+            client_key: path(&self.client_key),
+        }
+    }
+}
+
 /// A volume tasks may mount (`Task::volume(name, path)` in the SDK).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,19 +236,36 @@ impl SchedulerConfig {
 
     fn check(&self) -> Result<(), Error> {
         match self.kind.as_str() {
-            "docker" | "kubernetes" => {}
-            "nomad" => {
-                return Err(Error::OutOfRange {
-                    field: "scheduler.kind",
-                    problem: "'nomad' is not available in this build yet; use \"docker\" or \"kubernetes\"".into(),
-                });
-            }
+            "docker" | "kubernetes" | "nomad" => {}
             other => {
                 return Err(Error::OutOfRange {
                     field: "scheduler.kind",
-                    problem: format!("'{other}' is not a scheduler; use \"docker\" or \"kubernetes\""),
+                    problem: format!("'{other}' is not a scheduler; use \"docker\", \"kubernetes\" or \"nomad\""),
                 });
             }
+        }
+        let nomad = &self.nomad;
+        let address = nomad.address.trim();
+        if !(address.starts_with("http://") || address.starts_with("https://")) {
+            return Err(Error::OutOfRange {
+                field: "scheduler.nomad.address",
+                problem: format!("'{address}' is not an http:// or https:// address (e.g. http://127.0.0.1:4646)"),
+            });
+        }
+        for (field, value) in [
+            ("scheduler.nomad.mhz_per_core", u64::from(nomad.mhz_per_core)),
+            ("scheduler.nomad.default_memory_mb", nomad.default_memory_mb),
+            ("scheduler.nomad.start_timeout_seconds", nomad.start_timeout_seconds),
+        ] {
+            if value == 0 {
+                return Err(Error::OutOfRange { field, problem: "must be at least 1".into() });
+            }
+        }
+        if nomad.client_cert.as_os_str().is_empty() != nomad.client_key.as_os_str().is_empty() {
+            return Err(Error::OutOfRange {
+                field: "scheduler.nomad.client_cert and scheduler.nomad.client_key",
+                problem: "must be given together".into(),
+            });
         }
         let kubernetes = &self.kubernetes;
         if !names::is_dns_label(&kubernetes.namespace) {
@@ -424,6 +490,19 @@ impl Default for Config {
                     image_pull_secrets: Vec::new(),
                     start_timeout_seconds: 600,
                 },
+                nomad: NomadConfig {
+                    address: "http://127.0.0.1:4646".into(),
+                    token: String::new(),
+                    namespace: "default".into(),
+                    region: String::new(),
+                    datacenters: Vec::new(),
+                    mhz_per_core: 1000,
+                    default_memory_mb: 1024,
+                    start_timeout_seconds: 600,
+                    ca_cert: PathBuf::new(),
+                    client_cert: PathBuf::new(),
+                    client_key: PathBuf::new(),
+                },
                 volumes: BTreeMap::new(),
             },
             development: DevelopmentConfig { bypass_auth: true },
@@ -578,12 +657,14 @@ impl Config {
         }
         self.min_interval()?;
         self.scheduler.check()?;
-        if self.scheduler.kind == "kubernetes" && self.server.task_api_url.trim().is_empty() {
+        if self.scheduler.kind != "docker" && self.server.task_api_url.trim().is_empty() {
             return Err(Error::OutOfRange {
                 field: "server.task_api_url",
-                problem: "is required with scheduler.kind = \"kubernetes\": the address pods reach Gofer's API at \
-                          (e.g. http://gofer.gofer.svc:8080)"
-                    .into(),
+                problem: format!(
+                    "is required with scheduler.kind = \"{}\": the address tasks reach Gofer's API at \
+                     (e.g. http://gofer.example.internal:8080)",
+                    self.scheduler.kind
+                ),
             });
         }
         for (field, cert, key) in [
@@ -701,6 +782,7 @@ impl Config {
             &mut shown.extensions.github.webhook_secret,
             &mut shown.secrets.key,
             &mut shown.objects.s3.secret_access_key,
+            &mut shown.scheduler.nomad.token,
         ] {
             if !secret.is_empty() {
                 *secret = "(redacted)".into();
@@ -809,7 +891,13 @@ mod tests {
         assert!(config.to_toml().contains("[scheduler.volumes.cache]"), "{}", config.to_toml());
         for (text, words) in [
             ("[scheduler]\nkind = \"podman\"\n", "scheduler.kind 'podman' is not a scheduler"),
-            ("[scheduler]\nkind = \"nomad\"\n", "scheduler.kind 'nomad' is not available in this build yet"),
+            ("[scheduler]\nkind = \"nomad\"\n", "server.task_api_url is required with scheduler.kind = \"nomad\""),
+            ("[scheduler.nomad]\naddress = \"nomad:4646\"\n", "scheduler.nomad.address 'nomad:4646'"),
+            ("[scheduler.nomad]\nmhz_per_core = 0\n", "scheduler.nomad.mhz_per_core must be at least 1"),
+            (
+                "[scheduler.nomad]\nclient_cert = \"/c.pem\"\n",
+                "client_cert and scheduler.nomad.client_key must be given",
+            ),
             (
                 "[scheduler]\nkind = \"kubernetes\"\n",
                 "server.task_api_url is required with scheduler.kind = \"kubernetes\"",
@@ -845,6 +933,17 @@ mod tests {
         let settings = kubernetes.settings();
         assert_eq!((settings.namespace.as_str(), settings.service_account.as_deref()), ("ci", Some("gofer-task")));
         assert_eq!(settings.node_selector["pool"], "batch");
+        let nomad = load(
+            "[server]\ntask_api_url = \"http://10.0.0.2:8080\"\n[scheduler]\nkind = \"nomad\"\n[scheduler.nomad]\n\
+             address = \"https://nomad.internal:4646\"\ntoken = \"s3cr3t-token\"\ndatacenters = [\"dc1\"]\n\
+             ca_cert = \"/etc/gofer/nomad-ca.pem\"\n",
+        )
+        .unwrap();
+        let settings = nomad.scheduler.nomad.settings(std::time::Duration::from_secs(7));
+        assert_eq!((settings.token.as_deref(), settings.kill_timeout.as_secs()), (Some("s3cr3t-token"), 7));
+        assert_eq!((settings.region, settings.datacenters), (None, vec!["dc1".to_string()]));
+        assert_eq!(settings.ca_cert, Some("/etc/gofer/nomad-ca.pem".into()));
+        assert!(!nomad.to_toml().contains("s3cr3t-token"), "the token is redacted");
         let proxied = load("[scheduler.kubernetes]\napi_url = \"http://127.0.0.1:8001\"\n").unwrap();
         assert_eq!(
             proxied.scheduler.kubernetes.connection(),

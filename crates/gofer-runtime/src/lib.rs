@@ -282,6 +282,10 @@ async fn scheduler(config: &Config) -> anyhow::Result<Arc<dyn gofer_scheduler::S
                 .await?,
             )
         }
+        "nomad" => {
+            let stop_grace = Duration::from_secs(config.runs.stop_grace_seconds);
+            Arc::new(gofer_scheduler_nomad::NomadScheduler::connect(config.scheduler.nomad.settings(stop_grace)).await?)
+        }
         _ => Arc::new(gofer_scheduler_docker::DockerScheduler::connect_to(docker_host(config)).await?),
     })
 }

@@ -20,6 +20,7 @@ async fn the_docker_backend_passes_the_conformance_suite() {
         image: "busybox:latest".into(),
         tag: format!("docker{}", std::process::id()),
         volume_source: Some(volume.path().display().to_string()),
+        reports_image_digest: true,
     };
     run_all(&harness).await;
 }

@@ -16,6 +16,7 @@ const LAYERS: &[&str] = &[
     "gofer-scheduler",
     "gofer-scheduler-docker",
     "gofer-scheduler-kubernetes",
+    "gofer-scheduler-nomad",
     "gofer-core",
     "gofer-runtime",
     "gofer-server",
@@ -33,6 +34,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("gofer-storage-postgres", &["rusqlite", "axum", "bollard", "gofer-core"]),
     ("gofer-scheduler", &["bollard", "axum", "rusqlite", "kube", "k8s-openapi"]),
     ("gofer-scheduler-kubernetes", &["bollard", "rusqlite", "gofer-core", "gofer-storage"]),
+    ("gofer-scheduler-nomad", &["rusqlite", "kube", "gofer-core", "gofer-storage"]),
     (
         "gofer-core",
         &[
@@ -45,6 +47,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "gofer-storage-sqlite",
             "gofer-scheduler-docker",
             "gofer-scheduler-kubernetes",
+            "gofer-scheduler-nomad",
         ],
     ),
     ("gofer-runtime", &["axum", "hyper"]),

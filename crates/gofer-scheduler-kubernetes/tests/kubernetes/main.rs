@@ -36,6 +36,7 @@ fn harness(url: String, tag: &str, claim: Option<&str>) -> Harness {
         image: "busybox:latest".into(),
         tag: tag.into(),
         volume_source: claim.map(String::from),
+        reports_image_digest: true,
     }
 }
 

@@ -15,6 +15,7 @@ mod images;
 mod kubernetes;
 mod local;
 mod metrics;
+mod nomad;
 mod objects;
 mod operating;
 mod pipelines;
