@@ -100,7 +100,8 @@ impl Shared {
     /// Bumps the index and wakes blocking queries.
     fn bump(&self, stored: &mut Stored) -> u64 {
         stored.index += 1;
-        let _ = self.changed.send(stored.index);
+        // Kept even when no query waits (`send` would drop it then), so a later one compares with the truth.
+        self.changed.send_replace(stored.index);
         stored.index
     }
 
@@ -406,11 +407,36 @@ async fn register(State(shared): State<Arc<Shared>>, axum::Json(body): axum::Jso
     }
     job["ParentID"] = json!("");
     job["Status"] = json!("running");
-    let mut stored = shared.lock();
-    stored.jobs.insert(id, job);
-    let index = shared.bump(&mut stored);
-    Ok(axum::Json(json!({ "EvalID": "", "EvalCreateIndex": 0, "JobModifyIndex": index, "Index": index }))
-        .into_response())
+    let runs = job["Type"] == "service" && job["Stop"] != true;
+    let alloc = {
+        let mut stored = shared.lock();
+        stored.jobs.insert(id.clone(), job);
+        let index = shared.bump(&mut stored);
+        // A service registered running gets an allocation, unless it has a live one.
+        let live = stored.allocs.values().any(|a| a.job == id && a.task_state != "dead");
+        (runs && !live).then(|| new_alloc(&shared, &mut stored, &id, index))
+    };
+    if let Some(alloc) = alloc {
+        tokio::spawn(shared.clone().run_alloc(alloc));
+    }
+    Ok(axum::Json(json!({ "EvalID": "", "JobModifyIndex": 1 })).into_response())
+}
+
+/// A pending allocation of `job`.
+fn new_alloc(shared: &Shared, stored: &mut Stored, job: &str, index: u64) -> String {
+    stored.next_id += 1;
+    let alloc = format!("{:08x}-0000-4000-8000-{:012x}", stored.next_id, stored.next_id);
+    let pending = Alloc {
+        job: job.to_string(),
+        client_status: "pending".into(),
+        task_state: "pending".into(),
+        create_index: index,
+        modify_index: index,
+        ..Alloc::default()
+    };
+    stored.allocs.insert(alloc.clone(), pending);
+    shared.bump(stored);
+    alloc
 }
 
 /// The filter terms Gofer sends: `Meta["k"] == "v"`, `ParentID is empty`, `ParentID == "x"`, joined by `and`.
@@ -498,18 +524,8 @@ async fn dispatch(
         if !token.is_empty() {
             stored.dispatched.insert((id.clone(), token), child.clone());
         }
-        let alloc = format!("{serial:08x}-0000-4000-8000-{:012x}", serial);
         let index = shared.bump(&mut stored);
-        let pending = Alloc {
-            job: child.clone(),
-            client_status: "pending".into(),
-            task_state: "pending".into(),
-            create_index: index,
-            modify_index: index,
-            ..Alloc::default()
-        };
-        stored.allocs.insert(alloc.clone(), pending);
-        shared.bump(&mut stored);
+        let alloc = new_alloc(&shared, &mut stored, &child, index);
         (child, alloc)
     };
     tokio::spawn(shared.clone().run_alloc(alloc));

@@ -1,5 +1,5 @@
-//! The job Gofer registers for one container: a parameterized batch job (a service job's group for an extension
-//! would be the same group) whose one task runs the image with the Docker driver. A pure function of the spec, so a
+//! The job Gofer registers for one container: a parameterized batch job for a task, a service job registered stopped
+//! for an extension (it exposes a port), whose one task runs the image with the Docker driver. A pure function of the spec, so a
 //! snapshot test fixes exactly what is sent.
 
 use std::collections::BTreeMap;
@@ -159,6 +159,14 @@ pub fn job(spec: &ContainerSpec, settings: &Settings) -> Value {
         "ParameterizedJob": { "Payload": "forbidden" },
         "TaskGroups": [group],
     });
+    if spec.expose_port.is_some() {
+        // An extension is a service: registered stopped (nothing runs), started by registering it running.
+        job["Type"] = json!("service");
+        job["Stop"] = json!(true);
+        if let Some(fields) = job.as_object_mut() {
+            fields.remove("ParameterizedJob");
+        }
+    }
     if let Some(region) = &settings.region {
         job["Region"] = json!(region);
     }
@@ -261,6 +269,8 @@ mod tests {
             sent["Job"]["TaskGroups"][0]["Networks"],
             json!([{ "DynamicPorts": [{ "Label": "api", "To": 8082 }] }])
         );
+        assert_eq!((&sent["Job"]["Type"], &sent["Job"]["Stop"]), (&json!("service"), &json!(true)), "a service");
+        assert!(sent["Job"].get("ParameterizedJob").is_none());
         assert_eq!(sent["Job"]["Datacenters"], json!(["*"]));
         assert!(sent["Job"].get("Region").is_none());
     }

@@ -337,9 +337,14 @@ impl NomadScheduler {
         };
         let meta: BTreeMap<String, String> = serde_json::from_value(registered["Meta"].clone()).unwrap_or_default();
         let image = registered["TaskGroups"][0]["Tasks"][0]["Config"]["image"].as_str().unwrap_or_default().to_string();
-        let prefix = format!("{job}/dispatch-");
-        let (children, _) = self.api.get::<Vec<JobStub>>(&["jobs"], &[("prefix", &prefix)]).await?;
-        let dispatched = children.into_iter().map(|c| c.id).min();
+        let dispatched = if registered["Type"] == "service" {
+            // A service (an extension) runs as itself once registered running, and stays started once stopped.
+            Some(job.to_string())
+        } else {
+            let prefix = format!("{job}/dispatch-");
+            let (children, _) = self.api.get::<Vec<JobStub>>(&["jobs"], &[("prefix", &prefix)]).await?;
+            children.into_iter().map(|c| c.id).min()
+        };
         let alloc = match &dispatched {
             Some(child) => {
                 let (allocs, _) = self.api.get::<Vec<AllocStub>>(&["job", child, "allocations"], &[]).await?;
@@ -347,6 +352,9 @@ impl NomadScheduler {
             }
             None => None,
         };
+        // A service registered stopped that never ran is only created.
+        let never_ran = registered["Type"] == "service" && registered["Stop"] == true && alloc.is_none();
+        let dispatched = dispatched.filter(|_| !never_ran);
         Ok(Some(View { job: job.to_string(), meta, image, dispatched, alloc }))
     }
 
@@ -607,16 +615,19 @@ impl Scheduler for NomadScheduler {
     }
 
     async fn start(&self, container_id: &str) -> Result<Started> {
-        // The job's id as the idempotency token: a start that is tried again finds the run it made.
-        let dispatched = self
-            .api
-            .write(
-                reqwest::Method::POST,
-                &["job", container_id, "dispatch"],
-                &[("idempotency_token", container_id)],
-                Some(&json!({})),
-            )
-            .await;
+        let registered = match self.api.get::<Value>(&["job", container_id], &[]).await {
+            Ok((registered, _)) => registered,
+            Err(e) => return Err(self.job_error(container_id, "start")(e)),
+        };
+        let dispatched = if registered["Type"] == "service" {
+            let mut running = registered;
+            running["Stop"] = json!(false);
+            self.api.write(reqwest::Method::PUT, &["jobs"], &[], Some(&json!({ "Job": running }))).await
+        } else {
+            // The job's id as the idempotency token: a start that is tried again finds the run it made.
+            let token = [("idempotency_token", container_id)];
+            self.api.write(reqwest::Method::POST, &["job", container_id, "dispatch"], &token, Some(&json!({}))).await
+        };
         if let Err(e) = dispatched {
             let failed = self.job_error(container_id, "dispatch")(e);
             let _ = self.remove(container_id).await;

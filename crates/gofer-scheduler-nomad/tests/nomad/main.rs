@@ -99,7 +99,7 @@ async fn a_lost_node_is_an_engine_error_saying_so_and_the_output_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_exposed_port_is_reached_at_its_allocations_address() {
+async fn an_extension_is_a_service_job_reached_at_its_allocations_address() {
     let nomad = FakeNomad::start(BTreeMap::new()).await;
     let scheduler = connect(&nomad, settings(&nomad.url)).await;
     let h = harness(nomad.url.clone(), &format!("nomadx{}", std::process::id()), None);
@@ -128,7 +128,16 @@ async fn an_exposed_port_is_reached_at_its_allocations_address() {
     }
     let job = nomad.job(&started.container_id).unwrap();
     assert_eq!(job["TaskGroups"][0]["Networks"][0]["DynamicPorts"][0]["To"], 8082);
+    assert_eq!((&job["Type"], &job["Stop"]), (&serde_json::json!("service"), &serde_json::json!(false)));
+    assert_eq!(
+        nomad.job_ids(),
+        std::slice::from_ref(&started.container_id),
+        "a service runs as itself, no dispatched job"
+    );
+    scheduler.stop(&started.container_id, Duration::from_secs(1)).await.unwrap();
+    assert_ne!(scheduler.wait(&started.container_id).await.unwrap(), 0, "stopped");
     scheduler.remove(&started.container_id).await.unwrap();
+    assert!(nomad.job_ids().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
