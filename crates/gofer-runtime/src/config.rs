@@ -255,7 +255,6 @@ impl SchedulerConfig {
         for (field, value) in [
             ("scheduler.nomad.mhz_per_core", u64::from(nomad.mhz_per_core)),
             ("scheduler.nomad.default_memory_mb", nomad.default_memory_mb),
-            ("scheduler.nomad.start_timeout_seconds", nomad.start_timeout_seconds),
         ] {
             if value == 0 {
                 return Err(Error::OutOfRange { field, problem: "must be at least 1".into() });
@@ -277,11 +276,13 @@ impl SchedulerConfig {
                 ),
             });
         }
-        if kubernetes.start_timeout_seconds == 0 {
-            return Err(Error::OutOfRange {
-                field: "scheduler.kubernetes.start_timeout_seconds",
-                problem: "must be at least 1".into(),
-            });
+        for (field, seconds) in [
+            ("scheduler.kubernetes.start_timeout_seconds", kubernetes.start_timeout_seconds),
+            ("scheduler.nomad.start_timeout_seconds", self.nomad.start_timeout_seconds),
+        ] {
+            if !(1..=7 * 86_400).contains(&seconds) {
+                return Err(Error::OutOfRange { field, problem: "must be from 1 to 604800 (a week)".into() });
+            }
         }
         let url = kubernetes.api_url.trim();
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
@@ -894,6 +895,7 @@ mod tests {
             ("[scheduler]\nkind = \"nomad\"\n", "server.task_api_url is required with scheduler.kind = \"nomad\""),
             ("[scheduler.nomad]\naddress = \"nomad:4646\"\n", "scheduler.nomad.address 'nomad:4646'"),
             ("[scheduler.nomad]\nmhz_per_core = 0\n", "scheduler.nomad.mhz_per_core must be at least 1"),
+            ("[scheduler.nomad]\nstart_timeout_seconds = 999999999\n", "scheduler.nomad.start_timeout_seconds must be"),
             (
                 "[scheduler.nomad]\nclient_cert = \"/c.pem\"\n",
                 "client_cert and scheduler.nomad.client_key must be given",

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig, HostConfigLogConfig, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, HostConfig, HostConfigLogConfig, MountType, PortBinding,
+};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
     LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
@@ -101,7 +103,7 @@ impl DockerScheduler {
             memory,
             // Swap counts against the limit: a task over it is killed, not slowed down by swapping.
             memory_swap: memory,
-            binds: Some(resources.mounts.iter().map(bind).collect::<Vec<_>>()).filter(|b| !b.is_empty()),
+            mounts: Some(resources.mounts.iter().map(mount).collect::<Vec<_>>()).filter(|m| !m.is_empty()),
             // The engine's own copy of the output is what a restarted server reads: the `local` driver keeps the
             // bytes as they were (`json-file` replaces bytes that are not UTF-8), up to 1 GB per container.
             log_config: Some(HostConfigLogConfig {
@@ -168,10 +170,17 @@ impl DockerScheduler {
     }
 }
 
-/// A mount as Docker's `Binds` take it: `source:target[:ro]`; a source that is not a path names a Docker volume.
-fn bind(mount: &gofer_scheduler::Mount) -> String {
-    let mode = if mount.read_only { ":ro" } else { "" };
-    format!("{}:{}{mode}", mount.source, mount.target)
+/// A mount as Docker takes it: a bind mount of an absolute host path, else the Docker volume of that name. Given as
+/// fields, never as a `source:target:options` string a path could add options to.
+fn mount(mount: &gofer_scheduler::Mount) -> bollard::models::Mount {
+    let typ = if mount.source.starts_with('/') { MountType::BIND } else { MountType::VOLUME };
+    bollard::models::Mount {
+        target: Some(mount.target.clone()),
+        source: Some(mount.source.clone()),
+        typ: Some(typ),
+        read_only: Some(mount.read_only),
+        ..Default::default()
+    }
 }
 
 fn status_of(e: &bollard::errors::Error) -> Option<u16> {
@@ -370,22 +379,21 @@ impl Scheduler for DockerScheduler {
         };
         let (docker, id) = (self.docker.clone(), container_id.to_string());
         let rest = futures::stream::once(async move {
+            // Streamed, skipping what was delivered: the engine keeps up to 1 GB of a container's output.
             let options = LogsOptions { follow: false, stdout: true, stderr: true, ..Default::default() };
-            let whole: Vec<Result<Bytes>> = output_bytes(docker.logs(&id, Some(options)), id.clone()).collect().await;
-            let mut skip = delivered.load(Ordering::Relaxed);
-            let mut rest = Vec::new();
-            for chunk in whole {
-                match chunk {
-                    Ok(bytes) if skip >= bytes.len() => skip -= bytes.len(),
-                    Ok(bytes) => {
-                        rest.push(Ok(bytes.slice(skip..)));
-                        skip = 0;
-                    }
-                    // Removed meanwhile: what was delivered is all there is.
-                    Err(_) => break,
-                }
-            }
-            futures::stream::iter(rest)
+            let skip = delivered.load(Ordering::Relaxed);
+            output_bytes(docker.logs(&id, Some(options)), id.clone())
+                // Removed meanwhile: what was delivered is all there is.
+                .take_while(|chunk| std::future::ready(chunk.is_ok()))
+                .scan(skip, |skip, chunk| {
+                    let rest = chunk.map(|bytes| {
+                        let cut = (*skip).min(bytes.len());
+                        *skip -= cut;
+                        bytes.slice(cut..)
+                    });
+                    std::future::ready(Some(rest))
+                })
+                .filter(|chunk| std::future::ready(chunk.as_ref().is_ok_and(|b| !b.is_empty())))
         })
         .flatten();
         Ok(counted.chain(rest).boxed())

@@ -56,7 +56,10 @@ async fn limits_labels_and_the_log_driver_reach_the_engine() {
     assert_eq!(field("{{.HostConfig.NanoCpus}}").await, "1500000000");
     assert_eq!(field("{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}").await, "268435456 268435456");
     assert_eq!(field("{{.Config.WorkingDir}} {{.Config.User}}").await, "/tmp nobody");
-    assert_eq!(field("{{.HostConfig.Binds}}").await, "[gofer-test-cache:/cache:ro]");
+    assert_eq!(
+        field("{{range .HostConfig.Mounts}}{{.Type}} {{.Source}} {{.Target}} {{.ReadOnly}}{{end}}").await,
+        "volume gofer-test-cache /cache true"
+    );
     assert_eq!(field("{{.HostConfig.LogConfig.Type}}").await, "local", "the driver that keeps bytes as they were");
     assert_eq!(field(r#"{{index .Config.Labels "dev.gofer.managed"}}"#).await, "true");
     docker.remove(&id).await.expect("remove");

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt;
+use gofer_scheduler::cluster::produced;
 use gofer_scheduler::{ContainerSpec, Mount, Resources, Scheduler};
 use gofer_scheduler_docker::DockerScheduler;
 use k8s_openapi::api::core::v1::{
@@ -133,6 +134,31 @@ fn selected(pod: &Pod, labels: Option<&String>, fields: Option<&String>) -> bool
     labels_match && fields_match
 }
 
+/// What a kubelet makes of a command, an argument or a variable's value: `$(NAME)` is the variable's value when it
+/// is defined, `$$` is `$`.
+fn expand(value: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some((name, tail)) = after.strip_prefix('(').and_then(|a| a.split_once(')'))
+            && let Some(defined) = env.get(name)
+        {
+            out.push_str(defined);
+            rest = tail;
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn container_status(state: ContainerState, image_id: &str) -> ContainerStatus {
     ContainerStatus {
         name: "task".into(),
@@ -208,19 +234,18 @@ impl Shared {
                 mounts.push(Mount { source: path.clone(), target: target.mount_path.clone(), read_only });
             }
         }
+        let env: BTreeMap<String, String> =
+            container.env.iter().flatten().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect();
+        let expand_all =
+            |list: &Option<Vec<String>>| list.as_ref().map(|l| l.iter().map(|a| expand(a, &env)).collect());
         let docker_spec = ContainerSpec {
             name: format!("fakekube-{}-{name}", self.tag),
             image: image.clone(),
             always_pull: false,
             registry_auth: None,
-            env: container
-                .env
-                .iter()
-                .flatten()
-                .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
-                .collect(),
-            entrypoint: container.command.clone(),
-            command: container.args.clone(),
+            env: env.iter().map(|(k, v)| (k.clone(), expand(v, &env))).collect(),
+            entrypoint: expand_all(&container.command),
+            command: expand_all(&container.args),
             labels: BTreeMap::from([
                 (gofer_scheduler::labels::MANAGED.to_string(), "true".to_string()),
                 ("dev.gofer.fakekube".to_string(), self.tag.clone()),
@@ -492,7 +517,7 @@ fn watch(shared: Arc<Shared>, query: &BTreeMap<String, String>) -> Response {
             "message": format!("too old resource version: {from} ({now})"), "reason": "Expired", "code": 410 } });
         return Body::from_stream(futures::stream::iter([line(expired)])).into_response();
     }
-    let stream = async_stream(move |sender: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>| async move {
+    let stream = produced(16, move |sender: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>| async move {
         let mut sent = 0usize;
         let mut last = from;
         let matches = |pod: &Pod| selected(pod, labels.as_ref(), fields.as_ref());
@@ -536,17 +561,6 @@ fn watch(shared: Arc<Shared>, query: &BTreeMap<String, String>) -> Response {
         }
     });
     Body::from_stream(stream).into_response()
-}
-
-/// A stream fed by a task: what `produce` sends, until it returns or the reader goes.
-fn async_stream<F, Fut>(produce: F) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (sender, receiver) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(produce(sender));
-    futures::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|item| (item, r)) })
 }
 
 async fn create_pod(State(shared): State<Arc<Shared>>, axum::Json(mut pod): axum::Json<Pod>) -> Answer {

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::io::{AsyncBufRead, AsyncBufReadExt};
 use futures::stream::BoxStream;
+use gofer_scheduler::cluster::{Progress, Wait, produced};
 use gofer_scheduler::{ContainerInfo, ContainerSpec, ContainerState, Error, Result, Scheduler, Started};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
@@ -151,6 +152,28 @@ fn phase(pod: &Pod) -> Phase {
     )
 }
 
+/// A pod's phase as the wait for its end takes it.
+fn progress(pod: &Pod) -> Progress {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    match phase(pod) {
+        Phase::Gated => Progress::Created,
+        Phase::Pending(words) => Progress::Pending(words),
+        Phase::Running => Progress::Running,
+        Phase::Terminated { code, .. } => Progress::Ended(code),
+        Phase::ImageError(words) => {
+            let image = pod.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone());
+            Progress::Failed(Error::Image { image: image.unwrap_or_default(), source: Error::cause(words) })
+        }
+        Phase::ConfigError(words) => {
+            Progress::Failed(Error::Engine { action: format!("start pod {name}"), source: Error::cause(words) })
+        }
+        Phase::Evicted(words) => Progress::Failed(Error::Engine {
+            action: format!("run pod {name}"),
+            source: Error::cause(format!("the pod ended without its container ending: {words}")),
+        }),
+    }
+}
+
 /// What a watch of one pod tells.
 enum Update {
     Seen(Box<Pod>),
@@ -235,16 +258,8 @@ impl KubernetesScheduler {
     /// Bookmarks move the watch on; `410 Gone` (the cluster no longer has the version the watch started from) and
     /// broken streams read the pod again and watch on from there. Calls that fail are retried for a while.
     fn updates(&self, pod: &str) -> BoxStream<'static, Result<Update>> {
-        let (sender, receiver) = mpsc::channel::<Result<Update>>(8);
         let (this, pod) = (self.clone(), pod.to_string());
-        tokio::spawn(async move {
-            tokio::select! {
-                () = sender.closed() => {}
-                () = this.watch_pod(&pod, &sender) => {}
-            }
-        });
-        futures::stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|u| (u, receiver)) })
-            .boxed()
+        produced(8, move |sender| async move { this.watch_pod(&pod, &sender).await })
     }
 
     async fn watch_pod(&self, pod: &str, sender: &mpsc::Sender<Result<Update>>) {
@@ -265,7 +280,11 @@ impl KubernetesScheduler {
         }
         'read: loop {
             let seen = match self.pods.get_opt(pod).await {
-                Ok(Some(seen)) => seen,
+                Ok(Some(seen)) => {
+                    // Only calls failing in a row count towards giving up.
+                    (failing_since, backoff) = (None, Duration::from_millis(200));
+                    seen
+                }
                 Ok(None) => {
                     let _ = sender.send(Ok(Update::Gone)).await;
                     return;
@@ -282,7 +301,10 @@ impl KubernetesScheduler {
             loop {
                 let params = WatchParams::default().fields(&format!("metadata.name={pod}")).timeout(290);
                 let events = match self.pods.watch(&params, &version).await {
-                    Ok(events) => events,
+                    Ok(events) => {
+                        (failing_since, backoff) = (None, Duration::from_millis(200));
+                        events
+                    }
                     Err(e) => {
                         failed!(self.pod_error(pod, "watch")(e));
                         continue 'read;
@@ -327,16 +349,8 @@ impl KubernetesScheduler {
     /// follows the log, opening it again past the bytes delivered when the stream breaks, until the container ended
     /// and its log was read to the end.
     fn output(&self, pod: &str, follow: bool) -> BoxStream<'static, Result<Bytes>> {
-        let (sender, receiver) = mpsc::channel::<Result<Bytes>>(16);
         let (this, pod) = (self.clone(), pod.to_string());
-        tokio::spawn(async move {
-            tokio::select! {
-                () = sender.closed() => {}
-                () = this.copy_output(&pod, follow, &sender) => {}
-            }
-        });
-        futures::stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|c| (c, receiver)) })
-            .boxed()
+        produced(16, move |sender| async move { this.copy_output(&pod, follow, &sender).await })
     }
 
     async fn copy_output(&self, pod: &str, follow: bool, sender: &mpsc::Sender<Result<Bytes>>) {
@@ -345,6 +359,8 @@ impl KubernetesScheduler {
             match updates.next().await {
                 Some(Ok(Update::Seen(seen))) => match phase(&seen) {
                     Phase::Running | Phase::Terminated { .. } => break,
+                    // Not followed, the log of a pod not running yet is empty now.
+                    Phase::Gated | Phase::Pending(_) if !follow => return,
                     Phase::Gated | Phase::Pending(_) => {}
                     Phase::ImageError(_) | Phase::ConfigError(_) | Phase::Evicted(_) => return,
                 },
@@ -378,6 +394,7 @@ impl KubernetesScheduler {
             let mut reader = std::pin::pin!(reader);
             // Bytes an earlier stream delivered already, skipped in this one.
             let mut skip = delivered;
+            let mut read = 0;
             let clean = loop {
                 let chunk = match reader.as_mut().fill_buf().await {
                     Ok([]) => break true,
@@ -388,6 +405,7 @@ impl KubernetesScheduler {
                     }
                 };
                 let length = chunk.len();
+                read += length;
                 if skip >= length {
                     skip -= length;
                 } else {
@@ -403,11 +421,36 @@ impl KubernetesScheduler {
             if !follow {
                 return;
             }
+            if clean && skip > 0 {
+                // The log is shorter than what was delivered: the kubelet rotated it meanwhile, and what it now
+                // holds cannot be placed. Say so in the output, and go on from the whole of what it holds.
+                tracing::warn!(
+                    pod,
+                    delivered,
+                    read,
+                    "a pod's log was rotated while Gofer reconnected; output may be missing"
+                );
+                let marker = "\n[gofer: the cluster rotated this task's log while Gofer reconnected to it; output may be \
+                              missing or repeated here]\n";
+                if sender.send(Ok(Bytes::from(marker))).await.is_err() {
+                    return;
+                }
+                delivered = 0;
+                continue;
+            }
+            if read > skip {
+                // A stream that brought something new: only breaks in a row count.
+                failures = 0;
+            }
             if clean {
                 // The cluster ends a followed log when the container ended; it may also end one early (log
                 // rotation): the container's state tells which.
                 match self.pods.get_opt(pod).await {
-                    Ok(Some(seen)) if matches!(phase(&seen), Phase::Running | Phase::Pending(_)) => {}
+                    Ok(Some(seen)) if matches!(phase(&seen), Phase::Running | Phase::Pending(_)) => {
+                        // Its status lags its end: look again in a moment, not at once.
+                        failures += 1;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
                     Ok(_) => return,
                     Err(e) => tracing::debug!(pod, error = %e, "could not read a pod after its log ended"),
                 }
@@ -549,67 +592,19 @@ impl Scheduler for KubernetesScheduler {
     }
 
     async fn wait(&self, container_id: &str) -> Result<i64> {
-        let mut updates = self.updates(container_id);
-        let mut image = String::new();
-        let mut pending_since: Option<tokio::time::Instant> = None;
-        let mut last_pending = String::new();
-        loop {
-            let next = match pending_since {
-                Some(since) => match tokio::time::timeout_at(since + self.settings.start_timeout, updates.next()).await
-                {
-                    Ok(next) => next,
-                    Err(_) => {
-                        return Err(Error::Engine {
-                            action: format!("start pod {container_id}"),
-                            source: Error::cause(format!(
-                                "it did not run within {}s (scheduler.kubernetes.start_timeout_seconds); last: {last_pending}",
-                                self.settings.start_timeout.as_secs()
-                            )),
-                        });
-                    }
-                },
-                None => updates.next().await,
-            };
-            let seen = match next {
-                Some(Ok(Update::Seen(seen))) => seen,
-                Some(Ok(Update::Gone)) | None => {
-                    return Err(Error::NoSuchContainer {
-                        container: container_id.into(),
-                        source: Error::cause("the pod was deleted before its container ended"),
-                    });
-                }
-                Some(Err(e)) => return Err(e),
-            };
-            if image.is_empty() {
-                image = seen
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.containers.first())
-                    .and_then(|c| c.image.clone())
-                    .unwrap_or_default();
-            }
-            match phase(&seen) {
-                Phase::Terminated { code, .. } => return Ok(code),
-                Phase::ImageError(words) => return Err(Error::Image { image, source: Error::cause(words) }),
-                Phase::ConfigError(words) => {
-                    return Err(Error::Engine {
-                        action: format!("start pod {container_id}"),
-                        source: Error::cause(words),
-                    });
-                }
-                Phase::Evicted(words) => {
-                    return Err(Error::Engine {
-                        action: format!("run pod {container_id}"),
-                        source: Error::cause(format!("the pod ended without its container ending: {words}")),
-                    });
-                }
-                Phase::Pending(words) => {
-                    pending_since.get_or_insert_with(tokio::time::Instant::now);
-                    last_pending = words;
-                }
-                Phase::Gated | Phase::Running => pending_since = None,
-            }
-        }
+        let wait = Wait {
+            kind: "pod",
+            container: container_id,
+            start_timeout: self.settings.start_timeout,
+            timeout_setting: "scheduler.kubernetes.start_timeout_seconds",
+        };
+        let states = self.updates(container_id).map(|update| {
+            update.map(|update| match update {
+                Update::Seen(pod) => Some(progress(&pod)),
+                Update::Gone => None,
+            })
+        });
+        wait.until_ended(states).await
     }
 
     async fn output_since_start(&self, container_id: &str) -> Result<BoxStream<'static, Result<Bytes>>> {

@@ -54,9 +54,16 @@ impl Default for Settings {
     }
 }
 
-/// The name of the secret holding a pod's registry credentials.
+/// The name of the secret holding a pod's registry credentials: `<pod>-pull`, made to fit (with a hash of the
+/// whole) when the pod's name is long, so two pods never share one.
 pub fn pull_secret_name(pod: &str) -> String {
-    format!("{}-pull", &pod[..pod.len().min(crate::names::MAX_LABEL - 5)])
+    pod_name(&format!("{pod}-pull"))
+}
+
+/// A value Kubernetes takes as it is: it expands `$(NAME)` and turns `$$` into `$` in a container's command,
+/// arguments and variables, which Docker and Nomad do not, so every `$` is written `$$`.
+fn literal(value: &str) -> String {
+    value.replace('$', "$$")
 }
 
 /// `uid` or `uid:gid`, as Kubernetes takes users: by number only.
@@ -129,12 +136,12 @@ pub fn pod(spec: &ContainerSpec, settings: &Settings) -> Result<Pod> {
         name: CONTAINER.into(),
         image: Some(spec.image.clone()),
         image_pull_policy: Some(if spec.always_pull { "Always" } else { "IfNotPresent" }.into()),
-        command: spec.entrypoint.clone(),
-        args: spec.command.clone(),
+        command: spec.entrypoint.as_ref().map(|list| list.iter().map(|a| literal(a)).collect()),
+        args: spec.command.as_ref().map(|list| list.iter().map(|a| literal(a)).collect()),
         env: Some(
             spec.env
                 .iter()
-                .map(|(k, v)| EnvVar { name: k.clone(), value: Some(v.clone()), ..Default::default() })
+                .map(|(k, v)| EnvVar { name: k.clone(), value: Some(literal(v)), ..Default::default() })
                 .collect(),
         ),
         working_dir: resources.working_dir.clone(),
@@ -228,9 +235,9 @@ mod tests {
             image: "registry.example.com:5000/team/tool:1.2".into(),
             always_pull: false,
             registry_auth: None,
-            env: vec![("GOFER_TASK_ID".into(), "unit_test".into()), ("EMPTY".into(), String::new())],
+            env: vec![("GOFER_TASK_ID".into(), "unit_test".into()), ("PASSWORD".into(), "p@$$w0rd$(X)".into())],
             entrypoint: Some(vec!["sh".into()]),
-            command: Some(vec!["-c".into(), "make test".into()]),
+            command: Some(vec!["-c".into(), "make test; echo $$ $(id -u)".into()]),
             labels: BTreeMap::from([
                 ("dev.gofer.managed".into(), "true".into()),
                 ("dev.gofer.pipeline".into(), "Nightly_Build".into()),
@@ -285,8 +292,8 @@ mod tests {
                     "image": "registry.example.com:5000/team/tool:1.2",
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["sh"],
-                    "args": ["-c", "make test"],
-                    "env": [{ "name": "GOFER_TASK_ID", "value": "unit_test" }, { "name": "EMPTY", "value": "" }],
+                    "args": ["-c", "make test; echo $$$$ $$(id -u)"],
+                    "env": [{ "name": "GOFER_TASK_ID", "value": "unit_test" }, { "name": "PASSWORD", "value": "p@$$$$w0rd$$(X)" }],
                     "workingDir": "/src",
                     "resources": { "limits": { "cpu": "1500m", "memory": "536870912" } },
                     "securityContext": { "runAsUser": 1000, "runAsGroup": 2000 },

@@ -26,6 +26,7 @@ use bollard::container::LogOutput;
 use bollard::query_parameters::AttachContainerOptions;
 use bytes::Bytes;
 use futures::StreamExt;
+use gofer_scheduler::cluster::produced;
 use gofer_scheduler::{ContainerSpec, Mount, Resources, Scheduler};
 use gofer_scheduler_docker::DockerScheduler;
 use serde_json::{Value, json};
@@ -617,8 +618,7 @@ async fn logs(
             _ => None,
         }
     };
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-    tokio::spawn(async move {
+    let stream = produced(16, move |sender: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>| async move {
         let mut changed = shared.changed.subscribe();
         loop {
             let fresh = {
@@ -649,12 +649,8 @@ async fn logs(
                 return;
             }
             // Followed, it never ends by itself (as Nomad's): only when the reader goes.
-            tokio::select! {
-                _ = changed.changed() => {}
-                () = sender.closed() => return,
-            }
+            let _ = changed.changed().await;
         }
     });
-    let stream = futures::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|item| (item, r)) });
     Ok(Body::from_stream(stream).into_response())
 }

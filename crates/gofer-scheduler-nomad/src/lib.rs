@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use gofer_scheduler::cluster::{Progress, Wait, produced};
 use gofer_scheduler::{ContainerInfo, ContainerSpec, ContainerState, Error, Result, Scheduler, Started};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -198,6 +199,8 @@ struct View {
     image: String,
     dispatched: Option<String>,
     alloc: Option<AllocStub>,
+    /// The dispatched run (or the service) was deregistered.
+    stopped: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,7 +228,12 @@ impl View {
         if self.dispatched.is_none() {
             return Phase::Gated;
         }
-        let Some(alloc) = &self.alloc else { return Phase::Pending("waiting for Nomad to place it".into()) };
+        let Some(alloc) = &self.alloc else {
+            if self.stopped {
+                return Phase::Failed("it was stopped before Nomad placed it".into());
+            }
+            return Phase::Pending("waiting for Nomad to place it".into());
+        };
         let task = self.task().cloned().unwrap_or_default();
         let said = |e: &TaskEvent| {
             let words = if e.display_message.is_empty() { &e.message } else { &e.display_message };
@@ -249,12 +257,31 @@ impl View {
             return Phase::Failed(format!("the allocation's node was lost: {}", alloc.client_description));
         }
         match task.state.as_str() {
+            _ if self.stopped && task.state != "running" => Phase::Failed("it was stopped before its task ran".into()),
             "running" => Phase::Running,
             "dead" => Phase::Failed(task.events.last().map_or_else(|| alloc.client_description.clone(), said)),
             _ if matches!(alloc.client_status.as_str(), "failed" | "complete") => {
                 Phase::Failed(format!("the allocation ended {}: {}", alloc.client_status, alloc.client_description))
             }
             _ => Phase::Pending(task.events.last().map_or_else(|| "pending".to_string(), said)),
+        }
+    }
+}
+
+impl View {
+    /// The phase as the wait for the end takes it.
+    fn progress(&self) -> Progress {
+        match self.phase() {
+            Phase::Gated => Progress::Created,
+            Phase::Pending(words) => Progress::Pending(words),
+            Phase::Running => Progress::Running,
+            Phase::Terminated { code, .. } => Progress::Ended(code),
+            Phase::ImageError(words) => {
+                Progress::Failed(Error::Image { image: self.image.clone(), source: Error::cause(words) })
+            }
+            Phase::Failed(words) => {
+                Progress::Failed(Error::Engine { action: format!("run job {}", self.job), source: Error::cause(words) })
+            }
         }
     }
 }
@@ -355,21 +382,22 @@ impl NomadScheduler {
         // A service registered stopped that never ran is only created.
         let never_ran = registered["Type"] == "service" && registered["Stop"] == true && alloc.is_none();
         let dispatched = dispatched.filter(|_| !never_ran);
-        Ok(Some(View { job: job.to_string(), meta, image, dispatched, alloc }))
+        let stopped = match &dispatched {
+            Some(run) if run == job => registered["Stop"] == true,
+            Some(run) => match self.api.get::<Value>(&["job", run], &[]).await {
+                Ok((run, _)) => run["Stop"] == true,
+                Err(e) if e.status() == Some(404) => true,
+                Err(e) => return Err(e),
+            },
+            None => false,
+        };
+        Ok(Some(View { job: job.to_string(), meta, image, dispatched, alloc, stopped }))
     }
 
     /// The container's views as they change, from blocking queries: now, then after each change, until it is gone.
     fn updates(&self, job: &str) -> BoxStream<'static, Result<Update>> {
-        let (sender, receiver) = mpsc::channel::<Result<Update>>(8);
         let (this, job) = (self.clone(), job.to_string());
-        tokio::spawn(async move {
-            tokio::select! {
-                () = sender.closed() => {}
-                () = this.watch_job(&job, &sender) => {}
-            }
-        });
-        futures::stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|u| (u, receiver)) })
-            .boxed()
+        produced(8, move |sender| async move { this.watch_job(&job, &sender).await })
     }
 
     async fn watch_job(&self, job: &str, sender: &mpsc::Sender<Result<Update>>) {
@@ -414,16 +442,8 @@ impl NomadScheduler {
     /// The task's output: once it runs, its stdout and stderr logs followed from byte offsets, merged as they come;
     /// once the allocation finished, the rest read unfollowed (Nomad never ends a followed log).
     fn output(&self, job: &str, follow: bool) -> BoxStream<'static, Result<Bytes>> {
-        let (sender, receiver) = mpsc::channel::<Result<Bytes>>(16);
         let (this, job) = (self.clone(), job.to_string());
-        tokio::spawn(async move {
-            tokio::select! {
-                () = sender.closed() => {}
-                () = this.copy_output(&job, follow, &sender) => {}
-            }
-        });
-        futures::stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|c| (c, receiver)) })
-            .boxed()
+        produced(16, move |sender| async move { this.copy_output(&job, follow, &sender).await })
     }
 
     async fn copy_output(&self, job: &str, follow: bool, sender: &mpsc::Sender<Result<Bytes>>) {
@@ -433,6 +453,8 @@ impl NomadScheduler {
                 Some(Ok(Update::Seen(view))) => match view.phase() {
                     Phase::Running => break (view.alloc.map(|a| a.id).unwrap_or_default(), false),
                     Phase::Terminated { .. } => break (view.alloc.map(|a| a.id).unwrap_or_default(), true),
+                    // Not followed, the log of a task not running yet is empty now.
+                    Phase::Gated | Phase::Pending(_) if !follow => return,
                     Phase::Gated | Phase::Pending(_) => {}
                     Phase::ImageError(_) | Phase::Failed(_) => return,
                 },
@@ -641,54 +663,19 @@ impl Scheduler for NomadScheduler {
     }
 
     async fn wait(&self, container_id: &str) -> Result<i64> {
-        let mut updates = self.updates(container_id);
-        let mut pending_since: Option<tokio::time::Instant> = None;
-        let mut last_pending = String::new();
-        loop {
-            let next = match pending_since {
-                Some(since) => match tokio::time::timeout_at(since + self.settings.start_timeout, updates.next()).await
-                {
-                    Ok(next) => next,
-                    Err(_) => {
-                        return Err(Error::Engine {
-                            action: format!("start job {container_id}"),
-                            source: Error::cause(format!(
-                                "it did not run within {}s (scheduler.nomad.start_timeout_seconds); last: {last_pending}",
-                                self.settings.start_timeout.as_secs()
-                            )),
-                        });
-                    }
-                },
-                None => updates.next().await,
-            };
-            let view = match next {
-                Some(Ok(Update::Seen(view))) => view,
-                Some(Ok(Update::Gone)) | None => {
-                    return Err(Error::NoSuchContainer {
-                        container: container_id.into(),
-                        source: Error::cause("the job was deregistered before its task ended"),
-                    });
-                }
-                Some(Err(e)) => return Err(e),
-            };
-            match view.phase() {
-                Phase::Terminated { code, .. } => return Ok(code),
-                Phase::ImageError(words) => {
-                    return Err(Error::Image { image: view.image.clone(), source: Error::cause(words) });
-                }
-                Phase::Failed(words) => {
-                    return Err(Error::Engine {
-                        action: format!("run job {container_id}"),
-                        source: Error::cause(words),
-                    });
-                }
-                Phase::Pending(words) => {
-                    pending_since.get_or_insert_with(tokio::time::Instant::now);
-                    last_pending = words;
-                }
-                Phase::Gated | Phase::Running => pending_since = None,
-            }
-        }
+        let wait = Wait {
+            kind: "job",
+            container: container_id,
+            start_timeout: self.settings.start_timeout,
+            timeout_setting: "scheduler.nomad.start_timeout_seconds",
+        };
+        let states = self.updates(container_id).map(|update| {
+            update.map(|update| match update {
+                Update::Seen(view) => Some(view.progress()),
+                Update::Gone => None,
+            })
+        });
+        wait.until_ended(states).await
     }
 
     async fn output_since_start(&self, container_id: &str) -> Result<BoxStream<'static, Result<Bytes>>> {

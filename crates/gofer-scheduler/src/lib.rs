@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
+pub mod cluster;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 

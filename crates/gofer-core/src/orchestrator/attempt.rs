@@ -306,28 +306,32 @@ impl Inner {
         }
         let code = match exit {
             Some(Ok(code)) => code,
-            Some(Err(gofer_scheduler::Error::NoSuchContainer { .. }))
-                if stopping.is_some() && log_failure.is_none() =>
-            {
-                // Stopping deleted it before its end was seen (a cluster deletes a pod to stop it): it was stopped.
+            Some(Err(_)) if stopping.is_some() && log_failure.is_none() => {
+                // It was being stopped, and stopping ended it before its end could be seen (a cluster deletes a pod
+                // or a job to stop it): the outcome is the stop's.
                 let status = if timed_out { TaskStatus::Failed } else { TaskStatus::Cancelled };
                 return Ok(Outcome { status, reason: stopping, exit_code: None });
             }
-            Some(Err(e)) if is_the_tasks_to_fix(&e) => {
-                // A cluster learns that the image cannot be had only once a node tries to pull it.
-                self.metrics.scheduler_error(&e);
-                let why = reason(StatusReasonKind::FailedPrecondition, &error_chain(&e));
-                return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
-            }
             Some(Err(e)) => {
                 self.metrics.scheduler_error(&e);
-                let why = reason(
-                    StatusReasonKind::SchedulerError,
-                    &format!(
-                        "lost track of the container while it ran (the engine may have restarted): {}",
-                        error_chain(&e)
-                    ),
-                );
+                // A workload a cluster could not start (its image, no node in time) must not run later, after its
+                // task was recorded as failed: it is stopped.
+                self.stop(&task_id, &id).await;
+                let why = if is_the_tasks_to_fix(&e) {
+                    // A cluster learns that the image cannot be had only once a node tries to pull it.
+                    reason(StatusReasonKind::FailedPrecondition, &error_chain(&e))
+                } else if matches!(e, gofer_scheduler::Error::Engine { .. }) {
+                    let words = format!("the container engine gave up on the container: {}", error_chain(&e));
+                    reason(StatusReasonKind::SchedulerError, &words)
+                } else {
+                    reason(
+                        StatusReasonKind::SchedulerError,
+                        &format!(
+                            "lost track of the container while it ran (the engine may have restarted): {}",
+                            error_chain(&e)
+                        ),
+                    )
+                };
                 return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
             }
             None => -1,

@@ -150,3 +150,28 @@ async fn connecting_to_nothing_says_where_and_what_to_check() {
         other => panic!("expected unreachable, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_job_nomad_has_not_placed_ends_its_wait_at_once() {
+    let nomad = FakeNomad::start(BTreeMap::new()).await;
+    nomad.set_faults(Faults { stuck_image: Some("busybox:stuck".into()), ..Faults::default() });
+    // The default start timeout (ten minutes): the wait must end because of the stop, not because of it.
+    let scheduler = connect(&nomad, settings(&nomad.url)).await;
+    let h = harness(nomad.url.clone(), &format!("nomadc{}", std::process::id()), None);
+    let mut spec = h.spec("cancelled", "true");
+    spec.image = "busybox:stuck".into();
+    let started = scheduler.run(&spec).await.unwrap();
+    let waiting = tokio::spawn({
+        let (scheduler, id) = (scheduler.clone(), started.container_id.clone());
+        async move { scheduler.wait(&id).await }
+    });
+    scheduler.stop(&started.container_id, Duration::from_secs(1)).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(30), waiting).await.expect("the wait ended").unwrap();
+    match waited {
+        Err(Error::Engine { source, .. }) => assert!(source.to_string().contains("stopped before"), "{source}"),
+        other => panic!("expected the stop to end the wait, got {other:?}"),
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), started.output.count()).await;
+    assert!(output.is_ok(), "the output ended");
+    scheduler.remove(&started.container_id).await.unwrap();
+}

@@ -42,7 +42,7 @@ fn a_dag_runs_as_pods_with_its_limits_logs_and_reasons_and_leaves_no_pod_behind(
         "tasks": [
             { "id": "first", "image": "busybox:latest", "working_dir": "/tmp", "user": "1234:2345",
               "cpu_millicores": 250, "memory_bytes": 67_108_864,
-              "command": ["sh", "-c", "pwd; id -u; echo \"$GOFER_TASK_ID at $GOFER_API_BASE_URL\"; printf 'no newline'"] },
+              "command": ["sh", "-c", "pwd; id -u; echo \"$GOFER_TASK_ID at $GOFER_API_BASE_URL\"; printf '$(GOFER_TASK_ID) $$ no newline'"] },
             { "id": "second", "image": "busybox:latest", "depends_on": { "first": "Success" },
               "command": ["sh", "-c", "echo second; exit 3"] },
             { "id": "hungry", "image": "busybox:latest", "memory_bytes": 16_777_216,
@@ -55,7 +55,11 @@ fn a_dag_runs_as_pods_with_its_limits_logs_and_reasons_and_leaves_no_pod_behind(
     assert_eq!(finished["status"], "failed");
     let tasks = gofer.tasks("kube", run);
     assert_eq!(tasks["first"]["status"], "successful", "{:#}", tasks["first"]);
-    assert_eq!(gofer.logs("kube", run, "first"), b"/tmp\n1234\nfirst at http://gofer.ci.svc:8080\nno newline".to_vec());
+    assert_eq!(
+        gofer.logs("kube", run, "first"),
+        b"/tmp\n1234\nfirst at http://gofer.ci.svc:8080\n$(GOFER_TASK_ID) $$ no newline".to_vec(),
+        "commands reach the container as written: the cluster expands nothing"
+    );
     assert_eq!((&tasks["second"]["status"], &tasks["second"]["exit_code"]), (&json!("failed"), &json!(3)));
     assert_eq!(tasks["second"]["status_reason"]["reason"], "abnormal_exit");
     assert_eq!(gofer.logs("kube", run, "second"), b"second\n".to_vec());
