@@ -407,3 +407,26 @@ impl Server {
         );
     }
 }
+
+/// Runs a task that prints a line, sleeps and exits 4; kills the server with SIGKILL while it runs and starts it
+/// again. The run must end with the task's own exit code and its whole output once, from its first attempt.
+/// `workloads` counts what the engine holds for the run; it must be `while_running` before the crash.
+pub fn a_crash_while_a_task_runs_is_survived(gofer: &mut Server, workloads: impl Fn() -> usize, while_running: usize) {
+    gofer.register(serde_json::json!({
+        "id": "crashy",
+        "tasks": [{ "id": "slow", "image": "busybox:latest", "command": ["sh", "-c", "echo before; sleep 3; echo after; exit 4"] }]
+    }));
+    let run = gofer.start_run("crashy", &[]);
+    gofer.wait_task_state("crashy", run, "slow", "running");
+    wait_for("the task's first line", Duration::from_secs(30), || {
+        gofer.logs("crashy", run, "slow").starts_with(b"before").then_some(())
+    });
+    assert_eq!(workloads(), while_running, "what the engine holds while the task runs");
+    gofer.crash();
+    gofer.restart();
+    let finished = gofer.wait_run("crashy", run);
+    let task = &gofer.tasks("crashy", run)["slow"];
+    let outcome = (&finished["status"], &task["exit_code"], &task["attempt"]);
+    assert_eq!(outcome, (&serde_json::json!("failed"), &serde_json::json!(4), &serde_json::json!(1)));
+    assert_eq!(gofer.logs("crashy", run, "slow"), b"before\nafter\n".to_vec(), "the whole output, once");
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use gofer_scheduler_kubernetes::fake::FakeCluster;
 use serde_json::json;
 
-use crate::harness::{Server, wait_for};
+use crate::harness::{Server, a_crash_while_a_task_runs_is_survived, wait_for};
 
 /// A fake cluster served by its own runtime, alive as long as the value.
 struct Cluster {
@@ -81,23 +81,7 @@ fn a_dag_runs_as_pods_with_its_limits_logs_and_reasons_and_leaves_no_pod_behind(
 fn a_server_that_crashes_while_a_pod_runs_re_attaches_to_it() {
     let cluster = cluster();
     let mut gofer = server_on(&cluster);
-    gofer.register(json!({
-        "id": "crashy",
-        "tasks": [{ "id": "slow", "image": "busybox:latest", "command": ["sh", "-c", "echo before; sleep 3; echo after; exit 4"] }]
-    }));
-    let run = gofer.start_run("crashy", &[]);
-    gofer.wait_task_state("crashy", run, "slow", "running");
-    wait_for("the task's first line", Duration::from_secs(30), || {
-        gofer.logs("crashy", run, "slow").starts_with(b"before").then_some(())
-    });
-    let pods = cluster.fake.pod_names();
-    assert_eq!(pods.len(), 1, "{pods:?}");
-    gofer.crash();
-    gofer.restart();
-    let finished = gofer.wait_run("crashy", run);
-    let task = &gofer.tasks("crashy", run)["slow"];
-    assert_eq!((&finished["status"], &task["exit_code"], &task["attempt"]), (&json!("failed"), &json!(4), &json!(1)));
-    assert_eq!(gofer.logs("crashy", run, "slow"), b"before\nafter\n".to_vec(), "the whole output, once");
+    a_crash_while_a_task_runs_is_survived(&mut gofer, || cluster.fake.pod_names().len(), 1);
     assert_eq!(cluster.fake.pods_created(), 1, "the same pod was re-attached, no other made");
     wait_for("the pod to be deleted", Duration::from_secs(30), || cluster.fake.pod_names().is_empty().then_some(()));
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use gofer_scheduler_nomad::fake::FakeNomad;
 use serde_json::json;
 
-use crate::harness::{Server, wait_for};
+use crate::harness::{Server, a_crash_while_a_task_runs_is_survived, wait_for};
 
 /// A fake Nomad served by its own runtime, alive as long as the value.
 struct Nomad {
@@ -71,22 +71,7 @@ fn a_dag_runs_as_dispatched_jobs_with_its_limits_logs_and_reasons_and_leaves_no_
 fn a_server_that_crashes_while_a_task_runs_re_attaches_to_its_allocation() {
     let nomad = nomad();
     let mut gofer = server_on(&nomad);
-    gofer.register(json!({
-        "id": "crashy",
-        "tasks": [{ "id": "slow", "image": "busybox:latest", "command": ["sh", "-c", "echo before; sleep 3; echo after; exit 4"] }]
-    }));
-    let run = gofer.start_run("crashy", &[]);
-    gofer.wait_task_state("crashy", run, "slow", "running");
-    wait_for("the task's first line", Duration::from_secs(30), || {
-        gofer.logs("crashy", run, "slow").starts_with(b"before").then_some(())
-    });
-    let jobs = nomad.fake.job_ids();
-    assert_eq!(jobs.len(), 2, "the registered job and its one dispatched run: {jobs:?}");
-    gofer.crash();
-    gofer.restart();
-    let finished = gofer.wait_run("crashy", run);
-    let task = &gofer.tasks("crashy", run)["slow"];
-    assert_eq!((&finished["status"], &task["exit_code"], &task["attempt"]), (&json!("failed"), &json!(4), &json!(1)));
-    assert_eq!(gofer.logs("crashy", run, "slow"), b"before\nafter\n".to_vec(), "the whole output, once");
+    // The registered job and its one dispatched run.
+    a_crash_while_a_task_runs_is_survived(&mut gofer, || nomad.fake.job_ids().len(), 2);
     wait_for("the jobs to be purged", Duration::from_secs(30), || nomad.fake.job_ids().is_empty().then_some(()));
 }
