@@ -295,3 +295,27 @@ pub async fn names_of_any_gofer_ids_are_accepted(h: &Harness) {
     assert_eq!(scheduler.wait(&started.container_id).await.expect("wait"), 0);
     scheduler.remove(&started.container_id).await.expect("remove");
 }
+
+/// For a cluster backend: a workload the cluster never gets running (its fake keeps `stuck_image` from starting)
+/// fails its wait once the start timeout passed (2 s on `scheduler`), naming the timeout and the cluster's last
+/// word (`says`).
+pub async fn a_workload_that_never_runs_fails_after_the_start_timeout(
+    scheduler: &dyn Scheduler,
+    h: &Harness,
+    stuck_image: &str,
+    says: &str,
+) {
+    let mut spec = h.spec("stuck", "true");
+    spec.image = stuck_image.into();
+    let started = scheduler.run(&spec).await.expect("start");
+    let info = scheduler.inspect(&started.container_id).await.expect("inspect");
+    assert_eq!(info.state, ContainerState::Running, "started, not yet running: {info:?}");
+    match scheduler.wait(&started.container_id).await {
+        Err(Error::Engine { source, .. }) => {
+            let words = source.to_string();
+            assert!(words.contains("did not run within 2s") && words.contains(says), "{words}");
+        }
+        other => panic!("expected the start timeout, got {other:?}"),
+    }
+    scheduler.remove(&started.container_id).await.expect("remove");
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use gofer_scheduler::conformance::{Harness, run_all};
-use gofer_scheduler::{ContainerState, Error, RegistryAuth, Scheduler};
+use gofer_scheduler::{Error, RegistryAuth, Scheduler};
 use gofer_scheduler_kubernetes::{Connection, KubernetesScheduler, Settings};
 
 use gofer_scheduler_kubernetes::fake::{FakeCluster, Faults};
@@ -94,18 +94,13 @@ async fn a_pod_stuck_in_container_creating_fails_after_the_start_timeout_naming_
     cluster.set_faults(Faults { stuck_image: Some("busybox:stuck".into()), ..Faults::default() });
     let scheduler = connect(&cluster, Settings { start_timeout: Duration::from_secs(2), ..settings() }).await;
     let h = harness(cluster.url.clone(), &format!("k8ss{}", std::process::id()), None);
-    let mut spec = h.spec("stuck", "true");
-    spec.image = "busybox:stuck".into();
-    let started = scheduler.run(&spec).await.unwrap();
-    assert_eq!(scheduler.inspect(&started.container_id).await.unwrap().state, ContainerState::Running);
-    match scheduler.wait(&started.container_id).await {
-        Err(Error::Engine { source, .. }) => {
-            let words = source.to_string();
-            assert!(words.contains("did not run within 2s") && words.contains("ContainerCreating"), "{words}");
-        }
-        other => panic!("expected the start timeout, got {other:?}"),
-    }
-    scheduler.remove(&started.container_id).await.unwrap();
+    gofer_scheduler::conformance::a_workload_that_never_runs_fails_after_the_start_timeout(
+        &scheduler,
+        &h,
+        "busybox:stuck",
+        "ContainerCreating",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use gofer_scheduler::conformance::{Harness, run_all};
-use gofer_scheduler::{ContainerState, Error, Scheduler};
+use gofer_scheduler::{Error, Scheduler};
 use gofer_scheduler_nomad::fake::{FakeNomad, Faults};
 use gofer_scheduler_nomad::{NomadScheduler, Settings};
 
@@ -66,18 +66,13 @@ async fn a_job_that_stays_pending_fails_after_the_start_timeout_naming_why() {
     nomad.set_faults(Faults { stuck_image: Some("busybox:stuck".into()), ..Faults::default() });
     let scheduler = connect(&nomad, Settings { start_timeout: Duration::from_secs(2), ..settings(&nomad.url) }).await;
     let h = harness(nomad.url.clone(), &format!("nomads{}", std::process::id()), None);
-    let mut spec = h.spec("stuck", "true");
-    spec.image = "busybox:stuck".into();
-    let started = scheduler.run(&spec).await.unwrap();
-    assert_eq!(scheduler.inspect(&started.container_id).await.unwrap().state, ContainerState::Running);
-    match scheduler.wait(&started.container_id).await {
-        Err(Error::Engine { source, .. }) => {
-            let words = source.to_string();
-            assert!(words.contains("did not run within 2s") && words.contains("Task Setup"), "{words}");
-        }
-        other => panic!("expected the start timeout, got {other:?}"),
-    }
-    scheduler.remove(&started.container_id).await.unwrap();
+    gofer_scheduler::conformance::a_workload_that_never_runs_fails_after_the_start_timeout(
+        &scheduler,
+        &h,
+        "busybox:stuck",
+        "Task Setup",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
