@@ -433,6 +433,7 @@ impl Scheduler for DockerScheduler {
             labels: details.config.and_then(|c| c.labels).unwrap_or_default().into_iter().collect(),
             endpoint,
             oom_killed: life == ContainerState::Exited && state.oom_killed == Some(true),
+            exit_message: state.error.filter(|e| !e.is_empty() && life == ContainerState::Exited),
         })
     }
 

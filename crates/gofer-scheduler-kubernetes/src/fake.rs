@@ -275,7 +275,28 @@ impl Shared {
         self.stored.lock().unwrap_or_else(|e| e.into_inner()).containers.insert(name.clone(), id.clone());
         let started = match self.docker.start(&id).await {
             Ok(started) => started,
-            Err(e) => return self.set_status(&name, waiting("RunContainerError", &e.to_string())),
+            Err(e) => {
+                // As a kubelet reports a container that cannot start when the pod never restarts.
+                let mut words = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    words = format!("{words}: {cause}");
+                    source = cause.source();
+                }
+                let failed = ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: 128,
+                        reason: Some("StartError".into()),
+                        message: Some(words),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                return self.set_status(&name, move |status| {
+                    status.phase = Some("Failed".into());
+                    status.container_statuses = Some(vec![container_status(failed, "")]);
+                });
+            }
         };
         drop(started.output);
         let digest = self.docker.inspect(&id).await.ok().and_then(|i| i.image_digest).unwrap_or_default();

@@ -101,6 +101,8 @@ enum Phase {
     Terminated {
         code: i64,
         oom_killed: bool,
+        /// The kubelet's words when they say more than the code (`StartError: …`, a termination message).
+        said: Option<String>,
     },
     /// Its image cannot be had.
     ImageError(String),
@@ -124,7 +126,13 @@ fn phase(pod: &Pod) -> Phase {
     if let Some(state) = task_status(pod).and_then(|s| s.state.as_ref()) {
         if let Some(ended) = &state.terminated {
             let oom_killed = ended.reason.as_deref() == Some("OOMKilled");
-            return Phase::Terminated { code: i64::from(ended.exit_code), oom_killed };
+            let reason = ended.reason.clone().filter(|r| !["Completed", "Error", "OOMKilled"].contains(&r.as_str()));
+            let message = ended.message.clone().map(|m| m.trim().to_string()).filter(|m| !m.is_empty());
+            let said = match (reason, message) {
+                (Some(reason), Some(message)) => Some(format!("{reason}: {message}")),
+                (reason, message) => reason.or(message),
+            };
+            return Phase::Terminated { code: i64::from(ended.exit_code), oom_killed, said };
         }
         if state.running.is_some() {
             return Phase::Running;
@@ -495,9 +503,9 @@ impl KubernetesScheduler {
                 ContainerState::Running
             }
         };
-        let (exit_code, oom_killed) = match phase {
-            Phase::Terminated { code, oom_killed } => (Some(code), oom_killed),
-            _ => (None, false),
+        let (exit_code, oom_killed, exit_message) = match phase.clone() {
+            Phase::Terminated { code, oom_killed, said } => (Some(code), oom_killed, said),
+            _ => (None, false, None),
         };
         let annotations = pod.metadata.annotations.clone().unwrap_or_default();
         let port = pod
@@ -525,6 +533,7 @@ impl KubernetesScheduler {
                 .filter(|_| phase == Phase::Running)
                 .map(|port| format!("{name}.{}.svc:{port}", self.settings.namespace)),
             oom_killed,
+            exit_message,
         }
     }
 }

@@ -611,6 +611,8 @@ impl NomadScheduler {
                 .collect(),
             endpoint,
             oom_killed,
+            // Nomad's exit message repeats the code ("Docker container exited with non-zero exit code: 3").
+            exit_message: None,
         }
     }
 

@@ -56,6 +56,9 @@ pub struct ContainerInfo {
     pub endpoint: Option<String>,
     /// The engine killed it for going over its memory limit.
     pub oom_killed: bool,
+    /// What the engine says about how it ended, beyond the exit code, when it says something (Kubernetes:
+    /// `StartError: exec: "make": executable file not found`).
+    pub exit_message: Option<String>,
 }
 
 impl ContainerInfo {

@@ -340,10 +340,10 @@ impl Inner {
         if let Some(why) = log_failure {
             return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) });
         }
-        let mut oom_killed = false;
+        let (mut oom_killed, mut exit_message) = (false, None);
         if code != 0 && stopping.is_none() {
             match self.scheduler.inspect(&id).await {
-                Ok(info) => oom_killed = info.oom_killed,
+                Ok(info) => (oom_killed, exit_message) = (info.oom_killed, info.exit_message),
                 Err(e) => {
                     self.metrics.scheduler_error(&e);
                     // The engine answered the wait but cannot be reached now: it is shutting down and stopped the
@@ -369,7 +369,8 @@ impl Inner {
             let why = reason(StatusReasonKind::OutOfMemory, &description);
             Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) })
         } else {
-            let why = reason(StatusReasonKind::AbnormalExit, &format!("the container exited with code {code}"));
+            let said = exit_message.map(|words| format!(": {words}")).unwrap_or_default();
+            let why = reason(StatusReasonKind::AbnormalExit, &format!("the container exited with code {code}{said}"));
             Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) })
         }
     }

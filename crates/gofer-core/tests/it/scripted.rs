@@ -122,6 +122,7 @@ impl Scripted {
             labels: c.labels.clone(),
             endpoint: None,
             oom_killed: false,
+            exit_message: None,
         }
     }
 

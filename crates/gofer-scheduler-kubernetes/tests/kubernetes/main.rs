@@ -175,3 +175,18 @@ async fn connecting_to_nothing_says_where_and_what_to_check() {
         other => panic!("expected unreachable, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_that_cannot_start_ends_with_the_kubelets_words() {
+    let cluster = FakeCluster::start(BTreeMap::new()).await;
+    let scheduler = connect(&cluster, settings()).await;
+    let h = harness(cluster.url.clone(), &format!("k8sn{}", std::process::id()), None);
+    let mut spec = h.spec("nocommand", "true");
+    spec.command = Some(vec!["no-such-command".into()]);
+    let started = scheduler.run(&spec).await.unwrap();
+    assert_eq!(scheduler.wait(&started.container_id).await.unwrap(), 128);
+    let info = scheduler.inspect(&started.container_id).await.unwrap();
+    let said = info.exit_message.unwrap_or_default();
+    assert!(said.starts_with("StartError: ") && said.contains("no-such-command"), "{said}");
+    scheduler.remove(&started.container_id).await.unwrap();
+}

@@ -47,7 +47,8 @@ fn a_dag_runs_as_pods_with_its_limits_logs_and_reasons_and_leaves_no_pod_behind(
               "command": ["sh", "-c", "echo second; exit 3"] },
             { "id": "hungry", "image": "busybox:latest", "memory_bytes": 16_777_216,
               "command": ["sh", "-c", "exec dd if=/dev/zero of=/dev/null bs=64M count=1"] },
-            { "id": "named", "image": "busybox:latest", "user": "builder", "command": ["true"] }
+            { "id": "named", "image": "busybox:latest", "user": "builder", "command": ["true"] },
+            { "id": "nocommand", "image": "busybox:latest", "command": ["no-such-command"] }
         ]
     }));
     let run = gofer.start_run("kube", &[]);
@@ -67,6 +68,8 @@ fn a_dag_runs_as_pods_with_its_limits_logs_and_reasons_and_leaves_no_pod_behind(
     assert_eq!(tasks["named"]["status_reason"]["reason"], "failed_precondition", "{:#}", tasks["named"]);
     let words = tasks["named"]["status_reason"]["description"].as_str().unwrap();
     assert!(words.contains("give a uid or uid:gid"), "{words}");
+    let words = tasks["nocommand"]["status_reason"]["description"].as_str().unwrap();
+    assert!(words.starts_with("the container exited with code 128: StartError: "), "the kubelet's words: {words}");
     assert!(
         tasks["first"]["image_digest"].as_str().unwrap_or_default().starts_with("sha256:"),
         "the digest from the pod's status: {:#}",
