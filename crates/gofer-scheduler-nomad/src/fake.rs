@@ -37,8 +37,10 @@ use tokio::sync::watch;
 pub struct Faults {
     /// Each allocation's first followed stdout and stderr streams break after this many bytes.
     pub cut_logs_after: Option<usize>,
-    /// Allocations of jobs with this image stay pending (no node fits).
+    /// Allocations of jobs with this image stay pending (their image never arrives).
     pub stuck_image: Option<String>,
+    /// Jobs with this image are never placed: no node has the memory, and a constraint filters some.
+    pub unplaceable_image: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -64,6 +66,8 @@ struct Stored {
     allocs: BTreeMap<String, Alloc>,
     /// (parent, idempotency token) → the dispatched job.
     dispatched: BTreeMap<(String, String), String>,
+    /// Job → its evaluations.
+    evaluations: BTreeMap<String, Vec<Value>>,
     /// (allocation, stdout|stderr) whose first followed stream was cut already.
     cut: Vec<(String, String)>,
     next_id: u64,
@@ -313,6 +317,7 @@ impl FakeNomad {
                 jobs: BTreeMap::new(),
                 allocs: BTreeMap::new(),
                 dispatched: BTreeMap::new(),
+                evaluations: BTreeMap::new(),
                 cut: Vec::new(),
                 next_id: 1,
             }),
@@ -329,6 +334,7 @@ impl FakeNomad {
             .route("/v1/job/{id}", get(get_job).delete(deregister))
             .route("/v1/job/{id}/dispatch", post(dispatch).put(dispatch))
             .route("/v1/job/{id}/allocations", get(job_allocations))
+            .route("/v1/job/{id}/evaluations", get(job_evaluations))
             .route("/v1/allocation/{id}", get(get_allocation))
             .route("/v1/client/fs/logs/{id}", get(logs))
             .with_state(shared.clone());
@@ -526,6 +532,19 @@ async fn dispatch(
             stored.dispatched.insert((id.clone(), token), child.clone());
         }
         let index = shared.bump(&mut stored);
+        let image = parent["TaskGroups"][0]["Tasks"][0]["Config"]["image"].as_str().unwrap_or_default().to_string();
+        let unplaceable = shared.faults.lock().unwrap_or_else(|e| e.into_inner()).unplaceable_image.clone();
+        if unplaceable.as_deref() == Some(image.as_str()) {
+            let failed = json!({ "task": {
+                "NodesEvaluated": 3, "NodesFiltered": 1, "NodesExhausted": 2,
+                "ConstraintFiltered": { "${attr.kernel.name} = linux": 1 },
+                "DimensionExhausted": { "memory": 2 }
+            }});
+            let evaluation =
+                json!({ "ID": "eval-1", "Status": "complete", "CreateIndex": index, "FailedTGAllocs": failed });
+            stored.evaluations.insert(child.clone(), vec![evaluation]);
+            return Ok(axum::Json(json!({ "DispatchedJobID": child, "EvalID": "eval-1" })).into_response());
+        }
         let alloc = new_alloc(&shared, &mut stored, &child, index);
         (child, alloc)
     };
@@ -573,6 +592,12 @@ async fn job_allocations(
     let stubs: Vec<Value> =
         stored.allocs.iter().filter(|(_, a)| a.job == id).map(|(aid, a)| Shared::stub(aid, a)).collect();
     Ok(indexed(json!(stubs), stored.index))
+}
+
+async fn job_evaluations(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
+    let stored = shared.lock();
+    let evaluations = stored.evaluations.get(&id).cloned().unwrap_or_default();
+    Ok(indexed(json!(evaluations), stored.index))
 }
 
 async fn get_allocation(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {

@@ -201,6 +201,8 @@ struct View {
     alloc: Option<AllocStub>,
     /// The dispatched run (or the service) was deregistered.
     stopped: bool,
+    /// Why Nomad could not place it yet, from its evaluations.
+    unplaced: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,7 +234,8 @@ impl View {
             if self.stopped {
                 return Phase::Failed("it was stopped before Nomad placed it".into());
             }
-            return Phase::Pending("waiting for Nomad to place it".into());
+            let why = self.unplaced.clone().unwrap_or_else(|| "waiting for Nomad to place it".into());
+            return Phase::Pending(why);
         };
         let task = self.task().cloned().unwrap_or_default();
         let said = |e: &TaskEvent| {
@@ -391,7 +394,35 @@ impl NomadScheduler {
             },
             None => false,
         };
-        Ok(Some(View { job: job.to_string(), meta, image, dispatched, alloc, stopped }))
+        let unplaced = match (&dispatched, &alloc) {
+            (Some(run), None) => self.placement_failure(run).await?,
+            _ => None,
+        };
+        Ok(Some(View { job: job.to_string(), meta, image, dispatched, alloc, stopped, unplaced }))
+    }
+
+    /// Why Nomad placed no allocation of `job`, from its latest evaluation that failed to place one: how many nodes
+    /// it looked at, and which constraints and resources ruled them out.
+    async fn placement_failure(&self, job: &str) -> Result<Option<String>, Failure> {
+        let (evaluations, _) = self.api.get::<Vec<Value>>(&["job", job, "evaluations"], &[]).await?;
+        let failed = evaluations
+            .iter()
+            .filter(|e| e["FailedTGAllocs"].as_object().is_some_and(|f| !f.is_empty()))
+            .max_by_key(|e| e["CreateIndex"].as_u64().unwrap_or(0));
+        let Some(metric) = failed.and_then(|e| e["FailedTGAllocs"][TASK].as_object()) else { return Ok(None) };
+        let count = |key: &str| metric.get(key).and_then(Value::as_u64).unwrap_or(0);
+        let mut words = vec![format!(
+            "no node fits ({} evaluated, {} filtered, {} exhausted)",
+            count("NodesEvaluated"),
+            count("NodesFiltered"),
+            count("NodesExhausted")
+        )];
+        for (key, what) in [("ConstraintFiltered", "filtered by"), ("DimensionExhausted", "exhausted:")] {
+            for (name, nodes) in metric.get(key).and_then(Value::as_object).into_iter().flatten() {
+                words.push(format!("{} node(s) {what} {name}", nodes.as_u64().unwrap_or(0)));
+            }
+        }
+        Ok(Some(words.join("; ")))
     }
 
     /// The container's views as they change, from blocking queries: now, then after each change, until it is gone.

@@ -170,3 +170,20 @@ async fn stopping_a_job_nomad_has_not_placed_ends_its_wait_at_once() {
     assert!(output.is_ok(), "the output ended");
     scheduler.remove(&started.container_id).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_nomad_cannot_place_fails_after_the_start_timeout_saying_why() {
+    let nomad = FakeNomad::start(BTreeMap::new()).await;
+    nomad.set_faults(Faults { unplaceable_image: Some("busybox:huge".into()), ..Faults::default() });
+    let scheduler = connect(&nomad, Settings { start_timeout: Duration::from_secs(2), ..settings(&nomad.url) }).await;
+    let h = harness(nomad.url.clone(), &format!("nomadu{}", std::process::id()), None);
+    let why = "no node fits (3 evaluated, 1 filtered, 2 exhausted); 1 node(s) filtered by ${attr.kernel.name} = linux; \
+               2 node(s) exhausted: memory";
+    gofer_scheduler::conformance::a_workload_that_never_runs_fails_after_the_start_timeout(
+        &scheduler,
+        &h,
+        "busybox:huge",
+        why,
+    )
+    .await;
+}
