@@ -406,9 +406,9 @@ impl FakeCluster {
             .route(&format!("{namespaced}/pods"), get(list_or_watch).post(create_pod))
             .route(&format!("{namespaced}/pods/{{name}}"), get(get_pod).patch(patch_pod).delete(delete_pod))
             .route(&format!("{namespaced}/pods/{{name}}/log"), get(pod_log))
-            .route(&format!("{namespaced}/secrets"), axum::routing::post(create_secret))
+            .route(&format!("{namespaced}/secrets"), get(list_secrets).post(create_secret))
             .route(&format!("{namespaced}/secrets/{{name}}"), get(get_secret).patch(patch_secret).delete(delete_secret))
-            .route(&format!("{namespaced}/services"), axum::routing::post(create_service))
+            .route(&format!("{namespaced}/services"), get(list_services).post(create_service))
             .route(&format!("{namespaced}/services/{{name}}"), get(get_service).delete(delete_service))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a local port");
@@ -451,6 +451,12 @@ impl FakeCluster {
     pub fn faults_served(&self) -> (usize, usize) {
         let stored = self.shared.stored.lock().unwrap_or_else(|e| e.into_inner());
         (stored.expired_watches, stored.logs_cut.len())
+    }
+
+    /// Drops a pod from the store without deleting what it owns, as a crash between creating a pull secret and its
+    /// pod leaves that secret.
+    pub fn forget_pod(&self, name: &str) {
+        self.shared.stored.lock().unwrap_or_else(|e| e.into_inner()).pods.remove(name);
     }
 
     /// How many pods were ever created.
@@ -738,13 +744,41 @@ fn stored_object(map: &mut BTreeMap<String, Value>, name: &str, kind: &str) -> R
     map.get(name).cloned().ok_or_else(|| not_found(kind, name))
 }
 
+/// The stored objects carrying every `key=value` (or `key`) of a label selector, as a list of `kind`.
+fn list_of(objects: &BTreeMap<String, Value>, kind: &str, selector: Option<&String>) -> Response {
+    let matches = |object: &Value| {
+        selector.is_none_or(|selector| {
+            selector.split(',').filter(|s| !s.is_empty()).all(|pair| {
+                let labels = &object["metadata"]["labels"];
+                match pair.split_once('=') {
+                    Some((k, v)) => labels[k].as_str() == Some(v),
+                    None => !labels[pair].is_null(),
+                }
+            })
+        })
+    };
+    let items: Vec<&Value> = objects.values().filter(|o| matches(o)).collect();
+    to_json(&json!({ "apiVersion": "v1", "kind": kind, "metadata": {}, "items": items }))
+}
+
+async fn list_secrets(State(shared): State<Arc<Shared>>, Query(query): Query<BTreeMap<String, String>>) -> Answer {
+    let stored = shared.stored.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(list_of(&stored.secrets, "SecretList", query.get("labelSelector")))
+}
+
+async fn list_services(State(shared): State<Arc<Shared>>, Query(query): Query<BTreeMap<String, String>>) -> Answer {
+    let stored = shared.stored.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(list_of(&stored.services, "ServiceList", query.get("labelSelector")))
+}
+
 async fn create_secret(State(shared): State<Arc<Shared>>, axum::Json(secret): axum::Json<Secret>) -> Answer {
     let name = secret.metadata.name.clone().unwrap_or_default();
     let mut stored = shared.stored.lock().unwrap_or_else(|e| e.into_inner());
     if stored.secrets.contains_key(&name) {
         return Err(status(409, "AlreadyExists", format!("secrets \"{name}\" already exists")));
     }
-    let value = serde_json::to_value(&secret).unwrap_or_default();
+    let mut value = serde_json::to_value(&secret).unwrap_or_default();
+    value["metadata"]["creationTimestamp"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
     stored.secrets.insert(name, value.clone());
     Ok((StatusCode::CREATED, axum::Json(value)).into_response())
 }
@@ -778,7 +812,8 @@ async fn create_service(State(shared): State<Arc<Shared>>, axum::Json(service): 
     if stored.services.contains_key(&name) {
         return Err(status(409, "AlreadyExists", format!("services \"{name}\" already exists")));
     }
-    let value = serde_json::to_value(&service).unwrap_or_default();
+    let mut value = serde_json::to_value(&service).unwrap_or_default();
+    value["metadata"]["creationTimestamp"] = json!(k8s_openapi::jiff::Timestamp::now().to_string());
     stored.services.insert(name, value.clone());
     Ok((StatusCode::CREATED, axum::Json(value)).into_response())
 }

@@ -45,6 +45,8 @@ pub enum Connection {
 
 /// What to do when the API does not answer.
 const HINT: &str = "check scheduler.kubernetes (kubeconfig, context or api_url) and that the cluster is up";
+/// How old a pull secret or service without its pod must be before a starting server deletes it.
+const ORPHAN_AGE: Duration = Duration::from_secs(300);
 /// How long calls to the API may fail in a row (it restarts, the network blips) before a wait gives up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 /// The image errors a pod does not recover from by itself (a failed pull is retried once before `BackOff`).
@@ -232,14 +234,25 @@ impl KubernetesScheduler {
             &endpoint,
             format!("list pods in namespace {namespace} (grant Gofer's account the rules in docs/schedulers.md)"),
         ))?;
-        Ok(Self {
+        let scheduler = Self {
             pods,
             secrets: Api::namespaced(client.clone(), namespace),
             services: Api::namespaced(client, namespace),
             description: format!("kubernetes {} at {endpoint}, namespace {namespace}", version.git_version),
             settings: Arc::new(settings),
             endpoint,
-        })
+        };
+        let sweeper = scheduler.clone();
+        tokio::spawn(async move {
+            match sweeper.sweep_orphans(ORPHAN_AGE).await {
+                Ok(0) => {}
+                Ok(swept) => tracing::info!(swept, "deleted pull secrets and services left without their pod"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look for pull secrets and services left without their pod")
+                }
+            }
+        });
+        Ok(scheduler)
     }
 
     fn error(&self, action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
@@ -491,6 +504,45 @@ impl KubernetesScheduler {
             }
         }
         Ok(())
+    }
+
+    /// Deletes Gofer's pull secrets and services whose pod is gone and that are older than `older_than` (a crash
+    /// between creating one and its pod leaves it behind; a younger one may belong to a pod being made right now).
+    /// Returns how many went.
+    pub async fn sweep_orphans(&self, older_than: Duration) -> Result<usize> {
+        let params = ListParams::default().labels(&format!("{}=true,{POD_LABEL}", gofer_scheduler::labels::MANAGED));
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        let old_enough = |meta: &kube::api::ObjectMeta| {
+            let age = meta.creation_timestamp.as_ref().map_or(0, |t| now - t.0.as_second());
+            u64::try_from(age).is_ok_and(|age| age >= older_than.as_secs())
+        };
+        let secrets = self.secrets.list(&params).await.map_err(self.error("list pull secrets"))?;
+        let services = self.services.list(&params).await.map_err(self.error("list services"))?;
+        let candidates = secrets
+            .items
+            .iter()
+            .map(|s| (&s.metadata, "secret"))
+            .chain(services.items.iter().map(|s| (&s.metadata, "service")));
+        let mut swept = 0;
+        for (meta, kind) in candidates.filter(|(meta, _)| old_enough(meta)) {
+            let (Some(name), Some(pod)) = (meta.name.as_deref(), meta.labels.as_ref().and_then(|l| l.get(POD_LABEL)))
+            else {
+                continue;
+            };
+            if self.pods.get_opt(pod).await.map_err(self.error(format!("read pod {pod}")))?.is_some() {
+                continue;
+            }
+            let deleted = match kind {
+                "secret" => self.secrets.delete(name, &DeleteParams::default()).await.map(|_| ()),
+                _ => self.services.delete(name, &DeleteParams::default()).await.map(|_| ()),
+            };
+            match deleted {
+                Ok(()) => swept += 1,
+                Err(e) if status_of(&e) == Some(404) => {}
+                Err(e) => return Err(self.error(format!("delete {kind} {name}"))(e)),
+            }
+        }
+        Ok(swept)
     }
 
     fn info(&self, pod: &Pod) -> ContainerInfo {

@@ -190,3 +190,22 @@ async fn a_container_that_cannot_start_ends_with_the_kubelets_words() {
     assert!(said.starts_with("StartError: ") && said.contains("no-such-command"), "{said}");
     scheduler.remove(&started.container_id).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_secrets_and_services_left_without_their_pod_are_swept() {
+    let cluster = FakeCluster::start(BTreeMap::new()).await;
+    let scheduler = connect(&cluster, settings()).await;
+    let h = harness(cluster.url.clone(), &format!("k8so{}", std::process::id()), None);
+    let mut spec = h.spec("orphan", "true");
+    spec.registry_auth = Some(RegistryAuth { user: "bot".into(), pass: "s3cret".into() });
+    spec.expose_port = Some(8082);
+    let id = scheduler.create(&spec).await.unwrap();
+    let kept = scheduler.create(&h.spec("kept", "true")).await.unwrap();
+    // As if Gofer crashed after making the secret and the service but before the pod.
+    cluster.forget_pod(&id);
+    assert_eq!(scheduler.sweep_orphans(Duration::from_secs(3600)).await.unwrap(), 0, "young ones stay");
+    assert_eq!(scheduler.sweep_orphans(Duration::ZERO).await.unwrap(), 2);
+    assert!(cluster.secret(&format!("{id}-pull")).is_none() && cluster.service(&id).is_none());
+    assert!(cluster.pod(&kept).is_some(), "pods are not the sweep's business");
+    scheduler.remove(&kept).await.unwrap();
+}
