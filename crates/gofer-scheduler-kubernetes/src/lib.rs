@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::io::{AsyncBufRead, AsyncBufReadExt};
 use futures::stream::BoxStream;
-use gofer_scheduler::cluster::{Progress, Wait, produced};
+use gofer_scheduler::cluster::{Progress, Update, Wait, produced};
 use gofer_scheduler::{ContainerInfo, ContainerSpec, ContainerState, Error, Result, Scheduler, Started};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
@@ -184,13 +184,6 @@ fn progress(pod: &Pod) -> Progress {
     }
 }
 
-/// What a watch of one pod tells.
-enum Update {
-    Seen(Box<Pod>),
-    /// The pod is gone (after its last state, when the watch saw one).
-    Gone,
-}
-
 impl KubernetesScheduler {
     /// Connects to the cluster, checks that it answers and that Gofer may list pods in its namespace.
     pub async fn connect(connection: &Connection, settings: Settings) -> Result<Self> {
@@ -278,12 +271,12 @@ impl KubernetesScheduler {
     /// The pod's states as they change: its state now, then one per change the watch reports, until it is gone.
     /// Bookmarks move the watch on; `410 Gone` (the cluster no longer has the version the watch started from) and
     /// broken streams read the pod again and watch on from there. Calls that fail are retried for a while.
-    fn updates(&self, pod: &str) -> BoxStream<'static, Result<Update>> {
+    fn updates(&self, pod: &str) -> BoxStream<'static, Result<Update<Pod>>> {
         let (this, pod) = (self.clone(), pod.to_string());
         produced(8, move |sender| async move { this.watch_pod(&pod, &sender).await })
     }
 
-    async fn watch_pod(&self, pod: &str, sender: &mpsc::Sender<Result<Update>>) {
+    async fn watch_pod(&self, pod: &str, sender: &mpsc::Sender<Result<Update<Pod>>>) {
         let mut failing_since: Option<tokio::time::Instant> = None;
         let mut backoff = Duration::from_millis(200);
         // Retries a failed call for a while; past it, tells the follower.
@@ -659,12 +652,7 @@ impl Scheduler for KubernetesScheduler {
             start_timeout: self.settings.start_timeout,
             timeout_setting: "scheduler.kubernetes.start_timeout_seconds",
         };
-        let states = self.updates(container_id).map(|update| {
-            update.map(|update| match update {
-                Update::Seen(pod) => Some(progress(&pod)),
-                Update::Gone => None,
-            })
-        });
+        let states = self.updates(container_id).map(|update| update.map(|update| update.progress(progress)));
         wait.until_ended(states).await
     }
 

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use gofer_scheduler::cluster::{Progress, Wait, produced};
+use gofer_scheduler::cluster::{Progress, Update, Wait, produced};
 use gofer_scheduler::{ContainerInfo, ContainerSpec, ContainerState, Error, Result, Scheduler, Started};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -289,12 +289,6 @@ impl View {
     }
 }
 
-/// What a watch of one container tells.
-enum Update {
-    Seen(Box<View>),
-    Gone,
-}
-
 impl NomadScheduler {
     /// Connects to the agent, checks that it answers and that Gofer may list jobs in its namespace.
     pub async fn connect(settings: Settings) -> Result<Self> {
@@ -426,12 +420,12 @@ impl NomadScheduler {
     }
 
     /// The container's views as they change, from blocking queries: now, then after each change, until it is gone.
-    fn updates(&self, job: &str) -> BoxStream<'static, Result<Update>> {
+    fn updates(&self, job: &str) -> BoxStream<'static, Result<Update<View>>> {
         let (this, job) = (self.clone(), job.to_string());
         produced(8, move |sender| async move { this.watch_job(&job, &sender).await })
     }
 
-    async fn watch_job(&self, job: &str, sender: &mpsc::Sender<Result<Update>>) {
+    async fn watch_job(&self, job: &str, sender: &mpsc::Sender<Result<Update<View>>>) {
         let mut failing_since: Option<tokio::time::Instant> = None;
         let mut index = 0u64;
         loop {
@@ -702,12 +696,7 @@ impl Scheduler for NomadScheduler {
             start_timeout: self.settings.start_timeout,
             timeout_setting: "scheduler.nomad.start_timeout_seconds",
         };
-        let states = self.updates(container_id).map(|update| {
-            update.map(|update| match update {
-                Update::Seen(view) => Some(view.progress()),
-                Update::Gone => None,
-            })
-        });
+        let states = self.updates(container_id).map(|update| update.map(|update| update.progress(View::progress)));
         wait.until_ended(states).await
     }
 

@@ -30,6 +30,24 @@ where
         .boxed()
 }
 
+/// What a watch of one workload tells: a state it saw, or that the workload is gone (after its last state, when
+/// the watch saw one).
+#[derive(Debug)]
+pub enum Update<T> {
+    Seen(Box<T>),
+    Gone,
+}
+
+impl<T> Update<T> {
+    /// The progress a seen state stands for; `None` when the workload is gone.
+    pub fn progress(self, of: impl FnOnce(&T) -> Progress) -> Option<Progress> {
+        match self {
+            Update::Seen(seen) => Some(of(&seen)),
+            Update::Gone => None,
+        }
+    }
+}
+
 /// Where a workload is, as a backend reads it from its cluster's state.
 #[derive(Debug)]
 pub enum Progress {
