@@ -106,6 +106,9 @@ pub struct DockerConfig {
     /// `unix:///path/to/docker.sock`, `tcp://host:2375` or `http://host:2375`; empty: `DOCKER_HOST`, else the
     /// local socket.
     pub host: String,
+    /// The tasks of a run that have parents share one network namespace, made ahead (as a pod's containers do), so
+    /// starting them costs no network setup; false: every task container has its own.
+    pub share_run_network: bool,
 }
 
 /// A Kubernetes cluster: one pod per task attempt.
@@ -340,6 +343,8 @@ pub struct RunsConfig {
     pub max_timeout_seconds: u64,
     pub keep_containers_seconds: u64,
     pub log_retention_runs: u64,
+    /// Create a task's container while its parents run, so that its start is all its DAG edge costs.
+    pub create_ahead: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -480,7 +485,7 @@ impl Default for Config {
             storage: StorageConfig { kind: "sqlite".into(), url: String::new(), pool_size: 16, lease_seconds: 15 },
             scheduler: SchedulerConfig {
                 kind: "docker".into(),
-                docker: DockerConfig { host: String::new() },
+                docker: DockerConfig { host: String::new(), share_run_network: true },
                 kubernetes: KubernetesConfig {
                     kubeconfig: PathBuf::new(),
                     context: String::new(),
@@ -514,6 +519,7 @@ impl Default for Config {
                 max_timeout_seconds: 86_400,
                 keep_containers_seconds: 0,
                 log_retention_runs: 50,
+                create_ahead: true,
             },
             extensions: ExtensionsConfig {
                 start_timeout_seconds: 30,

@@ -142,6 +142,7 @@ pub fn options(config: &Config, installation_id: &str) -> anyhow::Result<Options
             log_retention_runs: config.runs.log_retention_runs,
             keep_containers_for: Duration::from_secs(config.runs.keep_containers_seconds),
             volumes: config.scheduler.volumes(),
+            create_ahead: config.runs.create_ahead,
         },
         objects: ObjectLimits {
             max_object_bytes: config.objects.max_object_bytes,
@@ -286,7 +287,11 @@ async fn scheduler(config: &Config) -> anyhow::Result<Arc<dyn gofer_scheduler::S
             let stop_grace = Duration::from_secs(config.runs.stop_grace_seconds);
             Arc::new(gofer_scheduler_nomad::NomadScheduler::connect(config.scheduler.nomad.settings(stop_grace)).await?)
         }
-        _ => Arc::new(gofer_scheduler_docker::DockerScheduler::connect_to(docker_host(config)).await?),
+        _ => Arc::new(
+            gofer_scheduler_docker::DockerScheduler::connect_to(docker_host(config))
+                .await?
+                .sharing_networks(config.scheduler.docker.share_run_network),
+        ),
     })
 }
 

@@ -24,6 +24,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use gofer_scheduler::{ContainerInfo, ContainerSpec, ContainerState, Error, Exec, Result, Scheduler, Started};
 
+mod network;
+
 /// What to do when the engine does not answer.
 const HINT: &str =
     "start it (for example `dockerd &` or `systemctl start docker`) or set DOCKER_HOST to where it listens";
@@ -34,6 +36,9 @@ pub struct DockerScheduler {
     docker: Docker,
     /// The engine's version and address, for reports.
     description: String,
+    /// Containers given a shared network join its holder (see [`network`]).
+    share_networks: bool,
+    holders: Arc<network::Holders>,
 }
 
 impl DockerScheduler {
@@ -62,7 +67,15 @@ impl DockerScheduler {
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
         let version = docker.version().await.ok().and_then(|v| v.version).unwrap_or_else(|| "(version unknown)".into());
-        Ok(Self { docker, description: format!("docker {version} at {endpoint}") })
+        let description = format!("docker {version} at {endpoint}");
+        Ok(Self { docker, description, share_networks: true, holders: Default::default() })
+    }
+
+    /// Whether containers given the same [`ContainerSpec::shared_network`] share one network namespace (the
+    /// default), or each gets its own.
+    pub fn sharing_networks(mut self, share: bool) -> Self {
+        self.share_networks = share;
+        self
     }
 
     /// Pulls the task's image, with its registry credentials if any.
@@ -92,7 +105,12 @@ impl DockerScheduler {
         let port = spec.expose_port.map(|p| format!("{p}/tcp"));
         let resources = &spec.resources;
         let memory = resources.memory_bytes.map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX));
+        let holder = match (&spec.shared_network, spec.expose_port) {
+            (Some(key), None) => self.holder(key, &spec.labels).await,
+            _ => None,
+        };
         let host_config = HostConfig {
+            network_mode: holder.map(|id| format!("container:{id}")),
             port_bindings: port.as_ref().map(|port| {
                 HashMap::from([(
                     port.clone(),
@@ -471,6 +489,16 @@ impl Scheduler for DockerScheduler {
                     Err(e) => Err(container_error(container_id, "kill")(e)),
                 }
             }
+        }
+    }
+
+    async fn prepare_shared_network(&self, key: &str, labels: &BTreeMap<String, String>) {
+        self.holder(key, labels).await;
+    }
+
+    async fn release_shared_network(&self, key: &str) {
+        if self.share_networks {
+            self.release_holder(key).await;
         }
     }
 

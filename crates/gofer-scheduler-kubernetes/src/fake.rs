@@ -251,6 +251,7 @@ impl Shared {
                 ("dev.gofer.fakekube".to_string(), self.tag.clone()),
             ]),
             expose_port: None,
+            shared_network: None,
             resources: Resources {
                 cpu_millicores: limits.get("cpu").and_then(|q| q.0.trim_end_matches('m').parse().ok()),
                 memory_bytes: limits.get("memory").and_then(|q| q.0.parse().ok()),

@@ -244,6 +244,7 @@ mod tests {
                 ("dev.gofer.task".into(), "unit_test_".into()),
             ]),
             expose_port: None,
+            shared_network: None,
             resources: Resources {
                 cpu_millicores: Some(1500),
                 memory_bytes: Some(512 * 1024 * 1024),

@@ -188,6 +188,7 @@ impl Shared {
                 ("dev.gofer.fakenomad".to_string(), self.tag.clone()),
             ]),
             expose_port: port,
+            shared_network: None,
             resources: Resources {
                 // The fake's nodes have 1000 MHz per core.
                 cpu_millicores: task["Resources"]["CPU"]

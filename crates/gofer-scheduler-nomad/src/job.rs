@@ -189,6 +189,7 @@ mod tests {
             command: Some(vec!["-c".into(), "make test".into()]),
             labels: BTreeMap::from([("dev.gofer.managed".into(), "true".into())]),
             expose_port: None,
+            shared_network: None,
             resources: Resources {
                 cpu_millicores: Some(1500),
                 memory_bytes: Some(512 * 1024 * 1024 + 1),

@@ -53,6 +53,7 @@ impl Harness {
             command: Some(vec!["sh".into(), "-c".into(), script.into()]),
             labels: self.labels(check),
             expose_port: None,
+            shared_network: None,
             resources: Resources::default(),
         }
     }

@@ -29,6 +29,8 @@ pub mod labels {
     pub const EXTENSION: &str = "dev.gofer.extension";
     /// On a failed task's debug container: the image its filesystem was saved as (removed with it).
     pub const DEBUG_IMAGE: &str = "dev.gofer.debug-image";
+    /// On the container that holds a shared network ([`crate::ContainerSpec::shared_network`]): its key.
+    pub const SHARED_NETWORK: &str = "dev.gofer.shared-network";
 }
 
 /// Where a container is in its life.
@@ -116,6 +118,10 @@ pub struct ContainerSpec {
     pub expose_port: Option<u16>,
     /// Limits, working directory, user and mounts.
     pub resources: Resources,
+    /// The key of a group of containers (the tasks of a run) that may share one network namespace, made once for
+    /// the group, so that starting each costs no network setup. `None`, or an engine that does not share: the
+    /// container has its own. Never set together with `expose_port`.
+    pub shared_network: Option<String>,
 }
 
 /// A container that was started.
@@ -265,6 +271,17 @@ pub trait Scheduler: Send + Sync + 'static {
     async fn remove_image(&self, image: &str) -> Result<()> {
         let _ = image;
         Err(no_exec())
+    }
+    /// Makes the network that containers created with `shared_network: Some(key)` join, ahead of them, labelled with
+    /// `labels` (and [`labels::SHARED_NETWORK`]) so a later process can find it. Engines that do not share
+    /// networks do nothing. A network that cannot be made is no error: the containers get their own.
+    async fn prepare_shared_network(&self, key: &str, labels: &BTreeMap<String, String>) {
+        let _ = (key, labels);
+    }
+    /// Removes the shared network `key` once no container of its group runs any more (also one a previous process
+    /// made). Engines that do not share networks do nothing.
+    async fn release_shared_network(&self, key: &str) {
+        let _ = key;
     }
     /// Tells the TTY of a command started with [`Scheduler::exec`] its window size.
     async fn resize_exec(&self, exec_id: &str, columns: u16, rows: u16) -> Result<()> {

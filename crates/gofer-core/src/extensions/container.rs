@@ -262,6 +262,7 @@ impl Inner {
             command: None,
             labels: self.labels(),
             expose_port: Some(protocol::DEFAULT_PORT),
+            shared_network: None,
             resources: Default::default(),
         }
     }

@@ -16,12 +16,31 @@ use crate::logs::LogWriter;
 use crate::mask::Masker;
 use gofer_storage::LogKey;
 
+use super::ahead::{Prepared, Preparing};
 use super::queue::RunControl;
-use super::run::{deadline_from, sleep_until_deadline};
+use super::run::{StartedSender, deadline_from, sleep_until_deadline};
 use super::{Inner, error_chain, reason};
 
 /// How long to wait for a container's output stream to end after the container exited.
 const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A task about to run: its execution, its log, whether it resumes after a restart, how long a failed attempt's
+/// container is kept, and its container if it was made ahead.
+pub(super) struct Attempting {
+    pub(super) execution: TaskExecution,
+    pub(super) writer: LogWriter,
+    pub(super) resume: bool,
+    pub(super) keep_failed: Option<Duration>,
+    pub(super) prepared: Option<Preparing>,
+}
+
+/// How an attempt begins.
+pub(super) enum Begin {
+    /// With the container a previous server process made for it, if there is one.
+    Resume,
+    /// With a new container, or the one made ahead.
+    New(Option<Preparing>),
+}
 
 /// How one attempt of a task ended.
 pub(super) struct Outcome {
@@ -44,18 +63,19 @@ impl Inner {
 
     /// Runs a task to its end, retrying failed attempts as configured, and records the outcome. Never fails:
     /// every problem becomes the task's status and reason. With `resume`, the first attempt is the one a previous
-    /// server process started.
+    /// server process started. `started` hears when a container of it started.
     pub(super) async fn execute(
         self: Arc<Self>,
-        mut execution: TaskExecution,
-        mut writer: LogWriter,
+        task: Attempting,
         token: CancellationToken,
         control: Arc<RunControl>,
-        mut resume: bool,
-        keep_failed: Option<Duration>,
+        started: StartedSender,
     ) -> (TaskStatus, Option<StatusReason>) {
+        let Attempting { mut execution, mut writer, mut resume, keep_failed, mut prepared } = task;
         loop {
-            let outcome = match self.attempt(&mut execution, &mut writer, &token, &control, resume).await {
+            // Only the first attempt resumes, and only its container is made ahead.
+            let begin = if resume { Begin::Resume } else { Begin::New(prepared.take()) };
+            let outcome = match self.attempt(&mut execution, &mut writer, &token, &control, begin, &started).await {
                 Ok(outcome) => outcome,
                 Err(e) => {
                     self.metrics.scheduler_error(&e);
@@ -144,10 +164,14 @@ impl Inner {
         writer: &mut LogWriter,
         token: &CancellationToken,
         control: &RunControl,
-        resume: bool,
+        begin: Begin,
+        started_tell: &StartedSender,
     ) -> Result<Outcome, gofer_scheduler::Error> {
         let task_id = execution.task_id.clone();
-        let resumed = if resume { self.find_container(execution).await? } else { None };
+        let (resumed, prepared) = match begin {
+            Begin::Resume => (self.find_container(execution).await?, None),
+            Begin::New(prepared) => (None, prepared),
+        };
         let mut masker = Masker::default();
         let (id, mut output): (String, BoxStream<'static, gofer_scheduler::Result<bytes::Bytes>>) = match resumed {
             Some(info) => {
@@ -173,13 +197,26 @@ impl Inner {
                 (info.id, output)
             }
             None => {
+                // The container made ahead, once made (`None` if it could not be: it is made now).
+                let prepared = match prepared {
+                    Some(preparing) => preparing.await.ok().flatten(),
+                    None => None,
+                };
+                // One that is not started after all goes.
+                let unused = |prepared: Option<Prepared>| {
+                    if let Some(prepared) = prepared {
+                        self.forget_prepared(prepared.container_id, &task_id);
+                    }
+                };
                 if token.is_cancelled() {
+                    unused(prepared);
                     let why = control.task_reason(&task_id);
                     let why =
                         StatusReason { description: format!("{} before this task started", why.description), ..why };
                     return Ok(Outcome { status: TaskStatus::Cancelled, reason: Some(why), exit_code: None });
                 }
                 if let Some(problem) = writer.problem() {
+                    unused(prepared);
                     let why = reason(
                         StatusReasonKind::LogWriteFailed,
                         &format!("its log could not be created ({problem}); the container was not started"),
@@ -188,26 +225,35 @@ impl Inner {
                 }
                 execution.state = TaskState::Processing;
                 self.save_task(execution).await;
-                let resolved = match self.resolve_variables(execution, true).await {
-                    Ok(resolved) => resolved,
-                    Err(problem) => {
-                        let why = reason(StatusReasonKind::FailedPrecondition, &problem);
-                        return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
+                let container_id = match prepared {
+                    Some(prepared) => {
+                        masker = prepared.masker;
+                        prepared.container_id
+                    }
+                    None => {
+                        let resolved = match self.resolve_variables(execution, true).await {
+                            Ok(resolved) => resolved,
+                            Err(problem) => {
+                                let why = reason(StatusReasonKind::FailedPrecondition, &problem);
+                                return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
+                            }
+                        };
+                        let mounts = match self.options.mounts(&execution.namespace_id, &execution.task) {
+                            Ok(mounts) => mounts,
+                            Err(problem) => {
+                                let why = reason(StatusReasonKind::FailedPrecondition, &problem);
+                                return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
+                            }
+                        };
+                        masker = resolved.masker;
+                        let spec = self.container_spec(execution, resolved.env, resolved.registry_auth, mounts);
+                        // Created and started in two calls: a crash in between leaves a container that recovery
+                        // finds by its labels and starts, instead of one it could mistake for finished.
+                        self.scheduler.create(&spec).await?
                     }
                 };
-                let mounts = match self.options.mounts(&execution.namespace_id, &execution.task) {
-                    Ok(mounts) => mounts,
-                    Err(problem) => {
-                        let why = reason(StatusReasonKind::FailedPrecondition, &problem);
-                        return Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: None });
-                    }
-                };
-                masker = resolved.masker;
-                let spec = self.container_spec(execution, resolved.env, resolved.registry_auth, mounts);
-                // Created and started in two calls: a crash in between leaves a container that recovery finds by
-                // its labels and starts, instead of one it could mistake for finished.
-                let container_id = self.scheduler.create(&spec).await?;
                 let started = self.scheduler.start(&container_id).await?;
+                let _ = started_tell.send(task_id.clone());
                 execution.state = TaskState::Running;
                 execution.started = epoch_millis();
                 execution.container_id = Some(started.container_id.clone());

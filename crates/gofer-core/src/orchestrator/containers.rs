@@ -63,6 +63,9 @@ impl Inner {
             labels: self.container_labels(execution),
             expose_port: None,
             resources,
+            // Tasks with parents start into the network their run's engine made ahead.
+            shared_network: (!task.depends_on.is_empty())
+                .then(|| self.shared_network_key(&execution.namespace_id, &execution.pipeline_id, execution.run_id)),
         }
     }
 
@@ -164,6 +167,7 @@ impl Inner {
             labels,
             expose_port: None,
             resources: Default::default(),
+            shared_network: None,
         };
         let started = match self.scheduler.run(&spec).await {
             Ok(started) => started,

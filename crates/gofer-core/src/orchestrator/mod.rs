@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::objects::Objects;
 use crate::secrets::Secrets;
 
+mod ahead;
 mod attempt;
 mod containers;
 mod environment;
@@ -59,6 +60,8 @@ pub struct Options {
     pub keep_containers_for: Duration,
     /// The volumes tasks may mount, by name (`scheduler.volumes`).
     pub volumes: BTreeMap<String, Volume>,
+    /// Create a task's container while its parents run, so that its start is all its DAG edge costs.
+    pub create_ahead: bool,
 }
 
 /// A volume the operator lets tasks mount (`scheduler.volumes.<name>`).

@@ -1,7 +1,7 @@
 //! One run's driver: it starts each task whose parents ended as it needs, skips those that can no longer run,
 //! and records the run's outcome.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use gofer_api::epoch_millis;
 use gofer_api::models::{
     EventKind, Run, RunState, RunStatus, StatusReason, StatusReasonKind, TaskExecution, TaskState, TaskStatus,
 };
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -18,6 +19,8 @@ use crate::error::{Error, Result};
 use crate::logs::LogWriter;
 use crate::tokens;
 
+use super::ahead::{Preparing, may_prepare};
+use super::attempt::Attempting;
 use super::environment::task_variables;
 use super::queue::Queued;
 use super::{Inner, RunControl, reason};
@@ -25,14 +28,9 @@ use super::{Inner, RunControl, reason};
 /// A task's id and how it ended, as its attempts' task yields them.
 type TaskOutcome = (String, TaskStatus, Option<StatusReason>);
 
-/// A task about to run: its execution, its log, whether it resumes after a restart, and how long a failed
-/// attempt's container is kept.
-struct Attempting {
-    execution: TaskExecution,
-    writer: LogWriter,
-    resume: bool,
-    keep_failed: Option<Duration>,
-}
+/// What an attempt tells its run's driver as it goes: its container started (so its children's containers can be
+/// made ahead).
+pub(super) type StartedSender = mpsc::UnboundedSender<String>;
 
 impl Inner {
     pub(super) async fn drive(self: Arc<Self>, queued: Queued, resume: bool) -> Result<()> {
@@ -51,6 +49,15 @@ impl Inner {
         let run_timeout = self.effective_timeout(config.timeout_seconds);
         let keep_failed = config.keep_failed_seconds.map(Duration::from_secs);
         let deadline = deadline_from(run.started, run_timeout);
+        // The tasks that have parents share a network the engine makes now, while the first tasks start.
+        let network =
+            config.tasks.iter().any(|t| !t.depends_on.is_empty()).then(|| {
+                (self.shared_network_key(&run.namespace_id, &run.pipeline_id, run.run_id), self.run_labels(&run))
+            });
+        if let Some((key, labels)) = network.clone() {
+            let scheduler = self.scheduler.clone();
+            self.background.spawn(async move { scheduler.prepare_shared_network(&key, &labels).await });
+        }
 
         let mut existing: HashMap<String, TaskExecution> = if resume {
             self.storage
@@ -67,6 +74,10 @@ impl Inner {
         let mut finished: HashMap<String, TaskStatus> = HashMap::new();
         let mut outcomes: HashMap<String, (TaskStatus, Option<StatusReason>)> = HashMap::new();
         let mut running: JoinSet<TaskOutcome> = JoinSet::new();
+        // Tasks whose container started (or that ended), and containers being made ahead of their task's start.
+        let (started_tx, mut started_rx) = mpsc::unbounded_channel::<String>();
+        let mut under_way: HashSet<String> = HashSet::new();
+        let mut preparing: HashMap<String, Preparing> = HashMap::new();
         for task in &config.tasks {
             match existing.remove(&task.id) {
                 Some(execution) if execution.is_complete() => {
@@ -77,11 +88,14 @@ impl Inner {
                 }
                 Some(execution) if execution.state != TaskState::Waiting => {
                     // It was started before the restart: find its container and carry on from there.
+                    under_way.insert(task.id.clone());
                     let writer = self.create_log(&execution).await;
-                    let attempt = Attempting { execution, writer, resume: true, keep_failed };
-                    self.spawn_task(&mut running, &control, attempt);
+                    let attempt = Attempting { execution, writer, resume: true, keep_failed, prepared: None };
+                    self.spawn_task(&mut running, &control, &started_tx, attempt);
                 }
                 Some(execution) => {
+                    // A container made ahead by the previous process goes: it is made again when its time comes.
+                    self.remove_made_ahead(&execution).await;
                     let writer = self.create_log(&execution).await;
                     pending.insert(task.id.clone(), (task.clone(), execution, writer));
                 }
@@ -103,6 +117,9 @@ impl Inner {
                 .cloned()
                 .collect();
             for id in cancelled {
+                if let Some(made) = preparing.remove(&id) {
+                    self.discard_prepared(made, &id);
+                }
                 if let Some((_, mut execution, writer)) = pending.remove(&id) {
                     let why = control.task_reason(&id);
                     let why =
@@ -124,10 +141,14 @@ impl Inner {
                         Decision::Wait => {}
                         Decision::Run => {
                             let Some((_, execution, writer)) = pending.remove(&id) else { continue };
-                            let attempt = Attempting { execution, writer, resume: false, keep_failed };
-                            self.spawn_task(&mut running, &control, attempt);
+                            let prepared = preparing.remove(&id);
+                            let attempt = Attempting { execution, writer, resume: false, keep_failed, prepared };
+                            self.spawn_task(&mut running, &control, &started_tx, attempt);
                         }
                         Decision::Skip { description } => {
+                            if let Some(made) = preparing.remove(&id) {
+                                self.discard_prepared(made, &id);
+                            }
                             let Some((_, mut execution, writer)) = pending.remove(&id) else { continue };
                             let why = reason(StatusReasonKind::FailedPrecondition, &description);
                             self.complete(&mut execution, TaskStatus::Skipped, Some(why.clone()), None).await;
@@ -136,6 +157,16 @@ impl Inner {
                             outcomes.insert(id, (TaskStatus::Skipped, Some(why)));
                             progressed = true;
                         }
+                    }
+                }
+            }
+            // Containers of tasks whose parents all started are made while the parents run.
+            if self.options.create_ahead && !control.cancel.is_cancelled() {
+                for (id, (task, execution, _)) in &pending {
+                    let parents_under_way =
+                        task.depends_on.keys().all(|p| under_way.contains(p) || finished.contains_key(p));
+                    if parents_under_way && !preparing.contains_key(id) && may_prepare(execution) {
+                        preparing.insert(id.clone(), self.prepare(execution.clone()));
                     }
                 }
             }
@@ -148,6 +179,9 @@ impl Inner {
                     finished.insert(id.clone(), status);
                     outcomes.insert(id, (status, why));
                 }
+                Some(id) = started_rx.recv() => {
+                    under_way.insert(id);
+                }
                 () = control.cancel.cancelled(), if !pending.is_empty() => {}
                 () = sleep_until_deadline(deadline), if !timed_out => {
                     timed_out = true;
@@ -158,6 +192,13 @@ impl Inner {
             }
         }
 
+        for (id, made) in preparing.drain() {
+            self.discard_prepared(made, &id);
+        }
+        if let Some((key, _)) = network {
+            let scheduler = self.scheduler.clone();
+            self.background.spawn(async move { scheduler.release_shared_network(&key).await });
+        }
         let (status, mut status_reason) = dag::run_outcome(&outcomes);
         if status == RunStatus::Cancelled
             && let Some(why) = control.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -167,15 +208,21 @@ impl Inner {
         self.finish_run(run, status, status_reason).await
     }
 
-    /// Runs a task (all its attempts) on `running`, in a span naming it; the set yields its id and outcome.
-    fn spawn_task(self: &Arc<Self>, running: &mut JoinSet<TaskOutcome>, control: &Arc<RunControl>, task: Attempting) {
-        let Attempting { execution, writer, resume, keep_failed } = task;
-        let id = execution.task_id.clone();
+    /// Runs a task (all its attempts) on `running`, in a span naming it; the set yields its id and outcome, and
+    /// `started` hears when its container started.
+    fn spawn_task(
+        self: &Arc<Self>,
+        running: &mut JoinSet<TaskOutcome>,
+        control: &Arc<RunControl>,
+        started: &StartedSender,
+        task: Attempting,
+    ) {
+        let id = task.execution.task_id.clone();
         let token = control.task_token(&id);
-        let (inner, control) = (self.clone(), control.clone());
+        let (inner, control, started) = (self.clone(), control.clone(), started.clone());
         let span = tracing::info_span!("task", task = %id);
         let work = async move {
-            let (status, reason) = inner.execute(execution, writer, token, control, resume, keep_failed).await;
+            let (status, reason) = inner.execute(task, token, control, started).await;
             (id, status, reason)
         };
         running.spawn(work.instrument(span));

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod ahead;
 mod deployments;
 mod scripted;
 mod time;
@@ -82,6 +83,7 @@ async fn harness_on(dir: &std::path::Path, scheduler: Arc<Scripted>) -> Harness 
             log_retention_runs: 0,
             keep_containers_for: Duration::ZERO,
             volumes: Default::default(),
+            create_ahead: true,
         },
         objects: ObjectLimits { max_object_bytes: 1 << 20, pipeline_objects: 10, run_objects_runs: 1 },
         max_secret_bytes: 1 << 16,
@@ -422,7 +424,11 @@ fn a_crash_at_any_step_of_an_attempt_is_recovered_and_nothing_runs_twice() {
         assert_eq!(log, "exit 3\n", "crash at {step:?}: the output, once");
         let created = scheduler.created.load(std::sync::atomic::Ordering::Relaxed);
         let started = scheduler.started.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!((created, started), (2, 2), "crash at {step:?}: one container per task, each started once");
+        // While `first` runs, `handler`'s container is made ahead; after a crash between `first`'s exit and its
+        // outcome, the new Gofer removes it unstarted and makes it again when its time comes.
+        let made_ahead = step == Step::Exited;
+        let expected = (if made_ahead { 3 } else { 2 }, 2);
+        assert_eq!((created, started), expected, "crash at {step:?}: each task started once, in one container");
         assert_eq!(scheduler.container_count(), 0, "crash at {step:?}: every container removed");
     }
 }

@@ -1,6 +1,8 @@
 //! A scheduler that plays containers from a script in their command, for deterministic orchestrator tests:
 //! `exit N`, `start-fails`, `hang` (until stopped: exit 143), `succeed-on-attempt N` (exit 1 before attempt N),
-//! `sleep-then-exit SECS` (on tokio's clock, exit 0).
+//! `sleep-then-exit SECS [CODE]` (on tokio's clock, exit CODE, default 0). Every call that changes a container is
+//! recorded in [`Scripted::calls`] (`create first`, `start first`, `exit first 0`, `remove first created`…), with the
+//! shared networks asked for.
 //!
 //! Containers live through the states an engine gives them (created, running, exited), and survive the
 //! orchestrator that made them, so a test can "crash" Gofer at a named step ([`Step`]: the scheduler call never
@@ -22,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 enum Play {
     Exit(i64),
     Hang,
-    Sleep(u64),
+    Sleep(u64, i64),
     StartFails,
 }
 
@@ -59,6 +61,9 @@ pub struct Scripted {
     next: AtomicU64,
     /// The environment of every container created, in order.
     pub envs: Mutex<Vec<BTreeMap<String, String>>>,
+    /// What was done, in order: `create TASK`, `start TASK`, `exit TASK CODE`, `remove TASK STATE`,
+    /// `network TASK KEY` (a created container joins a shared network), `prepare-network KEY`, `release-network KEY`.
+    pub calls: Mutex<Vec<String>>,
     /// How many containers were created and started.
     pub created: AtomicUsize,
     pub started: AtomicUsize,
@@ -100,6 +105,20 @@ impl Scripted {
         })
     }
 
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+
+    /// The recorded calls that start with `prefix`.
+    pub fn calls_of(&self, prefix: &str) -> Vec<String> {
+        self.calls.lock().unwrap().iter().filter(|c| c.starts_with(prefix)).cloned().collect()
+    }
+
+    fn task_of(&self, container_id: &str) -> String {
+        let containers = self.containers.lock().unwrap();
+        containers.get(container_id).and_then(|c| c.labels.get("dev.gofer.task").cloned()).unwrap_or_default()
+    }
+
     fn set_state(&self, container_id: &str, state: ContainerState, exit_code: Option<i64>) {
         if let Some(c) = self.containers.lock().unwrap().get_mut(container_id) {
             c.state = state;
@@ -128,6 +147,7 @@ impl Scripted {
 
     async fn exit(&self, container_id: &str, code: i64) -> Result<i64> {
         self.set_state(container_id, ContainerState::Exited, Some(code));
+        self.record(format!("exit {} {code}", self.task_of(container_id)));
         self.maybe_crash(Step::Exited).await;
         Ok(code)
     }
@@ -145,7 +165,7 @@ impl Scheduler for Scripted {
             Some("exit") => Play::Exit(arg(1)),
             Some("hang") => Play::Hang,
             Some("succeed-on-attempt") => Play::Exit(if attempt >= arg(1) { 0 } else { 1 }),
-            Some("sleep-then-exit") => Play::Sleep(arg(1) as u64),
+            Some("sleep-then-exit") => Play::Sleep(arg(1) as u64, arg(2)),
             Some("start-fails") => Play::StartFails,
             other => panic!("unscripted command {other:?}"),
         };
@@ -159,6 +179,11 @@ impl Scheduler for Scripted {
             stopped: CancellationToken::new(),
         };
         self.containers.lock().unwrap().insert(id.clone(), container);
+        let task = self.task_of(&id);
+        self.record(format!("create {task}"));
+        if let Some(key) = &spec.shared_network {
+            self.record(format!("network {task} {key}"));
+        }
         self.created.fetch_add(1, Ordering::Relaxed);
         self.maybe_crash(Step::Created).await;
         Ok(id)
@@ -175,6 +200,7 @@ impl Scheduler for Scripted {
             });
         }
         self.set_state(container_id, ContainerState::Running, None);
+        self.record(format!("start {}", self.task_of(container_id)));
         self.started.fetch_add(1, Ordering::Relaxed);
         self.maybe_crash(Step::Started).await;
         let output = futures::stream::iter([Ok(container.output)]).boxed();
@@ -195,9 +221,9 @@ impl Scheduler for Scripted {
                 container.stopped.cancelled().await;
                 self.exit(container_id, 143).await
             }
-            Play::Sleep(secs) => {
+            Play::Sleep(secs, code) => {
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(secs)) => self.exit(container_id, 0).await,
+                    () = tokio::time::sleep(Duration::from_secs(secs)) => self.exit(container_id, code).await,
                     () = container.stopped.cancelled() => self.exit(container_id, 143).await,
                 }
             }
@@ -245,10 +271,24 @@ impl Scheduler for Scripted {
     }
 
     async fn remove(&self, container_id: &str) -> Result<()> {
-        if self.containers.lock().unwrap().contains_key(container_id) {
+        if let Ok(container) = self.container(container_id) {
+            let state = match container.state {
+                ContainerState::Created => "created",
+                ContainerState::Running => "running",
+                ContainerState::Exited => "exited",
+            };
+            self.record(format!("remove {} {state}", self.task_of(container_id)));
             self.maybe_crash(Step::Recorded).await;
         }
         self.containers.lock().unwrap().remove(container_id);
         Ok(())
+    }
+
+    async fn prepare_shared_network(&self, key: &str, _labels: &BTreeMap<String, String>) {
+        self.record(format!("prepare-network {key}"));
+    }
+
+    async fn release_shared_network(&self, key: &str) {
+        self.record(format!("release-network {key}"));
     }
 }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod ahead;
 mod auth;
 mod bad_input;
 mod browser;
