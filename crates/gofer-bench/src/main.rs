@@ -5,7 +5,9 @@
 //! engine and the `busybox:latest` image (scripts/ensure-docker.sh). Options: `--runs N` (one-task and tick samples,
 //! default 20), `--rss-runs N` (runs before the second memory reading, default 1000), `--stored-runs N` (runs in
 //! the database for the API latency test, default 100000), `--api-only` (the API latency test alone), `--dag-only`
-//! (the chain and fan-out alone, `--repetitions N` times, default 3), `--storage`
+//! (the chain and fan-out alone, `--repetitions N` times, default 3), `--one-task-only` (one-task runs alone,
+//! `--runs` samples, `--repetitions` times), `--logs` (a task writing `--log-mb N` MB to
+//! stdout, default 1000, `--repetitions` times; then `--log-tasks N` of them at once, default 20), `--storage`
 //! (one-task latency and 50 runs at once on SQLite, on PostgreSQL, and on three servers sharing PostgreSQL, each
 //! against the engine used directly; it starts a throwaway PostgreSQL with `initdb`/`pg_ctl`).
 
@@ -25,6 +27,8 @@ use gofer_api::models::{Event, EventKind, TaskState};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+mod logs;
+
 const IMAGE: &str = "busybox:latest";
 const BENCH_LABEL: &str = "dev.gofer.bench";
 
@@ -34,6 +38,10 @@ struct Args {
     stored_runs: u64,
     api_only: bool,
     dag_only: bool,
+    one_task_only: bool,
+    logs: bool,
+    log_mb: u64,
+    log_tasks: usize,
     repetitions: usize,
     storage: bool,
 }
@@ -45,6 +53,10 @@ fn parse_args() -> Result<Args> {
         stored_runs: 100_000,
         api_only: false,
         dag_only: false,
+        one_task_only: false,
+        logs: false,
+        log_mb: 1000,
+        log_tasks: 20,
         repetitions: 3,
         storage: false,
     };
@@ -58,6 +70,14 @@ fn parse_args() -> Result<Args> {
             args.dag_only = true;
             continue;
         }
+        if flag == "--one-task-only" {
+            args.one_task_only = true;
+            continue;
+        }
+        if flag == "--logs" {
+            args.logs = true;
+            continue;
+        }
         if flag == "--storage" {
             args.storage = true;
             continue;
@@ -69,6 +89,8 @@ fn parse_args() -> Result<Args> {
             "--rss-runs" => args.rss_runs = parse()? as usize,
             "--stored-runs" => args.stored_runs = parse()?,
             "--repetitions" => args.repetitions = parse()?.max(1) as usize,
+            "--log-mb" => args.log_mb = parse()?.max(1),
+            "--log-tasks" => args.log_tasks = parse()? as usize,
             other => bail!("unknown option {other}; see the top of crates/gofer-bench/src/main.rs"),
         }
     }
@@ -100,6 +122,20 @@ struct Line {
 
 fn line(metric: &str, gofer: String, direct: String, ratio: String, target: &str) -> Line {
     Line { metric: metric.into(), gofer, direct, ratio, target: target.into() }
+}
+
+/// One line for a figure measured in each repetition: the values side by side (rounded to `unit`), and the ratio
+/// of each pair, so a reader sees the spread.
+fn repeated(metric: &str, gofer: &[f64], direct: &[f64], unit: &str, target: &str) -> Line {
+    let each = |values: &[f64]| values.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(", ");
+    let ratios: Vec<String> = gofer.iter().zip(direct).map(|(g, d)| format!("{:.2}", g / d)).collect();
+    line(
+        metric,
+        format!("{} {unit}", each(gofer)),
+        format!("{} {unit}", each(direct)),
+        format!("{}×", ratios.join(", ")),
+        target,
+    )
 }
 
 /// A Gofer server process on its own data dir.
@@ -189,6 +225,18 @@ impl Watcher {
     /// Waits for the first event matching `wanted`, seen before or arriving now.
     async fn wait(&mut self, wanted: impl FnMut(&EventKind) -> bool) -> Result<Instant> {
         Ok(self.wait_event(wanted).await?.1)
+    }
+
+    /// Moves every event that arrived so far into `seen`, without waiting.
+    fn drain(&mut self) {
+        while let Ok(arrived) = self.rx.try_recv() {
+            self.seen.push(arrived);
+        }
+    }
+
+    /// Whether an event matching `wanted` was seen (and not taken by `wait`).
+    fn has(&self, mut wanted: impl FnMut(&EventKind) -> bool) -> bool {
+        self.seen.iter().any(|(e, _)| wanted(&e.kind))
     }
 
     /// Like `wait`, with the event itself (for its server-side `emitted` time).
@@ -451,6 +499,22 @@ async fn main() -> Result<()> {
 
     if args.storage {
         storage_modes(&args, &bin, &http, &docker, &direct, &mut report).await?;
+    } else if args.logs {
+        report.extend(logs::logs(&args, &bin, &http, &docker).await?);
+    } else if args.one_task_only {
+        let data_dir = tempfile::tempdir()?;
+        let server = Server::start(&bin, data_dir.path(), &[("GOFER_RUNS__KEEP_CONTAINERS_SECONDS", "3600")])?;
+        server.wait_ready(&http).await?;
+        let gofer = Gofer { http: http.clone(), url: server.url.clone() };
+        let mut watcher = Watcher::connect(&http, &server.url).await?;
+        gofer.register(json!({ "id": "bench-true", "tasks": [task("t", &["true"], None)] })).await?;
+        for _ in 0..2 {
+            let run = gofer.start_run("bench-true").await?;
+            watcher.wait(completed("bench-true", run)).await?;
+            direct.run(&["true"]).await?;
+        }
+        remove_kept(&docker).await?;
+        one_task(&args, &gofer, &mut watcher, &docker, &direct, &mut report).await?;
     } else if args.dag_only {
         let data_dir = tempfile::tempdir()?;
         let server = Server::start(&bin, data_dir.path(), &[("GOFER_RUNS__KEEP_CONTAINERS_SECONDS", "3600")])?;
@@ -508,38 +572,7 @@ async fn runs(
     }
     remove_kept(docker).await?;
 
-    eprintln!("one-task runs: {} each, interleaved", args.runs);
-    let (mut g_running, mut g_done, mut d_running, mut d_done) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..args.runs {
-        let begun = Instant::now();
-        let run = gofer.start_run("bench-true").await?;
-        g_running.push(ms(watcher.wait(task_running("bench-true", run)).await? - begun));
-        g_done.push(ms(watcher.wait(completed("bench-true", run)).await? - begun));
-        let (running, done) = direct.run(&["true"]).await?;
-        d_running.push(ms(running));
-        d_done.push(ms(done));
-        remove_kept(docker).await?;
-    }
-    for (name, g, d) in [
-        ("one-task: request → container running", &g_running, &d_running),
-        ("one-task: request → run complete", &g_done, &d_done),
-    ] {
-        let (gm, dm) = (percentile(g, 50.0), percentile(d, 50.0));
-        report.push(line(
-            &format!("{name} (median)"),
-            format!("{gm:.1} ms"),
-            format!("{dm:.1} ms"),
-            format!("{} (+{:.1} ms)", ratio(gm, dm), gm - dm),
-            "≤ 1.03× and ≤ +10 ms",
-        ));
-        report.push(line(
-            &format!("{name} (p95)"),
-            format!("{:.1} ms", percentile(g, 95.0)),
-            format!("{:.1} ms", percentile(d, 95.0)),
-            ratio(percentile(g, 95.0), percentile(d, 95.0)),
-            "",
-        ));
-    }
+    one_task(args, &gofer, &mut watcher, docker, direct, report).await?;
 
     // Routing: the same one-task run while a canary of its pipeline is running (every start takes the deployment
     // lock, reads the deployment with its counts and records the routing), against a pipeline with no deployment.
@@ -642,6 +675,51 @@ async fn runs(
     Ok(())
 }
 
+/// One-task runs against the engine doing create/start/wait, interleaved sample by sample, `args.runs` samples
+/// in each of `args.repetitions` repetitions: median, p95 and p99 of request → running and request → complete.
+async fn one_task(
+    args: &Args,
+    gofer: &Gofer,
+    watcher: &mut Watcher,
+    docker: &Docker,
+    direct: &Direct,
+    report: &mut Vec<Line>,
+) -> Result<()> {
+    let figures = [("one-task: request → container running", 0), ("one-task: request → run complete", 1)];
+    let percentiles = [(50.0, "median", "≤ 1.03×"), (95.0, "p95", "≤ 1.10×"), (99.0, "p99", "≤ 1.20×")];
+    // Per figure and percentile: Gofer's and the engine's value in each repetition.
+    let mut values = vec![(Vec::new(), Vec::new()); figures.len() * percentiles.len()];
+    for repetition in 1..=args.repetitions {
+        eprintln!("one-task runs: repetition {repetition} of {}, {} each, interleaved", args.repetitions, args.runs);
+        let mut samples = [(vec![], vec![]), (vec![], vec![])];
+        for _ in 0..args.runs {
+            let begun = Instant::now();
+            let run = gofer.start_run("bench-true").await?;
+            samples[0].0.push(ms(watcher.wait(task_running("bench-true", run)).await? - begun));
+            samples[1].0.push(ms(watcher.wait(completed("bench-true", run)).await? - begun));
+            let (running, done) = direct.run(&["true"]).await?;
+            samples[0].1.push(ms(running));
+            samples[1].1.push(ms(done));
+            remove_kept(docker).await?;
+        }
+        for (_, figure) in figures {
+            for (i, (p, _, _)) in percentiles.iter().enumerate() {
+                let (g, d) = &samples[figure];
+                let slot = &mut values[figure * percentiles.len() + i];
+                slot.0.push(percentile(g, *p));
+                slot.1.push(percentile(d, *p));
+            }
+        }
+    }
+    for (name, figure) in figures {
+        for (i, (_, label, target)) in percentiles.iter().enumerate() {
+            let (g, d) = &values[figure * percentiles.len() + i];
+            report.push(repeated(&format!("{name} ({label}, each repetition)"), g, d, "ms", target));
+        }
+    }
+    Ok(())
+}
+
 /// The 10-task chain and the 1 → 9 fan-out, as pipelines.
 async fn register_dag_shapes(gofer: &Gofer) -> Result<()> {
     let chain: Vec<Value> = (1..=10)
@@ -681,16 +759,8 @@ async fn dag_shapes(
             gofer_medians.push(percentile(&g, 50.0));
             direct_medians.push(percentile(&d, 50.0));
         }
-        let each = |medians: &[f64]| medians.iter().map(|m| format!("{m:.0}")).collect::<Vec<_>>().join(", ");
-        let ratios: Vec<String> =
-            gofer_medians.iter().zip(&direct_medians).map(|(g, d)| format!("{:.2}", g / d)).collect();
-        report.push(line(
-            &format!("{label} (median of 5, each repetition)"),
-            format!("{} ms", each(&gofer_medians)),
-            format!("{} ms", each(&direct_medians)),
-            format!("{}×", ratios.join(", ")),
-            target,
-        ));
+        let metric = format!("{label} (median of 5, each repetition)");
+        report.push(repeated(&metric, &gofer_medians, &direct_medians, "ms", target));
     }
     Ok(())
 }

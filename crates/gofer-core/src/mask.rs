@@ -2,6 +2,8 @@
 //! across chunks. Only the bytes that could still be the start of a value are held back, and only until the next
 //! chunk (or the end) decides them, so live logs stay live.
 
+use bytes::Bytes;
+
 /// What replaces a secret value.
 pub const MASK: &[u8] = b"***";
 
@@ -12,6 +14,17 @@ pub struct Masker {
     values: Vec<Vec<u8>>,
     /// Output not yet released: a suffix that may be the start of a value.
     held: Vec<u8>,
+    /// The bytes some value starts with: output is searched only where one of them is.
+    starts: Starts,
+}
+
+#[derive(Debug)]
+struct Starts([bool; 256]);
+
+impl Default for Starts {
+    fn default() -> Self {
+        Self([false; 256])
+    }
 }
 
 impl Masker {
@@ -20,23 +33,39 @@ impl Masker {
         let mut values: Vec<Vec<u8>> = values.into_iter().filter(|v| !v.is_empty()).collect();
         values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         values.dedup();
-        Self { values, held: Vec::new() }
+        let mut starts = Starts::default();
+        for value in &values {
+            starts.0[usize::from(value[0])] = true;
+        }
+        Self { values, held: Vec::new(), starts }
     }
 
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
 
-    /// Takes the next chunk of output and returns what can be released now, masked.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+    /// Takes the next chunk of output and returns what can be released now, masked. Without values, the chunk
+    /// itself (no copy).
+    pub fn feed(&mut self, chunk: Bytes) -> Bytes {
         if self.values.is_empty() {
-            return chunk.to_vec();
+            return chunk;
         }
+        Bytes::from(self.mask(&chunk))
+    }
+
+    fn mask(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut input = std::mem::take(&mut self.held);
         input.extend_from_slice(chunk);
         let mut out = Vec::with_capacity(input.len());
         let mut i = 0;
         while i < input.len() {
+            // Up to the next byte a value starts with, nothing can be masked.
+            let plain = input[i..].iter().position(|b| self.starts.0[usize::from(*b)]).unwrap_or(input.len() - i);
+            out.extend_from_slice(&input[i..i + plain]);
+            i += plain;
+            if i == input.len() {
+                break;
+            }
             let rest = &input[i..];
             if let Some(value) = self.values.iter().find(|v| rest.starts_with(v)) {
                 out.extend_from_slice(MASK);
@@ -68,7 +97,7 @@ mod tests {
         let mut masker = Masker::new(values.iter().map(|v| v.as_bytes().to_vec()));
         let mut out = Vec::new();
         for chunk in chunks {
-            out.extend(masker.feed(chunk.as_bytes()));
+            out.extend(masker.feed(Bytes::copy_from_slice(chunk.as_bytes())));
         }
         out.extend(masker.finish());
         String::from_utf8(out).unwrap()
@@ -90,8 +119,8 @@ mod tests {
     #[test]
     fn only_a_possible_start_is_held_back() {
         let mut masker = Masker::new([b"secret".to_vec()]);
-        assert_eq!(masker.feed(b"line one\nline two se"), b"line one\nline two ");
-        assert_eq!(masker.feed(b"quence\n"), b"sequence\n");
+        assert_eq!(masker.feed(Bytes::from_static(b"line one\nline two se")), &b"line one\nline two "[..]);
+        assert_eq!(masker.feed(Bytes::from_static(b"quence\n")), &b"sequence\n"[..]);
         assert_eq!(masker.finish(), b"");
     }
 }

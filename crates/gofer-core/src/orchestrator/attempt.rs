@@ -173,7 +173,7 @@ impl Inner {
             Begin::New(prepared) => (None, prepared),
         };
         let mut masker = Masker::default();
-        let (id, mut output): (String, BoxStream<'static, gofer_scheduler::Result<bytes::Bytes>>) = match resumed {
+        let (id, output): (String, BoxStream<'static, gofer_scheduler::Result<bytes::Bytes>>) = match resumed {
             Some(info) => {
                 // The values are read again to mask them; one that is gone meanwhile cannot be masked.
                 if let Ok(resolved) = self.resolve_variables(execution, false).await {
@@ -263,6 +263,7 @@ impl Inner {
             }
         };
 
+        let mut output = coalesced(output);
         let _running = self.metrics.task_running(execution);
         let timeout = self.effective_timeout(execution.task.timeout_seconds);
         let deadline = deadline_from(execution.started, timeout);
@@ -282,6 +283,10 @@ impl Inner {
         // read, so waiting for the stop without reading would hold both up until the kill.
         let mut stop_call: Option<futures::future::BoxFuture<'_, ()>> = None;
         let stop = || -> Option<futures::future::BoxFuture<'_, ()>> { Some(Box::pin(self.stop(&task_id, &id))) };
+        // Writes are stored behind the copying: a failure shows here as soon as it happens.
+        let log_failed = writer.failed();
+        tokio::pin!(log_failed);
+        let mut write_error: Option<std::io::Error> = None;
         // Copy output while waiting for the exit; after the exit, drain what is still in flight.
         while exit.is_none() || output_open {
             tokio::select! {
@@ -290,19 +295,8 @@ impl Inner {
                 }
                 chunk = output.next(), if output_open => match chunk {
                     Some(Ok(bytes)) => {
-                        if let Err(e) = writer.write(&masker.feed(&bytes)).await
-                            && log_failure.is_none()
-                        {
-                            tracing::error!(task = %task_id, error = %e, "could not write a task log; stopping the task");
-                            let why = reason(
-                                StatusReasonKind::LogWriteFailed,
-                                &format!("its output could not be stored ({e}); the container was stopped"),
-                            );
-                            log_failure = Some(why.clone());
-                            if stopping.is_none() && exit.is_none() {
-                                stopping = Some(why);
-                                stop_call = stop();
-                            }
+                        if let Err(e) = writer.write(masker.feed(bytes)).await {
+                            write_error = Some(e);
                         }
                     }
                     Some(Err(e)) => {
@@ -311,6 +305,9 @@ impl Inner {
                     }
                     None => output_open = false,
                 },
+                () = &mut log_failed, if log_failure.is_none() && write_error.is_none() => {
+                    write_error = writer.problem();
+                }
                 code = &mut wait, if exit.is_none() => exit = Some(code),
                 found = &mut digest, if !digest_known => {
                     digest_known = true;
@@ -333,8 +330,26 @@ impl Inner {
                     output_open = false;
                 }
             }
+            if let Some(e) = write_error.take()
+                && log_failure.is_none()
+            {
+                tracing::error!(task = %task_id, error = %e, "could not write a task log; stopping the task");
+                let why = reason(
+                    StatusReasonKind::LogWriteFailed,
+                    &format!("its output could not be stored ({e}); the container was stopped"),
+                );
+                log_failure = Some(why.clone());
+                if stopping.is_none() && exit.is_none() {
+                    stopping = Some(why);
+                    stop_call = stop();
+                }
+            }
         }
-        if let Err(e) = writer.write(&masker.finish()).await
+        let ended = match writer.write(masker.finish()).await {
+            Ok(()) => writer.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = ended
             && log_failure.is_none()
         {
             tracing::error!(task = %task_id, error = %e, "could not write the end of a task log");
@@ -420,6 +435,39 @@ impl Inner {
             Ok(Outcome { status: TaskStatus::Failed, reason: Some(why), exit_code: Some(code) })
         }
     }
+}
+
+/// Output chunks that arrived together, as one chunk: a task that writes fast is stored in few large writes, not one
+/// per chunk the engine sent (up to 32 KiB each). A failure comes after the chunks before it.
+fn coalesced(
+    output: BoxStream<'static, gofer_scheduler::Result<bytes::Bytes>>,
+) -> BoxStream<'static, gofer_scheduler::Result<bytes::Bytes>> {
+    output
+        .ready_chunks(64)
+        .flat_map(|batch| {
+            let mut chunks = Vec::with_capacity(batch.len());
+            let mut failure = None;
+            for item in batch {
+                match item {
+                    Ok(chunk) => chunks.push(chunk),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            let joined = match chunks.len() {
+                0 => None,
+                1 => chunks.pop(),
+                _ => {
+                    let mut joined = bytes::BytesMut::with_capacity(chunks.iter().map(|c| c.len()).sum());
+                    chunks.iter().for_each(|c| joined.extend_from_slice(c));
+                    Some(joined.freeze())
+                }
+            };
+            futures::stream::iter(joined.map(Ok).into_iter().chain(failure.map(Err)))
+        })
+        .boxed()
 }
 
 pub(super) fn log_key(execution: &TaskExecution) -> LogKey {
