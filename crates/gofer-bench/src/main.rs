@@ -62,24 +62,16 @@ fn parse_args() -> Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        if flag == "--api-only" {
-            args.api_only = true;
-            continue;
-        }
-        if flag == "--dag-only" {
-            args.dag_only = true;
-            continue;
-        }
-        if flag == "--one-task-only" {
-            args.one_task_only = true;
-            continue;
-        }
-        if flag == "--logs" {
-            args.logs = true;
-            continue;
-        }
-        if flag == "--storage" {
-            args.storage = true;
+        let switch = match flag.as_str() {
+            "--api-only" => Some(&mut args.api_only),
+            "--dag-only" => Some(&mut args.dag_only),
+            "--one-task-only" => Some(&mut args.one_task_only),
+            "--logs" => Some(&mut args.logs),
+            "--storage" => Some(&mut args.storage),
+            _ => None,
+        };
+        if let Some(switch) = switch {
+            *switch = true;
             continue;
         }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;

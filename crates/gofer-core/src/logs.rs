@@ -212,22 +212,13 @@ mod tests {
         LogKey { namespace_id: "ns".into(), pipeline_id: "p".into(), run_id: 7, task_id: "t".into(), attempt: 1 }
     }
 
-    /// A store whose logs take `room` bytes, then refuse more like a full disk.
-    struct Full {
-        room: usize,
-    }
-
-    struct FullSink {
-        room: usize,
-    }
+    /// A store whose every log is the sink `make` makes (or its error).
+    struct Store<F>(F);
 
     #[async_trait]
-    impl LogStore for Full {
+    impl<F: Fn() -> io::Result<Box<dyn LogSink>> + Send + Sync> LogStore for Store<F> {
         async fn create(&self, _: &LogKey) -> io::Result<Box<dyn LogSink>> {
-            if self.room == 0 {
-                return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device"));
-            }
-            Ok(Box::new(FullSink { room: self.room }))
+            (self.0)()
         }
         async fn read(&self, _: &LogKey, _: bool) -> io::Result<LogStream> {
             Err(io::ErrorKind::NotFound.into())
@@ -238,6 +229,20 @@ mod tests {
         async fn remove_all(&self, _: &str, _: Option<&str>) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A store whose logs take `room` bytes, then refuse more like a full disk.
+    fn full(room: usize) -> impl LogStore {
+        Store(move || -> io::Result<Box<dyn LogSink>> {
+            if room == 0 {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device"));
+            }
+            Ok(Box::new(FullSink { room }))
+        })
+    }
+
+    struct FullSink {
+        room: usize,
     }
 
     #[async_trait]
@@ -253,7 +258,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_log_that_cannot_be_made_refuses_every_write_naming_why() {
-        let mut writer = LogWriter::create(&Full { room: 0 }, &key()).await;
+        let mut writer = LogWriter::create(&full(0), &key()).await;
         assert_eq!(writer.problem().unwrap().kind(), io::ErrorKind::StorageFull);
         assert_eq!(writer.write(&b"x"[..]).await.unwrap_err().kind(), io::ErrorKind::StorageFull);
         writer.failed().await;
@@ -261,7 +266,7 @@ mod tests {
 
     #[tokio::test]
     async fn after_a_failed_write_every_write_fails_the_same_way() {
-        let mut writer = LogWriter::create(&Full { room: 4 }, &key()).await;
+        let mut writer = LogWriter::create(&full(4), &key()).await;
         writer.write(&b"1234"[..]).await.unwrap();
         writer.flush().await.unwrap();
         assert!(writer.problem().is_none());
@@ -306,24 +311,9 @@ mod tests {
                 Ok(())
             }
         }
-        struct HeldStore(tokio::sync::watch::Receiver<bool>);
-        #[async_trait]
-        impl LogStore for HeldStore {
-            async fn create(&self, _: &LogKey) -> io::Result<Box<dyn LogSink>> {
-                Ok(Box::new(Held(self.0.clone())))
-            }
-            async fn read(&self, _: &LogKey, _: bool) -> io::Result<LogStream> {
-                Err(io::ErrorKind::NotFound.into())
-            }
-            async fn remove_run(&self, _: &str, _: &str, _: u64) -> io::Result<()> {
-                Ok(())
-            }
-            async fn remove_all(&self, _: &str, _: Option<&str>) -> io::Result<()> {
-                Ok(())
-            }
-        }
         let (open, held) = tokio::sync::watch::channel(false);
-        let mut writer = LogWriter::create(&HeldStore(held), &key()).await;
+        let store = Store(move || -> io::Result<Box<dyn LogSink>> { Ok(Box::new(Held(held.clone()))) });
+        let mut writer = LogWriter::create(&store, &key()).await;
         let half = Bytes::from(vec![b'x'; QUEUED_BYTES / 2]);
         writer.write(half.clone()).await.unwrap(); // taken by the pump, which waits in the sink
         writer.write(half.clone()).await.unwrap();
