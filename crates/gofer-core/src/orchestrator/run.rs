@@ -54,10 +54,10 @@ impl Inner {
             config.tasks.iter().any(|t| !t.depends_on.is_empty()).then(|| {
                 (self.shared_network_key(&run.namespace_id, &run.pipeline_id, run.run_id), self.run_labels(&run))
             });
-        if let Some((key, labels)) = network.clone() {
+        let network_made = network.clone().map(|(key, labels)| {
             let scheduler = self.scheduler.clone();
-            self.background.spawn(async move { scheduler.prepare_shared_network(&key, &labels).await });
-        }
+            self.background.spawn(async move { scheduler.prepare_shared_network(&key, &labels).await })
+        });
 
         let mut existing: HashMap<String, TaskExecution> = if resume {
             self.storage
@@ -197,7 +197,13 @@ impl Inner {
         }
         if let Some((key, _)) = network {
             let scheduler = self.scheduler.clone();
-            self.background.spawn(async move { scheduler.release_shared_network(&key).await });
+            self.background.spawn(async move {
+                // A run quicker than making its network releases it only once it was made.
+                if let Some(made) = network_made {
+                    let _ = made.await;
+                }
+                scheduler.release_shared_network(&key).await
+            });
         }
         let (status, mut status_reason) = dag::run_outcome(&outcomes);
         if status == RunStatus::Cancelled
